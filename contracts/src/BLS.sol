@@ -18,28 +18,19 @@ library BLS {
     /// framing: one length byte, the namespace, then the message).
     bytes internal constant NAMESPACE = "METIS_SEQ";
 
-    address private constant MODEXP = address(0x05);
-    address private constant G1ADD = address(0x0b);
     address private constant G2MSM = address(0x0e);
-    address private constant PAIRING = address(0x0f);
-    address private constant MAP_FP_TO_G1 = address(0x10);
 
     /// @dev EIP-2537 pairing price for two pairs. A precompile that fails burns all the gas it is given, so a
     /// malformed signature must only ever cost this much.
     uint256 private constant PAIRING_2_GAS = 37_700 + 2 * 32_600;
     uint256 private constant G2MSM_1_GAS = 22_500;
 
-    /// @dev The field modulus p, 48 bytes.
-    bytes private constant P =
-        hex"1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaab";
-
     /// @dev The negated G2 generator, EIP-2537 encoded: e(sig, -g2) * e(H(m), pk) == 1 <=> e(sig, g2) == e(H(m), pk).
     bytes private constant NEG_G2 =
         hex"00000000000000000000000000000000024aa2b2f08f0a91260805272dc51051c6e47ad4fa403b02b4510b647ae3d1770bac0326a805bbefd48056c8c121bdb80000000000000000000000000000000013e02b6052719f607dacd3a088274f65596bd0d09920b61ab5da61bbdc7f5049334cf11213945d57e5ac7d055d042b7e000000000000000000000000000000000d1b3cc2c7027888be51d9ef691d77bcb679afda66c73f17f9ee3837a55024f78c71363275a75d75d86bab79f74782aa0000000000000000000000000000000013fa4d4a0ad8b1ce186ed5061789213d993923066dddaf1040bc3ff59f825c78df74f2d75467e25e0f55f8a00fa030ed";
 
     error DstTooLong();
-    error OutputTooLong();
-    error PrecompileFailed(address precompile);
+    error PrecompileFailed();
 
     /// @notice The bytes that get hashed to the curve for a 32-byte digest: len(NAMESPACE) || NAMESPACE || digest.
     function signingMessage(bytes32 digest) internal pure returns (bytes memory) {
@@ -53,15 +44,28 @@ library BLS {
     }
 
     /// @notice Verifies a signature in G1 over `message` under the public key `pk` in G2 (DST = BLS.DST).
-    function verify(bytes memory pk, bytes memory signature, bytes memory message) internal view returns (bool) {
+    function verify(bytes memory pk, bytes memory signature, bytes memory message) internal view returns (bool ok) {
         if (pk.length != G2_LENGTH || signature.length != G1_LENGTH) return false;
         // The pairing precompile accepts the point at infinity; a zero signature or key must never verify.
         if (_isZero(signature) || _isZero(pk)) return false;
-        bytes memory h = hashToG1(message, DST);
+        // One buffer, filled in place: signature | -g2 | H(message) | pk.
+        bytes memory input = new bytes(2 * (G1_LENGTH + G2_LENGTH));
+        bytes memory negG2 = NEG_G2;
+        uint256 h;
+        assembly ("memory-safe") {
+            let b := add(input, 32)
+            mcopy(b, add(signature, 32), 128)
+            mcopy(add(b, 128), add(negG2, 32), 256)
+            mcopy(add(b, 512), add(pk, 32), 256)
+            h := add(b, 384)
+        }
+        _hashToG1Into(message, DST, h);
         // The precompile checks that every point is on its curve and in the prime-order subgroup.
-        (bool ok, bytes memory out) = PAIRING.staticcall{gas: PAIRING_2_GAS}(abi.encodePacked(signature, NEG_G2, h, pk));
-        // forge-lint: disable-next-line(unsafe-typecast) length checked to be exactly 32
-        return ok && out.length == 32 && uint256(bytes32(out)) == 1;
+        uint256 gasLimit = PAIRING_2_GAS;
+        assembly ("memory-safe") {
+            let success := staticcall(gasLimit, 0x0f, add(input, 32), 768, 0x00, 32)
+            ok := and(success, and(eq(returndatasize(), 32), eq(mload(0x00), 1)))
+        }
     }
 
     /// @notice True when `pk` is an EIP-2537-encoded G2 point, not infinity, in the prime-order subgroup.
@@ -73,61 +77,89 @@ library BLS {
     }
 
     /// @notice RFC 9380 hash_to_curve for G1 with expand_message_xmd(SHA-256), returned EIP-2537 encoded.
-    function hashToG1(bytes memory message, bytes memory dst) internal view returns (bytes memory) {
-        bytes memory uniform = expandMessageXmd(message, dst, 128);
-        bytes memory q0 = _mapToG1(_reduce(uniform, 0));
-        bytes memory q1 = _mapToG1(_reduce(uniform, 64));
-        (bool ok, bytes memory sum) = G1ADD.staticcall(abi.encodePacked(q0, q1));
-        if (!ok || sum.length != G1_LENGTH) revert PrecompileFailed(G1ADD);
-        return sum;
+    function hashToG1(bytes memory message, bytes memory dst) internal view returns (bytes memory out) {
+        out = new bytes(G1_LENGTH);
+        uint256 ptr;
+        assembly ("memory-safe") {
+            ptr := add(out, 32)
+        }
+        _hashToG1Into(message, dst, ptr);
     }
 
-    /// @notice RFC 9380 section 5.3.1 expand_message_xmd with SHA-256 (b_in_bytes 32, s_in_bytes 64).
-    function expandMessageXmd(bytes memory message, bytes memory dst, uint16 lenInBytes)
-        internal
-        pure
-        returns (bytes memory out)
-    {
-        if (dst.length > 255) revert DstTooLong();
-        uint256 ell = (uint256(lenInBytes) + 31) / 32;
-        if (ell > 255) revert OutputTooLong();
-        bytes memory dstPrime = abi.encodePacked(dst, uint8(dst.length));
-        bytes32 b0 = sha256(abi.encodePacked(bytes32(0), bytes32(0), message, lenInBytes, uint8(0), dstPrime));
-        bytes32 bi = sha256(abi.encodePacked(b0, uint8(1), dstPrime));
-        out = new bytes(ell * 32);
-        assembly ("memory-safe") {
-            mstore(add(out, 32), bi)
-        }
-        for (uint256 i = 2; i <= ell; i++) {
-            // forge-lint: disable-next-line(unsafe-typecast) i <= ell <= 255 for any uint16 length we use
-            bi = sha256(abi.encodePacked(b0 ^ bi, uint8(i), dstPrime));
-            assembly ("memory-safe") {
-                mstore(add(out, mul(i, 32)), bi)
-            }
-        }
-        assembly ("memory-safe") {
-            mstore(out, lenInBytes)
-        }
-    }
-
-    /// @dev 64 bytes of `uniform` at `offset`, taken mod p, as a 64-byte EIP-2537 field element (via MODEXP, e = 1).
-    function _reduce(bytes memory uniform, uint256 offset) private view returns (bytes memory fe) {
-        bytes32 hi;
-        bytes32 lo;
-        assembly ("memory-safe") {
-            hi := mload(add(add(uniform, 32), offset))
-            lo := mload(add(add(uniform, 64), offset))
-        }
-        (bool ok, bytes memory r) =
-            MODEXP.staticcall(abi.encodePacked(uint256(64), uint256(1), uint256(48), hi, lo, uint8(1), P));
-        if (!ok || r.length != 48) revert PrecompileFailed(MODEXP);
-        fe = abi.encodePacked(bytes16(0), r);
-    }
-
-    function _mapToG1(bytes memory fe) private view returns (bytes memory point) {
+    /// @dev Writes H(message) (128 bytes) at memory `out`. Works in scratch memory past the free memory pointer:
+    /// msg' for b0, the b_i inputs, two MODEXP inputs laid out so b1..b4 land where the reductions read them,
+    /// the two field elements, and Q0 || Q1 for G1ADD.
+    function _hashToG1Into(bytes memory message, bytes memory dst, uint256 out) private view {
+        uint256 dlen = dst.length;
+        if (dlen > 255) revert DstTooLong();
         bool ok;
-        (ok, point) = MAP_FP_TO_G1.staticcall(fe);
-        if (!ok || point.length != G1_LENGTH) revert PrecompileFailed(MAP_FP_TO_G1);
+        assembly ("memory-safe") {
+            let mlen := mload(message)
+            let m := mload(0x40)
+            // msg' = Z_pad(64) || msg || I2OSP(128, 2) || I2OSP(0, 1) || DST || I2OSP(len(DST), 1)
+            mstore(m, 0)
+            mstore(add(m, 32), 0)
+            mcopy(add(m, 64), add(message, 32), mlen)
+            let p := add(add(m, 64), mlen)
+            mstore(p, 0) // zero the three length/counter bytes
+            mstore8(add(p, 1), 0x80)
+            mcopy(add(p, 3), add(dst, 32), dlen)
+            mstore8(add(add(p, 3), dlen), dlen)
+            let msgLen := add(sub(add(p, 4), m), dlen)
+
+            // t: input of b_i = (b0 xor b_{i-1}) || I2OSP(i, 1) || DST'; w: b0; e0, e1: MODEXP inputs.
+            let t := add(m, and(add(msgLen, 63), not(31)))
+            let w := add(t, 320)
+            let e0 := add(w, 32)
+            let e1 := add(e0, 256)
+            let f := add(e1, 256) // two 64-byte field elements
+            let q := add(f, 128) // Q0 || Q1
+
+            ok := staticcall(gas(), 0x02, m, msgLen, w, 32)
+            let b0 := mload(w)
+            mcopy(add(t, 33), add(dst, 32), dlen)
+            mstore8(add(add(t, 33), dlen), dlen)
+            let tLen := add(34, dlen)
+
+            // b1 -> e0+96, b2 -> e0+128, b3 -> e1+96, b4 -> e1+128
+            mstore(t, b0)
+            mstore8(add(t, 32), 1)
+            ok := and(ok, staticcall(gas(), 0x02, t, tLen, add(e0, 96), 32))
+            mstore(t, xor(b0, mload(add(e0, 96))))
+            mstore8(add(t, 32), 2)
+            ok := and(ok, staticcall(gas(), 0x02, t, tLen, add(e0, 128), 32))
+            mstore(t, xor(b0, mload(add(e0, 128))))
+            mstore8(add(t, 32), 3)
+            ok := and(ok, staticcall(gas(), 0x02, t, tLen, add(e1, 96), 32))
+            mstore(t, xor(b0, mload(add(e1, 96))))
+            mstore8(add(t, 32), 4)
+            ok := and(ok, staticcall(gas(), 0x02, t, tLen, add(e1, 128), 32))
+
+            // MODEXP(base = 64 bytes, exponent = 1, modulus = p): u_i = uniform_i mod p.
+            for { let e := e0 } lt(e, f) { e := add(e, 256) } {
+                mstore(e, 64)
+                mstore(add(e, 32), 1)
+                mstore(add(e, 64), 48)
+                mstore8(add(e, 160), 1)
+                mstore(add(e, 161), 0x1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f624)
+                mstore(add(e, 193), shl(128, 0x1eabfffeb153ffffb9feffffffffaaab))
+            }
+            mstore(f, 0)
+            mstore(add(f, 64), 0)
+            ok := and(ok, staticcall(gas(), 0x05, e0, 209, add(f, 16), 48))
+            ok := and(ok, eq(returndatasize(), 48))
+            ok := and(ok, staticcall(gas(), 0x05, e1, 209, add(f, 80), 48))
+            ok := and(ok, eq(returndatasize(), 48))
+
+            // map_to_curve (with cofactor clearing) of each, then their sum.
+            ok := and(ok, staticcall(gas(), 0x10, f, 64, q, 128))
+            ok := and(ok, eq(returndatasize(), 128))
+            ok := and(ok, staticcall(gas(), 0x10, add(f, 64), 64, add(q, 128), 128))
+            ok := and(ok, eq(returndatasize(), 128))
+            ok := and(ok, staticcall(gas(), 0x0b, q, 256, out, 128))
+            ok := and(ok, eq(returndatasize(), 128))
+        }
+        if (!ok) revert PrecompileFailed();
     }
 
     function _isZero(bytes memory b) private pure returns (bool) {

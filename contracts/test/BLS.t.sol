@@ -25,10 +25,6 @@ contract BLSHarness {
         return BLS.hashToG1(message, dst);
     }
 
-    function expand(bytes memory message, bytes memory dst, uint16 len) external pure returns (bytes memory) {
-        return BLS.expandMessageXmd(message, dst, len);
-    }
-
     function isValidG2(bytes memory pk) external view returns (bool) {
         return BLS.isValidG2(pk);
     }
@@ -44,14 +40,6 @@ contract BLSTest is TestBase {
 
     function _fp(bytes memory be48) internal pure returns (bytes memory) {
         return abi.encodePacked(bytes16(0), be48);
-    }
-
-    // RFC 9380 appendix K.1, expand_message_xmd(SHA-256), DST QUUX-V01-CS02-with-expander-SHA256-128.
-    function test_expandMessageXmd_rfc9380() public view {
-        bytes memory out = h.expand("", "QUUX-V01-CS02-with-expander-SHA256-128", 0x20);
-        assertEq(out, hex"68a985b87eb6b46952128911f2a4412bbc302a9d759667f87f7a21d803f07235", "xmd(\"\", 32)");
-        out = h.expand("abc", "QUUX-V01-CS02-with-expander-SHA256-128", 0x20);
-        assertEq(out, hex"d8ccab23b5985ccea865c6c97b6e5b8350e794e603b4b97902f53a8a0d605615", "xmd(abc, 32)");
     }
 
     // RFC 9380 appendix J.9.1, suite BLS12381G1_XMD:SHA-256_SSWU_RO_.

@@ -41,10 +41,12 @@ abstract contract Fixture is TestBase {
     }
 
     function _user(uint256 i) internal pure returns (address) {
+        // forge-lint: disable-next-line(unsafe-typecast) small test indexes
         return address(uint160(0x5000 + i));
     }
 
     function _signer(uint256 i) internal pure returns (address) {
+        // forge-lint: disable-next-line(unsafe-typecast) small test indexes
         return address(uint160(0x6000 + i));
     }
 
