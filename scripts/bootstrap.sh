@@ -25,6 +25,17 @@ if ! have node || ! have npm; then
   fi
 fi
 have cargo || die "cargo is required: install Rust stable (https://rustup.rs)"
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "clippy is missing: rustup component add clippy"
+# blst and c-kzg build C code.
+if ! have cc; then
+  if have apt-get && [ "$(id -u)" = 0 ]; then
+    say "installing a C compiler from Debian packages"
+    apt-get update -qq >/dev/null && apt-get install -y -qq gcc libc6-dev >/dev/null || die "could not install gcc"
+  else
+    die "a C compiler (cc) is required to build blst and c-kzg"
+  fi
+fi
 
 mkdir -p "$TOOLS/bin"
 stamp="$TOOLS/.stamp"

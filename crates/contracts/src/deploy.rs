@@ -51,36 +51,59 @@ pub enum DeployError {
         source: alloy::providers::PendingTransactionError,
     },
     #[error("{call}: transaction reverted (tx {tx})")]
-    Reverted { call: &'static str, tx: alloy::primitives::TxHash },
+    Reverted {
+        call: &'static str,
+        tx: alloy::primitives::TxHash,
+    },
     #[error("reading the L1 block number: {0}")]
     Rpc(#[from] alloy::transports::TransportError),
 }
 
 /// Deploys the token (unless given), LockingInfo, LockingPool and BatchInbox, and wires the escrow to the
 /// pool. The provider's default sender must be `cfg.owner`'s wallet (it sends the wiring call).
-pub async fn deploy_all<P: Provider + Clone>(provider: &P, cfg: &DeployConfig) -> Result<Deployment, DeployError> {
+pub async fn deploy_all<P: Provider + Clone>(
+    provider: &P,
+    cfg: &DeployConfig,
+) -> Result<Deployment, DeployError> {
     let deployed_at_block = provider.get_block_number().await?;
     let token = match cfg.token {
         Some(t) => t,
         None => *MetisToken::deploy(provider.clone(), cfg.owner)
             .await
-            .map_err(|source| DeployError::Deploy { contract: "MetisToken", source })?
+            .map_err(|source| DeployError::Deploy {
+                contract: "MetisToken",
+                source,
+            })?
             .address(),
     };
     info!(%token, "token");
     let locking_info = *LockingInfo::deploy(provider.clone(), cfg.owner, token, cfg.reward_payer)
         .await
-        .map_err(|source| DeployError::Deploy { contract: "LockingInfo", source })?
+        .map_err(|source| DeployError::Deploy {
+            contract: "LockingInfo",
+            source,
+        })?
         .address();
     info!(%locking_info, "LockingInfo deployed");
-    let locking_pool = *LockingPool::deploy(provider.clone(), cfg.owner, locking_info, cfg.reward_per_block)
-        .await
-        .map_err(|source| DeployError::Deploy { contract: "LockingPool", source })?
-        .address();
+    let locking_pool = *LockingPool::deploy(
+        provider.clone(),
+        cfg.owner,
+        locking_info,
+        cfg.reward_per_block,
+    )
+    .await
+    .map_err(|source| DeployError::Deploy {
+        contract: "LockingPool",
+        source,
+    })?
+    .address();
     info!(%locking_pool, "LockingPool deployed");
     let batch_inbox = *BatchInbox::deploy(provider.clone(), locking_pool)
         .await
-        .map_err(|source| DeployError::Deploy { contract: "BatchInbox", source })?
+        .map_err(|source| DeployError::Deploy {
+            contract: "BatchInbox",
+            source,
+        })?
         .address();
     info!(%batch_inbox, "BatchInbox deployed");
 
@@ -89,13 +112,28 @@ pub async fn deploy_all<P: Provider + Clone>(provider: &P, cfg: &DeployConfig) -
         .setPool(locking_pool)
         .send()
         .await
-        .map_err(|source| DeployError::Call { call: "LockingInfo.setPool", source })?;
+        .map_err(|source| DeployError::Call {
+            call: "LockingInfo.setPool",
+            source,
+        })?;
     let receipt = pending
         .get_receipt()
         .await
-        .map_err(|source| DeployError::Receipt { call: "LockingInfo.setPool", source })?;
+        .map_err(|source| DeployError::Receipt {
+            call: "LockingInfo.setPool",
+            source,
+        })?;
     if !receipt.status() {
-        return Err(DeployError::Reverted { call: "LockingInfo.setPool", tx: receipt.transaction_hash });
+        return Err(DeployError::Reverted {
+            call: "LockingInfo.setPool",
+            tx: receipt.transaction_hash,
+        });
     }
-    Ok(Deployment { token, locking_info, locking_pool, batch_inbox, deployed_at_block: deployed_at_block + 1 })
+    Ok(Deployment {
+        token,
+        locking_info,
+        locking_pool,
+        batch_inbox,
+        deployed_at_block: deployed_at_block + 1,
+    })
 }

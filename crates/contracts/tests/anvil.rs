@@ -13,7 +13,9 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use anyhow::{bail, Context, Result};
-use commonware_cryptography::bls12381::{dkg::feldman_desmedt::deal_anonymous, primitives::sharing::Mode};
+use commonware_cryptography::bls12381::{
+    dkg::feldman_desmedt::deal_anonymous, primitives::sharing::Mode,
+};
 use commonware_utils::N3f1;
 use metis_contracts::{
     bindings::BatchInbox::{BatchHeader, BatchInboxErrors},
@@ -30,7 +32,10 @@ fn anvil_path() -> Result<PathBuf> {
     }
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/anvil");
     if !p.exists() {
-        bail!("anvil not found at {}: run `make tools` (scripts/bootstrap.sh) first", p.display());
+        bail!(
+            "anvil not found at {}: run `make tools` (scripts/bootstrap.sh) first",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -48,7 +53,12 @@ struct L1 {
 /// anvil (port 0: it picks a free one) + the full contract set deployed by the Rust deployer, with `n_users`
 /// fresh funded wallets registered in the provider's wallet.
 async fn setup(n_users: usize) -> Result<L1> {
-    let anvil = Anvil::new().path(anvil_path()?).port(0u16).timeout(30_000).try_spawn().context("starting anvil")?;
+    let anvil = Anvil::new()
+        .path(anvil_path()?)
+        .port(0u16)
+        .timeout(30_000)
+        .try_spawn()
+        .context("starting anvil")?;
     let owner_signer: PrivateKeySigner = anvil.keys()[0].clone().into();
     let owner = owner_signer.address();
     let mut wallet = EthereumWallet::new(owner_signer);
@@ -58,19 +68,39 @@ async fn setup(n_users: usize) -> Result<L1> {
         wallet.register_signer(s.clone());
         users.push(s);
     }
-    let provider = ProviderBuilder::new().wallet(wallet).connect_http(anvil.endpoint_url()).erased();
+    let provider = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(anvil.endpoint_url())
+        .erased();
     for u in &users {
         provider
-            .raw_request::<_, ()>("anvil_setBalance".into(), (u.address(), U256::from(10u128.pow(20))))
+            .raw_request::<_, ()>(
+                "anvil_setBalance".into(),
+                (u.address(), U256::from(10u128.pow(20))),
+            )
             .await?;
     }
     let chain_id = provider.get_chain_id().await?;
-    let cfg = DeployConfig { owner, reward_payer: owner, reward_per_block: parse_ether("1")?, token: None };
+    let cfg = DeployConfig {
+        owner,
+        reward_payer: owner,
+        reward_per_block: parse_ether("1")?,
+        token: None,
+    };
     let deployment = deploy_all(&provider, &cfg).await?;
-    Ok(L1 { _anvil: anvil, provider, owner, chain_id, deployment, users })
+    Ok(L1 {
+        _anvil: anvil,
+        provider,
+        owner,
+        chain_id,
+        deployment,
+        users,
+    })
 }
 
-async fn send_ok(call: impl std::future::Future<Output = Result<alloy::rpc::types::TransactionReceipt>>) -> Result<u64> {
+async fn send_ok(
+    call: impl std::future::Future<Output = Result<alloy::rpc::types::TransactionReceipt>>,
+) -> Result<u64> {
     let r = call.await?;
     if !r.status() {
         bail!("transaction {} reverted", r.transaction_hash);
@@ -80,13 +110,25 @@ async fn send_ok(call: impl std::future::Future<Output = Result<alloy::rpc::type
 
 /// n shares of a fresh group key (quorum = more than 2/3, as commonware's N3f1 model gives).
 fn deal(n: u32, seed: u64) -> (Sharing<MinSig>, Vec<Share>) {
-    deal_anonymous::<MinSig, N3f1>(StdRng::seed_from_u64(seed), Mode::NonZeroCounter, NonZeroU32::new(n).unwrap())
+    deal_anonymous::<MinSig, N3f1>(
+        StdRng::seed_from_u64(seed),
+        Mode::NonZeroCounter,
+        NonZeroU32::new(n).unwrap(),
+    )
 }
 
 /// Threshold signature over `digest` from the shares at `signers`, EIP-2537 encoded.
-fn threshold_sign(sharing: &Sharing<MinSig>, shares: &[Share], signers: &[usize], digest: B256) -> Result<Bytes> {
+fn threshold_sign(
+    sharing: &Sharing<MinSig>,
+    shares: &[Share],
+    signers: &[usize],
+    digest: B256,
+) -> Result<Bytes> {
     let d: [u8; 32] = digest.0;
-    let partials: Vec<_> = signers.iter().map(|i| threshold::sign_partial(&shares[*i], &d)).collect();
+    let partials: Vec<_> = signers
+        .iter()
+        .map(|i| threshold::sign_partial(&shares[*i], &d))
+        .collect();
     let sig = threshold::aggregate(sharing, &d, &partials)?;
     Ok(Bytes::from(encoding::g1_to_eip2537(&sig).to_vec()))
 }
@@ -100,23 +142,49 @@ async fn lock_sequencers(l1: &L1) -> Result<Vec<U256>> {
     for (i, u) in l1.users.iter().enumerate() {
         let who = u.address();
         let stake = parse_ether(&format!("{}", 20_000 + 10_000 * i))?;
-        send_ok(async { Ok(pool.setWhitelist(who, true).send().await?.get_receipt().await?) }).await?;
+        send_ok(async {
+            Ok(pool
+                .setWhitelist(who, true)
+                .send()
+                .await?
+                .get_receipt()
+                .await?)
+        })
+        .await?;
         send_ok(async { Ok(token.mint(who, stake).send().await?.get_receipt().await?) }).await?;
-        send_ok(async { Ok(token.approve(d.locking_info, stake).from(who).send().await?.get_receipt().await?) })
-            .await?;
+        send_ok(async {
+            Ok(token
+                .approve(d.locking_info, stake)
+                .from(who)
+                .send()
+                .await?
+                .get_receipt()
+                .await?)
+        })
+        .await?;
         let signer = PrivateKeySigner::random().address();
         // Distinct, non-zero 32-byte keys of the right shape.
         let ck = Bytes::from(alloy::primitives::keccak256(format!("consensus {who}")).to_vec());
         let dk = Bytes::from(alloy::primitives::keccak256(format!("dkg {who}")).to_vec());
         send_ok(async {
-            Ok(pool.lockFor(signer, stake, ck.clone(), dk.clone()).from(who).send().await?.get_receipt().await?)
+            Ok(pool
+                .lockFor(signer, stake, ck.clone(), dk.clone())
+                .from(who)
+                .send()
+                .await?
+                .get_receipt()
+                .await?)
         })
         .await?;
         let id = pool.seqOwners(who).call().await?;
         let seq = pool.sequencers(id).call().await?;
         assert_eq!(seq.amount, stake, "stake recorded");
         assert_eq!(seq.signer, signer, "signer recorded");
-        assert_eq!(seq.consensusKey.as_slice(), ck.as_ref(), "consensus key recorded");
+        assert_eq!(
+            seq.consensusKey.as_slice(),
+            ck.as_ref(),
+            "consensus key recorded"
+        );
         ids.push(id);
     }
     Ok(ids)
@@ -125,9 +193,21 @@ async fn lock_sequencers(l1: &L1) -> Result<Vec<U256>> {
 async fn register_group_key(l1: &L1, sharing: &Sharing<MinSig>) -> Result<()> {
     let pool = LockingPool::new(l1.deployment.locking_pool, l1.provider.clone());
     let pk = Bytes::from(encoding::g2_to_eip2537(sharing.public()).to_vec());
-    send_ok(async { Ok(pool.setGroupKey(pk.clone()).send().await?.get_receipt().await?) }).await?;
+    send_ok(async {
+        Ok(pool
+            .setGroupKey(pk.clone())
+            .send()
+            .await?
+            .get_receipt()
+            .await?)
+    })
+    .await?;
     assert_eq!(pool.groupPublicKey().call().await?, pk, "stored group key");
-    assert_eq!(pool.mpcAddress().call().await?, encoding::mpc_address(sharing.public()), "MPC address derivation");
+    assert_eq!(
+        pool.mpcAddress().call().await?,
+        encoding::mpc_address(sharing.public()),
+        "MPC address derivation"
+    );
     Ok(())
 }
 
@@ -145,7 +225,8 @@ fn header(index: u64, first: u64, last: u64, parent: B256, payload: &[u8]) -> Ba
 }
 
 fn inbox_error(e: alloy::contract::Error) -> Result<BatchInboxErrors> {
-    e.as_decoded_interface_error::<BatchInboxErrors>().context("expected a BatchInbox custom error")
+    e.as_decoded_interface_error::<BatchInboxErrors>()
+        .context("expected a BatchInbox custom error")
 }
 
 #[tokio::test]
@@ -167,47 +248,98 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
     // The Rust digests are the contract's digests.
     let digest0 = digest::batch_signing_digest(l1.chain_id, d.batch_inbox, &h0);
     assert_eq!(inbox.signingDigest(h0.clone()).call().await?, digest0);
-    assert_eq!(inbox.batchHash(h0.clone()).call().await?, digest::batch_hash(&h0));
+    assert_eq!(
+        inbox.batchHash(h0.clone()).call().await?,
+        digest::batch_hash(&h0)
+    );
 
     // Signed by shares 0, 2, 3: accepted.
     let sig0 = threshold_sign(&sharing, &shares, &[0, 2, 3], digest0)?;
     let gas_calldata = send_ok(async {
-        Ok(inbox.appendBatch(h0.clone(), payload.clone(), sig0.clone()).send().await?.get_receipt().await?)
+        Ok(inbox
+            .appendBatch(h0.clone(), payload.clone(), sig0.clone())
+            .send()
+            .await?
+            .get_receipt()
+            .await?)
     })
     .await?;
     assert_eq!(inbox.nextIndex().call().await?, 1);
-    assert_eq!(inbox.batchHashes(U256::ZERO).call().await?, digest::batch_hash(&h0));
+    assert_eq!(
+        inbox.batchHashes(U256::ZERO).call().await?,
+        digest::batch_hash(&h0)
+    );
 
     // Replayed: the index check rejects it.
-    let err = inbox.appendBatch(h0.clone(), payload.clone(), sig0.clone()).call().await.unwrap_err();
-    assert!(matches!(inbox_error(err)?, BatchInboxErrors::InvalidIndex(_)), "replay must revert on the index");
+    let err = inbox
+        .appendBatch(h0.clone(), payload.clone(), sig0.clone())
+        .call()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(inbox_error(err)?, BatchInboxErrors::InvalidIndex(_)),
+        "replay must revert on the index"
+    );
 
     // The next header, but with the previous signature (a signature over a different header).
     let h1 = header(1, 11, 20, digest::batch_hash(&h0), &payload);
-    let err = inbox.appendBatch(h1.clone(), payload.clone(), sig0.clone()).call().await.unwrap_err();
-    assert!(matches!(inbox_error(err)?, BatchInboxErrors::InvalidSignature(_)));
+    let err = inbox
+        .appendBatch(h1.clone(), payload.clone(), sig0.clone())
+        .call()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        inbox_error(err)?,
+        BatchInboxErrors::InvalidSignature(_)
+    ));
 
     // Signed by a different group (a key that is not registered).
     let digest1 = digest::batch_signing_digest(l1.chain_id, d.batch_inbox, &h1);
     let (other_sharing, other_shares) = deal(4, 7);
     let wrong = threshold_sign(&other_sharing, &other_shares, &[0, 1, 2], digest1)?;
-    let err = inbox.appendBatch(h1.clone(), payload.clone(), wrong).call().await.unwrap_err();
-    assert!(matches!(inbox_error(err)?, BatchInboxErrors::InvalidSignature(_)));
+    let err = inbox
+        .appendBatch(h1.clone(), payload.clone(), wrong)
+        .call()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        inbox_error(err)?,
+        BatchInboxErrors::InvalidSignature(_)
+    ));
 
     // A single share's partial is not the group signature.
     let lone = threshold::sign_partial(&shares[1], &digest1.0);
     let lone = Bytes::from(encoding::g1_to_eip2537(&lone.value).to_vec());
-    let err = inbox.appendBatch(h1.clone(), payload.clone(), lone).call().await.unwrap_err();
-    assert!(matches!(inbox_error(err)?, BatchInboxErrors::InvalidSignature(_)));
+    let err = inbox
+        .appendBatch(h1.clone(), payload.clone(), lone)
+        .call()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        inbox_error(err)?,
+        BatchInboxErrors::InvalidSignature(_)
+    ));
 
     // Garbage bytes.
-    let err = inbox.appendBatch(h1.clone(), payload.clone(), Bytes::from(vec![0xab; 128])).call().await.unwrap_err();
-    assert!(matches!(inbox_error(err)?, BatchInboxErrors::InvalidSignature(_)));
+    let err = inbox
+        .appendBatch(h1.clone(), payload.clone(), Bytes::from(vec![0xab; 128]))
+        .call()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        inbox_error(err)?,
+        BatchInboxErrors::InvalidSignature(_)
+    ));
 
     // Another quorum (shares 1, 2, 3) signs the next batch: accepted.
     let sig1 = threshold_sign(&sharing, &shares, &[1, 2, 3], digest1)?;
     let gas_calldata_next = send_ok(async {
-        Ok(inbox.appendBatch(h1.clone(), payload.clone(), sig1).send().await?.get_receipt().await?)
+        Ok(inbox
+            .appendBatch(h1.clone(), payload.clone(), sig1)
+            .send()
+            .await?
+            .get_receipt()
+            .await?)
     })
     .await?;
     assert_eq!(inbox.nextL2Block().call().await?, 21);
@@ -216,12 +348,33 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
     let pool = LockingPool::new(d.locking_pool, l1.provider.clone());
     let token = MetisToken::new(d.token, l1.provider.clone());
     let reward_total = parse_ether("1000000")?;
-    send_ok(async { Ok(token.mint(l1.owner, reward_total).send().await?.get_receipt().await?) }).await?;
-    send_ok(async { Ok(token.approve(d.locking_info, reward_total).send().await?.get_receipt().await?) }).await?;
+    send_ok(async {
+        Ok(token
+            .mint(l1.owner, reward_total)
+            .send()
+            .await?
+            .get_receipt()
+            .await?)
+    })
+    .await?;
+    send_ok(async {
+        Ok(token
+            .approve(d.locking_info, reward_total)
+            .send()
+            .await?
+            .get_receipt()
+            .await?)
+    })
+    .await?;
     let blocks: Vec<U256> = [5u64, 10, 15, 20].into_iter().map(U256::from).collect();
     let (one, zero, four) = (U256::from(1), U256::ZERO, U256::from(4));
     let rd = digest::rewards_digest(l1.chain_id, d.locking_pool, one, zero, four, &ids, &blocks);
-    assert_eq!(pool.rewardsDigest(one, zero, four, ids.clone(), blocks.clone()).call().await?, rd);
+    assert_eq!(
+        pool.rewardsDigest(one, zero, four, ids.clone(), blocks.clone())
+            .call()
+            .await?,
+        rd
+    );
     let rsig = threshold_sign(&sharing, &shares, &[0, 1, 3], rd)?;
     let gas_rewards = send_ok(async {
         Ok(pool
@@ -233,18 +386,42 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
     })
     .await?;
     for (id, b) in ids.iter().zip(&blocks) {
-        assert_eq!(pool.sequencers(*id).call().await?.reward, *b * parse_ether("1")?, "reward of {id}");
+        assert_eq!(
+            pool.sequencers(*id).call().await?.reward,
+            *b * parse_ether("1")?,
+            "reward of {id}"
+        );
     }
-    let err =
-        pool.batchSubmitRewards(one, zero, four, ids.clone(), blocks.clone(), rsig).call().await.unwrap_err();
-    let e = err.as_decoded_interface_error::<LockingPoolErrors>().context("pool error")?;
-    assert!(matches!(e, LockingPoolErrors::InvalidBatchId(_)), "reward replay must revert");
+    let err = pool
+        .batchSubmitRewards(one, zero, four, ids.clone(), blocks.clone(), rsig)
+        .call()
+        .await
+        .unwrap_err();
+    let e = err
+        .as_decoded_interface_error::<LockingPoolErrors>()
+        .context("pool error")?;
+    assert!(
+        matches!(e, LockingPoolErrors::InvalidBatchId(_)),
+        "reward replay must revert"
+    );
 
     // A sequencer withdraws its rewards on L1.
     let who = l1.users[3].address();
     let before = token.balanceOf(who).call().await?;
-    send_ok(async { Ok(pool.withdrawRewards(ids[3]).from(who).send().await?.get_receipt().await?) }).await?;
-    assert_eq!(token.balanceOf(who).call().await? - before, parse_ether("20")?);
+    send_ok(async {
+        Ok(pool
+            .withdrawRewards(ids[3])
+            .from(who)
+            .send()
+            .await?
+            .get_receipt()
+            .await?)
+    })
+    .await?;
+    assert_eq!(
+        token.balanceOf(who).call().await? - before,
+        parse_ether("20")?
+    );
 
     // Slashing with the group key.
     let ev = B256::repeat_byte(0x42);
@@ -252,7 +429,15 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
     let sd = digest::slash_digest(l1.chain_id, d.locking_pool, ids[0], amount, ev);
     assert_eq!(pool.slashDigest(ids[0], amount, ev).call().await?, sd);
     let ssig = threshold_sign(&sharing, &shares, &[0, 1, 2], sd)?;
-    let gas_slash = send_ok(async { Ok(pool.slash(ids[0], amount, ev, ssig).send().await?.get_receipt().await?) }).await?;
+    let gas_slash = send_ok(async {
+        Ok(pool
+            .slash(ids[0], amount, ev, ssig)
+            .send()
+            .await?
+            .get_receipt()
+            .await?)
+    })
+    .await?;
     assert!(pool.sequencers(ids[0]).call().await?.jailed);
 
     // The escrow is wired to the pool and holds stakes + unclaimed rewards.
@@ -275,13 +460,22 @@ async fn blob_carrying_batch_on_anvil() -> Result<()> {
     let inbox = BatchInbox::new(d.batch_inbox, l1.provider.clone());
 
     // ~200 KiB of batch data: two blobs.
-    let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
-    let sidecar = SidecarBuilder::<SimpleCoder>::from_slice(&data).build_7594().context("building blobs")?;
+    let data: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let sidecar = SidecarBuilder::<SimpleCoder>::from_slice(&data)
+        .build_7594()
+        .context("building blobs")?;
     let blob_hashes: Vec<B256> = sidecar.versioned_hashes().collect();
     assert_eq!(blob_hashes.len(), 2);
     let mut h = header(0, 1, 50, B256::ZERO, &data);
     h.blobHashes = blob_hashes.clone();
-    let sig = threshold_sign(&sharing, &shares, &[0, 1, 2], digest::batch_signing_digest(l1.chain_id, d.batch_inbox, &h))?;
+    let sig = threshold_sign(
+        &sharing,
+        &shares,
+        &[0, 1, 2],
+        digest::batch_signing_digest(l1.chain_id, d.batch_inbox, &h),
+    )?;
 
     let blob_fee = l1.provider.get_blob_base_fee().await?;
     let receipt = inbox
@@ -294,8 +488,15 @@ async fn blob_carrying_batch_on_anvil() -> Result<()> {
         .await?;
     assert!(receipt.status(), "blob batch reverted");
     assert_eq!(inbox.nextIndex().call().await?, 1);
-    let tx = l1.provider.get_transaction_by_hash(receipt.transaction_hash).await?.context("tx")?;
-    assert_eq!(alloy::consensus::Transaction::blob_versioned_hashes(&tx).map(|h| h.to_vec()), Some(blob_hashes));
+    let tx = l1
+        .provider
+        .get_transaction_by_hash(receipt.transaction_hash)
+        .await?
+        .context("tx")?;
+    assert_eq!(
+        alloy::consensus::Transaction::blob_versioned_hashes(&tx).map(|h| h.to_vec()),
+        Some(blob_hashes)
+    );
 
     // The same header without its blobs in the transaction is rejected.
     let h1 = {
@@ -303,11 +504,26 @@ async fn blob_carrying_batch_on_anvil() -> Result<()> {
         h1.blobHashes = h.blobHashes.clone();
         h1
     };
-    let sig1 = threshold_sign(&sharing, &shares, &[1, 2, 3], digest::batch_signing_digest(l1.chain_id, d.batch_inbox, &h1))?;
-    let err = inbox.appendBatch(h1, Bytes::new(), sig1).call().await.unwrap_err();
-    assert!(matches!(inbox_error(err)?, BatchInboxErrors::BlobHashMismatch(_)));
+    let sig1 = threshold_sign(
+        &sharing,
+        &shares,
+        &[1, 2, 3],
+        digest::batch_signing_digest(l1.chain_id, d.batch_inbox, &h1),
+    )?;
+    let err = inbox
+        .appendBatch(h1, Bytes::new(), sig1)
+        .call()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        inbox_error(err)?,
+        BatchInboxErrors::BlobHashMismatch(_)
+    ));
 
-    println!("GAS appendBatch blobs (2 blobs, execution gas): {}", receipt.gas_used);
+    println!(
+        "GAS appendBatch blobs (2 blobs, execution gas): {}",
+        receipt.gas_used
+    );
     println!("BLOB gas used: {:?}", receipt.blob_gas_used);
     let _ = TransactionRequest::default().with_chain_id(l1.chain_id);
     Ok(())

@@ -19,7 +19,9 @@ fn pad(out: &mut [u8], slot: usize, fp: &[u8]) {
 fn unpad(input: &[u8], slot: usize) -> Result<&[u8], MpcError> {
     let word = &input[slot * 64..slot * 64 + 64];
     if word[..16].iter().any(|b| *b != 0) {
-        return Err(MpcError::InvalidEncoding("non-zero padding in a field element"));
+        return Err(MpcError::InvalidEncoding(
+            "non-zero padding in a field element",
+        ));
     }
     Ok(&word[16..])
 }
@@ -79,6 +81,14 @@ pub fn g2_from_eip2537(bytes: &[u8]) -> Result<G2, MpcError> {
     G2::decode(p.compress().to_vec()).map_err(|_| MpcError::InvalidPoint)
 }
 
+/// Parses a 96-byte compressed G2 point (commonware's and blst's encoding of a public key), with the same checks.
+pub fn g2_from_compressed(bytes: &[u8]) -> Result<G2, MpcError> {
+    let p = blst::min_sig::PublicKey::uncompress(bytes)
+        .map_err(|_| MpcError::InvalidEncoding("not a compressed G2 point"))?;
+    p.validate().map_err(|_| MpcError::InvalidPoint)?;
+    G2::decode(p.compress().to_vec()).map_err(|_| MpcError::InvalidPoint)
+}
+
 /// The "MPC address" of a group key: the last 20 bytes of keccak256 of its EIP-2537 encoding, as
 /// LockingPool.setGroupKey derives it.
 pub fn mpc_address(group_key: &G2) -> Address {
@@ -107,13 +117,22 @@ mod tests {
         assert!(g1_from_eip2537(&bad).is_err());
         let mut bad = sig_bytes;
         bad[0] = 1;
-        assert!(matches!(g1_from_eip2537(&bad), Err(MpcError::InvalidEncoding(_))));
-        assert!(g1_from_eip2537(&[0u8; 128]).is_err(), "infinity must be rejected");
+        assert!(matches!(
+            g1_from_eip2537(&bad),
+            Err(MpcError::InvalidEncoding(_))
+        ));
+        assert!(
+            g1_from_eip2537(&[0u8; 128]).is_err(),
+            "infinity must be rejected"
+        );
         assert!(g1_from_eip2537(&sig_bytes[..96]).is_err());
         let mut bad = pk_bytes;
         bad[255] ^= 1;
         assert!(g2_from_eip2537(&bad).is_err());
-        assert!(g2_from_eip2537(&[0u8; 256]).is_err(), "infinity must be rejected");
+        assert!(
+            g2_from_eip2537(&[0u8; 256]).is_err(),
+            "infinity must be rejected"
+        );
     }
 
     /// The G2 generator in EIP-2537 layout, as the contracts hard-code it (c0 before c1).

@@ -46,13 +46,16 @@ pub fn aggregate<'a>(
 
 /// Verifies a (group) signature over `digest`.
 pub fn verify(public: &G2, digest: &[u8; 32], signature: &G1) -> Result<(), MpcError> {
-    ops::verify_message::<MinSig>(public, NAMESPACE, digest, signature).map_err(|_| MpcError::BadSignature)
+    ops::verify_message::<MinSig>(public, NAMESPACE, digest, signature)
+        .map_err(|_| MpcError::BadSignature)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use commonware_cryptography::bls12381::{dkg::feldman_desmedt::deal_anonymous, primitives::sharing::Mode};
+    use commonware_cryptography::bls12381::{
+        dkg::feldman_desmedt::deal_anonymous, primitives::sharing::Mode,
+    };
     use commonware_utils::N3f1;
     use rand::{rngs::StdRng, SeedableRng};
     use std::num::NonZeroU32;
@@ -73,7 +76,12 @@ mod tests {
         }
         // Any quorum gives the same signature.
         let a = aggregate(&sharing, &digest, &partials[..3]).unwrap();
-        let b = aggregate(&sharing, &digest, [&partials[0], &partials[2], &partials[3]]).unwrap();
+        let b = aggregate(
+            &sharing,
+            &digest,
+            [&partials[0], &partials[2], &partials[3]],
+        )
+        .unwrap();
         assert_eq!(a, b);
         verify(sharing.public(), &digest, &a).unwrap();
         assert!(verify(sharing.public(), &[8u8; 32], &a).is_err());
@@ -84,7 +92,10 @@ mod tests {
         let (sharing, shares) = deal(4);
         let digest = [1u8; 32];
         let partials: Vec<_> = shares.iter().map(|s| sign_partial(s, &digest)).collect();
-        assert!(matches!(aggregate(&sharing, &digest, &partials[..2]), Err(MpcError::Recovery(_))));
+        assert!(matches!(
+            aggregate(&sharing, &digest, &partials[..2]),
+            Err(MpcError::Recovery(_))
+        ));
         let wrong = sign_partial(&shares[1], &[2u8; 32]);
         assert!(verify_partial(&sharing, &digest, &wrong).is_err());
         assert!(aggregate(&sharing, &digest, [&partials[0], &wrong, &partials[2]]).is_err());

@@ -1,0 +1,57 @@
+# The two commands a fresh machine needs: `make devnet` and `make test`. Both install what they use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# One target dir outside the clone, so CI and every clone on this machine reuse builds.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/metis-seq/target
+TOOLS := $(CURDIR)/.tools/bin
+FORGE := cd contracts && PATH="$(TOOLS):$$PATH" forge
+
+.PHONY: help tools build contracts artifacts check-artifacts fmt fmt-check clippy forge-test rust-test test devnet
+
+help:
+	@echo "make devnet   start a local devnet (anvil + contracts; sequencer nodes come with the devnet issue)"
+	@echo "make test     bootstrap tools, fmt, clippy, forge tests, artifact check, Rust tests"
+	@echo "make artifacts  rebuild contracts and refresh the ABIs/bytecode the Rust side embeds"
+
+tools:
+	@bash scripts/bootstrap.sh
+
+build: tools
+	cargo build --bin metis-seq
+
+contracts: tools
+	$(FORGE) build
+
+artifacts: contracts
+	node scripts/artifacts.js
+
+check-artifacts: contracts
+	node scripts/artifacts.js --check
+
+fmt:
+	cargo fmt --all
+	$(FORGE) fmt
+
+fmt-check:
+	cargo fmt --all --check
+	$(FORGE) fmt --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+forge-test: tools
+	$(FORGE) test
+
+rust-test: tools
+	cargo test --workspace
+
+test: tools
+	$(MAKE) --no-print-directory fmt-check
+	$(MAKE) --no-print-directory clippy
+	$(MAKE) --no-print-directory forge-test
+	$(MAKE) --no-print-directory check-artifacts
+	$(MAKE) --no-print-directory rust-test
+
+devnet: build
+	bash scripts/devnet.sh

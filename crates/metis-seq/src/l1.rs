@@ -1,0 +1,157 @@
+//! `metis-seq l1 ...`: deploy the contract set and register the group key on any Ethereum RPC.
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::{Address, Bytes, U256},
+    providers::{DynProvider, Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use metis_contracts::{deploy_all, DeployConfig, LockingPool};
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum L1Command {
+    /// Deploy METIS (devnet token, unless --token), LockingInfo, LockingPool and BatchInbox, wire them, and
+    /// print their addresses as JSON.
+    Deploy {
+        #[command(flatten)]
+        conn: Connection,
+        /// Reward per produced L2 block, in token wei.
+        #[arg(long, default_value = "1000000000000000000")]
+        reward_per_block: U256,
+        /// Account rewards are pulled from (defaults to the deployer).
+        #[arg(long)]
+        reward_payer: Option<Address>,
+        /// An existing METIS token to use instead of deploying the devnet one.
+        #[arg(long)]
+        token: Option<Address>,
+        /// Also write the addresses to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Register (or, as the owner, replace) the pool's threshold group public key in LockingPool.
+    SetGroupKey {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        locking_pool: Address,
+        /// The group public key: 256-byte EIP-2537 G2 encoding or 96-byte compressed, hex.
+        #[arg(long)]
+        public_key: String,
+    },
+}
+
+#[derive(Args)]
+pub struct Connection {
+    /// L1 JSON-RPC endpoint.
+    #[arg(long, env = "METIS_L1_RPC", default_value = "http://127.0.0.1:8545")]
+    l1_rpc: String,
+    /// Environment variable holding the sender's private key (hex); keys never go on the command line.
+    #[arg(long, default_value = "METIS_L1_PRIVATE_KEY")]
+    key_env: String,
+    /// File holding the sender's private key (hex), instead of --key-env.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+}
+
+impl Connection {
+    fn signer(&self) -> Result<PrivateKeySigner> {
+        let raw = match &self.key_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading key file {}", path.display()))?,
+            None => std::env::var(&self.key_env).with_context(|| {
+                format!("no private key: set {} or pass --key-file", self.key_env)
+            })?,
+        };
+        raw.trim()
+            .parse::<PrivateKeySigner>()
+            .context("the private key is not 32 bytes of hex")
+    }
+
+    async fn provider(&self) -> Result<(DynProvider, Address)> {
+        let signer = self.signer()?;
+        let from = signer.address();
+        let url = self
+            .l1_rpc
+            .parse()
+            .with_context(|| format!("invalid L1 RPC URL {}", self.l1_rpc))?;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::new(signer))
+            .connect_http(url)
+            .erased();
+        let chain_id = provider
+            .get_chain_id()
+            .await
+            .with_context(|| format!("cannot reach the L1 RPC at {}", self.l1_rpc))?;
+        tracing::info!(chain_id, sender = %from, rpc = %self.l1_rpc, "connected to L1");
+        Ok((provider, from))
+    }
+}
+
+pub async fn run(cmd: L1Command) -> Result<()> {
+    match cmd {
+        L1Command::Deploy {
+            conn,
+            reward_per_block,
+            reward_payer,
+            token,
+            out,
+        } => {
+            let (provider, owner) = conn.provider().await?;
+            let cfg = DeployConfig {
+                owner,
+                reward_payer: reward_payer.unwrap_or(owner),
+                reward_per_block,
+                token,
+            };
+            let deployment = deploy_all(&provider, &cfg)
+                .await
+                .context("deploying the L1 contracts")?;
+            let json = serde_json::to_string_pretty(&deployment)?;
+            if let Some(path) = out {
+                std::fs::write(&path, &json)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("{json}");
+            Ok(())
+        }
+        L1Command::SetGroupKey {
+            conn,
+            locking_pool,
+            public_key,
+        } => {
+            let raw = hex::decode(public_key.trim().trim_start_matches("0x"))
+                .context("public key is not hex")?;
+            let pk = match raw.len() {
+                256 => metis_mpc::encoding::g2_from_eip2537(&raw)?,
+                96 => metis_mpc::encoding::g2_from_compressed(&raw)?,
+                n => bail!("public key must be 256 (EIP-2537) or 96 (compressed) bytes, got {n}"),
+            };
+            let (provider, _) = conn.provider().await?;
+            let pool = LockingPool::new(locking_pool, provider);
+            let encoded = Bytes::from(metis_mpc::encoding::g2_to_eip2537(&pk).to_vec());
+            let receipt = pool
+                .setGroupKey(encoded)
+                .send()
+                .await
+                .context("sending LockingPool.setGroupKey")?
+                .get_receipt()
+                .await
+                .context("waiting for LockingPool.setGroupKey")?;
+            if !receipt.status() {
+                bail!(
+                    "LockingPool.setGroupKey reverted (tx {})",
+                    receipt.transaction_hash
+                );
+            }
+            let mpc = pool.mpcAddress().call().await?;
+            println!(
+                "{}",
+                serde_json::json!({ "tx": receipt.transaction_hash, "mpc_address": mpc })
+            );
+            Ok(())
+        }
+    }
+}

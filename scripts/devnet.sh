@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Interim devnet: anvil as L1 with the full contract set deployed and wired. The devnet issue replaces this
+# with `metis-seq devnet` (sequencer nodes, DKG, manifest). Ctrl-C stops everything.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="${DEVNET_DIR:-$ROOT/devnet}"
+PORT="${L1_PORT:-8545}"
+BIN="${CARGO_TARGET_DIR:-$HOME/.cache/metis-seq/target}/debug/metis-seq"
+# anvil's first dev account (devnet only).
+export METIS_L1_PRIVATE_KEY=0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
+
+mkdir -p "$DIR/logs"
+step() { printf '[devnet %5ss] %s\n' "$SECONDS" "$*"; }
+
+step "starting anvil on 127.0.0.1:$PORT (log: $DIR/logs/anvil.log)"
+"$ROOT/.tools/bin/anvil" --host 127.0.0.1 --port "$PORT" --block-time 1 >"$DIR/logs/anvil.log" 2>&1 &
+ANVIL=$!
+trap 'step "stopping"; kill $ANVIL 2>/dev/null; wait $ANVIL 2>/dev/null || true' EXIT INT TERM
+for _ in $(seq 1 100); do
+  "$ROOT/.tools/bin/cast" chain-id --rpc-url "http://127.0.0.1:$PORT" >/dev/null 2>&1 && break
+  kill -0 $ANVIL 2>/dev/null || { cat "$DIR/logs/anvil.log"; echo "anvil exited" >&2; exit 1; }
+  sleep 0.1
+done
+
+step "deploying contracts"
+RUST_LOG=warn "$BIN" l1 deploy --l1-rpc "http://127.0.0.1:$PORT" --out "$DIR/contracts.json" >/dev/null
+step "ready"
+echo "L1 RPC:     http://127.0.0.1:$PORT (chain id $("$ROOT/.tools/bin/cast" chain-id --rpc-url "http://127.0.0.1:$PORT"))"
+echo "contracts:  $DIR/contracts.json"
+cat "$DIR/contracts.json"; echo
+echo "owner:      0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266 (anvil dev key 0; DEVNET ONLY)"
+echo "Ctrl-C to stop."
+wait $ANVIL
