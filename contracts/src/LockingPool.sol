@@ -362,6 +362,9 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
 
     /// @notice Hands the sequencer to another whitelisted owner who has none.
     function setSequencerOwner(uint256 seqId, address newOwner) external whenNotPaused onlySequencerOwner(seqId) {
+        Status status = _sequencers[seqId].status;
+        // A finished sequencer has no owner slot left to hand over (unlockClaim freed it).
+        if (status == Status.Inactive) revert InvalidSequencerStatus(seqId, status);
         if (!whitelist[newOwner]) revert NotWhitelisted(newOwner);
         if (seqOwners[newOwner] != 0) revert AlreadyHasSequencer(newOwner);
         delete seqOwners[msg.sender];

@@ -288,6 +288,57 @@ contract LockingPoolTest is Fixture {
         pool.withdraw(id, 1);
     }
 
+    function test_signerUpdateThrottle_ownerSettable() public {
+        vm.prank(OWNER);
+        pool.setSignerUpdateThrottle(1 hours);
+        uint256 id = _lock(1, MIN);
+        vm.warp(block.timestamp + 1 hours);
+        vm.prank(_user(1));
+        pool.updateSigner(id, address(0xBEEF));
+        assertEq(pool.sequencers(id).signer, address(0xBEEF), "rotated after the shorter throttle");
+    }
+
+    function test_events_whitelistOwnerJail() public {
+        vm.expectEmit(true, true, true, true, address(pool));
+        emit LockingPool.WhitelistChanged(_user(5), true);
+        vm.prank(OWNER);
+        pool.setWhitelist(_user(5), true);
+        uint256 id = _lock(1, MIN);
+        vm.expectEmit(true, true, true, true, address(pool));
+        emit LockingPool.Relocked(id, 1 ether, MIN + 1 ether);
+        vm.prank(_user(1));
+        pool.relock(id, 1 ether, false);
+        vm.expectEmit(true, true, true, true, address(pool));
+        emit LockingPool.SequencerOwnerChanged(id, _user(1), _user(5));
+        vm.prank(_user(1));
+        pool.setSequencerOwner(id, _user(5));
+        _registerGroupKey();
+        bytes32 ev = keccak256("e");
+        bytes memory sig = BlsTestSigner.sign(GROUP_SK, pool.slashDigest(id, 1 ether, ev));
+        vm.expectEmit(true, true, true, true, address(pool));
+        emit LockingPool.Jailed(id, true);
+        pool.slash(id, 1 ether, ev, sig);
+        vm.prank(_user(5));
+        vm.expectRevert(LockingPool.ZeroAddress.selector);
+        pool.setSequencerRewardRecipient(id, address(0));
+    }
+
+    function test_setSequencerOwner_notAfterExit() public {
+        uint256 id = _lock(1, MIN);
+        vm.prank(_user(1));
+        pool.unlock(id);
+        vm.warp(block.timestamp + 21 days);
+        vm.prank(_user(1));
+        pool.unlockClaim(id);
+        vm.prank(OWNER);
+        pool.setWhitelist(_user(9), true);
+        vm.prank(_user(1));
+        vm.expectRevert(
+            abi.encodeWithSelector(LockingPool.InvalidSequencerStatus.selector, id, LockingPool.Status.Inactive)
+        );
+        pool.setSequencerOwner(id, _user(9));
+    }
+
     function test_rewardRecipient_receivesRewards() public {
         _registerGroupKey();
         uint256 id = _lock(1, MIN);
@@ -581,6 +632,18 @@ contract LockingPoolTest is Fixture {
     }
 }
 
+contract MetisTokenTest is Fixture {
+    function test_mint_ownerOnly() public {
+        vm.prank(OWNER);
+        token.mint(_user(1), 5 ether);
+        assertEq(token.balanceOf(_user(1)), 5 ether, "minted");
+        assertEq(token.decimals(), 18, "decimals");
+        vm.prank(_user(1));
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, _user(1)));
+        token.mint(_user(1), 1);
+    }
+}
+
 contract LockingInfoTest is Fixture {
     function test_bounds_ownerSettable() public {
         vm.expectEmit(true, true, true, true, address(info));
@@ -616,7 +679,9 @@ contract LockingInfoTest is Fixture {
         info.setPool(address(0x1));
     }
 
-    function test_rewardPayer_required() public {
+    function test_rewardPayer_eventAndRequired() public {
+        vm.expectEmit(true, true, true, true, address(info));
+        emit LockingInfo.SetRewardPayer(PAYER, address(0));
         vm.prank(OWNER);
         info.setRewardPayer(address(0));
         vm.prank(address(pool));

@@ -320,6 +320,20 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
         BatchInboxErrors::InvalidSignature(_)
     ));
 
+    // Sent for real (fixed gas, so no estimate stops it first): mined, reverted, nothing appended.
+    let r = inbox
+        .appendBatch(h1.clone(), payload.clone(), sig0.clone())
+        .gas(400_000)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    assert!(
+        !r.status(),
+        "a transaction with a wrong signature must revert on chain"
+    );
+    assert_eq!(inbox.nextIndex().call().await?, 1);
+
     // Garbage bytes.
     let err = inbox
         .appendBatch(h1.clone(), payload.clone(), Bytes::from(vec![0xab; 128]))
