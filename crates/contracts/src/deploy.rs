@@ -61,10 +61,7 @@ pub enum DeployError {
 
 /// Deploys the token (unless given), LockingInfo, LockingPool and BatchInbox, and wires the escrow to the
 /// pool. The provider's default sender must be `cfg.owner`'s wallet (it sends the wiring call).
-pub async fn deploy_all<P: Provider + Clone>(
-    provider: &P,
-    cfg: &DeployConfig,
-) -> Result<Deployment, DeployError> {
+pub async fn deploy_all<P: Provider + Clone>(provider: &P, cfg: &DeployConfig) -> Result<Deployment, DeployError> {
     let deployed_at_block = provider.get_block_number().await?;
     let token = match cfg.token {
         Some(t) => t,
@@ -85,18 +82,13 @@ pub async fn deploy_all<P: Provider + Clone>(
         })?
         .address();
     info!(%locking_info, "LockingInfo deployed");
-    let locking_pool = *LockingPool::deploy(
-        provider.clone(),
-        cfg.owner,
-        locking_info,
-        cfg.reward_per_block,
-    )
-    .await
-    .map_err(|source| DeployError::Deploy {
-        contract: "LockingPool",
-        source,
-    })?
-    .address();
+    let locking_pool = *LockingPool::deploy(provider.clone(), cfg.owner, locking_info, cfg.reward_per_block)
+        .await
+        .map_err(|source| DeployError::Deploy {
+            contract: "LockingPool",
+            source,
+        })?
+        .address();
     info!(%locking_pool, "LockingPool deployed");
     let batch_inbox = *BatchInbox::deploy(provider.clone(), locking_pool)
         .await
@@ -116,13 +108,10 @@ pub async fn deploy_all<P: Provider + Clone>(
             call: "LockingInfo.setPool",
             source,
         })?;
-    let receipt = pending
-        .get_receipt()
-        .await
-        .map_err(|source| DeployError::Receipt {
-            call: "LockingInfo.setPool",
-            source,
-        })?;
+    let receipt = pending.get_receipt().await.map_err(|source| DeployError::Receipt {
+        call: "LockingInfo.setPool",
+        source,
+    })?;
     if !receipt.status() {
         return Err(DeployError::Reverted {
             call: "LockingInfo.setPool",

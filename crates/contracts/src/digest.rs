@@ -89,22 +89,6 @@ pub fn rewards_digest(
 }
 
 /// What the group key signs to slash `amount` of sequencer `seq_id` for `evidence_hash`.
-pub fn slash_digest(
-    chain_id: u64,
-    pool: Address,
-    seq_id: U256,
-    amount: U256,
-    evidence_hash: B256,
-) -> B256 {
-    keccak256(
-        (
-            slash_tag(),
-            U256::from(chain_id),
-            pool,
-            seq_id,
-            amount,
-            evidence_hash,
-        )
-            .abi_encode(),
-    )
+pub fn slash_digest(chain_id: u64, pool: Address, seq_id: U256, amount: U256, evidence_hash: B256) -> B256 {
+    keccak256((slash_tag(), U256::from(chain_id), pool, seq_id, amount, evidence_hash).abi_encode())
 }

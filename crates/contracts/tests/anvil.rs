@@ -13,9 +13,7 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use anyhow::{bail, Context, Result};
-use commonware_cryptography::bls12381::{
-    dkg::feldman_desmedt::deal_anonymous, primitives::sharing::Mode,
-};
+use commonware_cryptography::bls12381::{dkg::feldman_desmedt::deal_anonymous, primitives::sharing::Mode};
 use commonware_utils::N3f1;
 use metis_contracts::{
     bindings::BatchInbox::{BatchHeader, BatchInboxErrors},
@@ -74,10 +72,7 @@ async fn setup(n_users: usize) -> Result<L1> {
         .erased();
     for u in &users {
         provider
-            .raw_request::<_, ()>(
-                "anvil_setBalance".into(),
-                (u.address(), U256::from(10u128.pow(20))),
-            )
+            .raw_request::<_, ()>("anvil_setBalance".into(), (u.address(), U256::from(10u128.pow(20))))
             .await?;
     }
     let chain_id = provider.get_chain_id().await?;
@@ -96,6 +91,13 @@ async fn setup(n_users: usize) -> Result<L1> {
         deployment,
         users,
     })
+}
+
+/// Sends a contract call, waits for the receipt, fails on revert, and gives the gas used.
+macro_rules! mined {
+    ($call:expr) => {
+        send_ok(async { Ok($call.send().await?.get_receipt().await?) }).await?
+    };
 }
 
 async fn send_ok(
@@ -118,12 +120,7 @@ fn deal(n: u32, seed: u64) -> (Sharing<MinSig>, Vec<Share>) {
 }
 
 /// Threshold signature over `digest` from the shares at `signers`, EIP-2537 encoded.
-fn threshold_sign(
-    sharing: &Sharing<MinSig>,
-    shares: &[Share],
-    signers: &[usize],
-    digest: B256,
-) -> Result<Bytes> {
+fn threshold_sign(sharing: &Sharing<MinSig>, shares: &[Share], signers: &[usize], digest: B256) -> Result<Bytes> {
     let d: [u8; 32] = digest.0;
     let partials: Vec<_> = signers
         .iter()
@@ -142,49 +139,19 @@ async fn lock_sequencers(l1: &L1) -> Result<Vec<U256>> {
     for (i, u) in l1.users.iter().enumerate() {
         let who = u.address();
         let stake = parse_ether(&format!("{}", 20_000 + 10_000 * i))?;
-        send_ok(async {
-            Ok(pool
-                .setWhitelist(who, true)
-                .send()
-                .await?
-                .get_receipt()
-                .await?)
-        })
-        .await?;
-        send_ok(async { Ok(token.mint(who, stake).send().await?.get_receipt().await?) }).await?;
-        send_ok(async {
-            Ok(token
-                .approve(d.locking_info, stake)
-                .from(who)
-                .send()
-                .await?
-                .get_receipt()
-                .await?)
-        })
-        .await?;
+        mined!(pool.setWhitelist(who, true));
+        mined!(token.mint(who, stake));
+        mined!(token.approve(d.locking_info, stake).from(who));
         let signer = PrivateKeySigner::random().address();
         // Distinct, non-zero 32-byte keys of the right shape.
         let ck = Bytes::from(alloy::primitives::keccak256(format!("consensus {who}")).to_vec());
         let dk = Bytes::from(alloy::primitives::keccak256(format!("dkg {who}")).to_vec());
-        send_ok(async {
-            Ok(pool
-                .lockFor(signer, stake, ck.clone(), dk.clone())
-                .from(who)
-                .send()
-                .await?
-                .get_receipt()
-                .await?)
-        })
-        .await?;
+        mined!(pool.lockFor(signer, stake, ck.clone(), dk.clone()).from(who));
         let id = pool.seqOwners(who).call().await?;
         let seq = pool.sequencers(id).call().await?;
         assert_eq!(seq.amount, stake, "stake recorded");
         assert_eq!(seq.signer, signer, "signer recorded");
-        assert_eq!(
-            seq.consensusKey.as_slice(),
-            ck.as_ref(),
-            "consensus key recorded"
-        );
+        assert_eq!(seq.consensusKey.as_slice(), ck.as_ref(), "consensus key recorded");
         ids.push(id);
     }
     Ok(ids)
@@ -193,15 +160,7 @@ async fn lock_sequencers(l1: &L1) -> Result<Vec<U256>> {
 async fn register_group_key(l1: &L1, sharing: &Sharing<MinSig>) -> Result<()> {
     let pool = LockingPool::new(l1.deployment.locking_pool, l1.provider.clone());
     let pk = Bytes::from(encoding::g2_to_eip2537(sharing.public()).to_vec());
-    send_ok(async {
-        Ok(pool
-            .setGroupKey(pk.clone())
-            .send()
-            .await?
-            .get_receipt()
-            .await?)
-    })
-    .await?;
+    mined!(pool.setGroupKey(pk.clone()));
     assert_eq!(pool.groupPublicKey().call().await?, pk, "stored group key");
     assert_eq!(
         pool.mpcAddress().call().await?,
@@ -248,27 +207,13 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
     // The Rust digests are the contract's digests.
     let digest0 = digest::batch_signing_digest(l1.chain_id, d.batch_inbox, &h0);
     assert_eq!(inbox.signingDigest(h0.clone()).call().await?, digest0);
-    assert_eq!(
-        inbox.batchHash(h0.clone()).call().await?,
-        digest::batch_hash(&h0)
-    );
+    assert_eq!(inbox.batchHash(h0.clone()).call().await?, digest::batch_hash(&h0));
 
     // Signed by shares 0, 2, 3: accepted.
     let sig0 = threshold_sign(&sharing, &shares, &[0, 2, 3], digest0)?;
-    let gas_calldata = send_ok(async {
-        Ok(inbox
-            .appendBatch(h0.clone(), payload.clone(), sig0.clone())
-            .send()
-            .await?
-            .get_receipt()
-            .await?)
-    })
-    .await?;
+    let gas_calldata = mined!(inbox.appendBatch(h0.clone(), payload.clone(), sig0.clone()));
     assert_eq!(inbox.nextIndex().call().await?, 1);
-    assert_eq!(
-        inbox.batchHashes(U256::ZERO).call().await?,
-        digest::batch_hash(&h0)
-    );
+    assert_eq!(inbox.batchHashes(U256::ZERO).call().await?, digest::batch_hash(&h0));
 
     // Replayed: the index check rejects it.
     let err = inbox
@@ -288,10 +233,7 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
         .call()
         .await
         .unwrap_err();
-    assert!(matches!(
-        inbox_error(err)?,
-        BatchInboxErrors::InvalidSignature(_)
-    ));
+    assert!(matches!(inbox_error(err)?, BatchInboxErrors::InvalidSignature(_)));
 
     // Signed by a different group (a key that is not registered).
     let digest1 = digest::batch_signing_digest(l1.chain_id, d.batch_inbox, &h1);
@@ -302,10 +244,7 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
         .call()
         .await
         .unwrap_err();
-    assert!(matches!(
-        inbox_error(err)?,
-        BatchInboxErrors::InvalidSignature(_)
-    ));
+    assert!(matches!(inbox_error(err)?, BatchInboxErrors::InvalidSignature(_)));
 
     // A single share's partial is not the group signature.
     let lone = threshold::sign_partial(&shares[1], &digest1.0);
@@ -315,10 +254,7 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
         .call()
         .await
         .unwrap_err();
-    assert!(matches!(
-        inbox_error(err)?,
-        BatchInboxErrors::InvalidSignature(_)
-    ));
+    assert!(matches!(inbox_error(err)?, BatchInboxErrors::InvalidSignature(_)));
 
     // Sent for real (fixed gas, so no estimate stops it first): mined, reverted, nothing appended.
     let r = inbox
@@ -328,10 +264,7 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
         .await?
         .get_receipt()
         .await?;
-    assert!(
-        !r.status(),
-        "a transaction with a wrong signature must revert on chain"
-    );
+    assert!(!r.status(), "a transaction with a wrong signature must revert on chain");
     assert_eq!(inbox.nextIndex().call().await?, 1);
 
     // Garbage bytes.
@@ -340,46 +273,19 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
         .call()
         .await
         .unwrap_err();
-    assert!(matches!(
-        inbox_error(err)?,
-        BatchInboxErrors::InvalidSignature(_)
-    ));
+    assert!(matches!(inbox_error(err)?, BatchInboxErrors::InvalidSignature(_)));
 
     // Another quorum (shares 1, 2, 3) signs the next batch: accepted.
     let sig1 = threshold_sign(&sharing, &shares, &[1, 2, 3], digest1)?;
-    let gas_calldata_next = send_ok(async {
-        Ok(inbox
-            .appendBatch(h1.clone(), payload.clone(), sig1)
-            .send()
-            .await?
-            .get_receipt()
-            .await?)
-    })
-    .await?;
+    let gas_calldata_next = mined!(inbox.appendBatch(h1.clone(), payload.clone(), sig1));
     assert_eq!(inbox.nextL2Block().call().await?, 21);
 
     // Rewards: threshold-signed report crediting blocks to the four sequencers.
     let pool = LockingPool::new(d.locking_pool, l1.provider.clone());
     let token = MetisToken::new(d.token, l1.provider.clone());
     let reward_total = parse_ether("1000000")?;
-    send_ok(async {
-        Ok(token
-            .mint(l1.owner, reward_total)
-            .send()
-            .await?
-            .get_receipt()
-            .await?)
-    })
-    .await?;
-    send_ok(async {
-        Ok(token
-            .approve(d.locking_info, reward_total)
-            .send()
-            .await?
-            .get_receipt()
-            .await?)
-    })
-    .await?;
+    mined!(token.mint(l1.owner, reward_total));
+    mined!(token.approve(d.locking_info, reward_total));
     let blocks: Vec<U256> = [5u64, 10, 15, 20].into_iter().map(U256::from).collect();
     let (one, zero, four) = (U256::from(1), U256::ZERO, U256::from(4));
     let rd = digest::rewards_digest(l1.chain_id, d.locking_pool, one, zero, four, &ids, &blocks);
@@ -390,15 +296,7 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
         rd
     );
     let rsig = threshold_sign(&sharing, &shares, &[0, 1, 3], rd)?;
-    let gas_rewards = send_ok(async {
-        Ok(pool
-            .batchSubmitRewards(one, zero, four, ids.clone(), blocks.clone(), rsig.clone())
-            .send()
-            .await?
-            .get_receipt()
-            .await?)
-    })
-    .await?;
+    let gas_rewards = mined!(pool.batchSubmitRewards(one, zero, four, ids.clone(), blocks.clone(), rsig.clone()));
     for (id, b) in ids.iter().zip(&blocks) {
         assert_eq!(
             pool.sequencers(*id).call().await?.reward,
@@ -422,20 +320,8 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
     // A sequencer withdraws its rewards on L1.
     let who = l1.users[3].address();
     let before = token.balanceOf(who).call().await?;
-    send_ok(async {
-        Ok(pool
-            .withdrawRewards(ids[3])
-            .from(who)
-            .send()
-            .await?
-            .get_receipt()
-            .await?)
-    })
-    .await?;
-    assert_eq!(
-        token.balanceOf(who).call().await? - before,
-        parse_ether("20")?
-    );
+    mined!(pool.withdrawRewards(ids[3]).from(who));
+    assert_eq!(token.balanceOf(who).call().await? - before, parse_ether("20")?);
 
     // Slashing with the group key.
     let ev = B256::repeat_byte(0x42);
@@ -443,15 +329,7 @@ async fn threshold_signed_batches_and_rewards_on_anvil() -> Result<()> {
     let sd = digest::slash_digest(l1.chain_id, d.locking_pool, ids[0], amount, ev);
     assert_eq!(pool.slashDigest(ids[0], amount, ev).call().await?, sd);
     let ssig = threshold_sign(&sharing, &shares, &[0, 1, 2], sd)?;
-    let gas_slash = send_ok(async {
-        Ok(pool
-            .slash(ids[0], amount, ev, ssig)
-            .send()
-            .await?
-            .get_receipt()
-            .await?)
-    })
-    .await?;
+    let gas_slash = mined!(pool.slash(ids[0], amount, ev, ssig));
     assert!(pool.sequencers(ids[0]).call().await?.jailed);
 
     // The escrow is wired to the pool and holds stakes + unclaimed rewards.
@@ -524,20 +402,10 @@ async fn blob_carrying_batch_on_anvil() -> Result<()> {
         &[1, 2, 3],
         digest::batch_signing_digest(l1.chain_id, d.batch_inbox, &h1),
     )?;
-    let err = inbox
-        .appendBatch(h1, Bytes::new(), sig1)
-        .call()
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        inbox_error(err)?,
-        BatchInboxErrors::BlobHashMismatch(_)
-    ));
+    let err = inbox.appendBatch(h1, Bytes::new(), sig1).call().await.unwrap_err();
+    assert!(matches!(inbox_error(err)?, BatchInboxErrors::BlobHashMismatch(_)));
 
-    println!(
-        "GAS appendBatch blobs (2 blobs, execution gas): {}",
-        receipt.gas_used
-    );
+    println!("GAS appendBatch blobs (2 blobs, execution gas): {}", receipt.gas_used);
     println!("BLOB gas used: {:?}", receipt.blob_gas_used);
     let _ = TransactionRequest::default().with_chain_id(l1.chain_id);
     Ok(())

@@ -59,11 +59,11 @@ pub struct Connection {
 impl Connection {
     fn signer(&self) -> Result<PrivateKeySigner> {
         let raw = match &self.key_file {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("reading key file {}", path.display()))?,
-            None => std::env::var(&self.key_env).with_context(|| {
-                format!("no private key: set {} or pass --key-file", self.key_env)
-            })?,
+            Some(path) => {
+                std::fs::read_to_string(path).with_context(|| format!("reading key file {}", path.display()))?
+            }
+            None => std::env::var(&self.key_env)
+                .with_context(|| format!("no private key: set {} or pass --key-file", self.key_env))?,
         };
         raw.trim()
             .parse::<PrivateKeySigner>()
@@ -111,8 +111,7 @@ pub async fn run(cmd: L1Command) -> Result<()> {
                 .context("deploying the L1 contracts")?;
             let json = serde_json::to_string_pretty(&deployment)?;
             if let Some(path) = out {
-                std::fs::write(&path, &json)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
             }
             println!("{json}");
             Ok(())
@@ -122,8 +121,7 @@ pub async fn run(cmd: L1Command) -> Result<()> {
             locking_pool,
             public_key,
         } => {
-            let raw = hex::decode(public_key.trim().trim_start_matches("0x"))
-                .context("public key is not hex")?;
+            let raw = hex::decode(public_key.trim().trim_start_matches("0x")).context("public key is not hex")?;
             let pk = match raw.len() {
                 256 => metis_mpc::encoding::g2_from_eip2537(&raw)?,
                 96 => metis_mpc::encoding::g2_from_compressed(&raw)?,
@@ -141,10 +139,7 @@ pub async fn run(cmd: L1Command) -> Result<()> {
                 .await
                 .context("waiting for LockingPool.setGroupKey")?;
             if !receipt.status() {
-                bail!(
-                    "LockingPool.setGroupKey reverted (tx {})",
-                    receipt.transaction_hash
-                );
+                bail!("LockingPool.setGroupKey reverted (tx {})", receipt.transaction_hash);
             }
             let mpc = pool.mpcAddress().call().await?;
             println!(

@@ -9,11 +9,7 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "metis-seq",
-    version,
-    about = "Decentralized sequencer pool for an EVM L2"
-)]
+#[command(name = "metis-seq", version, about = "Decentralized sequencer pool for an EVM L2")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,9 +25,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();

@@ -10,9 +10,7 @@ use std::{path::PathBuf, process::Command};
 fn anvil_path() -> PathBuf {
     std::env::var("METIS_ANVIL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/anvil")
-        })
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/anvil"))
 }
 
 fn metis_seq(rpc: &str, key: &str, args: &[&str]) -> std::process::Output {
@@ -25,13 +23,24 @@ fn metis_seq(rpc: &str, key: &str, args: &[&str]) -> std::process::Output {
         .expect("running metis-seq")
 }
 
+fn set_group_key(rpc: &str, key: &str, pool: Address, public_key: &str) -> std::process::Output {
+    metis_seq(
+        rpc,
+        key,
+        &[
+            "l1",
+            "set-group-key",
+            "--locking-pool",
+            &pool.to_string(),
+            "--public-key",
+            public_key,
+        ],
+    )
+}
+
 #[tokio::test]
 async fn deploy_and_register_group_key() {
-    let anvil = Anvil::new()
-        .path(anvil_path())
-        .port(0u16)
-        .timeout(30_000)
-        .spawn();
+    let anvil = Anvil::new().path(anvil_path()).port(0u16).timeout(30_000).spawn();
     let rpc = anvil.endpoint();
     let key = format!("0x{}", alloy::hex::encode(anvil.keys()[0].to_bytes()));
 
@@ -41,13 +50,8 @@ async fn deploy_and_register_group_key() {
         "deploy failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let deployment: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("deploy prints JSON");
-    let pool_addr: Address = deployment["locking_pool"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let deployment: serde_json::Value = serde_json::from_slice(&out.stdout).expect("deploy prints JSON");
+    let pool_addr: Address = deployment["locking_pool"].as_str().unwrap().parse().unwrap();
     for k in ["token", "locking_info", "batch_inbox"] {
         assert!(
             deployment[k].as_str().unwrap().parse::<Address>().is_ok(),
@@ -58,18 +62,7 @@ async fn deploy_and_register_group_key() {
     // A group key in commonware's compressed form, as the DKG will output it.
     let (_, pk) = ops::keypair::<_, MinSig>(&mut StdRng::seed_from_u64(3));
     let pk_hex = alloy::hex::encode(pk.encode());
-    let out = metis_seq(
-        &rpc,
-        &key,
-        &[
-            "l1",
-            "set-group-key",
-            "--locking-pool",
-            &pool_addr.to_string(),
-            "--public-key",
-            &pk_hex,
-        ],
-    );
+    let out = set_group_key(&rpc, &key, pool_addr, &pk_hex);
     assert!(
         out.status.success(),
         "set-group-key failed: {}",
@@ -78,11 +71,7 @@ async fn deploy_and_register_group_key() {
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let expected = metis_mpc::encoding::mpc_address(&pk);
     assert_eq!(
-        answer["mpc_address"]
-            .as_str()
-            .unwrap()
-            .parse::<Address>()
-            .unwrap(),
+        answer["mpc_address"].as_str().unwrap().parse::<Address>().unwrap(),
         expected
     );
 
@@ -93,24 +82,10 @@ async fn deploy_and_register_group_key() {
     // Bad input: a clear error, non-zero exit, nothing changed on L1.
     let mut bad = pk.encode().to_vec();
     bad[10] ^= 0xff;
-    let out = metis_seq(
-        &rpc,
-        &key,
-        &[
-            "l1",
-            "set-group-key",
-            "--locking-pool",
-            &pool_addr.to_string(),
-            "--public-key",
-            &alloy::hex::encode(&bad),
-        ],
-    );
+    let out = set_group_key(&rpc, &key, pool_addr, &alloy::hex::encode(&bad));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("error:") && err.contains("G2"),
-        "unclear error: {err}"
-    );
+    assert!(err.contains("error:") && err.contains("G2"), "unclear error: {err}");
     let out = metis_seq(&rpc, "0x1234", &["l1", "deploy"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("private key"));

@@ -19,9 +19,7 @@ fn pad(out: &mut [u8], slot: usize, fp: &[u8]) {
 fn unpad(input: &[u8], slot: usize) -> Result<&[u8], MpcError> {
     let word = &input[slot * 64..slot * 64 + 64];
     if word[..16].iter().any(|b| *b != 0) {
-        return Err(MpcError::InvalidEncoding(
-            "non-zero padding in a field element",
-        ));
+        return Err(MpcError::InvalidEncoding("non-zero padding in a field element"));
     }
     Ok(&word[16..])
 }
@@ -117,22 +115,13 @@ mod tests {
         assert!(g1_from_eip2537(&bad).is_err());
         let mut bad = sig_bytes;
         bad[0] = 1;
-        assert!(matches!(
-            g1_from_eip2537(&bad),
-            Err(MpcError::InvalidEncoding(_))
-        ));
-        assert!(
-            g1_from_eip2537(&[0u8; 128]).is_err(),
-            "infinity must be rejected"
-        );
+        assert!(matches!(g1_from_eip2537(&bad), Err(MpcError::InvalidEncoding(_))));
+        assert!(g1_from_eip2537(&[0u8; 128]).is_err(), "infinity must be rejected");
         assert!(g1_from_eip2537(&sig_bytes[..96]).is_err());
         let mut bad = pk_bytes;
         bad[255] ^= 1;
         assert!(g2_from_eip2537(&bad).is_err());
-        assert!(
-            g2_from_eip2537(&[0u8; 256]).is_err(),
-            "infinity must be rejected"
-        );
+        assert!(g2_from_eip2537(&[0u8; 256]).is_err(), "infinity must be rejected");
     }
 
     /// The G2 generator in EIP-2537 layout, as the contracts hard-code it (c0 before c1).
@@ -156,15 +145,29 @@ mod rfc9380 {
     fn hash_to_g1_vectors() {
         let dst = b"QUUX-V01-CS02-with-BLS12381G1_XMD:SHA-256_SSWU_RO_";
         for (msg, x) in [
-            (&b""[..], "052926add2207b76ca4fa57a8734416c8dc95e24501772c814278700eed6d1e4e8cf62d9c09db0fac349612b759e79a1"),
-            (&b"abc"[..], "03567bc5ef9c690c2ab2ecdf6a96ef1c139cc0b2f284dca0a9a7943388a49a3aee664ba5379a7655d3c68900be2f6903"),
+            (
+                &b""[..],
+                "052926add2207b76ca4fa57a8734416c8dc95e24501772c814278700eed6d1e4e8cf62d9c09db0fac349612b759e79a1",
+            ),
+            (
+                &b"abc"[..],
+                "03567bc5ef9c690c2ab2ecdf6a96ef1c139cc0b2f284dca0a9a7943388a49a3aee664ba5379a7655d3c68900be2f6903",
+            ),
         ] {
             let mut p = blst::blst_p1::default();
             let mut a = blst::blst_p1_affine::default();
             let mut out = [0u8; 96];
             // SAFETY: blst's C API with valid, correctly sized buffers.
             unsafe {
-                blst::blst_hash_to_g1(&mut p, msg.as_ptr(), msg.len(), dst.as_ptr(), dst.len(), std::ptr::null(), 0);
+                blst::blst_hash_to_g1(
+                    &mut p,
+                    msg.as_ptr(),
+                    msg.len(),
+                    dst.as_ptr(),
+                    dst.len(),
+                    std::ptr::null(),
+                    0,
+                );
                 blst::blst_p1_to_affine(&mut a, &p);
                 blst::blst_p1_affine_serialize(out.as_mut_ptr(), &a);
             }

@@ -27,8 +27,7 @@ pub fn verify_partial(
     digest: &[u8; 32],
     partial: &PartialSignature<MinSig>,
 ) -> Result<(), MpcError> {
-    ops::threshold::verify_message::<MinSig>(sharing, NAMESPACE, digest, partial)
-        .map_err(|_| MpcError::BadSignature)
+    ops::threshold::verify_message::<MinSig>(sharing, NAMESPACE, digest, partial).map_err(|_| MpcError::BadSignature)
 }
 
 /// Recovers the group signature from at least `sharing.required()` partials and checks it under the group
@@ -46,16 +45,13 @@ pub fn aggregate<'a>(
 
 /// Verifies a (group) signature over `digest`.
 pub fn verify(public: &G2, digest: &[u8; 32], signature: &G1) -> Result<(), MpcError> {
-    ops::verify_message::<MinSig>(public, NAMESPACE, digest, signature)
-        .map_err(|_| MpcError::BadSignature)
+    ops::verify_message::<MinSig>(public, NAMESPACE, digest, signature).map_err(|_| MpcError::BadSignature)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use commonware_cryptography::bls12381::{
-        dkg::feldman_desmedt::deal_anonymous, primitives::sharing::Mode,
-    };
+    use commonware_cryptography::bls12381::{dkg::feldman_desmedt::deal_anonymous, primitives::sharing::Mode};
     use commonware_utils::N3f1;
     use rand::{rngs::StdRng, SeedableRng};
     use std::num::NonZeroU32;
@@ -76,12 +72,7 @@ mod tests {
         }
         // Any quorum gives the same signature.
         let a = aggregate(&sharing, &digest, &partials[..3]).unwrap();
-        let b = aggregate(
-            &sharing,
-            &digest,
-            [&partials[0], &partials[2], &partials[3]],
-        )
-        .unwrap();
+        let b = aggregate(&sharing, &digest, [&partials[0], &partials[2], &partials[3]]).unwrap();
         assert_eq!(a, b);
         verify(sharing.public(), &digest, &a).unwrap();
         assert!(verify(sharing.public(), &[8u8; 32], &a).is_err());
