@@ -1,0 +1,19 @@
+//! The L2 execution engine: an Ethereum (Prague rules) state machine on revm.
+//!
+//! - [`genesis`]: the chain spec from a geth-style genesis JSON.
+//! - [`state`]: the world state with incrementally maintained Merkle-Patricia tries ([`trie`]) and the per-block
+//!   overlay revm executes against.
+
+pub mod executor;
+pub mod genesis;
+pub mod state;
+pub mod trie;
+pub mod tx;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use executor::{build_block, execute_block, BlockContext, BlockError, BlockExecutor, ExecutedBlock};
+pub use genesis::{ChainSpec, GenesisError};
+pub use state::{Account, AccountChange, BlockOverlay, Changeset, RootUpdate, WorldState};
+pub use tx::{RecoveredTx, TxError};

@@ -1,0 +1,70 @@
+//! Helpers for tests: funded dev keys and signed transactions.
+
+use crate::tx::RecoveredTx;
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEip2930, TxEnvelope, TxLegacy};
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+
+pub fn keys(n: usize) -> Vec<PrivateKeySigner> {
+    (1..=n)
+        .map(|i| {
+            let mut sk = [0u8; 32];
+            sk[24..].copy_from_slice(&(i as u64 + 0x1000).to_be_bytes());
+            PrivateKeySigner::from_slice(&sk).expect("valid key")
+        })
+        .collect()
+}
+
+pub fn eip1559(
+    signer: &PrivateKeySigner,
+    chain_id: u64,
+    nonce: u64,
+    to: TxKind,
+    value: U256,
+    input: Bytes,
+    gas: u64,
+) -> RecoveredTx {
+    let tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: gas,
+        max_fee_per_gas: 2_000_000_000,
+        max_priority_fee_per_gas: 1_000_000,
+        to,
+        value,
+        input,
+        access_list: Default::default(),
+    };
+    let sig = signer.sign_hash_sync(&tx.signature_hash()).expect("sign");
+    RecoveredTx::from_envelope(TxEnvelope::from(tx.into_signed(sig))).expect("valid")
+}
+
+pub fn legacy(signer: &PrivateKeySigner, chain_id: u64, nonce: u64, to: Address, value: U256) -> RecoveredTx {
+    let tx = TxLegacy {
+        chain_id: Some(chain_id),
+        nonce,
+        gas_price: 2_000_000_000,
+        gas_limit: 21_000,
+        to: TxKind::Call(to),
+        value,
+        input: Bytes::new(),
+    };
+    let sig = signer.sign_hash_sync(&tx.signature_hash()).expect("sign");
+    RecoveredTx::from_envelope(TxEnvelope::from(tx.into_signed(sig))).expect("valid")
+}
+
+pub fn eip2930(signer: &PrivateKeySigner, chain_id: u64, nonce: u64, to: Address, value: U256) -> RecoveredTx {
+    let tx = TxEip2930 {
+        chain_id,
+        nonce,
+        gas_price: 2_000_000_000,
+        gas_limit: 30_000,
+        to: TxKind::Call(to),
+        value,
+        input: Bytes::new(),
+        access_list: Default::default(),
+    };
+    let sig = signer.sign_hash_sync(&tx.signature_hash()).expect("sign");
+    RecoveredTx::from_envelope(TxEnvelope::from(tx.into_signed(sig))).expect("valid")
+}
