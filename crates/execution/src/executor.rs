@@ -78,7 +78,11 @@ pub struct ExecutedBlock {
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
     #[error("transaction {index} ({hash}) is invalid: {error}")]
-    InvalidTx { index: usize, hash: B256, error: Box<TxError> },
+    InvalidTx {
+        index: usize,
+        hash: B256,
+        error: Box<TxError>,
+    },
     #[error("block uses {used} gas, over its limit {limit}")]
     GasLimit { used: u64, limit: u64 },
     #[error("header mismatch in {field}: block says {claimed}, execution gives {computed}")]
@@ -332,8 +336,11 @@ pub fn execute_block(
     let mut exec = BlockExecutor::new(state, spec, ctx);
     for (index, tx) in transactions.into_iter().enumerate() {
         let hash = tx.hash;
-        exec.execute(tx)
-            .map_err(|error| BlockError::InvalidTx { index, hash, error: Box::new(error) })?;
+        exec.execute(tx).map_err(|error| BlockError::InvalidTx {
+            index,
+            hash,
+            error: Box::new(error),
+        })?;
     }
     let executed = exec.finish();
     let h = &executed.header;

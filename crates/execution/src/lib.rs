@@ -4,15 +4,18 @@
 //! - [`state`]: the world state with incrementally maintained Merkle-Patricia tries ([`trie`]) and the per-block
 //!   overlay revm executes against.
 
+pub mod engine;
 pub mod executor;
 pub mod genesis;
 pub mod state;
+pub mod store;
 pub mod trie;
 pub mod tx;
 
 #[cfg(test)]
 pub(crate) mod testutil;
 
+pub use engine::{Engine, EngineError};
 pub use executor::{build_block, execute_block, BlockContext, BlockError, BlockExecutor, ExecutedBlock};
 pub use genesis::{ChainSpec, GenesisError};
 pub use state::{Account, AccountChange, BlockOverlay, Changeset, RootUpdate, WorldState};

@@ -95,6 +95,14 @@ fn slot_key(slot: &U256) -> B256 {
 impl WorldState {
     /// The genesis state of `spec` and its state root.
     pub fn genesis(spec: &ChainSpec) -> (Self, B256) {
+        let cs = Self::genesis_changeset(spec);
+        let mut state = Self::default();
+        let root = state.apply(&cs);
+        (state, root)
+    }
+
+    /// The genesis allocation as a changeset from the empty state.
+    pub fn genesis_changeset(spec: &ChainSpec) -> Changeset {
         let mut cs = Changeset::default();
         for (addr, a) in &spec.alloc {
             let code_hash = if a.code.is_empty() {
@@ -118,9 +126,7 @@ impl WorldState {
                 },
             );
         }
-        let mut state = Self::default();
-        let root = state.apply(&cs);
-        (state, root)
+        cs
     }
 
     pub fn account(&self, address: &Address) -> Option<&Account> {

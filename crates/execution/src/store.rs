@@ -1,0 +1,323 @@
+//! Durable chain data in redb: headers, bodies (with senders), receipts, the tx lookup, and the flat state.
+//! Everything one block writes goes in one write transaction, so a crash leaves the store at a block boundary.
+
+use crate::state::{Account, AccountChange, Changeset};
+use crate::tx::RecoveredTx;
+use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
+use alloy_eips::eip2718::{Decodable2718, Encodable2718};
+use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_rlp::{Decodable, Encodable};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use revm::state::Bytecode;
+use std::path::Path;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
+const HASHES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_hashes");
+const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
+const TX_LOOKUP: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("tx_lookup");
+const ACCOUNTS: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("accounts");
+const STORAGE: TableDefinition<&[u8; 52], &[u8; 32]> = TableDefinition::new("storage");
+const CODE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("code");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// What a block adds to the store.
+pub struct BlockWrite<'a> {
+    pub header: &'a Header,
+    pub hash: B256,
+    pub transactions: &'a [RecoveredTx],
+    pub receipts: &'a [ReceiptEnvelope],
+    pub changeset: &'a Changeset,
+}
+
+pub struct Store {
+    db: Database,
+}
+
+fn encode_account(a: &Account) -> [u8; 72] {
+    let mut out = [0u8; 72];
+    out[..8].copy_from_slice(&a.nonce.to_be_bytes());
+    out[8..40].copy_from_slice(&a.balance.to_be_bytes::<32>());
+    out[40..].copy_from_slice(a.code_hash.as_slice());
+    out
+}
+
+fn decode_account(b: &[u8]) -> Result<Account, StoreError> {
+    if b.len() != 72 {
+        return Err(corrupt("account record is not 72 bytes"));
+    }
+    let nonce = u64::from_be_bytes(b[..8].try_into().map_err(corrupt)?);
+    Ok(Account {
+        nonce,
+        balance: U256::from_be_slice(&b[8..40]),
+        code_hash: B256::from_slice(&b[40..]),
+    })
+}
+
+fn storage_key(addr: &Address, slot: &U256) -> [u8; 52] {
+    let mut k = [0u8; 52];
+    k[..20].copy_from_slice(addr.as_slice());
+    k[20..].copy_from_slice(&slot.to_be_bytes::<32>());
+    k
+}
+
+/// Body: for each tx, 20-byte sender + 4-byte length + EIP-2718 bytes (senders stored so loading is not a
+/// signature recovery per transaction).
+fn encode_body(txs: &[RecoveredTx]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for tx in txs {
+        out.extend_from_slice(tx.sender.as_slice());
+        let enc = tx.envelope.encoded_2718();
+        out.extend_from_slice(&(enc.len() as u32).to_be_bytes());
+        out.extend_from_slice(&enc);
+    }
+    out
+}
+
+fn decode_body(mut b: &[u8]) -> Result<Vec<(Address, TxEnvelope)>, StoreError> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        if b.len() < 24 {
+            return Err(corrupt("truncated body"));
+        }
+        let sender = Address::from_slice(&b[..20]);
+        let len = u32::from_be_bytes(b[20..24].try_into().map_err(corrupt)?) as usize;
+        let rest = &b[24..];
+        if rest.len() < len {
+            return Err(corrupt("truncated transaction in body"));
+        }
+        let mut enc = &rest[..len];
+        let tx = TxEnvelope::decode_2718(&mut enc).map_err(corrupt)?;
+        out.push((sender, tx));
+        b = &rest[len..];
+    }
+    Ok(out)
+}
+
+fn encode_receipts(receipts: &[ReceiptEnvelope]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in receipts {
+        let enc = r.encoded_2718();
+        out.extend_from_slice(&(enc.len() as u32).to_be_bytes());
+        out.extend_from_slice(&enc);
+    }
+    out
+}
+
+fn decode_receipts(mut b: &[u8]) -> Result<Vec<ReceiptEnvelope>, StoreError> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        if b.len() < 4 {
+            return Err(corrupt("truncated receipts"));
+        }
+        let len = u32::from_be_bytes(b[..4].try_into().map_err(corrupt)?) as usize;
+        let rest = &b[4..];
+        if rest.len() < len {
+            return Err(corrupt("truncated receipt"));
+        }
+        let mut enc = &rest[..len];
+        out.push(ReceiptEnvelope::decode_2718(&mut enc).map_err(corrupt)?);
+        b = &rest[len..];
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        let w = db.begin_write()?;
+        {
+            // Create every table so readers never meet a missing one.
+            w.open_table(META)?;
+            w.open_table(HEADERS)?;
+            w.open_table(HASHES)?;
+            w.open_table(BODIES)?;
+            w.open_table(RECEIPTS)?;
+            w.open_table(TX_LOOKUP)?;
+            w.open_table(ACCOUNTS)?;
+            w.open_table(STORAGE)?;
+            w.open_table(CODE)?;
+        }
+        w.commit()?;
+        Ok(Self { db })
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(META)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The head block number and hash, `None` for an empty store.
+    pub fn head(&self) -> Result<Option<(u64, B256)>, StoreError> {
+        match self.meta("head")? {
+            None => Ok(None),
+            Some(v) if v.len() == 40 => Ok(Some((
+                u64::from_be_bytes(v[..8].try_into().map_err(corrupt)?),
+                B256::from_slice(&v[8..]),
+            ))),
+            Some(_) => Err(corrupt("head record")),
+        }
+    }
+
+    /// Writes one block and its state changes atomically, and moves the head to it.
+    pub fn write_block(&self, b: &BlockWrite<'_>, extra_meta: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let w = self.db.begin_write()?;
+        {
+            let n = b.header.number;
+            let mut hdr = Vec::with_capacity(600);
+            b.header.encode(&mut hdr);
+            w.open_table(HEADERS)?.insert(n, hdr.as_slice())?;
+            w.open_table(HASHES)?.insert(&b.hash.0, n)?;
+            w.open_table(BODIES)?
+                .insert(n, encode_body(b.transactions).as_slice())?;
+            w.open_table(RECEIPTS)?
+                .insert(n, encode_receipts(b.receipts).as_slice())?;
+            let mut lookup = w.open_table(TX_LOOKUP)?;
+            for (i, tx) in b.transactions.iter().enumerate() {
+                lookup.insert(&tx.hash.0, (n, i as u32))?;
+            }
+            let mut code = w.open_table(CODE)?;
+            for (hash, c) in &b.changeset.new_code {
+                code.insert(&hash.0, c.original_byte_slice())?;
+            }
+            let mut accounts = w.open_table(ACCOUNTS)?;
+            let mut storage = w.open_table(STORAGE)?;
+            for (addr, ch) in &b.changeset.accounts {
+                if ch.storage_cleared || ch.info.is_none() {
+                    let lo = storage_key(addr, &U256::ZERO);
+                    let hi = storage_key(addr, &U256::MAX);
+                    storage.retain_in::<&[u8; 52], _>(&lo..=&hi, |_, _| false)?;
+                }
+                match &ch.info {
+                    None => {
+                        accounts.remove(&addr.0 .0)?;
+                    }
+                    Some(a) => {
+                        accounts.insert(&addr.0 .0, encode_account(a).as_slice())?;
+                    }
+                }
+                for (slot, value) in &ch.storage {
+                    let k = storage_key(addr, slot);
+                    if value.is_zero() {
+                        storage.remove(&k)?;
+                    } else {
+                        storage.insert(&k, &value.to_be_bytes::<32>())?;
+                    }
+                }
+            }
+            let mut meta = w.open_table(META)?;
+            let mut head = [0u8; 40];
+            head[..8].copy_from_slice(&n.to_be_bytes());
+            head[8..].copy_from_slice(b.hash.as_slice());
+            meta.insert("head", head.as_slice())?;
+            for (k, v) in extra_meta {
+                meta.insert(*k, *v)?;
+            }
+        }
+        w.commit()?;
+        Ok(())
+    }
+
+    pub fn header(&self, number: u64) -> Result<Option<Header>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(HEADERS)?;
+        let Some(v) = t.get(number)? else { return Ok(None) };
+        let mut b = v.value();
+        Header::decode(&mut b).map(Some).map_err(corrupt)
+    }
+
+    pub fn block_number(&self, hash: &B256) -> Result<Option<u64>, StoreError> {
+        let r = self.db.begin_read()?;
+        Ok(r.open_table(HASHES)?.get(&hash.0)?.map(|v| v.value()))
+    }
+
+    /// The transactions of block `number` with their senders.
+    pub fn transactions(&self, number: u64) -> Result<Option<Vec<(Address, TxEnvelope)>>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(BODIES)?;
+        let Some(v) = t.get(number)? else { return Ok(None) };
+        decode_body(v.value()).map(Some)
+    }
+
+    pub fn receipts(&self, number: u64) -> Result<Option<Vec<ReceiptEnvelope>>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(RECEIPTS)?;
+        let Some(v) = t.get(number)? else { return Ok(None) };
+        decode_receipts(v.value()).map(Some)
+    }
+
+    /// (block number, index) of a transaction.
+    pub fn tx_location(&self, hash: &B256) -> Result<Option<(u64, u32)>, StoreError> {
+        let r = self.db.begin_read()?;
+        Ok(r.open_table(TX_LOOKUP)?.get(&hash.0)?.map(|v| v.value()))
+    }
+
+    /// The whole flat state as one changeset from empty (to rebuild the in-memory state and its tries).
+    pub fn load_state(&self) -> Result<Changeset, StoreError> {
+        let r = self.db.begin_read()?;
+        let mut cs = Changeset::default();
+        for entry in r.open_table(ACCOUNTS)?.iter()? {
+            let (k, v) = entry?;
+            let addr = Address::from(*k.value());
+            let info = decode_account(v.value())?;
+            cs.accounts.insert(
+                addr,
+                AccountChange {
+                    info: Some(info),
+                    storage_cleared: true,
+                    storage: Default::default(),
+                },
+            );
+        }
+        for entry in r.open_table(STORAGE)?.iter()? {
+            let (k, v) = entry?;
+            let k = k.value();
+            let addr = Address::from_slice(&k[..20]);
+            let slot = U256::from_be_slice(&k[20..]);
+            let ch = cs
+                .accounts
+                .get_mut(&addr)
+                .ok_or_else(|| corrupt(format!("storage of missing account {addr}")))?;
+            ch.storage.insert(slot, U256::from_be_bytes(*v.value()));
+        }
+        for entry in r.open_table(CODE)?.iter()? {
+            let (k, v) = entry?;
+            cs.new_code.insert(
+                B256::from(*k.value()),
+                Bytecode::new_raw(Bytes::copy_from_slice(v.value())),
+            );
+        }
+        Ok(cs)
+    }
+}
