@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod executor;
 pub mod genesis;
+pub mod mempool;
 pub mod state;
 pub mod store;
 pub mod trie;
@@ -18,5 +19,6 @@ pub(crate) mod testutil;
 pub use engine::{Engine, EngineError};
 pub use executor::{build_block, execute_block, BlockContext, BlockError, BlockExecutor, ExecutedBlock};
 pub use genesis::{ChainSpec, GenesisError};
+pub use mempool::{Added, Mempool, PoolConfig, PoolError};
 pub use state::{Account, AccountChange, BlockOverlay, Changeset, RootUpdate, WorldState};
 pub use tx::{RecoveredTx, TxError};

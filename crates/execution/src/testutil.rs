@@ -68,3 +68,20 @@ pub fn eip2930(signer: &PrivateKeySigner, chain_id: u64, nonce: u64, to: Address
     let sig = signer.sign_hash_sync(&tx.signature_hash()).expect("sign");
     RecoveredTx::from_envelope(TxEnvelope::from(tx.into_signed(sig))).expect("valid")
 }
+
+/// A zero-value EIP-1559 transfer to the zero address with the given fee cap and tip.
+pub fn eip1559_priced(signer: &PrivateKeySigner, chain_id: u64, nonce: u64, max_fee: u128, tip: u128) -> RecoveredTx {
+    let tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: max_fee,
+        max_priority_fee_per_gas: tip,
+        to: TxKind::Call(Address::ZERO),
+        value: U256::ZERO,
+        input: Bytes::new(),
+        access_list: Default::default(),
+    };
+    let sig = signer.sign_hash_sync(&tx.signature_hash()).expect("sign");
+    RecoveredTx::from_envelope(TxEnvelope::from(tx.into_signed(sig))).expect("valid")
+}

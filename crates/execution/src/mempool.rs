@@ -1,0 +1,439 @@
+//! The transaction pool: per-sender nonce order, pending (executable now) and queued (behind a nonce gap),
+//! replacement only with a >= 10% fee bump, a size limit that evicts the cheapest, and re-validation after
+//! every block. Block building takes pending transactions best tip first, each sender in nonce order.
+
+use crate::genesis::ChainSpec;
+use crate::state::{Account, WorldState};
+use crate::tx::{RecoveredTx, TxError};
+use alloy_primitives::{Address, B256};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+
+/// Pool limits.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Transactions in the pool at most.
+    pub max_txs: usize,
+    /// Transactions of one sender at most (pending + queued).
+    pub max_per_sender: usize,
+    /// How far ahead of the account nonce a transaction may be.
+    pub max_nonce_gap: u64,
+    /// Percent a replacement must raise both the fee cap and the tip by.
+    pub price_bump_percent: u128,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_txs: 20_000,
+            max_per_sender: 1_000,
+            max_nonce_gap: 1_000,
+            price_bump_percent: 10,
+        }
+    }
+}
+
+/// Why the pool refuses a transaction (besides validation errors). Messages are geth's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("already known")]
+    AlreadyKnown,
+    #[error("replacement transaction underpriced")]
+    ReplacementUnderpriced,
+    #[error("txpool is full")]
+    Full,
+    #[error("transaction underpriced")]
+    Underpriced,
+    #[error("nonce too high: too far ahead of the account nonce")]
+    NonceGapTooLarge,
+    #[error("account limit exceeded")]
+    SenderLimit,
+    #[error(transparent)]
+    Invalid(#[from] TxError),
+}
+
+/// What `add` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// Executable now (its nonce follows the account's and its predecessors).
+    Pending,
+    /// Waiting for a lower nonce.
+    Queued,
+}
+
+#[derive(Default)]
+pub struct Mempool {
+    config: PoolConfig,
+    by_sender: HashMap<Address, BTreeMap<u64, RecoveredTx>>,
+    by_hash: HashMap<B256, (Address, u64)>,
+}
+
+fn bumped(old: u128, percent: u128) -> u128 {
+    old.saturating_mul(100 + percent).div_ceil(100)
+}
+
+impl Mempool {
+    pub fn new(config: PoolConfig) -> Self {
+        Self {
+            config,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    pub fn contains(&self, hash: &B256) -> bool {
+        self.by_hash.contains_key(hash)
+    }
+
+    pub fn get(&self, hash: &B256) -> Option<&RecoveredTx> {
+        let (sender, nonce) = self.by_hash.get(hash)?;
+        self.by_sender.get(sender)?.get(nonce)
+    }
+
+    /// The nonce the sender's next transaction should carry, counting its pending ones ("pending" tag).
+    pub fn next_nonce(&self, sender: &Address, account_nonce: u64) -> u64 {
+        let mut n = account_nonce;
+        if let Some(txs) = self.by_sender.get(sender) {
+            while txs.contains_key(&n) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Validates `tx` against the chain and the sender's account, then admits it.
+    pub fn add(
+        &mut self,
+        tx: RecoveredTx,
+        spec: &ChainSpec,
+        account: Option<&Account>,
+        base_fee: u64,
+    ) -> Result<Added, PoolError> {
+        if self.by_hash.contains_key(&tx.hash) {
+            return Err(PoolError::AlreadyKnown);
+        }
+        tx.check_static(spec)?;
+        tx.check_against(account, base_fee)?;
+        let account_nonce = account.map_or(0, |a| a.nonce);
+        if tx.nonce() > account_nonce + self.config.max_nonce_gap {
+            return Err(PoolError::NonceGapTooLarge);
+        }
+        let sender = tx.sender;
+        let nonce = tx.nonce();
+        let existing = self.by_sender.get(&sender).and_then(|m| m.get(&nonce)).cloned();
+        if let Some(old) = &existing {
+            let p = self.config.price_bump_percent;
+            let old_tip = old.envelope_max_tip();
+            if tx.max_fee_per_gas() < bumped(old.max_fee_per_gas(), p) || tx.envelope_max_tip() < bumped(old_tip, p) {
+                return Err(PoolError::ReplacementUnderpriced);
+            }
+        } else {
+            let count = self.by_sender.get(&sender).map_or(0, BTreeMap::len);
+            if count >= self.config.max_per_sender {
+                return Err(PoolError::SenderLimit);
+            }
+            if self.by_hash.len() >= self.config.max_txs {
+                self.evict_cheapest_below(tx.effective_tip(base_fee), base_fee)?;
+            }
+        }
+        if let Some(old) = existing {
+            self.by_hash.remove(&old.hash);
+        }
+        self.by_hash.insert(tx.hash, (sender, nonce));
+        self.by_sender.entry(sender).or_default().insert(nonce, tx);
+        Ok(if self.next_nonce(&sender, account_nonce) > nonce {
+            Added::Pending
+        } else {
+            Added::Queued
+        })
+    }
+
+    /// Makes room by dropping the cheapest transaction that is last in its sender's line (so no gap opens),
+    /// if it pays less than `tip`.
+    fn evict_cheapest_below(&mut self, tip: u128, base_fee: u64) -> Result<(), PoolError> {
+        let victim = self
+            .by_sender
+            .values()
+            .filter_map(|m| m.values().next_back())
+            .min_by_key(|t| t.effective_tip(base_fee))
+            .map(|t| (t.hash, t.effective_tip(base_fee)));
+        match victim {
+            Some((hash, victim_tip)) if victim_tip < tip => {
+                self.remove(&hash);
+                Ok(())
+            }
+            _ => Err(PoolError::Full),
+        }
+    }
+
+    pub fn remove(&mut self, hash: &B256) -> Option<RecoveredTx> {
+        let (sender, nonce) = self.by_hash.remove(hash)?;
+        let txs = self.by_sender.get_mut(&sender)?;
+        let tx = txs.remove(&nonce);
+        if txs.is_empty() {
+            self.by_sender.remove(&sender);
+        }
+        tx
+    }
+
+    /// Executable transactions for the next block: best tip first across senders, each sender in nonce order
+    /// from its account nonce, skipping senders whose next transaction cannot pay `base_fee`.
+    pub fn best(&self, state: &WorldState, base_fee: u64) -> Vec<RecoveredTx> {
+        // Per sender: its run of consecutive nonces from the account nonce.
+        let mut lanes: Vec<Vec<&RecoveredTx>> = Vec::with_capacity(self.by_sender.len());
+        for (sender, txs) in &self.by_sender {
+            let mut n = state.account(sender).map_or(0, |a| a.nonce);
+            let mut lane = Vec::new();
+            while let Some(tx) = txs.get(&n) {
+                if tx.max_fee_per_gas() < u128::from(base_fee) {
+                    break;
+                }
+                lane.push(tx);
+                n += 1;
+            }
+            if !lane.is_empty() {
+                lane.reverse(); // pop() from the end gives the lowest nonce
+                lanes.push(lane);
+            }
+        }
+        let mut heap: BinaryHeap<(u128, Reverse<B256>, usize)> = BinaryHeap::new();
+        for (i, lane) in lanes.iter().enumerate() {
+            if let Some(tx) = lane.last() {
+                heap.push((tx.effective_tip(base_fee), Reverse(tx.hash), i));
+            }
+        }
+        let mut out = Vec::with_capacity(self.by_hash.len());
+        while let Some((_, _, i)) = heap.pop() {
+            if let Some(tx) = lanes[i].pop() {
+                out.push(tx.clone());
+            }
+            if let Some(next) = lanes[i].last() {
+                heap.push((next.effective_tip(base_fee), Reverse(next.hash), i));
+            }
+        }
+        out
+    }
+
+    /// After a block: drops included and stale transactions (nonce below the account's) and those the sender
+    /// can no longer pay for; returns the hashes dropped.
+    pub fn on_block(&mut self, state: &WorldState, included: &[B256]) -> Vec<B256> {
+        let mut dropped = Vec::new();
+        for h in included {
+            if self.remove(h).is_some() {
+                dropped.push(*h);
+            }
+        }
+        let mut stale = Vec::new();
+        for (sender, txs) in &self.by_sender {
+            let account = state.account(sender);
+            let nonce = account.map_or(0, |a| a.nonce);
+            let balance = account.map(|a| a.balance).unwrap_or_default();
+            for tx in txs.values() {
+                if tx.nonce() < nonce || tx.max_cost() > balance {
+                    stale.push(tx.hash);
+                }
+            }
+        }
+        for h in stale {
+            self.remove(&h);
+            dropped.push(h);
+        }
+        dropped
+    }
+
+    /// All transactions, pending and queued (for txpool-style inspection).
+    pub fn all(&self) -> impl Iterator<Item = &RecoveredTx> {
+        self.by_sender.values().flat_map(|m| m.values())
+    }
+}
+
+impl RecoveredTx {
+    fn envelope_max_tip(&self) -> u128 {
+        alloy_consensus::Transaction::max_priority_fee_per_gas(&self.envelope).unwrap_or(self.max_fee_per_gas())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{eip1559, eip1559_priced, keys};
+    use alloy_primitives::{Bytes, TxKind, U256};
+
+    const CHAIN: u64 = 9;
+
+    fn setup(n: usize) -> (ChainSpec, WorldState, Vec<alloy_signer_local::PrivateKeySigner>) {
+        let ks = keys(n);
+        let addrs: Vec<_> = ks.iter().map(|k| k.address()).collect();
+        let spec = ChainSpec::dev(CHAIN, &addrs, U256::from(10u128.pow(21)));
+        let (state, _) = WorldState::genesis(&spec);
+        (spec, state, ks)
+    }
+
+    fn send(k: &alloy_signer_local::PrivateKeySigner, nonce: u64) -> RecoveredTx {
+        eip1559(
+            k,
+            CHAIN,
+            nonce,
+            TxKind::Call(Address::ZERO),
+            U256::from(1),
+            Bytes::new(),
+            21_000,
+        )
+    }
+
+    #[test]
+    fn pending_queued_and_gap_filling() {
+        let (spec, state, ks) = setup(1);
+        let acct = state.account(&ks[0].address()).cloned();
+        let mut pool = Mempool::default();
+        assert_eq!(pool.add(send(&ks[0], 0), &spec, acct.as_ref(), 1), Ok(Added::Pending));
+        assert_eq!(pool.add(send(&ks[0], 2), &spec, acct.as_ref(), 1), Ok(Added::Queued));
+        assert_eq!(pool.best(&state, 1).len(), 1, "nonce 2 waits behind the gap");
+        assert_eq!(pool.next_nonce(&ks[0].address(), 0), 1);
+        assert_eq!(pool.add(send(&ks[0], 1), &spec, acct.as_ref(), 1), Ok(Added::Pending));
+        let best = pool.best(&state, 1);
+        assert_eq!(best.iter().map(|t| t.nonce()).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            pool.add(send(&ks[0], 1), &spec, acct.as_ref(), 1),
+            Err(PoolError::AlreadyKnown)
+        );
+    }
+
+    #[test]
+    fn replacement_needs_a_ten_percent_bump() {
+        let (spec, state, ks) = setup(1);
+        let acct = state.account(&ks[0].address()).cloned();
+        let mut pool = Mempool::default();
+        let base = eip1559_priced(&ks[0], CHAIN, 0, 1_000_000_000, 100_000_000);
+        pool.add(base.clone(), &spec, acct.as_ref(), 1).unwrap();
+        let small = eip1559_priced(&ks[0], CHAIN, 0, 1_050_000_000, 105_000_000);
+        assert_eq!(
+            pool.add(small, &spec, acct.as_ref(), 1),
+            Err(PoolError::ReplacementUnderpriced)
+        );
+        let enough = eip1559_priced(&ks[0], CHAIN, 0, 1_100_000_000, 110_000_000);
+        assert_eq!(pool.add(enough.clone(), &spec, acct.as_ref(), 1), Ok(Added::Pending));
+        assert!(!pool.contains(&base.hash) && pool.contains(&enough.hash));
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn best_orders_by_tip_across_senders_and_nonces_within() {
+        let (_, state, ks) = setup(2);
+        let spec = ChainSpec::dev(CHAIN, &[ks[0].address(), ks[1].address()], U256::from(10u128.pow(21)));
+        let mut pool = Mempool::default();
+        let a = |k, n, tip| eip1559_priced(k, CHAIN, n, 10_000_000_000, tip);
+        // Sender 0: a cheap first tx then a rich one; sender 1: medium.
+        pool.add(a(&ks[0], 0, 1), &spec, state.account(&ks[0].address()), 1)
+            .unwrap();
+        pool.add(a(&ks[0], 1, 1_000), &spec, state.account(&ks[0].address()), 1)
+            .unwrap();
+        pool.add(a(&ks[1], 0, 500), &spec, state.account(&ks[1].address()), 1)
+            .unwrap();
+        let order: Vec<_> = pool.best(&state, 1).iter().map(|t| (t.sender, t.nonce())).collect();
+        assert_eq!(
+            order,
+            vec![(ks[1].address(), 0), (ks[0].address(), 0), (ks[0].address(), 1)]
+        );
+    }
+
+    #[test]
+    fn full_pool_evicts_the_cheapest_or_refuses() {
+        let (spec, state, ks) = setup(3);
+        let mut pool = Mempool::new(PoolConfig {
+            max_txs: 2,
+            ..Default::default()
+        });
+        let a = |k, tip| eip1559_priced(k, CHAIN, 0, 10_000_000_000, tip);
+        pool.add(a(&ks[0], 100), &spec, state.account(&ks[0].address()), 1)
+            .unwrap();
+        let cheap = a(&ks[1], 10);
+        pool.add(cheap.clone(), &spec, state.account(&ks[1].address()), 1)
+            .unwrap();
+        assert_eq!(
+            pool.add(a(&ks[2], 5), &spec, state.account(&ks[2].address()), 1),
+            Err(PoolError::Full)
+        );
+        pool.add(a(&ks[2], 50), &spec, state.account(&ks[2].address()), 1)
+            .unwrap();
+        assert!(!pool.contains(&cheap.hash), "the cheapest was evicted");
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn invalid_transactions_are_refused_with_geth_errors() {
+        let (spec, state, ks) = setup(1);
+        let acct = state.account(&ks[0].address()).cloned();
+        let mut pool = Mempool::default();
+        let wrong_chain = eip1559(
+            &ks[0],
+            1,
+            0,
+            TxKind::Call(Address::ZERO),
+            U256::ZERO,
+            Bytes::new(),
+            21_000,
+        );
+        assert!(pool
+            .add(wrong_chain, &spec, acct.as_ref(), 1)
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid chain id"));
+        let rich = eip1559(
+            &ks[0],
+            CHAIN,
+            0,
+            TxKind::Call(Address::ZERO),
+            U256::from(10u128.pow(22)),
+            Bytes::new(),
+            21_000,
+        );
+        assert!(pool
+            .add(rich, &spec, acct.as_ref(), 1)
+            .unwrap_err()
+            .to_string()
+            .starts_with("insufficient funds"));
+        let low_fee = eip1559_priced(&ks[0], CHAIN, 0, 5, 1);
+        assert!(pool
+            .add(low_fee, &spec, acct.as_ref(), 1_000)
+            .unwrap_err()
+            .to_string()
+            .starts_with("max fee per gas less than block base fee"));
+        let far = send(&ks[0], 5_000);
+        assert_eq!(pool.add(far, &spec, acct.as_ref(), 1), Err(PoolError::NonceGapTooLarge));
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn on_block_drops_included_and_stale() {
+        let (spec, state, ks) = setup(1);
+        let acct = state.account(&ks[0].address()).cloned();
+        let mut pool = Mempool::default();
+        let t0 = send(&ks[0], 0);
+        let t1 = send(&ks[0], 1);
+        pool.add(t0.clone(), &spec, acct.as_ref(), 1).unwrap();
+        pool.add(t1.clone(), &spec, acct.as_ref(), 1).unwrap();
+        let mut next = state.clone();
+        let mut cs = crate::state::Changeset::default();
+        let mut a = acct.clone().unwrap();
+        a.nonce = 2; // both nonces used (e.g. t1 arrived elsewhere and was included)
+        cs.accounts.insert(
+            ks[0].address(),
+            crate::state::AccountChange {
+                info: Some(a),
+                ..Default::default()
+            },
+        );
+        next.apply(&cs);
+        let dropped = pool.on_block(&next, &[t0.hash]);
+        assert_eq!(dropped.len(), 2);
+        assert!(pool.is_empty());
+    }
+}
