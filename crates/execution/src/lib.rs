@@ -4,6 +4,7 @@
 //! - [`state`]: the world state with incrementally maintained Merkle-Patricia tries ([`trie`]) and the per-block
 //!   overlay revm executes against.
 
+pub mod call;
 pub mod engine;
 pub mod executor;
 pub mod genesis;

@@ -276,6 +276,10 @@ impl BlockOverlay<'_> {
         &self.changes
     }
 
+    pub(crate) fn changes_mut(&mut self) -> &mut Changeset {
+        &mut self.changes
+    }
+
     pub fn into_changes(self) -> Changeset {
         self.changes
     }
