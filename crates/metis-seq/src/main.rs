@@ -1,5 +1,6 @@
 //! `metis-seq`: the one binary of the sequencer pool. Subcommands are added as the parts land.
 
+mod dev;
 mod l1;
 
 use anyhow::Result;
@@ -20,6 +21,8 @@ enum Command {
     /// Operator commands against the L1 contracts (deploy, register the group key).
     #[command(subcommand)]
     L1(l1::L1Command),
+    /// A single-node dev chain (blocks on a timer or on demand, prefunded accounts), like anvil.
+    Dev(dev::DevArgs),
 }
 
 #[tokio::main]
@@ -43,5 +46,6 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::L1(cmd) => l1::run(cmd).await,
+        Command::Dev(args) => dev::run(args).await,
     }
 }

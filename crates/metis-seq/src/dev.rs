@@ -1,0 +1,177 @@
+//! `metis-seq dev`: one node that produces blocks from its mempool on a timer (or as soon as transactions
+//! arrive), with prefunded dev accounts, like anvil. The same engine and RPC the sequencer pool runs.
+
+use alloy::primitives::{utils::format_ether, Address, U256};
+use alloy::signers::local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
+use anyhow::{Context, Result};
+use clap::Args;
+use metis_execution::{ChainSpec, Engine, PoolConfig};
+use metis_rpc::{Backend, RpcConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing::{error, info};
+
+/// The well-known development mnemonic (anvil's and hardhat's), so tools' default dev keys work here too.
+pub const DEV_MNEMONIC: &str = "test test test test test test test test test test test junk";
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Data directory (created if missing); restarting on the same directory resumes the chain.
+    #[arg(long, default_value = "metis-dev-data")]
+    datadir: PathBuf,
+    /// Block time in milliseconds; 0 makes a block as soon as transactions arrive.
+    #[arg(long, default_value_t = 1000)]
+    block_time: u64,
+    /// JSON-RPC (HTTP and WebSocket) listen address; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8545")]
+    http_addr: SocketAddr,
+    /// A geth-style genesis file instead of the dev genesis.
+    #[arg(long)]
+    genesis: Option<PathBuf>,
+    /// Chain id of the dev genesis.
+    #[arg(long, default_value_t = 59902)]
+    chain_id: u64,
+    /// Number of prefunded dev accounts.
+    #[arg(long, default_value_t = 10)]
+    accounts: u32,
+    /// Balance of each dev account, in ether.
+    #[arg(long, default_value_t = 10_000)]
+    balance: u64,
+}
+
+fn dev_keys(n: u32) -> Result<Vec<PrivateKeySigner>> {
+    (0..n)
+        .map(|i| {
+            MnemonicBuilder::<English>::default()
+                .phrase(DEV_MNEMONIC)
+                .index(i)
+                .context("dev key index")?
+                .build()
+                .context("deriving a dev key")
+        })
+        .collect()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+pub async fn run(args: DevArgs) -> Result<()> {
+    let keys = dev_keys(args.accounts)?;
+    let spec = match &args.genesis {
+        Some(path) => {
+            let json = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            ChainSpec::from_genesis_json(&json).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => {
+            let addrs: Vec<Address> = keys.iter().map(|k| k.address()).collect();
+            let mut spec = ChainSpec::dev(
+                args.chain_id,
+                &addrs,
+                U256::from(args.balance) * U256::from(10u64).pow(U256::from(18)),
+            );
+            spec.genesis_timestamp = 0;
+            spec
+        }
+    };
+    let engine = Engine::open(&args.datadir, spec).with_context(|| format!("opening {}", args.datadir.display()))?;
+    let chain_id = engine.spec().chain_id;
+    let backend = Backend::new(engine, PoolConfig::default());
+    let server = metis_rpc::start(
+        backend.clone(),
+        RpcConfig {
+            addr: args.http_addr,
+            ..Default::default()
+        },
+    )
+    .await
+    .with_context(|| format!("binding the RPC on {}", args.http_addr))?;
+
+    // Machine-readable first line: tests and scripts wait for it.
+    println!("RPC listening on {}", server.local_addr);
+    println!(
+        "chain id {chain_id}, head {}, data dir {}",
+        backend.engine().head().number,
+        args.datadir.display()
+    );
+    if args.genesis.is_none() {
+        println!("dev accounts (DEVNET ONLY, well-known keys):");
+        for k in &keys {
+            let bal = backend
+                .engine()
+                .state()
+                .account(&k.address())
+                .map(|a| a.balance)
+                .unwrap_or_default();
+            println!(
+                "  {} 0x{} ({} ETH)",
+                k.address(),
+                alloy::hex::encode(k.to_bytes()),
+                format_ether(bal)
+            );
+        }
+    }
+
+    let producer = {
+        let backend = backend.clone();
+        let block_time = args.block_time;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(block_time.max(1)));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                if block_time == 0 {
+                    if backend.pool().is_empty() {
+                        backend.tx_arrived().await;
+                    }
+                } else {
+                    ticker.tick().await;
+                }
+                let b = backend.clone();
+                let res = tokio::task::spawn_blocking(move || {
+                    b.produce_block(
+                        now_secs(),
+                        Address::ZERO,
+                        alloy::primitives::Bytes::from_static(b"metis-seq dev"),
+                    )
+                })
+                .await;
+                match res {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => error!(%e, "block production failed"),
+                    Err(e) => error!(%e, "block producer task failed"),
+                }
+            }
+        })
+    };
+
+    shutdown_signal().await;
+    info!("shutting down");
+    producer.abort();
+    server.stop();
+    server.stopped().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,155 @@
+//! The node state the RPC serves: the execution engine, the mempool, and the notifications (new blocks, new
+//! pending transactions) that subscriptions and filters follow. The block producer (dev mode now, consensus
+//! later) drives `produce_block`; RPC reads take the engine's read lock only briefly.
+
+use crate::convert::{block_logs, rpc_header};
+use alloy_consensus::Header;
+use alloy_primitives::{Address, Bytes, B256};
+use alloy_rpc_types_eth::{Header as RpcHeader, Log as RpcLog};
+use metis_execution::{Engine, EngineError, Mempool, PoolConfig, PoolError, RecoveredTx};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::{broadcast, Notify};
+use tracing::{debug, info};
+
+/// A committed block as subscribers see it.
+#[derive(Clone, Debug)]
+pub struct NewBlock {
+    pub header: RpcHeader,
+    pub logs: Vec<RpcLog>,
+}
+
+/// Recent pending transaction hashes, numbered, for polling filters.
+#[derive(Default)]
+struct PendingLog {
+    next_seq: u64,
+    hashes: VecDeque<(u64, B256)>,
+}
+
+const PENDING_LOG_CAP: usize = 10_000;
+
+pub struct Backend {
+    engine: RwLock<Engine>,
+    pool: Mutex<Mempool>,
+    new_blocks: broadcast::Sender<Arc<NewBlock>>,
+    new_pending: broadcast::Sender<B256>,
+    pending_log: Mutex<PendingLog>,
+    tx_arrived: Notify,
+    pub(crate) filters: Mutex<crate::filters::Filters>,
+}
+
+impl Backend {
+    pub fn new(engine: Engine, pool: PoolConfig) -> Arc<Self> {
+        Arc::new(Self {
+            engine: RwLock::new(engine),
+            pool: Mutex::new(Mempool::new(pool)),
+            new_blocks: broadcast::channel(256).0,
+            new_pending: broadcast::channel(4096).0,
+            pending_log: Mutex::new(PendingLog::default()),
+            tx_arrived: Notify::new(),
+            filters: Mutex::new(Default::default()),
+        })
+    }
+
+    pub fn engine(&self) -> RwLockReadGuard<'_, Engine> {
+        self.engine.read()
+    }
+
+    pub fn pool(&self) -> parking_lot::MutexGuard<'_, Mempool> {
+        self.pool.lock()
+    }
+
+    pub fn subscribe_blocks(&self) -> broadcast::Receiver<Arc<NewBlock>> {
+        self.new_blocks.subscribe()
+    }
+
+    pub fn subscribe_pending(&self) -> broadcast::Receiver<B256> {
+        self.new_pending.subscribe()
+    }
+
+    /// Pending hashes announced after sequence number `after`, and the latest sequence number.
+    pub(crate) fn pending_since(&self, after: u64) -> (Vec<B256>, u64) {
+        let log = self.pending_log.lock();
+        let hashes = log.hashes.iter().filter(|(s, _)| *s > after).map(|(_, h)| *h).collect();
+        (hashes, log.next_seq)
+    }
+
+    /// Validates a transaction against the head and admits it to the pool.
+    pub fn submit(&self, tx: RecoveredTx) -> Result<B256, PoolError> {
+        let hash = tx.hash;
+        {
+            let engine = self.engine.read();
+            let account = engine.state().account(&tx.sender).cloned();
+            let base_fee = metis_execution::executor::next_base_fee(engine.head());
+            let spec = engine.spec().clone();
+            drop(engine);
+            self.pool.lock().add(tx, &spec, account.as_ref(), base_fee)?;
+        }
+        {
+            let mut log = self.pending_log.lock();
+            log.next_seq += 1;
+            let seq = log.next_seq;
+            log.hashes.push_back((seq, hash));
+            if log.hashes.len() > PENDING_LOG_CAP {
+                log.hashes.pop_front();
+            }
+        }
+        let _ = self.new_pending.send(hash);
+        self.tx_arrived.notify_one();
+        debug!(%hash, "transaction admitted");
+        Ok(hash)
+    }
+
+    /// Resolves when a transaction has arrived since the last call (for block-on-demand production).
+    pub async fn tx_arrived(&self) {
+        self.tx_arrived.notified().await
+    }
+
+    /// Builds the next block from the pool, commits it and notifies subscribers. Returns its number and hash.
+    pub fn produce_block(
+        &self,
+        timestamp: u64,
+        beneficiary: Address,
+        extra_data: Bytes,
+    ) -> Result<(u64, B256), EngineError> {
+        let (block, rejected) = {
+            let engine = self.engine.read();
+            let mut ctx = engine.next_context(timestamp, beneficiary);
+            ctx.extra_data = extra_data;
+            let candidates = self.pool.lock().best(engine.state(), ctx.base_fee);
+            engine.build(ctx, candidates)
+        };
+        let number = block.header.number;
+        let hash = block.hash;
+        let header: Header = block.header.clone();
+        let included: Vec<B256> = block.transactions.iter().map(|t| t.hash).collect();
+        let txs: Vec<_> = block
+            .transactions
+            .iter()
+            .map(|t| (t.sender, t.envelope.clone()))
+            .collect();
+        let receipts = block.receipts.clone();
+        {
+            let mut engine = self.engine.write();
+            engine.commit(block)?;
+            let mut pool = self.pool.lock();
+            pool.on_block(engine.state(), &included);
+            for (h, err) in &rejected {
+                // A full block is no fault of the transaction; anything else will not get better by waiting.
+                if !matches!(err, metis_execution::TxError::BlockFull) {
+                    debug!(hash = %h, %err, "dropping transaction the block refused");
+                    pool.remove(h);
+                }
+            }
+        }
+        let logs = block_logs(hash, &header, &txs, &receipts);
+        let size = alloy_rlp::Encodable::length(&header);
+        let _ = self.new_blocks.send(Arc::new(NewBlock {
+            header: rpc_header(&header, hash, size),
+            logs,
+        }));
+        info!(number, %hash, txs = included.len(), gas_used = header.gas_used, "block committed");
+        Ok((number, hash))
+    }
+}

@@ -1,0 +1,640 @@
+//! The eth_*, net_* and web3_* methods.
+
+use crate::backend::Backend;
+use crate::convert::{block_logs, rpc_block, rpc_receipt, rpc_tx};
+use crate::error::{internal, invalid_params, limit_exceeded, not_found, reverted, server_error, RpcResult};
+use crate::filters::FilterKind;
+use alloy_consensus::{Header, Transaction as _, TxEnvelope};
+use alloy_eips::{BlockId, BlockNumberOrTag};
+use alloy_primitives::{Address, Bytes, TxKind, B256, U256, U64};
+use alloy_rpc_types_eth::{
+    state::StateOverride, Block, FeeHistory, Filter, FilterBlockOption, Log as RpcLog, Transaction as RpcTransaction,
+    TransactionReceipt, TransactionRequest,
+};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::RpcModule;
+use metis_execution::call::{self, AccountOverride, CallOutcome};
+use metis_execution::executor::{next_base_fee, BlockContext};
+use metis_execution::{Engine, RecoveredTx};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Limits that keep one request from taking the node down.
+#[derive(Clone, Debug)]
+pub struct RpcLimits {
+    /// Widest block range eth_getLogs and log filters scan.
+    pub max_log_range: u64,
+    /// Most logs one eth_getLogs answers.
+    pub max_logs: usize,
+    /// Most blocks eth_feeHistory covers.
+    pub max_fee_history: u64,
+}
+
+impl Default for RpcLimits {
+    fn default() -> Self {
+        Self {
+            max_log_range: 10_000,
+            max_logs: 10_000,
+            max_fee_history: 1024,
+        }
+    }
+}
+
+/// Default tip suggestion when recent blocks say nothing (as geth and anvil: 1 gwei).
+pub const DEFAULT_TIP: u128 = 1_000_000_000;
+
+pub struct Ctx {
+    pub backend: Arc<Backend>,
+    pub limits: RpcLimits,
+    pub client_version: String,
+}
+
+fn store_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    internal(format!("storage: {e}"))
+}
+
+/// A block's header, hash and transactions.
+type FullBlock = (Header, B256, Vec<(Address, TxEnvelope)>);
+
+fn block_number(engine: &Engine, tag: BlockNumberOrTag) -> u64 {
+    match tag {
+        BlockNumberOrTag::Earliest => 0,
+        BlockNumberOrTag::Number(n) => n,
+        // Every block is final once decided: latest, safe, finalized and pending are the head.
+        _ => engine.head().number,
+    }
+}
+
+fn resolve(engine: &Engine, id: BlockId) -> RpcResult<Option<u64>> {
+    match id {
+        BlockId::Number(tag) => Ok(Some(block_number(engine, tag))),
+        BlockId::Hash(h) => engine.store().block_number(&h.block_hash).map_err(store_err),
+    }
+}
+
+fn load_block(engine: &Engine, number: u64) -> RpcResult<Option<FullBlock>> {
+    let store = engine.store();
+    let Some(header) = store.header(number).map_err(store_err)? else {
+        return Ok(None);
+    };
+    let txs = store.transactions(number).map_err(store_err)?.unwrap_or_default();
+    let hash = header.hash_slow();
+    Ok(Some((header, hash, txs)))
+}
+
+/// State reads are served at the head only (the node keeps no historical state).
+fn require_head_state(engine: &Engine, id: Option<BlockId>) -> RpcResult<()> {
+    let id = id.unwrap_or_default();
+    let n = resolve(engine, id)?.ok_or_else(|| not_found("block not found"))?;
+    if n != engine.head().number {
+        return Err(server_error(format!(
+            "historical state not available: this node keeps the state of the head block {} only (asked for {n})",
+            engine.head().number
+        )));
+    }
+    Ok(())
+}
+
+fn overrides(o: Option<StateOverride>) -> BTreeMap<Address, AccountOverride> {
+    o.unwrap_or_default()
+        .into_iter()
+        .map(|(addr, a)| {
+            let conv = |m: alloy_primitives::map::B256HashMap<B256>| {
+                m.into_iter()
+                    .map(|(k, v)| (U256::from_be_bytes(k.0), U256::from_be_bytes(v.0)))
+                    .collect()
+            };
+            (
+                addr,
+                AccountOverride {
+                    balance: a.balance,
+                    nonce: a.nonce,
+                    code: a.code,
+                    state: a.state.map(conv),
+                    state_diff: a.state_diff.map(conv),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The revm transaction for an eth_call request.
+fn call_tx(req: &TransactionRequest, chain_id: u64, gas_cap: u64) -> RpcResult<revm::context::TxEnv> {
+    if req.gas_price.is_some() && (req.max_fee_per_gas.is_some() || req.max_priority_fee_per_gas.is_some()) {
+        return Err(invalid_params(
+            "both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified",
+        ));
+    }
+    let input = req.input.input().cloned().unwrap_or_default();
+    let gas_price = req.gas_price.or(req.max_fee_per_gas).unwrap_or(0);
+    Ok(revm::context::TxEnv {
+        tx_type: if req.gas_price.is_some() { 0 } else { 2 },
+        caller: req.from.unwrap_or_default(),
+        gas_limit: req.gas.unwrap_or(gas_cap).min(gas_cap),
+        gas_price,
+        kind: req.to.unwrap_or(TxKind::Create),
+        value: req.value.unwrap_or_default(),
+        data: input,
+        nonce: req.nonce.unwrap_or_default(),
+        chain_id: Some(chain_id),
+        access_list: req.access_list.clone().unwrap_or_default(),
+        gas_priority_fee: if req.gas_price.is_some() {
+            None
+        } else {
+            req.max_priority_fee_per_gas.or(Some(0))
+        },
+        ..Default::default()
+    })
+}
+
+fn head_context(engine: &Engine) -> BlockContext {
+    let h = engine.head();
+    BlockContext {
+        parent_hash: h.parent_hash,
+        number: h.number,
+        timestamp: h.timestamp,
+        beneficiary: h.beneficiary,
+        base_fee: h.base_fee_per_gas.unwrap_or_default(),
+        gas_limit: h.gas_limit,
+        prevrandao: h.mix_hash,
+        extra_data: h.extra_data.clone(),
+    }
+}
+
+fn logs_in_range(ctx: &Ctx, engine: &Engine, filter: &Filter, from: u64, to: u64) -> RpcResult<Vec<RpcLog>> {
+    if to >= from && to - from >= ctx.limits.max_log_range {
+        return Err(limit_exceeded(format!(
+            "block range too large: at most {} blocks",
+            ctx.limits.max_log_range
+        )));
+    }
+    let mut out = Vec::new();
+    for n in from..=to.min(engine.head().number) {
+        let Some(header) = engine.store().header(n).map_err(store_err)? else {
+            continue;
+        };
+        if !filter.matches_bloom(header.logs_bloom) {
+            continue;
+        }
+        let hash = header.hash_slow();
+        let txs = engine.store().transactions(n).map_err(store_err)?.unwrap_or_default();
+        let receipts = engine.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+        for log in block_logs(hash, &header, &txs, &receipts) {
+            if filter.matches(&log.inner) {
+                out.push(log);
+                if out.len() > ctx.limits.max_logs {
+                    return Err(limit_exceeded(format!(
+                        "query returned more than {} results",
+                        ctx.limits.max_logs
+                    )));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn get_logs(ctx: &Ctx, filter: &Filter) -> RpcResult<Vec<RpcLog>> {
+    let engine = ctx.backend.engine();
+    match filter.block_option {
+        FilterBlockOption::AtBlockHash(h) => {
+            let n = engine
+                .store()
+                .block_number(&h)
+                .map_err(store_err)?
+                .ok_or_else(|| not_found("unknown block"))?;
+            logs_in_range(ctx, &engine, filter, n, n)
+        }
+        FilterBlockOption::Range { from_block, to_block } => {
+            let from = block_number(&engine, from_block.unwrap_or_default());
+            let to = block_number(&engine, to_block.unwrap_or_default());
+            if from > to {
+                return Err(invalid_params("invalid block range params"));
+            }
+            logs_in_range(ctx, &engine, filter, from, to)
+        }
+    }
+}
+
+fn fee_history(
+    ctx: &Ctx,
+    count: u64,
+    newest: BlockNumberOrTag,
+    percentiles: Option<Vec<f64>>,
+) -> RpcResult<FeeHistory> {
+    if let Some(p) = &percentiles {
+        if p.len() > 100 || p.iter().any(|x| !(0.0..=100.0).contains(x)) || p.windows(2).any(|w| w[0] > w[1]) {
+            return Err(invalid_params("invalid reward percentiles"));
+        }
+    }
+    let engine = ctx.backend.engine();
+    let newest = block_number(&engine, newest).min(engine.head().number);
+    let count = count.min(ctx.limits.max_fee_history).min(newest + 1);
+    if count == 0 {
+        return Ok(FeeHistory::default());
+    }
+    let oldest = newest + 1 - count;
+    let mut base_fee_per_gas = Vec::new();
+    let mut gas_used_ratio = Vec::new();
+    let mut rewards = Vec::new();
+    let mut last_header = None;
+    for n in oldest..=newest {
+        let header = engine
+            .store()
+            .header(n)
+            .map_err(store_err)?
+            .ok_or_else(|| internal("missing header"))?;
+        let base_fee = header.base_fee_per_gas.unwrap_or_default();
+        base_fee_per_gas.push(u128::from(base_fee));
+        gas_used_ratio.push(header.gas_used as f64 / header.gas_limit.max(1) as f64);
+        if let Some(p) = &percentiles {
+            let txs = engine.store().transactions(n).map_err(store_err)?.unwrap_or_default();
+            let receipts = engine.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+            let mut tips: Vec<(u128, u64)> = Vec::new();
+            let mut prev = 0;
+            for ((_, tx), r) in txs.iter().zip(&receipts) {
+                tips.push((
+                    tx.effective_tip_per_gas(base_fee).unwrap_or(0),
+                    r.cumulative_gas_used() - prev,
+                ));
+                prev = r.cumulative_gas_used();
+            }
+            tips.sort();
+            let total: u64 = tips.iter().map(|t| t.1).sum();
+            let row = p
+                .iter()
+                .map(|pct| {
+                    if tips.is_empty() {
+                        return 0;
+                    }
+                    let threshold = (total as f64 * pct / 100.0) as u64;
+                    let mut acc = 0;
+                    for (tip, gas) in &tips {
+                        acc += gas;
+                        if acc >= threshold {
+                            return *tip;
+                        }
+                    }
+                    tips.last().map_or(0, |t| t.0)
+                })
+                .collect();
+            rewards.push(row);
+        }
+        last_header = Some(header);
+    }
+    if let Some(h) = &last_header {
+        base_fee_per_gas.push(u128::from(next_base_fee(h)));
+    }
+    Ok(FeeHistory {
+        base_fee_per_gas,
+        gas_used_ratio,
+        base_fee_per_blob_gas: vec![0; count as usize + 1],
+        blob_gas_used_ratio: vec![0.0; count as usize],
+        oldest_block: oldest,
+        reward: percentiles.map(|_| rewards),
+    })
+}
+
+/// Suggested tip: the 60th percentile of tips paid in the last 20 blocks, or 1 gwei when they are empty.
+fn suggested_tip(ctx: &Ctx) -> RpcResult<u128> {
+    let h = fee_history(ctx, 20, BlockNumberOrTag::Latest, Some(vec![60.0]))?;
+    let tips: Vec<u128> = h
+        .reward
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter(|t| *t > 0)
+        .collect();
+    if tips.is_empty() {
+        return Ok(DEFAULT_TIP);
+    }
+    let mut t = tips;
+    t.sort();
+    Ok(t[t.len() / 2])
+}
+
+fn tx_by_hash(ctx: &Ctx, hash: B256) -> RpcResult<Option<RpcTransaction>> {
+    let engine = ctx.backend.engine();
+    if let Some((n, i)) = engine.store().tx_location(&hash).map_err(store_err)? {
+        let Some((header, bh, txs)) = load_block(&engine, n)? else {
+            return Ok(None);
+        };
+        return Ok(txs
+            .get(i as usize)
+            .map(|(s, t)| rpc_tx(t, *s, Some((bh, &header, i as u64)))));
+    }
+    drop(engine);
+    Ok(ctx
+        .backend
+        .pool()
+        .get(&hash)
+        .map(|t| rpc_tx(&t.envelope, t.sender, None)))
+}
+
+fn receipt_by_hash(ctx: &Ctx, hash: B256) -> RpcResult<Option<TransactionReceipt>> {
+    let engine = ctx.backend.engine();
+    let Some((n, i)) = engine.store().tx_location(&hash).map_err(store_err)? else {
+        return Ok(None);
+    };
+    let Some((header, bh, txs)) = load_block(&engine, n)? else {
+        return Ok(None);
+    };
+    let receipts = engine.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+    Ok(rpc_receipt(bh, &header, &txs, &receipts, i as usize))
+}
+
+fn block_by(ctx: &Ctx, id: BlockId, full: bool) -> RpcResult<Option<Block>> {
+    let engine = ctx.backend.engine();
+    let Some(n) = resolve(&engine, id)? else {
+        return Ok(None);
+    };
+    Ok(load_block(&engine, n)?.map(|(h, hash, txs)| rpc_block(hash, &h, &txs, full)))
+}
+
+fn run_call(ctx: &Ctx, req: &TransactionRequest, id: Option<BlockId>, o: Option<StateOverride>) -> RpcResult<Bytes> {
+    let engine = ctx.backend.engine();
+    require_head_state(&engine, id)?;
+    let tx = call_tx(req, engine.spec().chain_id, engine.head().gas_limit)?;
+    let out =
+        call::call(engine.state(), engine.spec(), &head_context(&engine), tx, &overrides(o)).map_err(server_error)?;
+    match out {
+        CallOutcome::Success { output, .. } => Ok(output),
+        CallOutcome::Revert { output, .. } => Err(reverted(&output)),
+        CallOutcome::Halt { reason, .. } => Err(server_error(format!("{reason:?}"))),
+    }
+}
+
+fn estimate(ctx: &Ctx, req: &TransactionRequest, id: Option<BlockId>, o: Option<StateOverride>) -> RpcResult<U64> {
+    let engine = ctx.backend.engine();
+    require_head_state(&engine, id)?;
+    let cap = req.gas.unwrap_or(engine.head().gas_limit).min(engine.head().gas_limit);
+    let tx = call_tx(req, engine.spec().chain_id, cap)?;
+    let out = call::estimate_gas(
+        engine.state(),
+        engine.spec(),
+        &head_context(&engine),
+        tx,
+        &overrides(o),
+        cap,
+    )
+    .map_err(server_error)?;
+    match out {
+        Ok(gas) => Ok(U64::from(gas)),
+        Err(CallOutcome::Revert { output, .. }) => Err(reverted(&output)),
+        Err(CallOutcome::Halt { reason, .. }) => Err(server_error(format!(
+            "gas required exceeds allowance ({cap}): {reason:?}"
+        ))),
+        Err(CallOutcome::Success { .. }) => Err(internal("estimate failed")),
+    }
+}
+
+fn filter_changes(ctx: &Ctx, id: U256) -> RpcResult<serde_json::Value> {
+    let kind = ctx
+        .backend
+        .filters
+        .lock()
+        .get_mut(&id)
+        .cloned()
+        .ok_or_else(|| not_found("filter not found"))?;
+    let head = ctx.backend.engine().head().number;
+    let (value, next) = match kind {
+        FilterKind::Logs { filter, next_block } => {
+            let logs = if next_block > head {
+                vec![]
+            } else {
+                let engine = ctx.backend.engine();
+                let to = match filter.block_option {
+                    FilterBlockOption::Range {
+                        to_block: Some(BlockNumberOrTag::Number(t)),
+                        ..
+                    } => t.min(head),
+                    _ => head,
+                };
+                logs_in_range(ctx, &engine, &filter, next_block, to)?
+            };
+            (
+                serde_json::to_value(logs),
+                FilterKind::Logs {
+                    filter,
+                    next_block: head + 1,
+                },
+            )
+        }
+        FilterKind::Blocks { next_block } => {
+            let engine = ctx.backend.engine();
+            let mut hashes = Vec::new();
+            for n in next_block..=head {
+                if let Some(h) = engine.store().header(n).map_err(store_err)? {
+                    hashes.push(h.hash_slow());
+                }
+            }
+            (
+                serde_json::to_value(hashes),
+                FilterKind::Blocks { next_block: head + 1 },
+            )
+        }
+        FilterKind::PendingTxs { last_seq } => {
+            let (hashes, seq) = ctx.backend.pending_since(last_seq);
+            (serde_json::to_value(hashes), FilterKind::PendingTxs { last_seq: seq })
+        }
+    };
+    if let Some(k) = ctx.backend.filters.lock().get_mut(&id) {
+        *k = next;
+    }
+    value.map_err(internal)
+}
+
+fn install(ctx: &Ctx, kind: FilterKind) -> RpcResult<U256> {
+    ctx.backend
+        .filters
+        .lock()
+        .install(kind)
+        .ok_or_else(|| limit_exceeded("too many filters"))
+}
+
+/// Registers every method on `module`.
+pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    module.register_method("web3_clientVersion", |_, c, _| RpcResult::Ok(c.client_version.clone()))?;
+    module.register_method("web3_sha3", |p: Params, _, _| {
+        let data: Bytes = p.one()?;
+        RpcResult::Ok(alloy_primitives::keccak256(data))
+    })?;
+    module.register_method("net_version", |_, c, _| {
+        RpcResult::Ok(c.backend.engine().spec().chain_id.to_string())
+    })?;
+    module.register_method("net_listening", |_, _, _| RpcResult::Ok(true))?;
+    module.register_method("net_peerCount", |_, _, _| RpcResult::Ok(U64::ZERO))?;
+    module.register_method("eth_chainId", |_, c, _| {
+        RpcResult::Ok(U64::from(c.backend.engine().spec().chain_id))
+    })?;
+    module.register_method("eth_syncing", |_, _, _| RpcResult::Ok(false))?;
+    module.register_method("eth_mining", |_, _, _| RpcResult::Ok(false))?;
+    module.register_method("eth_accounts", |_, _, _| RpcResult::Ok(Vec::<Address>::new()))?;
+    module.register_method("eth_blockNumber", |_, c, _| {
+        RpcResult::Ok(U64::from(c.backend.engine().head().number))
+    })?;
+    module.register_method("eth_getBalance", |p: Params, c, _| {
+        let mut s = p.sequence();
+        let addr: Address = s.next()?;
+        let id: Option<BlockId> = s.optional_next()?;
+        let engine = c.backend.engine();
+        require_head_state(&engine, id)?;
+        RpcResult::Ok(engine.state().account(&addr).map(|a| a.balance).unwrap_or_default())
+    })?;
+    module.register_method("eth_getTransactionCount", |p: Params, c, _| {
+        let mut s = p.sequence();
+        let addr: Address = s.next()?;
+        let id: Option<BlockId> = s.optional_next()?;
+        let engine = c.backend.engine();
+        let nonce = engine.state().account(&addr).map_or(0, |a| a.nonce);
+        if id == Some(BlockId::Number(BlockNumberOrTag::Pending)) {
+            drop(engine);
+            return RpcResult::Ok(U64::from(c.backend.pool().next_nonce(&addr, nonce)));
+        }
+        require_head_state(&engine, id)?;
+        RpcResult::Ok(U64::from(nonce))
+    })?;
+    module.register_method("eth_getCode", |p: Params, c, _| {
+        let mut s = p.sequence();
+        let addr: Address = s.next()?;
+        let id: Option<BlockId> = s.optional_next()?;
+        let engine = c.backend.engine();
+        require_head_state(&engine, id)?;
+        let code = engine
+            .state()
+            .account(&addr)
+            .and_then(|a| engine.state().code(&a.code_hash))
+            .map(|b| b.original_bytes())
+            .unwrap_or_default();
+        RpcResult::Ok(code)
+    })?;
+    module.register_method("eth_getStorageAt", |p: Params, c, _| {
+        let mut s = p.sequence();
+        let addr: Address = s.next()?;
+        let slot: U256 = s.next()?;
+        let id: Option<BlockId> = s.optional_next()?;
+        let engine = c.backend.engine();
+        require_head_state(&engine, id)?;
+        RpcResult::Ok(B256::from(engine.state().storage_at(&addr, &slot)))
+    })?;
+    module.register_blocking_method("eth_call", |p: Params, c, _| {
+        let mut s = p.sequence();
+        let req: TransactionRequest = s.next()?;
+        let id: Option<BlockId> = s.optional_next()?;
+        let o: Option<StateOverride> = s.optional_next()?;
+        run_call(&c, &req, id, o)
+    })?;
+    module.register_blocking_method("eth_estimateGas", |p: Params, c, _| {
+        let mut s = p.sequence();
+        let req: TransactionRequest = s.next()?;
+        let id: Option<BlockId> = s.optional_next()?;
+        let o: Option<StateOverride> = s.optional_next()?;
+        estimate(&c, &req, id, o)
+    })?;
+    module.register_method("eth_gasPrice", |_, c, _| {
+        let base = next_base_fee(c.backend.engine().head());
+        RpcResult::Ok(U256::from(u128::from(base) + suggested_tip(c)?))
+    })?;
+    module.register_method("eth_maxPriorityFeePerGas", |_, c, _| {
+        RpcResult::Ok(U256::from(suggested_tip(c)?))
+    })?;
+    module.register_method("eth_blobBaseFee", |_, _, _| RpcResult::Ok(U256::ZERO))?;
+    module.register_method("eth_feeHistory", |p: Params, c, _| {
+        let mut s = p.sequence();
+        let count: U64 = s.next()?;
+        let newest: BlockNumberOrTag = s.next()?;
+        let pct: Option<Vec<f64>> = s.optional_next()?;
+        fee_history(c, count.to(), newest, pct)
+    })?;
+    module.register_method("eth_sendRawTransaction", |p: Params, c, _| {
+        let raw: Bytes = p.one()?;
+        let tx = RecoveredTx::decode(&raw).map_err(server_error)?;
+        c.backend.submit(tx).map_err(server_error)
+    })?;
+    module.register_method("eth_getTransactionByHash", |p: Params, c, _| tx_by_hash(c, p.one()?))?;
+    module.register_method("eth_getTransactionReceipt", |p: Params, c, _| {
+        receipt_by_hash(c, p.one()?)
+    })?;
+    module.register_method("eth_getBlockByNumber", |p: Params, c, _| {
+        let mut s = p.sequence();
+        let tag: BlockNumberOrTag = s.next()?;
+        let full: bool = s.optional_next()?.unwrap_or(false);
+        block_by(c, BlockId::Number(tag), full)
+    })?;
+    module.register_method("eth_getBlockByHash", |p: Params, c, _| {
+        let mut s = p.sequence();
+        let hash: B256 = s.next()?;
+        let full: bool = s.optional_next()?.unwrap_or(false);
+        block_by(c, BlockId::from(hash), full)
+    })?;
+    module.register_method("eth_getBlockTransactionCountByNumber", |p: Params, c, _| {
+        let tag: BlockNumberOrTag = p.one()?;
+        RpcResult::Ok(block_by(c, BlockId::Number(tag), false)?.map(|b| U64::from(b.transactions.len())))
+    })?;
+    module.register_method("eth_getBlockTransactionCountByHash", |p: Params, c, _| {
+        let hash: B256 = p.one()?;
+        RpcResult::Ok(block_by(c, BlockId::from(hash), false)?.map(|b| U64::from(b.transactions.len())))
+    })?;
+    module.register_method("eth_getTransactionByBlockNumberAndIndex", |p: Params, c, _| {
+        let mut s = p.sequence();
+        let tag: BlockNumberOrTag = s.next()?;
+        let index: U64 = s.next()?;
+        let engine = c.backend.engine();
+        let n = block_number(&engine, tag);
+        let Some((h, bh, txs)) = load_block(&engine, n)? else {
+            return RpcResult::Ok(None);
+        };
+        let i: u64 = index.to();
+        RpcResult::Ok(txs.get(i as usize).map(|(s, t)| rpc_tx(t, *s, Some((bh, &h, i)))))
+    })?;
+    module.register_blocking_method("eth_getLogs", |p: Params, c, _| {
+        let filter: Filter = p.one()?;
+        get_logs(&c, &filter)
+    })?;
+    module.register_method("eth_newFilter", |p: Params, c, _| {
+        let filter: Filter = p.one()?;
+        let head = c.backend.engine().head().number;
+        let next_block = match filter.block_option {
+            FilterBlockOption::Range {
+                from_block: Some(BlockNumberOrTag::Number(n)),
+                ..
+            } => n,
+            _ => head + 1,
+        };
+        install(
+            c,
+            FilterKind::Logs {
+                filter: Box::new(filter),
+                next_block,
+            },
+        )
+    })?;
+    module.register_method("eth_newBlockFilter", |_, c, _| {
+        let next_block = c.backend.engine().head().number + 1;
+        install(c, FilterKind::Blocks { next_block })
+    })?;
+    module.register_method("eth_newPendingTransactionFilter", |_, c, _| {
+        let (_, seq) = c.backend.pending_since(u64::MAX);
+        install(c, FilterKind::PendingTxs { last_seq: seq })
+    })?;
+    module.register_blocking_method("eth_getFilterChanges", |p: Params, c, _| filter_changes(&c, p.one()?))?;
+    module.register_blocking_method("eth_getFilterLogs", |p: Params, c, _| {
+        let id: U256 = p.one()?;
+        let kind = c
+            .backend
+            .filters
+            .lock()
+            .get_mut(&id)
+            .cloned()
+            .ok_or_else(|| not_found("filter not found"))?;
+        match kind {
+            FilterKind::Logs { filter, .. } => get_logs(&c, &filter),
+            _ => Err(invalid_params("filter is not a log filter")),
+        }
+    })?;
+    module.register_method("eth_uninstallFilter", |p: Params, c, _| {
+        let id: U256 = p.one()?;
+        RpcResult::Ok(c.backend.filters.lock().uninstall(&id))
+    })?;
+    Ok(())
+}
