@@ -120,7 +120,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
         let backend = backend.clone();
         let block_time = args.block_time;
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(Duration::from_millis(block_time.max(1)));
+            // The first block comes one block time after start, not at once.
+            let period = Duration::from_millis(block_time.max(1));
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 if block_time == 0 {

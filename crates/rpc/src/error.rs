@@ -37,13 +37,11 @@ pub fn limit_exceeded(msg: impl Into<String>) -> ErrorObjectOwned {
 /// "execution reverted[: reason]" with the raw revert data, as geth answers eth_call and eth_estimateGas.
 pub fn reverted(output: &Bytes) -> ErrorObjectOwned {
     // Only Error(string) and Panic(uint256) carry a reason; custom errors stay raw data.
-    let standard =
-        output.len() >= 4 && (output[..4] == [0x08, 0xc3, 0x79, 0xa0] || output[..4] == [0x4e, 0x48, 0x7b, 0x71]);
-    let reason = if standard {
-        alloy_sol_types::decode_revert_reason(output)
-    } else {
-        None
-    };
+    use alloy_sol_types::SolError;
+    let reason = alloy_sol_types::Revert::abi_decode(output)
+        .map(|r| r.reason)
+        .ok()
+        .or_else(|| alloy_sol_types::Panic::abi_decode(output).ok().map(|p| p.to_string()));
     let msg = match reason {
         Some(reason) => format!("execution reverted: {reason}"),
         None => "execution reverted".to_string(),

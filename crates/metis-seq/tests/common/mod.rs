@@ -1,0 +1,107 @@
+//! A `metis-seq dev` process for tests: its own data dir and a free port, killed when dropped (also when the
+//! test fails).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub struct DevNode {
+    child: Child,
+    pub url: String,
+    pub ws: String,
+    pub datadir: PathBuf,
+}
+
+impl DevNode {
+    /// Starts a node on `datadir` (kept when the node stops, so it can be restarted) and waits until its RPC is up.
+    pub fn start(datadir: &Path, block_time_ms: u64) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_metis-seq"))
+            .args([
+                "dev",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--block-time",
+                &block_time_ms.to_string(),
+            ])
+            .arg("--datadir")
+            .arg(datadir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning metis-seq dev");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("RPC listening on ") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(a) => break a,
+                Err(_) if Instant::now() < deadline => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("metis-seq dev exited early: {status}");
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("metis-seq dev did not report its RPC address within 30 s");
+                }
+            }
+        };
+        Self {
+            child,
+            url: format!("http://{addr}"),
+            ws: format!("ws://{addr}"),
+            datadir: datadir.to_path_buf(),
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DevNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh, empty directory for one test.
+pub fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("metis-seq-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Polls `f` until it returns Some, or panics after `secs`.
+pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {secs} s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

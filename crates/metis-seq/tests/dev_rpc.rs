@@ -1,0 +1,402 @@
+//! End-to-end tests of `metis-seq dev` with alloy as the client, as a dapp developer would use it.
+
+mod common;
+
+use alloy::{
+    consensus::{SignableTransaction, TxEip1559, TxEnvelope},
+    eips::eip2718::Encodable2718,
+    network::{EthereumWallet, TransactionBuilder},
+    primitives::{address, Address, Bytes, TxKind, B256, U256},
+    providers::{Provider, ProviderBuilder, WsConnect},
+    rpc::types::{Filter, TransactionRequest},
+    signers::{local::PrivateKeySigner, SignerSync},
+    sol_types::SolEvent,
+};
+use common::{tempdir, wait_for, DevNode};
+use futures_util::StreamExt;
+use metis_contracts::MetisToken;
+
+const CHAIN_ID: u64 = 59902;
+/// Dev account 0 of the well-known mnemonic (DEVNET ONLY).
+const DEV_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const DEV_KEY_1: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+fn signer(key: &str) -> PrivateKeySigner {
+    key.parse().expect("dev key")
+}
+
+/// Signs an EIP-1559 transaction by hand (so tests control nonce and fees exactly).
+fn raw_tx(
+    key: &PrivateKeySigner,
+    chain_id: u64,
+    nonce: u64,
+    to: Address,
+    max_fee: u128,
+    tip: u128,
+    input: Bytes,
+) -> Bytes {
+    let tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: 21_000 + 16 * input.len() as u64,
+        max_fee_per_gas: max_fee,
+        max_priority_fee_per_gas: tip,
+        to: TxKind::Call(to),
+        value: U256::from(1),
+        input,
+        access_list: Default::default(),
+    };
+    let sig = key.sign_hash_sync(&tx.signature_hash()).expect("sign");
+    TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into()
+}
+
+async fn rpc_error(provider: &impl Provider, method: &'static str, params: serde_json::Value) -> (i64, String) {
+    let err = provider
+        .raw_request::<_, serde_json::Value>(method.into(), params)
+        .await
+        .expect_err("the node must refuse this");
+    let resp = err
+        .as_error_resp()
+        .unwrap_or_else(|| panic!("{method}: not a JSON-RPC error: {err}"));
+    (resp.code, resp.message.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transfers_erc20_logs_calls_and_reverts() {
+    let dir = tempdir("erc20");
+    let node = DevNode::start(&dir, 200);
+    let wallet = EthereumWallet::new(signer(DEV_KEY));
+    let provider = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(node.url.parse().unwrap());
+    assert_eq!(provider.get_chain_id().await.unwrap(), CHAIN_ID);
+    let me = signer(DEV_KEY).address();
+
+    // A plain transfer.
+    let to = address!("00000000000000000000000000000000000000aa");
+    let tx = TransactionRequest::default().with_to(to).with_value(U256::from(12345));
+    let receipt = provider
+        .send_transaction(tx)
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+    assert_eq!(receipt.gas_used, 21_000);
+    assert_eq!(provider.get_balance(to).await.unwrap(), U256::from(12345));
+
+    // An ERC20 compiled by forge: deploy, mint, transfer.
+    let token = MetisToken::deploy(provider.clone(), me).await.unwrap();
+    let ws = ProviderBuilder::new()
+        .connect_ws(WsConnect::new(node.ws.clone()))
+        .await
+        .unwrap();
+    let sub = ws
+        .subscribe_logs(&Filter::new().address(*token.address()))
+        .await
+        .unwrap();
+    let mut stream = sub.into_stream();
+    token
+        .mint(me, U256::from(1_000_000))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let r = token
+        .transfer(to, U256::from(400))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(r.status());
+    assert_eq!(token.balanceOf(to).call().await.unwrap(), U256::from(400));
+
+    // Transfer logs, by filter...
+    let filter = Filter::new()
+        .address(*token.address())
+        .event_signature(MetisToken::Transfer::SIGNATURE_HASH)
+        .from_block(0);
+    let logs = provider.get_logs(&filter).await.unwrap();
+    assert_eq!(logs.len(), 2, "mint and transfer");
+    let decoded = MetisToken::Transfer::decode_log(&logs[1].inner).unwrap();
+    assert_eq!((decoded.from, decoded.to, decoded.value), (me, to, U256::from(400)));
+    assert_eq!(logs[1].transaction_hash, Some(r.transaction_hash));
+    // ...and by subscription (OwnershipTransferred came before we subscribed; mint and transfer after).
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let log = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .expect("log subscription delivered in time")
+            .expect("stream open");
+        if log.topic0() == Some(&MetisToken::Transfer::SIGNATURE_HASH) {
+            seen.push(log);
+        }
+    }
+    assert_eq!(seen[1].transaction_hash, Some(r.transaction_hash));
+
+    // eth_call and eth_estimateGas.
+    let call = token.balanceOf(me);
+    assert_eq!(call.call().await.unwrap(), U256::from(1_000_000 - 400));
+    let gas = token.transfer(to, U256::from(1)).estimate_gas().await.unwrap();
+    assert!(gas > 21_000 && gas < 100_000, "estimate {gas}");
+
+    // A revert with a reason string: geth's code 3, "execution reverted: <reason>", and the data.
+    let reverting_init: Vec<u8> = {
+        let mut v = vec![0x60, 0x64, 0x60, 0x0c, 0x60, 0x00, 0x39, 0x60, 0x64, 0x60, 0x00, 0xfd];
+        v.extend_from_slice(&alloy::sol_types::SolError::abi_encode(
+            &alloy::sol_types::Revert::from("nope"),
+        ));
+        v
+    };
+    let (code, msg) = rpc_error(
+        &provider,
+        "eth_call",
+        serde_json::json!([{"from": me, "data": Bytes::from(reverting_init.clone())}, "latest"]),
+    )
+    .await;
+    assert_eq!((code, msg.as_str()), (3, "execution reverted: nope"));
+    let (code, _) = rpc_error(
+        &provider,
+        "eth_estimateGas",
+        serde_json::json!([{"from": me, "data": Bytes::from(reverting_init)}]),
+    )
+    .await;
+    assert_eq!(code, 3);
+    // A custom-error revert (OpenZeppelin 5): code 3 with the raw data.
+    let err = token
+        .transfer(to, U256::from(10).pow(U256::from(30)))
+        .call()
+        .await
+        .unwrap_err();
+    let alloy::contract::Error::TransportError(err) = err else {
+        panic!("expected an RPC error, got {err}")
+    };
+    let resp = err.as_error_resp().expect("json-rpc error");
+    assert_eq!(resp.code, 3);
+    assert!(
+        resp.data.as_ref().is_some_and(|d| d.get().contains("e450d38c")),
+        "ERC20InsufficientBalance data"
+    );
+
+    // Blocks: by number and hash, full and hashes-only; nonce too low now that nonce 0 is used.
+    let block = provider
+        .get_block_by_number(r.block_number.unwrap().into())
+        .full()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(block.header.hash, r.block_hash.unwrap());
+    assert!(block
+        .transactions
+        .as_transactions()
+        .unwrap()
+        .iter()
+        .any(|t| *t.inner.tx_hash() == r.transaction_hash));
+    let again = provider.get_block_by_hash(block.header.hash).await.unwrap().unwrap();
+    assert_eq!(again.header.number, block.header.number);
+    let stale = raw_tx(&signer(DEV_KEY), CHAIN_ID, 0, to, 10_000_000_000, 1, Bytes::new());
+    let (code, msg) = rpc_error(&provider, "eth_sendRawTransaction", serde_json::json!([stale])).await;
+    assert_eq!(code, -32000);
+    assert!(msg.starts_with("nonce too low"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mempool_replacement_gaps_and_bad_input() {
+    let dir = tempdir("mempool");
+    // No block for an hour: everything sent stays pending.
+    let node = DevNode::start(&dir, 3_600_000);
+    let provider = ProviderBuilder::new().connect_http(node.url.parse().unwrap());
+    let k = signer(DEV_KEY_1);
+    let to = address!("00000000000000000000000000000000000000bb");
+    let send = |raw: Bytes| {
+        let p = provider.clone();
+        async move { p.raw_request::<_, B256>("eth_sendRawTransaction".into(), (raw,)).await }
+    };
+
+    let first = raw_tx(&k, CHAIN_ID, 0, to, 10_000_000_000, 1_000_000_000, Bytes::new());
+    let h0 = send(first.clone()).await.unwrap();
+    let pending = provider
+        .get_transaction_by_hash(h0)
+        .await
+        .unwrap()
+        .expect("pending tx is visible");
+    assert!(pending.block_number.is_none());
+    let (code, msg) = rpc_error(&provider, "eth_sendRawTransaction", serde_json::json!([first])).await;
+    assert_eq!((code, msg.as_str()), (-32000, "already known"));
+
+    // Replacement: +5% is refused, +10% replaces.
+    let cheap = raw_tx(&k, CHAIN_ID, 0, to, 10_500_000_000, 1_050_000_000, Bytes::new());
+    let (_, msg) = rpc_error(&provider, "eth_sendRawTransaction", serde_json::json!([cheap])).await;
+    assert_eq!(msg, "replacement transaction underpriced");
+    let h0b = send(raw_tx(&k, CHAIN_ID, 0, to, 11_000_000_000, 1_100_000_000, Bytes::new()))
+        .await
+        .unwrap();
+    assert!(
+        provider.get_transaction_by_hash(h0).await.unwrap().is_none(),
+        "replaced tx is gone"
+    );
+    assert!(provider.get_transaction_by_hash(h0b).await.unwrap().is_some());
+
+    // Nonce gap: nonce 2 waits; the pending count only moves when nonce 1 fills the gap.
+    send(raw_tx(&k, CHAIN_ID, 2, to, 10_000_000_000, 1, Bytes::new()))
+        .await
+        .unwrap();
+    assert_eq!(provider.get_transaction_count(k.address()).pending().await.unwrap(), 1);
+    send(raw_tx(&k, CHAIN_ID, 1, to, 10_000_000_000, 1, Bytes::new()))
+        .await
+        .unwrap();
+    assert_eq!(provider.get_transaction_count(k.address()).pending().await.unwrap(), 3);
+    assert_eq!(
+        provider.get_transaction_count(k.address()).await.unwrap(),
+        0,
+        "latest is unchanged"
+    );
+
+    // Bad input, each with geth's error, none changing anything.
+    let bad: Vec<(serde_json::Value, &str)> = vec![
+        (serde_json::json!(["0xdeadbeef"]), "rlp:"),
+        (
+            serde_json::json!([raw_tx(&k, 1, 3, to, 10_000_000_000, 1, Bytes::new())]),
+            "invalid chain id for signer",
+        ),
+        (
+            serde_json::json!([raw_tx(
+                &PrivateKeySigner::random(),
+                CHAIN_ID,
+                0,
+                to,
+                10_000_000_000,
+                1,
+                Bytes::new()
+            )]),
+            "insufficient funds for gas * price + value",
+        ),
+        (
+            serde_json::json!([raw_tx(
+                &k,
+                CHAIN_ID,
+                3,
+                to,
+                10_000_000_000,
+                1,
+                Bytes::from(vec![1u8; 130 * 1024])
+            )]),
+            "oversized data",
+        ),
+        (
+            serde_json::json!([raw_tx(&k, CHAIN_ID, 3, to, 1, 1, Bytes::new())]),
+            "max fee per gas less than block base fee",
+        ),
+    ];
+    for (params, want) in bad {
+        let (code, msg) = rpc_error(&provider, "eth_sendRawTransaction", params).await;
+        assert_eq!(code, -32000, "{msg}");
+        assert!(msg.starts_with(want), "expected {want:?}, got {msg:?}");
+    }
+    // A tampered signature recovers another (unfunded) sender or none at all.
+    let mut tampered = raw_tx(&k, CHAIN_ID, 3, to, 10_000_000_000, 1, Bytes::new()).to_vec();
+    let n = tampered.len();
+    tampered[n - 5] ^= 0x01;
+    let (code, _) = rpc_error(
+        &provider,
+        "eth_sendRawTransaction",
+        serde_json::json!([Bytes::from(tampered)]),
+    )
+    .await;
+    assert_eq!(code, -32000);
+    let (code, _) = rpc_error(
+        &provider,
+        "eth_getBalance",
+        serde_json::json!(["0xnot-an-address", "latest"]),
+    )
+    .await;
+    assert_eq!(code, -32602, "invalid params");
+    let (code, _) = rpc_error(&provider, "eth_noSuchMethod", serde_json::json!([])).await;
+    assert_eq!(code, -32601, "method not found");
+    assert_eq!(
+        provider.get_transaction_count(k.address()).pending().await.unwrap(),
+        3,
+        "nothing changed"
+    );
+
+    // An oversized request body is refused at the HTTP layer (413, or the connection closed mid-upload), and the
+    // node goes on serving.
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x{}"]}}"#,
+        "00".repeat(6 * 1024 * 1024)
+    );
+    match reqwest::Client::new()
+        .post(&node.url)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+    {
+        Ok(resp) => assert_eq!(resp.status().as_u16(), 413),
+        Err(e) => assert!(e.is_request(), "unexpected error {e}"),
+    }
+    assert_eq!(provider.get_transaction_count(k.address()).pending().await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_and_restart_keeps_head_state_receipts_and_logs() {
+    let dir = tempdir("restart");
+    let node = DevNode::start(&dir, 100);
+    let wallet = EthereumWallet::new(signer(DEV_KEY));
+    let provider = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(node.url.parse().unwrap());
+    let me = signer(DEV_KEY).address();
+    let token = MetisToken::deploy(provider.clone(), me).await.unwrap();
+    let r = token
+        .mint(me, U256::from(777))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let tx_hash = r.transaction_hash;
+    let n = r.block_number.unwrap();
+    let block = provider.get_block_by_number(n.into()).await.unwrap().unwrap();
+    let balance = provider.get_balance(me).await.unwrap();
+    let logs = provider
+        .get_logs(&Filter::new().address(*token.address()).from_block(0))
+        .await
+        .unwrap();
+    node.kill();
+
+    let node = DevNode::start(&dir, 100);
+    let provider = ProviderBuilder::new().connect_http(node.url.parse().unwrap());
+    let head = provider.get_block_number().await.unwrap();
+    assert!(head >= n, "head {head} went back below {n}");
+    let again = provider.get_block_by_number(n.into()).await.unwrap().unwrap();
+    assert_eq!(again.header.hash, block.header.hash);
+    assert_eq!(again.header.state_root, block.header.state_root);
+    assert_eq!(provider.get_balance(me).await.unwrap(), balance);
+    let r2 = provider
+        .get_transaction_receipt(tx_hash)
+        .await
+        .unwrap()
+        .expect("receipt survives");
+    assert_eq!(r2.block_hash, r.block_hash);
+    assert_eq!(r2.inner.logs().len(), r.inner.logs().len());
+    let logs2 = provider
+        .get_logs(&Filter::new().address(*token.address()).from_block(0))
+        .await
+        .unwrap();
+    assert_eq!(logs2, logs);
+    let token = MetisToken::new(*token.address(), provider.clone());
+    assert_eq!(token.balanceOf(me).call().await.unwrap(), U256::from(777));
+    // And the chain goes on.
+    wait_for(20, "a new block after restart", || {
+        let p = provider.clone();
+        async move { (p.get_block_number().await.ok()? > head).then_some(()) }
+    })
+    .await;
+}
