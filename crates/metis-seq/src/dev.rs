@@ -38,9 +38,15 @@ pub struct DevArgs {
     /// Balance of each dev account, in ether.
     #[arg(long, default_value_t = 10_000)]
     balance: u64,
+    /// Transactions the mempool holds at most (the cheapest are evicted beyond).
+    #[arg(long, default_value_t = 100_000)]
+    txpool_max_txs: usize,
+    /// Block gas limit of the dev genesis.
+    #[arg(long, default_value_t = metis_execution::genesis::DEFAULT_GAS_LIMIT)]
+    gas_limit: u64,
 }
 
-fn dev_keys(n: u32) -> Result<Vec<PrivateKeySigner>> {
+pub fn dev_keys(n: u32) -> Result<Vec<PrivateKeySigner>> {
     (0..n)
         .map(|i| {
             MnemonicBuilder::<English>::default()
@@ -75,12 +81,19 @@ pub async fn run(args: DevArgs) -> Result<()> {
                 U256::from(args.balance) * U256::from(10u64).pow(U256::from(18)),
             );
             spec.genesis_timestamp = 0;
+            spec.gas_limit = args.gas_limit;
             spec
         }
     };
     let engine = Engine::open(&args.datadir, spec).with_context(|| format!("opening {}", args.datadir.display()))?;
     let chain_id = engine.spec().chain_id;
-    let backend = Backend::new(engine, PoolConfig::default());
+    let backend = Backend::new(
+        engine,
+        PoolConfig {
+            max_txs: args.txpool_max_txs,
+            ..Default::default()
+        },
+    );
     let server = metis_rpc::start(
         backend.clone(),
         RpcConfig {

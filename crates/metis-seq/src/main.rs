@@ -1,5 +1,6 @@
 //! `metis-seq`: the one binary of the sequencer pool. Subcommands are added as the parts land.
 
+mod bench;
 mod dev;
 mod l1;
 
@@ -23,6 +24,9 @@ enum Command {
     L1(l1::L1Command),
     /// A single-node dev chain (blocks on a timer or on demand, prefunded accounts), like anvil.
     Dev(dev::DevArgs),
+    /// Load generators (throughput and latency of any Ethereum JSON-RPC node).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[tokio::main]
@@ -47,5 +51,6 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::L1(cmd) => l1::run(cmd).await,
         Command::Dev(args) => dev::run(args).await,
+        Command::Bench(cmd) => bench::run(cmd).await,
     }
 }

@@ -19,7 +19,10 @@ async fn genesis_state_root_matches_anvil() {
             acct["code"] = serde_json::json!(format!("0x6000{:02x}", i));
             let mut storage = serde_json::Map::new();
             for s in 0..(i % 7 + 1) {
-                storage.insert(format!("0x{:064x}", s * 31 + 1), serde_json::json!(format!("0x{:064x}", s + i)));
+                storage.insert(
+                    format!("0x{:064x}", s * 31 + 1),
+                    serde_json::json!(format!("0x{:064x}", s + i)),
+                );
             }
             acct["storage"] = serde_json::Value::Object(storage);
         }
@@ -46,12 +49,22 @@ async fn genesis_state_root_matches_anvil() {
     let anvil_bin = std::env::var("METIS_ANVIL")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/anvil"));
-    let anvil = Anvil::new().path(anvil_bin).port(0u16).arg("--init").arg(&path).timeout(30_000).spawn();
+    let anvil = Anvil::new()
+        .path(anvil_bin)
+        .port(0u16)
+        .arg("--init")
+        .arg(&path)
+        .timeout(30_000)
+        .spawn();
     let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
     // anvil reports the empty root for block 0; an empty block 1 (no rewards after the merge) carries the
     // genesis state's real root.
     provider.raw_request::<_, String>("evm_mine".into(), ()).await.unwrap();
-    let block1 = provider.get_block_by_number(1.into()).await.unwrap().expect("anvil block 1");
+    let block1 = provider
+        .get_block_by_number(1.into())
+        .await
+        .unwrap()
+        .expect("anvil block 1");
     // anvil adds its own accounts (dev keys, system contracts) to the genesis: take its whole state from a
     // dump, compute our root over exactly that, and compare.
     let dump: alloy::primitives::Bytes = provider.raw_request("anvil_dumpState".into(), ()).await.unwrap();
@@ -70,10 +83,17 @@ async fn genesis_state_root_matches_anvil() {
     let spec2 = ChainSpec::from_genesis_json(&g2.to_string()).unwrap();
     assert!(spec2.alloc.len() >= spec.alloc.len());
     for (addr, a) in &spec.alloc {
-        assert_eq!(spec2.alloc.get(addr), Some(a), "anvil kept genesis account {addr} as given");
+        assert_eq!(
+            spec2.alloc.get(addr),
+            Some(a),
+            "anvil kept genesis account {addr} as given"
+        );
     }
     let (_, over_anvil_state) = WorldState::genesis(&spec2);
-    assert_eq!(over_anvil_state, block1.header.state_root, "state root differs from anvil's over the same state");
+    assert_eq!(
+        over_anvil_state, block1.header.state_root,
+        "state root differs from anvil's over the same state"
+    );
     let _ = ours;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -79,12 +79,11 @@ impl Backend {
     pub fn submit(&self, tx: RecoveredTx) -> Result<B256, PoolError> {
         let hash = tx.hash;
         {
+            // Lock order everywhere: engine, then pool.
             let engine = self.engine.read();
-            let account = engine.state().account(&tx.sender).cloned();
+            let account = engine.state().account(&tx.sender);
             let base_fee = metis_execution::executor::next_base_fee(engine.head());
-            let spec = engine.spec().clone();
-            drop(engine);
-            self.pool.lock().add(tx, &spec, account.as_ref(), base_fee)?;
+            self.pool.lock().add(tx, engine.spec(), account, base_fee)?;
         }
         {
             let mut log = self.pending_log.lock();
