@@ -163,7 +163,7 @@ pub const EMPTY_CODE_HASH: B256 = KECCAK_EMPTY;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{eip1559, keys};
+    use crate::testutil::{eip1559, initcode_for, keys};
     use crate::{build_block, BlockContext};
     use alloy_primitives::TxKind;
 
@@ -183,21 +183,15 @@ mod tests {
             0x5b, 0x60, 0x00, 0x35, 0x60, 0x00, 0x52, // 0x13: JUMPDEST, MSTORE(0, word)
             0x60, 0x20, 0x60, 0x00, 0xfd, // REVERT(0, 32)
         ];
-        let mut init = vec![
-            0x60,
-            runtime.len() as u8,
-            0x80,
-            0x60,
-            0x0b,
-            0x60,
-            0x00,
-            0x39,
-            0x60,
-            0x00,
-            0xf3,
-        ];
-        init.extend_from_slice(&runtime);
-        let deploy = eip1559(&ks[0], 5, 0, TxKind::Create, U256::ZERO, init.into(), 300_000);
+        let deploy = eip1559(
+            &ks[0],
+            5,
+            0,
+            TxKind::Create,
+            U256::ZERO,
+            initcode_for(&runtime),
+            300_000,
+        );
         let (block, rejected) = build_block(&state, &spec, ctx.clone(), vec![deploy]);
         assert!(rejected.is_empty(), "{rejected:?}");
         state.commit(&block.changeset, block.root_update);

@@ -8,8 +8,7 @@ use crate::genesis::ChainSpec;
 use crate::state::WorldState;
 use crate::store::{BlockWrite, Store, StoreError};
 use crate::tx::{RecoveredTx, TxError};
-use alloy_consensus::{Header, EMPTY_OMMER_ROOT_HASH};
-use alloy_eips::eip7685::EMPTY_REQUESTS_HASH;
+use alloy_consensus::Header;
 use alloy_primitives::{Address, B256};
 use alloy_trie::EMPTY_ROOT_HASH;
 use std::path::Path;
@@ -46,7 +45,6 @@ pub struct Engine {
 /// Block 0 of `spec`.
 pub fn genesis_header(spec: &ChainSpec, state_root: B256) -> Header {
     Header {
-        ommers_hash: EMPTY_OMMER_ROOT_HASH,
         state_root,
         transactions_root: EMPTY_ROOT_HASH,
         receipts_root: EMPTY_ROOT_HASH,
@@ -54,12 +52,7 @@ pub fn genesis_header(spec: &ChainSpec, state_root: B256) -> Header {
         timestamp: spec.genesis_timestamp,
         extra_data: spec.genesis_extra_data.clone(),
         base_fee_per_gas: Some(spec.genesis_base_fee),
-        withdrawals_root: Some(EMPTY_ROOT_HASH),
-        blob_gas_used: Some(0),
-        excess_blob_gas: Some(0),
-        parent_beacon_block_root: Some(B256::ZERO),
-        requests_hash: Some(EMPTY_REQUESTS_HASH),
-        ..Default::default()
+        ..crate::executor::prague_header()
     }
 }
 

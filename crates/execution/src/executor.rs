@@ -258,7 +258,6 @@ impl<'a> BlockExecutor<'a> {
         }
         let header = Header {
             parent_hash: self.ctx.parent_hash,
-            ommers_hash: EMPTY_OMMER_ROOT_HASH,
             beneficiary: self.ctx.beneficiary,
             state_root: root_update.root,
             transactions_root: proofs::calculate_transaction_root(&envelopes),
@@ -273,12 +272,7 @@ impl<'a> BlockExecutor<'a> {
             mix_hash: self.ctx.prevrandao,
             nonce: Default::default(),
             base_fee_per_gas: Some(self.ctx.base_fee),
-            withdrawals_root: Some(EMPTY_ROOT_HASH),
-            blob_gas_used: Some(0),
-            excess_blob_gas: Some(0),
-            parent_beacon_block_root: Some(B256::ZERO),
-            requests_hash: Some(EMPTY_REQUESTS_HASH),
-            ..Default::default()
+            ..prague_header()
         };
         let hash = header.hash_slow();
         ExecutedBlock {
@@ -289,6 +283,19 @@ impl<'a> BlockExecutor<'a> {
             changeset,
             root_update,
         }
+    }
+}
+
+/// The Prague-era header fields an L2 without withdrawals, blobs or beacon chain fills with empty values.
+pub fn prague_header() -> Header {
+    Header {
+        ommers_hash: EMPTY_OMMER_ROOT_HASH,
+        withdrawals_root: Some(EMPTY_ROOT_HASH),
+        blob_gas_used: Some(0),
+        excess_blob_gas: Some(0),
+        parent_beacon_block_root: Some(B256::ZERO),
+        requests_hash: Some(EMPTY_REQUESTS_HASH),
+        ..Default::default()
     }
 }
 
@@ -380,7 +387,7 @@ fn mismatch(field: &'static str, claimed: impl std::fmt::Display, computed: impl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{eip1559, eip2930, keys, legacy};
+    use crate::testutil::{eip1559, eip2930, initcode_for, keys, legacy};
     use alloy_primitives::{address, b256, keccak256, TxKind};
 
     const CHAIN: u64 = 59902;
@@ -476,21 +483,7 @@ mod tests {
         let mut runtime = vec![0x60, 0x00, 0x35, 0x80, 0x60, 0x00, 0x55, 0x60, 0x00, 0x52, 0x7f];
         runtime.extend_from_slice(topic.as_slice());
         runtime.extend_from_slice(&[0x60, 0x20, 0x60, 0x00, 0xa1, 0x00]);
-        let mut init = vec![
-            0x60,
-            runtime.len() as u8,
-            0x80,
-            0x60,
-            0x0b,
-            0x60,
-            0x00,
-            0x39,
-            0x60,
-            0x00,
-            0xf3,
-        ];
-        init.extend_from_slice(&runtime);
-        init.into()
+        initcode_for(&runtime)
     }
 
     #[test]

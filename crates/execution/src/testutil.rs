@@ -85,3 +85,23 @@ pub fn eip1559_priced(signer: &PrivateKeySigner, chain_id: u64, nonce: u64, max_
     let sig = signer.sign_hash_sync(&tx.signature_hash()).expect("sign");
     RecoveredTx::from_envelope(TxEnvelope::from(tx.into_signed(sig))).expect("valid")
 }
+
+/// Init code that deploys `runtime` as the contract's code.
+pub fn initcode_for(runtime: &[u8]) -> Bytes {
+    // PUSH1 len, DUP1, PUSH1 11 (this prefix's length), PUSH1 0, CODECOPY, PUSH1 0, RETURN
+    let mut init = vec![
+        0x60,
+        runtime.len() as u8,
+        0x80,
+        0x60,
+        0x0b,
+        0x60,
+        0x00,
+        0x39,
+        0x60,
+        0x00,
+        0xf3,
+    ];
+    init.extend_from_slice(runtime);
+    init.into()
+}

@@ -61,14 +61,18 @@ async fn rpc_error(provider: &impl Provider, method: &'static str, params: serde
     (resp.code, resp.message.to_string())
 }
 
+/// An HTTP provider that signs with dev account 0.
+fn dev_provider(node: &DevNode) -> impl Provider + Clone {
+    ProviderBuilder::new()
+        .wallet(EthereumWallet::new(signer(DEV_KEY)))
+        .connect_http(node.url.parse().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn transfers_erc20_logs_calls_and_reverts() {
     let dir = tempdir("erc20");
     let node = DevNode::start(&dir, 200);
-    let wallet = EthereumWallet::new(signer(DEV_KEY));
-    let provider = ProviderBuilder::new()
-        .wallet(wallet)
-        .connect_http(node.url.parse().unwrap());
+    let provider = dev_provider(&node);
     assert_eq!(provider.get_chain_id().await.unwrap(), CHAIN_ID);
     let me = signer(DEV_KEY).address();
 
@@ -139,9 +143,73 @@ async fn transfers_erc20_logs_calls_and_reverts() {
     }
     assert_eq!(seen[1].transaction_hash, Some(r.transaction_hash));
 
+    // Polling filters: a log filter and a block filter see what happens after they are installed.
+    let log_filter: U256 = provider
+        .raw_request(
+            "eth_newFilter".into(),
+            (serde_json::json!({"address": token.address()}),),
+        )
+        .await
+        .unwrap();
+    let block_filter: U256 = provider.raw_request("eth_newBlockFilter".into(), ()).await.unwrap();
+    let r3 = token
+        .transfer(to, U256::from(1))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let changes: Vec<alloy::rpc::types::Log> = provider
+        .raw_request("eth_getFilterChanges".into(), (log_filter,))
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].transaction_hash, Some(r3.transaction_hash));
+    let again: Vec<alloy::rpc::types::Log> = provider
+        .raw_request("eth_getFilterChanges".into(), (log_filter,))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "a poll returns only what is new");
+    let blocks: Vec<B256> = provider
+        .raw_request("eth_getFilterChanges".into(), (block_filter,))
+        .await
+        .unwrap();
+    assert!(blocks.contains(&r3.block_hash.unwrap()));
+    assert!(provider
+        .raw_request::<_, bool>("eth_uninstallFilter".into(), (log_filter,))
+        .await
+        .unwrap());
+    let (code, _) = rpc_error(&provider, "eth_getFilterChanges", serde_json::json!([log_filter])).await;
+    assert_eq!(code, -32001, "uninstalled filter is gone");
+
+    // A nonce gap filled later: nonce 1 waits until nonce 0 arrives, then both are mined in order.
+    let k1 = signer(DEV_KEY_1);
+    let second = raw_tx(&k1, CHAIN_ID, 1, to, 10_000_000_000, 1_000_000_000, Bytes::new());
+    let first = raw_tx(&k1, CHAIN_ID, 0, to, 10_000_000_000, 1_000_000_000, Bytes::new());
+    let h1: B256 = provider
+        .raw_request("eth_sendRawTransaction".into(), (second,))
+        .await
+        .unwrap();
+    let h0: B256 = provider
+        .raw_request("eth_sendRawTransaction".into(), (first,))
+        .await
+        .unwrap();
+    let r1 = wait_for(20, "the gap-filled transaction to be mined", || {
+        let p = provider.clone();
+        async move { p.get_transaction_receipt(h1).await.ok().flatten() }
+    })
+    .await;
+    let r0 = provider
+        .get_transaction_receipt(h0)
+        .await
+        .unwrap()
+        .expect("nonce 0 mined too");
+    assert!((r0.block_number, r0.transaction_index) < (r1.block_number, r1.transaction_index));
+
     // eth_call and eth_estimateGas.
     let call = token.balanceOf(me);
-    assert_eq!(call.call().await.unwrap(), U256::from(1_000_000 - 400));
+    assert_eq!(call.call().await.unwrap(), U256::from(1_000_000 - 401));
     let gas = token.transfer(to, U256::from(1)).estimate_gas().await.unwrap();
     assert!(gas > 21_000 && gas < 100_000, "estimate {gas}");
 
@@ -347,10 +415,7 @@ async fn mempool_replacement_gaps_and_bad_input() {
 async fn kill_9_and_restart_keeps_head_state_receipts_and_logs() {
     let dir = tempdir("restart");
     let node = DevNode::start(&dir, 100);
-    let wallet = EthereumWallet::new(signer(DEV_KEY));
-    let provider = ProviderBuilder::new()
-        .wallet(wallet)
-        .connect_http(node.url.parse().unwrap());
+    let provider = dev_provider(&node);
     let me = signer(DEV_KEY).address();
     let token = MetisToken::deploy(provider.clone(), me).await.unwrap();
     let r = token

@@ -452,6 +452,12 @@ fn install(ctx: &Ctx, kind: FilterKind) -> RpcResult<U256> {
         .ok_or_else(|| limit_exceeded("too many filters"))
 }
 
+/// `[request, block?, stateOverrides?]` of eth_call and eth_estimateGas.
+fn call_params(p: &Params<'_>) -> RpcResult<(TransactionRequest, Option<BlockId>, Option<StateOverride>)> {
+    let mut s = p.sequence();
+    Ok((s.next()?, s.optional_next()?, s.optional_next()?))
+}
+
 /// Registers every method on `module`.
 pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     module.register_method("web3_clientVersion", |_, c, _| RpcResult::Ok(c.client_version.clone()))?;
@@ -518,17 +524,11 @@ pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regi
         RpcResult::Ok(B256::from(engine.state().storage_at(&addr, &slot)))
     })?;
     module.register_blocking_method("eth_call", |p: Params, c, _| {
-        let mut s = p.sequence();
-        let req: TransactionRequest = s.next()?;
-        let id: Option<BlockId> = s.optional_next()?;
-        let o: Option<StateOverride> = s.optional_next()?;
+        let (req, id, o) = call_params(&p)?;
         run_call(&c, &req, id, o)
     })?;
     module.register_blocking_method("eth_estimateGas", |p: Params, c, _| {
-        let mut s = p.sequence();
-        let req: TransactionRequest = s.next()?;
-        let id: Option<BlockId> = s.optional_next()?;
-        let o: Option<StateOverride> = s.optional_next()?;
+        let (req, id, o) = call_params(&p)?;
         estimate(&c, &req, id, o)
     })?;
     module.register_method("eth_gasPrice", |_, c, _| {

@@ -4,12 +4,37 @@ use crate::error::invalid_params;
 use crate::eth::Ctx;
 use alloy_rpc_types_eth::Filter;
 use jsonrpsee::core::SubscriptionResult;
-use jsonrpsee::{RpcModule, SubscriptionMessage};
+use jsonrpsee::{PendingSubscriptionSink, RpcModule, SubscriptionMessage};
+use serde::Serialize;
+use tokio::sync::broadcast::{self, error::RecvError};
 
-fn msg(v: &impl serde::Serialize) -> Result<SubscriptionMessage, serde_json::Error> {
+fn msg(v: &impl Serialize) -> Result<SubscriptionMessage, serde_json::Error> {
     Ok(serde_json::value::to_raw_value(v)?.into())
 }
-use tokio::sync::broadcast::error::RecvError;
+
+/// Accepts the subscription and forwards what `pick` makes of each broadcast item until the client leaves.
+/// A subscriber that lags behind skips what it missed rather than stalling the node.
+async fn forward<T: Clone, U: Serialize>(
+    pending: PendingSubscriptionSink,
+    mut rx: broadcast::Receiver<T>,
+    pick: impl Fn(T) -> Vec<U>,
+) -> SubscriptionResult {
+    let sink = pending.accept().await?;
+    loop {
+        tokio::select! {
+            _ = sink.closed() => return Ok(()),
+            received = rx.recv() => match received {
+                Ok(item) => {
+                    for out in pick(item) {
+                        sink.send(msg(&out)?).await?;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+}
 
 pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     module.register_subscription(
@@ -26,20 +51,7 @@ pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regi
                 }
             };
             match kind.as_str() {
-                "newHeads" => {
-                    let mut rx = ctx.backend.subscribe_blocks();
-                    let sink = pending.accept().await?;
-                    loop {
-                        tokio::select! {
-                            _ = sink.closed() => return Ok(()),
-                            received = rx.recv() => match received {
-                                Ok(block) => sink.send(msg(&block.header)?).await?,
-                                Err(RecvError::Lagged(_)) => continue,
-                                Err(RecvError::Closed) => return Ok(()),
-                            }
-                        }
-                    }
-                }
+                "newHeads" => forward(pending, ctx.backend.subscribe_blocks(), |b| vec![b.header.clone()]).await,
                 "logs" => {
                     let filter: Filter = match seq.optional_next() {
                         Ok(f) => f.unwrap_or_default(),
@@ -48,42 +60,17 @@ pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regi
                             return Ok(());
                         }
                     };
-                    let mut rx = ctx.backend.subscribe_blocks();
-                    let sink = pending.accept().await?;
-                    loop {
-                        tokio::select! {
-                            _ = sink.closed() => return Ok(()),
-                            received = rx.recv() => match received {
-                                Ok(block) => {
-                                    for log in block.logs.iter().filter(|l| filter.matches(&l.inner)) {
-                                        sink.send(msg(log)?).await?;
-                                    }
-                                }
-                                Err(RecvError::Lagged(_)) => continue,
-                                Err(RecvError::Closed) => return Ok(()),
-                            }
-                        }
-                    }
+                    forward(pending, ctx.backend.subscribe_blocks(), move |b| {
+                        b.logs.iter().filter(|l| filter.matches(&l.inner)).cloned().collect()
+                    })
+                    .await
                 }
-                "newPendingTransactions" => {
-                    let mut rx = ctx.backend.subscribe_pending();
-                    let sink = pending.accept().await?;
-                    loop {
-                        tokio::select! {
-                            _ = sink.closed() => return Ok(()),
-                            received = rx.recv() => match received {
-                                Ok(hash) => sink.send(msg(&hash)?).await?,
-                                Err(RecvError::Lagged(_)) => continue,
-                                Err(RecvError::Closed) => return Ok(()),
-                            }
-                        }
-                    }
-                }
+                "newPendingTransactions" => forward(pending, ctx.backend.subscribe_pending(), |h| vec![h]).await,
                 "syncing" => {
                     let sink = pending.accept().await?;
                     sink.send(msg(&false)?).await?;
                     sink.closed().await;
-                    SubscriptionResult::Ok(())
+                    Ok(())
                 }
                 other => {
                     pending

@@ -1,0 +1,508 @@
+//! The ledger state and its transition on each decided block.
+
+use crate::election::{elect, fallback_order, weight_of};
+use crate::types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};
+use alloy_primitives::{keccak256, B256, U256};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("genesis: {0}")]
+    Genesis(&'static str),
+    #[error("block {got} does not follow the ledger height {height}")]
+    OutOfOrder { height: u64, got: u64 },
+    #[error("block {height} round {round} was proposed by {got}, but the schedule says {expected}")]
+    WrongProposer {
+        height: u64,
+        round: u32,
+        expected: SequencerId,
+        got: SequencerId,
+    },
+    #[error("no electable sequencer")]
+    NoCandidates,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ledger {
+    params: Params,
+    sequencers: BTreeMap<SequencerId, Sequencer>,
+    /// Every epoch so far; the last one is running.
+    epochs: Vec<Epoch>,
+    /// keccak chain over ended epochs, so the state hash does not rehash the whole history.
+    epochs_acc: B256,
+    /// Last applied block.
+    height: u64,
+    /// Blocks produced per (epoch, sequencer).
+    produced: BTreeMap<(u64, SequencerId), u64>,
+}
+
+fn encode_sequencer(s: &Sequencer, out: &mut Vec<u8>) {
+    out.extend_from_slice(&s.id.to_be_bytes());
+    out.extend_from_slice(s.signer.as_slice());
+    out.extend_from_slice(s.consensus_key.as_slice());
+    out.extend_from_slice(s.dkg_key.as_slice());
+    out.extend_from_slice(&s.stake.to_be_bytes::<32>());
+    out.push(match s.status {
+        SequencerStatus::Active => 1,
+        SequencerStatus::Inactive => 0,
+    });
+    out.extend_from_slice(&s.jailed_until_epoch.to_be_bytes());
+}
+
+fn encode_epoch(e: &Epoch, out: &mut Vec<u8>) {
+    out.extend_from_slice(&e.id.to_be_bytes());
+    out.extend_from_slice(&e.first_block.to_be_bytes());
+    out.extend_from_slice(&e.last_block.to_be_bytes());
+    out.push(e.ended as u8);
+    out.extend_from_slice(&e.producer.to_be_bytes());
+    match &e.reason {
+        ElectionReason::Genesis => out.push(0),
+        ElectionReason::Scheduled => out.push(1),
+        ElectionReason::ReElection { failed, misses } => {
+            out.push(2);
+            out.extend_from_slice(&failed.to_be_bytes());
+            out.extend_from_slice(&misses.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(e.seed.as_slice());
+    out.extend_from_slice(&e.missed.to_be_bytes());
+}
+
+impl Ledger {
+    /// The ledger before block 1: the genesis sequencers and epoch 0 (blocks 1..=epoch_length) with a producer
+    /// drawn from `seed`.
+    pub fn genesis(params: Params, sequencers: Vec<Sequencer>, seed: B256) -> Result<Self, LedgerError> {
+        if params.epoch_length == 0 {
+            return Err(LedgerError::Genesis("epoch_length must be positive"));
+        }
+        if params.missed_limit == 0 {
+            return Err(LedgerError::Genesis("missed_limit must be positive"));
+        }
+        if params.power_unit.is_zero() {
+            return Err(LedgerError::Genesis("power_unit must be positive"));
+        }
+        let mut map = BTreeMap::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for s in sequencers {
+            if !keys.insert(s.consensus_key) || map.insert(s.id, s).is_some() {
+                return Err(LedgerError::Genesis("duplicate sequencer id or consensus key"));
+            }
+        }
+        let mut ledger = Self {
+            params,
+            sequencers: map,
+            epochs: Vec::new(),
+            epochs_acc: B256::ZERO,
+            height: 0,
+            produced: BTreeMap::new(),
+        };
+        if ledger.validators().is_empty() {
+            return Err(LedgerError::Genesis("no active sequencer with voting power"));
+        }
+        let producer = ledger.draw(seed, 0, None)?;
+        ledger.epochs.push(Epoch {
+            id: 0,
+            first_block: 1,
+            last_block: ledger.params.epoch_length,
+            ended: false,
+            producer,
+            reason: ElectionReason::Genesis,
+            seed,
+            missed: 0,
+        });
+        Ok(ledger)
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Last applied block height.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    pub fn sequencer(&self, id: SequencerId) -> Option<&Sequencer> {
+        self.sequencers.get(&id)
+    }
+
+    pub fn sequencers(&self) -> impl Iterator<Item = &Sequencer> {
+        self.sequencers.values()
+    }
+
+    pub fn current_epoch(&self) -> &Epoch {
+        // genesis() always creates epoch 0 and epochs are only ever appended.
+        &self.epochs[self.epochs.len() - 1]
+    }
+
+    /// Every epoch so far (rotation records), oldest first.
+    pub fn epochs(&self) -> &[Epoch] {
+        &self.epochs
+    }
+
+    pub fn epoch(&self, id: u64) -> Option<&Epoch> {
+        self.epochs.get(id as usize)
+    }
+
+    /// The epoch block `height` belongs to (the running one for future heights).
+    pub fn epoch_for_block(&self, height: u64) -> Option<&Epoch> {
+        if height == 0 {
+            return None;
+        }
+        let i = self.epochs.partition_point(|e| e.first_block <= height);
+        self.epochs.get(i.checked_sub(1)?)
+    }
+
+    /// Re-elections (epochs that started because a producer failed), oldest first.
+    pub fn re_elections(&self) -> impl Iterator<Item = &Epoch> {
+        self.epochs
+            .iter()
+            .filter(|e| matches!(e.reason, ElectionReason::ReElection { .. }))
+    }
+
+    /// The validator set: active sequencers with voting power (stake up to the cap, in power units).
+    pub fn validators(&self) -> Vec<(SequencerId, u64)> {
+        self.sequencers
+            .values()
+            .filter(|s| s.status == SequencerStatus::Active)
+            .filter_map(|s| {
+                let power = weight_of(s, &self.params) / self.params.power_unit;
+                let power = u64::try_from(power).unwrap_or(u64::MAX);
+                (power > 0).then_some((s.id, power))
+            })
+            .collect()
+    }
+
+    fn weights(&self) -> Vec<(SequencerId, U256)> {
+        self.sequencers
+            .values()
+            .filter(|s| s.status == SequencerStatus::Active)
+            .map(|s| (s.id, weight_of(s, &self.params)))
+            .collect()
+    }
+
+    /// Who proposes the next block in `round`: the epoch's producer in round 0, then the fallback order.
+    pub fn proposer(&self, round: u32) -> SequencerId {
+        let producer = self.current_epoch().producer;
+        if round == 0 {
+            return producer;
+        }
+        let order = fallback_order(&self.weights(), producer);
+        if order.is_empty() {
+            return producer;
+        }
+        order[(round as usize - 1) % order.len()]
+    }
+
+    /// Blocks produced per sequencer in epoch `id`.
+    pub fn produced_in(&self, epoch: u64) -> BTreeMap<SequencerId, u64> {
+        self.produced
+            .range((epoch, 0)..=(epoch, u64::MAX))
+            .map(|((_, id), n)| (*id, *n))
+            .collect()
+    }
+
+    /// Draws a producer for `epoch`: active, not jailed, not `exclude`; if nobody is left, liveness wins and the
+    /// restrictions are relaxed in that order.
+    fn draw(&self, seed: B256, epoch: u64, exclude: Option<SequencerId>) -> Result<SequencerId, LedgerError> {
+        let active = self.weights();
+        let strict: Vec<_> = active
+            .iter()
+            .filter(|(id, _)| Some(*id) != exclude)
+            .filter(|(id, _)| self.sequencers.get(id).is_some_and(|s| s.jailed_until_epoch <= epoch))
+            .copied()
+            .collect();
+        if let Some(id) = elect(&strict, seed, epoch) {
+            return Ok(id);
+        }
+        let not_failed: Vec<_> = active.iter().filter(|(id, _)| Some(*id) != exclude).copied().collect();
+        elect(&not_failed, seed, epoch)
+            .or_else(|| elect(&active, seed, epoch))
+            .ok_or(LedgerError::NoCandidates)
+    }
+
+    fn start_epoch(
+        &mut self,
+        seed: B256,
+        reason: ElectionReason,
+        exclude: Option<SequencerId>,
+    ) -> Result<(), LedgerError> {
+        let id = self.current_epoch().id + 1;
+        let producer = self.draw(seed, id, exclude)?;
+        let first_block = self.height + 1;
+        self.epochs.push(Epoch {
+            id,
+            first_block,
+            last_block: first_block + self.params.epoch_length - 1,
+            ended: false,
+            producer,
+            reason,
+            seed,
+            missed: 0,
+        });
+        Ok(())
+    }
+
+    fn end_current_epoch(&mut self) {
+        let height = self.height;
+        let len = self.epochs.len();
+        let e = &mut self.epochs[len - 1];
+        e.ended = true;
+        e.last_block = height;
+        let mut buf = self.epochs_acc.to_vec();
+        encode_epoch(e, &mut buf);
+        self.epochs_acc = keccak256(buf);
+    }
+
+    /// Applies one decided block. The block must follow the ledger height and come from the scheduled proposer
+    /// of its round (consensus guarantees both; the ledger checks so a bug cannot fork it silently).
+    pub fn apply_block(&mut self, b: &BlockInfo) -> Result<(), LedgerError> {
+        if b.height != self.height + 1 {
+            return Err(LedgerError::OutOfOrder {
+                height: self.height,
+                got: b.height,
+            });
+        }
+        let expected = self.proposer(b.round);
+        if b.proposer != expected {
+            return Err(LedgerError::WrongProposer {
+                height: b.height,
+                round: b.round,
+                expected,
+                got: b.proposer,
+            });
+        }
+        let epoch_id = self.current_epoch().id;
+        *self.produced.entry((epoch_id, b.proposer)).or_default() += 1;
+        if b.round > 0 {
+            let len = self.epochs.len();
+            self.epochs[len - 1].missed += 1;
+        }
+        self.height = b.height;
+        let e = self.current_epoch().clone();
+        if e.missed >= self.params.missed_limit {
+            // Out of the re-election itself and of the `jail_epochs` elections after it.
+            if let Some(s) = self.sequencers.get_mut(&e.producer) {
+                s.jailed_until_epoch = e.id + 2 + self.params.jail_epochs;
+            }
+            self.end_current_epoch();
+            self.start_epoch(
+                b.seed,
+                ElectionReason::ReElection {
+                    failed: e.producer,
+                    misses: e.missed,
+                },
+                Some(e.producer),
+            )?;
+        } else if b.height >= e.last_block {
+            self.end_current_epoch();
+            self.start_epoch(b.seed, ElectionReason::Scheduled, None)?;
+        }
+        Ok(())
+    }
+
+    /// Commits to the whole ledger state: parameters, sequencers, the running epoch, the history of ended
+    /// epochs, the height and the running epoch's production counts.
+    pub fn state_hash(&self) -> B256 {
+        let mut buf = Vec::with_capacity(256 + 128 * self.sequencers.len());
+        buf.extend_from_slice(&self.params.epoch_length.to_be_bytes());
+        buf.extend_from_slice(&self.params.missed_limit.to_be_bytes());
+        buf.extend_from_slice(&self.params.jail_epochs.to_be_bytes());
+        buf.extend_from_slice(&self.params.stake_cap.to_be_bytes::<32>());
+        buf.extend_from_slice(&self.params.power_unit.to_be_bytes::<32>());
+        buf.extend_from_slice(&self.height.to_be_bytes());
+        buf.extend_from_slice(&(self.sequencers.len() as u64).to_be_bytes());
+        for s in self.sequencers.values() {
+            encode_sequencer(s, &mut buf);
+        }
+        encode_epoch(self.current_epoch(), &mut buf);
+        buf.extend_from_slice(self.epochs_acc.as_slice());
+        for (id, n) in self.produced_in(self.current_epoch().id) {
+            buf.extend_from_slice(&id.to_be_bytes());
+            buf.extend_from_slice(&n.to_be_bytes());
+        }
+        keccak256(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::Address;
+
+    fn seq(id: u64, stake_tokens: u64) -> Sequencer {
+        Sequencer {
+            id,
+            signer: Address::with_last_byte(id as u8),
+            consensus_key: keccak256(format!("ck{id}")),
+            dkg_key: keccak256(format!("dk{id}")),
+            stake: U256::from(stake_tokens) * U256::from(10u64).pow(U256::from(18)),
+            status: SequencerStatus::Active,
+            jailed_until_epoch: 0,
+        }
+    }
+
+    fn params(epoch_length: u64) -> Params {
+        Params {
+            epoch_length,
+            ..Default::default()
+        }
+    }
+
+    fn four() -> Ledger {
+        Ledger::genesis(
+            params(10),
+            vec![seq(1, 20_000), seq(2, 30_000), seq(3, 40_000), seq(4, 50_000)],
+            B256::ZERO,
+        )
+        .unwrap()
+    }
+
+    fn seed(h: u64) -> B256 {
+        keccak256(format!("cert{h}"))
+    }
+
+    /// Decides the next block: round 0 unless the producer is in `dead`, then the first live fallback.
+    fn decide(l: &mut Ledger, dead: &[SequencerId]) -> BlockInfo {
+        let mut round = 0;
+        while dead.contains(&l.proposer(round)) {
+            round += 1;
+        }
+        let b = BlockInfo {
+            height: l.height() + 1,
+            round,
+            proposer: l.proposer(round),
+            seed: seed(l.height() + 1),
+        };
+        l.apply_block(&b).unwrap();
+        b
+    }
+
+    #[test]
+    fn epochs_rotate_on_schedule() {
+        let mut l = four();
+        for _ in 0..35 {
+            decide(&mut l, &[]);
+        }
+        assert_eq!(l.epochs().len(), 4);
+        for (i, e) in l.epochs()[..3].iter().enumerate() {
+            assert!(e.ended);
+            assert_eq!((e.first_block, e.last_block), (1 + 10 * i as u64, 10 * (i as u64 + 1)));
+            assert_eq!(
+                l.produced_in(e.id).get(&e.producer),
+                Some(&10),
+                "an idle chain still produces"
+            );
+        }
+        assert_eq!(l.epochs()[1].reason, ElectionReason::Scheduled);
+        assert_eq!(l.epoch_for_block(15).unwrap().id, 1);
+        assert_eq!(l.epoch_for_block(35).unwrap().id, 3);
+    }
+
+    #[test]
+    fn misses_trigger_re_election_excluding_and_jailing_the_failed() {
+        let mut l = four();
+        let failed = l.current_epoch().producer;
+        for _ in 0..3 {
+            decide(&mut l, &[failed]);
+        }
+        let e0 = &l.epochs()[0];
+        assert!(e0.ended && e0.last_block == 3 && e0.missed == 3);
+        let e1 = l.current_epoch().clone();
+        assert_eq!(e1.reason, ElectionReason::ReElection { failed, misses: 3 });
+        assert_ne!(e1.producer, failed);
+        assert_eq!(e1.first_block, 4);
+        assert_eq!(l.re_elections().count(), 1);
+        // Jailed: not elected again for jail_epochs epochs, whatever the seed.
+        assert_eq!(l.sequencer(failed).unwrap().jailed_until_epoch, 4);
+        for _ in 0..20 {
+            decide(&mut l, &[failed]);
+        }
+        for e in &l.epochs()[1..4] {
+            assert_ne!(e.producer, failed, "epoch {} elected the jailed sequencer", e.id);
+        }
+    }
+
+    #[test]
+    fn wrong_proposer_or_height_is_refused() {
+        let mut l = four();
+        let p = l.proposer(0);
+        let other = (1..=4).find(|i| *i != p).unwrap();
+        let bad = BlockInfo {
+            height: 1,
+            round: 0,
+            proposer: other,
+            seed: B256::ZERO,
+        };
+        assert!(matches!(l.apply_block(&bad), Err(LedgerError::WrongProposer { .. })));
+        let gap = BlockInfo {
+            height: 2,
+            round: 0,
+            proposer: p,
+            seed: B256::ZERO,
+        };
+        assert!(matches!(l.apply_block(&gap), Err(LedgerError::OutOfOrder { .. })));
+        assert_eq!(l, four(), "refused blocks change nothing");
+    }
+
+    #[test]
+    fn same_blocks_same_state_byte_for_byte() {
+        let mut a = four();
+        let mut b = four();
+        let mut hashes = Vec::new();
+        for h in 0..200u64 {
+            let dead: Vec<u64> = if h % 37 < 5 {
+                vec![a.current_epoch().producer]
+            } else {
+                vec![]
+            };
+            let blk = decide(&mut a, &dead);
+            b.apply_block(&blk).unwrap();
+            assert_eq!(a.state_hash(), b.state_hash());
+            hashes.push(a.state_hash());
+        }
+        assert_eq!(a, b);
+        hashes.sort();
+        hashes.dedup();
+        assert_eq!(hashes.len(), 200, "the state hash moves with every block");
+    }
+
+    #[test]
+    fn inactive_never_elected_and_power_is_capped() {
+        let mut s = vec![seq(1, 20_000), seq(2, 500_000), seq(3, 30_000)];
+        s[0].status = SequencerStatus::Inactive;
+        let mut l = Ledger::genesis(params(1), s, B256::ZERO).unwrap();
+        assert_eq!(
+            l.validators(),
+            vec![(2, 100_000), (3, 30_000)],
+            "stake above the cap adds no power"
+        );
+        for _ in 0..300 {
+            decide(&mut l, &[]);
+        }
+        assert!(l.epochs().iter().all(|e| e.producer != 1));
+    }
+
+    #[test]
+    fn genesis_is_checked() {
+        assert!(Ledger::genesis(params(0), vec![seq(1, 1)], B256::ZERO).is_err());
+        assert!(Ledger::genesis(params(5), vec![], B256::ZERO).is_err());
+        assert!(Ledger::genesis(params(5), vec![seq(1, 1), seq(1, 2)], B256::ZERO).is_err());
+        let mut s = seq(1, 100);
+        s.status = SequencerStatus::Inactive;
+        assert!(Ledger::genesis(params(5), vec![s], B256::ZERO).is_err());
+    }
+
+    /// Over many epochs, producers follow stake.
+    #[test]
+    fn producers_follow_stake_over_many_epochs() {
+        let mut l = Ledger::genesis(params(1), vec![seq(1, 20_000), seq(2, 80_000)], B256::ZERO).unwrap();
+        for _ in 0..4_000 {
+            decide(&mut l, &[]);
+        }
+        let by_2 = l.epochs().iter().filter(|e| e.producer == 2).count() as f64;
+        let share = by_2 / l.epochs().len() as f64;
+        // Expected 0.8; 4-sigma over ~4000 draws is about 0.025.
+        assert!((share - 0.8).abs() < 0.025, "share of the 80% staker: {share}");
+    }
+}

@@ -1,0 +1,22 @@
+//! The PoS ledger: a pure, deterministic state machine (no I/O, no clocks, no randomness of its own).
+//!
+//! Its only input is decided blocks ([`BlockInfo`]): the same decided blocks give the same ledger on every node,
+//! byte for byte, and [`Ledger::state_hash`] commits to all of it so divergence is caught in the next header.
+//!
+//! - The sequencer set and the validator set (active sequencers, voting power from stake up to a cap).
+//! - Epochs of `epoch_length` blocks; each has one elected producer, drawn by stake from a seed the consensus
+//!   layer derives from decided data (see docs/architecture.md for the argument).
+//! - Proposer schedule: round 0 = the epoch's producer; round r > 0 = a deterministic fallback order by stake.
+//! - Missed proposals: a height decided in a round > 0 counts a miss against the producer; after
+//!   `missed_limit` misses in an epoch the epoch ends early and a re-election excludes the failed sequencer,
+//!   which is also kept out of elections for `jail_epochs` epochs. An idle chain is not a failure: empty blocks
+//!   proposed in round 0 are blocks produced.
+//! - Blocks produced per sequencer per epoch, for rewards.
+
+mod election;
+mod ledger;
+mod types;
+
+pub use election::{elect, fallback_order, weight_of};
+pub use ledger::{Ledger, LedgerError};
+pub use types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};

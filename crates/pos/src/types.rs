@@ -1,0 +1,95 @@
+use alloy_primitives::{Address, B256, U256};
+use serde::{Deserialize, Serialize};
+
+pub type SequencerId = u64;
+
+/// Ledger parameters, fixed at genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    /// Blocks per epoch.
+    pub epoch_length: u64,
+    /// Missed round-0 proposals in one epoch after which the producer is replaced (K).
+    pub missed_limit: u32,
+    /// Epochs a replaced producer is left out of elections.
+    pub jail_epochs: u64,
+    /// Stake above this counts no more for voting power and election (Metis's lock cap).
+    pub stake_cap: U256,
+    /// Stake per unit of voting power (consensus wants small integers).
+    pub power_unit: U256,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        let ether = U256::from(10u64).pow(U256::from(18));
+        Self {
+            epoch_length: 100,
+            missed_limit: 3,
+            jail_epochs: 2,
+            stake_cap: U256::from(100_000u64) * ether,
+            power_unit: ether,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SequencerStatus {
+    /// In the validator set.
+    Active,
+    /// Left the set (unlocking or unlocked on L1).
+    Inactive,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sequencer {
+    pub id: SequencerId,
+    pub signer: Address,
+    /// Tendermint (ed25519) public key.
+    pub consensus_key: B256,
+    /// Key shares are encrypted to this key in the DKG.
+    pub dkg_key: B256,
+    pub stake: U256,
+    pub status: SequencerStatus,
+    /// Not electable before this epoch (after being replaced for missed proposals).
+    pub jailed_until_epoch: u64,
+}
+
+/// Why an epoch's producer was chosen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionReason {
+    Genesis,
+    /// The previous epoch ran its full length.
+    Scheduled,
+    /// The previous producer missed `misses` round-0 proposals.
+    ReElection {
+        failed: SequencerId,
+        misses: u32,
+    },
+}
+
+/// One epoch: its blocks and its producer. Kept for every epoch (rotation records).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Epoch {
+    pub id: u64,
+    pub first_block: u64,
+    /// Last block: planned while running, actual once ended.
+    pub last_block: u64,
+    pub ended: bool,
+    pub producer: SequencerId,
+    pub reason: ElectionReason,
+    pub seed: B256,
+    /// Round-0 proposals the producer missed in this epoch.
+    pub missed: u32,
+}
+
+/// What the ledger learns from one decided block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub height: u64,
+    /// Round in which the block was decided (0 = proposed by the epoch's producer).
+    pub round: u32,
+    /// Who proposed the decided block.
+    pub proposer: SequencerId,
+    /// Unpredictable, unbiasable-by-one value derived by consensus from decided data; seeds the next election
+    /// when this block ends an epoch.
+    pub seed: B256,
+}
