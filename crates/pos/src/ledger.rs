@@ -1,6 +1,7 @@
 //! The ledger state and its transition on each decided block.
 
 use crate::election::{elect, fallback_order, weight_of};
+use crate::l1::{L1Event, PosTx};
 use crate::types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};
 use alloy_primitives::{keccak256, B256, U256};
 use std::collections::BTreeMap;
@@ -20,6 +21,30 @@ pub enum LedgerError {
     },
     #[error("no electable sequencer")]
     NoCandidates,
+    #[error(
+        "L1 event at block {block} log {log} is not after the last applied one (block {last_block} log {last_log})"
+    )]
+    L1OutOfOrder {
+        block: u64,
+        log: u64,
+        last_block: u64,
+        last_log: u64,
+    },
+    #[error("L1 event for unknown sequencer {0}")]
+    UnknownSequencer(SequencerId),
+    #[error("L1 event: {0}")]
+    BadEvent(&'static str),
+}
+
+/// A change of the validator set at an epoch boundary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetChange {
+    /// The epoch the new set starts with.
+    pub epoch: u64,
+    pub joined: Vec<SequencerId>,
+    pub left: Vec<SequencerId>,
+    /// Sequencers whose voting power changed (and stayed).
+    pub reweighted: Vec<SequencerId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +59,13 @@ pub struct Ledger {
     height: u64,
     /// Blocks produced per (epoch, sequencer).
     produced: BTreeMap<(u64, SequencerId), u64>,
+    /// Order key of the last applied L1 event.
+    last_l1: Option<(u64, u64)>,
+    /// Stake changes and exits waiting for the next boundary.
+    pending_stake: BTreeMap<SequencerId, U256>,
+    pending_exit: std::collections::BTreeSet<SequencerId>,
+    /// Every validator set change, oldest first.
+    set_changes: Vec<SetChange>,
 }
 
 fn encode_sequencer(s: &Sequencer, out: &mut Vec<u8>) {
@@ -43,6 +75,7 @@ fn encode_sequencer(s: &Sequencer, out: &mut Vec<u8>) {
     out.extend_from_slice(s.dkg_key.as_slice());
     out.extend_from_slice(&s.stake.to_be_bytes::<32>());
     out.push(match s.status {
+        SequencerStatus::Pending => 2,
         SequencerStatus::Active => 1,
         SequencerStatus::Inactive => 0,
     });
@@ -95,6 +128,10 @@ impl Ledger {
             epochs_acc: B256::ZERO,
             height: 0,
             produced: BTreeMap::new(),
+            last_l1: None,
+            pending_stake: BTreeMap::new(),
+            pending_exit: Default::default(),
+            set_changes: Vec::new(),
         };
         if ledger.validators().is_empty() {
             return Err(LedgerError::Genesis("no active sequencer with voting power"));
@@ -296,9 +333,127 @@ impl Ledger {
             )?;
         } else if b.height >= e.last_block {
             self.end_current_epoch();
+            self.apply_pending_set_changes(e.id + 1);
             self.start_epoch(b.seed, ElectionReason::Scheduled, None)?;
         }
         Ok(())
+    }
+
+    /// Every validator set change so far.
+    pub fn set_changes(&self) -> &[SetChange] {
+        &self.set_changes
+    }
+
+    /// Applies one L1 event (from a PoS transaction in a decided block). Events must come in L1 order, each
+    /// once; a refused event changes nothing.
+    pub fn apply_l1_event(&mut self, tx: &PosTx) -> Result<(), LedgerError> {
+        let order = tx.position.order();
+        if let Some(last) = self.last_l1 {
+            if order <= last {
+                return Err(LedgerError::L1OutOfOrder {
+                    block: order.0,
+                    log: order.1,
+                    last_block: last.0,
+                    last_log: last.1,
+                });
+            }
+        }
+        match &tx.event {
+            L1Event::Locked {
+                id,
+                signer,
+                consensus_key,
+                dkg_key,
+                amount,
+            } => {
+                if self.sequencers.contains_key(id) {
+                    return Err(LedgerError::BadEvent("Locked for an existing sequencer id"));
+                }
+                if self.sequencers.values().any(|s| s.consensus_key == *consensus_key) {
+                    return Err(LedgerError::BadEvent("consensus key already registered"));
+                }
+                self.sequencers.insert(
+                    *id,
+                    Sequencer {
+                        id: *id,
+                        signer: *signer,
+                        consensus_key: *consensus_key,
+                        dkg_key: *dkg_key,
+                        stake: *amount,
+                        status: SequencerStatus::Pending,
+                        jailed_until_epoch: 0,
+                    },
+                );
+            }
+            L1Event::LockUpdate { id, new_amount } => {
+                self.known(*id)?;
+                self.pending_stake.insert(*id, *new_amount);
+            }
+            L1Event::SignerChange { id, new_signer } => {
+                self.known(*id)?;
+                if let Some(s) = self.sequencers.get_mut(id) {
+                    s.signer = *new_signer;
+                }
+            }
+            L1Event::UnlockInit { id } | L1Event::Unlocked { id } => {
+                self.known(*id)?;
+                self.pending_exit.insert(*id);
+            }
+        }
+        self.last_l1 = Some(order);
+        Ok(())
+    }
+
+    fn known(&self, id: SequencerId) -> Result<(), LedgerError> {
+        if self.sequencers.contains_key(&id) {
+            Ok(())
+        } else {
+            Err(LedgerError::UnknownSequencer(id))
+        }
+    }
+
+    /// At a boundary: pending sequencers join, exits leave, stake changes apply; records the change if the
+    /// validator set moved. An exit of the last validator is deferred (the chain must keep a validator).
+    fn apply_pending_set_changes(&mut self, new_epoch: u64) {
+        let before: BTreeMap<SequencerId, u64> = self.validators().into_iter().collect();
+        for (id, stake) in std::mem::take(&mut self.pending_stake) {
+            if let Some(s) = self.sequencers.get_mut(&id) {
+                s.stake = stake;
+            }
+        }
+        for s in self.sequencers.values_mut() {
+            if s.status == SequencerStatus::Pending {
+                s.status = SequencerStatus::Active;
+            }
+        }
+        let exits = std::mem::take(&mut self.pending_exit);
+        for id in &exits {
+            if let Some(s) = self.sequencers.get_mut(id) {
+                s.status = SequencerStatus::Inactive;
+            }
+        }
+        if self.validators().is_empty() {
+            // Keep the chain alive: undo the exits and retry at the next boundary.
+            for id in &exits {
+                if let Some(s) = self.sequencers.get_mut(id) {
+                    s.status = SequencerStatus::Active;
+                }
+            }
+            self.pending_exit = exits;
+        }
+        let after: BTreeMap<SequencerId, u64> = self.validators().into_iter().collect();
+        if before != after {
+            self.set_changes.push(SetChange {
+                epoch: new_epoch,
+                joined: after.keys().filter(|id| !before.contains_key(id)).copied().collect(),
+                left: before.keys().filter(|id| !after.contains_key(id)).copied().collect(),
+                reweighted: after
+                    .iter()
+                    .filter(|(id, p)| before.get(id).is_some_and(|b| b != *p))
+                    .map(|(id, _)| *id)
+                    .collect(),
+            });
+        }
     }
 
     /// Commits to the whole ledger state: parameters, sequencers, the running epoch, the history of ended
@@ -321,6 +476,17 @@ impl Ledger {
             buf.extend_from_slice(&id.to_be_bytes());
             buf.extend_from_slice(&n.to_be_bytes());
         }
+        let (b, l) = self.last_l1.unwrap_or((u64::MAX, u64::MAX));
+        buf.extend_from_slice(&b.to_be_bytes());
+        buf.extend_from_slice(&l.to_be_bytes());
+        for (id, stake) in &self.pending_stake {
+            buf.extend_from_slice(&id.to_be_bytes());
+            buf.extend_from_slice(&stake.to_be_bytes::<32>());
+        }
+        for id in &self.pending_exit {
+            buf.extend_from_slice(&id.to_be_bytes());
+        }
+        buf.extend_from_slice(&(self.set_changes.len() as u64).to_be_bytes());
         keccak256(buf)
     }
 }
@@ -491,6 +657,150 @@ mod tests {
         let mut s = seq(1, 100);
         s.status = SequencerStatus::Inactive;
         assert!(Ledger::genesis(params(5), vec![s], B256::ZERO).is_err());
+    }
+
+    fn pos(block: u64, log: u64) -> crate::l1::L1Position {
+        crate::l1::L1Position {
+            block_number: block,
+            block_hash: keccak256(block.to_be_bytes()),
+            tx_index: 0,
+            log_index: log,
+        }
+    }
+
+    fn locked(id: u64, tokens: u64) -> L1Event {
+        let s = seq(id, tokens);
+        L1Event::Locked {
+            id,
+            signer: s.signer,
+            consensus_key: s.consensus_key,
+            dkg_key: s.dkg_key,
+            amount: s.stake,
+        }
+    }
+
+    #[test]
+    fn l1_joins_exits_and_stake_changes_apply_at_the_boundary() {
+        let mut l = four();
+        l.apply_l1_event(&PosTx {
+            position: pos(100, 0),
+            event: locked(5, 60_000),
+        })
+        .unwrap();
+        l.apply_l1_event(&PosTx {
+            position: pos(100, 1),
+            event: L1Event::UnlockInit { id: 1 },
+        })
+        .unwrap();
+        let tokens = U256::from(10u64).pow(U256::from(18));
+        let update = L1Event::LockUpdate {
+            id: 2,
+            new_amount: U256::from(90_000u64) * tokens,
+        };
+        l.apply_l1_event(&PosTx {
+            position: pos(101, 0),
+            event: update,
+        })
+        .unwrap();
+        // Nothing moves mid-epoch.
+        assert_eq!(l.validators().len(), 4);
+        assert_eq!(l.sequencer(5).unwrap().status, SequencerStatus::Pending);
+        for _ in 0..10 {
+            decide(&mut l, &[]);
+        }
+        // At the boundary: 5 joined, 1 left, 2 reweighted.
+        let v: BTreeMap<_, _> = l.validators().into_iter().collect();
+        assert_eq!(v.keys().copied().collect::<Vec<_>>(), vec![2, 3, 4, 5]);
+        assert_eq!(v[&2], 90_000);
+        let change = l.set_changes().last().unwrap();
+        assert_eq!(
+            (
+                change.epoch,
+                change.joined.clone(),
+                change.left.clone(),
+                change.reweighted.clone()
+            ),
+            (1, vec![5], vec![1], vec![2])
+        );
+        assert_ne!(l.current_epoch().producer, 1, "the leaver is not elected");
+        // The newcomer can be elected: over many epochs it is.
+        for _ in 0..400 {
+            decide(&mut l, &[]);
+        }
+        assert!(l.epochs().iter().any(|e| e.producer == 5));
+        assert!(l.epochs()[1..].iter().all(|e| e.producer != 1));
+    }
+
+    #[test]
+    fn l1_events_apply_once_in_order() {
+        let mut l = four();
+        l.apply_l1_event(&PosTx {
+            position: pos(10, 3),
+            event: locked(5, 30_000),
+        })
+        .unwrap();
+        let before = l.clone();
+        let again = PosTx {
+            position: pos(10, 3),
+            event: locked(6, 30_000),
+        };
+        assert!(matches!(
+            l.apply_l1_event(&again),
+            Err(LedgerError::L1OutOfOrder { .. })
+        ));
+        let older = PosTx {
+            position: pos(9, 8),
+            event: locked(6, 30_000),
+        };
+        assert!(matches!(
+            l.apply_l1_event(&older),
+            Err(LedgerError::L1OutOfOrder { .. })
+        ));
+        let unknown = PosTx {
+            position: pos(11, 0),
+            event: L1Event::UnlockInit { id: 42 },
+        };
+        assert!(matches!(
+            l.apply_l1_event(&unknown),
+            Err(LedgerError::UnknownSequencer(42))
+        ));
+        let dup_key = PosTx {
+            position: pos(11, 1),
+            event: locked(7, 30_000),
+        };
+        let mut dk = dup_key.clone();
+        if let L1Event::Locked { consensus_key, .. } = &mut dk.event {
+            *consensus_key = l.sequencer(1).unwrap().consensus_key;
+        }
+        assert!(l.apply_l1_event(&dk).is_err());
+        assert_eq!(l, before, "refused events change nothing");
+    }
+
+    #[test]
+    fn the_last_validator_cannot_leave() {
+        let mut l = Ledger::genesis(params(2), vec![seq(1, 20_000)], B256::ZERO).unwrap();
+        l.apply_l1_event(&PosTx {
+            position: pos(1, 0),
+            event: L1Event::UnlockInit { id: 1 },
+        })
+        .unwrap();
+        for _ in 0..6 {
+            decide(&mut l, &[]);
+        }
+        assert_eq!(l.validators(), vec![(1, 20_000)]);
+        l.apply_l1_event(&PosTx {
+            position: pos(2, 0),
+            event: locked(2, 20_000),
+        })
+        .unwrap();
+        for _ in 0..2 {
+            decide(&mut l, &[]);
+        }
+        assert_eq!(
+            l.validators(),
+            vec![(2, 20_000)],
+            "the exit happens once someone else is there"
+        );
     }
 
     /// Over many epochs, producers follow stake.

@@ -12,11 +12,15 @@
 //!   which is also kept out of elections for `jail_epochs` epochs. An idle chain is not a failure: empty blocks
 //!   proposed in round 0 are blocks produced.
 //! - Blocks produced per sequencer per epoch, for rewards.
+//! - L1 staking events ([`PosTx`]), applied once each in L1 order; set changes take effect at the next epoch
+//!   boundary and are reported as [`SetChange`] (the trigger for resharing the threshold key).
 
 mod election;
+mod l1;
 mod ledger;
 mod types;
 
 pub use election::{elect, fallback_order, weight_of};
-pub use ledger::{Ledger, LedgerError};
+pub use l1::{L1Event, L1Position, PosTx};
+pub use ledger::{Ledger, LedgerError, SetChange};
 pub use types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};

@@ -33,6 +33,8 @@ impl Default for Params {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SequencerStatus {
+    /// Locked on L1; joins the validator set at the next epoch boundary.
+    Pending,
     /// In the validator set.
     Active,
     /// Left the set (unlocking or unlocked on L1).
