@@ -323,6 +323,7 @@ impl Ledger {
                 s.jailed_until_epoch = e.id + 2 + self.params.jail_epochs;
             }
             self.end_current_epoch();
+            self.apply_pending_set_changes(e.id + 1);
             self.start_epoch(
                 b.seed,
                 ElectionReason::ReElection {
