@@ -265,6 +265,13 @@ async fn transfers_erc20_logs_calls_and_reverts() {
         .unwrap()
         .iter()
         .any(|t| *t.inner.tx_hash() == r.transaction_hash));
+    let receipts: Vec<alloy::rpc::types::TransactionReceipt> = provider
+        .raw_request("eth_getBlockReceipts".into(), (block.header.hash,))
+        .await
+        .unwrap();
+    assert!(receipts
+        .iter()
+        .any(|x| x.transaction_hash == r.transaction_hash && x.gas_used == r.gas_used));
     let again = provider.get_block_by_hash(block.header.hash).await.unwrap().unwrap();
     assert_eq!(again.header.number, block.header.number);
     let stale = raw_tx(&signer(DEV_KEY), CHAIN_ID, 0, to, 10_000_000_000, 1, Bytes::new());

@@ -555,6 +555,21 @@ pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regi
     module.register_method("eth_getTransactionReceipt", |p: Params, c, _| {
         receipt_by_hash(c, p.one()?)
     })?;
+    module.register_method("eth_getBlockReceipts", |p: Params, c, _| {
+        let id: BlockId = p.one()?;
+        let engine = c.backend.engine();
+        let Some(n) = resolve(&engine, id)? else {
+            return RpcResult::Ok(None);
+        };
+        let Some((header, hash, txs)) = load_block(&engine, n)? else {
+            return RpcResult::Ok(None);
+        };
+        let receipts = engine.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+        let all: Vec<TransactionReceipt> = (0..txs.len())
+            .filter_map(|i| rpc_receipt(hash, &header, &txs, &receipts, i))
+            .collect();
+        RpcResult::Ok(Some(all))
+    })?;
     module.register_method("eth_getBlockByNumber", |p: Params, c, _| {
         let mut s = p.sequence();
         let tag: BlockNumberOrTag = s.next()?;
