@@ -26,16 +26,18 @@ use std::path::PathBuf;
 const NAMESPACE: &[u8] = b"metis-seq/dkg";
 
 type Pk = ed25519::PublicKey;
+/// A round's public output and every player's share.
+type RoundResult = (Output<MinSig, Pk>, Vec<(Pk, Share)>);
 
 /// Runs one round: every dealer deals to every player, every player acks every dealer, logs are published and
 /// each player finalizes. Returns the public output and each player's share (by player key).
 fn run_round(
     rng: &mut StdRng,
     round: u64,
-    previous: Option<(Output<MinSig, Pk>, Vec<(Pk, Share)>)>,
+    previous: Option<RoundResult>,
     dealers: &[ed25519::PrivateKey],
     players: &[ed25519::PrivateKey],
-) -> (Output<MinSig, Pk>, Vec<(Pk, Share)>) {
+) -> RoundResult {
     let dealer_set: Set<Pk> = dealers.iter().map(|d| d.public_key()).try_collect().unwrap();
     let player_set: Set<Pk> = players.iter().map(|p| p.public_key()).try_collect().unwrap();
     let (prev_output, prev_shares) = match previous {
