@@ -3,8 +3,9 @@
 //! key registered in LockingPool, then a reshare to 5 sequencers that keeps the group key, so batches signed by the
 //! new sharing still verify on chain with nothing changed on L1.
 //!
-//! Messages pass in process here; in the node the public parts travel in PoS transactions and each private
-//! dealing is encrypted to the player's registered DKG key.
+//! Messages pass in process here, but each private dealing goes the way it will in the node: encoded, sealed to
+//! the player's DKG key (metis_mpc::seal, bound to round, dealer and player), opened and decoded by the player;
+//! in the node the sealed bytes ride in a public PoS transaction.
 
 use alloy::{
     network::EthereumWallet,
@@ -12,14 +13,17 @@ use alloy::{
     primitives::{utils::parse_ether, Bytes, B256},
     providers::{Provider, ProviderBuilder},
 };
-use commonware_cryptography::bls12381::dkg::feldman_desmedt::{Dealer, Info, Logs, Output, Player, Reveal};
+use commonware_codec::{DecodeExt, Encode};
+use commonware_cryptography::bls12381::dkg::feldman_desmedt::{
+    Dealer, DealerPrivMsg, Info, Logs, Output, Player, Reveal,
+};
 use commonware_cryptography::bls12381::primitives::{group::Share, sharing::Mode, variant::MinSig};
 use commonware_cryptography::{ed25519, Signer as _};
 use commonware_math::algebra::Random;
 use commonware_parallel::Sequential;
 use commonware_utils::{ordered::Set, N3f1, TryCollect};
 use metis_contracts::{bindings::BatchInbox::BatchHeader, deploy_all, digest, BatchInbox, DeployConfig, LockingPool};
-use metis_mpc::{encoding, threshold};
+use metis_mpc::{encoding, seal, seal::DkgSecret, threshold};
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
 
@@ -37,6 +41,7 @@ fn run_round(
     previous: Option<RoundResult>,
     dealers: &[ed25519::PrivateKey],
     players: &[ed25519::PrivateKey],
+    dkg_keys: &[DkgSecret],
 ) -> RoundResult {
     let dealer_set: Set<Pk> = dealers.iter().map(|d| d.public_key()).try_collect().unwrap();
     let player_set: Set<Pk> = players.iter().map(|p| p.public_key()).try_collect().unwrap();
@@ -72,6 +77,22 @@ fn run_round(
                 .iter()
                 .position(|p| p.public_key() == player_pk)
                 .expect("known player");
+            // Sealed to the player's DKG key, bound to the round and the pair, as it will travel on chain.
+            let aad = [
+                round.to_be_bytes().as_slice(),
+                d.public_key().encode().as_ref(),
+                player_pk.encode().as_ref(),
+            ]
+            .concat();
+            let sealed = seal::seal(&dkg_keys[i].public(), &aad, &private_msg.encode()).expect("seal");
+            let opened = seal::open(&dkg_keys[i], &aad, &sealed).expect("the player opens its own dealing");
+            let private_msg = DealerPrivMsg::decode(opened.to_vec()).expect("decodes");
+            if i > 0 {
+                assert!(
+                    seal::open(&dkg_keys[i - 1], &aad, &sealed).is_err(),
+                    "nobody else can open it"
+                );
+            }
             let ack = player_states[i]
                 .dealer_message::<N3f1>(d.public_key(), public_msg.clone(), private_msg)
                 .expect("valid dealing")
@@ -122,9 +143,10 @@ async fn dkg_then_reshare_keeps_the_key_that_l1_verifies() {
     let mut rng = StdRng::seed_from_u64(2026);
     let keys: Vec<ed25519::PrivateKey> = (0..5).map(|_| ed25519::PrivateKey::random(&mut rng)).collect();
     let first_four = &keys[..4];
+    let dkg_keys: Vec<DkgSecret> = (0..5).map(|_| DkgSecret::generate().unwrap()).collect();
 
     // Genesis DKG among 4.
-    let (out0, shares0) = run_round(&mut rng, 0, None, first_four, first_four);
+    let (out0, shares0) = run_round(&mut rng, 0, None, first_four, first_four, &dkg_keys[..4]);
     let sharing0 = out0.public().clone();
     assert_eq!(sharing0.required(), 3, "more than 2/3 of 4");
 
@@ -179,7 +201,7 @@ async fn dkg_then_reshare_keeps_the_key_that_l1_verifies() {
     assert!(r.status());
 
     // A fifth sequencer joins: the 4 old holders reshare to all 5. The group key does not change.
-    let (out1, shares1) = run_round(&mut rng, 1, Some((out0, shares0.clone())), first_four, &keys);
+    let (out1, shares1) = run_round(&mut rng, 1, Some((out0, shares0.clone())), first_four, &keys, &dkg_keys);
     let sharing1 = out1.public().clone();
     assert_eq!(
         sharing1.public(),

@@ -6,6 +6,7 @@
 //! 32-byte digests the contracts define, signs partials with a share and aggregates them.
 
 pub mod encoding;
+pub mod seal;
 pub mod threshold;
 
 pub use commonware_cryptography::bls12381::primitives::{
