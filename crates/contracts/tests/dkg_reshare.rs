@@ -3,9 +3,8 @@
 //! key registered in LockingPool, then a reshare to 5 sequencers that keeps the group key, so batches signed by the
 //! new sharing still verify on chain with nothing changed on L1.
 //!
-//! Messages pass in process here, but each private dealing goes the way it will in the node: encoded, sealed to
-//! the player's DKG key (metis_mpc::seal, bound to round, dealer and player), opened and decoded by the player;
-//! in the node the sealed bytes ride in a public PoS transaction.
+//! The round runs in process (metis_mpc::dkg::run_local_round), each private dealing sealed to the player's DKG
+//! key as it will travel in a PoS transaction.
 
 use alloy::{
     network::EthereumWallet,
@@ -13,110 +12,13 @@ use alloy::{
     primitives::{utils::parse_ether, Bytes, B256},
     providers::{Provider, ProviderBuilder},
 };
-use commonware_codec::{DecodeExt, Encode};
-use commonware_cryptography::bls12381::dkg::feldman_desmedt::{
-    Dealer, DealerPrivMsg, Info, Logs, Output, Player, Reveal,
-};
-use commonware_cryptography::bls12381::primitives::{group::Share, sharing::Mode, variant::MinSig};
-use commonware_cryptography::{ed25519, Signer as _};
+use commonware_cryptography::ed25519;
 use commonware_math::algebra::Random;
-use commonware_parallel::Sequential;
-use commonware_utils::{ordered::Set, N3f1, TryCollect};
 use metis_contracts::{bindings::BatchInbox::BatchHeader, deploy_all, digest, BatchInbox, DeployConfig, LockingPool};
-use metis_mpc::{encoding, seal, seal::DkgSecret, threshold};
+use metis_mpc::dkg::{run_local_round, Participant};
+use metis_mpc::{encoding, seal::DkgSecret, threshold};
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
-
-const NAMESPACE: &[u8] = b"metis-seq/dkg";
-
-type Pk = ed25519::PublicKey;
-/// A round's public output and every player's share.
-type RoundResult = (Output<MinSig, Pk>, Vec<(Pk, Share)>);
-
-/// Runs one round: every dealer deals to every player, every player acks every dealer, logs are published and
-/// each player finalizes. Returns the public output and each player's share (by player key).
-fn run_round(
-    rng: &mut StdRng,
-    round: u64,
-    previous: Option<RoundResult>,
-    dealers: &[ed25519::PrivateKey],
-    players: &[ed25519::PrivateKey],
-    dkg_keys: &[DkgSecret],
-) -> RoundResult {
-    let dealer_set: Set<Pk> = dealers.iter().map(|d| d.public_key()).try_collect().unwrap();
-    let player_set: Set<Pk> = players.iter().map(|p| p.public_key()).try_collect().unwrap();
-    let (prev_output, prev_shares) = match previous {
-        Some((o, s)) => (Some(o), s),
-        None => (None, vec![]),
-    };
-    let info = Info::<MinSig, Pk>::new::<N3f1>(
-        NAMESPACE,
-        round,
-        prev_output,
-        Mode::NonZeroCounter,
-        Reveal::V1,
-        dealer_set,
-        player_set,
-    )
-    .expect("round info");
-
-    let mut player_states: Vec<_> = players
-        .iter()
-        .map(|p| Player::<MinSig, _>::new(info.clone(), p.clone()).expect("player in round"))
-        .collect();
-    let mut logs = Logs::<MinSig, Pk, N3f1>::new(info.clone());
-    for d in dealers {
-        let share = prev_shares
-            .iter()
-            .find(|(pk, _)| *pk == d.public_key())
-            .map(|(_, s)| s.clone());
-        let (mut dealer, public_msg, private_msgs) =
-            Dealer::<MinSig, _>::start::<N3f1>(&mut *rng, info.clone(), d.clone(), share).expect("dealer starts");
-        for (player_pk, private_msg) in private_msgs {
-            let i = players
-                .iter()
-                .position(|p| p.public_key() == player_pk)
-                .expect("known player");
-            // Sealed to the player's DKG key, bound to the round and the pair, as it will travel on chain.
-            let aad = [
-                round.to_be_bytes().as_slice(),
-                d.public_key().encode().as_ref(),
-                player_pk.encode().as_ref(),
-            ]
-            .concat();
-            let sealed = seal::seal(&dkg_keys[i].public(), &aad, &private_msg.encode()).expect("seal");
-            let opened = seal::open(&dkg_keys[i], &aad, &sealed).expect("the player opens its own dealing");
-            let private_msg = DealerPrivMsg::decode(opened.to_vec()).expect("decodes");
-            if i > 0 {
-                assert!(
-                    seal::open(&dkg_keys[i - 1], &aad, &sealed).is_err(),
-                    "nobody else can open it"
-                );
-            }
-            let ack = player_states[i]
-                .dealer_message::<N3f1>(d.public_key(), public_msg.clone(), private_msg)
-                .expect("valid dealing")
-                .expect("first message from this dealer");
-            dealer.receive_player_ack(player_pk, ack).expect("ack verifies");
-        }
-        let signed = dealer.finalize::<N3f1>();
-        let (pk, log) = signed.check(&info).expect("signed log verifies");
-        assert!(!logs.record(pk, log), "one log per dealer");
-    }
-    let mut out = None;
-    let mut shares = Vec::new();
-    for (p, state) in players.iter().zip(player_states) {
-        let (output, share) = state
-            .finalize::<N3f1>(&mut *rng, logs.clone(), &Sequential)
-            .expect("player finalizes");
-        if let Some(o) = &out {
-            assert_eq!(o, &output, "every player computes the same output");
-        }
-        out = Some(output);
-        shares.push((p.public_key(), share));
-    }
-    (out.expect("at least one player"), shares)
-}
 
 fn anvil_path() -> PathBuf {
     std::env::var("METIS_ANVIL")
@@ -141,12 +43,17 @@ fn header(index: u64, first: u64, last: u64, parent: B256) -> BatchHeader {
 #[tokio::test]
 async fn dkg_then_reshare_keeps_the_key_that_l1_verifies() {
     let mut rng = StdRng::seed_from_u64(2026);
-    let keys: Vec<ed25519::PrivateKey> = (0..5).map(|_| ed25519::PrivateKey::random(&mut rng)).collect();
-    let first_four = &keys[..4];
-    let dkg_keys: Vec<DkgSecret> = (0..5).map(|_| DkgSecret::generate().unwrap()).collect();
+    let ps: Vec<Participant> = (0..5)
+        .map(|_| Participant {
+            identity: ed25519::PrivateKey::random(&mut rng),
+            dkg: DkgSecret::generate().unwrap(),
+        })
+        .collect();
+    let first_four: Vec<&Participant> = ps[..4].iter().collect();
+    let all_five: Vec<&Participant> = ps.iter().collect();
 
     // Genesis DKG among 4.
-    let (out0, shares0) = run_round(&mut rng, 0, None, first_four, first_four, &dkg_keys[..4]);
+    let (out0, shares0) = run_local_round(&mut rng, 0, None, &first_four, &first_four).unwrap();
     let sharing0 = out0.public().clone();
     assert_eq!(sharing0.required(), 3, "more than 2/3 of 4");
 
@@ -201,7 +108,7 @@ async fn dkg_then_reshare_keeps_the_key_that_l1_verifies() {
     assert!(r.status());
 
     // A fifth sequencer joins: the 4 old holders reshare to all 5. The group key does not change.
-    let (out1, shares1) = run_round(&mut rng, 1, Some((out0, shares0.clone())), first_four, &keys, &dkg_keys);
+    let (out1, shares1) = run_local_round(&mut rng, 1, Some((&out0, &shares0)), &first_four, &all_five).unwrap();
     let sharing1 = out1.public().clone();
     assert_eq!(
         sharing1.public(),
