@@ -40,6 +40,26 @@ fn header(index: u64, first: u64, last: u64, parent: B256) -> BatchHeader {
     }
 }
 
+/// Signs `h` with `shares` (a quorum of `sharing`), appends it with its calldata payload, and says whether it landed.
+async fn append_signed(
+    inbox: &BatchInbox::BatchInboxInstance<alloy::providers::DynProvider>,
+    chain_id: u64,
+    h: &BatchHeader,
+    sharing: &metis_mpc::Sharing<metis_mpc::MinSig>,
+    shares: &[(metis_mpc::dkg::IdentityKey, metis_mpc::Share)],
+) -> bool {
+    let digest = digest::batch_signing_digest(chain_id, *inbox.address(), h).0;
+    let partials: Vec<_> = shares
+        .iter()
+        .map(|(_, s)| threshold::sign_partial(s, &digest))
+        .collect();
+    let sig = threshold::aggregate(sharing, &digest, &partials).expect("quorum of valid partials");
+    let payload = Bytes::from(format!("batch {}", h.index).into_bytes());
+    let sig = Bytes::from(encoding::g1_to_eip2537(&sig).to_vec());
+    let pending = inbox.appendBatch(h.clone(), payload, sig).send().await.expect("sent");
+    pending.get_receipt().await.expect("mined").status()
+}
+
 #[tokio::test]
 async fn dkg_then_reshare_keeps_the_key_that_l1_verifies() {
     let mut rng = StdRng::seed_from_u64(2026);
@@ -87,25 +107,7 @@ async fn dkg_then_reshare_keeps_the_key_that_l1_verifies() {
 
     // Batch 0 signed by 3 of the genesis shares.
     let h0 = header(0, 1, 10, B256::ZERO);
-    let d0 = digest::batch_signing_digest(chain_id, d.batch_inbox, &h0).0;
-    let partials: Vec<_> = shares0[1..]
-        .iter()
-        .map(|(_, s)| threshold::sign_partial(s, &d0))
-        .collect();
-    let sig0 = threshold::aggregate(&sharing0, &d0, &partials).unwrap();
-    let r = inbox
-        .appendBatch(
-            h0.clone(),
-            Bytes::from("batch 0"),
-            Bytes::from(encoding::g1_to_eip2537(&sig0).to_vec()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(r.status());
+    assert!(append_signed(&inbox, chain_id, &h0, &sharing0, &shares0[1..]).await);
 
     // A fifth sequencer joins: the 4 old holders reshare to all 5. The group key does not change.
     let (out1, shares1) = run_local_round(&mut rng, 1, Some((&out0, &shares0)), &first_four, &all_five).unwrap();
@@ -120,28 +122,11 @@ async fn dkg_then_reshare_keeps_the_key_that_l1_verifies() {
 
     // Batch 1 signed by 4 of the new shares, including the newcomer's: accepted by the same L1 key.
     let h1 = header(1, 11, 20, digest::batch_hash(&h0));
-    let d1 = digest::batch_signing_digest(chain_id, d.batch_inbox, &h1).0;
-    let partials: Vec<_> = shares1[1..]
-        .iter()
-        .map(|(_, s)| threshold::sign_partial(s, &d1))
-        .collect();
-    let sig1 = threshold::aggregate(&sharing1, &d1, &partials).unwrap();
-    let r = inbox
-        .appendBatch(
-            h1.clone(),
-            Bytes::from("batch 1"),
-            Bytes::from(encoding::g1_to_eip2537(&sig1).to_vec()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
     assert!(
-        r.status(),
+        append_signed(&inbox, chain_id, &h1, &sharing1, &shares1[1..]).await,
         "a signature of the reshared key verifies with the key registered at genesis"
     );
+    let d1 = digest::batch_signing_digest(chain_id, d.batch_inbox, &h1).0;
 
     // Old shares are not shares of the new polynomial: an old partial does not verify against the new sharing.
     let old_partial = threshold::sign_partial(&shares0[0].1, &d1);
