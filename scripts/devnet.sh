@@ -15,7 +15,9 @@ step() { printf '[devnet %5ss] %s\n' "$SECONDS" "$*"; }
 step "starting anvil on 127.0.0.1:$PORT (log: $DIR/logs/anvil.log)"
 "$ROOT/.tools/bin/anvil" --host 127.0.0.1 --port "$PORT" --block-time 1 >"$DIR/logs/anvil.log" 2>&1 &
 ANVIL=$!
-trap 'step "stopping"; kill $ANVIL 2>/dev/null; wait $ANVIL 2>/dev/null || true' EXIT INT TERM
+trap 'step "stopping"; kill $ANVIL 2>/dev/null; wait $ANVIL 2>/dev/null || true' EXIT
+# Ctrl-C or SIGTERM is the normal way to stop: exit cleanly (the EXIT trap stops anvil).
+trap 'exit 0' INT TERM
 for _ in $(seq 1 100); do
   "$ROOT/.tools/bin/cast" chain-id --rpc-url "http://127.0.0.1:$PORT" >/dev/null 2>&1 && break
   kill -0 $ANVIL 2>/dev/null || { cat "$DIR/logs/anvil.log"; echo "anvil exited" >&2; exit 1; }
