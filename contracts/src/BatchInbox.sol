@@ -2,6 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {BLS} from "./BLS.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {IGroupKeyRegistry} from "./IGroupKeyRegistry.sol";
 
 /// @title BatchInbox
@@ -69,6 +70,27 @@ contract BatchInbox {
                 keccak256(abi.encodePacked(h.blobHashes))
             )
         );
+    }
+
+    /// @notice The Merkle leaf of an L2 transaction in a batch's txRoot (OpenZeppelin StandardMerkleTree style:
+    /// double-hashed, so a leaf can never pass for an inner node).
+    function txLeaf(uint64 blockNumber, uint32 txIndex, bytes32 txHash) public pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(blockNumber, txIndex, txHash))));
+    }
+
+    /// @notice Whether the L2 transaction `txHash`, at `txIndex` in block `blockNumber`, is in the appended batch
+    /// `h`: `h` must be the header stored at its index, the block in its range, and `proof` a path from the leaf
+    /// to `h.txRoot` (sorted-pair keccak, as OpenZeppelin's MerkleProof).
+    function verifyTx(
+        BatchHeader calldata h,
+        uint64 blockNumber,
+        uint32 txIndex,
+        bytes32 txHash,
+        bytes32[] calldata proof
+    ) external view returns (bool) {
+        if (h.index >= nextIndex || batchHashes[h.index] != batchHash(h)) return false;
+        if (blockNumber < h.l2FirstBlock || blockNumber > h.l2LastBlock) return false;
+        return MerkleProof.verifyCalldata(proof, h.txRoot, txLeaf(blockNumber, txIndex, txHash));
     }
 
     /// @notice The digest the group key signs for a header (framed by BLS.signingMessage): the header hash bound

@@ -189,6 +189,38 @@ contract BatchInboxTest is Fixture {
         inbox.appendBatch(empty, "", sig);
     }
 
+    function _hashPair(bytes32 a, bytes32 b) internal pure returns (bytes32) {
+        return a < b ? keccak256(abi.encode(a, b)) : keccak256(abi.encode(b, a));
+    }
+
+    function test_verifyTx_proofAgainstStoredBatch() public {
+        // Three txs: leaves l0, l1, l2; root = H(H(l0, l1), l2).
+        bytes32 l0 = inbox.txLeaf(1, 0, keccak256("tx0"));
+        bytes32 l1 = inbox.txLeaf(1, 1, keccak256("tx1"));
+        bytes32 l2 = inbox.txLeaf(2, 0, keccak256("tx2"));
+        bytes32 n01 = _hashPair(l0, l1);
+        bytes memory payload = "p";
+        BatchInbox.BatchHeader memory h = _header(0, 1, 2, bytes32(0), payload);
+        h.txRoot = _hashPair(n01, l2);
+        bytes32[] memory proof1 = new bytes32[](2);
+        (proof1[0], proof1[1]) = (l0, l2);
+        // Not appended yet: false.
+        assertTrue(!inbox.verifyTx(h, 1, 1, keccak256("tx1"), proof1), "unappended batch");
+        bytes memory sig = _sign(h);
+        inbox.appendBatch(h, payload, sig);
+        assertTrue(inbox.verifyTx(h, 1, 1, keccak256("tx1"), proof1), "tx1 included");
+        bytes32[] memory proof2 = new bytes32[](1);
+        proof2[0] = n01;
+        assertTrue(inbox.verifyTx(h, 2, 0, keccak256("tx2"), proof2), "tx2 included");
+        // Wrong position, wrong tx, block outside the range, or a header that is not the stored one: false.
+        assertTrue(!inbox.verifyTx(h, 1, 0, keccak256("tx1"), proof1), "wrong index");
+        assertTrue(!inbox.verifyTx(h, 1, 1, keccak256("tx9"), proof1), "wrong tx");
+        assertTrue(!inbox.verifyTx(h, 3, 0, keccak256("tx2"), proof2), "block outside the batch");
+        BatchInbox.BatchHeader memory forged = h;
+        forged.stateRoot = keccak256("other");
+        assertTrue(!inbox.verifyTx(forged, 1, 1, keccak256("tx1"), proof1), "header not stored");
+    }
+
     function test_appendBatch_needsGroupKey() public {
         BatchInbox fresh = new BatchInbox(IGroupKeyRegistry(address(new NoKeyRegistry())));
         BatchInbox.BatchHeader memory h = _header(0, 1, 10, bytes32(0), "p");
