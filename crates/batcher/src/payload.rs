@@ -1,0 +1,216 @@
+//! The batch payload: the batch's blocks (header and transactions) RLP-encoded and zstd-compressed, carried in
+//! calldata or in EIP-4844 blobs. Replicas decode it to re-execute every block; decoding is bounded, so a hostile
+//! payload cannot exhaust memory.
+
+use alloy_consensus::{Header, TxEnvelope};
+use alloy_eips::eip2718::{Decodable2718, Encodable2718};
+use alloy_eips::eip4844::builder::{SidecarBuilder, SidecarCoder, SimpleCoder};
+use alloy_eips::eip7594::BlobTransactionSidecarEip7594;
+use alloy_primitives::{keccak256, Bytes, B256};
+use alloy_rlp::{Decodable, Encodable, Header as RlpHeader};
+use std::io::Read;
+
+/// Version byte in front of the compressed data.
+pub const PAYLOAD_VERSION: u8 = 1;
+/// Largest decompressed payload accepted (a batch of ~ 2,000 full 30M-gas blocks of calldata fits easily).
+pub const MAX_DECOMPRESSED: usize = 128 * 1024 * 1024;
+/// zstd level: a good ratio at a speed far above the block rate.
+pub const ZSTD_LEVEL: i32 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("unknown payload version {0}")]
+    Version(u8),
+    #[error("empty payload")]
+    Empty,
+    #[error("decompression: {0}")]
+    Decompress(String),
+    #[error("payload decompresses to more than {MAX_DECOMPRESSED} bytes")]
+    TooLarge,
+    #[error("malformed block list: {0}")]
+    Rlp(String),
+    #[error("building blobs: {0}")]
+    Blobs(String),
+    #[error("blobs do not decode to a payload")]
+    BadBlobs,
+}
+
+/// One block as a batch carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchBlock {
+    pub header: Header,
+    pub transactions: Vec<TxEnvelope>,
+}
+
+fn encode_block(b: &BatchBlock, out: &mut Vec<u8>) {
+    let txs: Vec<Bytes> = b.transactions.iter().map(|t| Bytes::from(t.encoded_2718())).collect();
+    let payload_len = b.header.length() + txs.length();
+    RlpHeader {
+        list: true,
+        payload_length: payload_len,
+    }
+    .encode(out);
+    b.header.encode(out);
+    txs.encode(out);
+}
+
+/// Encodes and compresses `blocks`.
+pub fn encode(blocks: &[BatchBlock]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for b in blocks {
+        encode_block(b, &mut raw);
+    }
+    let mut out = vec![PAYLOAD_VERSION];
+    // Compressing an in-memory buffer cannot fail except on allocation failure.
+    out.extend(zstd::bulk::compress(&raw, ZSTD_LEVEL).unwrap_or_default());
+    out
+}
+
+/// Decompresses (bounded) and decodes a payload.
+pub fn decode(payload: &[u8]) -> Result<Vec<BatchBlock>, PayloadError> {
+    let (&version, compressed) = payload.split_first().ok_or(PayloadError::Empty)?;
+    if version != PAYLOAD_VERSION {
+        return Err(PayloadError::Version(version));
+    }
+    let mut raw = Vec::new();
+    let decoder = zstd::stream::read::Decoder::new(compressed).map_err(|e| PayloadError::Decompress(e.to_string()))?;
+    let read = decoder
+        .take(MAX_DECOMPRESSED as u64 + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| PayloadError::Decompress(e.to_string()))?;
+    if read > MAX_DECOMPRESSED {
+        return Err(PayloadError::TooLarge);
+    }
+    let mut buf = raw.as_slice();
+    let mut blocks = Vec::new();
+    while !buf.is_empty() {
+        let h = RlpHeader::decode(&mut buf).map_err(|e| PayloadError::Rlp(e.to_string()))?;
+        if !h.list || h.payload_length > buf.len() {
+            return Err(PayloadError::Rlp("block is not a list of the stated length".into()));
+        }
+        let (mut item, rest) = buf.split_at(h.payload_length);
+        buf = rest;
+        let header = Header::decode(&mut item).map_err(|e| PayloadError::Rlp(e.to_string()))?;
+        let txs = Vec::<Bytes>::decode(&mut item).map_err(|e| PayloadError::Rlp(e.to_string()))?;
+        if !item.is_empty() {
+            return Err(PayloadError::Rlp("trailing bytes in a block".into()));
+        }
+        let transactions = txs
+            .iter()
+            .map(|t| {
+                let mut s = t.as_ref();
+                let tx = TxEnvelope::decode_2718(&mut s).map_err(|e| PayloadError::Rlp(e.to_string()))?;
+                if !s.is_empty() {
+                    return Err(PayloadError::Rlp("trailing bytes in a transaction".into()));
+                }
+                Ok(tx)
+            })
+            .collect::<Result<_, _>>()?;
+        blocks.push(BatchBlock { header, transactions });
+    }
+    Ok(blocks)
+}
+
+/// The payload commitment the batch header carries.
+pub fn payload_hash(payload: &[u8]) -> B256 {
+    keccak256(payload)
+}
+
+/// The payload in EIP-4844 blobs with EIP-7594 cell proofs.
+pub fn to_blobs(payload: &[u8]) -> Result<BlobTransactionSidecarEip7594, PayloadError> {
+    SidecarBuilder::<SimpleCoder>::from_slice(payload)
+        .build_7594()
+        .map_err(|e| PayloadError::Blobs(e.to_string()))
+}
+
+/// The payload back from its blobs.
+pub fn from_blobs(sidecar: &BlobTransactionSidecarEip7594) -> Result<Vec<u8>, PayloadError> {
+    let parts = SimpleCoder::default()
+        .decode_all(&sidecar.blobs)
+        .ok_or(PayloadError::BadBlobs)?;
+    Ok(parts.concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_consensus::{SignableTransaction, TxEip1559};
+    use alloy_primitives::{Signature, TxKind, U256};
+
+    fn blocks(n: u64, txs_per_block: u64) -> Vec<BatchBlock> {
+        (1..=n)
+            .map(|number| BatchBlock {
+                header: Header {
+                    number,
+                    gas_limit: 30_000_000,
+                    timestamp: 1000 + number,
+                    ..Default::default()
+                },
+                transactions: (0..txs_per_block)
+                    .map(|i| {
+                        let tx = TxEip1559 {
+                            chain_id: 59902,
+                            nonce: number * 100 + i,
+                            gas_limit: 21_000,
+                            max_fee_per_gas: 2_000_000_000,
+                            max_priority_fee_per_gas: 1,
+                            to: TxKind::Call(alloy_primitives::Address::repeat_byte(i as u8)),
+                            value: U256::from(i),
+                            input: Bytes::new(),
+                            access_list: Default::default(),
+                        };
+                        // A fixed signature is enough for the codec (no recovery here).
+                        let sig = Signature::new(U256::from(1 + i), U256::from(2 + i), false);
+                        TxEnvelope::from(tx.into_signed(sig))
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn roundtrip_and_compression() {
+        let b = blocks(20, 50);
+        let p = encode(&b);
+        assert_eq!(decode(&p).unwrap(), b);
+        let raw_len: usize = b
+            .iter()
+            .map(|x| {
+                let mut v = Vec::new();
+                encode_block(x, &mut v);
+                v.len()
+            })
+            .sum();
+        assert!(p.len() < raw_len, "compressed {} vs raw {raw_len}", p.len());
+        assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn blobs_roundtrip() {
+        let p = encode(&blocks(5, 200));
+        let sidecar = to_blobs(&p).unwrap();
+        assert!(!sidecar.blobs.is_empty());
+        assert_eq!(from_blobs(&sidecar).unwrap(), p);
+    }
+
+    #[test]
+    fn hostile_payloads_are_refused() {
+        assert!(matches!(decode(&[]), Err(PayloadError::Empty)));
+        assert!(matches!(decode(&[9, 1, 2]), Err(PayloadError::Version(9))));
+        assert!(decode(&[PAYLOAD_VERSION, 1, 2, 3]).is_err());
+        // Valid zstd of garbage RLP.
+        let mut junk = vec![PAYLOAD_VERSION];
+        junk.extend(zstd::bulk::compress(&[0xc5, 1, 2], 1).unwrap());
+        assert!(matches!(decode(&junk), Err(PayloadError::Rlp(_))));
+        // A decompression bomb: 200 MiB of zeros compress to a few KiB.
+        let mut bomb = vec![PAYLOAD_VERSION];
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..200 {
+            std::io::Write::write_all(&mut enc, &zeros).unwrap();
+        }
+        bomb.extend(enc.finish().unwrap());
+        assert!(bomb.len() < 1 << 20);
+        assert!(matches!(decode(&bomb), Err(PayloadError::TooLarge)));
+    }
+}
