@@ -2,6 +2,7 @@
 
 mod bench;
 mod dev;
+mod keys;
 mod l1;
 
 use anyhow::Result;
@@ -24,6 +25,9 @@ enum Command {
     L1(l1::L1Command),
     /// A single-node dev chain (blocks on a timer or on demand, prefunded accounts), like anvil.
     Dev(dev::DevArgs),
+    /// A sequencer's long-term keys (identity, DKG, L1 signer), encrypted at rest.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Load generators (throughput and latency of any Ethereum JSON-RPC node).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -52,5 +56,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::L1(cmd) => l1::run(cmd).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Keys(cmd) => keys::run(cmd),
     }
 }
