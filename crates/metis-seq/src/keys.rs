@@ -113,7 +113,7 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
                     );
                 }
             }
-            let identity = ed25519::PrivateKey::random(&mut rand::rng());
+            let identity = ed25519::PrivateKey::random(rand::rng());
             let id_bytes = Zeroizing::new(identity.encode().to_vec());
             let dkg = DkgSecret::generate()?;
             let l1 = PrivateKeySigner::random();
