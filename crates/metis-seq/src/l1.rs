@@ -31,6 +31,22 @@ pub enum L1Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Lock stake for a new sequencer whose keys are in --keys (made by `metis-seq keys init`); the sender is
+    /// the whitelisted owner. Approves the escrow for the amount first.
+    Lock {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        locking_pool: Address,
+        /// Directory with the sequencer's keys.
+        #[arg(long)]
+        keys: PathBuf,
+        #[command(flatten)]
+        pass: crate::keys::PassphraseArgs,
+        /// Stake in whole tokens (18 decimals).
+        #[arg(long)]
+        amount: u64,
+    },
     /// Register (or, as the owner, replace) the pool's threshold group public key in LockingPool.
     SetGroupKey {
         #[command(flatten)]
@@ -114,6 +130,56 @@ pub async fn run(cmd: L1Command) -> Result<()> {
                 std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
             }
             println!("{json}");
+            Ok(())
+        }
+        L1Command::Lock {
+            conn,
+            locking_pool,
+            keys,
+            pass,
+            amount,
+        } => {
+            let keys = crate::keys::SequencerKeys::load(&keys, &pass.load()?)?;
+            let public = keys.public_json();
+            let (provider, owner) = conn.provider().await?;
+            let pool = LockingPool::new(locking_pool, provider.clone());
+            let escrow = pool.escrow().call().await.context("reading LockingPool.escrow")?;
+            let info = metis_contracts::LockingInfo::new(escrow, provider.clone());
+            let token = info.token().call().await.context("reading LockingInfo.token")?;
+            let amount = U256::from(amount) * U256::from(10u64).pow(U256::from(18));
+            let token = metis_contracts::MetisToken::new(token, provider.clone());
+            let r = token
+                .approve(escrow, amount)
+                .send()
+                .await
+                .context("sending approve")?
+                .get_receipt()
+                .await?;
+            if !r.status() {
+                bail!("approve reverted (tx {})", r.transaction_hash);
+            }
+            let hex32 = |k: &str| -> Result<Bytes> {
+                let s = public[k].as_str().context("key missing")?;
+                Ok(Bytes::from(hex::decode(s.trim_start_matches("0x"))?))
+            };
+            let call = pool.lockFor(
+                keys.l1_signer.address(),
+                amount,
+                hex32("consensus_key")?,
+                hex32("dkg_key")?,
+            );
+            let receipt = call.send().await.context("sending lockFor")?.get_receipt().await?;
+            if !receipt.status() {
+                bail!(
+                    "lockFor reverted (tx {}): is {owner} whitelisted, funded, and without a sequencer?",
+                    receipt.transaction_hash
+                );
+            }
+            let id = pool.seqOwners(owner).call().await?;
+            println!(
+                "{}",
+                serde_json::json!({ "sequencer_id": id, "tx": receipt.transaction_hash, "keys": public })
+            );
             Ok(())
         }
         L1Command::SetGroupKey {

@@ -94,3 +94,108 @@ async fn deploy_and_register_group_key() {
         alloy::primitives::U256::from(1)
     );
 }
+
+#[tokio::test]
+async fn a_sequencer_locks_with_its_own_keys() {
+    let anvil = Anvil::new().path(anvil_path()).port(0u16).timeout(30_000).spawn();
+    let rpc = anvil.endpoint();
+    let deployer_key = format!("0x{}", alloy::hex::encode(anvil.keys()[0].to_bytes()));
+    let owner_key = format!("0x{}", alloy::hex::encode(anvil.keys()[1].to_bytes()));
+    let owner = anvil.addresses()[1];
+
+    let out = metis_seq(&rpc, &deployer_key, &["l1", "deploy"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pool_addr: Address = d["locking_pool"].as_str().unwrap().parse().unwrap();
+    let token_addr: Address = d["token"].as_str().unwrap().parse().unwrap();
+
+    // The pool owner whitelists the sequencer's owner and (devnet token) funds it.
+    let deployer: alloy::signers::local::PrivateKeySigner = anvil.keys()[0].clone().into();
+    let admin = ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::new(deployer))
+        .connect_http(anvil.endpoint_url());
+    let pool = LockingPool::new(pool_addr, admin.clone());
+    pool.setWhitelist(owner, true)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let token = metis_contracts::MetisToken::new(token_addr, admin.clone());
+    let stake = alloy::primitives::U256::from(25_000u64)
+        * alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(18));
+    token
+        .mint(owner, stake)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+
+    // The operator makes its keys, then locks with them.
+    let dir = std::env::temp_dir().join(format!("metis-lock-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let keys = Command::new(env!("CARGO_BIN_EXE_metis-seq"))
+        .args(["keys", "init", "--insecure-fast-kdf", "--dir"])
+        .arg(&dir)
+        .env("METIS_KEYSTORE_PASSPHRASE", "pw")
+        .output()
+        .unwrap();
+    assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
+    let public: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_metis-seq"))
+        .args([
+            "l1",
+            "lock",
+            "--l1-rpc",
+            &rpc,
+            "--locking-pool",
+            &pool_addr.to_string(),
+            "--amount",
+            "25000",
+            "--keys",
+        ])
+        .arg(&dir)
+        .env("METIS_L1_PRIVATE_KEY", &owner_key)
+        .env("METIS_KEYSTORE_PASSPHRASE", "pw")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seq = pool.sequencers(alloy::primitives::U256::from(1)).call().await.unwrap();
+    assert_eq!(seq.owner, owner);
+    assert_eq!(seq.amount, stake);
+    assert_eq!(
+        format!("{}", seq.consensusKey),
+        public["consensus_key"].as_str().unwrap()
+    );
+    assert_eq!(format!("{}", seq.dkgKey), public["dkg_key"].as_str().unwrap());
+    assert_eq!(
+        seq.signer.to_string().to_lowercase(),
+        public["signer"].as_str().unwrap().to_lowercase()
+    );
+
+    // Locking twice for the same owner is refused by the pool, with a clear error.
+    let again = Command::new(env!("CARGO_BIN_EXE_metis-seq"))
+        .args([
+            "l1",
+            "lock",
+            "--l1-rpc",
+            &rpc,
+            "--locking-pool",
+            &pool_addr.to_string(),
+            "--amount",
+            "25000",
+            "--keys",
+        ])
+        .arg(&dir)
+        .env("METIS_L1_PRIVATE_KEY", &owner_key)
+        .env("METIS_KEYSTORE_PASSPHRASE", "pw")
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("error:"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
