@@ -23,6 +23,8 @@ pub enum PayloadError {
     Version(u8),
     #[error("empty payload")]
     Empty,
+    #[error("compression: {0}")]
+    Compress(String),
     #[error("decompression: {0}")]
     Decompress(String),
     #[error("payload decompresses to more than {MAX_DECOMPRESSED} bytes")]
@@ -55,15 +57,14 @@ fn encode_block(b: &BatchBlock, out: &mut Vec<u8>) {
 }
 
 /// Encodes and compresses `blocks`.
-pub fn encode(blocks: &[BatchBlock]) -> Vec<u8> {
+pub fn encode(blocks: &[BatchBlock]) -> Result<Vec<u8>, PayloadError> {
     let mut raw = Vec::new();
     for b in blocks {
         encode_block(b, &mut raw);
     }
     let mut out = vec![PAYLOAD_VERSION];
-    // Compressing an in-memory buffer cannot fail except on allocation failure.
-    out.extend(zstd::bulk::compress(&raw, ZSTD_LEVEL).unwrap_or_default());
-    out
+    out.extend(zstd::bulk::compress(&raw, ZSTD_LEVEL).map_err(|e| PayloadError::Compress(e.to_string()))?);
+    Ok(out)
 }
 
 /// Decompresses (bounded) and decodes a payload.
@@ -171,7 +172,7 @@ mod tests {
     #[test]
     fn roundtrip_and_compression() {
         let b = blocks(20, 50);
-        let p = encode(&b);
+        let p = encode(&b).unwrap();
         assert_eq!(decode(&p).unwrap(), b);
         let raw_len: usize = b
             .iter()
@@ -182,12 +183,12 @@ mod tests {
             })
             .sum();
         assert!(p.len() < raw_len, "compressed {} vs raw {raw_len}", p.len());
-        assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
+        assert_eq!(decode(&encode(&[]).unwrap()).unwrap(), vec![]);
     }
 
     #[test]
     fn blobs_roundtrip() {
-        let p = encode(&blocks(5, 200));
+        let p = encode(&blocks(5, 200)).unwrap();
         let sidecar = to_blobs(&p).unwrap();
         assert!(!sidecar.blobs.is_empty());
         assert_eq!(from_blobs(&sidecar).unwrap(), p);
