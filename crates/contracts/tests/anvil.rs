@@ -5,38 +5,20 @@
 
 use alloy::{
     eips::eip4844::builder::{SidecarBuilder, SimpleCoder},
-    network::{EthereumWallet, TransactionBuilder},
-    node_bindings::{Anvil, AnvilInstance},
+    network::TransactionBuilder,
+    node_bindings::AnvilInstance,
     primitives::{utils::parse_ether, Address, Bytes, B256, U256},
-    providers::{DynProvider, Provider, ProviderBuilder},
+    providers::{DynProvider, Provider},
     rpc::types::TransactionRequest,
     signers::local::PrivateKeySigner,
 };
 use anyhow::{bail, Context, Result};
-use commonware_cryptography::bls12381::{dkg::feldman_desmedt::deal_anonymous, primitives::sharing::Mode};
-use commonware_utils::N3f1;
 use metis_contracts::{
     bindings::BatchInbox::{BatchHeader, BatchInboxErrors},
     bindings::LockingPool::LockingPoolErrors,
-    deploy_all, digest, BatchInbox, DeployConfig, Deployment, LockingInfo, LockingPool, MetisToken,
+    digest, BatchInbox, Deployment, LockingInfo, LockingPool, MetisToken,
 };
 use metis_mpc::{encoding, threshold, MinSig, Share, Sharing};
-use rand::{rngs::StdRng, SeedableRng};
-use std::{num::NonZeroU32, path::PathBuf};
-
-fn anvil_path() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("METIS_ANVIL") {
-        return Ok(p.into());
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/anvil");
-    if !p.exists() {
-        bail!(
-            "anvil not found at {}: run `make tools` (scripts/bootstrap.sh) first",
-            p.display()
-        );
-    }
-    Ok(p)
-}
 
 struct L1 {
     // Dropping the instance kills anvil.
@@ -48,47 +30,19 @@ struct L1 {
     users: Vec<PrivateKeySigner>,
 }
 
-/// anvil (port 0: it picks a free one) + the full contract set deployed by the Rust deployer, with `n_users`
-/// fresh funded wallets registered in the provider's wallet.
+/// anvil + the contract set (metis-testkit) with `n_users` fresh funded wallets registered in the provider.
 async fn setup(n_users: usize) -> Result<L1> {
-    let anvil = Anvil::new()
-        .path(anvil_path()?)
-        .port(0u16)
-        .timeout(30_000)
-        .try_spawn()
-        .context("starting anvil")?;
-    let owner_signer: PrivateKeySigner = anvil.keys()[0].clone().into();
-    let owner = owner_signer.address();
-    let mut wallet = EthereumWallet::new(owner_signer);
-    let mut users = Vec::new();
-    for _ in 0..n_users {
-        let s = PrivateKeySigner::random();
-        wallet.register_signer(s.clone());
-        users.push(s);
-    }
-    let provider = ProviderBuilder::new()
-        .wallet(wallet)
-        .connect_http(anvil.endpoint_url())
-        .erased();
+    let users: Vec<PrivateKeySigner> = (0..n_users).map(|_| PrivateKeySigner::random()).collect();
+    let t = metis_testkit::deployed_l1(&users).await;
     for u in &users {
-        provider
-            .raw_request::<_, ()>("anvil_setBalance".into(), (u.address(), U256::from(10u128.pow(20))))
-            .await?;
+        t.fund(u.address()).await;
     }
-    let chain_id = provider.get_chain_id().await?;
-    let cfg = DeployConfig {
-        owner,
-        reward_payer: owner,
-        reward_per_block: parse_ether("1")?,
-        token: None,
-    };
-    let deployment = deploy_all(&provider, &cfg).await?;
     Ok(L1 {
-        _anvil: anvil,
-        provider,
-        owner,
-        chain_id,
-        deployment,
+        _anvil: t.anvil,
+        provider: t.provider,
+        owner: t.owner.address(),
+        chain_id: t.chain_id,
+        deployment: t.deployment,
         users,
     })
 }
@@ -112,11 +66,7 @@ async fn send_ok(
 
 /// n shares of a fresh group key (quorum = more than 2/3, as commonware's N3f1 model gives).
 fn deal(n: u32, seed: u64) -> (Sharing<MinSig>, Vec<Share>) {
-    deal_anonymous::<MinSig, N3f1>(
-        StdRng::seed_from_u64(seed),
-        Mode::NonZeroCounter,
-        NonZeroU32::new(n).unwrap(),
-    )
+    metis_testkit::deal(n, seed)
 }
 
 /// Threshold signature over `digest` from the shares at `signers`, EIP-2537 encoded.

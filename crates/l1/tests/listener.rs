@@ -3,22 +3,14 @@
 //! its own view, and the events drive the PoS ledger.
 
 use alloy::{
-    network::EthereumWallet,
-    node_bindings::Anvil,
     primitives::{utils::parse_ether, Address, Bytes, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
-use metis_contracts::{deploy_all, DeployConfig, LockingPool, MetisToken};
+use metis_contracts::{LockingPool, MetisToken};
 use metis_l1::{L1Error, Listener, ListenerConfig};
 use metis_pos::{L1Event, Ledger, Params, Sequencer, SequencerStatus};
-use std::path::PathBuf;
-
-fn anvil_path() -> PathBuf {
-    std::env::var("METIS_ANVIL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/anvil"))
-}
+use metis_testkit::deployed_l1;
 
 async fn mine(p: &DynProvider, n: u64) {
     p.raw_request::<_, ()>("anvil_mine".into(), (U256::from(n),))
@@ -65,24 +57,12 @@ async fn lock(p: &DynProvider, d: &metis_contracts::Deployment, owner: Address, 
 
 #[tokio::test]
 async fn events_at_depth_reorgs_and_checks() {
-    let anvil = Anvil::new().path(anvil_path()).port(0u16).timeout(30_000).spawn();
-    let deployer: PrivateKeySigner = anvil.keys()[0].clone().into();
-    let owners: Vec<PrivateKeySigner> = (1..4).map(|i| anvil.keys()[i].clone().into()).collect();
-    let mut wallet = EthereumWallet::new(deployer.clone());
+    let owners: Vec<PrivateKeySigner> = (0..3).map(|_| PrivateKeySigner::random()).collect();
+    let l1 = deployed_l1(&owners).await;
     for o in &owners {
-        wallet.register_signer(o.clone());
+        l1.fund(o.address()).await;
     }
-    let p = ProviderBuilder::new()
-        .wallet(wallet)
-        .connect_http(anvil.endpoint_url())
-        .erased();
-    let cfg = DeployConfig {
-        owner: deployer.address(),
-        reward_payer: deployer.address(),
-        reward_per_block: parse_ether("1").unwrap(),
-        token: None,
-    };
-    let d = deploy_all(&p, &cfg).await.unwrap();
+    let (p, d) = (l1.provider.clone(), l1.deployment.clone());
     let config = ListenerConfig {
         locking_pool: d.locking_pool,
         start_block: d.deployed_at_block,

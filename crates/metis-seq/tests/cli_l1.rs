@@ -1,17 +1,11 @@
 //! `metis-seq l1 deploy` and `l1 set-group-key` as an operator runs them, against a real anvil.
 
-use alloy::{node_bindings::Anvil, primitives::Address, providers::ProviderBuilder};
+use alloy::{primitives::Address, providers::ProviderBuilder};
 use commonware_codec::Encode;
 use commonware_cryptography::bls12381::primitives::{ops, variant::MinSig};
 use metis_contracts::LockingPool;
 use rand::{rngs::StdRng, SeedableRng};
-use std::{path::PathBuf, process::Command};
-
-fn anvil_path() -> PathBuf {
-    std::env::var("METIS_ANVIL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/anvil"))
-}
+use std::process::Command;
 
 fn metis_seq(rpc: &str, key: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_metis-seq"))
@@ -40,7 +34,7 @@ fn set_group_key(rpc: &str, key: &str, pool: Address, public_key: &str) -> std::
 
 #[tokio::test]
 async fn deploy_and_register_group_key() {
-    let anvil = Anvil::new().path(anvil_path()).port(0u16).timeout(30_000).spawn();
+    let anvil = metis_testkit::spawn_anvil();
     let rpc = anvil.endpoint();
     let key = format!("0x{}", alloy::hex::encode(anvil.keys()[0].to_bytes()));
 
@@ -97,7 +91,7 @@ async fn deploy_and_register_group_key() {
 
 #[tokio::test]
 async fn a_sequencer_locks_with_its_own_keys() {
-    let anvil = Anvil::new().path(anvil_path()).port(0u16).timeout(30_000).spawn();
+    let anvil = metis_testkit::spawn_anvil();
     let rpc = anvil.endpoint();
     let deployer_key = format!("0x{}", alloy::hex::encode(anvil.keys()[0].to_bytes()));
     let owner_key = format!("0x{}", alloy::hex::encode(anvil.keys()[1].to_bytes()));

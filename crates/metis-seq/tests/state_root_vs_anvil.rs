@@ -4,7 +4,6 @@
 use alloy::node_bindings::Anvil;
 use alloy::providers::{Provider, ProviderBuilder};
 use metis_execution::{state::WorldState, ChainSpec};
-use std::path::PathBuf;
 
 #[tokio::test]
 async fn genesis_state_root_matches_anvil() {
@@ -46,11 +45,8 @@ async fn genesis_state_root_matches_anvil() {
     let spec = ChainSpec::from_genesis_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let (_, ours) = WorldState::genesis(&spec);
 
-    let anvil_bin = std::env::var("METIS_ANVIL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/anvil"));
     let anvil = Anvil::new()
-        .path(anvil_bin)
+        .path(metis_testkit::anvil_path())
         .port(0u16)
         .arg("--init")
         .arg(&path)
