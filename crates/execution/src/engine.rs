@@ -277,6 +277,19 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_data_dir_is_a_clear_error_and_is_left_alone() {
+        let dir = tmpdir("corrupt");
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = vec![0x5au8; 64 * 1024];
+        std::fs::write(dir.join("chain.redb"), &garbage).unwrap();
+        let spec = ChainSpec::dev(7, &[], U256::ZERO);
+        let err = Engine::open(&dir, spec).err().expect("garbage must not open");
+        assert!(err.to_string().contains("database"), "unclear error: {err}");
+        assert_eq!(std::fs::read(dir.join("chain.redb")).unwrap(), garbage, "the file is not touched");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn validate_accepts_built_blocks_and_refuses_foreign_ones() {
         let dir = tmpdir("validate");
         let ks = keys(1);
