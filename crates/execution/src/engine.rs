@@ -285,7 +285,11 @@ mod tests {
         let spec = ChainSpec::dev(7, &[], U256::ZERO);
         let err = Engine::open(&dir, spec).err().expect("garbage must not open");
         assert!(err.to_string().contains("database"), "unclear error: {err}");
-        assert_eq!(std::fs::read(dir.join("chain.redb")).unwrap(), garbage, "the file is not touched");
+        assert_eq!(
+            std::fs::read(dir.join("chain.redb")).unwrap(),
+            garbage,
+            "the file is not touched"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
