@@ -61,12 +61,13 @@ impl Engine {
     pub fn open(dir: &Path, spec: ChainSpec) -> Result<Self, EngineError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("creating {}: {e}", dir.display())))?;
         let store = Store::open(&dir.join("chain.redb"))?;
-        let (genesis_state, genesis_root) = WorldState::genesis(&spec);
+        let changeset = WorldState::genesis_changeset(&spec);
+        let mut genesis_state = WorldState::default();
+        let genesis_root = genesis_state.apply(&changeset);
         let genesis = genesis_header(&spec, genesis_root);
         let genesis_hash = genesis.hash_slow();
         match store.head()? {
             None => {
-                let changeset = WorldState::genesis_changeset(&spec);
                 store.write_block(
                     &BlockWrite {
                         header: &genesis,

@@ -104,7 +104,8 @@ pub struct TxOutcome {
     pub output: Bytes,
 }
 
-fn map_invalid(e: InvalidTransaction, tx: &RecoveredTx) -> TxError {
+/// revm's refusal in geth's words, with the block's base fee and the chain's id where the message names them.
+fn map_invalid(e: InvalidTransaction, tx: &RecoveredTx, base_fee: u64, chain_id: u64) -> TxError {
     match e {
         InvalidTransaction::NonceTooLow { tx: t, state } => TxError::NonceTooLow {
             sender: tx.sender,
@@ -124,22 +125,16 @@ fn map_invalid(e: InvalidTransaction, tx: &RecoveredTx) -> TxError {
         InvalidTransaction::GasPriceLessThanBasefee => TxError::FeeCapBelowBaseFee {
             sender: tx.sender,
             fee_cap: tx.max_fee_per_gas(),
-            base_fee: 0,
+            base_fee,
         },
         InvalidTransaction::PriorityFeeGreaterThanMaxFee => TxError::TipAboveFeeCap,
         InvalidTransaction::CallerGasLimitMoreThanBlock => TxError::GasLimitExceedsBlock,
         InvalidTransaction::RejectCallerWithCode => TxError::SenderNotEoa(tx.sender),
         InvalidTransaction::InvalidChainId | InvalidTransaction::MissingChainId => TxError::WrongChainId {
-            have: tx.envelope_chain_id(),
-            want: 0,
+            have: alloy_consensus::Transaction::chain_id(&tx.envelope).unwrap_or_default(),
+            want: chain_id,
         },
         other => TxError::Other(other.to_string()),
-    }
-}
-
-impl RecoveredTx {
-    fn envelope_chain_id(&self) -> u64 {
-        alloy_consensus::Transaction::chain_id(&self.envelope).unwrap_or_default()
     }
 }
 
@@ -210,7 +205,7 @@ impl<'a> BlockExecutor<'a> {
         }
         let out = match self.evm.transact(tx.tx_env()) {
             Ok(out) => out,
-            Err(EVMError::Transaction(e)) => return Err(map_invalid(e, &tx)),
+            Err(EVMError::Transaction(e)) => return Err(map_invalid(e, &tx, self.ctx.base_fee, self.spec.chain_id)),
             Err(e) => return Err(TxError::Other(e.to_string())),
         };
         self.evm.commit(out.state);
@@ -464,7 +459,9 @@ mod tests {
                 21_000,
             ), // funds
             eip1559(&ks[1], CHAIN, 0, TxKind::Call(to), U256::ZERO, Bytes::new(), 20_000), // intrinsic gas
+            crate::testutil::eip1559_priced(&ks[1], CHAIN, 0, 5, 1),                       // fee cap below base fee
         ];
+        let base_fee = ctx.base_fee;
         let (block, rejected) = build_block(&state, &spec, ctx, txs);
         assert!(block.transactions.is_empty());
         let msgs: Vec<String> = rejected.iter().map(|(_, e)| e.to_string()).collect();
@@ -475,6 +472,14 @@ mod tests {
             "{msgs:?}"
         );
         assert!(msgs[3].starts_with("intrinsic gas too low"), "{msgs:?}");
+        assert!(
+            msgs[4].starts_with("max fee per gas less than block base fee"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[4].ends_with(&format!("baseFee: {base_fee}")),
+            "the block's base fee is named: {msgs:?}"
+        );
     }
 
     /// A contract that stores its calldata word in slot 0 and logs it.

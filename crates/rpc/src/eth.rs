@@ -47,6 +47,9 @@ pub struct Ctx {
     pub backend: Arc<Backend>,
     pub limits: RpcLimits,
     pub client_version: String,
+    /// The suggested tip and the head it was computed at: wallets ask on every transaction, the answer only
+    /// changes with the head.
+    pub tip_cache: parking_lot::Mutex<Option<(B256, u128)>>,
 }
 
 fn store_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
@@ -297,6 +300,18 @@ fn fee_history(
 
 /// Suggested tip: the 60th percentile of tips paid in the last 20 blocks, or 1 gwei when they are empty.
 fn suggested_tip(ctx: &Ctx) -> RpcResult<u128> {
+    let head = ctx.backend.engine().head_hash();
+    if let Some((at, tip)) = *ctx.tip_cache.lock() {
+        if at == head {
+            return Ok(tip);
+        }
+    }
+    let tip = compute_suggested_tip(ctx)?;
+    *ctx.tip_cache.lock() = Some((head, tip));
+    Ok(tip)
+}
+
+fn compute_suggested_tip(ctx: &Ctx) -> RpcResult<u128> {
     let h = fee_history(ctx, 20, BlockNumberOrTag::Latest, Some(vec![60.0]))?;
     let tips: Vec<u128> = h
         .reward
@@ -452,6 +467,12 @@ fn install(ctx: &Ctx, kind: FilterKind) -> RpcResult<U256> {
         .ok_or_else(|| limit_exceeded("too many filters"))
 }
 
+/// `[block, fullTransactions?]` of eth_getBlockBy*.
+fn block_params<T: serde::de::DeserializeOwned>(p: &Params<'_>) -> RpcResult<(T, bool)> {
+    let mut s = p.sequence();
+    Ok((s.next()?, s.optional_next()?.unwrap_or(false)))
+}
+
 /// `[request, block?, stateOverrides?]` of eth_call and eth_estimateGas.
 fn call_params(p: &Params<'_>) -> RpcResult<(TransactionRequest, Option<BlockId>, Option<StateOverride>)> {
     let mut s = p.sequence();
@@ -571,15 +592,11 @@ pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regi
         RpcResult::Ok(Some(all))
     })?;
     module.register_method("eth_getBlockByNumber", |p: Params, c, _| {
-        let mut s = p.sequence();
-        let tag: BlockNumberOrTag = s.next()?;
-        let full: bool = s.optional_next()?.unwrap_or(false);
+        let (tag, full) = block_params::<BlockNumberOrTag>(&p)?;
         block_by(c, BlockId::Number(tag), full)
     })?;
     module.register_method("eth_getBlockByHash", |p: Params, c, _| {
-        let mut s = p.sequence();
-        let hash: B256 = s.next()?;
-        let full: bool = s.optional_next()?.unwrap_or(false);
+        let (hash, full) = block_params::<B256>(&p)?;
         block_by(c, BlockId::from(hash), full)
     })?;
     module.register_method("eth_getBlockTransactionCountByNumber", |p: Params, c, _| {

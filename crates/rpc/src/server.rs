@@ -52,6 +52,7 @@ pub fn module(backend: Arc<Backend>, limits: RpcLimits) -> RpcModule<Ctx> {
         backend,
         limits,
         client_version: format!("metis-seq/v{}", env!("CARGO_PKG_VERSION")),
+        tip_cache: Default::default(),
     };
     let mut m = RpcModule::new(ctx);
     // Method names are unique by construction; registration only fails on a duplicate.
