@@ -191,6 +191,12 @@ impl Engine {
 
     /// Commits a decided block: durable first, then the in-memory head.
     pub fn commit(&mut self, block: ExecutedBlock) -> Result<(), EngineError> {
+        self.commit_with_meta(block, &[])
+    }
+
+    /// Commits a decided block with `meta` (key, value) entries written in the same store transaction, so what
+    /// the caller keeps beside the chain (the PoS ledger, the commit certificate) never disagrees with it.
+    pub fn commit_with_meta(&mut self, block: ExecutedBlock, meta: &[(&str, &[u8])]) -> Result<(), EngineError> {
         if block.header.parent_hash != self.head_hash || block.header.number != self.head.number + 1 {
             return Err(EngineError::NotOnHead {
                 number: block.header.number,
@@ -205,7 +211,7 @@ impl Engine {
                 receipts: &block.receipts,
                 changeset: &block.changeset,
             },
-            &[],
+            meta,
         )?;
         self.state.commit(&block.changeset, block.root_update);
         self.state.record_block_hash(block.header.number, block.hash);

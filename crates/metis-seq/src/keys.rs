@@ -96,6 +96,24 @@ impl SequencerKeys {
     }
 }
 
+/// Generates a sequencer's three keys into `dir`, encrypted under `pass`; refuses to overwrite a key.
+pub fn generate(dir: &Path, pass: &Passphrase, kdf: KdfParams) -> Result<SequencerKeys> {
+    for f in [IDENTITY_FILE, DKG_FILE, L1_SIGNER_FILE] {
+        if dir.join(f).exists() {
+            bail!("{} already exists: refusing to overwrite a key", dir.join(f).display());
+        }
+    }
+    let identity = ed25519::PrivateKey::random(rand::rng());
+    let id_bytes = Zeroizing::new(identity.encode().to_vec());
+    let dkg = DkgSecret::generate()?;
+    let l1 = PrivateKeySigner::random();
+    let l1_bytes = Zeroizing::new(l1.to_bytes().to_vec());
+    metis_keystore::save(&dir.join(IDENTITY_FILE), IDENTITY_LABEL, &id_bytes, pass, kdf)?;
+    metis_keystore::save(&dir.join(DKG_FILE), DKG_LABEL, dkg.to_bytes().as_ref(), pass, kdf)?;
+    metis_keystore::save(&dir.join(L1_SIGNER_FILE), L1_LABEL, &l1_bytes, pass, kdf)?;
+    SequencerKeys::load(dir, pass)
+}
+
 pub fn run(cmd: KeysCommand) -> Result<()> {
     match cmd {
         KeysCommand::Init(a) => {
@@ -105,22 +123,7 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
             } else {
                 KdfParams::default()
             };
-            for f in [IDENTITY_FILE, DKG_FILE, L1_SIGNER_FILE] {
-                if a.dir.join(f).exists() {
-                    bail!(
-                        "{} already exists: refusing to overwrite a key",
-                        a.dir.join(f).display()
-                    );
-                }
-            }
-            let identity = ed25519::PrivateKey::random(rand::rng());
-            let id_bytes = Zeroizing::new(identity.encode().to_vec());
-            let dkg = DkgSecret::generate()?;
-            let l1 = PrivateKeySigner::random();
-            let l1_bytes = Zeroizing::new(l1.to_bytes().to_vec());
-            metis_keystore::save(&a.dir.join(IDENTITY_FILE), IDENTITY_LABEL, &id_bytes, &pass, kdf)?;
-            metis_keystore::save(&a.dir.join(DKG_FILE), DKG_LABEL, dkg.to_bytes().as_ref(), &pass, kdf)?;
-            metis_keystore::save(&a.dir.join(L1_SIGNER_FILE), L1_LABEL, &l1_bytes, &pass, kdf)?;
+            generate(&a.dir, &pass, kdf)?;
             let keys = SequencerKeys::load(&a.dir, &pass)?;
             println!("{}", serde_json::to_string_pretty(&keys.public_json())?);
             Ok(())

@@ -4,6 +4,7 @@ mod bench;
 mod dev;
 mod keys;
 mod l1;
+mod node;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,12 @@ enum Command {
     /// A sequencer's long-term keys (identity, DKG, L1 signer), encrypted at rest.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Create a sequencer node's home: keys (encrypted) and config.toml.
+    Init(node::InitArgs),
+    /// Run a sequencer node (consensus, execution, RPC, gossip) from its config.
+    Node(node::NodeArgs),
+    /// Generate a local N-node network (keys, genesis, configs) for development and tests.
+    Testnet(node::TestnetArgs),
     /// Load generators (throughput and latency of any Ethereum JSON-RPC node).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -57,5 +64,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Dev(args) => dev::run(args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Init(args) => node::run_init(args),
+        Command::Node(args) => node::run_node(args).await,
+        Command::Testnet(args) => node::run_testnet(args),
     }
 }

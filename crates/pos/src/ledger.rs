@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 pub enum LedgerError {
     #[error("genesis: {0}")]
     Genesis(&'static str),
+    #[error("stored ledger: {0}")]
+    Stored(&'static str),
     #[error("block {got} does not follow the ledger height {height}")]
     OutOfOrder { height: u64, got: u64 },
     #[error("block {height} round {round} was proposed by {got}, but the schedule says {expected}")]
@@ -37,7 +39,7 @@ pub enum LedgerError {
 }
 
 /// A change of the validator set at an epoch boundary.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SetChange {
     /// The epoch the new set starts with.
     pub epoch: u64,
@@ -47,7 +49,7 @@ pub struct SetChange {
     pub reweighted: Vec<SequencerId>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ledger {
     params: Params,
     sequencers: BTreeMap<SequencerId, Sequencer>,
@@ -58,6 +60,7 @@ pub struct Ledger {
     /// Last applied block.
     height: u64,
     /// Blocks produced per (epoch, sequencer).
+    #[serde(with = "pair_keyed")]
     produced: BTreeMap<(u64, SequencerId), u64>,
     /// Order key of the last applied L1 event.
     last_l1: Option<(u64, u64)>,
@@ -66,6 +69,23 @@ pub struct Ledger {
     pending_exit: std::collections::BTreeSet<SequencerId>,
     /// Every validator set change, oldest first.
     set_changes: Vec<SetChange>,
+}
+
+/// JSON maps need string keys; a pair-keyed map is stored as a list of entries.
+mod pair_keyed {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<(u64, u64), u64>, s: S) -> Result<S::Ok, S::Error> {
+        m.iter().map(|(k, v)| (k.0, k.1, *v)).collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<(u64, u64), u64>, D::Error> {
+        Ok(Vec::<(u64, u64, u64)>::deserialize(d)?
+            .into_iter()
+            .map(|(a, b, v)| ((a, b), v))
+            .collect())
+    }
 }
 
 fn encode_sequencer(s: &Sequencer, out: &mut Vec<u8>) {
@@ -229,6 +249,14 @@ impl Ledger {
             return producer;
         }
         order[(round as usize - 1) % order.len()]
+    }
+
+    /// The proposer schedule of the next block: the epoch's producer (round 0), then the fallback order.
+    pub fn schedule(&self) -> Vec<SequencerId> {
+        let producer = self.current_epoch().producer;
+        let mut s = vec![producer];
+        s.extend(fallback_order(&self.weights(), producer));
+        s
     }
 
     /// Blocks produced per sequencer in epoch `id`.
@@ -457,6 +485,21 @@ impl Ledger {
         }
     }
 
+    /// The ledger as bytes, to persist beside the block that produced it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads bytes written by [`Ledger::to_bytes`]; the result is checked against `expected_hash` so a
+    /// corrupt or foreign record is refused.
+    pub fn from_bytes(bytes: &[u8], expected_hash: B256) -> Result<Self, LedgerError> {
+        let l: Self = serde_json::from_slice(bytes).map_err(|_| LedgerError::Stored("does not decode"))?;
+        if l.state_hash() != expected_hash {
+            return Err(LedgerError::Stored("does not match its state hash"));
+        }
+        Ok(l)
+    }
+
     /// Commits to the whole ledger state: parameters, sequencers, the running epoch, the history of ended
     /// epochs, the height and the running epoch's production counts.
     pub fn state_hash(&self) -> B256 {
@@ -496,6 +539,25 @@ impl Ledger {
 mod tests {
     use super::*;
     use alloy_primitives::Address;
+
+    #[test]
+    fn bytes_roundtrip_and_checked_against_the_hash() {
+        let mut l = four();
+        for h in 1..=25 {
+            let proposer = l.proposer(0);
+            l.apply_block(&BlockInfo {
+                height: h,
+                round: 0,
+                proposer,
+                seed: keccak256(h.to_be_bytes()),
+            })
+            .unwrap();
+        }
+        let bytes = l.to_bytes();
+        assert_eq!(Ledger::from_bytes(&bytes, l.state_hash()).unwrap(), l);
+        assert!(Ledger::from_bytes(&bytes, B256::ZERO).is_err());
+        assert!(Ledger::from_bytes(b"{}", l.state_hash()).is_err());
+    }
 
     fn seq(id: u64, stake_tokens: u64) -> Sequencer {
         Sequencer {

@@ -6,6 +6,7 @@ use crate::convert::{block_logs, rpc_header};
 use alloy_consensus::Header;
 use alloy_primitives::{Address, Bytes, B256};
 use alloy_rpc_types_eth::{Header as RpcHeader, Log as RpcLog};
+use metis_execution::executor::{BlockContext, ExecutedBlock};
 use metis_execution::{Engine, EngineError, Mempool, PoolConfig, PoolError, RecoveredTx};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use std::collections::VecDeque;
@@ -34,6 +35,8 @@ pub struct Backend {
     pool: Mutex<Mempool>,
     new_blocks: broadcast::Sender<Arc<NewBlock>>,
     new_pending: broadcast::Sender<B256>,
+    /// Transactions admitted from this node's RPC (not from peers), for gossip.
+    local_txs: broadcast::Sender<RecoveredTx>,
     pending_log: Mutex<PendingLog>,
     tx_arrived: Notify,
     pub(crate) filters: Mutex<crate::filters::Filters>,
@@ -46,6 +49,7 @@ impl Backend {
             pool: Mutex::new(Mempool::new(pool)),
             new_blocks: broadcast::channel(256).0,
             new_pending: broadcast::channel(4096).0,
+            local_txs: broadcast::channel(65536).0,
             pending_log: Mutex::new(PendingLog::default()),
             tx_arrived: Notify::new(),
             filters: Mutex::new(Default::default()),
@@ -75,8 +79,25 @@ impl Backend {
         (hashes, log.next_seq)
     }
 
-    /// Validates a transaction against the head and admits it to the pool.
+    /// Transactions this node's RPC admitted, as they arrive (the gossip layer sends them to peers).
+    pub fn subscribe_local_txs(&self) -> broadcast::Receiver<RecoveredTx> {
+        self.local_txs.subscribe()
+    }
+
+    /// Validates a transaction from this node's users against the head, admits it to the pool and hands it to
+    /// gossip.
     pub fn submit(&self, tx: RecoveredTx) -> Result<B256, PoolError> {
+        let copy = (self.local_txs.receiver_count() > 0).then(|| tx.clone());
+        let hash = self.submit_from_peer(tx)?;
+        if let Some(tx) = copy {
+            let _ = self.local_txs.send(tx);
+        }
+        Ok(hash)
+    }
+
+    /// Validates a transaction a peer relayed and admits it to the pool (not relayed further: peers form a
+    /// full mesh).
+    pub fn submit_from_peer(&self, tx: RecoveredTx) -> Result<B256, PoolError> {
         let hash = tx.hash;
         {
             // Lock order everywhere: engine, then pool.
@@ -112,13 +133,38 @@ impl Backend {
         beneficiary: Address,
         extra_data: Bytes,
     ) -> Result<(u64, B256), EngineError> {
-        let (block, rejected) = {
+        let block = {
             let engine = self.engine.read();
             let mut ctx = engine.next_context(timestamp, beneficiary);
             ctx.extra_data = extra_data;
+            drop(engine);
+            self.build_block(ctx)
+        };
+        self.commit_block(block, &[])
+    }
+
+    /// Builds a block on the head from the best pool transactions, uncommitted (a proposal). Transactions the
+    /// block refused for a reason waiting will not cure leave the pool.
+    pub fn build_block(&self, ctx: BlockContext) -> ExecutedBlock {
+        let (block, rejected) = {
+            let engine = self.engine.read();
             let candidates = self.pool.lock().best(engine.state(), ctx.base_fee);
             engine.build(ctx, candidates)
         };
+        let mut pool = self.pool.lock();
+        for (h, err) in &rejected {
+            // A full block is no fault of the transaction; anything else will not get better by waiting.
+            if !matches!(err, metis_execution::TxError::BlockFull) {
+                debug!(hash = %h, %err, "dropping transaction the block refused");
+                pool.remove(h);
+            }
+        }
+        block
+    }
+
+    /// Commits an executed block (with `meta` written in the same store transaction), updates the pool and
+    /// notifies subscribers. Returns its number and hash.
+    pub fn commit_block(&self, block: ExecutedBlock, meta: &[(&str, &[u8])]) -> Result<(u64, B256), EngineError> {
         let number = block.header.number;
         let hash = block.hash;
         let header: Header = block.header.clone();
@@ -131,16 +177,8 @@ impl Backend {
         let receipts = block.receipts.clone();
         {
             let mut engine = self.engine.write();
-            engine.commit(block)?;
-            let mut pool = self.pool.lock();
-            pool.on_block(engine.state(), &included);
-            for (h, err) in &rejected {
-                // A full block is no fault of the transaction; anything else will not get better by waiting.
-                if !matches!(err, metis_execution::TxError::BlockFull) {
-                    debug!(hash = %h, %err, "dropping transaction the block refused");
-                    pool.remove(h);
-                }
-            }
+            engine.commit_with_meta(block, meta)?;
+            self.pool.lock().on_block(engine.state(), &included);
         }
         let logs = block_logs(hash, &header, &txs, &receipts);
         let size = alloy_rlp::Encodable::length(&header);

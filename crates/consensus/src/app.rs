@@ -1,0 +1,841 @@
+//! The Malachite application: answers consensus with L2 blocks.
+//!
+//! - GetValue: build a block on the head from the mempool, keep it, stream it as proposal parts.
+//! - ReceivedProposalPart: reassemble a stream, check the proposer's signature and the schedule, re-execute the
+//!   block and check its header (state root, ledger hash, last commit, beneficiary, time); answer Valid/Invalid.
+//! - Decided: apply the block to the PoS ledger (pure) and commit block, ledger and certificate in one store
+//!   transaction; Finalized: start the next height with the validator set and schedule the ledger now gives.
+//! - Sync: serve decided blocks with their certificates; validate synced blocks the same way as proposals.
+
+use crate::block::{commit_digest, verify_commit, BlockData, MAX_BLOCK_BYTES};
+use crate::codec::WireCertificate;
+use crate::signing::{stream_digest, verify, ConsensusSigner};
+use crate::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart, ValidatorSet};
+use alloy_primitives::{Bytes as ABytes, B256};
+use borsh::BorshDeserialize;
+use bytes::Bytes;
+use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
+use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
+pub use malachitebft_app_channel::app::types::core::LinearTimeouts;
+use malachitebft_app_channel::app::types::core::{CommitCertificate, Round, Validity};
+use malachitebft_app_channel::app::types::sync::RawDecidedValue;
+use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
+use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
+use malachitebft_core_types::ExtendedCommitCertificate;
+use metis_execution::executor::ExecutedBlock;
+use metis_pos::{BlockInfo, Ledger};
+use metis_rpc::Backend;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::{debug, info, info_span, warn};
+
+/// Bytes of the encoded block per Data part.
+const CHUNK: usize = 128 * 1024;
+/// Streams being reassembled at once (beyond, the oldest is dropped).
+const MAX_STREAMS: usize = 64;
+/// How far ahead of the wall clock a block's timestamp may be.
+const MAX_FUTURE_DRIFT_SECS: u64 = 15;
+/// Heights ahead of ours whose complete proposals are kept until we get there.
+const FUTURE_HEIGHTS: u64 = 2;
+/// Decided values served per sync request at most.
+const MAX_SYNC_BATCH: u64 = 20;
+
+pub const META_LEDGER: &str = "pos/ledger";
+pub const META_LEDGER_HASH: &str = "pos/ledger_hash";
+
+pub fn meta_cert(h: u64) -> String {
+    format!("cert/{h}")
+}
+
+pub fn meta_valset(h: u64) -> String {
+    format!("valset/{h}")
+}
+
+/// The last commit block `h` carried (its mix hash commits to it, so sync must serve exactly this one).
+pub fn meta_carried(h: u64) -> String {
+    format!("lastcommit/{h}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("execution: {0}")]
+    Engine(#[from] metis_execution::EngineError),
+    #[error("store: {0}")]
+    Store(#[from] metis_execution::store::StoreError),
+    #[error("PoS ledger: {0}")]
+    Ledger(#[from] metis_pos::LedgerError),
+    #[error("validator set: {0}")]
+    Set(#[from] crate::types::SetError),
+    #[error("decided value {0} is unknown to this node")]
+    UnknownDecided(BlockHash),
+    #[error("stored record {0} is corrupt")]
+    Corrupt(String),
+    #[error("consensus channel closed")]
+    Closed,
+}
+
+/// Consensus timing.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub timeouts: LinearTimeouts,
+    /// Target time per height: a height is not finalized earlier, so blocks (empty if need be) come at this
+    /// pace.
+    pub block_time: Duration,
+}
+
+struct Candidate {
+    executed: ExecutedBlock,
+    data: BlockData,
+    /// Where it was proposed (for re-streaming), and by whom.
+    round: Round,
+    proposer: Address,
+    validity: Validity,
+}
+
+#[derive(Default)]
+struct PartialStream {
+    init: Option<PartInit>,
+    parts: BTreeMap<u64, ProposalPart>,
+    fin_seq: Option<u64>,
+    bytes: usize,
+    started: Option<Instant>,
+}
+
+/// A complete, signature-checked proposal for a height we have not reached.
+struct Future {
+    init: PartInit,
+    data: BlockData,
+}
+
+pub struct App {
+    backend: Arc<Backend>,
+    ledger: Ledger,
+    signer: Arc<ConsensusSigner>,
+    address: Address,
+    timing: Timing,
+    /// Validator set of the height being decided.
+    set: Option<(Height, ValidatorSet)>,
+    /// Validator set that decided the head block (to check the last commit of the next block).
+    head_set: Option<ValidatorSet>,
+    /// Commit certificate of the head block.
+    last_commit: Option<WireCertificate>,
+    candidates: HashMap<BlockHash, Candidate>,
+    streams: HashMap<(PeerId, StreamId), PartialStream>,
+    future: BTreeMap<(Height, u32), Future>,
+    height_started: Option<Instant>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A stored validator set: (sequencer id, consensus key, power) and the proposer schedule.
+type SetRecord = (Vec<(u64, [u8; 32], u64)>, Vec<u64>);
+
+fn set_record(set: &ValidatorSet) -> Vec<u8> {
+    let v: Vec<(u64, [u8; 32], u64)> = set
+        .validators()
+        .iter()
+        .map(|v| (v.sequencer, v.address.0, v.voting_power))
+        .collect();
+    let schedule: Vec<u64> = (0..set.validators().len() as u32)
+        .map(|r| set.proposer(r).sequencer)
+        .collect();
+    borsh::to_vec(&(v, schedule)).unwrap_or_default()
+}
+
+fn set_from_record(b: &[u8]) -> Option<ValidatorSet> {
+    let (v, schedule): SetRecord = borsh::from_slice(b).ok()?;
+    ValidatorSet::new(&v, &schedule).ok()
+}
+
+/// The validator set and proposer schedule of the next height, as the ledger has them.
+pub fn validator_set(ledger: &Ledger) -> Result<ValidatorSet, AppError> {
+    let vals: Vec<_> = ledger
+        .validators()
+        .into_iter()
+        .filter_map(|(id, power)| ledger.sequencer(id).map(|s| (id, s.consensus_key.0, power)))
+        .collect();
+    Ok(ValidatorSet::new(&vals, &ledger.schedule())?)
+}
+
+impl App {
+    /// Opens the app on the chain in `backend`: the ledger comes from the store (or `genesis_ledger` on a new
+    /// chain) and must match the state hash the head block carries.
+    pub fn open(
+        backend: Arc<Backend>,
+        genesis_ledger: Ledger,
+        signer: Arc<ConsensusSigner>,
+        timing: Timing,
+    ) -> Result<Self, AppError> {
+        let (head, ledger, head_set, last_commit) = {
+            let engine = backend.engine();
+            let store = engine.store();
+            let head = engine.head().number;
+            if head == 0 {
+                (head, genesis_ledger, None, None)
+            } else {
+                let hash = store
+                    .meta(META_LEDGER_HASH)?
+                    .filter(|h| h.len() == 32)
+                    .map(|h| B256::from_slice(&h))
+                    .ok_or_else(|| AppError::Corrupt(META_LEDGER_HASH.into()))?;
+                let bytes = store
+                    .meta(META_LEDGER)?
+                    .ok_or_else(|| AppError::Corrupt(META_LEDGER.into()))?;
+                let ledger = Ledger::from_bytes(&bytes, hash)?;
+                if ledger.height() != head {
+                    return Err(AppError::Corrupt(format!(
+                        "ledger at height {} but chain head {head}",
+                        ledger.height()
+                    )));
+                }
+                let set = store
+                    .meta(&meta_valset(head))?
+                    .and_then(|b| set_from_record(&b))
+                    .ok_or_else(|| AppError::Corrupt(meta_valset(head)))?;
+                let cert = store
+                    .meta(&meta_cert(head))?
+                    .and_then(|b| WireCertificate::try_from_slice(&b).ok())
+                    .ok_or_else(|| AppError::Corrupt(meta_cert(head)))?;
+                (head, ledger, Some(set), Some(cert))
+            }
+        };
+        let address = Address(signer.public_key().to_bytes());
+        info!(
+            head,
+            epoch = ledger.current_epoch().id,
+            producer = ledger.current_epoch().producer,
+            "consensus app opened"
+        );
+        Ok(Self {
+            backend,
+            ledger,
+            signer,
+            address,
+            timing,
+            set: None,
+            head_set,
+            last_commit,
+            candidates: HashMap::new(),
+            streams: HashMap::new(),
+            future: BTreeMap::new(),
+            height_started: None,
+        })
+    }
+
+    fn params(&mut self, height: Height) -> Result<HeightParams<MetisContext>, AppError> {
+        let set = validator_set(&self.ledger)?;
+        self.set = Some((height, set.clone()));
+        self.height_started = Some(Instant::now());
+        Ok(HeightParams::new(
+            set,
+            self.timing.timeouts,
+            Some(self.timing.block_time),
+        ))
+    }
+
+    fn next_height(&self) -> Height {
+        Height(self.backend.engine().head().number + 1)
+    }
+
+    /// Runs until consensus stops.
+    pub async fn run(mut self, mut channels: Channels<MetisContext>) -> Result<(), AppError> {
+        while let Some(msg) = channels.consensus.recv().await {
+            let height = self.next_height();
+            let span = info_span!("consensus", height = height.0, epoch = self.ledger.current_epoch().id);
+            let _g = span.enter();
+            self.handle(msg, &channels.network).await?;
+        }
+        Err(AppError::Closed)
+    }
+
+    async fn handle(
+        &mut self,
+        msg: AppMsg<MetisContext>,
+        network: &tokio::sync::mpsc::Sender<NetworkMsg<MetisContext>>,
+    ) -> Result<(), AppError> {
+        match msg {
+            AppMsg::ConsensusReady { reply } => {
+                let h = self.next_height();
+                info!(height = h.0, "consensus ready, starting");
+                let params = self.params(h)?;
+                let _ = reply.send((h, params));
+            }
+            AppMsg::StartedRound {
+                height,
+                round,
+                proposer,
+                role,
+                reply_value,
+            } => {
+                debug!(round = %round, %proposer, ?role, "round started");
+                let _ = reply_value.send(self.values_for_round(height, round));
+            }
+            AppMsg::GetValue {
+                height,
+                round,
+                timeout: _,
+                reply,
+            } => {
+                let (hash, parts) = self.propose(height, round)?;
+                let _ = reply.send(LocallyProposedValue::new(height, round, hash));
+                for p in parts {
+                    if network.send(NetworkMsg::PublishProposalPart(p)).await.is_err() {
+                        return Err(AppError::Closed);
+                    }
+                }
+            }
+            AppMsg::ExtendVote { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            AppMsg::VerifyVoteExtensions { extensions, reply, .. } => {
+                // Extensions are disabled in this chain; any that arrive are refused.
+                let verdicts = extensions
+                    .into_iter()
+                    .map(|(a, _)| {
+                        (
+                            a,
+                            Err(malachitebft_app_channel::app::consensus::VoteExtensionError::InvalidVoteExtension),
+                        )
+                    })
+                    .collect();
+                let _ = reply.send(verdicts);
+            }
+            AppMsg::RestreamProposal {
+                height,
+                round,
+                valid_round,
+                address,
+                value_id,
+            } => {
+                if address == self.address {
+                    if let Some(c) = self.candidates.get(&value_id) {
+                        let init = PartInit {
+                            height,
+                            round,
+                            pol_round: valid_round,
+                            proposer: self.address,
+                            total_len: 0,
+                        };
+                        let parts = self.stream_parts(init, &c.data.encode());
+                        for p in parts {
+                            if network.send(NetworkMsg::PublishProposalPart(p)).await.is_err() {
+                                return Err(AppError::Closed);
+                            }
+                        }
+                    }
+                }
+            }
+            AppMsg::GetHistoryMinHeight { reply } => {
+                let _ = reply.send(Height(1));
+            }
+            AppMsg::ReceivedProposalPart {
+                from,
+                published_by,
+                part,
+                reply,
+            } => {
+                let value = self.on_part(published_by.unwrap_or(from), part);
+                let _ = reply.send(value);
+            }
+            AppMsg::Decided { certificate, reply, .. } => {
+                self.decide(&certificate)?;
+                let _ = reply.send(());
+            }
+            AppMsg::Finalized { certificate, reply, .. } => {
+                // Late precommits may have joined; the fuller certificate goes into the next block.
+                if certificate.height.0 == self.backend.engine().head().number {
+                    self.last_commit = Some(wire_cert(&certificate));
+                }
+                let next = Height(certificate.height.0 + 1);
+                let params = self.params(next)?;
+                let _ = reply.send(Next::Start(next, params));
+            }
+            AppMsg::GetDecidedValues { range, reply } => {
+                let _ = reply.send(self.decided_values(range.start().0, range.end().0)?);
+            }
+            AppMsg::ProcessSyncedValue {
+                height,
+                round,
+                proposer,
+                value_bytes,
+                reply,
+            } => {
+                let outcome = match BlockData::decode(&value_bytes) {
+                    Err(e) => {
+                        warn!(height = height.0, error = %e, "synced value does not decode");
+                        SyncedValueOutcome::PeerFault
+                    }
+                    Ok(data) if height != self.next_height() => {
+                        debug!(
+                            height = height.0,
+                            number = data.header.number,
+                            "synced value is not for the next height"
+                        );
+                        SyncedValueOutcome::LocalTransientError
+                    }
+                    Ok(data) => {
+                        let (hash, validity) = self.validate(height, round, proposer, data);
+                        SyncedValueOutcome::Verdict(ProposedValue {
+                            height,
+                            round,
+                            valid_round: Round::Nil,
+                            proposer,
+                            value: hash,
+                            validity,
+                        })
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+        Ok(())
+    }
+
+    fn values_for_round(&mut self, height: Height, round: Round) -> Vec<ProposedValue<MetisContext>> {
+        let mut out: Vec<_> = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| c.round == round && c.data.header.number == height.0)
+            .map(|(h, c)| ProposedValue {
+                height,
+                round,
+                valid_round: Round::Nil,
+                proposer: c.proposer,
+                value: *h,
+                validity: c.validity,
+            })
+            .collect();
+        // Proposals that arrived before we reached this height are checked now.
+        let r = round.as_u32().unwrap_or(0);
+        if let Some(f) = self.future.remove(&(height, r)) {
+            let (hash, validity) = self.validate(height, round, f.init.proposer, f.data);
+            out.push(ProposedValue {
+                height,
+                round,
+                valid_round: f.init.pol_round,
+                proposer: f.init.proposer,
+                value: hash,
+                validity,
+            });
+        }
+        self.future.retain(|(h, _), _| *h >= height);
+        out
+    }
+
+    /// Builds this node's proposal for (height, round) and the parts that carry it.
+    fn propose(
+        &mut self,
+        height: Height,
+        round: Round,
+    ) -> Result<(BlockHash, Vec<StreamMessage<ProposalPart>>), AppError> {
+        let started = Instant::now();
+        let beneficiary = self
+            .ledger
+            .sequencers()
+            .find(|s| s.consensus_key.0 == self.address.0)
+            .map(|s| s.signer)
+            .unwrap_or_default();
+        let ctx = {
+            let engine = self.backend.engine();
+            let mut ctx = engine.next_context(now_secs(), beneficiary);
+            ctx.extra_data = ABytes::copy_from_slice(self.ledger.state_hash().as_slice());
+            ctx.prevrandao = commit_digest(height.0, engine.head_hash(), self.last_commit.as_ref());
+            ctx
+        };
+        let executed = self.backend.build_block(ctx);
+        let hash = BlockHash(executed.hash.0);
+        let data = BlockData {
+            header: executed.header.clone(),
+            txs: executed.transactions.clone(),
+            last_commit: self.last_commit.clone(),
+        };
+        let bytes = data.encode();
+        info!(
+            round = %round,
+            txs = data.txs.len(),
+            gas_used = data.header.gas_used,
+            bytes = bytes.len(),
+            build_ms = started.elapsed().as_millis() as u64,
+            "proposing block {hash}"
+        );
+        let init = PartInit {
+            height,
+            round,
+            pol_round: Round::Nil,
+            proposer: self.address,
+            total_len: 0,
+        };
+        let parts = self.stream_parts(init, &bytes);
+        self.candidates.insert(
+            hash,
+            Candidate {
+                executed,
+                data,
+                round,
+                proposer: self.address,
+                validity: Validity::Valid,
+            },
+        );
+        Ok((hash, parts))
+    }
+
+    fn stream_parts(&self, mut init: PartInit, bytes: &[u8]) -> Vec<StreamMessage<ProposalPart>> {
+        init.total_len = bytes.len() as u32;
+        let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK).map(|c| c.to_vec()).collect();
+        let sig = self.signer.sign_bytes(&stream_digest(&init, &chunks));
+        let mut id = Vec::with_capacity(44);
+        id.extend_from_slice(&init.height.0.to_be_bytes());
+        id.extend_from_slice(&init.round.as_i64().to_be_bytes());
+        id.extend_from_slice(&self.address.0[..8]);
+        let stream_id = StreamId::new(Bytes::from(id));
+        let mut out = Vec::with_capacity(chunks.len() + 3);
+        let mut seq = 0u64;
+        let mut push = |content| {
+            out.push(StreamMessage::new(stream_id.clone(), seq, content));
+            seq += 1;
+        };
+        push(StreamContent::Data(ProposalPart::Init(init)));
+        for c in chunks {
+            push(StreamContent::Data(ProposalPart::Data(c)));
+        }
+        push(StreamContent::Data(ProposalPart::Fin(sig)));
+        push(StreamContent::Fin);
+        out
+    }
+
+    /// Adds one streamed part; when the stream is complete and authentic, validates the block.
+    fn on_part(&mut self, peer: PeerId, msg: StreamMessage<ProposalPart>) -> Option<ProposedValue<MetisContext>> {
+        let key = (peer, msg.stream_id.clone());
+        if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS {
+            let oldest = self
+                .streams
+                .iter()
+                .min_by_key(|(_, s)| s.started)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.streams.remove(&k);
+            }
+        }
+        let s = self.streams.entry(key.clone()).or_default();
+        s.started.get_or_insert_with(Instant::now);
+        if msg.sequence > (MAX_BLOCK_BYTES / CHUNK) as u64 + 4 {
+            warn!(%peer, seq = msg.sequence, "proposal stream too long, dropped");
+            self.streams.remove(&key);
+            return None;
+        }
+        match msg.content {
+            StreamContent::Fin => s.fin_seq = Some(msg.sequence),
+            StreamContent::Data(part) => {
+                if let ProposalPart::Data(d) = &part {
+                    s.bytes += d.len();
+                }
+                if let ProposalPart::Init(i) = &part {
+                    s.init = Some(i.clone());
+                }
+                s.parts.insert(msg.sequence, part);
+            }
+        }
+        if s.bytes > MAX_BLOCK_BYTES {
+            warn!(%peer, "proposal stream exceeds the block size limit, dropped");
+            self.streams.remove(&key);
+            return None;
+        }
+        let fin = s.fin_seq?;
+        if s.parts.len() as u64 != fin || s.init.is_none() {
+            return None;
+        }
+        let s = self.streams.remove(&key)?;
+        self.complete_stream(s)
+    }
+
+    fn complete_stream(&mut self, s: PartialStream) -> Option<ProposedValue<MetisContext>> {
+        let init = s.init?;
+        let mut chunks = Vec::new();
+        let mut sig = None;
+        for (i, (_, p)) in s.parts.into_iter().enumerate() {
+            match p {
+                ProposalPart::Init(_) if i == 0 => {}
+                ProposalPart::Data(d) if sig.is_none() && i > 0 => chunks.push(d),
+                ProposalPart::Fin(f) if sig.is_none() && i > 0 => sig = Some(f),
+                _ => {
+                    warn!(height = init.height.0, "malformed proposal stream, dropped");
+                    return None;
+                }
+            }
+        }
+        let sig = sig?;
+        // Authentic: signed by the key the Init names (whether that proposer is scheduled is checked next).
+        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&init.proposer.0) else {
+            return None;
+        };
+        if !verify(&key, &stream_digest(&init, &chunks), &sig) {
+            warn!(height = init.height.0, proposer = %init.proposer, "proposal stream with a bad signature, dropped");
+            return None;
+        }
+        let bytes: Vec<u8> = chunks.concat();
+        if bytes.len() != init.total_len as usize {
+            return None;
+        }
+        let data = match BlockData::decode(&bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(height = init.height.0, proposer = %init.proposer, error = %e, "proposal does not decode");
+                return None;
+            }
+        };
+        // The height consensus is on: between Decided and Finalized that is still the decided one, and a
+        // proposal for the next height (from a node that moved on first) waits until we start it.
+        let next = self.set.as_ref().map(|(h, _)| *h).unwrap_or_else(|| self.next_height());
+        if init.height > next {
+            if init.height.0 <= next.0 + FUTURE_HEIGHTS {
+                let r = init.round.as_u32().unwrap_or(0);
+                self.future.insert((init.height, r), Future { init, data });
+            }
+            return None;
+        }
+        if init.height < next {
+            return None;
+        }
+        let (hash, validity) = self.validate(init.height, init.round, init.proposer, data);
+        Some(ProposedValue {
+            height: init.height,
+            round: init.round,
+            valid_round: init.pol_round,
+            proposer: init.proposer,
+            value: hash,
+            validity,
+        })
+    }
+
+    /// Checks a block proposed for the next height in `round` by `proposer`, and keeps it (valid or not) so a
+    /// decision on it can be committed. Returns its hash and verdict.
+    fn validate(&mut self, height: Height, round: Round, proposer: Address, data: BlockData) -> (BlockHash, Validity) {
+        let hash = BlockHash(data.header.hash_slow().0);
+        if let Some(c) = self.candidates.get(&hash) {
+            return (hash, c.validity);
+        }
+        let started = Instant::now();
+        match self.check(height, round, proposer, &data) {
+            Ok(executed) => {
+                debug!(
+                    round = %round,
+                    %proposer,
+                    txs = data.txs.len(),
+                    exec_ms = started.elapsed().as_millis() as u64,
+                    "valid proposal {hash}"
+                );
+                self.candidates.insert(
+                    hash,
+                    Candidate {
+                        executed,
+                        data,
+                        round,
+                        proposer,
+                        validity: Validity::Valid,
+                    },
+                );
+                (hash, Validity::Valid)
+            }
+            Err(reason) => {
+                warn!(round = %round, %proposer, %reason, "invalid proposal {hash}");
+                (hash, Validity::Invalid)
+            }
+        }
+    }
+
+    fn check(
+        &self,
+        height: Height,
+        round: Round,
+        proposer: Address,
+        data: &BlockData,
+    ) -> Result<ExecutedBlock, String> {
+        let Some((set_height, set)) = &self.set else {
+            return Err("no height in progress".into());
+        };
+        if *set_height != height {
+            return Err(format!("for height {height}, deciding {set_height}"));
+        }
+        let scheduled = set.proposer(round.as_u32().unwrap_or(0));
+        if scheduled.address != proposer {
+            return Err(format!(
+                "proposer {proposer} is not scheduled for round {round} ({})",
+                scheduled.address
+            ));
+        }
+        let h = &data.header;
+        if h.number != height.0 {
+            return Err(format!("block number {} at height {height}", h.number));
+        }
+        let engine = self.backend.engine();
+        let ledger_hash = self.ledger.state_hash();
+        if h.extra_data.as_ref() != ledger_hash.as_slice() {
+            return Err(format!(
+                "ledger hash {} in extra data, ours is {ledger_hash}",
+                h.extra_data
+            ));
+        }
+        match (&data.last_commit, &self.head_set) {
+            (None, None) if height.0 == 1 => {}
+            (Some(c), Some(set)) => {
+                verify_commit(c, height.0 - 1, engine.head_hash(), set).map_err(|e| e.to_string())?
+            }
+            _ => return Err("last commit missing or unexpected".into()),
+        }
+        let digest = commit_digest(height.0, engine.head_hash(), data.last_commit.as_ref());
+        if h.mix_hash != digest {
+            return Err(format!(
+                "mix hash {} is not the last-commit digest {digest}",
+                h.mix_hash
+            ));
+        }
+        let expected_beneficiary = self
+            .ledger
+            .sequencer(scheduled.sequencer)
+            .map(|s| s.signer)
+            .unwrap_or_default();
+        if h.beneficiary != expected_beneficiary {
+            return Err(format!(
+                "beneficiary {} is not the proposer's signer {expected_beneficiary}",
+                h.beneficiary
+            ));
+        }
+        let parent_ts = engine.head().timestamp;
+        if h.timestamp > parent_ts + 1 && h.timestamp > now_secs() + MAX_FUTURE_DRIFT_SECS {
+            return Err(format!("timestamp {} is in the future", h.timestamp));
+        }
+        engine.validate(h, data.txs.clone()).map_err(|e| e.to_string())
+    }
+
+    fn decide(&mut self, cert: &CommitCertificate<MetisContext>) -> Result<(), AppError> {
+        let height = cert.height;
+        let Some(c) = self.candidates.remove(&cert.value_id) else {
+            return Err(AppError::UnknownDecided(cert.value_id));
+        };
+        let Some((_, set)) = self.set.clone() else {
+            return Err(AppError::Corrupt("decision without a height in progress".into()));
+        };
+        let round = cert.round.as_u32().unwrap_or(0);
+        let proposer = set.proposer(round).sequencer;
+        let mut ledger = self.ledger.clone();
+        ledger.apply_block(&BlockInfo {
+            height: height.0,
+            round,
+            proposer,
+            seed: c.data.header.mix_hash,
+        })?;
+        let wire = wire_cert(cert);
+        let cert_bytes = borsh::to_vec(&wire).unwrap_or_default();
+        let ledger_bytes = ledger.to_bytes();
+        let ledger_hash = ledger.state_hash();
+        let set_bytes = set_record(&set);
+        let (ck, vk, lk) = (meta_cert(height.0), meta_valset(height.0), meta_carried(height.0));
+        let carried = borsh::to_vec(&c.data.last_commit).unwrap_or_default();
+        let txs = c.data.txs.len();
+        self.backend.commit_block(
+            c.executed,
+            &[
+                (META_LEDGER, &ledger_bytes),
+                (META_LEDGER_HASH, ledger_hash.as_slice()),
+                (&ck, &cert_bytes),
+                (&vk, &set_bytes),
+                (&lk, &carried),
+            ],
+        )?;
+        let epoch_before = self.ledger.current_epoch().id;
+        self.ledger = ledger;
+        self.head_set = Some(set);
+        self.last_commit = Some(wire);
+        self.candidates.clear();
+        self.streams
+            .retain(|_, s| s.init.as_ref().is_none_or(|i| i.height > height));
+        let e = self.ledger.current_epoch();
+        if e.id != epoch_before {
+            info!(
+                epoch = e.id,
+                producer = e.producer,
+                reason = ?e.reason,
+                first_block = e.first_block,
+                "new epoch"
+            );
+        }
+        info!(
+            round,
+            proposer,
+            txs,
+            signatures = cert.commit_signatures.len(),
+            elapsed_ms = self
+                .height_started
+                .map(|t| t.elapsed().as_millis() as u64)
+                .unwrap_or_default(),
+            "decided {}",
+            cert.value_id
+        );
+        Ok(())
+    }
+
+    fn decided_values(&self, from: u64, to: u64) -> Result<Vec<RawDecidedValue<MetisContext>>, AppError> {
+        let engine = self.backend.engine();
+        let store = engine.store();
+        let to = to
+            .min(engine.head().number)
+            .min(from.saturating_add(MAX_SYNC_BATCH - 1));
+        let mut out = Vec::new();
+        for h in from.max(1)..=to {
+            let (Some(header), Some(txs), Some(cert), Some(carried)) = (
+                store.header(h)?,
+                store.transactions(h)?,
+                store.meta(&meta_cert(h))?,
+                store.meta(&meta_carried(h))?,
+            ) else {
+                break;
+            };
+            let cert = WireCertificate::try_from_slice(&cert).map_err(|_| AppError::Corrupt(meta_cert(h)))?;
+            let last_commit =
+                Option::<WireCertificate>::try_from_slice(&carried).map_err(|_| AppError::Corrupt(meta_carried(h)))?;
+            let data = encode_stored(header, txs, last_commit);
+            out.push(RawDecidedValue::new(
+                Bytes::from(data),
+                ExtendedCommitCertificate::from(cert),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Re-encodes a stored block exactly as it travelled.
+fn encode_stored(
+    header: alloy_consensus::Header,
+    txs: Vec<(alloy_primitives::Address, alloy_consensus::TxEnvelope)>,
+    last_commit: Option<WireCertificate>,
+) -> Vec<u8> {
+    let txs = txs
+        .into_iter()
+        .filter_map(|(_, env)| metis_execution::RecoveredTx::from_envelope(env).ok())
+        .collect();
+    BlockData {
+        header,
+        txs,
+        last_commit,
+    }
+    .encode()
+}
+
+fn wire_cert(c: &CommitCertificate<MetisContext>) -> WireCertificate {
+    WireCertificate {
+        height: c.height,
+        round: c.round,
+        value_id: c.value_id,
+        signatures: c
+            .commit_signatures
+            .iter()
+            .map(|s| (s.address, s.signature.clone(), None))
+            .collect(),
+    }
+}

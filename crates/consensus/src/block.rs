@@ -1,0 +1,203 @@
+//! The decided value's body as it travels (proposal parts, sync): the header, the transactions and the commit
+//! certificate of the parent block ("last commit").
+//!
+//! The last commit does two jobs. Its digest is the block's PREVRANDAO (`mix_hash`), which the header hash
+//! commits to, and the PoS ledger seeds each election with the `mix_hash` of the block that closes the epoch.
+//! That value is a function of precommit signatures by other validators over the parent block, which no single
+//! sequencer can compute in advance (see docs/architecture.md, "Election seed").
+
+use crate::codec::WireCertificate;
+use crate::signing::verify;
+use crate::types::{BlockHash, Height, MetisContext, ValidatorSet};
+use alloy_consensus::{Header, TxEnvelope};
+use alloy_eips::eip2718::{Decodable2718, Encodable2718};
+use alloy_primitives::{keccak256, B256};
+use borsh::{BorshDeserialize, BorshSerialize};
+use malachitebft_core_types::{Context, NilOrVal};
+use metis_execution::{RecoveredTx, TxError};
+
+/// Largest encoded block a node accepts (a 30M-gas block of zero-byte calldata is ~7.5 MB).
+pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+struct WireBlock {
+    header_rlp: Vec<u8>,
+    txs: Vec<Vec<u8>>,
+    last_commit: Option<WireCertificate>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BlockData {
+    pub header: Header,
+    pub txs: Vec<RecoveredTx>,
+    pub last_commit: Option<WireCertificate>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockDataError {
+    #[error("block of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("block encoding: {0}")]
+    Encoding(String),
+    #[error("transaction {index}: {error}")]
+    Tx { index: usize, error: TxError },
+    #[error("last commit: {0}")]
+    LastCommit(String),
+}
+
+impl BlockData {
+    pub fn encode(&self) -> Vec<u8> {
+        let wire = WireBlock {
+            header_rlp: alloy_rlp::encode(&self.header),
+            txs: self.txs.iter().map(|t| t.envelope.encoded_2718()).collect(),
+            last_commit: self.last_commit.clone(),
+        };
+        borsh::to_vec(&wire).unwrap_or_default()
+    }
+
+    /// Decodes and recovers every sender (the expensive part of accepting a block).
+    pub fn decode(bytes: &[u8]) -> Result<Self, BlockDataError> {
+        if bytes.len() > MAX_BLOCK_BYTES {
+            return Err(BlockDataError::TooLarge(bytes.len()));
+        }
+        let wire: WireBlock = borsh::from_slice(bytes).map_err(|e| BlockDataError::Encoding(e.to_string()))?;
+        let mut h = wire.header_rlp.as_slice();
+        let header: Header =
+            alloy_rlp::Decodable::decode(&mut h).map_err(|e| BlockDataError::Encoding(e.to_string()))?;
+        if !h.is_empty() {
+            return Err(BlockDataError::Encoding("trailing bytes after the header".into()));
+        }
+        let txs = wire
+            .txs
+            .iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                let mut b = raw.as_slice();
+                let env = TxEnvelope::decode_2718(&mut b).map_err(|e| BlockDataError::Tx {
+                    index,
+                    error: TxError::Decode(e.to_string()),
+                })?;
+                if !b.is_empty() {
+                    return Err(BlockDataError::Tx {
+                        index,
+                        error: TxError::Decode("trailing bytes".into()),
+                    });
+                }
+                RecoveredTx::from_envelope(env).map_err(|error| BlockDataError::Tx { index, error })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            header,
+            txs,
+            last_commit: wire.last_commit,
+        })
+    }
+}
+
+/// PREVRANDAO of block `number`: a digest of the parent's commit certificate (block 1 has none).
+pub fn commit_digest(number: u64, parent_hash: B256, last_commit: Option<&WireCertificate>) -> B256 {
+    let mut buf = b"metis-seq/last-commit/v1".to_vec();
+    buf.extend_from_slice(&number.to_be_bytes());
+    buf.extend_from_slice(parent_hash.as_slice());
+    if let Some(c) = last_commit {
+        let mut sigs: Vec<_> = c.signatures.iter().map(|(a, s, _)| (a.0, s.0)).collect();
+        sigs.sort();
+        for (a, s) in sigs {
+            buf.extend_from_slice(&a);
+            buf.extend_from_slice(&s);
+        }
+    }
+    keccak256(buf)
+}
+
+/// Checks that `c` is a commit certificate for block `parent` (number `parent_number`, hash `parent_hash`) by
+/// more than 2/3 of the voting power of `set`, every signature valid and no validator counted twice.
+pub fn verify_commit(
+    c: &WireCertificate,
+    parent_number: u64,
+    parent_hash: B256,
+    set: &ValidatorSet,
+) -> Result<(), BlockDataError> {
+    let bad = |m: String| Err(BlockDataError::LastCommit(m));
+    if c.height != Height(parent_number) || c.value_id != BlockHash(parent_hash.0) {
+        return bad(format!(
+            "certifies height {} value {}, not the parent",
+            c.height, c.value_id
+        ));
+    }
+    let ctx = MetisContext;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut power: u128 = 0;
+    for (addr, sig, _) in &c.signatures {
+        let Some(v) = set.by_address(addr) else {
+            return bad(format!("signer {addr} is not a validator of height {parent_number}"));
+        };
+        if !seen.insert(*addr) {
+            return bad(format!("signer {addr} counted twice"));
+        }
+        let vote = ctx.new_precommit(c.height, c.round, NilOrVal::Val(c.value_id), *addr);
+        if !verify(&v.public_key, &vote.signing_bytes(), sig) {
+            return bad(format!("bad precommit signature by {addr}"));
+        }
+        power += v.voting_power as u128;
+    }
+    let total: u128 = set.validators().iter().map(|v| v.voting_power as u128).sum();
+    if power * 3 <= total * 2 {
+        return bad(format!(
+            "signers hold {power} of {total} voting power, not more than 2/3"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::ConsensusSigner;
+    use crate::types::Address;
+    use malachitebft_core_types::Round;
+
+    #[test]
+    fn commit_verification() {
+        let keys: Vec<_> = (1..=4u8)
+            .map(|i| ed25519_dalek::SigningKey::from_bytes(&[i; 32]))
+            .collect();
+        let vals: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (i as u64 + 1, k.verifying_key().to_bytes(), 10))
+            .collect();
+        let set = ValidatorSet::new(&vals, &[1, 2, 3, 4]).unwrap();
+        let parent = B256::repeat_byte(7);
+        let sign = |k: &ed25519_dalek::SigningKey| {
+            let a = Address(k.verifying_key().to_bytes());
+            let vote = MetisContext.new_precommit(Height(9), Round::new(0), NilOrVal::Val(BlockHash(parent.0)), a);
+            (
+                a,
+                ConsensusSigner::new(k.clone()).sign_bytes(&vote.signing_bytes()),
+                None,
+            )
+        };
+        let mut c = WireCertificate {
+            height: Height(9),
+            round: Round::new(0),
+            value_id: BlockHash(parent.0),
+            signatures: keys[..3].iter().map(sign).collect(),
+        };
+        verify_commit(&c, 9, parent, &set).unwrap();
+        assert!(verify_commit(&c, 9, B256::ZERO, &set).is_err());
+        // 2 of 4 is not enough; a duplicate does not count twice.
+        c.signatures.truncate(2);
+        assert!(verify_commit(&c, 9, parent, &set).is_err());
+        c.signatures.push(c.signatures[0].clone());
+        assert!(verify_commit(&c, 9, parent, &set).is_err());
+        // A forged signature is refused.
+        c.signatures[2] = sign(&keys[3]);
+        c.signatures[2].1 .0[0] ^= 1;
+        assert!(verify_commit(&c, 9, parent, &set).is_err());
+        // The digest does not depend on signature order.
+        let mut a = c.clone();
+        a.signatures.reverse();
+        assert_eq!(commit_digest(10, parent, Some(&a)), commit_digest(10, parent, Some(&c)));
+    }
+}

@@ -1,0 +1,443 @@
+//! Transaction gossip between the sequencers: whatever a node's RPC admits reaches every other node's mempool,
+//! so whoever proposes next has it and a rotation or failover loses nothing.
+//!
+//! Every node dials every peer it is configured with and sends on the connections it dialled; it receives on
+//! the ones it accepted. A connection starts with a handshake that authenticates both ends by their ed25519
+//! consensus keys (only validators of the genesis set are accepted) and agrees on fresh keys by ephemeral
+//! X25519; every frame after it is sealed with ChaCha20-Poly1305 under a per-direction key and counter, so a
+//! frame cannot be forged, replayed, reordered or read on the way. Frames are size-limited before they are
+//! read. On (re)connecting, a node sends its whole pool, so transactions admitted while a peer was down reach
+//! it too.
+
+use alloy_eips::eip2718::Encodable2718;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use metis_execution::RecoveredTx;
+use metis_rpc::Backend;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info, info_span, warn, Instrument};
+use x25519_dalek::{PublicKey as XPublic, StaticSecret};
+
+const VERSION: u8 = 1;
+const HELLO_LEN: usize = 1 + 8 + 32 + 32;
+/// Largest sealed frame (plaintext limit plus the tag).
+pub const MAX_FRAME: usize = 1024 * 1024;
+const MAX_TXS_PER_FRAME: usize = 4096;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const PEER_QUEUE: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake: {0}")]
+    Handshake(&'static str),
+    #[error("frame of {0} bytes exceeds the limit")]
+    FrameTooLarge(usize),
+    #[error("frame fails authentication")]
+    BadFrame,
+    #[error("no randomness")]
+    Random,
+}
+
+#[derive(Clone, Debug)]
+pub struct GossipConfig {
+    pub listen: SocketAddr,
+    pub peers: Vec<SocketAddr>,
+    pub chain_id: u64,
+}
+
+struct Session {
+    send: ChaCha20Poly1305,
+    recv: ChaCha20Poly1305,
+    send_ctr: u64,
+    recv_ctr: u64,
+    peer: VerifyingKey,
+}
+
+fn nonce(ctr: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&ctr.to_be_bytes());
+    Nonce::from(n)
+}
+
+fn direction_key(shared: &[u8; 32], transcript: &[u8; 32], sender: &VerifyingKey) -> ChaCha20Poly1305 {
+    let mut h = Sha256::new();
+    h.update(b"metis-seq/gossip/key");
+    h.update(shared);
+    h.update(transcript);
+    h.update(sender.as_bytes());
+    let k: [u8; 32] = h.finalize().into();
+    ChaCha20Poly1305::new(&Key::from(k))
+}
+
+fn sig_msg(transcript: &[u8; 32], signer: &VerifyingKey) -> Vec<u8> {
+    let mut m = b"metis-seq/gossip/auth".to_vec();
+    m.extend_from_slice(transcript);
+    m.extend_from_slice(signer.as_bytes());
+    m
+}
+
+async fn handshake(
+    stream: &mut TcpStream,
+    key: &SigningKey,
+    chain_id: u64,
+    allowed: &BTreeSet<[u8; 32]>,
+) -> Result<Session, GossipError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|_| GossipError::Random)?;
+    let eph = StaticSecret::from(seed);
+    let me = key.verifying_key();
+    let mut hello = Vec::with_capacity(HELLO_LEN);
+    hello.push(VERSION);
+    hello.extend_from_slice(&chain_id.to_be_bytes());
+    hello.extend_from_slice(me.as_bytes());
+    hello.extend_from_slice(XPublic::from(&eph).as_bytes());
+    stream.write_all(&hello).await?;
+    let mut theirs = [0u8; HELLO_LEN];
+    stream.read_exact(&mut theirs).await?;
+    if theirs[0] != VERSION {
+        return Err(GossipError::Handshake("protocol version"));
+    }
+    if theirs[1..9] != chain_id.to_be_bytes() {
+        return Err(GossipError::Handshake("another chain"));
+    }
+    let peer_bytes: [u8; 32] = theirs[9..41].try_into().map_err(|_| GossipError::Handshake("key"))?;
+    if !allowed.contains(&peer_bytes) || peer_bytes == *me.as_bytes() {
+        return Err(GossipError::Handshake("peer is not a validator"));
+    }
+    let peer = VerifyingKey::from_bytes(&peer_bytes).map_err(|_| GossipError::Handshake("peer key"))?;
+    let peer_eph: [u8; 32] = theirs[41..73].try_into().map_err(|_| GossipError::Handshake("key"))?;
+    let shared = eph.diffie_hellman(&XPublic::from(peer_eph));
+    if !shared.was_contributory() {
+        return Err(GossipError::Handshake("degenerate key exchange"));
+    }
+    let (a, b) = if hello.as_slice() < theirs.as_slice() {
+        (hello.as_slice(), theirs.as_slice())
+    } else {
+        (theirs.as_slice(), hello.as_slice())
+    };
+    let transcript: [u8; 32] = Sha256::new()
+        .chain_update(b"metis-seq/gossip/v1")
+        .chain_update(a)
+        .chain_update(b)
+        .finalize()
+        .into();
+    let sig = key.sign(&sig_msg(&transcript, &me));
+    stream.write_all(&sig.to_bytes()).await?;
+    let mut their_sig = [0u8; 64];
+    stream.read_exact(&mut their_sig).await?;
+    peer.verify_strict(
+        &sig_msg(&transcript, &peer),
+        &ed25519_dalek::Signature::from_bytes(&their_sig),
+    )
+    .map_err(|_| GossipError::Handshake("bad signature"))?;
+    Ok(Session {
+        send: direction_key(shared.as_bytes(), &transcript, &me),
+        recv: direction_key(shared.as_bytes(), &transcript, &peer),
+        send_ctr: 0,
+        recv_ctr: 0,
+        peer,
+    })
+}
+
+impl Session {
+    async fn write(&mut self, stream: &mut TcpStream, plain: &[u8]) -> Result<(), GossipError> {
+        let ct = self
+            .send
+            .encrypt(&nonce(self.send_ctr), plain)
+            .map_err(|_| GossipError::BadFrame)?;
+        self.send_ctr += 1;
+        if ct.len() > MAX_FRAME {
+            return Err(GossipError::FrameTooLarge(ct.len()));
+        }
+        stream.write_all(&(ct.len() as u32).to_be_bytes()).await?;
+        stream.write_all(&ct).await?;
+        Ok(())
+    }
+
+    async fn read(&mut self, stream: &mut TcpStream) -> Result<Vec<u8>, GossipError> {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).await?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_FRAME {
+            return Err(GossipError::FrameTooLarge(len));
+        }
+        let mut ct = vec![0u8; len];
+        stream.read_exact(&mut ct).await?;
+        let plain = self
+            .recv
+            .decrypt(&nonce(self.recv_ctr), ct.as_slice())
+            .map_err(|_| GossipError::BadFrame)?;
+        self.recv_ctr += 1;
+        Ok(plain)
+    }
+}
+
+/// Starts gossip: the listener, one sender per peer, and the feed from this node's RPC. Returns the bound
+/// listen address.
+pub async fn start(
+    cfg: GossipConfig,
+    key: SigningKey,
+    allowed: BTreeSet<[u8; 32]>,
+    backend: Arc<Backend>,
+) -> Result<SocketAddr, GossipError> {
+    let listener = TcpListener::bind(cfg.listen).await?;
+    let local = listener.local_addr()?;
+    let key = Arc::new(key);
+    let allowed = Arc::new(allowed);
+    {
+        let (key, allowed, backend) = (key.clone(), allowed.clone(), backend.clone());
+        let chain_id = cfg.chain_id;
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, addr)) = listener.accept().await else {
+                    continue;
+                };
+                let (key, allowed, backend) = (key.clone(), allowed.clone(), backend.clone());
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = receive(stream, &key, chain_id, &allowed, &backend).await {
+                            debug!(error = %e, "gossip connection closed");
+                        }
+                    }
+                    .instrument(info_span!("gossip-in", peer = %addr)),
+                );
+            }
+        });
+    }
+    let mut queues = Vec::new();
+    for peer in cfg.peers {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(PEER_QUEUE);
+        queues.push(tx);
+        let (key, allowed, backend) = (key.clone(), allowed.clone(), backend.clone());
+        let chain_id = cfg.chain_id;
+        tokio::spawn(
+            send_loop(peer, rx, key, chain_id, allowed, backend).instrument(info_span!("gossip-out", peer = %peer)),
+        );
+    }
+    let mut local_txs = backend.subscribe_local_txs();
+    tokio::spawn(async move {
+        loop {
+            match local_txs.recv().await {
+                Ok(tx) => {
+                    let raw = tx.envelope.encoded_2718();
+                    for q in &queues {
+                        if q.try_send(raw.clone()).is_err() {
+                            debug!(hash = %tx.hash, "a peer's gossip queue is full; it gets the pool on reconnect");
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(
+                        missed = n,
+                        "gossip fell behind the RPC; peers get those transactions with the pool on reconnect"
+                    )
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    info!(%local, "transaction gossip listening");
+    Ok(local)
+}
+
+async fn receive(
+    mut stream: TcpStream,
+    key: &SigningKey,
+    chain_id: u64,
+    allowed: &BTreeSet<[u8; 32]>,
+    backend: &Backend,
+) -> Result<(), GossipError> {
+    stream.set_nodelay(true)?;
+    let mut s = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, key, chain_id, allowed))
+        .await
+        .map_err(|_| GossipError::Handshake("timed out"))??;
+    debug!(peer = %crate::types::Address(s.peer.to_bytes()), "gossip peer connected (inbound)");
+    loop {
+        let frame = s.read(&mut stream).await?;
+        let txs: Vec<Vec<u8>> = borsh::from_slice(&frame).map_err(|_| GossipError::BadFrame)?;
+        if txs.len() > MAX_TXS_PER_FRAME {
+            return Err(GossipError::BadFrame);
+        }
+        let (mut added, mut refused) = (0usize, 0usize);
+        for raw in txs {
+            match RecoveredTx::decode(&raw) {
+                Ok(tx) => match backend.submit_from_peer(tx) {
+                    Ok(_) => added += 1,
+                    Err(_) => refused += 1,
+                },
+                Err(_) => refused += 1,
+            }
+        }
+        debug!(added, refused, "gossip frame");
+    }
+}
+
+async fn send_loop(
+    peer: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    key: Arc<SigningKey>,
+    chain_id: u64,
+    allowed: Arc<BTreeSet<[u8; 32]>>,
+    backend: Arc<Backend>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match connect_and_send(peer, &mut rx, &key, chain_id, &allowed, &backend).await {
+            Ok(()) => return,
+            Err(e) => {
+                debug!(error = %e, "gossip link down, reconnecting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn connect_and_send(
+    peer: SocketAddr,
+    rx: &mut mpsc::Receiver<Vec<u8>>,
+    key: &SigningKey,
+    chain_id: u64,
+    allowed: &BTreeSet<[u8; 32]>,
+    backend: &Backend,
+) -> Result<(), GossipError> {
+    let mut stream = TcpStream::connect(peer).await?;
+    stream.set_nodelay(true)?;
+    let mut s = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, key, chain_id, allowed))
+        .await
+        .map_err(|_| GossipError::Handshake("timed out"))??;
+    info!(peer = %crate::types::Address(s.peer.to_bytes()), "gossip link up");
+    // Everything pending so far, so nothing admitted while the link was down is missed.
+    let pool: Vec<Vec<u8>> = backend.pool().all().map(|t| t.envelope.encoded_2718()).collect();
+    for batch in batches(pool) {
+        s.write(&mut stream, &batch).await?;
+    }
+    while let Some(first) = rx.recv().await {
+        let mut txs = vec![first];
+        let mut size = txs[0].len();
+        while txs.len() < MAX_TXS_PER_FRAME && size < MAX_FRAME / 2 {
+            match rx.try_recv() {
+                Ok(t) => {
+                    size += t.len();
+                    txs.push(t);
+                }
+                Err(_) => break,
+            }
+        }
+        for batch in batches(txs) {
+            s.write(&mut stream, &batch).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Splits raw transactions into frames within the size and count limits.
+fn batches(txs: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<Vec<u8>> = Vec::new();
+    let mut size = 0;
+    for t in txs {
+        if !cur.is_empty() && (size + t.len() + 8 > MAX_FRAME - 1024 || cur.len() >= MAX_TXS_PER_FRAME) {
+            out.push(borsh::to_vec(&cur).unwrap_or_default());
+            cur.clear();
+            size = 0;
+        }
+        size += t.len() + 4;
+        cur.push(t);
+    }
+    if !cur.is_empty() {
+        out.push(borsh::to_vec(&cur).unwrap_or_default());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs both ends of a handshake; the refusing side drops its stream, which ends the other's too.
+    async fn pair(
+        ka: SigningKey,
+        kb: SigningKey,
+        allowed: BTreeSet<[u8; 32]>,
+        chain_b: u64,
+    ) -> (
+        Result<Session, GossipError>,
+        Result<Session, GossipError>,
+        TcpStream,
+        Option<TcpStream>,
+    ) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let allowed2 = allowed.clone();
+        let server = async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let r = handshake(&mut s, &kb, chain_b, &allowed2).await;
+            let s = r.is_ok().then_some(s);
+            (r, s)
+        };
+        let client = async move {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let r = tokio::time::timeout(Duration::from_secs(5), handshake(&mut c, &ka, 7, &allowed)).await;
+            (r.unwrap_or(Err(GossipError::Handshake("timed out"))), c)
+        };
+        let ((rb, s), (ra, c)) = tokio::join!(server, client);
+        (ra, rb, c, s)
+    }
+
+    #[tokio::test]
+    async fn authenticated_sealed_frames() {
+        let (ka, kb) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
+        let allowed: BTreeSet<_> = [ka.verifying_key().to_bytes(), kb.verifying_key().to_bytes()].into();
+        let (ra, rb, mut c, s) = pair(ka.clone(), kb.clone(), allowed, 7).await;
+        let mut s = s.unwrap();
+        let (mut a, mut b) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(a.peer, kb.verifying_key());
+        a.write(&mut c, b"hello").await.unwrap();
+        a.write(&mut c, b"again").await.unwrap();
+        assert_eq!(b.read(&mut s).await.unwrap(), b"hello");
+        assert_eq!(b.read(&mut s).await.unwrap(), b"again");
+        // A tampered frame fails.
+        let ct = a.send.encrypt(&nonce(a.send_ctr), &b"x"[..]).unwrap();
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        c.write_all(&(bad.len() as u32).to_be_bytes()).await.unwrap();
+        c.write_all(&bad).await.unwrap();
+        assert!(matches!(b.read(&mut s).await, Err(GossipError::BadFrame)));
+    }
+
+    #[tokio::test]
+    async fn strangers_and_other_chains_are_refused() {
+        let (ka, kb) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
+        let only_b: BTreeSet<_> = [kb.verifying_key().to_bytes()].into();
+        let (_, rb, _, _) = pair(ka.clone(), kb.clone(), only_b, 7).await;
+        assert!(matches!(rb, Err(GossipError::Handshake("peer is not a validator"))));
+        let both: BTreeSet<_> = [ka.verifying_key().to_bytes(), kb.verifying_key().to_bytes()].into();
+        let (ra, _, _, _) = pair(ka, kb, both, 8).await;
+        assert!(ra.is_err());
+    }
+
+    #[test]
+    fn batches_respect_limits() {
+        let txs: Vec<Vec<u8>> = (0..10_000).map(|i| vec![i as u8; 300]).collect();
+        let frames = batches(txs);
+        let mut n = 0;
+        for f in &frames {
+            assert!(f.len() + 16 <= MAX_FRAME);
+            let v: Vec<Vec<u8>> = borsh::from_slice(f).unwrap();
+            assert!(v.len() <= MAX_TXS_PER_FRAME);
+            n += v.len();
+        }
+        assert_eq!(n, 10_000);
+    }
+}

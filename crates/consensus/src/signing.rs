@@ -1,0 +1,198 @@
+//! Signing and verifying consensus messages with the sequencer's ed25519 consensus key. Every message type has
+//! its own domain tag, so a signature over one kind can never be replayed as another.
+
+use crate::types::{MetisContext, PartInit, Proposal, Signature, Vote};
+use async_trait::async_trait;
+use borsh::BorshSerialize;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use malachitebft_core_types::{SignedMessage, ValidatorProof, VoteExtensionScope};
+use malachitebft_signing::{Error, Signer, VerificationResult, Verifier};
+use sha2::{Digest, Sha256};
+
+fn proposal_bytes(p: &Proposal) -> Vec<u8> {
+    let mut out = b"metis-seq/proposal/v1".to_vec();
+    let _ = p.serialize(&mut out);
+    out
+}
+
+fn extension_bytes(scope: &VoteExtensionScope<MetisContext>) -> Vec<u8> {
+    let mut out = b"metis-seq/vote-ext/v1".to_vec();
+    let _ = (&scope.height, &scope.round, &scope.value_id, &scope.validator_address).serialize(&mut out);
+    out
+}
+
+/// What the Fin part of a streamed proposal signs: the Init and every Data chunk, in order.
+pub fn stream_digest(init: &PartInit, chunks: &[Vec<u8>]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"metis-seq/proposal-parts/v1");
+    let mut buf = Vec::new();
+    let _ = init.serialize(&mut buf);
+    h.update((buf.len() as u64).to_be_bytes());
+    h.update(&buf);
+    for c in chunks {
+        h.update((c.len() as u64).to_be_bytes());
+        h.update(c);
+    }
+    h.finalize().into()
+}
+
+pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &Signature) -> bool {
+    key.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
+        .is_ok()
+}
+
+/// Signs with the node's consensus key. The key never leaves this struct and is not printed.
+pub struct ConsensusSigner {
+    key: SigningKey,
+}
+
+impl ConsensusSigner {
+    pub fn new(key: SigningKey) -> Self {
+        Self { key }
+    }
+
+    pub fn public_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    pub fn sign_bytes(&self, msg: &[u8]) -> Signature {
+        Signature(self.key.sign(msg).to_bytes())
+    }
+}
+
+#[async_trait]
+impl Signer<MetisContext> for ConsensusSigner {
+    async fn sign_vote(&self, vote: Vote) -> Result<SignedMessage<MetisContext, Vote>, Error> {
+        let sig = self.sign_bytes(&vote.signing_bytes());
+        Ok(SignedMessage::new(vote, sig))
+    }
+
+    async fn sign_proposal(&self, proposal: Proposal) -> Result<SignedMessage<MetisContext, Proposal>, Error> {
+        let sig = self.sign_bytes(&proposal_bytes(&proposal));
+        Ok(SignedMessage::new(proposal, sig))
+    }
+
+    async fn sign_vote_extension(
+        &self,
+        scope: VoteExtensionScope<MetisContext>,
+        extension: (),
+    ) -> Result<SignedMessage<MetisContext, ()>, Error> {
+        Ok(SignedMessage::new(extension, self.sign_bytes(&extension_bytes(&scope))))
+    }
+
+    async fn sign_validator_proof(
+        &self,
+        public_key: Vec<u8>,
+        peer_id: Vec<u8>,
+    ) -> Result<ValidatorProof<MetisContext>, Error> {
+        let sig = self.sign_bytes(&ValidatorProof::<MetisContext>::signing_bytes(&public_key, &peer_id));
+        Ok(ValidatorProof::new(public_key, peer_id, sig))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConsensusVerifier;
+
+#[async_trait]
+impl Verifier<MetisContext> for ConsensusVerifier {
+    async fn verify_signed_vote(
+        &self,
+        vote: &Vote,
+        signature: &Signature,
+        public_key: &VerifyingKey,
+    ) -> Result<VerificationResult, Error> {
+        Ok(VerificationResult::from_bool(verify(
+            public_key,
+            &vote.signing_bytes(),
+            signature,
+        )))
+    }
+
+    async fn verify_signed_proposal(
+        &self,
+        proposal: &Proposal,
+        signature: &Signature,
+        public_key: &VerifyingKey,
+    ) -> Result<VerificationResult, Error> {
+        Ok(VerificationResult::from_bool(verify(
+            public_key,
+            &proposal_bytes(proposal),
+            signature,
+        )))
+    }
+
+    async fn verify_signed_vote_extension(
+        &self,
+        scope: &VoteExtensionScope<MetisContext>,
+        _extension: &(),
+        signature: &Signature,
+        public_key: &VerifyingKey,
+    ) -> Result<VerificationResult, Error> {
+        Ok(VerificationResult::from_bool(verify(
+            public_key,
+            &extension_bytes(scope),
+            signature,
+        )))
+    }
+
+    async fn verify_validator_proof(&self, proof: &ValidatorProof<MetisContext>) -> Result<VerificationResult, Error> {
+        let Ok(bytes) = <[u8; 32]>::try_from(proof.public_key.as_slice()) else {
+            return Ok(VerificationResult::Invalid);
+        };
+        let Ok(key) = VerifyingKey::from_bytes(&bytes) else {
+            return Ok(VerificationResult::Invalid);
+        };
+        Ok(VerificationResult::from_bool(verify(
+            &key,
+            &proof.preimage(),
+            &proof.signature,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Address, BlockHash, Height};
+    use malachitebft_core_types::{NilOrVal, Round, VoteType};
+
+    #[tokio::test]
+    async fn votes_verify_and_tampering_fails() {
+        let signer = ConsensusSigner::new(SigningKey::from_bytes(&[7; 32]));
+        let vote = Vote {
+            vote_type: VoteType::Prevote,
+            height: Height(5),
+            round: Round::new(0),
+            value: NilOrVal::Val(BlockHash([1; 32])),
+            validator: Address(signer.public_key().to_bytes()),
+            extension: None,
+        };
+        let signed = signer.sign_vote(vote.clone()).await.unwrap();
+        let pk = signer.public_key();
+        assert!(ConsensusVerifier
+            .verify_signed_vote(&vote, &signed.signature, &pk)
+            .await
+            .unwrap()
+            .is_valid());
+        let mut other = vote.clone();
+        other.vote_type = VoteType::Precommit;
+        assert!(ConsensusVerifier
+            .verify_signed_vote(&other, &signed.signature, &pk)
+            .await
+            .unwrap()
+            .is_invalid());
+        // A vote signature is not a proposal signature.
+        let p = Proposal {
+            height: Height(5),
+            round: Round::new(0),
+            value: BlockHash([1; 32]),
+            pol_round: Round::Nil,
+            proposer: vote.validator,
+        };
+        assert!(ConsensusVerifier
+            .verify_signed_proposal(&p, &signed.signature, &pk)
+            .await
+            .unwrap()
+            .is_invalid());
+    }
+}

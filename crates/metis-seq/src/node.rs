@@ -1,0 +1,416 @@
+//! `metis-seq init`, `metis-seq node` and `metis-seq testnet`: a sequencer node from a TOML config, and a
+//! local N-node network generated in one go (keys, genesis, configs).
+
+use crate::dev::dev_keys;
+use crate::keys::{generate, PassphraseArgs, SequencerKeys};
+use alloy::primitives::{keccak256, Address, B256, U256};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use commonware_codec::Encode;
+use commonware_cryptography::Signer as _;
+use metis_consensus::app::Timing;
+use metis_consensus::node::{NodeSettings, PosGenesis};
+use metis_execution::{ChainSpec, PoolConfig};
+use metis_keystore::{KdfParams, Passphrase};
+use metis_pos::{Params, Sequencer, SequencerStatus};
+use metis_rpc::RpcConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tracing::info;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfigFile {
+    pub moniker: String,
+    /// Paths are relative to the config file's directory.
+    pub data_dir: PathBuf,
+    pub keys_dir: PathBuf,
+    /// geth-style L2 genesis.
+    pub genesis: PathBuf,
+    /// PoS genesis: ledger parameters and the genesis sequencers.
+    pub pos_genesis: PathBuf,
+    pub rpc: RpcSection,
+    pub p2p: P2pSection,
+    pub gossip: GossipSection,
+    #[serde(default)]
+    pub consensus: ConsensusSection,
+    #[serde(default)]
+    pub txpool: TxpoolSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcSection {
+    pub addr: SocketAddr,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pSection {
+    /// libp2p multiaddr, e.g. /ip4/0.0.0.0/tcp/26656
+    pub listen: String,
+    pub peers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GossipSection {
+    pub listen: SocketAddr,
+    pub peers: Vec<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusSection {
+    pub block_time_ms: u64,
+    pub propose_timeout_ms: u64,
+    pub prevote_timeout_ms: u64,
+    pub precommit_timeout_ms: u64,
+    /// Added to each timeout per round.
+    pub timeout_delta_ms: u64,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        Self {
+            block_time_ms: 1000,
+            propose_timeout_ms: 500,
+            prevote_timeout_ms: 500,
+            precommit_timeout_ms: 500,
+            timeout_delta_ms: 250,
+        }
+    }
+}
+
+impl ConsensusSection {
+    fn timing(&self) -> Result<Timing> {
+        if self.block_time_ms == 0 || self.propose_timeout_ms == 0 {
+            bail!("consensus.block_time_ms and consensus.propose_timeout_ms must be positive");
+        }
+        let ms = Duration::from_millis;
+        let mut t = metis_consensus::app::LinearTimeouts::default();
+        t.propose = ms(self.propose_timeout_ms);
+        t.prevote = ms(self.prevote_timeout_ms);
+        t.precommit = ms(self.precommit_timeout_ms);
+        t.propose_delta = ms(self.timeout_delta_ms);
+        t.prevote_delta = ms(self.timeout_delta_ms);
+        t.precommit_delta = ms(self.timeout_delta_ms);
+        t.rebroadcast = t.propose + t.prevote + t.precommit;
+        Ok(Timing {
+            timeouts: t,
+            block_time: ms(self.block_time_ms),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxpoolSection {
+    pub max_txs: usize,
+}
+
+impl Default for TxpoolSection {
+    fn default() -> Self {
+        Self { max_txs: 100_000 }
+    }
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// The node's TOML config (`metis-seq init` or `metis-seq testnet` writes one).
+    #[arg(long)]
+    config: PathBuf,
+    #[command(flatten)]
+    pass: PassphraseArgs,
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// Directory for the node: keys/, config.toml (refuses to overwrite).
+    #[arg(long)]
+    home: PathBuf,
+    #[arg(long, default_value = "sequencer")]
+    moniker: String,
+    #[command(flatten)]
+    pass: PassphraseArgs,
+}
+
+#[derive(Args)]
+pub struct TestnetArgs {
+    /// Output directory; node i goes to OUT/node{i}.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    nodes: usize,
+    /// First port; node i uses base+10i (p2p), base+10i+1 (gossip), base+10i+2 (RPC).
+    #[arg(long, default_value_t = 27000)]
+    base_port: u16,
+    /// Stake of each node in whole tokens, comma separated (default: 100000,90000,80000,...).
+    #[arg(long, value_delimiter = ',')]
+    stakes: Vec<u64>,
+    #[arg(long, default_value_t = 100)]
+    epoch_length: u64,
+    #[arg(long, default_value_t = 3)]
+    missed_limit: u32,
+    #[arg(long, default_value_t = 59902)]
+    chain_id: u64,
+    #[arg(long, default_value_t = 1000)]
+    block_time_ms: u64,
+    #[arg(long, default_value_t = 500)]
+    propose_timeout_ms: u64,
+    /// Prefunded dev accounts (the well-known dev mnemonic).
+    #[arg(long, default_value_t = 20)]
+    accounts: u32,
+}
+
+fn rel(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+pub fn load_config(path: &Path) -> Result<NodeConfigFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+pub async fn run_node(args: NodeArgs) -> Result<()> {
+    let cfg = load_config(&args.config)?;
+    let base = args.config.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let pass = args.pass.load()?;
+    let keys = SequencerKeys::load(&rel(&base, &cfg.keys_dir), &pass)
+        .with_context(|| format!("loading the keys in {}", rel(&base, &cfg.keys_dir).display()))?;
+    let seed: [u8; 32] = keys
+        .identity
+        .encode()
+        .as_ref()
+        .try_into()
+        .context("identity key is not a 32-byte ed25519 seed")?;
+    let genesis_path = rel(&base, &cfg.genesis);
+    let json = std::fs::read_to_string(&genesis_path).with_context(|| format!("reading {}", genesis_path.display()))?;
+    let spec = ChainSpec::from_genesis_json(&json).with_context(|| format!("parsing {}", genesis_path.display()))?;
+    let pos_path = rel(&base, &cfg.pos_genesis);
+    let pos: PosGenesis = serde_json::from_str(
+        &std::fs::read_to_string(&pos_path).with_context(|| format!("reading {}", pos_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", pos_path.display()))?;
+    let node = metis_consensus::node::start(NodeSettings {
+        moniker: cfg.moniker.clone(),
+        data_dir: rel(&base, &cfg.data_dir),
+        spec,
+        pos,
+        key: ed25519_dalek::SigningKey::from_bytes(&seed),
+        p2p_listen: cfg.p2p.listen.clone(),
+        p2p_peers: cfg.p2p.peers.clone(),
+        rpc: RpcConfig {
+            addr: cfg.rpc.addr,
+            ..Default::default()
+        },
+        gossip_listen: cfg.gossip.listen,
+        gossip_peers: cfg.gossip.peers.clone(),
+        timing: cfg.consensus.timing()?,
+        pool: PoolConfig {
+            max_txs: cfg.txpool.max_txs,
+            ..Default::default()
+        },
+    })
+    .await
+    .with_context(|| format!("starting node {}", cfg.moniker))?;
+    // Machine-readable first line: tests and scripts wait for it.
+    println!("RPC listening on {}", node.rpc.local_addr);
+    println!("gossip listening on {}", node.gossip_addr);
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut node = node;
+    let result = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+        r = &mut node.app => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the consensus app stopped")),
+            Err(e) => Err(anyhow::anyhow!("the consensus app failed: {e}")),
+        },
+    };
+    info!("shutting down");
+    node.shutdown().await;
+    result
+}
+
+fn toml_config(cfg: &NodeConfigFile) -> Result<String> {
+    toml::to_string_pretty(cfg).context("writing the config")
+}
+
+pub fn run_init(args: InitArgs) -> Result<()> {
+    let config = args.home.join("config.toml");
+    if config.exists() {
+        bail!("{} already exists: refusing to overwrite", config.display());
+    }
+    std::fs::create_dir_all(&args.home).with_context(|| format!("creating {}", args.home.display()))?;
+    let pass = args.pass.load()?;
+    let keys = generate(&args.home.join("keys"), &pass, KdfParams::default())?;
+    let cfg = NodeConfigFile {
+        moniker: args.moniker,
+        data_dir: "data".into(),
+        keys_dir: "keys".into(),
+        genesis: "genesis.json".into(),
+        pos_genesis: "pos_genesis.json".into(),
+        rpc: RpcSection {
+            addr: "127.0.0.1:8545".parse()?,
+        },
+        p2p: P2pSection {
+            listen: "/ip4/0.0.0.0/tcp/26656".into(),
+            peers: vec![],
+        },
+        gossip: GossipSection {
+            listen: "0.0.0.0:26657".parse()?,
+            peers: vec![],
+        },
+        consensus: ConsensusSection::default(),
+        txpool: TxpoolSection::default(),
+    };
+    std::fs::write(&config, toml_config(&cfg)?).with_context(|| format!("writing {}", config.display()))?;
+    println!("{}", serde_json::to_string_pretty(&keys.public_json())?);
+    eprintln!(
+        "wrote {}; put the chain's genesis.json and pos_genesis.json beside it and list the peers",
+        config.display()
+    );
+    Ok(())
+}
+
+/// A geth-style genesis JSON for a dev chain with `accounts` prefunded.
+fn dev_genesis_json(chain_id: u64, accounts: &[Address]) -> serde_json::Value {
+    let balance = U256::from(1_000_000u64) * U256::from(10u64).pow(U256::from(18));
+    let alloc: serde_json::Map<String, serde_json::Value> = accounts
+        .iter()
+        .map(|a| {
+            (
+                format!("{a:?}"),
+                serde_json::json!({ "balance": format!("{balance:#x}") }),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "config": { "chainId": chain_id },
+        "nonce": "0x0",
+        "timestamp": "0x0",
+        "extraData": "0x",
+        "gasLimit": format!("{:#x}", metis_execution::genesis::DEFAULT_GAS_LIMIT),
+        "difficulty": "0x0",
+        "baseFeePerGas": format!("{:#x}", metis_execution::genesis::DEFAULT_BASE_FEE),
+        "alloc": alloc,
+    })
+}
+
+pub fn run_testnet(args: TestnetArgs) -> Result<()> {
+    if args.nodes == 0 {
+        bail!("--nodes must be positive");
+    }
+    if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
+        bail!("{} is not empty", args.out.display());
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let stakes: Vec<u64> = if args.stakes.is_empty() {
+        (0..args.nodes as u64).map(|i| 100_000 - 10_000 * (i % 5)).collect()
+    } else if args.stakes.len() == args.nodes {
+        args.stakes.clone()
+    } else {
+        bail!("--stakes lists {} values for {} nodes", args.stakes.len(), args.nodes);
+    };
+    // Devnet only: a random passphrase in a 0600 file and a cheap KDF, so nodes start unattended.
+    let mut secret = [0u8; 16];
+    getrandom::fill(&mut secret).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let pass_text = alloy::hex::encode(secret);
+    let pass_file = args.out.join("passphrase");
+    metis_keystore::write_private(&pass_file, format!("{pass_text}\n").as_bytes())?;
+    let pass = Passphrase::new(pass_text)?;
+    let ether = U256::from(10u64).pow(U256::from(18));
+    let mut sequencers = Vec::new();
+    let mut seed_input = b"metis-seq testnet".to_vec();
+    seed_input.extend_from_slice(&args.chain_id.to_be_bytes());
+    for (i, stake) in stakes.iter().enumerate() {
+        let dir = args.out.join(format!("node{i}"));
+        let keys = generate(&dir.join("keys"), &pass, KdfParams::insecure_fast())?;
+        let ck: [u8; 32] = keys.identity.public_key().encode().as_ref().try_into()?;
+        seed_input.extend_from_slice(&ck);
+        sequencers.push(Sequencer {
+            id: i as u64 + 1,
+            signer: keys.l1_signer.address(),
+            consensus_key: B256::from(ck),
+            dkg_key: B256::from(keys.dkg.public()),
+            stake: U256::from(*stake) * ether,
+            status: SequencerStatus::Active,
+            jailed_until_epoch: 0,
+        });
+    }
+    let pos = PosGenesis {
+        params: Params {
+            epoch_length: args.epoch_length,
+            missed_limit: args.missed_limit,
+            ..Params::default()
+        },
+        sequencers,
+        seed: keccak256(&seed_input),
+    };
+    let accounts: Vec<Address> = dev_keys(args.accounts)?.iter().map(|k| k.address()).collect();
+    std::fs::write(
+        args.out.join("genesis.json"),
+        serde_json::to_string_pretty(&dev_genesis_json(args.chain_id, &accounts))?,
+    )?;
+    std::fs::write(args.out.join("pos_genesis.json"), serde_json::to_string_pretty(&pos)?)?;
+    let port = |i: usize, k: u16| -> Result<u16> {
+        args.base_port
+            .checked_add(10 * i as u16 + k)
+            .context("--base-port too high for this many nodes")
+    };
+    for i in 0..args.nodes {
+        let others: Vec<usize> = (0..args.nodes).filter(|j| *j != i).collect();
+        let cfg = NodeConfigFile {
+            moniker: format!("node{i}"),
+            data_dir: "data".into(),
+            keys_dir: "keys".into(),
+            genesis: "../genesis.json".into(),
+            pos_genesis: "../pos_genesis.json".into(),
+            rpc: RpcSection {
+                addr: SocketAddr::from(([127, 0, 0, 1], port(i, 2)?)),
+            },
+            p2p: P2pSection {
+                listen: format!("/ip4/127.0.0.1/tcp/{}", port(i, 0)?),
+                peers: others
+                    .iter()
+                    .map(|j| Ok(format!("/ip4/127.0.0.1/tcp/{}", port(*j, 0)?)))
+                    .collect::<Result<_>>()?,
+            },
+            gossip: GossipSection {
+                listen: SocketAddr::from(([127, 0, 0, 1], port(i, 1)?)),
+                peers: others
+                    .iter()
+                    .map(|j| Ok(SocketAddr::from(([127, 0, 0, 1], port(*j, 1)?))))
+                    .collect::<Result<_>>()?,
+            },
+            consensus: ConsensusSection {
+                block_time_ms: args.block_time_ms,
+                propose_timeout_ms: args.propose_timeout_ms,
+                ..Default::default()
+            },
+            txpool: TxpoolSection::default(),
+        };
+        std::fs::write(
+            args.out.join(format!("node{i}")).join("config.toml"),
+            toml_config(&cfg)?,
+        )?;
+    }
+    println!("{}", args.out.display());
+    eprintln!(
+        "testnet of {} nodes in {}; start each with: metis-seq node --config {}/nodeI/config.toml --passphrase-file {}",
+        args.nodes,
+        args.out.display(),
+        args.out.display(),
+        pass_file.display()
+    );
+    Ok(())
+}
