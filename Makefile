@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/metis-seq/target
 TOOLS := $(CURDIR)/.tools/bin
 FORGE := cd contracts && PATH="$(TOOLS):$$PATH" forge
 
-.PHONY: help tools build contracts artifacts check-artifacts fmt fmt-check clippy forge-test rust-test test devnet bench-rpc bench-exec
+.PHONY: help tools build contracts artifacts check-artifacts fmt fmt-check clippy forge-test rust-test test devnet bench-rpc bench-net bench-exec
 
 help:
 	@echo "make devnet   start a local devnet (anvil + contracts; sequencer nodes come with the devnet issue)"
@@ -59,6 +59,9 @@ devnet: build
 # Benchmarks (not part of `make test`): figures go to docs/benchmarks.md.
 bench-rpc: tools
 	bash scripts/bench-rpc.sh
+
+bench-net: tools
+	bash scripts/bench-net.sh
 
 bench-exec:
 	cargo bench -p metis-execution --bench execute

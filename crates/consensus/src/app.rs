@@ -9,6 +9,7 @@
 
 use crate::block::{commit_digest, verify_commit, BlockData, MAX_BLOCK_BYTES};
 use crate::codec::WireCertificate;
+use crate::posapi::SharedLedger;
 use crate::signing::{stream_digest, verify, ConsensusSigner};
 use crate::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart, ValidatorSet};
 use alloy_primitives::{Bytes as ABytes, B256};
@@ -84,6 +85,26 @@ pub struct Timing {
     pub block_time: Duration,
 }
 
+/// Deliberate misbehaviour, for tests of what honest nodes do with it (set only by the hidden test knob).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Propose blocks whose header claims a wrong state root.
+    BadStateRoot,
+    /// Propose blocks carrying a transaction from an unfunded account that was never executed.
+    ForeignTx,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "bad-state-root" => Ok(Self::BadStateRoot),
+            "foreign-tx" => Ok(Self::ForeignTx),
+            _ => Err(format!("unknown fault {s:?} (bad-state-root, foreign-tx)")),
+        }
+    }
+}
+
 struct Candidate {
     executed: ExecutedBlock,
     data: BlockData,
@@ -124,6 +145,10 @@ pub struct App {
     streams: HashMap<(PeerId, StreamId), PartialStream>,
     future: BTreeMap<(Height, u32), Future>,
     height_started: Option<Instant>,
+    /// When this node committed the last decision, and how long that height took from its start.
+    last_decision: Option<(Instant, Duration)>,
+    shared: SharedLedger,
+    fault: Option<Fault>,
 }
 
 fn now_secs() -> u64 {
@@ -206,6 +231,7 @@ impl App {
             }
         };
         let address = Address(signer.public_key().to_bytes());
+        let ledger_snapshot = ledger.clone();
         info!(
             head,
             epoch = ledger.current_epoch().id,
@@ -225,18 +251,46 @@ impl App {
             streams: HashMap::new(),
             future: BTreeMap::new(),
             height_started: None,
+            last_decision: None,
+            shared: Arc::new(parking_lot::RwLock::new(ledger_snapshot)),
+            fault: None,
         })
     }
 
-    fn params(&mut self, height: Height) -> Result<HeightParams<MetisContext>, AppError> {
+    /// The ledger as of the last decided block, for the PoS query API.
+    pub fn shared_ledger(&self) -> SharedLedger {
+        self.shared.clone()
+    }
+
+    /// Makes this node misbehave as a proposer (tests only).
+    pub fn inject_fault(&mut self, fault: Fault) {
+        warn!(?fault, "FAULT INJECTION: this node will propose invalid blocks");
+        self.fault = Some(fault);
+    }
+
+    /// Parameters of `height`, which starts at `start`. Pacing is done here, not by Malachite's target time:
+    /// that counts from each node's own height start, so a node that once started late (or early) stays out
+    /// of phase with the others, and out-of-phase timeouts slow every failover.
+    fn params(&mut self, height: Height, start: Instant) -> Result<HeightParams<MetisContext>, AppError> {
         let set = validator_set(&self.ledger)?;
         self.set = Some((height, set.clone()));
-        self.height_started = Some(Instant::now());
-        Ok(HeightParams::new(
-            set,
-            self.timing.timeouts,
-            Some(self.timing.block_time),
-        ))
+        self.height_started = Some(start);
+        Ok(HeightParams::new(set, self.timing.timeouts, None))
+    }
+
+    /// When the next height starts: one block time after the last decision, less the time deciding usually
+    /// takes (capped, so a slow round does not shorten the pause to nothing). Every node anchors on its own
+    /// decision time, and decisions land within milliseconds of each other, so heights start in step.
+    fn next_start(&self) -> Instant {
+        let now = Instant::now();
+        match self.last_decision {
+            None => now,
+            Some((at, took)) => {
+                let cap = self.timing.block_time / 10;
+                let pause = self.timing.block_time.saturating_sub(took.min(cap));
+                (at + pause).max(now)
+            }
+        }
     }
 
     fn next_height(&self) -> Height {
@@ -263,7 +317,7 @@ impl App {
             AppMsg::ConsensusReady { reply } => {
                 let h = self.next_height();
                 info!(height = h.0, "consensus ready, starting");
-                let params = self.params(h)?;
+                let params = self.params(h, Instant::now())?;
                 let _ = reply.send((h, params));
             }
             AppMsg::StartedRound {
@@ -353,8 +407,13 @@ impl App {
                     self.last_commit = Some(wire_cert(&certificate));
                 }
                 let next = Height(certificate.height.0 + 1);
-                let params = self.params(next)?;
-                let _ = reply.send(Next::Start(next, params));
+                let start = self.next_start();
+                let params = self.params(next, start)?;
+                // The reply waits for the block time; the loop goes on serving parts and sync meanwhile.
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(start.into()).await;
+                    let _ = reply.send(Next::Start(next, params));
+                });
             }
             AppMsg::GetDecidedValues { range, reply } => {
                 let _ = reply.send(self.decided_values(range.start().0, range.end().0)?);
@@ -448,13 +507,26 @@ impl App {
             ctx.prevrandao = commit_digest(height.0, engine.head_hash(), self.last_commit.as_ref());
             ctx
         };
-        let executed = self.backend.build_block(ctx);
-        let hash = BlockHash(executed.hash.0);
-        let data = BlockData {
+        let mut executed = self.backend.build_block(ctx);
+        let mut data = BlockData {
             header: executed.header.clone(),
             txs: executed.transactions.clone(),
             last_commit: self.last_commit.clone(),
         };
+        match self.fault {
+            None => {}
+            Some(Fault::BadStateRoot) => {
+                executed.header.state_root = alloy_primitives::keccak256(executed.header.state_root);
+                executed.hash = executed.header.hash_slow();
+                data.header = executed.header.clone();
+            }
+            Some(Fault::ForeignTx) => {
+                if let Some(tx) = foreign_tx(self.backend.engine().spec().chain_id) {
+                    data.txs.push(tx);
+                }
+            }
+        }
+        let hash = BlockHash(executed.hash.0);
         let bytes = data.encode();
         info!(
             round = %round,
@@ -582,7 +654,11 @@ impl App {
         if bytes.len() != init.total_len as usize {
             return None;
         }
-        let data = match BlockData::decode(&bytes) {
+        let decoded = {
+            let pool = self.backend.pool();
+            BlockData::decode_with(&bytes, |h| pool.get(h).cloned())
+        };
+        let data = match decoded {
             Ok(d) => d,
             Err(e) => {
                 warn!(height = init.height.0, proposer = %init.proposer, error = %e, "proposal does not decode");
@@ -749,6 +825,11 @@ impl App {
             ],
         )?;
         let epoch_before = self.ledger.current_epoch().id;
+        self.last_decision = Some((
+            Instant::now(),
+            self.height_started.map(|t| t.elapsed()).unwrap_or_default(),
+        ));
+        *self.shared.write() = ledger.clone();
         self.ledger = ledger;
         self.head_set = Some(set);
         self.last_commit = Some(wire);
@@ -825,6 +906,28 @@ fn encode_stored(
         last_commit,
     }
     .encode()
+}
+
+/// A correctly signed transfer from a fresh key nobody funded.
+fn foreign_tx(chain_id: u64) -> Option<metis_execution::RecoveredTx> {
+    use alloy_consensus::{SignableTransaction, TxEip1559};
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).ok()?;
+    let key = alloy_signer_local::PrivateKeySigner::from_slice(&seed).ok()?;
+    let tx = TxEip1559 {
+        chain_id,
+        nonce: 0,
+        gas_limit: 21_000,
+        max_fee_per_gas: 100_000_000_000,
+        max_priority_fee_per_gas: 1,
+        to: alloy_primitives::TxKind::Call(alloy_primitives::Address::repeat_byte(0xee)),
+        value: alloy_primitives::U256::from(1),
+        input: Default::default(),
+        access_list: Default::default(),
+    };
+    use alloy_signer::SignerSync;
+    let sig = key.sign_hash_sync(&tx.signature_hash()).ok()?;
+    metis_execution::RecoveredTx::from_envelope(alloy_consensus::TxEnvelope::from(tx.into_signed(sig))).ok()
 }
 
 fn wire_cert(c: &CommitCertificate<MetisContext>) -> WireCertificate {

@@ -57,6 +57,13 @@ impl BlockData {
 
     /// Decodes and recovers every sender (the expensive part of accepting a block).
     pub fn decode(bytes: &[u8]) -> Result<Self, BlockDataError> {
+        Self::decode_with(bytes, |_| None)
+    }
+
+    /// Decodes, taking transactions this node already holds (by hash: same hash, same signed transaction,
+    /// same sender) from `known` instead of recovering their senders again. Gossip has usually delivered a
+    /// proposal's transactions before the proposal, so this skips most signature recoveries.
+    pub fn decode_with(bytes: &[u8], known: impl Fn(&B256) -> Option<RecoveredTx>) -> Result<Self, BlockDataError> {
         if bytes.len() > MAX_BLOCK_BYTES {
             return Err(BlockDataError::TooLarge(bytes.len()));
         }
@@ -82,6 +89,9 @@ impl BlockData {
                         index,
                         error: TxError::Decode("trailing bytes".into()),
                     });
+                }
+                if let Some(t) = known(env.tx_hash()) {
+                    return Ok(t);
                 }
                 RecoveredTx::from_envelope(env).map_err(|error| BlockDataError::Tx { index, error })
             })

@@ -7,10 +7,11 @@ pub mod block;
 pub mod codec;
 pub mod gossip;
 pub mod node;
+pub mod posapi;
 pub mod signing;
 pub mod types;
 
-pub use app::{validator_set, App, AppError, Timing};
+pub use app::{validator_set, App, AppError, Fault, Timing};
 pub use block::BlockData;
 pub use codec::WireCodec;
 pub use signing::{ConsensusSigner, ConsensusVerifier};

@@ -92,6 +92,8 @@ pub struct NodeSettings {
     pub gossip_peers: Vec<SocketAddr>,
     pub timing: Timing,
     pub pool: PoolConfig,
+    /// Deliberate misbehaviour (tests only).
+    pub fault: Option<crate::app::Fault>,
 }
 
 pub struct RunningNode {
@@ -127,10 +129,13 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
     let backend = Backend::new(engine, s.pool);
     let genesis_ledger = Ledger::genesis(s.pos.params.clone(), s.pos.sequencers.clone(), s.pos.seed)?;
     let signer = Arc::new(ConsensusSigner::new(s.key.clone()));
-    let app = App::open(backend.clone(), genesis_ledger, signer.clone(), s.timing)?;
+    let mut app = App::open(backend.clone(), genesis_ledger, signer.clone(), s.timing)?;
+    if let Some(f) = s.fault {
+        app.inject_fault(f);
+    }
 
     let rpc_addr = s.rpc.addr;
-    let rpc = metis_rpc::start(backend.clone(), s.rpc)
+    let rpc = metis_rpc::start_with(backend.clone(), s.rpc, vec![crate::posapi::module(app.shared_ledger())])
         .await
         .map_err(|source| NodeError::Rpc { addr: rpc_addr, source })?;
     let allowed: BTreeSet<[u8; 32]> = s.pos.sequencers.iter().map(|q| q.consensus_key.0).collect();

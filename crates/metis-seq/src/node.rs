@@ -76,10 +76,12 @@ impl Default for ConsensusSection {
     fn default() -> Self {
         Self {
             block_time_ms: 1000,
-            propose_timeout_ms: 500,
-            prevote_timeout_ms: 500,
-            precommit_timeout_ms: 500,
-            timeout_delta_ms: 250,
+            // A dead producer costs propose + precommit timeout: with 1 s blocks the next block comes
+            // within about 1.6 s.
+            propose_timeout_ms: 400,
+            prevote_timeout_ms: 300,
+            precommit_timeout_ms: 200,
+            timeout_delta_ms: 200,
         }
     }
 }
@@ -158,8 +160,11 @@ pub struct TestnetArgs {
     chain_id: u64,
     #[arg(long, default_value_t = 1000)]
     block_time_ms: u64,
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 400)]
     propose_timeout_ms: u64,
+    /// Block gas limit of the genesis.
+    #[arg(long, default_value_t = metis_execution::genesis::DEFAULT_GAS_LIMIT)]
+    gas_limit: u64,
     /// Prefunded dev accounts (the well-known dev mnemonic).
     #[arg(long, default_value_t = 20)]
     accounts: u32,
@@ -216,6 +221,11 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
         pool: PoolConfig {
             max_txs: cfg.txpool.max_txs,
             ..Default::default()
+        },
+        // Hidden test knob: make this node propose invalid blocks.
+        fault: match std::env::var("METIS_SEQ_TEST_FAULT") {
+            Ok(f) => Some(f.parse().map_err(|e: String| anyhow::anyhow!(e))?),
+            Err(_) => None,
         },
     })
     .await
@@ -283,7 +293,7 @@ pub fn run_init(args: InitArgs) -> Result<()> {
 }
 
 /// A geth-style genesis JSON for a dev chain with `accounts` prefunded.
-fn dev_genesis_json(chain_id: u64, accounts: &[Address]) -> serde_json::Value {
+fn dev_genesis_json(chain_id: u64, gas_limit: u64, accounts: &[Address]) -> serde_json::Value {
     let balance = U256::from(1_000_000u64) * U256::from(10u64).pow(U256::from(18));
     let alloc: serde_json::Map<String, serde_json::Value> = accounts
         .iter()
@@ -299,7 +309,7 @@ fn dev_genesis_json(chain_id: u64, accounts: &[Address]) -> serde_json::Value {
         "nonce": "0x0",
         "timestamp": "0x0",
         "extraData": "0x",
-        "gasLimit": format!("{:#x}", metis_execution::genesis::DEFAULT_GAS_LIMIT),
+        "gasLimit": format!("{gas_limit:#x}"),
         "difficulty": "0x0",
         "baseFeePerGas": format!("{:#x}", metis_execution::genesis::DEFAULT_BASE_FEE),
         "alloc": alloc,
@@ -359,7 +369,7 @@ pub fn run_testnet(args: TestnetArgs) -> Result<()> {
     let accounts: Vec<Address> = dev_keys(args.accounts)?.iter().map(|k| k.address()).collect();
     std::fs::write(
         args.out.join("genesis.json"),
-        serde_json::to_string_pretty(&dev_genesis_json(args.chain_id, &accounts))?,
+        serde_json::to_string_pretty(&dev_genesis_json(args.chain_id, args.gas_limit, &accounts))?,
     )?;
     std::fs::write(args.out.join("pos_genesis.json"), serde_json::to_string_pretty(&pos)?)?;
     let port = |i: usize, k: u16| -> Result<u16> {

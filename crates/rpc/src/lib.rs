@@ -11,4 +11,4 @@ pub mod server;
 
 pub use backend::{Backend, NewBlock};
 pub use eth::RpcLimits;
-pub use server::{start, RpcConfig, RpcServer};
+pub use server::{start, start_with, RpcConfig, RpcServer};

@@ -62,6 +62,15 @@ pub fn module(backend: Arc<Backend>, limits: RpcLimits) -> RpcModule<Ctx> {
 }
 
 pub async fn start(backend: Arc<Backend>, cfg: RpcConfig) -> std::io::Result<RpcServer> {
+    start_with(backend, cfg, Vec::new()).await
+}
+
+/// Starts the RPC with further namespaces (e.g. the PoS query API) merged in.
+pub async fn start_with(
+    backend: Arc<Backend>,
+    cfg: RpcConfig,
+    extra: Vec<jsonrpsee::RpcModule<()>>,
+) -> std::io::Result<RpcServer> {
     let config = ServerConfig::builder()
         .max_request_body_size(cfg.max_request_body)
         .max_response_body_size(cfg.max_response_body)
@@ -70,6 +79,11 @@ pub async fn start(backend: Arc<Backend>, cfg: RpcConfig) -> std::io::Result<Rpc
         .build();
     let server = Server::builder().set_config(config).build(cfg.addr).await?;
     let local_addr = server.local_addr()?;
-    let handle = server.start(module(backend, cfg.limits));
+    let mut m = module(backend, cfg.limits);
+    for e in extra {
+        m.merge(e)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    }
+    let handle = server.start(m);
     Ok(RpcServer { local_addr, handle })
 }

@@ -1,0 +1,359 @@
+//! Four real `metis-seq node` processes over loopback: one chain decided by Tendermint, transactions gossiped,
+//! producers elected by stake, failover when the producer dies, sync after restart, invalid proposals refused.
+
+mod common;
+
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718;
+use alloy::primitives::{Address, TxKind, B256, U256};
+use alloy::signers::local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
+use alloy::signers::SignerSync;
+use common::testnet::{NetOptions, Testnet, CHAIN_ID};
+use common::wait_for;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// The networks of these tests run one at a time: sixteen node processes on two cores would measure the
+/// machine, not the protocol.
+static ONE_NETWORK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    ONE_NETWORK_AT_A_TIME.lock().await
+}
+
+fn dev_key(i: u32) -> PrivateKeySigner {
+    MnemonicBuilder::<English>::default()
+        .phrase("test test test test test test test test test test test junk")
+        .index(i)
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+fn transfer(key: &PrivateKeySigner, nonce: u64) -> String {
+    let tx = TxEip1559 {
+        chain_id: CHAIN_ID,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(Address::repeat_byte(0x42)),
+        value: U256::from(1000 + nonce),
+        input: Default::default(),
+        access_list: Default::default(),
+    };
+    let sig = key.sign_hash_sync(&tx.signature_hash()).unwrap();
+    format!(
+        "0x{}",
+        alloy::hex::encode(TxEnvelope::from(tx.into_signed(sig)).encoded_2718())
+    )
+}
+
+fn hex_u64(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap()
+}
+
+/// Sends `count` transfers from dev account `account` to node `node`; returns their hashes.
+async fn send_transfers(net: &Testnet, node: usize, account: u32, first_nonce: u64, count: u64) -> Vec<String> {
+    let key = dev_key(account);
+    let mut hashes = Vec::new();
+    for n in first_nonce..first_nonce + count {
+        let h = net
+            .call(node, "eth_sendRawTransaction", json!([transfer(&key, n)]))
+            .await
+            .unwrap_or_else(|e| panic!("node {node} refused a transfer: {e}"));
+        hashes.push(h.as_str().unwrap().to_string());
+    }
+    hashes
+}
+
+/// Waits until every node in `nodes` has a successful receipt for every hash; returns hash -> block hash.
+async fn wait_receipts(net: &Testnet, nodes: &[usize], hashes: &[String], secs: u64) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for h in hashes {
+        for &i in nodes {
+            let r = wait_for(secs, &format!("receipt of {h} on node {i}"), || async {
+                let r = net.call(i, "eth_getTransactionReceipt", json!([h])).await.ok()?;
+                (!r.is_null()).then_some(r)
+            })
+            .await;
+            assert_eq!(r["status"], "0x1", "{h} failed");
+            let bh = r["blockHash"].as_str().unwrap().to_string();
+            if let Some(prev) = out.insert(h.clone(), bh.clone()) {
+                assert_eq!(prev, bh, "{h} is in different blocks on different nodes");
+            }
+        }
+    }
+    out
+}
+
+async fn current_epoch(net: &Testnet, i: usize) -> Value {
+    net.call(i, "metis_currentEpoch", json!([]))
+        .await
+        .expect("metis_currentEpoch")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_nodes_one_chain_gossip_and_stake_weighted_rotation() {
+    let _one = exclusive().await;
+    let net = Testnet::new(
+        "net-rotation",
+        NetOptions {
+            epoch_length: 3,
+            block_time_ms: 500,
+            ..Default::default()
+        },
+    );
+    let all: Vec<usize> = (0..4).collect();
+    net.wait_height(&all, 2, 60).await;
+
+    // Transactions sent to each node reach the chain, whoever proposes.
+    let mut hashes = Vec::new();
+    for i in 0..4 {
+        hashes.extend(send_transfers(&net, i, i as u32, 0, 5).await);
+    }
+    wait_receipts(&net, &all, &hashes, 60).await;
+
+    net.wait_height(&all, 40, 120).await;
+    net.assert_same_chain(&all, 40).await;
+
+    // Rotation records: every epoch's producer is the stake-weighted draw from its seed, the seed is the
+    // PREVRANDAO (last-commit digest) of the block that closed the previous epoch, and the blocks of an epoch
+    // were made by its producer except the ones it missed.
+    let genesis = net.pos_genesis();
+    let stake_cap = U256::from_str_radix(
+        genesis["params"]["stake_cap"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let weights: Vec<(u64, U256)> = genesis["sequencers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let stake = U256::from_str_radix(s["stake"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+            (s["id"].as_u64().unwrap(), stake.min(stake_cap))
+        })
+        .collect();
+    let signers: BTreeMap<u64, String> = genesis["sequencers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_u64().unwrap(), s["signer"].as_str().unwrap().to_lowercase()))
+        .collect();
+    let epochs = net.call(0, "metis_epochs", json!([0, 1000])).await.unwrap();
+    let epochs = epochs.as_array().unwrap();
+    assert!(epochs.len() >= 12, "only {} epochs in 40 blocks of 3", epochs.len());
+    let mut wins: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut missed_total = 0;
+    for e in epochs.iter().filter(|e| e["ended"] == true) {
+        let id = e["id"].as_u64().unwrap();
+        let producer = e["producer"].as_u64().unwrap();
+        let seed: B256 = e["seed"].as_str().unwrap().parse().unwrap();
+        *wins.entry(producer).or_default() += 1;
+        if id > 0 {
+            assert_eq!(e["reason"], "Scheduled", "epoch {id} in a healthy network");
+            assert_eq!(
+                metis_pos::elect(&weights, seed, id),
+                Some(producer),
+                "epoch {id}: producer is not the stake-weighted draw from its seed"
+            );
+            let closing = net.block(0, e["first_block"].as_u64().unwrap() - 1).await.unwrap();
+            assert_eq!(
+                closing["mixHash"].as_str().unwrap(),
+                format!("{seed:#x}"),
+                "epoch {id} seed"
+            );
+        }
+        let mut not_producer = 0;
+        for n in e["first_block"].as_u64().unwrap()..=e["last_block"].as_u64().unwrap() {
+            let b = net.block(0, n).await.unwrap();
+            let miner = b["miner"].as_str().unwrap().to_lowercase();
+            assert!(
+                signers.values().any(|s| *s == miner),
+                "block {n} mined by a stranger {miner}"
+            );
+            if miner != signers[&producer] {
+                not_producer += 1;
+            }
+        }
+        // A fallback may also re-propose the producer's own block in a later round: that is a miss too.
+        assert!(
+            not_producer <= e["missed"].as_u64().unwrap(),
+            "epoch {id}: fallback blocks without misses"
+        );
+        missed_total += not_producer;
+    }
+    assert!(missed_total <= 4, "{missed_total} round-0 misses in a healthy network");
+    eprintln!("epochs won per sequencer (stakes 100k/80k/70k/60k): {wins:?}; round-0 misses: {missed_total}");
+    // All nodes hold the same ledger at the same height (its hash is in every header's extra data).
+    let ledgers: Vec<Value> =
+        futures_util::future::join_all(all.iter().map(|i| net.call(*i, "metis_ledger", json!([]))))
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+    for l in &ledgers {
+        let h = l["height"].as_u64().unwrap();
+        let next = net.block(0, h + 1).await;
+        if let Some(b) = next {
+            assert_eq!(b["extraData"], l["state_hash"], "ledger at {h}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposer_killed_fallback_reelection_restart_sync_and_full_restart() {
+    let _one = exclusive().await;
+    let mut net = Testnet::new("net-failover", NetOptions::default());
+    let all: Vec<usize> = (0..4).collect();
+    net.wait_height(&all, 3, 60).await;
+
+    let epoch = current_epoch(&net, 0).await;
+    let producer_id = epoch["producer"].as_u64().unwrap();
+    let p = Testnet::node_of(producer_id);
+    let survivors: Vec<usize> = all.iter().copied().filter(|i| *i != p).collect();
+
+    // Transactions with receipts before the kill, some sent to the producer itself.
+    let mut hashes = send_transfers(&net, p, 0, 0, 5).await;
+    hashes.extend(send_transfers(&net, survivors[0], 1, 0, 5).await);
+    wait_receipts(&net, &all, &hashes, 60).await;
+
+    // kill -9 the producer right after a block, then time the next block.
+    let h0 = net.head(survivors[0]).await.unwrap();
+    net.wait_height(&survivors, h0 + 1, 30).await;
+    let h_kill = net.head(survivors[0]).await.unwrap();
+    net.kill(p);
+    let killed_at = Instant::now();
+    net.wait_height(&survivors[..1], h_kill + 1, 30).await;
+    let failover = killed_at.elapsed();
+    eprintln!(
+        "failover: next block {:.0} ms after kill -9 of the producer",
+        failover.as_secs_f64() * 1e3
+    );
+    assert!(
+        failover.as_secs_f64() <= 2.0,
+        "next block took {failover:?} after the producer died"
+    );
+
+    // After K misses the epoch ends early and the failed producer is excluded.
+    let re = wait_for(30, "re-election", || async {
+        let e = current_epoch(&net, survivors[0]).await;
+        (e["reason"]["ReElection"]["failed"].as_u64() == Some(producer_id)).then_some(e)
+    })
+    .await;
+    assert_ne!(re["producer"].as_u64().unwrap(), producer_id);
+    assert_eq!(re["reason"]["ReElection"]["misses"], 3);
+
+    // Work goes on; nothing with a receipt was lost; no fork.
+    let more = send_transfers(&net, survivors[1], 2, 0, 5).await;
+    wait_receipts(&net, &survivors, &more, 60).await;
+    let kept = wait_receipts(&net, &survivors, &hashes, 10).await;
+    assert_eq!(kept.len(), hashes.len());
+    let head = net.head(survivors[0]).await.unwrap();
+    net.wait_height(&survivors, head, 30).await;
+    net.assert_same_chain(&survivors, head).await;
+
+    // The killed node comes back, syncs, and takes part: with another node down, the chain only moves with
+    // its votes.
+    net.start(p, None);
+    let head = net.head(survivors[0]).await.unwrap();
+    net.wait_height(&[p], head + 2, 60).await;
+    net.assert_same_chain(&all, head + 2).await;
+    let q = survivors[2];
+    net.kill(q);
+    let rest: Vec<usize> = all.iter().copied().filter(|i| *i != q).collect();
+    let h = net.head(p).await.unwrap();
+    net.wait_height(&rest, h + 3, 60).await;
+    net.start(q, None);
+
+    // Kill all four, restart all four: the chain resumes where it was.
+    let before = net.head(0).await.unwrap();
+    for i in 0..4 {
+        net.kill(i);
+    }
+    for i in 0..4 {
+        net.start(i, None);
+    }
+    net.wait_height(&all, before + 3, 90).await;
+    net.assert_same_chain(&all, before + 3).await;
+    let late = send_transfers(&net, 3, 3, 0, 3).await;
+    wait_receipts(&net, &all, &late, 60).await;
+
+    // SIGTERM is a clean shutdown.
+    let status = net.stop(0);
+    assert!(status.success(), "node 0 exited with {status} on SIGTERM");
+}
+
+/// A node that proposes invalid blocks gets no votes: its blocks never enter the chain, the fallback decides
+/// each height, and after K misses it is replaced.
+async fn faulty_producer_is_refused(name: &str, fault: &str) {
+    let _one = exclusive().await;
+    let mut net = Testnet::generate(name, NetOptions::default());
+    // Epoch 0's producer follows from the genesis seed: make exactly that node misbehave from the start.
+    let genesis = net.pos_genesis();
+    let weights: Vec<(u64, U256)> = genesis["sequencers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let stake = U256::from_str_radix(s["stake"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+            (s["id"].as_u64().unwrap(), stake)
+        })
+        .collect();
+    let seed: B256 = genesis["seed"].as_str().unwrap().parse().unwrap();
+    let producer_id = metis_pos::elect(&weights, seed, 0).unwrap();
+    let p = Testnet::node_of(producer_id);
+    for i in 0..4 {
+        net.start(i, (i == p).then_some(fault));
+    }
+    let all: Vec<usize> = (0..4).collect();
+    let honest: Vec<usize> = all.iter().copied().filter(|i| *i != p).collect();
+    let signer = genesis["sequencers"][p]["signer"].as_str().unwrap().to_lowercase();
+
+    let re = wait_for(60, "re-election of the faulty producer", || async {
+        let e = current_epoch(&net, honest[0]).await;
+        (e["reason"]["ReElection"]["failed"].as_u64() == Some(producer_id)).then_some(e)
+    })
+    .await;
+    assert_ne!(re["producer"].as_u64().unwrap(), producer_id);
+    // Some work gets done around the faulty node.
+    let hashes = send_transfers(&net, p, 0, 0, 3).await;
+    wait_receipts(&net, &all, &hashes, 60).await;
+    let to = net.head(honest[0]).await.unwrap() + 2;
+    net.wait_height(&all, to, 60).await;
+    net.assert_same_chain(&all, to).await;
+    for n in 1..=to {
+        let b = net.block(honest[0], n).await.unwrap();
+        assert_ne!(
+            b["miner"].as_str().unwrap().to_lowercase(),
+            signer,
+            "block {n} by the faulty node entered the chain"
+        );
+    }
+    let log = std::fs::read_to_string(net.log_path(honest[0])).unwrap();
+    assert!(log.contains("invalid proposal"), "honest node did not log the refusal");
+    eprintln!(
+        "{fault}: re-election at block {} after {} misses",
+        re["first_block"], re["reason"]["ReElection"]["misses"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_with_wrong_state_root_gets_no_votes() {
+    faulty_producer_is_refused("net-badroot", "bad-state-root").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_with_tx_from_nowhere_gets_no_votes() {
+    faulty_producer_is_refused("net-foreign", "foreign-tx").await;
+}
+
+#[test]
+fn hex_helper() {
+    assert_eq!(hex_u64(&json!("0x10")), 16);
+}
