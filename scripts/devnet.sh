@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Interim devnet: anvil as L1 with the full contract set deployed and wired. The devnet issue replaces this
-# with `metis-seq devnet` (sequencer nodes, DKG, manifest). Ctrl-C stops everything.
+# Devnet: anvil as L1 with the full contract set deployed and wired, and a 4-node sequencer network (Tendermint
+# over loopback, 1 s blocks, stake-weighted rotation) serving the L2 JSON-RPC. The devnet issue replaces this with
+# `metis-seq devnet` (L1-driven sequencer set, DKG, batches, manifest). Ctrl-C stops everything.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${DEVNET_DIR:-$ROOT/devnet}"
@@ -15,7 +16,8 @@ step() { printf '[devnet %5ss] %s\n' "$SECONDS" "$*"; }
 step "starting anvil on 127.0.0.1:$PORT (log: $DIR/logs/anvil.log)"
 "$ROOT/.tools/bin/anvil" --host 127.0.0.1 --port "$PORT" --block-time 1 >"$DIR/logs/anvil.log" 2>&1 &
 ANVIL=$!
-trap 'step "stopping"; kill $ANVIL 2>/dev/null; wait $ANVIL 2>/dev/null || true' EXIT
+PIDS=($ANVIL)
+trap 'step "stopping"; for p in "${PIDS[@]}"; do kill $p 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 # Ctrl-C or SIGTERM is the normal way to stop: exit cleanly (the EXIT trap stops anvil).
 trap 'exit 0' INT TERM
 for _ in $(seq 1 100); do
@@ -26,10 +28,28 @@ done
 
 step "deploying contracts"
 RUST_LOG=warn "$BIN" l1 deploy --l1-rpc "http://127.0.0.1:$PORT" --out "$DIR/contracts.json" >/dev/null
+L2_BASE="${L2_BASE_PORT:-28000}"
+step "generating a 4-node sequencer network in $DIR/l2 (ports $L2_BASE..$((L2_BASE + 32)))"
+rm -rf "$DIR/l2"
+"$BIN" testnet --out "$DIR/l2" --nodes 4 --base-port "$L2_BASE" >/dev/null 2>&1
+for i in 0 1 2 3; do
+  RUST_LOG=info "$BIN" node --config "$DIR/l2/node$i/config.toml" --passphrase-file "$DIR/l2/passphrase" \
+    >"$DIR/logs/node$i.out" 2>"$DIR/logs/node$i.log" &
+  PIDS+=($!)
+done
+for i in 0 1 2 3; do
+  for _ in $(seq 1 300); do
+    "$ROOT/.tools/bin/cast" block-number --rpc-url "http://127.0.0.1:$((L2_BASE + 10 * i + 2))" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+done
 step "ready"
 echo "L1 RPC:     http://127.0.0.1:$PORT (chain id $("$ROOT/.tools/bin/cast" chain-id --rpc-url "http://127.0.0.1:$PORT"))"
 echo "contracts:  $DIR/contracts.json"
 cat "$DIR/contracts.json"; echo
 echo "owner:      0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266 (anvil dev key 0; DEVNET ONLY)"
+for i in 0 1 2 3; do echo "L2 node $i:  http://127.0.0.1:$((L2_BASE + 10 * i + 2)) (log: $DIR/logs/node$i.log)"; done
+echo "L2 chain id 59902; dev accounts of the well-known mnemonic are funded (DEVNET ONLY)."
+echo "PoS API:    curl -s -H 'content-type: application/json' --data '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"metis_currentEpoch\",\"params\":[]}' http://127.0.0.1:$((L2_BASE + 2))"
 echo "Ctrl-C to stop."
 wait $ANVIL

@@ -607,6 +607,64 @@ mod tests {
         b
     }
 
+    /// Many random runs (random seeds, random dead sequencers coming and going): a re-election never picks
+    /// the sequencer that failed, and no sequencer is elected while jailed (at least one other is electable).
+    #[test]
+    fn re_election_and_jail_hold_over_random_runs() {
+        for run in 0..200u64 {
+            let mut l = Ledger::genesis(
+                Params {
+                    epoch_length: 5,
+                    missed_limit: 2,
+                    ..Default::default()
+                },
+                vec![
+                    seq(1, 20_000),
+                    seq(2, 30_000),
+                    seq(3, 40_000),
+                    seq(4, 50_000),
+                    seq(5, 60_000),
+                ],
+                keccak256(run.to_be_bytes()),
+            )
+            .unwrap();
+            let mut dead: Vec<SequencerId> = Vec::new();
+            for h in 1..=120u64 {
+                let mut input = run.to_be_bytes().to_vec();
+                input.extend_from_slice(&h.to_be_bytes());
+                let r = keccak256(input);
+                // Now and then one sequencer dies or comes back (never more than one dead at a time).
+                if r[0] < 20 {
+                    dead = vec![1 + (r[1] as u64 % 5)];
+                } else if r[0] < 40 {
+                    dead.clear();
+                }
+                let before = l.current_epoch().id;
+                decide(&mut l, &dead);
+                let e = l.current_epoch();
+                if e.id != before {
+                    if let ElectionReason::ReElection { failed, .. } = e.reason {
+                        assert_ne!(
+                            e.producer, failed,
+                            "run {run} height {h}: re-elected the failed producer"
+                        );
+                    }
+                    let jailed: Vec<_> = l
+                        .sequencers()
+                        .filter(|s| s.jailed_until_epoch > e.id)
+                        .map(|s| s.id)
+                        .collect();
+                    if jailed.len() < 4 {
+                        assert!(
+                            !jailed.contains(&e.producer),
+                            "run {run} height {h}: elected a jailed sequencer"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn epochs_rotate_on_schedule() {
         let mut l = four();
