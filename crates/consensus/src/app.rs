@@ -112,6 +112,8 @@ struct Candidate {
     round: Round,
     proposer: Address,
     validity: Validity,
+    /// When this node first had it (built it, or completed its stream): the pacing anchor.
+    seen: Instant,
 }
 
 #[derive(Default)]
@@ -127,6 +129,7 @@ struct PartialStream {
 struct Future {
     init: PartInit,
     data: BlockData,
+    received: Instant,
 }
 
 pub struct App {
@@ -145,8 +148,8 @@ pub struct App {
     streams: HashMap<(PeerId, StreamId), PartialStream>,
     future: BTreeMap<(Height, u32), Future>,
     height_started: Option<Instant>,
-    /// When this node committed the last decision, and how long that height took from its start.
-    last_decision: Option<(Instant, Duration)>,
+    /// When this node first had the last decided block (the pacing anchor).
+    last_decision: Option<Instant>,
     shared: SharedLedger,
     fault: Option<Fault>,
 }
@@ -278,18 +281,21 @@ impl App {
         Ok(HeightParams::new(set, self.timing.timeouts, None))
     }
 
-    /// When the next height starts: one block time after the last decision, less the time deciding usually
-    /// takes (capped, so a slow round does not shorten the pause to nothing). Every node anchors on its own
-    /// decision time, and decisions land within milliseconds of each other, so heights start in step.
+    /// When the next height starts: one block time after this node first had the block just decided (built it
+    /// as proposer, or completed its proposal stream). Every node anchors on the same event, the proposer's
+    /// broadcast, so all start the next height in step (within the propagation delay) and blocks come one block
+    /// time apart however long validating and voting took. A failed round shows as a later proposal, so a
+    /// failover height is longer by the timeouts, never shorter. A node catching up does not pause.
     fn next_start(&self) -> Instant {
         let now = Instant::now();
+        let head_ts = self.backend.engine().head().timestamp;
+        let behind = now_secs().saturating_sub(head_ts);
+        if behind > 2 * self.timing.block_time.as_secs().max(1) {
+            return now;
+        }
         match self.last_decision {
             None => now,
-            Some((at, took)) => {
-                let cap = self.timing.block_time / 10;
-                let pause = self.timing.block_time.saturating_sub(took.min(cap));
-                (at + pause).max(now)
-            }
+            Some(anchor) => (anchor + self.timing.block_time).max(now),
         }
     }
 
@@ -439,7 +445,7 @@ impl App {
                         SyncedValueOutcome::LocalTransientError
                     }
                     Ok(data) => {
-                        let (hash, validity) = self.validate(height, round, proposer, data);
+                        let (hash, validity) = self.validate(height, round, proposer, data, Instant::now());
                         SyncedValueOutcome::Verdict(ProposedValue {
                             height,
                             round,
@@ -473,7 +479,7 @@ impl App {
         // Proposals that arrived before we reached this height are checked now.
         let r = round.as_u32().unwrap_or(0);
         if let Some(f) = self.future.remove(&(height, r)) {
-            let (hash, validity) = self.validate(height, round, f.init.proposer, f.data);
+            let (hash, validity) = self.validate(height, round, f.init.proposer, f.data, f.received);
             out.push(ProposedValue {
                 height,
                 round,
@@ -552,6 +558,7 @@ impl App {
                 round,
                 proposer: self.address,
                 validity: Validity::Valid,
+                seen: started,
             },
         );
         Ok((hash, parts))
@@ -671,14 +678,21 @@ impl App {
         if init.height > next {
             if init.height.0 <= next.0 + FUTURE_HEIGHTS {
                 let r = init.round.as_u32().unwrap_or(0);
-                self.future.insert((init.height, r), Future { init, data });
+                self.future.insert(
+                    (init.height, r),
+                    Future {
+                        init,
+                        data,
+                        received: Instant::now(),
+                    },
+                );
             }
             return None;
         }
         if init.height < next {
             return None;
         }
-        let (hash, validity) = self.validate(init.height, init.round, init.proposer, data);
+        let (hash, validity) = self.validate(init.height, init.round, init.proposer, data, Instant::now());
         Some(ProposedValue {
             height: init.height,
             round: init.round,
@@ -691,7 +705,14 @@ impl App {
 
     /// Checks a block proposed for the next height in `round` by `proposer`, and keeps it (valid or not) so a
     /// decision on it can be committed. Returns its hash and verdict.
-    fn validate(&mut self, height: Height, round: Round, proposer: Address, data: BlockData) -> (BlockHash, Validity) {
+    fn validate(
+        &mut self,
+        height: Height,
+        round: Round,
+        proposer: Address,
+        data: BlockData,
+        seen: Instant,
+    ) -> (BlockHash, Validity) {
         let hash = BlockHash(data.header.hash_slow().0);
         if let Some(c) = self.candidates.get(&hash) {
             return (hash, c.validity);
@@ -714,6 +735,7 @@ impl App {
                         round,
                         proposer,
                         validity: Validity::Valid,
+                        seen,
                     },
                 );
                 (hash, Validity::Valid)
@@ -825,10 +847,7 @@ impl App {
             ],
         )?;
         let epoch_before = self.ledger.current_epoch().id;
-        self.last_decision = Some((
-            Instant::now(),
-            self.height_started.map(|t| t.elapsed()).unwrap_or_default(),
-        ));
+        self.last_decision = Some(c.seen.min(Instant::now()));
         *self.shared.write() = ledger.clone();
         self.ledger = ledger;
         self.head_set = Some(set);
