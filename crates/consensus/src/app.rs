@@ -150,6 +150,8 @@ pub struct App {
     height_started: Option<Instant>,
     /// When this node first had the last decided block (the pacing anchor).
     last_decision: Option<Instant>,
+    /// Moving average of height start -> valid round-0 proposal here, in ms.
+    proposal_delay_ms: u64,
     shared: SharedLedger,
     fault: Option<Fault>,
 }
@@ -255,6 +257,7 @@ impl App {
             future: BTreeMap::new(),
             height_started: None,
             last_decision: None,
+            proposal_delay_ms: 0,
             shared: Arc::new(parking_lot::RwLock::new(ledger_snapshot)),
             fault: None,
         })
@@ -278,7 +281,17 @@ impl App {
         let set = validator_set(&self.ledger)?;
         self.set = Some((height, set.clone()));
         self.height_started = Some(start);
-        Ok(HeightParams::new(set, self.timing.timeouts, None))
+        Ok(HeightParams::new(set, self.propose_timeouts(), None))
+    }
+
+    /// The configured timeouts, with the propose timeout stretched to twice the recent time a proposal took to
+    /// arrive and pass validation (at most 4 times the configured one): an idle chain keeps the short timeout
+    /// and fast failover; a loaded one does not time out its own producer.
+    fn propose_timeouts(&self) -> LinearTimeouts {
+        let mut t = self.timing.timeouts;
+        let wanted = Duration::from_millis(2 * self.proposal_delay_ms);
+        t.propose = t.propose.max(wanted.min(t.propose * 4));
+        t
     }
 
     /// When the next height starts: one block time after this node first had the block just decided (built it
@@ -848,6 +861,14 @@ impl App {
         )?;
         let epoch_before = self.ledger.current_epoch().id;
         self.last_decision = Some(c.seen.min(Instant::now()));
+        if round == 0 {
+            // How long after the height started the block was here and checked: under load (big blocks to
+            // build, stream and re-execute) that grows, and the propose timeout follows it.
+            if let Some(start) = self.height_started {
+                let ms = c.seen.saturating_duration_since(start).as_millis() as u64;
+                self.proposal_delay_ms = (self.proposal_delay_ms * 3 + ms) / 4;
+            }
+        }
         *self.shared.write() = ledger.clone();
         self.ledger = ledger;
         self.head_set = Some(set);

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, info_span, warn, Instrument};
 use x25519_dalek::{PublicKey as XPublic, StaticSecret};
 
@@ -32,7 +31,6 @@ const HELLO_LEN: usize = 1 + 8 + 32 + 32;
 pub const MAX_FRAME: usize = 1024 * 1024;
 const MAX_TXS_PER_FRAME: usize = 4096;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-const PEER_QUEUE: usize = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GossipError {
@@ -214,38 +212,13 @@ pub async fn start(
             }
         });
     }
-    let mut queues = Vec::new();
     for peer in cfg.peers {
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(PEER_QUEUE);
-        queues.push(tx);
         let (key, allowed, backend) = (key.clone(), allowed.clone(), backend.clone());
         let chain_id = cfg.chain_id;
         tokio::spawn(
-            send_loop(peer, rx, key, chain_id, allowed, backend).instrument(info_span!("gossip-out", peer = %peer)),
+            send_loop(peer, key, chain_id, allowed, backend).instrument(info_span!("gossip-out", peer = %peer)),
         );
     }
-    let mut local_txs = backend.subscribe_local_txs();
-    tokio::spawn(async move {
-        loop {
-            match local_txs.recv().await {
-                Ok(tx) => {
-                    let raw = tx.envelope.encoded_2718();
-                    for q in &queues {
-                        if q.try_send(raw.clone()).is_err() {
-                            debug!(hash = %tx.hash, "a peer's gossip queue is full; it gets the pool on reconnect");
-                        }
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    warn!(
-                        missed = n,
-                        "gossip fell behind the RPC; peers get those transactions with the pool on reconnect"
-                    )
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    });
     info!(%local, "transaction gossip listening");
     Ok(local)
 }
@@ -284,7 +257,6 @@ async fn receive(
 
 async fn send_loop(
     peer: SocketAddr,
-    mut rx: mpsc::Receiver<Vec<u8>>,
     key: Arc<SigningKey>,
     chain_id: u64,
     allowed: Arc<BTreeSet<[u8; 32]>>,
@@ -292,20 +264,25 @@ async fn send_loop(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match connect_and_send(peer, &mut rx, &key, chain_id, &allowed, &backend).await {
-            Ok(()) => return,
-            Err(e) => {
-                debug!(error = %e, "gossip link down, reconnecting");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+        if let Err(e) = connect_and_send(peer, &key, chain_id, &allowed, &backend).await {
+            debug!(error = %e, "gossip link down, reconnecting");
         }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+async fn send_pool(s: &mut Session, stream: &mut TcpStream, backend: &Backend) -> Result<usize, GossipError> {
+    let pool: Vec<Vec<u8>> = backend.pool().all().map(|t| t.envelope.encoded_2718()).collect();
+    let n = pool.len();
+    for batch in batches(pool) {
+        s.write(stream, &batch).await?;
+    }
+    Ok(n)
 }
 
 async fn connect_and_send(
     peer: SocketAddr,
-    rx: &mut mpsc::Receiver<Vec<u8>>,
     key: &SigningKey,
     chain_id: u64,
     allowed: &BTreeSet<[u8; 32]>,
@@ -317,28 +294,32 @@ async fn connect_and_send(
         .await
         .map_err(|_| GossipError::Handshake("timed out"))??;
     info!(peer = %crate::types::Address(s.peer.to_bytes()), "gossip link up");
-    // Everything pending so far, so nothing admitted while the link was down is missed.
-    let pool: Vec<Vec<u8>> = backend.pool().all().map(|t| t.envelope.encoded_2718()).collect();
-    for batch in batches(pool) {
-        s.write(&mut stream, &batch).await?;
-    }
-    while let Some(first) = rx.recv().await {
-        let mut txs = vec![first];
-        let mut size = txs[0].len();
-        while txs.len() < MAX_TXS_PER_FRAME && size < MAX_FRAME / 2 {
-            match rx.try_recv() {
-                Ok(t) => {
-                    size += t.len();
-                    txs.push(t);
-                }
-                Err(_) => break,
-            }
+    // Everything pending so far, so nothing admitted while the link was down is missed; then the local log
+    // from here on (a transaction admitted in between may go twice; the peer refuses the copy).
+    let mut cursor = backend.local_txs_head();
+    send_pool(&mut s, &mut stream, backend).await?;
+    loop {
+        let next = backend.local_txs_since(cursor, MAX_TXS_PER_FRAME);
+        cursor = next.cursor;
+        if next.gap {
+            let n = send_pool(&mut s, &mut stream, backend).await?;
+            warn!(
+                sent = n,
+                "gossip fell behind this node's RPC; sent the whole pool instead"
+            );
+            continue;
         }
-        for batch in batches(txs) {
+        if next.txs.is_empty() {
+            tokio::select! {
+                _ = backend.local_tx_arrived() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            continue;
+        }
+        for batch in batches(next.txs.into_iter().map(|b| b.to_vec()).collect()) {
             s.write(&mut stream, &batch).await?;
         }
     }
-    Ok(())
 }
 
 /// Splits raw transactions into frames within the size and count limits.

@@ -30,13 +30,69 @@ struct PendingLog {
 
 const PENDING_LOG_CAP: usize = 10_000;
 
+/// Encoded transactions this node's RPC admitted, numbered from 1. Gossip reads it with a cursor per peer; a
+/// peer whose cursor fell off the front is sent the whole pool instead, so nothing is lost to a slow link.
+#[derive(Default)]
+struct LocalLog {
+    next_seq: u64,
+    entries: VecDeque<(u64, Bytes)>,
+}
+
+const LOCAL_LOG_CAP: usize = 200_000;
+
+impl LocalLog {
+    fn push(&mut self, raw: Bytes, cap: usize) {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.entries.push_back((seq, raw));
+        if self.entries.len() > cap {
+            self.entries.pop_front();
+        }
+    }
+
+    fn since(&self, cursor: u64, max: usize) -> LocalTxs {
+        let first = self.entries.front().map(|(s, _)| *s).unwrap_or(self.next_seq + 1);
+        if cursor + 1 < first && cursor < self.next_seq {
+            return LocalTxs {
+                txs: Vec::new(),
+                cursor: self.next_seq,
+                gap: true,
+            };
+        }
+        let start = (cursor + 1).saturating_sub(first) as usize;
+        let txs: Vec<Bytes> = self
+            .entries
+            .iter()
+            .skip(start)
+            .take(max)
+            .map(|(_, b)| b.clone())
+            .collect();
+        let cursor = cursor.max(first.saturating_sub(1)) + txs.len() as u64;
+        LocalTxs {
+            txs,
+            cursor,
+            gap: false,
+        }
+    }
+}
+
+/// What a gossip reader gets from [`Backend::local_txs_since`].
+pub struct LocalTxs {
+    pub txs: Vec<Bytes>,
+    /// The cursor to ask from next time.
+    pub cursor: u64,
+    /// Entries after the old cursor were already evicted: send the whole pool.
+    pub gap: bool,
+}
+
 pub struct Backend {
     engine: RwLock<Engine>,
     pool: Mutex<Mempool>,
     new_blocks: broadcast::Sender<Arc<NewBlock>>,
     new_pending: broadcast::Sender<B256>,
-    /// Transactions admitted from this node's RPC (not from peers), for gossip.
-    local_txs: broadcast::Sender<RecoveredTx>,
+    /// Transactions admitted from this node's RPC (not from peers), numbered, for gossip.
+    local_log: Mutex<LocalLog>,
+    local_arrived: Notify,
     pending_log: Mutex<PendingLog>,
     tx_arrived: Notify,
     pub(crate) filters: Mutex<crate::filters::Filters>,
@@ -49,7 +105,8 @@ impl Backend {
             pool: Mutex::new(Mempool::new(pool)),
             new_blocks: broadcast::channel(256).0,
             new_pending: broadcast::channel(4096).0,
-            local_txs: broadcast::channel(65536).0,
+            local_log: Mutex::new(LocalLog::default()),
+            local_arrived: Notify::new(),
             pending_log: Mutex::new(PendingLog::default()),
             tx_arrived: Notify::new(),
             filters: Mutex::new(Default::default()),
@@ -79,19 +136,28 @@ impl Backend {
         (hashes, log.next_seq)
     }
 
-    /// Transactions this node's RPC admitted, as they arrive (the gossip layer sends them to peers).
-    pub fn subscribe_local_txs(&self) -> broadcast::Receiver<RecoveredTx> {
-        self.local_txs.subscribe()
+    /// Up to `max` transactions this node's RPC admitted after `cursor` (0 = from the start of the log).
+    pub fn local_txs_since(&self, cursor: u64, max: usize) -> LocalTxs {
+        self.local_log.lock().since(cursor, max)
     }
 
-    /// Validates a transaction from this node's users against the head, admits it to the pool and hands it to
-    /// gossip.
+    /// The sequence number of the newest local transaction (a reader starting now passes it as its cursor).
+    pub fn local_txs_head(&self) -> u64 {
+        self.local_log.lock().next_seq
+    }
+
+    /// Resolves when a local transaction arrives (may also resolve spuriously; re-check with a cursor).
+    pub async fn local_tx_arrived(&self) {
+        self.local_arrived.notified().await
+    }
+
+    /// Validates a transaction from this node's users against the head, admits it to the pool and logs it
+    /// for gossip.
     pub fn submit(&self, tx: RecoveredTx) -> Result<B256, PoolError> {
-        let copy = (self.local_txs.receiver_count() > 0).then(|| tx.clone());
+        let raw = tx.encoded();
         let hash = self.submit_from_peer(tx)?;
-        if let Some(tx) = copy {
-            let _ = self.local_txs.send(tx);
-        }
+        self.local_log.lock().push(raw, LOCAL_LOG_CAP);
+        self.local_arrived.notify_waiters();
         Ok(hash)
     }
 
@@ -188,5 +254,32 @@ impl Backend {
         }));
         info!(number, %hash, txs = included.len(), gas_used = header.gas_used, "block committed");
         Ok((number, hash))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_log_cursor_batches_and_gap() {
+        let mut log = LocalLog::default();
+        let r = log.since(0, 10);
+        assert!(r.txs.is_empty() && !r.gap && r.cursor == 0);
+        for i in 0..5u8 {
+            log.push(Bytes::from(vec![i]), 3);
+        }
+        // Entries 3, 4, 5 are kept; a reader at 0 missed 1 and 2.
+        let r = log.since(0, 10);
+        assert!(r.gap);
+        assert_eq!(r.cursor, 5);
+        let r = log.since(2, 2);
+        assert!(!r.gap);
+        assert_eq!(r.txs, vec![Bytes::from(vec![2u8]), Bytes::from(vec![3u8])]);
+        assert_eq!(r.cursor, 4);
+        let r = log.since(r.cursor, 10);
+        assert_eq!(r.txs, vec![Bytes::from(vec![4u8])]);
+        assert_eq!(r.cursor, 5);
+        assert!(log.since(5, 10).txs.is_empty());
     }
 }
