@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, info, info_span, warn};
 
 /// Bytes of the encoded block per Data part.
-const CHUNK: usize = 128 * 1024;
+const CHUNK: usize = 512 * 1024;
 /// Streams being reassembled at once (beyond, the oldest is dropped).
 const MAX_STREAMS: usize = 64;
 /// How far ahead of the wall clock a block's timestamp may be.
@@ -526,7 +526,9 @@ impl App {
             ctx.prevrandao = commit_digest(height.0, engine.head_hash(), self.last_commit.as_ref());
             ctx
         };
-        let mut executed = self.backend.build_block(ctx);
+        // Building and re-executing blocks is CPU work: block_in_place lets the runtime move the network and
+        // RPC tasks to other workers meanwhile.
+        let mut executed = tokio::task::block_in_place(|| self.backend.build_block(ctx));
         let mut data = BlockData {
             header: executed.header.clone(),
             txs: executed.transactions.clone(),
@@ -731,7 +733,7 @@ impl App {
             return (hash, c.validity);
         }
         let started = Instant::now();
-        match self.check(height, round, proposer, &data) {
+        match tokio::task::block_in_place(|| self.check(height, round, proposer, &data)) {
             Ok(executed) => {
                 debug!(
                     round = %round,

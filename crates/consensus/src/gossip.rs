@@ -241,16 +241,21 @@ async fn receive(
         if txs.len() > MAX_TXS_PER_FRAME {
             return Err(GossipError::BadFrame);
         }
-        let (mut added, mut refused) = (0usize, 0usize);
-        for raw in txs {
-            match RecoveredTx::decode(&raw) {
-                Ok(tx) => match backend.submit_from_peer(tx) {
-                    Ok(_) => added += 1,
+        // Recovering thousands of senders is CPU work: off the async workers, so consensus and the RPC keep
+        // running while a big frame is checked.
+        let (added, refused) = tokio::task::block_in_place(|| {
+            let (mut added, mut refused) = (0usize, 0usize);
+            for raw in txs {
+                match RecoveredTx::decode(&raw) {
+                    Ok(tx) => match backend.submit_from_peer(tx) {
+                        Ok(_) => added += 1,
+                        Err(_) => refused += 1,
+                    },
                     Err(_) => refused += 1,
-                },
-                Err(_) => refused += 1,
+                }
             }
-        }
+            (added, refused)
+        });
         debug!(added, refused, "gossip frame");
     }
 }

@@ -157,7 +157,7 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
         discovery: DiscoveryConfig::default(),
         ..Default::default()
     };
-    // A proposal part is at most 128 KiB; a sync response carries a few blocks of at most 8 MiB each.
+    // A proposal part is at most 512 KiB; a sync response carries a few blocks of at most 8 MiB each.
     p2p.pubsub_max_size = bytesize::ByteSize::mib(1);
     p2p.rpc_max_size = bytesize::ByteSize::mib(32);
     let value_sync = ValueSyncConfig {

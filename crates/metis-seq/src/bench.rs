@@ -46,6 +46,10 @@ pub struct TransferArgs {
     /// Label printed with the results.
     #[arg(long, default_value = "node")]
     label: String,
+    /// Offered load in transactions per second (0 = as fast as the node takes them). A rate below the chain's
+    /// capacity measures sustained throughput rather than how fast a burst drains.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
 }
 
 struct Rpc {
@@ -122,15 +126,19 @@ fn sign(
     Ok((*env.tx_hash(), env.encoded_2718().into()))
 }
 
-/// Sends raw transactions in batches over `concurrency` connections; returns (hash, send instant) and errors.
+/// Sends raw transactions in batches over `concurrency` connections, at most `rate` per second when non-zero;
+/// returns (hash, send instant) and errors.
 async fn send_all(
     rpc: &Arc<Rpc>,
     txs: Vec<(B256, Bytes)>,
     batch: usize,
     concurrency: usize,
+    rate: u64,
 ) -> Result<(Vec<(B256, Instant)>, Vec<String>)> {
-    let chunks: Vec<Vec<(B256, Bytes)>> = txs.chunks(batch.max(1)).map(|c| c.to_vec()).collect();
-    let queue = Arc::new(Mutex::new(chunks.into_iter()));
+    let batch = batch.max(1);
+    let chunks: Vec<Vec<(B256, Bytes)>> = txs.chunks(batch).map(|c| c.to_vec()).collect();
+    let queue = Arc::new(Mutex::new(chunks.into_iter().enumerate()));
+    let t0 = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
         let queue = queue.clone();
@@ -139,7 +147,13 @@ async fn send_all(
             let mut sent = Vec::new();
             let mut errors = Vec::new();
             loop {
-                let Some(chunk) = queue.lock().await.next() else { break };
+                let Some((index, chunk)) = queue.lock().await.next() else {
+                    break;
+                };
+                if rate > 0 {
+                    let due = t0 + Duration::from_secs_f64((index * batch) as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let calls: Vec<(String, Value)> = chunk
                     .iter()
                     .map(|(_, raw)| ("eth_sendRawTransaction".to_string(), json!([raw])))
@@ -255,7 +269,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let start_block = hex_u64(&rpc.call("eth_blockNumber", json!([])).await?)?;
-    let (sent, errors) = send_all(&rpc, funding, a.batch, a.concurrency).await?;
+    let (sent, errors) = send_all(&rpc, funding, a.batch, a.concurrency, 0).await?;
     if !errors.is_empty() {
         bail!("funding failed: {}", errors[0]);
     }
@@ -300,7 +314,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         let timeout = Duration::from_secs(a.timeout);
         tokio::spawn(async move { watch_inclusion(&rpc, pending, start_block, timeout).await })
     };
-    let (sent, errors) = send_all(&rpc, txs, a.batch, a.concurrency).await?;
+    let (sent, errors) = send_all(&rpc, txs, a.batch, a.concurrency, a.rate).await?;
     let send_time = t0.elapsed();
     let included = watcher.await??;
     let last = included.values().max().copied().unwrap_or(t0);
