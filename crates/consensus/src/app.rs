@@ -10,6 +10,7 @@
 use crate::block::{commit_digest, verify_commit, BlockData, MAX_BLOCK_BYTES};
 use crate::codec::WireCertificate;
 use crate::posapi::SharedLedger;
+use crate::proposals::{ProposalStore, StoredProposal};
 use crate::signing::{stream_digest, verify, ConsensusSigner};
 use crate::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart, ValidatorSet};
 use alloy_primitives::{Bytes as ABytes, B256};
@@ -154,6 +155,9 @@ pub struct App {
     proposal_delay_ms: u64,
     shared: SharedLedger,
     fault: Option<Fault>,
+    proposals: Option<ProposalStore>,
+    /// A height decided on a block not held here, to be restarted (and synced).
+    restart: Option<Height>,
 }
 
 fn now_secs() -> u64 {
@@ -260,7 +264,59 @@ impl App {
             proposal_delay_ms: 0,
             shared: Arc::new(parking_lot::RwLock::new(ledger_snapshot)),
             fault: None,
+            proposals: None,
+            restart: None,
         })
+    }
+
+    /// Keeps proposals on disk in `dir` until decided (see `proposals.rs`), and takes back the ones stored for
+    /// the next height before a crash, re-executed on the head.
+    pub fn with_proposal_store(mut self, dir: &std::path::Path) -> Result<Self, AppError> {
+        let store = ProposalStore::open(dir).map_err(|e| AppError::Corrupt(format!("{}: {e}", dir.display())))?;
+        let next = self.next_height();
+        store.prune(Height(next.0 - 1));
+        for p in store.at(next) {
+            let Ok(data) = BlockData::decode(&p.block) else {
+                continue;
+            };
+            let executed = match self.backend.engine().validate(&data.header, data.txs.clone()) {
+                Ok(e) => e,
+                Err(e) => {
+                    warn!(height = next.0, error = %e, "stored proposal no longer executes; dropped");
+                    continue;
+                }
+            };
+            info!(height = next.0, round = %p.round, "took back stored proposal {}", p.hash);
+            self.candidates.insert(
+                p.hash,
+                Candidate {
+                    executed,
+                    data,
+                    round: p.round,
+                    proposer: p.proposer,
+                    validity: Validity::Valid,
+                    seen: Instant::now(),
+                },
+            );
+        }
+        self.proposals = Some(store);
+        Ok(self)
+    }
+
+    /// Writes a proposal this node is about to vote for, so a crash cannot leave a decided hash without its block.
+    fn persist(&self, height: Height, round: Round, proposer: Address, hash: BlockHash, data: &BlockData) {
+        if let Some(store) = &self.proposals {
+            let p = StoredProposal {
+                height,
+                round,
+                proposer,
+                hash,
+                block: data.encode(),
+            };
+            if let Err(e) = store.put(&p) {
+                warn!(height = height.0, error = %e, "could not store proposal {hash}");
+            }
+        }
     }
 
     /// The ledger as of the last decided block, for the PoS query API.
@@ -417,8 +473,25 @@ impl App {
                 let _ = reply.send(value);
             }
             AppMsg::Decided { certificate, reply, .. } => {
-                self.decide(&certificate)?;
+                match self.decide(&certificate) {
+                    Ok(()) => {}
+                    // Decided on a block this node does not hold (it should have been stored before voting):
+                    // restart the height, and sync fetches the block from peers, who have committed it.
+                    Err(AppError::UnknownDecided(v)) => {
+                        warn!(
+                            height = certificate.height.0,
+                            "decided {v} is not held here; restarting the height to sync it"
+                        );
+                        self.restart = Some(certificate.height);
+                    }
+                    Err(e) => return Err(e),
+                }
                 let _ = reply.send(());
+            }
+            AppMsg::Finalized { reply, .. } if self.restart.is_some() => {
+                let h = self.restart.take().unwrap_or_else(|| self.next_height());
+                let params = self.params(h, Instant::now())?;
+                let _ = reply.send(Next::Restart(h, params));
             }
             AppMsg::Finalized { certificate, reply, .. } => {
                 // Late precommits may have joined; the fuller certificate goes into the next block.
@@ -565,6 +638,7 @@ impl App {
             total_len: 0,
         };
         let parts = self.stream_parts(init, &bytes);
+        self.persist(height, round, self.address, hash, &data);
         self.candidates.insert(
             hash,
             Candidate {
@@ -742,6 +816,7 @@ impl App {
                     exec_ms = started.elapsed().as_millis() as u64,
                     "valid proposal {hash}"
                 );
+                self.persist(height, round, proposer, hash, &data);
                 self.candidates.insert(
                     hash,
                     Candidate {
@@ -876,6 +951,9 @@ impl App {
         self.head_set = Some(set);
         self.last_commit = Some(wire);
         self.candidates.clear();
+        if let Some(store) = &self.proposals {
+            store.prune(height);
+        }
         self.streams
             .retain(|_, s| s.init.as_ref().is_none_or(|i| i.height > height));
         let e = self.ledger.current_epoch();

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod gossip;
 pub mod node;
 pub mod posapi;
+pub mod proposals;
 pub mod signing;
 pub mod types;
 

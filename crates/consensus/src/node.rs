@@ -129,7 +129,8 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
     let backend = Backend::new(engine, s.pool);
     let genesis_ledger = Ledger::genesis(s.pos.params.clone(), s.pos.sequencers.clone(), s.pos.seed)?;
     let signer = Arc::new(ConsensusSigner::new(s.key.clone()));
-    let mut app = App::open(backend.clone(), genesis_ledger, signer.clone(), s.timing)?;
+    let mut app = App::open(backend.clone(), genesis_ledger, signer.clone(), s.timing)?
+        .with_proposal_store(&s.data_dir.join("proposals"))?;
     if let Some(f) = s.fault {
         app.inject_fault(f);
     }

@@ -1,0 +1,108 @@
+//! Proposals this node built or found valid, kept on disk until their height is decided.
+//!
+//! Malachite's WAL records the proposed values (by hash) a node voted on; after a crash it replays them and may
+//! decide one of them without streaming it again. The block behind the hash must then still be here, so every
+//! proposal is written (and synced) before this node votes for it, and removed once its height is decided.
+
+use crate::types::{Address, BlockHash, Height};
+use borsh::{BorshDeserialize, BorshSerialize};
+use malachitebft_core_types::Round;
+use std::path::{Path, PathBuf};
+
+#[derive(BorshSerialize, BorshDeserialize)]
+pub struct StoredProposal {
+    pub height: Height,
+    pub round: Round,
+    pub proposer: Address,
+    pub hash: BlockHash,
+    /// The encoded block (`BlockData::encode`).
+    pub block: Vec<u8>,
+}
+
+pub struct ProposalStore {
+    dir: PathBuf,
+}
+
+impl ProposalStore {
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    fn path(&self, height: Height, hash: &BlockHash) -> PathBuf {
+        self.dir
+            .join(format!("{:020}-{}.bin", height.0, crate::types::hex_str(&hash.0)))
+    }
+
+    /// Writes one proposal durably (temp file, fsync, rename).
+    pub fn put(&self, p: &StoredProposal) -> std::io::Result<()> {
+        use std::io::Write;
+        let path = self.path(p.height, &p.hash);
+        if path.exists() {
+            return Ok(());
+        }
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&borsh::to_vec(p)?)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// Every stored proposal for `height` (unreadable files are skipped: they are re-fetched by sync).
+    pub fn at(&self, height: Height) -> Vec<StoredProposal> {
+        let prefix = format!("{:020}-", height.0);
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".bin"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| StoredProposal::try_from_slice(&b).ok())
+            .filter(|p| p.height == height)
+            .collect()
+    }
+
+    /// Removes every proposal at or below `height`.
+    pub fn prune(&self, height: Height) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let h = name.split('-').next().and_then(|h| h.parse::<u64>().ok());
+            if h.is_some_and(|h| h <= height.0) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_at_prune() {
+        let dir = std::env::temp_dir().join(format!("metis-proposals-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = ProposalStore::open(&dir).unwrap();
+        for (h, b) in [(5u64, 1u8), (5, 2), (6, 3)] {
+            s.put(&StoredProposal {
+                height: Height(h),
+                round: Round::new(0),
+                proposer: Address([b; 32]),
+                hash: BlockHash([b; 32]),
+                block: vec![b; 10],
+            })
+            .unwrap();
+        }
+        assert_eq!(s.at(Height(5)).len(), 2);
+        assert_eq!(s.at(Height(6)).len(), 1);
+        s.prune(Height(5));
+        assert!(s.at(Height(5)).is_empty());
+        assert_eq!(s.at(Height(6))[0].block, vec![3u8; 10]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
