@@ -601,7 +601,9 @@ impl App {
         };
         // Building and re-executing blocks is CPU work: block_in_place lets the runtime move the network and
         // RPC tasks to other workers meanwhile.
-        let mut executed = tokio::task::block_in_place(|| self.backend.build_block(ctx));
+        // Room for the header and the last commit: validators refuse encoded blocks above MAX_BLOCK_BYTES.
+        let max_tx_bytes = MAX_BLOCK_BYTES - 1024 * 1024;
+        let mut executed = tokio::task::block_in_place(|| self.backend.build_block(ctx, max_tx_bytes));
         let mut data = BlockData {
             header: executed.header.clone(),
             txs: executed.transactions.clone(),

@@ -158,7 +158,7 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
         discovery: DiscoveryConfig::default(),
         ..Default::default()
     };
-    // A proposal part is at most 512 KiB; a sync response carries a few blocks of at most 8 MiB each.
+    // A proposal part is at most 512 KiB; a sync response carries at most two blocks of at most 16 MiB each.
     p2p.pubsub_max_size = bytesize::ByteSize::mib(1);
     p2p.rpc_max_size = bytesize::ByteSize::mib(32);
     let value_sync = ValueSyncConfig {
@@ -167,7 +167,7 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
         request_timeout: Duration::from_secs(5),
         max_response_size: bytesize::ByteSize::mib(32),
         inactive_threshold: Duration::from_secs(10),
-        batch_size: 4,
+        batch_size: 2,
         ..Default::default()
     };
     let config = MalachiteConfig {

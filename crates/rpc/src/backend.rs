@@ -204,17 +204,28 @@ impl Backend {
             let mut ctx = engine.next_context(timestamp, beneficiary);
             ctx.extra_data = extra_data;
             drop(engine);
-            self.build_block(ctx)
+            self.build_block(ctx, usize::MAX)
         };
         self.commit_block(block, &[])
     }
 
     /// Builds a block on the head from the best pool transactions, uncommitted (a proposal). Transactions the
     /// block refused for a reason waiting will not cure leave the pool.
-    pub fn build_block(&self, ctx: BlockContext) -> ExecutedBlock {
+    /// At most `max_tx_bytes` of encoded transactions go in (peers refuse larger blocks).
+    pub fn build_block(&self, ctx: BlockContext, max_tx_bytes: usize) -> ExecutedBlock {
         let (block, rejected) = {
             let engine = self.engine.read();
-            let candidates = self.pool.lock().best(engine.state(), ctx.base_fee);
+            let mut candidates = self.pool.lock().best(engine.state(), ctx.base_fee);
+            // A prefix of the ordered candidates keeps every sender's nonce order.
+            let mut bytes = 0usize;
+            let fit = candidates
+                .iter()
+                .position(|t| {
+                    bytes = bytes.saturating_add(t.encoded_len);
+                    bytes > max_tx_bytes
+                })
+                .unwrap_or(candidates.len());
+            candidates.truncate(fit);
             engine.build(ctx, candidates)
         };
         let mut pool = self.pool.lock();
@@ -260,6 +271,43 @@ impl Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A proposer keeps its blocks under the byte limit peers enforce: the pool's best transactions are cut at
+    /// the limit, the rest stay pending for the next block.
+    #[test]
+    fn build_block_respects_the_byte_limit() {
+        use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+        use alloy_primitives::{TxKind, U256};
+        use alloy_signer::SignerSync;
+        let dir = std::env::temp_dir().join(format!("metis-rpc-bytes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let key = alloy_signer_local::PrivateKeySigner::from_slice(&[7u8; 32]).unwrap();
+        let spec = metis_execution::ChainSpec::dev(59902, &[key.address()], U256::from(10u128.pow(22)));
+        let backend = Backend::new(Engine::open(&dir, spec).unwrap(), PoolConfig::default());
+        let mut size = 0;
+        for nonce in 0..10 {
+            let tx = TxEip1559 {
+                chain_id: 59902,
+                nonce,
+                gas_limit: 100_000,
+                max_fee_per_gas: 2_000_000_000,
+                max_priority_fee_per_gas: 1,
+                to: TxKind::Call(Address::repeat_byte(1)),
+                value: U256::from(1),
+                input: vec![1u8; 1000].into(),
+                access_list: Default::default(),
+            };
+            let sig = key.sign_hash_sync(&tx.signature_hash()).unwrap();
+            let tx = RecoveredTx::from_envelope(TxEnvelope::from(tx.into_signed(sig))).unwrap();
+            size = tx.encoded_len;
+            backend.submit(tx).unwrap();
+        }
+        let ctx = backend.engine().next_context(1, Address::ZERO);
+        let block = backend.build_block(ctx, size * 4 + size / 2);
+        assert_eq!(block.transactions.len(), 4);
+        assert_eq!(backend.pool().len(), 10, "cut transactions stay in the pool");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn local_log_cursor_batches_and_gap() {
