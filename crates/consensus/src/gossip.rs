@@ -243,20 +243,35 @@ async fn receive(
         }
         // Recovering thousands of senders is CPU work: off the async workers, so consensus and the RPC keep
         // running while a big frame is checked.
-        let (added, refused) = tokio::task::block_in_place(|| {
+        let (added, refused, recover, admit) = tokio::task::block_in_place(|| {
             let (mut added, mut refused) = (0usize, 0usize);
+            let (mut recover, mut admit) = (Duration::ZERO, Duration::ZERO);
             for raw in txs {
-                match RecoveredTx::decode(&raw) {
-                    Ok(tx) => match backend.submit_from_peer(tx) {
-                        Ok(_) => added += 1,
-                        Err(_) => refused += 1,
-                    },
+                let t = std::time::Instant::now();
+                let decoded = RecoveredTx::decode(&raw);
+                recover += t.elapsed();
+                match decoded {
+                    Ok(tx) => {
+                        let t = std::time::Instant::now();
+                        let r = backend.submit_from_peer(tx);
+                        admit += t.elapsed();
+                        match r {
+                            Ok(_) => added += 1,
+                            Err(_) => refused += 1,
+                        }
+                    }
                     Err(_) => refused += 1,
                 }
             }
-            (added, refused)
+            (added, refused, recover, admit)
         });
-        debug!(added, refused, "gossip frame");
+        debug!(
+            added,
+            refused,
+            recover_us = recover.as_micros() as u64,
+            admit_us = admit.as_micros() as u64,
+            "gossip frame"
+        );
     }
 }
 
