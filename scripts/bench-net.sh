@@ -3,39 +3,7 @@
 # to the others), the same block time and gas limit; then decision latency per height from the nodes' logs and
 # the failover time (kill -9 of the producer -> next block).
 # Usage: make bench-net [TXS=20000 ACCOUNTS=400 RATE=0 (burst) | RATE=10000 (sustained offered load)]
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TXS="${TXS:-20000}"
-ACCOUNTS="${ACCOUNTS:-400}"
-GAS_LIMIT="${GAS_LIMIT:-300000000}"
-RATE="${RATE:-0}"   # offered tx/s; 0 = a burst as fast as the node takes it
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/metis-seq/target}"
-TARGET="$CARGO_TARGET_DIR"
-BIN="$TARGET/release/metis-seq"
-CAST="$ROOT/.tools/bin/cast"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_rpc() {
-  for _ in $(seq 1 300); do
-    "$CAST" chain-id --rpc-url "$1" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "no RPC at $1" >&2; return 1
-}
-
-echo "building metis-seq (release)"
-cargo build --release --bin metis-seq
-
-P1=$(free_port)
-"$ROOT/.tools/bin/anvil" --port "$P1" --block-time 1 --gas-limit "$GAS_LIMIT" --silent >"$WORK/anvil.log" 2>&1 &
-PIDS+=($!)
-wait_rpc "http://127.0.0.1:$P1"
-"$BIN" bench transfers --rpc "http://127.0.0.1:$P1" --txs "$TXS" --accounts "$ACCOUNTS" --rate "$RATE" --label anvil | tee "$WORK/anvil.out"
-kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 PIDS=()
 
 BASE=$(( 20000 + (RANDOM % 3000) * 10 ))
@@ -47,11 +15,9 @@ for i in 0 1 2 3; do
 done
 RPC="http://127.0.0.1:$((BASE + 2))"
 for i in 0 1 2 3; do wait_rpc "http://127.0.0.1:$((BASE + 10 * i + 2))"; done
-"$BIN" bench transfers --rpc "$RPC" --txs "$TXS" --accounts "$ACCOUNTS" --rate "$RATE" --label "metis-seq 4 nodes" | tee "$WORK/metis.out"
+bench_load "$RPC" "metis-seq 4 nodes" metis
 
-a=$(sed -n 's/^RESULT .*tps=\([0-9.]*\).*/\1/p' "$WORK/anvil.out")
-m=$(sed -n 's/^RESULT .*tps=\([0-9.]*\).*/\1/p' "$WORK/metis.out")
-python3 -c "print(f'ratio 4-node metis-seq/anvil: {float($m)/float($a):.2f}x ({float($m):.0f} vs {float($a):.0f} tx/s, $TXS transfers offered at rate $RATE/s (0 = burst), gas limit $GAS_LIMIT, 1 s blocks)')"
+print_ratio "4-node metis-seq"
 
 # Decision latency: height start -> decided, on node 1 (a validator that is not the producer of epoch 0's
 # first blocks in general), over every height so far.

@@ -7,7 +7,7 @@
 //!   transaction; Finalized: start the next height with the validator set and schedule the ledger now gives.
 //! - Sync: serve decided blocks with their certificates; validate synced blocks the same way as proposals.
 
-use crate::block::{commit_digest, verify_commit, BlockData, MAX_BLOCK_BYTES};
+use crate::block::{commit_digest, encode_block, verify_commit, BlockData, MAX_BLOCK_BYTES};
 use crate::codec::WireCertificate;
 use crate::posapi::SharedLedger;
 use crate::proposals::{ProposalStore, StoredProposal};
@@ -107,8 +107,12 @@ impl std::str::FromStr for Fault {
 }
 
 struct Candidate {
+    /// Header and transactions, executed on the head.
     executed: ExecutedBlock,
-    data: BlockData,
+    /// The parent's commit certificate the block carries.
+    last_commit: Option<WireCertificate>,
+    /// The block as it travels (stored before voting, re-streamed on request).
+    encoded: Vec<u8>,
     /// Where it was proposed (for re-streaming), and by whom.
     round: Round,
     proposer: Address,
@@ -130,12 +134,14 @@ struct PartialStream {
 struct Future {
     init: PartInit,
     data: BlockData,
+    encoded: Vec<u8>,
     received: Instant,
 }
 
 pub struct App {
     backend: Arc<Backend>,
-    ledger: Ledger,
+    /// The ledger after the head block; the PoS API reads the same snapshot (shared, not copied).
+    ledger: Arc<Ledger>,
     signer: Arc<ConsensusSigner>,
     address: Address,
     timing: Timing,
@@ -240,7 +246,8 @@ impl App {
             }
         };
         let address = Address(signer.public_key().to_bytes());
-        let ledger_snapshot = ledger.clone();
+        let ledger = Arc::new(ledger);
+        let shared = Arc::new(parking_lot::RwLock::new(ledger.clone()));
         info!(
             head,
             epoch = ledger.current_epoch().id,
@@ -262,7 +269,7 @@ impl App {
             height_started: None,
             last_decision: None,
             proposal_delay_ms: 0,
-            shared: Arc::new(parking_lot::RwLock::new(ledger_snapshot)),
+            shared,
             fault: None,
             proposals: None,
             restart: None,
@@ -279,7 +286,12 @@ impl App {
             let Ok(data) = BlockData::decode(&p.block) else {
                 continue;
             };
-            let executed = match self.backend.engine().validate(&data.header, data.txs.clone()) {
+            let BlockData {
+                header,
+                txs,
+                last_commit,
+            } = data;
+            let executed = match self.backend.engine().validate(&header, txs) {
                 Ok(e) => e,
                 Err(e) => {
                     warn!(height = next.0, error = %e, "stored proposal no longer executes; dropped");
@@ -291,7 +303,8 @@ impl App {
                 p.hash,
                 Candidate {
                     executed,
-                    data,
+                    last_commit,
+                    encoded: p.block,
                     round: p.round,
                     proposer: p.proposer,
                     validity: Validity::Valid,
@@ -303,20 +316,22 @@ impl App {
         Ok(self)
     }
 
-    /// Writes a proposal this node is about to vote for, so a crash cannot leave a decided hash without its block.
-    fn persist(&self, height: Height, round: Round, proposer: Address, hash: BlockHash, data: &BlockData) {
+    /// Keeps a valid proposal: on disk first (this node is about to vote for it, and a crash must not leave a
+    /// decided hash without its block), then in memory.
+    fn keep(&mut self, height: Height, hash: BlockHash, c: Candidate) {
         if let Some(store) = &self.proposals {
             let p = StoredProposal {
                 height,
-                round,
-                proposer,
+                round: c.round,
+                proposer: c.proposer,
                 hash,
-                block: data.encode(),
+                block: c.encoded.clone(),
             };
             if let Err(e) = store.put(&p) {
                 warn!(height = height.0, error = %e, "could not store proposal {hash}");
             }
         }
+        self.candidates.insert(hash, c);
     }
 
     /// The ledger as of the last decided block, for the PoS query API.
@@ -451,7 +466,7 @@ impl App {
                             proposer: self.address,
                             total_len: 0,
                         };
-                        let parts = self.stream_parts(init, &c.data.encode());
+                        let parts = self.stream_parts(init, &c.encoded);
                         for p in parts {
                             if network.send(NetworkMsg::PublishProposalPart(p)).await.is_err() {
                                 return Err(AppError::Closed);
@@ -496,7 +511,7 @@ impl App {
             AppMsg::Finalized { certificate, reply, .. } => {
                 // Late precommits may have joined; the fuller certificate goes into the next block.
                 if certificate.height.0 == self.backend.engine().head().number {
-                    self.last_commit = Some(wire_cert(&certificate));
+                    self.last_commit = Some(WireCertificate::from(&certificate));
                 }
                 let next = Height(certificate.height.0 + 1);
                 let start = self.next_start();
@@ -531,7 +546,8 @@ impl App {
                         SyncedValueOutcome::LocalTransientError
                     }
                     Ok(data) => {
-                        let (hash, validity) = self.validate(height, round, proposer, data, Instant::now());
+                        let encoded = value_bytes.to_vec();
+                        let (hash, validity) = self.validate(height, round, proposer, data, encoded, Instant::now());
                         SyncedValueOutcome::Verdict(ProposedValue {
                             height,
                             round,
@@ -552,7 +568,7 @@ impl App {
         let mut out: Vec<_> = self
             .candidates
             .iter()
-            .filter(|(_, c)| c.round == round && c.data.header.number == height.0)
+            .filter(|(_, c)| c.round == round && c.executed.header.number == height.0)
             .map(|(h, c)| ProposedValue {
                 height,
                 round,
@@ -565,7 +581,7 @@ impl App {
         // Proposals that arrived before we reached this height are checked now.
         let r = round.as_u32().unwrap_or(0);
         if let Some(f) = self.future.remove(&(height, r)) {
-            let (hash, validity) = self.validate(height, round, f.init.proposer, f.data, f.received);
+            let (hash, validity) = self.validate(height, round, f.init.proposer, f.data, f.encoded, f.received);
             out.push(ProposedValue {
                 height,
                 round,
@@ -604,30 +620,22 @@ impl App {
         // Room for the header and the last commit: validators refuse encoded blocks above MAX_BLOCK_BYTES.
         let max_tx_bytes = MAX_BLOCK_BYTES - 1024 * 1024;
         let mut executed = tokio::task::block_in_place(|| self.backend.build_block(ctx, max_tx_bytes));
-        let mut data = BlockData {
-            header: executed.header.clone(),
-            txs: executed.transactions.clone(),
-            last_commit: self.last_commit.clone(),
-        };
+        let mut foreign = None;
         match self.fault {
             None => {}
             Some(Fault::BadStateRoot) => {
                 executed.header.state_root = alloy_primitives::keccak256(executed.header.state_root);
                 executed.hash = executed.header.hash_slow();
-                data.header = executed.header.clone();
             }
-            Some(Fault::ForeignTx) => {
-                if let Some(tx) = foreign_tx(self.backend.engine().spec().chain_id) {
-                    data.txs.push(tx);
-                }
-            }
+            Some(Fault::ForeignTx) => foreign = foreign_tx(self.backend.engine().spec().chain_id),
         }
         let hash = BlockHash(executed.hash.0);
-        let bytes = data.encode();
+        let txs = executed.transactions.iter().chain(&foreign).map(|t| &t.envelope);
+        let bytes = encode_block(&executed.header, txs, self.last_commit.as_ref());
         info!(
             round = %round,
-            txs = data.txs.len(),
-            gas_used = data.header.gas_used,
+            txs = executed.transactions.len(),
+            gas_used = executed.header.gas_used,
             bytes = bytes.len(),
             build_ms = started.elapsed().as_millis() as u64,
             "proposing block {hash}"
@@ -640,18 +648,16 @@ impl App {
             total_len: 0,
         };
         let parts = self.stream_parts(init, &bytes);
-        self.persist(height, round, self.address, hash, &data);
-        self.candidates.insert(
-            hash,
-            Candidate {
-                executed,
-                data,
-                round,
-                proposer: self.address,
-                validity: Validity::Valid,
-                seen: started,
-            },
-        );
+        let c = Candidate {
+            executed,
+            last_commit: self.last_commit.clone(),
+            encoded: bytes,
+            round,
+            proposer: self.address,
+            validity: Validity::Valid,
+            seen: started,
+        };
+        self.keep(height, hash, c);
         Ok((hash, parts))
     }
 
@@ -774,6 +780,7 @@ impl App {
                     Future {
                         init,
                         data,
+                        encoded: bytes,
                         received: Instant::now(),
                     },
                 );
@@ -783,7 +790,7 @@ impl App {
         if init.height < next {
             return None;
         }
-        let (hash, validity) = self.validate(init.height, init.round, init.proposer, data, Instant::now());
+        let (hash, validity) = self.validate(init.height, init.round, init.proposer, data, bytes, Instant::now());
         Some(ProposedValue {
             height: init.height,
             round: init.round,
@@ -802,6 +809,7 @@ impl App {
         round: Round,
         proposer: Address,
         data: BlockData,
+        encoded: Vec<u8>,
         seen: Instant,
     ) -> (BlockHash, Validity) {
         let hash = BlockHash(data.header.hash_slow().0);
@@ -809,27 +817,27 @@ impl App {
             return (hash, c.validity);
         }
         let started = Instant::now();
-        match tokio::task::block_in_place(|| self.check(height, round, proposer, &data)) {
+        let txs = data.txs.len();
+        let last_commit = data.last_commit.clone();
+        match tokio::task::block_in_place(|| self.check(height, round, proposer, data)) {
             Ok(executed) => {
                 debug!(
                     round = %round,
                     %proposer,
-                    txs = data.txs.len(),
+                    txs,
                     exec_ms = started.elapsed().as_millis() as u64,
                     "valid proposal {hash}"
                 );
-                self.persist(height, round, proposer, hash, &data);
-                self.candidates.insert(
-                    hash,
-                    Candidate {
-                        executed,
-                        data,
-                        round,
-                        proposer,
-                        validity: Validity::Valid,
-                        seen,
-                    },
-                );
+                let c = Candidate {
+                    executed,
+                    last_commit,
+                    encoded,
+                    round,
+                    proposer,
+                    validity: Validity::Valid,
+                    seen,
+                };
+                self.keep(height, hash, c);
                 (hash, Validity::Valid)
             }
             Err(reason) => {
@@ -839,13 +847,7 @@ impl App {
         }
     }
 
-    fn check(
-        &self,
-        height: Height,
-        round: Round,
-        proposer: Address,
-        data: &BlockData,
-    ) -> Result<ExecutedBlock, String> {
+    fn check(&self, height: Height, round: Round, proposer: Address, data: BlockData) -> Result<ExecutedBlock, String> {
         let Some((set_height, set)) = &self.set else {
             return Err("no height in progress".into());
         };
@@ -900,7 +902,7 @@ impl App {
         if h.timestamp > parent_ts + 1 && h.timestamp > now_secs() + MAX_FUTURE_DRIFT_SECS {
             return Err(format!("timestamp {} is in the future", h.timestamp));
         }
-        engine.validate(h, data.txs.clone()).map_err(|e| e.to_string())
+        engine.validate(h, data.txs).map_err(|e| e.to_string())
     }
 
     fn decide(&mut self, cert: &CommitCertificate<MetisContext>) -> Result<(), AppError> {
@@ -913,21 +915,21 @@ impl App {
         };
         let round = cert.round.as_u32().unwrap_or(0);
         let proposer = set.proposer(round).sequencer;
-        let mut ledger = self.ledger.clone();
+        let mut ledger = Ledger::clone(&self.ledger);
         ledger.apply_block(&BlockInfo {
             height: height.0,
             round,
             proposer,
-            seed: c.data.header.mix_hash,
+            seed: c.executed.header.mix_hash,
         })?;
-        let wire = wire_cert(cert);
+        let wire = WireCertificate::from(cert);
         let cert_bytes = borsh::to_vec(&wire).unwrap_or_default();
         let ledger_bytes = ledger.to_bytes();
         let ledger_hash = ledger.state_hash();
         let set_bytes = set_record(&set);
         let (ck, vk, lk) = (meta_cert(height.0), meta_valset(height.0), meta_carried(height.0));
-        let carried = borsh::to_vec(&c.data.last_commit).unwrap_or_default();
-        let txs = c.data.txs.len();
+        let carried = borsh::to_vec(&c.last_commit).unwrap_or_default();
+        let txs = c.executed.transactions.len();
         self.backend.commit_block(
             c.executed,
             &[
@@ -948,6 +950,7 @@ impl App {
                 self.proposal_delay_ms = (self.proposal_delay_ms * 3 + ms) / 4;
             }
         }
+        let ledger = Arc::new(ledger);
         *self.shared.write() = ledger.clone();
         self.ledger = ledger;
         self.head_set = Some(set);
@@ -1002,7 +1005,7 @@ impl App {
             let cert = WireCertificate::try_from_slice(&cert).map_err(|_| AppError::Corrupt(meta_cert(h)))?;
             let last_commit =
                 Option::<WireCertificate>::try_from_slice(&carried).map_err(|_| AppError::Corrupt(meta_carried(h)))?;
-            let data = encode_stored(header, txs, last_commit);
+            let data = encode_block(&header, txs.iter().map(|(_, e)| e), last_commit.as_ref());
             out.push(RawDecidedValue::new(
                 Bytes::from(data),
                 ExtendedCommitCertificate::from(cert),
@@ -1010,24 +1013,6 @@ impl App {
         }
         Ok(out)
     }
-}
-
-/// Re-encodes a stored block exactly as it travelled.
-fn encode_stored(
-    header: alloy_consensus::Header,
-    txs: Vec<(alloy_primitives::Address, alloy_consensus::TxEnvelope)>,
-    last_commit: Option<WireCertificate>,
-) -> Vec<u8> {
-    let txs = txs
-        .into_iter()
-        .filter_map(|(_, env)| metis_execution::RecoveredTx::from_envelope(env).ok())
-        .collect();
-    BlockData {
-        header,
-        txs,
-        last_commit,
-    }
-    .encode()
 }
 
 /// A correctly signed transfer from a fresh key nobody funded.
@@ -1050,17 +1035,4 @@ fn foreign_tx(chain_id: u64) -> Option<metis_execution::RecoveredTx> {
     use alloy_signer::SignerSync;
     let sig = key.sign_hash_sync(&tx.signature_hash()).ok()?;
     metis_execution::RecoveredTx::from_envelope(alloy_consensus::TxEnvelope::from(tx.into_signed(sig))).ok()
-}
-
-fn wire_cert(c: &CommitCertificate<MetisContext>) -> WireCertificate {
-    WireCertificate {
-        height: c.height,
-        round: c.round,
-        value_id: c.value_id,
-        signatures: c
-            .commit_signatures
-            .iter()
-            .map(|s| (s.address, s.signature.clone(), None))
-            .collect(),
-    }
 }

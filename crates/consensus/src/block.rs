@@ -45,14 +45,28 @@ pub enum BlockDataError {
     LastCommit(String),
 }
 
+/// Encodes a block as it travels, from borrowed parts (a built block, a stored one), with no copy of the
+/// transactions and no sender recovery.
+pub fn encode_block<'a>(
+    header: &Header,
+    txs: impl IntoIterator<Item = &'a TxEnvelope>,
+    last_commit: Option<&WireCertificate>,
+) -> Vec<u8> {
+    let wire = WireBlock {
+        header_rlp: alloy_rlp::encode(header),
+        txs: txs.into_iter().map(|t| t.encoded_2718()).collect(),
+        last_commit: last_commit.cloned(),
+    };
+    borsh::to_vec(&wire).unwrap_or_default()
+}
+
 impl BlockData {
     pub fn encode(&self) -> Vec<u8> {
-        let wire = WireBlock {
-            header_rlp: alloy_rlp::encode(&self.header),
-            txs: self.txs.iter().map(|t| t.envelope.encoded_2718()).collect(),
-            last_commit: self.last_commit.clone(),
-        };
-        borsh::to_vec(&wire).unwrap_or_default()
+        encode_block(
+            &self.header,
+            self.txs.iter().map(|t| &t.envelope),
+            self.last_commit.as_ref(),
+        )
     }
 
     /// Decodes and recovers every sender (the expensive part of accepting a block).

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use malachitebft_codec::{Codec, HasEncodedLen};
 use malachitebft_core_consensus::{LivenessMsg, ProposedValue, SignedConsensusMsg};
 use malachitebft_core_types::{
-    ExtendedCommitCertificate, ExtendedCommitSignature, PolkaCertificate, Round, SignedExtension, ValidatorProof,
+    CommitCertificate, ExtendedCommitCertificate, ExtendedCommitSignature, PolkaCertificate, Round, SignedExtension,
+    ValidatorProof,
 };
 use malachitebft_engine::util::streaming::StreamMessage;
 use malachitebft_sync::{RawDecidedValue, Response, ValueResponse};
@@ -100,6 +101,21 @@ impl From<&ExtendedCommitCertificate<MetisContext>> for WireCertificate {
                 .commit_signatures
                 .iter()
                 .map(|s| (s.address, s.signature.clone(), s.extension.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl From<&CommitCertificate<MetisContext>> for WireCertificate {
+    fn from(c: &CommitCertificate<MetisContext>) -> Self {
+        Self {
+            height: c.height,
+            round: c.round,
+            value_id: c.value_id,
+            signatures: c
+                .commit_signatures
+                .iter()
+                .map(|s| (s.address, s.signature.clone(), None))
                 .collect(),
         }
     }

@@ -295,7 +295,7 @@ async fn send_loop(
 async fn send_pool(s: &mut Session, stream: &mut TcpStream, backend: &Backend) -> Result<usize, GossipError> {
     let pool: Vec<Vec<u8>> = backend.pool().all().map(|t| t.envelope.encoded_2718()).collect();
     let n = pool.len();
-    for batch in batches(pool) {
+    for batch in batches(&pool) {
         s.write(stream, &batch).await?;
     }
     Ok(n)
@@ -336,28 +336,34 @@ async fn connect_and_send(
             }
             continue;
         }
-        for batch in batches(next.txs.into_iter().map(|b| b.to_vec()).collect()) {
+        for batch in batches(&next.txs) {
             s.write(&mut stream, &batch).await?;
         }
     }
 }
 
-/// Splits raw transactions into frames within the size and count limits.
-fn batches(txs: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+/// Splits raw transactions into frames within the size and count limits. A frame is the borsh encoding of a
+/// `Vec<Vec<u8>>` (u32 count, then u32 length and bytes of each), written straight from the borrowed bytes.
+fn batches<T: AsRef<[u8]>>(txs: &[T]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let mut cur: Vec<Vec<u8>> = Vec::new();
-    let mut size = 0;
-    for t in txs {
-        if !cur.is_empty() && (size + t.len() + 8 > MAX_FRAME - 1024 || cur.len() >= MAX_TXS_PER_FRAME) {
-            out.push(borsh::to_vec(&cur).unwrap_or_default());
-            cur.clear();
-            size = 0;
+    for chunk in txs.chunks(MAX_TXS_PER_FRAME) {
+        let mut start = 0;
+        while start < chunk.len() {
+            let mut frame = vec![0u8; 4];
+            let mut n = 0u32;
+            for t in &chunk[start..] {
+                let t = t.as_ref();
+                if n > 0 && frame.len() + 4 + t.len() > MAX_FRAME - 1024 {
+                    break;
+                }
+                frame.extend_from_slice(&(t.len() as u32).to_le_bytes());
+                frame.extend_from_slice(t);
+                n += 1;
+            }
+            frame[..4].copy_from_slice(&n.to_le_bytes());
+            start += n as usize;
+            out.push(frame);
         }
-        size += t.len() + 4;
-        cur.push(t);
-    }
-    if !cur.is_empty() {
-        out.push(borsh::to_vec(&cur).unwrap_or_default());
     }
     out
 }
@@ -431,7 +437,7 @@ mod tests {
     #[test]
     fn batches_respect_limits() {
         let txs: Vec<Vec<u8>> = (0..10_000).map(|i| vec![i as u8; 300]).collect();
-        let frames = batches(txs);
+        let frames = batches(&txs);
         let mut n = 0;
         for f in &frames {
             assert!(f.len() + 16 <= MAX_FRAME);

@@ -8,7 +8,8 @@ use parking_lot::RwLock;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-pub type SharedLedger = Arc<RwLock<Ledger>>;
+/// The ledger after the last decided block; replaced (not mutated) per block, so readers clone the `Arc`.
+pub type SharedLedger = Arc<RwLock<Arc<Ledger>>>;
 
 /// Epochs returned per call at most.
 const MAX_EPOCHS: u64 = 1000;
@@ -38,7 +39,7 @@ pub fn module(ledger: SharedLedger) -> RpcModule<()> {
         if count > MAX_EPOCHS {
             return Err(invalid("at most 1000 epochs per call"));
         }
-        let l = l.read();
+        let l = l.read().clone();
         let from = from.unwrap_or(0) as usize;
         let out: Vec<Value> = l
             .epochs()
@@ -51,12 +52,12 @@ pub fn module(ledger: SharedLedger) -> RpcModule<()> {
     });
     let l = ledger.clone();
     let _ = m.register_method("metis_currentEpoch", move |_, _, _| {
-        let l = l.read();
+        let l = l.read().clone();
         Ok::<_, ErrorObjectOwned>(epoch_json(&l, l.current_epoch()))
     });
     let l = ledger.clone();
     let _ = m.register_method("metis_validators", move |_, _, _| {
-        let l = l.read();
+        let l = l.read().clone();
         let epoch = l.current_epoch().id;
         let produced = l.produced_in(epoch);
         let powers: std::collections::BTreeMap<_, _> = l.validators().into_iter().collect();
@@ -79,7 +80,7 @@ pub fn module(ledger: SharedLedger) -> RpcModule<()> {
     });
     let l = ledger;
     let _ = m.register_method("metis_ledger", move |_, _, _| {
-        let l = l.read();
+        let l = l.read().clone();
         Ok::<_, ErrorObjectOwned>(json!({
             "height": l.height(),
             "state_hash": l.state_hash(),

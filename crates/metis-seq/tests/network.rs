@@ -50,6 +50,21 @@ fn transfer(key: &PrivateKeySigner, nonce: u64) -> String {
     )
 }
 
+fn hex_u256(v: &Value) -> U256 {
+    U256::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+/// (sequencer id, election weight = stake up to the cap) from the PoS genesis, as the ledger computes them.
+fn election_weights(genesis: &Value) -> Vec<(u64, U256)> {
+    let cap = hex_u256(&genesis["params"]["stake_cap"]);
+    genesis["sequencers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_u64().unwrap(), hex_u256(&s["stake"]).min(cap)))
+        .collect()
+}
+
 fn hex_u64(v: &Value) -> u64 {
     u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap()
 }
@@ -122,23 +137,7 @@ async fn four_nodes_one_chain_gossip_and_stake_weighted_rotation() {
     // PREVRANDAO (last-commit digest) of the block that closed the previous epoch, and the blocks of an epoch
     // were made by its producer except the ones it missed.
     let genesis = net.pos_genesis();
-    let stake_cap = U256::from_str_radix(
-        genesis["params"]["stake_cap"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("0x"),
-        16,
-    )
-    .unwrap();
-    let weights: Vec<(u64, U256)> = genesis["sequencers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let stake = U256::from_str_radix(s["stake"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
-            (s["id"].as_u64().unwrap(), stake.min(stake_cap))
-        })
-        .collect();
+    let weights = election_weights(&genesis);
     let signers: BTreeMap<u64, String> = genesis["sequencers"]
         .as_array()
         .unwrap()
@@ -326,15 +325,7 @@ async fn faulty_producer_is_refused(name: &str, fault: &str) {
     let mut net = Testnet::generate(name, NetOptions::default());
     // Epoch 0's producer follows from the genesis seed: make exactly that node misbehave from the start.
     let genesis = net.pos_genesis();
-    let weights: Vec<(u64, U256)> = genesis["sequencers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let stake = U256::from_str_radix(s["stake"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
-            (s["id"].as_u64().unwrap(), stake)
-        })
-        .collect();
+    let weights = election_weights(&genesis);
     let seed: B256 = genesis["seed"].as_str().unwrap().parse().unwrap();
     let producer_id = metis_pos::elect(&weights, seed, 0).unwrap();
     let p = Testnet::node_of(producer_id);
