@@ -10,7 +10,7 @@ FORGE := cd contracts && PATH="$(TOOLS):$$PATH" forge
 .PHONY: help tools build contracts artifacts check-artifacts fmt fmt-check clippy forge-test rust-test test devnet bench-rpc bench-net bench-exec
 
 help:
-	@echo "make devnet   start a local devnet (anvil + contracts; sequencer nodes come with the devnet issue)"
+	@echo "make devnet   start a local devnet (anvil + contracts + 4 sequencers locked on L1, following it)"
 	@echo "make test     bootstrap tools, fmt, clippy, forge tests, artifact check, Rust tests"
 	@echo "make artifacts  rebuild contracts and refresh the ABIs/bytecode the Rust side embeds"
 

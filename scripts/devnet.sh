@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Devnet: anvil as L1 with the full contract set deployed and wired, and a 4-node sequencer network (Tendermint
-# over loopback, 1 s blocks, stake-weighted rotation) serving the L2 JSON-RPC. The devnet issue replaces this with
-# `metis-seq devnet` (L1-driven sequencer set, DKG, batches, manifest). Ctrl-C stops everything.
+# over loopback, 1 s blocks, stake-weighted rotation) serving the L2 JSON-RPC. The genesis sequencers lock their
+# stake on L1 first and the nodes follow LockingPool from then on (2 confirmations). The devnet issue replaces this
+# with `metis-seq devnet` (DKG, batches, manifest). Ctrl-C stops everything.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${DEVNET_DIR:-$ROOT/devnet}"
@@ -29,9 +30,10 @@ done
 step "deploying contracts"
 RUST_LOG=warn "$BIN" l1 deploy --l1-rpc "http://127.0.0.1:$PORT" --out "$DIR/contracts.json" >/dev/null
 L2_BASE="${L2_BASE_PORT:-28000}"
-step "generating a 4-node sequencer network in $DIR/l2 (ports $L2_BASE..$((L2_BASE + 32)))"
+step "locking 4 sequencers on L1 and generating their network in $DIR/l2 (ports $L2_BASE..$((L2_BASE + 32)))"
 rm -rf "$DIR/l2"
-"$BIN" testnet --out "$DIR/l2" --nodes 4 --base-port "$L2_BASE" >/dev/null 2>&1
+RUST_LOG=warn "$BIN" testnet --out "$DIR/l2" --nodes 4 --base-port "$L2_BASE" \
+  --l1-rpc "http://127.0.0.1:$PORT" --l1-contracts "$DIR/contracts.json" >/dev/null
 for i in 0 1 2 3; do
   RUST_LOG=info "$BIN" node --config "$DIR/l2/node$i/config.toml" --passphrase-file "$DIR/l2/passphrase" \
     >"$DIR/logs/node$i.out" 2>"$DIR/logs/node$i.log" &
@@ -50,6 +52,7 @@ cat "$DIR/contracts.json"; echo
 echo "owner:      0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266 (anvil dev key 0; DEVNET ONLY)"
 for i in 0 1 2 3; do echo "L2 node $i:  http://127.0.0.1:$((L2_BASE + 10 * i + 2)) (log: $DIR/logs/node$i.log)"; done
 echo "L2 chain id 59902; dev accounts of the well-known mnemonic are funded (DEVNET ONLY)."
+echo "sequencer owners' L1 keys: $DIR/l2/node*/owner.key (DEVNET ONLY)"
 echo "PoS API:    curl -s -H 'content-type: application/json' --data '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"metis_currentEpoch\",\"params\":[]}' http://127.0.0.1:$((L2_BASE + 2))"
 echo "Ctrl-C to stop."
 wait $ANVIL

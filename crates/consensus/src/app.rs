@@ -7,7 +7,7 @@
 //!   transaction; Finalized: start the next height with the validator set and schedule the ledger now gives.
 //! - Sync: serve decided blocks with their certificates; validate synced blocks the same way as proposals.
 
-use crate::block::{commit_digest, encode_block, verify_commit, BlockData, MAX_BLOCK_BYTES};
+use crate::block::{commit_digest, encode_block, extra_data, verify_commit, BlockData, MAX_BLOCK_BYTES, MAX_POS_TXS};
 use crate::codec::WireCertificate;
 use crate::posapi::SharedLedger;
 use crate::proposals::{ProposalStore, StoredProposal};
@@ -25,7 +25,8 @@ use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, Propose
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use malachitebft_core_types::ExtendedCommitCertificate;
 use metis_execution::executor::ExecutedBlock;
-use metis_pos::{BlockInfo, Ledger};
+use metis_l1::SharedView;
+use metis_pos::{BlockInfo, Ledger, PosTx};
 use metis_rpc::Backend;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -57,6 +58,11 @@ pub fn meta_valset(h: u64) -> String {
 /// The last commit block `h` carried (its mix hash commits to it, so sync must serve exactly this one).
 pub fn meta_carried(h: u64) -> String {
     format!("lastcommit/{h}")
+}
+
+/// The PoS transactions block `h` carried (absent: none).
+pub fn meta_pos_txs(h: u64) -> String {
+    format!("postxs/{h}")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +115,8 @@ impl std::str::FromStr for Fault {
 struct Candidate {
     /// Header and transactions, executed on the head.
     executed: ExecutedBlock,
+    /// L1 events the block carries, checked against this node's L1 view.
+    pos_txs: Vec<PosTx>,
     /// The parent's commit certificate the block carries.
     last_commit: Option<WireCertificate>,
     /// The block as it travels (stored before voting, re-streamed on request).
@@ -164,6 +172,11 @@ pub struct App {
     proposals: Option<ProposalStore>,
     /// A height decided on a block not held here, to be restarted (and synced).
     restart: Option<Height>,
+    /// What this node's L1 listener has read (empty without an L1 endpoint: such a node proposes no PoS
+    /// transactions and votes for no block that carries any).
+    l1: SharedView,
+    /// L1 blocks an event must sit below this node's view before it proposes it.
+    l1_margin: u64,
 }
 
 fn now_secs() -> u64 {
@@ -273,7 +286,17 @@ impl App {
             fault: None,
             proposals: None,
             restart: None,
+            l1: SharedView::default(),
+            l1_margin: 0,
         })
+    }
+
+    /// Takes PoS transactions from (and checks them against) this L1 view; proposes only events at least
+    /// `margin` blocks below what the view has read.
+    pub fn with_l1_view(mut self, view: SharedView, margin: u64) -> Self {
+        self.l1 = view;
+        self.l1_margin = margin;
+        self
     }
 
     /// Keeps proposals on disk in `dir` until decided (see `proposals.rs`), and takes back the ones stored for
@@ -289,6 +312,7 @@ impl App {
             let BlockData {
                 header,
                 txs,
+                pos_txs,
                 last_commit,
             } = data;
             let executed = match self.backend.engine().validate(&header, txs) {
@@ -303,6 +327,7 @@ impl App {
                 p.hash,
                 Candidate {
                     executed,
+                    pos_txs,
                     last_commit,
                     encoded: p.block,
                     round: p.round,
@@ -545,6 +570,15 @@ impl App {
                         );
                         SyncedValueOutcome::LocalTransientError
                     }
+                    Ok(data) if !self.l1_view_has(&data.pos_txs) => {
+                        // This node's L1 view has not read these events yet (or never will, if its L1 is not
+                        // the others'): not a fault of the peer; sync asks again later.
+                        debug!(
+                            height = height.0,
+                            "synced block carries L1 events this node has not read yet"
+                        );
+                        SyncedValueOutcome::LocalTransientError
+                    }
                     Ok(data) => {
                         let encoded = value_bytes.to_vec();
                         let (hash, validity) = self.validate(height, round, proposer, data, encoded, Instant::now());
@@ -608,10 +642,14 @@ impl App {
             .find(|s| s.consensus_key.0 == self.address.0)
             .map(|s| s.signer)
             .unwrap_or_default();
+        let pos_txs = self
+            .l1
+            .read()
+            .includable(self.ledger.last_l1(), self.l1_margin, MAX_POS_TXS);
         let ctx = {
             let engine = self.backend.engine();
             let mut ctx = engine.next_context(now_secs(), beneficiary);
-            ctx.extra_data = ABytes::copy_from_slice(self.ledger.state_hash().as_slice());
+            ctx.extra_data = ABytes::from(extra_data(self.ledger.state_hash(), &pos_txs));
             ctx.prevrandao = commit_digest(height.0, engine.head_hash(), self.last_commit.as_ref());
             ctx
         };
@@ -631,10 +669,11 @@ impl App {
         }
         let hash = BlockHash(executed.hash.0);
         let txs = executed.transactions.iter().chain(&foreign).map(|t| &t.envelope);
-        let bytes = encode_block(&executed.header, txs, self.last_commit.as_ref());
+        let bytes = encode_block(&executed.header, txs, &pos_txs, self.last_commit.as_ref());
         info!(
             round = %round,
             txs = executed.transactions.len(),
+            pos_txs = pos_txs.len(),
             gas_used = executed.header.gas_used,
             bytes = bytes.len(),
             build_ms = started.elapsed().as_millis() as u64,
@@ -650,6 +689,7 @@ impl App {
         let parts = self.stream_parts(init, &bytes);
         let c = Candidate {
             executed,
+            pos_txs,
             last_commit: self.last_commit.clone(),
             encoded: bytes,
             round,
@@ -819,6 +859,7 @@ impl App {
         let started = Instant::now();
         let txs = data.txs.len();
         let last_commit = data.last_commit.clone();
+        let pos_txs = data.pos_txs.clone();
         match tokio::task::block_in_place(|| self.check(height, round, proposer, data)) {
             Ok(executed) => {
                 debug!(
@@ -830,6 +871,7 @@ impl App {
                 );
                 let c = Candidate {
                     executed,
+                    pos_txs,
                     last_commit,
                     encoded,
                     round,
@@ -867,12 +909,13 @@ impl App {
         }
         let engine = self.backend.engine();
         let ledger_hash = self.ledger.state_hash();
-        if h.extra_data.as_ref() != ledger_hash.as_slice() {
+        if h.extra_data.as_ref() != extra_data(ledger_hash, &data.pos_txs).as_slice() {
             return Err(format!(
-                "ledger hash {} in extra data, ours is {ledger_hash}",
+                "extra data {} is not our ledger hash {ledger_hash} and the root of the block's PoS transactions",
                 h.extra_data
             ));
         }
+        self.check_pos_txs(&data.pos_txs)?;
         match (&data.last_commit, &self.head_set) {
             (None, None) if height.0 == 1 => {}
             (Some(c), Some(set)) => {
@@ -905,6 +948,37 @@ impl App {
         engine.validate(h, data.txs).map_err(|e| e.to_string())
     }
 
+    /// Whether this node's L1 view holds every one of `pos_txs` (same event, same position, same block).
+    fn l1_view_has(&self, pos_txs: &[PosTx]) -> bool {
+        let view = self.l1.read();
+        pos_txs.iter().all(|t| view.confirms(t))
+    }
+
+    /// A block's PoS transactions must be exactly the next L1 events after the ledger's cursor, as this node's
+    /// own L1 view has them: none altered, unknown, reordered, or skipped (a skipped event could never be
+    /// applied after a later one).
+    fn check_pos_txs(&self, pos_txs: &[PosTx]) -> Result<(), String> {
+        if pos_txs.is_empty() {
+            return Ok(());
+        }
+        let view = self.l1.read();
+        for (i, t) in pos_txs.iter().enumerate() {
+            if !view.confirms(t) {
+                return Err(format!(
+                    "PoS transaction {i} ({} at L1 block {} log {}) is not in this node's L1 view",
+                    t.event.name(),
+                    t.position.block_number,
+                    t.position.log_index
+                ));
+            }
+        }
+        let expected: Vec<&PosTx> = view.after(self.ledger.last_l1()).take(pos_txs.len()).collect();
+        if expected.len() != pos_txs.len() || expected.iter().zip(pos_txs).any(|(a, b)| *a != b) {
+            return Err("PoS transactions are not the next L1 events in order".into());
+        }
+        Ok(())
+    }
+
     fn decide(&mut self, cert: &CommitCertificate<MetisContext>) -> Result<(), AppError> {
         let height = cert.height;
         let Some(c) = self.candidates.remove(&cert.value_id) else {
@@ -916,6 +990,15 @@ impl App {
         let round = cert.round.as_u32().unwrap_or(0);
         let proposer = set.proposer(round).sequencer;
         let mut ledger = Ledger::clone(&self.ledger);
+        for t in &c.pos_txs {
+            ledger.apply_l1_event(t)?;
+            info!(
+                event = t.event.name(),
+                l1_block = t.position.block_number,
+                log = t.position.log_index,
+                "L1 event applied"
+            );
+        }
         ledger.apply_block(&BlockInfo {
             height: height.0,
             round,
@@ -930,16 +1013,19 @@ impl App {
         let (ck, vk, lk) = (meta_cert(height.0), meta_valset(height.0), meta_carried(height.0));
         let carried = borsh::to_vec(&c.last_commit).unwrap_or_default();
         let txs = c.executed.transactions.len();
-        self.backend.commit_block(
-            c.executed,
-            &[
-                (META_LEDGER, &ledger_bytes),
-                (META_LEDGER_HASH, ledger_hash.as_slice()),
-                (&ck, &cert_bytes),
-                (&vk, &set_bytes),
-                (&lk, &carried),
-            ],
-        )?;
+        let pk = meta_pos_txs(height.0);
+        let pos_bytes = borsh::to_vec(&c.pos_txs.iter().map(PosTx::to_bytes).collect::<Vec<_>>()).unwrap_or_default();
+        let mut meta: Vec<(&str, &[u8])> = vec![
+            (META_LEDGER, &ledger_bytes),
+            (META_LEDGER_HASH, ledger_hash.as_slice()),
+            (&ck, &cert_bytes),
+            (&vk, &set_bytes),
+            (&lk, &carried),
+        ];
+        if !c.pos_txs.is_empty() {
+            meta.push((&pk, &pos_bytes));
+        }
+        self.backend.commit_block(c.executed, &meta)?;
         let epoch_before = self.ledger.current_epoch().id;
         self.last_decision = Some(c.seen.min(Instant::now()));
         if round == 0 {
@@ -963,6 +1049,16 @@ impl App {
             .retain(|_, s| s.init.as_ref().is_none_or(|i| i.height > height));
         let e = self.ledger.current_epoch();
         if e.id != epoch_before {
+            if let Some(change) = self.ledger.set_changes().last().filter(|c| c.epoch == e.id) {
+                info!(
+                    epoch = e.id,
+                    joined = ?change.joined,
+                    left = ?change.left,
+                    reweighted = ?change.reweighted,
+                    validators = ?self.ledger.validators(),
+                    "validator set changed"
+                );
+            }
             info!(
                 epoch = e.id,
                 producer = e.producer,
@@ -1002,10 +1098,17 @@ impl App {
             ) else {
                 break;
             };
+            let pos_txs: Vec<PosTx> = match store.meta(&meta_pos_txs(h))? {
+                None => Vec::new(),
+                Some(b) => Vec::<Vec<u8>>::try_from_slice(&b)
+                    .ok()
+                    .and_then(|v| v.iter().map(|t| PosTx::from_bytes(t)).collect::<Option<Vec<_>>>())
+                    .ok_or_else(|| AppError::Corrupt(meta_pos_txs(h)))?,
+            };
             let cert = WireCertificate::try_from_slice(&cert).map_err(|_| AppError::Corrupt(meta_cert(h)))?;
             let last_commit =
                 Option::<WireCertificate>::try_from_slice(&carried).map_err(|_| AppError::Corrupt(meta_carried(h)))?;
-            let data = encode_block(&header, txs.iter().map(|(_, e)| e), last_commit.as_ref());
+            let data = encode_block(&header, txs.iter().map(|(_, e)| e), &pos_txs, last_commit.as_ref());
             out.push(RawDecidedValue::new(
                 Bytes::from(data),
                 ExtendedCommitCertificate::from(cert),

@@ -1,5 +1,8 @@
-//! The decided value's body as it travels (proposal parts, sync): the header, the transactions and the commit
-//! certificate of the parent block ("last commit").
+//! The decided value's body as it travels (proposal parts, sync): the header, the transactions, the PoS
+//! transactions (L1 staking events) and the commit certificate of the parent block ("last commit").
+//!
+//! The header's extra data is 64 bytes: the PoS ledger's state hash before the block, then the root of the
+//! block's PoS transactions ([`pos_root`]), so the block hash (the value consensus decides) commits to both.
 //!
 //! The last commit does two jobs. Its digest is the block's PREVRANDAO (`mix_hash`), which the header hash
 //! commits to, and the PoS ledger seeds each election with the `mix_hash` of the block that closes the epoch.
@@ -15,14 +18,20 @@ use alloy_primitives::{keccak256, B256};
 use borsh::{BorshDeserialize, BorshSerialize};
 use malachitebft_core_types::{Context, NilOrVal};
 use metis_execution::{RecoveredTx, TxError};
+use metis_pos::PosTx;
 
 /// Largest encoded block a node accepts (a 30M-gas block of zero-byte calldata is ~7.5 MB).
 pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
+/// PoS transactions per block at most (a burst of L1 events spreads over the next blocks).
+pub const MAX_POS_TXS: usize = 64;
+/// Largest encoded PoS transaction.
+const MAX_POS_TX_BYTES: usize = 4096;
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 struct WireBlock {
     header_rlp: Vec<u8>,
     txs: Vec<Vec<u8>>,
+    pos_txs: Vec<Vec<u8>>,
     last_commit: Option<WireCertificate>,
 }
 
@@ -30,7 +39,27 @@ struct WireBlock {
 pub struct BlockData {
     pub header: Header,
     pub txs: Vec<RecoveredTx>,
+    pub pos_txs: Vec<PosTx>,
     pub last_commit: Option<WireCertificate>,
+}
+
+/// The root the header commits to: keccak over the PoS transactions' canonical encodings, length-prefixed.
+pub fn pos_root(pos_txs: &[PosTx]) -> B256 {
+    let mut buf = b"metis-seq/pos-txs/v1".to_vec();
+    buf.extend_from_slice(&(pos_txs.len() as u64).to_be_bytes());
+    for t in pos_txs {
+        let b = t.to_bytes();
+        buf.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        buf.extend_from_slice(&b);
+    }
+    keccak256(buf)
+}
+
+/// The header's extra data: the ledger hash before the block, then the PoS transactions' root.
+pub fn extra_data(ledger_hash: B256, pos_txs: &[PosTx]) -> Vec<u8> {
+    let mut v = ledger_hash.to_vec();
+    v.extend_from_slice(pos_root(pos_txs).as_slice());
+    v
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,11 +79,13 @@ pub enum BlockDataError {
 pub fn encode_block<'a>(
     header: &Header,
     txs: impl IntoIterator<Item = &'a TxEnvelope>,
+    pos_txs: &[PosTx],
     last_commit: Option<&WireCertificate>,
 ) -> Vec<u8> {
     let wire = WireBlock {
         header_rlp: alloy_rlp::encode(header),
         txs: txs.into_iter().map(|t| t.encoded_2718()).collect(),
+        pos_txs: pos_txs.iter().map(PosTx::to_bytes).collect(),
         last_commit: last_commit.cloned(),
     };
     borsh::to_vec(&wire).unwrap_or_default()
@@ -65,6 +96,7 @@ impl BlockData {
         encode_block(
             &self.header,
             self.txs.iter().map(|t| &t.envelope),
+            &self.pos_txs,
             self.last_commit.as_ref(),
         )
     }
@@ -88,6 +120,23 @@ impl BlockData {
         if !h.is_empty() {
             return Err(BlockDataError::Encoding("trailing bytes after the header".into()));
         }
+        if wire.pos_txs.len() > MAX_POS_TXS {
+            return Err(BlockDataError::Encoding(format!(
+                "{} PoS transactions, at most {MAX_POS_TXS}",
+                wire.pos_txs.len()
+            )));
+        }
+        let pos_txs = wire
+            .pos_txs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                (b.len() <= MAX_POS_TX_BYTES)
+                    .then(|| PosTx::from_bytes(b))
+                    .flatten()
+                    .ok_or_else(|| BlockDataError::Encoding(format!("PoS transaction {i} does not decode")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let txs = wire
             .txs
             .iter()
@@ -113,6 +162,7 @@ impl BlockData {
         Ok(Self {
             header,
             txs,
+            pos_txs,
             last_commit: wire.last_commit,
         })
     }

@@ -16,7 +16,6 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use metis_execution::RecoveredTx;
 use metis_rpc::Backend;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +87,7 @@ async fn handshake(
     stream: &mut TcpStream,
     key: &SigningKey,
     chain_id: u64,
-    allowed: &BTreeSet<[u8; 32]>,
+    allowed: &Allowed,
 ) -> Result<Session, GossipError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|_| GossipError::Random)?;
@@ -109,8 +108,8 @@ async fn handshake(
         return Err(GossipError::Handshake("another chain"));
     }
     let peer_bytes: [u8; 32] = theirs[9..41].try_into().map_err(|_| GossipError::Handshake("key"))?;
-    if !allowed.contains(&peer_bytes) || peer_bytes == *me.as_bytes() {
-        return Err(GossipError::Handshake("peer is not a validator"));
+    if !allowed(&peer_bytes) || peer_bytes == *me.as_bytes() {
+        return Err(GossipError::Handshake("peer is not a sequencer"));
     }
     let peer = VerifyingKey::from_bytes(&peer_bytes).map_err(|_| GossipError::Handshake("peer key"))?;
     let peer_eph: [u8; 32] = theirs[41..73].try_into().map_err(|_| GossipError::Handshake("key"))?;
@@ -180,18 +179,20 @@ impl Session {
     }
 }
 
+/// Which consensus keys may connect: asked at every handshake, so the answer follows the sequencer set.
+pub type Allowed = Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
+
 /// Starts gossip: the listener, one sender per peer, and the feed from this node's RPC. Returns the bound
 /// listen address.
 pub async fn start(
     cfg: GossipConfig,
     key: SigningKey,
-    allowed: BTreeSet<[u8; 32]>,
+    allowed: Allowed,
     backend: Arc<Backend>,
 ) -> Result<SocketAddr, GossipError> {
     let listener = TcpListener::bind(cfg.listen).await?;
     let local = listener.local_addr()?;
     let key = Arc::new(key);
-    let allowed = Arc::new(allowed);
     {
         let (key, allowed, backend) = (key.clone(), allowed.clone(), backend.clone());
         let chain_id = cfg.chain_id;
@@ -227,7 +228,7 @@ async fn receive(
     mut stream: TcpStream,
     key: &SigningKey,
     chain_id: u64,
-    allowed: &BTreeSet<[u8; 32]>,
+    allowed: &Allowed,
     backend: &Backend,
 ) -> Result<(), GossipError> {
     stream.set_nodelay(true)?;
@@ -275,13 +276,7 @@ async fn receive(
     }
 }
 
-async fn send_loop(
-    peer: SocketAddr,
-    key: Arc<SigningKey>,
-    chain_id: u64,
-    allowed: Arc<BTreeSet<[u8; 32]>>,
-    backend: Arc<Backend>,
-) {
+async fn send_loop(peer: SocketAddr, key: Arc<SigningKey>, chain_id: u64, allowed: Allowed, backend: Arc<Backend>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         if let Err(e) = connect_and_send(peer, &key, chain_id, &allowed, &backend).await {
@@ -305,7 +300,7 @@ async fn connect_and_send(
     peer: SocketAddr,
     key: &SigningKey,
     chain_id: u64,
-    allowed: &BTreeSet<[u8; 32]>,
+    allowed: &Allowed,
     backend: &Backend,
 ) -> Result<(), GossipError> {
     let mut stream = TcpStream::connect(peer).await?;
@@ -371,6 +366,7 @@ fn batches<T: AsRef<[u8]>>(txs: &[T]) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     /// Runs both ends of a handshake; the refusing side drops its stream, which ends the other's too.
     async fn pair(
@@ -386,6 +382,7 @@ mod tests {
     ) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
+        let allowed: Allowed = Arc::new(move |k| allowed.contains(k));
         let allowed2 = allowed.clone();
         let server = async move {
             let (mut s, _) = l.accept().await.unwrap();
@@ -428,7 +425,7 @@ mod tests {
         let (ka, kb) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
         let only_b: BTreeSet<_> = [kb.verifying_key().to_bytes()].into();
         let (_, rb, _, _) = pair(ka.clone(), kb.clone(), only_b, 7).await;
-        assert!(matches!(rb, Err(GossipError::Handshake("peer is not a validator"))));
+        assert!(matches!(rb, Err(GossipError::Handshake("peer is not a sequencer"))));
         let both: BTreeSet<_> = [ka.verifying_key().to_bytes(), kb.verifying_key().to_bytes()].into();
         let (ra, _, _, _) = pair(ka, kb, both, 8).await;
         assert!(ra.is_err());

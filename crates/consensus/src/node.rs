@@ -17,13 +17,12 @@ use metis_execution::{ChainSpec, Engine, PoolConfig};
 use metis_pos::{Ledger, Params, Sequencer};
 use metis_rpc::{Backend, RpcConfig, RpcServer};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, Instrument};
 
 /// The PoS part of the genesis: ledger parameters, the genesis sequencers, and the seed of epoch 0's election.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -31,6 +30,31 @@ pub struct PosGenesis {
     pub params: Params,
     pub sequencers: Vec<Sequencer>,
     pub seed: B256,
+    /// Where the sequencer set lives on L1 (absent: a static set).
+    #[serde(default)]
+    pub l1: Option<L1Genesis>,
+}
+
+/// The L1 contracts the sequencer set follows, and the first L1 block after the genesis set was read.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct L1Genesis {
+    pub chain_id: u64,
+    pub locking_pool: alloy_primitives::Address,
+    pub locking_info: alloy_primitives::Address,
+    pub start_block: u64,
+}
+
+/// This node's L1 endpoint and how it reads it.
+#[derive(Clone, Debug)]
+pub struct L1Settings {
+    pub rpc: String,
+    /// Blocks on top of an event's block before it counts (12 on Ethereum).
+    pub confirmations: u64,
+    pub poll_interval: Duration,
+    /// L1 blocks an event must sit below this node's view before it proposes it (time for the other
+    /// validators' listeners to read it too).
+    pub margin: u64,
+    pub max_range: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +69,8 @@ pub enum NodeError {
     Rpc { addr: SocketAddr, source: std::io::Error },
     #[error("transaction gossip: {0}")]
     Gossip(#[from] gossip::GossipError),
-    #[error("this node's consensus key {0:?} is not a genesis sequencer")]
-    NotASequencer(Address),
+    #[error("L1: {0}")]
+    L1(String),
     #[error("p2p address {0}: {1}")]
     Multiaddr(String, String),
     #[error("consensus engine: {0}")]
@@ -92,6 +116,8 @@ pub struct NodeSettings {
     pub gossip_peers: Vec<SocketAddr>,
     pub timing: Timing,
     pub pool: PoolConfig,
+    /// The L1 endpoint (required when the genesis names L1 contracts).
+    pub l1: Option<L1Settings>,
     /// Deliberate misbehaviour (tests only).
     pub fault: Option<crate::app::Fault>,
 }
@@ -102,12 +128,16 @@ pub struct RunningNode {
     pub backend: Arc<Backend>,
     pub app: JoinHandle<Result<(), crate::app::AppError>>,
     engine: EngineHandle,
+    l1: Option<JoinHandle<()>>,
 }
 
 impl RunningNode {
     /// Stops consensus and the RPC (graceful shutdown: the store is consistent after every block anyway).
     pub async fn shutdown(self) {
         self.rpc.stop();
+        if let Some(l1) = &self.l1 {
+            l1.abort();
+        }
         self.engine.actor.stop(Some("shutdown".into()));
         self.app.abort();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.engine.handle).await;
@@ -122,24 +152,51 @@ fn multiaddr(s: &str) -> Result<malachitebft_app_channel::app::net::Multiaddr, N
 pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
     let address = Address(s.key.verifying_key().to_bytes());
     if !s.pos.sequencers.iter().any(|q| q.consensus_key.0 == address.0) {
-        return Err(NodeError::NotASequencer(address));
+        // A sequencer that locks after genesis: it follows the chain (sync) until the ledger makes it a
+        // validator, and votes from then on.
+        info!(address = ?address, "not a genesis sequencer: following the chain until the ledger adds this key");
     }
     let chain_id = s.spec.chain_id;
     let engine = Engine::open(&s.data_dir.join("chain"), s.spec)?;
     let backend = Backend::new(engine, s.pool);
     let genesis_ledger = Ledger::genesis(s.pos.params.clone(), s.pos.sequencers.clone(), s.pos.seed)?;
     let signer = Arc::new(ConsensusSigner::new(s.key.clone()));
+    let view = metis_l1::SharedView::default();
     let mut app = App::open(backend.clone(), genesis_ledger, signer.clone(), s.timing)?
         .with_proposal_store(&s.data_dir.join("proposals"))?;
+    let l1_task = match (&s.pos.l1, &s.l1) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(NodeError::L1(
+                "the genesis names L1 contracts but no L1 endpoint is configured".into(),
+            ))
+        }
+        (Some(g), Some(l)) => {
+            app = app.with_l1_view(view.clone(), l.margin);
+            Some(spawn_listener(g, l, app.shared_ledger(), view.clone())?)
+        }
+    };
     if let Some(f) = s.fault {
         app.inject_fault(f);
     }
 
     let rpc_addr = s.rpc.addr;
-    let rpc = metis_rpc::start_with(backend.clone(), s.rpc, vec![crate::posapi::module(app.shared_ledger())])
-        .await
-        .map_err(|source| NodeError::Rpc { addr: rpc_addr, source })?;
-    let allowed: BTreeSet<[u8; 32]> = s.pos.sequencers.iter().map(|q| q.consensus_key.0).collect();
+    let rpc = metis_rpc::start_with(
+        backend.clone(),
+        s.rpc,
+        vec![crate::posapi::module(app.shared_ledger(), view, backend.clone())],
+    )
+    .await
+    .map_err(|source| NodeError::Rpc { addr: rpc_addr, source })?;
+    // Gossip peers: any sequencer the ledger knows that has not left (a newcomer is accepted from the block
+    // that carried its Locked event, so its pool is full when it first proposes).
+    let ledger = app.shared_ledger();
+    let allowed: gossip::Allowed = Arc::new(move |key: &[u8; 32]| {
+        ledger
+            .read()
+            .sequencers()
+            .any(|q| q.consensus_key.0 == *key && q.status != metis_pos::SequencerStatus::Inactive)
+    });
     let gossip_addr = gossip::start(
         GossipConfig {
             listen: s.gossip_listen,
@@ -213,5 +270,43 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
         backend,
         app,
         engine,
+        l1: l1_task,
     })
+}
+
+/// Starts the L1 listener task. It resumes at the L1 block of the last event the ledger took (events after it
+/// in that block are still needed), or at the genesis start block.
+fn spawn_listener(
+    g: &L1Genesis,
+    l: &L1Settings,
+    ledger: crate::posapi::SharedLedger,
+    view: metis_l1::SharedView,
+) -> Result<JoinHandle<()>, NodeError> {
+    use alloy::providers::{Provider, ProviderBuilder};
+    let url = l
+        .rpc
+        .parse()
+        .map_err(|e| NodeError::L1(format!("L1 RPC URL {}: {e}", l.rpc)))?;
+    let provider = ProviderBuilder::new().connect_http(url).erased();
+    let resume = ledger.read().last_l1().map(|(block, _)| block);
+    let config = metis_l1::ListenerConfig {
+        locking_pool: g.locking_pool,
+        locking_info: Some(g.locking_info),
+        start_block: resume.unwrap_or(g.start_block).max(g.start_block),
+        confirmations: l.confirmations,
+        max_range: l.max_range.max(1),
+        chain_id: Some(g.chain_id),
+    };
+    info!(
+        rpc = %l.rpc,
+        from_block = config.start_block,
+        confirmations = l.confirmations,
+        "following L1 staking"
+    );
+    let listener = metis_l1::Listener::new(provider, config);
+    Ok(tokio::spawn(
+        listener
+            .follow(view, l.poll_interval)
+            .instrument(tracing::info_span!("l1")),
+    ))
 }

@@ -1,9 +1,13 @@
-//! The PoS query API (`metis_*` JSON-RPC): epochs and rotation records, the validator set, the ledger state.
-//! Reads a snapshot of the ledger the consensus app publishes after each decided block.
+//! The PoS query API (`metis_*` JSON-RPC): epochs and rotation records, re-elections, the validator set and its
+//! changes, sequencers by id or signer, applied L1 events with their L1 positions, this node's L1 view, commit
+//! signers per height, the ledger state. Reads a snapshot of the ledger the consensus app publishes after each
+//! decided block.
 
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::RpcModule;
-use metis_pos::{Epoch, Ledger};
+use metis_l1::SharedView;
+use metis_pos::{Epoch, Ledger, Sequencer};
+use metis_rpc::Backend;
 use parking_lot::RwLock;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -29,8 +33,117 @@ fn epoch_json(l: &Ledger, e: &Epoch) -> Value {
     v
 }
 
-pub fn module(ledger: SharedLedger) -> RpcModule<()> {
+fn sequencer_json(l: &Ledger, s: &Sequencer) -> Value {
+    let powers: std::collections::BTreeMap<_, _> = l.validators().into_iter().collect();
+    let produced = l.produced_in(l.current_epoch().id);
+    json!({
+        "id": s.id,
+        "signer": s.signer,
+        "consensus_key": s.consensus_key,
+        "dkg_key": s.dkg_key,
+        "stake": s.stake,
+        "status": s.status,
+        "jailed_until_epoch": s.jailed_until_epoch,
+        "l1_jailed": s.l1_jailed,
+        "voting_power": powers.get(&s.id).copied().unwrap_or(0),
+        "produced_this_epoch": produced.get(&s.id).copied().unwrap_or(0),
+    })
+}
+
+/// Items returned per list call at most.
+const MAX_ITEMS: u64 = 1000;
+
+fn page(params: jsonrpsee::types::Params<'_>) -> Result<(usize, usize), ErrorObjectOwned> {
+    let (from, count): (Option<u64>, Option<u64>) = params.parse().unwrap_or((None, None));
+    let count = count.unwrap_or(MAX_ITEMS);
+    if count > MAX_ITEMS {
+        return Err(invalid("at most 1000 items per call"));
+    }
+    Ok((from.unwrap_or(0) as usize, count as usize))
+}
+
+pub fn module(ledger: SharedLedger, view: SharedView, backend: Arc<Backend>) -> RpcModule<()> {
     let mut m = RpcModule::new(());
+    let l = ledger.clone();
+    let _ = m.register_method("metis_sequencer", move |params, _, _| {
+        let (key,): (Value,) = params
+            .parse()
+            .map_err(|_| invalid("expected a sequencer id or signer address"))?;
+        let l = l.read().clone();
+        let found = match &key {
+            Value::Number(n) => n.as_u64().and_then(|id| l.sequencer(id)),
+            Value::String(s) => match s.parse::<alloy_primitives::Address>() {
+                Ok(a) => l.sequencers().find(|q| q.signer == a),
+                Err(_) => s.parse::<u64>().ok().and_then(|id| l.sequencer(id)),
+            },
+            _ => None,
+        };
+        Ok::<_, ErrorObjectOwned>(found.map(|s| sequencer_json(&l, s)).unwrap_or(Value::Null))
+    });
+    let l = ledger.clone();
+    let _ = m.register_method("metis_l1Events", move |params, _, _| {
+        let (from, count) = page(params)?;
+        let l = l.read().clone();
+        let out: Vec<Value> = l
+            .applied_l1()
+            .iter()
+            .skip(from)
+            .take(count)
+            .map(|a| {
+                json!({
+                    "event": a.tx.event.name(),
+                    "data": a.tx.event,
+                    "l1_block": a.tx.position.block_number,
+                    "l1_block_hash": a.tx.position.block_hash,
+                    "l1_tx_index": a.tx.position.tx_index,
+                    "l1_log_index": a.tx.position.log_index,
+                    "l2_block": a.height,
+                    "ignored": a.ignored,
+                })
+            })
+            .collect();
+        Ok::<_, ErrorObjectOwned>(Value::Array(out))
+    });
+    let l = ledger.clone();
+    let _ = m.register_method("metis_reElections", move |_, _, _| {
+        let l = l.read().clone();
+        let out: Vec<Value> = l.re_elections().map(|e| epoch_json(&l, e)).collect();
+        Ok::<_, ErrorObjectOwned>(Value::Array(out))
+    });
+    let l = ledger.clone();
+    let _ = m.register_method("metis_setChanges", move |_, _, _| {
+        let l = l.read().clone();
+        Ok::<_, ErrorObjectOwned>(serde_json::to_value(l.set_changes()).unwrap_or(Value::Null))
+    });
+    let l = ledger.clone();
+    let _ = m.register_method("metis_l1Status", move |_, _, _| {
+        let l = l.read().clone();
+        let v = view.read();
+        Ok::<_, ErrorObjectOwned>(json!({
+            "synced_to": v.synced_to,
+            "events_read": v.len(),
+            "not_yet_applied": v.after(l.last_l1()).count(),
+            "last_applied": l.last_l1(),
+        }))
+    });
+    let _ = m.register_method("metis_commit", move |params, _, _| {
+        let (height,): (u64,) = params.parse().map_err(|_| invalid("expected a block number"))?;
+        let engine = backend.engine();
+        let bytes = engine
+            .store()
+            .meta(&crate::app::meta_cert(height))
+            .map_err(|e| ErrorObjectOwned::owned(-32000, e.to_string(), None::<()>))?;
+        let Some(cert) = bytes.and_then(|b| borsh::from_slice::<crate::codec::WireCertificate>(&b).ok()) else {
+            return Ok(Value::Null);
+        };
+        let signers: Vec<String> = cert.signatures.iter().map(|(a, _, _)| a.to_string()).collect();
+        Ok::<_, ErrorObjectOwned>(json!({
+            "height": cert.height.0,
+            "round": cert.round.as_i64(),
+            "block": cert.value_id.to_string(),
+            "signers": signers,
+        }))
+    });
     let l = ledger.clone();
     // Registration fails only on a duplicate name; these are unique.
     let _ = m.register_method("metis_epochs", move |params, _, _| {
@@ -58,24 +171,7 @@ pub fn module(ledger: SharedLedger) -> RpcModule<()> {
     let l = ledger.clone();
     let _ = m.register_method("metis_validators", move |_, _, _| {
         let l = l.read().clone();
-        let epoch = l.current_epoch().id;
-        let produced = l.produced_in(epoch);
-        let powers: std::collections::BTreeMap<_, _> = l.validators().into_iter().collect();
-        let out: Vec<Value> = l
-            .sequencers()
-            .map(|s| {
-                json!({
-                    "id": s.id,
-                    "signer": s.signer,
-                    "consensus_key": s.consensus_key,
-                    "stake": s.stake,
-                    "status": s.status,
-                    "jailed_until_epoch": s.jailed_until_epoch,
-                    "voting_power": powers.get(&s.id).copied().unwrap_or(0),
-                    "produced_this_epoch": produced.get(&s.id).copied().unwrap_or(0),
-                })
-            })
-            .collect();
+        let out: Vec<Value> = l.sequencers().map(|s| sequencer_json(&l, s)).collect();
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
     let l = ledger;
@@ -87,6 +183,7 @@ pub fn module(ledger: SharedLedger) -> RpcModule<()> {
             "params": l.params(),
             "epochs": l.epochs().len(),
             "schedule": l.schedule(),
+            "last_l1_event": l.last_l1(),
         }))
     });
     m

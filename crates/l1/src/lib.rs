@@ -9,20 +9,26 @@ use alloy::primitives::{Address, B256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::SolEvent;
-use metis_contracts::LockingPool;
+use metis_contracts::{LockingInfo, LockingPool};
 use metis_pos::{L1Event, L1Position, PosTx};
 use std::collections::BTreeMap;
-use tracing::{debug, info, warn};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, error, info, warn};
 
 #[derive(Clone, Debug)]
 pub struct ListenerConfig {
     pub locking_pool: Address,
+    /// The escrow, whose lock bounds the ledger follows (None: only LockingPool is read).
+    pub locking_info: Option<Address>,
     /// First L1 block to read (the contracts' deployment block).
     pub start_block: u64,
     /// Blocks on top of a block before its events count (12 on Ethereum; small on a devnet).
     pub confirmations: u64,
     /// Largest block range per eth_getLogs call.
     pub max_range: u64,
+    /// The L1 chain id the genesis names (checked before anything is read).
+    pub chain_id: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +41,14 @@ pub enum L1Error {
     DeepReorg { number: u64, had: B256, now: B256 },
     #[error("malformed LockingPool log at block {block} index {index}: {reason}")]
     BadLog { block: u64, index: u64, reason: String },
+    #[error("L1 chain id is {got}, the genesis names {expected}")]
+    WrongChain { expected: u64, got: u64 },
 }
 
 /// What this node has read from L1: confirmed events in L1 order and the hashes of the blocks they came from.
 #[derive(Clone, Debug, Default)]
 pub struct L1View {
-    events: Vec<PosTx>,
+    events: BTreeMap<(u64, u64), PosTx>,
     /// Hash of every confirmed block that holds an event, and of the last confirmed block read.
     hashes: BTreeMap<u64, B256>,
     /// Last confirmed block read.
@@ -48,25 +56,54 @@ pub struct L1View {
 }
 
 impl L1View {
-    pub fn events(&self) -> &[PosTx] {
-        &self.events
+    pub fn events(&self) -> impl Iterator<Item = &PosTx> {
+        self.events.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
     }
 
     /// Whether `tx` is exactly an event this node saw at depth, at the same position in the same block.
     pub fn confirms(&self, tx: &PosTx) -> bool {
         self.hashes.get(&tx.position.block_number) == Some(&tx.position.block_hash)
-            && self.events.iter().any(|e| e == tx)
+            && self.events.get(&tx.position.order()) == Some(tx)
     }
 
-    /// Confirmed events after `after` (an L1 order key), to include in the next block.
+    /// Confirmed events after `after` (an L1 order key), in L1 order.
     pub fn after(&self, after: Option<(u64, u64)>) -> impl Iterator<Item = &PosTx> {
-        self.events
-            .iter()
-            .filter(move |e| after.is_none_or(|a| e.position.order() > a))
+        let from = match after {
+            None => std::ops::Bound::Unbounded,
+            Some(a) => std::ops::Bound::Excluded(a),
+        };
+        self.events.range((from, std::ops::Bound::Unbounded)).map(|(_, t)| t)
+    }
+
+    /// What a proposer puts in its block: at most `max` events after `after`, from blocks at least `margin`
+    /// blocks below what this view has read. The margin gives the other validators' listeners time to read the
+    /// same blocks (each polls on its own clock), so a fresh event does not cost a round.
+    pub fn includable(&self, after: Option<(u64, u64)>, margin: u64, max: usize) -> Vec<PosTx> {
+        let Some(synced) = self.synced_to else {
+            return Vec::new();
+        };
+        self.after(after)
+            .take_while(|t| t.position.block_number + margin <= synced)
+            .take(max)
+            .cloned()
+            .collect()
     }
 }
 
-fn decode(log: &Log) -> Result<Option<PosTx>, L1Error> {
+/// An L1 view shared between the listener task (writer) and consensus (reader).
+pub type SharedView = Arc<parking_lot::RwLock<L1View>>;
+
+/// The PoS transaction a log stands for, if the ledger acts on it. LockingInfo events count only from the
+/// configured escrow; all others only from `pool` (the filter asks for both addresses).
+fn decode(log: &Log, pool: Address, info: Option<Address>) -> Result<Option<PosTx>, L1Error> {
     let block = log.block_number.unwrap_or_default();
     let index = log.log_index.unwrap_or_default();
     let bad = |reason: String| L1Error::BadLog { block, index, reason };
@@ -74,10 +111,46 @@ fn decode(log: &Log) -> Result<Option<PosTx>, L1Error> {
         return Err(bad("log without block hash or transaction index".into()));
     };
     let topic0 = log.topic0().copied().unwrap_or_default();
-    let event = if topic0 == LockingPool::Locked::SIGNATURE_HASH {
+    if Some(log.address()) != info && log.address() != pool {
+        return Ok(None);
+    }
+    let is_info = Some(log.address()) == info;
+    if is_info && topic0 != LockingInfo::SetMinLock::SIGNATURE_HASH && topic0 != LockingInfo::SetMaxLock::SIGNATURE_HASH
+    {
+        return Ok(None);
+    }
+    let id_of = |id: alloy::primitives::U256| u64::try_from(id).map_err(|_| bad("sequencer id over 64 bits".into()));
+    let event = if is_info && topic0 == LockingInfo::SetMinLock::SIGNATURE_HASH {
+        let e = LockingInfo::SetMinLock::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
+        L1Event::SetMinLock { amount: e.newMinLock }
+    } else if is_info && topic0 == LockingInfo::SetMaxLock::SIGNATURE_HASH {
+        let e = LockingInfo::SetMaxLock::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
+        L1Event::SetMaxLock { amount: e.newMaxLock }
+    } else if log.address() != pool {
+        return Ok(None);
+    } else if topic0 == LockingPool::Slashed::SIGNATURE_HASH {
+        let e = LockingPool::Slashed::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
+        L1Event::Slashed {
+            id: id_of(e.sequencerId)?,
+            amount: e.amount,
+            evidence: e.evidenceHash,
+        }
+    } else if topic0 == LockingPool::Jailed::SIGNATURE_HASH {
+        let e = LockingPool::Jailed::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
+        L1Event::Jailed {
+            id: id_of(e.sequencerId)?,
+            jailed: e.jailed,
+        }
+    } else if topic0 == LockingPool::WhitelistChanged::SIGNATURE_HASH {
+        let e = LockingPool::WhitelistChanged::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
+        L1Event::WhitelistChanged {
+            user: e.user,
+            allowed: e.allowed,
+        }
+    } else if topic0 == LockingPool::Locked::SIGNATURE_HASH {
         let e = LockingPool::Locked::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
         L1Event::Locked {
-            id: u64::try_from(e.sequencerId).map_err(|_| bad("sequencer id over 64 bits".into()))?,
+            id: id_of(e.sequencerId)?,
             signer: e.signer,
             consensus_key: e.consensusKey,
             dkg_key: e.dkgKey,
@@ -86,24 +159,24 @@ fn decode(log: &Log) -> Result<Option<PosTx>, L1Error> {
     } else if topic0 == LockingPool::LockUpdate::SIGNATURE_HASH {
         let e = LockingPool::LockUpdate::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
         L1Event::LockUpdate {
-            id: u64::try_from(e.sequencerId).map_err(|_| bad("sequencer id over 64 bits".into()))?,
+            id: id_of(e.sequencerId)?,
             new_amount: e.newAmount,
         }
     } else if topic0 == LockingPool::SignerChange::SIGNATURE_HASH {
         let e = LockingPool::SignerChange::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
         L1Event::SignerChange {
-            id: u64::try_from(e.sequencerId).map_err(|_| bad("sequencer id over 64 bits".into()))?,
+            id: id_of(e.sequencerId)?,
             new_signer: e.newSigner,
         }
     } else if topic0 == LockingPool::UnlockInit::SIGNATURE_HASH {
         let e = LockingPool::UnlockInit::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
         L1Event::UnlockInit {
-            id: u64::try_from(e.sequencerId).map_err(|_| bad("sequencer id over 64 bits".into()))?,
+            id: id_of(e.sequencerId)?,
         }
     } else if topic0 == LockingPool::Unlocked::SIGNATURE_HASH {
         let e = LockingPool::Unlocked::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
         L1Event::Unlocked {
-            id: u64::try_from(e.sequencerId).map_err(|_| bad("sequencer id over 64 bits".into()))?,
+            id: id_of(e.sequencerId)?,
         }
     } else {
         return Ok(None);
@@ -147,19 +220,59 @@ impl<P: Provider> Listener<P> {
         Ok(b.header.hash)
     }
 
+    /// The highest block this view read whose hash is still canonical (None: none is; re-read from the start).
+    async fn fork_point(&self, below: u64) -> Result<Option<u64>, L1Error> {
+        for (n, h) in self.view.hashes.range(..below).rev() {
+            if self.block_hash(*n).await? == *h {
+                return Ok(Some(*n));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Keeps the hashes of blocks holding events and of the last few blocks read (the checkpoints a deep reorg
+    /// is traced back through); one entry per poll would otherwise pile up for ever.
+    fn prune_checkpoints(&mut self) {
+        const KEEP: usize = 64;
+        let with_events: std::collections::BTreeSet<u64> = self.view.events.keys().map(|k| k.0).collect();
+        let checkpoints: Vec<u64> = self
+            .view
+            .hashes
+            .keys()
+            .filter(|n| !with_events.contains(n))
+            .copied()
+            .collect();
+        for n in checkpoints.iter().take(checkpoints.len().saturating_sub(KEEP)) {
+            self.view.hashes.remove(n);
+        }
+    }
+
     /// Reads every newly confirmed block (in ranges of at most `max_range`) and returns the events found, in L1
     /// order. An RPC failure leaves the view as it was (the next poll retries the same range).
     pub async fn poll(&mut self) -> Result<Vec<PosTx>, L1Error> {
+        if let Some(expected) = self.config.chain_id {
+            let got = self.provider.get_chain_id().await?;
+            if got != expected {
+                return Err(L1Error::WrongChain { expected, got });
+            }
+            self.config.chain_id = None;
+        }
         let head = self.provider.get_block_number().await?;
         let Some(safe) = head.checked_sub(self.config.confirmations) else {
             return Ok(vec![]);
         };
-        // Blocks we read must not have changed under us: by construction they are at depth.
+        // Blocks we read must not have changed under us: by construction they are at depth. If they did (the
+        // depth was too small for this chain), the view goes back to the last block it read that is still
+        // canonical and the next poll re-reads from there; events the ledger already took stay taken.
         if let Some(last) = self.view.synced_to {
-            let had = self.view.hashes[&last];
+            let had = self.view.hashes.get(&last).copied().unwrap_or_default();
             let now = self.block_hash(last).await?;
             if now != had {
-                warn!(block = last, %had, %now, "reorg below the confirmation depth");
+                let fork = self.fork_point(last).await?;
+                error!(block = last, %had, %now, ?fork, "reorg below the confirmation depth; re-reading from the fork");
+                self.view.events.retain(|k, _| fork.is_some_and(|f| k.0 <= f));
+                self.view.hashes.retain(|n, _| fork.is_some_and(|f| *n <= f));
+                self.view.synced_to = fork;
                 return Err(L1Error::DeepReorg { number: last, had, now });
             }
         }
@@ -168,18 +281,23 @@ impl<P: Provider> Listener<P> {
         let mut hashes = BTreeMap::new();
         while from <= safe {
             let to = safe.min(from + self.config.max_range.max(1) - 1);
-            let filter = Filter::new()
-                .address(self.config.locking_pool)
-                .from_block(from)
-                .to_block(to);
+            let mut addresses = vec![self.config.locking_pool];
+            addresses.extend(self.config.locking_info);
+            let filter = Filter::new().address(addresses).from_block(from).to_block(to);
             let logs = self.provider.get_logs(&filter).await?;
             for log in &logs {
                 if log.removed {
                     continue;
                 }
-                if let Some(tx) = decode(log)? {
-                    hashes.insert(tx.position.block_number, tx.position.block_hash);
-                    found.push(tx);
+                match decode(log, self.config.locking_pool, self.config.locking_info) {
+                    Ok(Some(tx)) => {
+                        hashes.insert(tx.position.block_number, tx.position.block_hash);
+                        found.push(tx);
+                    }
+                    Ok(None) => {}
+                    // Every node reads the same log the same way, so skipping it keeps them in agreement; a
+                    // bad log must not stop the events after it.
+                    Err(e) => warn!(error = %e, "skipping L1 log"),
                 }
             }
             debug!(from, to, events = logs.len(), "read L1 range");
@@ -206,12 +324,49 @@ impl<P: Provider> Listener<P> {
             hashes.insert(last, last_hash);
             found.sort_by_key(|t| t.position.order());
             self.view.hashes.extend(hashes);
-            self.view.events.extend(found.iter().cloned());
+            self.prune_checkpoints();
+            self.view
+                .events
+                .extend(found.iter().map(|t| (t.position.order(), t.clone())));
             self.view.synced_to = Some(last);
             if !found.is_empty() {
                 info!(events = found.len(), synced_to = last, "L1 staking events confirmed");
             }
         }
         Ok(found)
+    }
+}
+
+impl<P: Provider + 'static> Listener<P> {
+    /// Follows L1 for ever: polls every `interval`, publishes the view to `shared` after every poll that read
+    /// something, and backs off (doubling, at most 30 s) while the endpoint fails. It never blocks consensus:
+    /// proposers include only what the shared view holds.
+    pub async fn follow(mut self, shared: SharedView, interval: Duration) {
+        let mut failures = 0u32;
+        loop {
+            let wait = match self.poll().await {
+                Ok(found) => {
+                    if failures > 0 {
+                        info!(failures, synced_to = ?self.view.synced_to, "L1 endpoint back");
+                    }
+                    failures = 0;
+                    if shared.read().synced_to != self.view.synced_to || !found.is_empty() {
+                        *shared.write() = self.view.clone();
+                    }
+                    interval
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let backoff = (interval * 2u32.saturating_pow(failures.min(8))).min(Duration::from_secs(30));
+                    if matches!(e, L1Error::DeepReorg { .. } | L1Error::WrongChain { .. }) {
+                        error!(error = %e, "L1 view stopped; no new staking events are taken");
+                    } else {
+                        warn!(error = %e, failures, retry_in_ms = backoff.as_millis() as u64, "L1 poll failed");
+                    }
+                    backoff
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
     }
 }

@@ -48,7 +48,13 @@ async fn prepare(p: &DynProvider, d: &metis_contracts::Deployment, owner: Addres
 async fn lock(p: &DynProvider, d: &metis_contracts::Deployment, owner: Address, stake: U256, tag: u8) -> Address {
     let pool = LockingPool::new(d.locking_pool, p.clone());
     let signer = Address::repeat_byte(tag);
-    let ck = Bytes::from(vec![tag; 32]);
+    // A real ed25519 public key: the ledger ignores a Locked whose consensus key is not one.
+    let ck = Bytes::from(
+        ed25519_dalek::SigningKey::from_bytes(&[tag; 32])
+            .verifying_key()
+            .to_bytes()
+            .to_vec(),
+    );
     let dk = Bytes::from(vec![tag.wrapping_add(100); 32]);
     let call = pool.lockFor(signer, stake, ck, dk).from(owner);
     assert!(call.send().await.unwrap().get_receipt().await.unwrap().status());
@@ -65,9 +71,11 @@ async fn events_at_depth_reorgs_and_checks() {
     let (p, d) = (l1.provider.clone(), l1.deployment.clone());
     let config = ListenerConfig {
         locking_pool: d.locking_pool,
+        locking_info: Some(d.locking_info),
         start_block: d.deployed_at_block,
         confirmations: 3,
         max_range: 2,
+        chain_id: Some(l1.chain_id),
     };
     let mut listener = Listener::new(p.clone(), config);
 
@@ -91,7 +99,12 @@ async fn events_at_depth_reorgs_and_checks() {
             ..
         } => {
             assert_eq!((*id, *signer, *amount), (1, signer_a, stake));
-            assert_eq!(consensus_key.0, [0xa1; 32]);
+            assert_eq!(
+                consensus_key.0,
+                ed25519_dalek::SigningKey::from_bytes(&[0xa1; 32])
+                    .verifying_key()
+                    .to_bytes()
+            );
         }
         other => panic!("expected Locked, got {other:?}"),
     }
@@ -121,7 +134,14 @@ async fn events_at_depth_reorgs_and_checks() {
         listener.poll().await.unwrap().is_empty(),
         "the reorged-out Locked never shows up"
     );
-    assert_eq!(listener.view().events().len(), 1);
+    let locked = |v: &metis_l1::L1View| v.events().filter(|t| matches!(t.event, L1Event::Locked { .. })).count();
+    assert_eq!(locked(listener.view()), 1);
+    // Whitelisting and the escrow's lock bounds (set at deployment) are read too.
+    let kinds: Vec<&str> = listener.view().events().map(|t| t.event.name()).collect();
+    assert!(
+        kinds.contains(&"WhitelistChanged") && kinds.contains(&"Locked"),
+        "{kinds:?}"
+    );
 
     // Exit and a stake change come through too, in L1 order.
     let pool = LockingPool::new(d.locking_pool, p.clone());
@@ -184,6 +204,7 @@ async fn events_at_depth_reorgs_and_checks() {
         stake,
         status: SequencerStatus::Active,
         jailed_until_epoch: 0,
+        l1_jailed: false,
     };
     let mut ledger = Ledger::genesis(
         Params {
@@ -194,17 +215,19 @@ async fn events_at_depth_reorgs_and_checks() {
         Default::default(),
     )
     .unwrap();
-    let all = listener.view().events().to_vec();
-    ledger.apply_l1_event(&all[0]).unwrap();
+    let all = listener.view().events().cloned().collect::<Vec<_>>();
+    let lock_tx = all.iter().find(|t| matches!(t.event, L1Event::Locked { .. })).unwrap();
+    ledger.apply_l1_event(lock_tx).unwrap();
     assert_eq!(ledger.sequencer(1).unwrap().status, SequencerStatus::Pending);
     for tx in &all {
         assert!(listener.view().confirms(tx));
     }
-    assert!(ledger.apply_l1_event(&all[0]).is_err(), "an event applies once");
+    assert!(ledger.apply_l1_event(lock_tx).is_err(), "an event applies once");
 
     // A reorg deeper than the confirmation depth (impossible on Ethereum at depth; forced here) is detected and
     // reported, never applied.
     let snapshot: U256 = p.raw_request("evm_snapshot".into(), ()).await.unwrap();
+    let head_before_reorg = p.get_block_number().await.unwrap();
     mine(&p, 10).await;
     listener.poll().await.unwrap();
     assert!(p
@@ -215,9 +238,21 @@ async fn events_at_depth_reorgs_and_checks() {
         .await
         .unwrap();
     mine(&p, 12).await;
-    let before = listener.view().events().len();
+    let before: Vec<_> = listener.view().events().cloned().collect();
     assert!(matches!(listener.poll().await, Err(L1Error::DeepReorg { .. })));
-    assert_eq!(listener.view().events().len(), before);
+    // The view went back to the last block still canonical; the next poll re-reads the rest of the new chain.
+    let fork = listener
+        .view()
+        .synced_to
+        .expect("a block before the snapshot is still canonical");
+    assert!(fork < head_before_reorg, "fork {fork} is below the reorged blocks");
+    listener.poll().await.unwrap();
+    assert!(listener.view().synced_to.unwrap() > fork);
+    let after: Vec<_> = listener.view().events().cloned().collect();
+    assert_eq!(
+        after, before,
+        "the events before the fork are the same on the new chain"
+    );
 }
 
 #[tokio::test]
@@ -227,9 +262,11 @@ async fn a_dead_endpoint_is_an_error_and_changes_nothing() {
         .erased();
     let config = ListenerConfig {
         locking_pool: Address::ZERO,
+        locking_info: None,
         start_block: 0,
         confirmations: 1,
         max_range: 100,
+        chain_id: None,
     };
     let mut listener = Listener::new(p, config);
     assert!(matches!(listener.poll().await, Err(L1Error::Rpc(_))));

@@ -5,6 +5,7 @@ mod dev;
 mod keys;
 mod l1;
 mod node;
+mod testnet_l1;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -66,6 +67,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Init(args) => node::run_init(args),
         Command::Node(args) => node::run_node(args).await,
-        Command::Testnet(args) => node::run_testnet(args),
+        Command::Testnet(args) => node::run_testnet(args).await,
     }
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use commonware_codec::Encode;
 use commonware_cryptography::Signer as _;
 use metis_consensus::app::Timing;
-use metis_consensus::node::{NodeSettings, PosGenesis};
+use metis_consensus::node::{L1Settings, NodeSettings, PosGenesis};
 use metis_execution::{ChainSpec, PoolConfig};
 use metis_keystore::{KdfParams, Passphrase};
 use metis_pos::{Params, Sequencer, SequencerStatus};
@@ -38,6 +38,39 @@ pub struct NodeConfigFile {
     pub consensus: ConsensusSection,
     #[serde(default)]
     pub txpool: TxpoolSection,
+    /// The L1 endpoint the sequencer set is read from (required when the PoS genesis names L1 contracts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1: Option<L1Section>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct L1Section {
+    pub rpc: String,
+    /// Blocks on top of an event's block before it counts (12 on Ethereum; small on a devnet).
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// L1 blocks an event waits below this node's view before it proposes it.
+    #[serde(default = "default_margin")]
+    pub margin: u64,
+    /// Largest block range per eth_getLogs call.
+    #[serde(default = "default_max_range")]
+    pub max_range: u64,
+}
+
+fn default_confirmations() -> u64 {
+    12
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+fn default_margin() -> u64 {
+    1
+}
+fn default_max_range() -> u64 {
+    1000
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -168,6 +201,11 @@ pub struct TestnetArgs {
     /// Prefunded dev accounts (the well-known dev mnemonic).
     #[arg(long, default_value_t = 20)]
     accounts: u32,
+    /// Extra nodes with keys and configs but not in the genesis set (they join by locking on L1 later).
+    #[arg(long, default_value_t = 0)]
+    standby: usize,
+    #[command(flatten)]
+    l1: crate::testnet_l1::L1TestnetArgs,
 }
 
 fn rel(base: &Path, p: &Path) -> PathBuf {
@@ -222,6 +260,13 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
             max_txs: cfg.txpool.max_txs,
             ..Default::default()
         },
+        l1: cfg.l1.as_ref().map(|l| L1Settings {
+            rpc: l.rpc.clone(),
+            confirmations: l.confirmations,
+            poll_interval: Duration::from_millis(l.poll_interval_ms.max(10)),
+            margin: l.margin,
+            max_range: l.max_range,
+        }),
         // Hidden test knob: make this node propose invalid blocks.
         fault: match std::env::var("METIS_SEQ_TEST_FAULT") {
             Ok(f) => Some(f.parse().map_err(|e: String| anyhow::anyhow!(e))?),
@@ -282,6 +327,7 @@ pub fn run_init(args: InitArgs) -> Result<()> {
         },
         consensus: ConsensusSection::default(),
         txpool: TxpoolSection::default(),
+        l1: None,
     };
     std::fs::write(&config, toml_config(&cfg)?).with_context(|| format!("writing {}", config.display()))?;
     println!("{}", serde_json::to_string_pretty(&keys.public_json())?);
@@ -316,7 +362,7 @@ fn dev_genesis_json(chain_id: u64, gas_limit: u64, accounts: &[Address]) -> serd
     })
 }
 
-pub fn run_testnet(args: TestnetArgs) -> Result<()> {
+pub async fn run_testnet(args: TestnetArgs) -> Result<()> {
     if args.nodes == 0 {
         bail!("--nodes must be positive");
     }
@@ -340,14 +386,25 @@ pub fn run_testnet(args: TestnetArgs) -> Result<()> {
     let pass = Passphrase::new(pass_text)?;
     let ether = U256::from(10u64).pow(U256::from(18));
     let mut sequencers = Vec::new();
+    let mut members = Vec::new();
+    let mut owners = Vec::new();
     let mut seed_input = b"metis-seq testnet".to_vec();
     seed_input.extend_from_slice(&args.chain_id.to_be_bytes());
-    for (i, stake) in stakes.iter().enumerate() {
+    let with_l1 = args.l1.l1_rpc.is_some();
+    for i in 0..args.nodes + args.standby {
         let dir = args.out.join(format!("node{i}"));
         let keys = generate(&dir.join("keys"), &pass, KdfParams::insecure_fast())?;
         let ck: [u8; 32] = keys.identity.public_key().encode().as_ref().try_into()?;
+        let owner = if with_l1 {
+            Some(crate::testnet_l1::owner_key(&dir)?)
+        } else {
+            None
+        };
+        let Some(stake) = stakes.get(i) else {
+            continue; // standby: keys and config only
+        };
         seed_input.extend_from_slice(&ck);
-        sequencers.push(Sequencer {
+        let seq = Sequencer {
             id: i as u64 + 1,
             signer: keys.l1_signer.address(),
             consensus_key: B256::from(ck),
@@ -355,16 +412,35 @@ pub fn run_testnet(args: TestnetArgs) -> Result<()> {
             stake: U256::from(*stake) * ether,
             status: SequencerStatus::Active,
             jailed_until_epoch: 0,
+            l1_jailed: false,
+        };
+        members.push(crate::testnet_l1::Member {
+            signer: seq.signer,
+            consensus_key: seq.consensus_key,
+            dkg_key: seq.dkg_key,
+            stake: seq.stake,
         });
+        owners.extend(owner);
+        sequencers.push(seq);
+    }
+    let mut params = Params {
+        epoch_length: args.epoch_length,
+        missed_limit: args.missed_limit,
+        ..Params::default()
+    };
+    let mut l1_genesis = None;
+    if with_l1 {
+        let setup = crate::testnet_l1::lock_genesis(&args.l1, &members, &owners).await?;
+        sequencers = setup.sequencers;
+        params.stake_cap = setup.stake_cap;
+        seed_input.extend_from_slice(setup.entropy.as_slice());
+        l1_genesis = Some(setup.genesis);
     }
     let pos = PosGenesis {
-        params: Params {
-            epoch_length: args.epoch_length,
-            missed_limit: args.missed_limit,
-            ..Params::default()
-        },
+        params,
         sequencers,
         seed: keccak256(&seed_input),
+        l1: l1_genesis,
     };
     let accounts: Vec<Address> = dev_keys(args.accounts)?.iter().map(|k| k.address()).collect();
     std::fs::write(
@@ -377,8 +453,11 @@ pub fn run_testnet(args: TestnetArgs) -> Result<()> {
             .checked_add(10 * i as u16 + k)
             .context("--base-port too high for this many nodes")
     };
-    for i in 0..args.nodes {
-        let others: Vec<usize> = (0..args.nodes).filter(|j| *j != i).collect();
+    let total = args.nodes + args.standby;
+    for i in 0..total {
+        // Everyone lists everyone, standby nodes included: a link to a node that is not (yet) a sequencer is
+        // refused at the handshake and retried.
+        let others: Vec<usize> = (0..total).filter(|j| *j != i).collect();
         let cfg = NodeConfigFile {
             moniker: format!("node{i}"),
             data_dir: "data".into(),
@@ -408,6 +487,13 @@ pub fn run_testnet(args: TestnetArgs) -> Result<()> {
                 ..Default::default()
             },
             txpool: TxpoolSection::default(),
+            l1: args.l1.l1_rpc.as_ref().map(|rpc| L1Section {
+                rpc: rpc.clone(),
+                confirmations: args.l1.l1_confirmations,
+                poll_interval_ms: args.l1.l1_poll_ms,
+                margin: 1,
+                max_range: default_max_range(),
+            }),
         };
         std::fs::write(
             args.out.join(format!("node{i}")).join("config.toml"),

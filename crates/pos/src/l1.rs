@@ -49,6 +49,48 @@ pub enum L1Event {
     Unlocked {
         id: SequencerId,
     },
+    /// Slashing moved `amount` of stake away; the new stake comes in the LockUpdate and the jailing in the
+    /// Jailed event the contract emits with it, so this one is a record.
+    Slashed {
+        id: SequencerId,
+        amount: U256,
+        evidence: B256,
+    },
+    /// Jailed (by slashing) or unjailed (by the owner): a jailed sequencer leaves the set at the next boundary.
+    Jailed {
+        id: SequencerId,
+        jailed: bool,
+    },
+    /// The owner whitelisted (or removed) an address that may lock (enforced on L1; recorded here).
+    WhitelistChanged {
+        user: Address,
+        allowed: bool,
+    },
+    /// LockingInfo's lock bounds. The maximum is the stake cap for voting power (from the next boundary); the
+    /// minimum is enforced on L1 and recorded here.
+    SetMinLock {
+        amount: U256,
+    },
+    SetMaxLock {
+        amount: U256,
+    },
+}
+
+impl L1Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Locked { .. } => "Locked",
+            Self::LockUpdate { .. } => "LockUpdate",
+            Self::SignerChange { .. } => "SignerChange",
+            Self::UnlockInit { .. } => "UnlockInit",
+            Self::Unlocked { .. } => "Unlocked",
+            Self::Slashed { .. } => "Slashed",
+            Self::Jailed { .. } => "Jailed",
+            Self::WhitelistChanged { .. } => "WhitelistChanged",
+            Self::SetMinLock { .. } => "SetMinLock",
+            Self::SetMaxLock { .. } => "SetMaxLock",
+        }
+    }
 }
 
 /// A PoS transaction carrying one L1 event.
@@ -56,4 +98,27 @@ pub enum L1Event {
 pub struct PosTx {
     pub position: L1Position,
     pub event: L1Event,
+}
+
+impl PosTx {
+    /// Canonical bytes (what block headers commit to and what travels in blocks).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let tx: Self = serde_json::from_slice(b).ok()?;
+        // One encoding per transaction: anything else would let two byte strings name the same event.
+        (tx.to_bytes() == b).then_some(tx)
+    }
+}
+
+/// An L1 event the ledger has taken, at the height of the block that carried it. `ignored` says why an event
+/// changed nothing (e.g. a stake update for a sequencer this chain never had); it still counts as applied, so a
+/// bad event can never block the ones after it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedL1 {
+    pub tx: PosTx,
+    pub height: u64,
+    pub ignored: Option<String>,
 }

@@ -1,7 +1,7 @@
 //! The ledger state and its transition on each decided block.
 
 use crate::election::{elect, fallback_order, weight_of};
-use crate::l1::{L1Event, PosTx};
+use crate::l1::{AppliedL1, L1Event, PosTx};
 use crate::types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};
 use alloy_primitives::{keccak256, B256, U256};
 use std::collections::BTreeMap;
@@ -32,10 +32,6 @@ pub enum LedgerError {
         last_block: u64,
         last_log: u64,
     },
-    #[error("L1 event for unknown sequencer {0}")]
-    UnknownSequencer(SequencerId),
-    #[error("L1 event: {0}")]
-    BadEvent(&'static str),
 }
 
 /// A change of the validator set at an epoch boundary.
@@ -69,6 +65,22 @@ pub struct Ledger {
     pending_exit: std::collections::BTreeSet<SequencerId>,
     /// Every validator set change, oldest first.
     set_changes: Vec<SetChange>,
+    /// L1 jail changes and a new stake cap waiting for the next boundary.
+    #[serde(default)]
+    pending_jail: BTreeMap<SequencerId, bool>,
+    #[serde(default)]
+    pending_cap: Option<U256>,
+    /// Every L1 event taken, oldest first, and a keccak chain over them for the state hash.
+    #[serde(default)]
+    applied_l1: Vec<AppliedL1>,
+    #[serde(default)]
+    l1_acc: B256,
+}
+
+/// Whether 32 bytes fail to be an ed25519 public key. The contract checks shape only; a validator whose key
+/// does not decode could never sign a vote, and would break the validator set of every node.
+fn ed25519_key_invalid(k: &B256) -> bool {
+    ed25519_dalek::VerifyingKey::from_bytes(&k.0).is_err()
 }
 
 /// JSON maps need string keys; a pair-keyed map is stored as a list of entries.
@@ -100,6 +112,7 @@ fn encode_sequencer(s: &Sequencer, out: &mut Vec<u8>) {
         SequencerStatus::Inactive => 0,
     });
     out.extend_from_slice(&s.jailed_until_epoch.to_be_bytes());
+    out.push(s.l1_jailed as u8);
 }
 
 fn encode_epoch(e: &Epoch, out: &mut Vec<u8>) {
@@ -152,6 +165,10 @@ impl Ledger {
             pending_stake: BTreeMap::new(),
             pending_exit: Default::default(),
             set_changes: Vec::new(),
+            pending_jail: BTreeMap::new(),
+            pending_cap: None,
+            applied_l1: Vec::new(),
+            l1_acc: B256::ZERO,
         };
         if ledger.validators().is_empty() {
             return Err(LedgerError::Genesis("no active sequencer with voting power"));
@@ -221,7 +238,7 @@ impl Ledger {
     pub fn validators(&self) -> Vec<(SequencerId, u64)> {
         self.sequencers
             .values()
-            .filter(|s| s.status == SequencerStatus::Active)
+            .filter(|s| s.status == SequencerStatus::Active && !s.l1_jailed)
             .filter_map(|s| {
                 let power = weight_of(s, &self.params) / self.params.power_unit;
                 let power = u64::try_from(power).unwrap_or(u64::MAX);
@@ -233,7 +250,7 @@ impl Ledger {
     fn weights(&self) -> Vec<(SequencerId, U256)> {
         self.sequencers
             .values()
-            .filter(|s| s.status == SequencerStatus::Active)
+            .filter(|s| s.status == SequencerStatus::Active && !s.l1_jailed)
             .map(|s| (s.id, weight_of(s, &self.params)))
             .collect()
     }
@@ -373,8 +390,20 @@ impl Ledger {
         &self.set_changes
     }
 
-    /// Applies one L1 event (from a PoS transaction in a decided block). Events must come in L1 order, each
-    /// once; a refused event changes nothing.
+    /// Order key (L1 block, log index) of the last L1 event taken: the next block carries the events after it.
+    pub fn last_l1(&self) -> Option<(u64, u64)> {
+        self.last_l1
+    }
+
+    /// Every L1 event taken so far, oldest first.
+    pub fn applied_l1(&self) -> &[AppliedL1] {
+        &self.applied_l1
+    }
+
+    /// Takes one L1 event (from a PoS transaction in the decided block that follows the ledger height). Events
+    /// must come in L1 order, each once: anything else is refused and changes nothing. An event that makes no
+    /// sense for this ledger (unknown sequencer, a key already used) is recorded as ignored, with the reason,
+    /// and still advances the L1 cursor, so it cannot hold up the events after it.
     pub fn apply_l1_event(&mut self, tx: &PosTx) -> Result<(), LedgerError> {
         let order = tx.position.order();
         if let Some(last) = self.last_l1 {
@@ -387,7 +416,22 @@ impl Ledger {
                 });
             }
         }
-        match &tx.event {
+        let ignored = self.take_l1_event(&tx.event).err().map(str::to_string);
+        let record = AppliedL1 {
+            tx: tx.clone(),
+            height: self.height + 1,
+            ignored,
+        };
+        let mut buf = self.l1_acc.to_vec();
+        buf.extend_from_slice(&serde_json::to_vec(&record).unwrap_or_default());
+        self.l1_acc = keccak256(buf);
+        self.applied_l1.push(record);
+        self.last_l1 = Some(order);
+        Ok(())
+    }
+
+    fn take_l1_event(&mut self, event: &L1Event) -> Result<(), &'static str> {
+        match event {
             L1Event::Locked {
                 id,
                 signer,
@@ -396,10 +440,13 @@ impl Ledger {
                 amount,
             } => {
                 if self.sequencers.contains_key(id) {
-                    return Err(LedgerError::BadEvent("Locked for an existing sequencer id"));
+                    return Err("Locked for an existing sequencer id");
                 }
                 if self.sequencers.values().any(|s| s.consensus_key == *consensus_key) {
-                    return Err(LedgerError::BadEvent("consensus key already registered"));
+                    return Err("consensus key already registered");
+                }
+                if ed25519_key_invalid(consensus_key) {
+                    return Err("consensus key is not an ed25519 public key");
                 }
                 self.sequencers.insert(
                     *id,
@@ -411,6 +458,7 @@ impl Ledger {
                         stake: *amount,
                         status: SequencerStatus::Pending,
                         jailed_until_epoch: 0,
+                        l1_jailed: false,
                     },
                 );
             }
@@ -428,16 +476,27 @@ impl Ledger {
                 self.known(*id)?;
                 self.pending_exit.insert(*id);
             }
+            L1Event::Jailed { id, jailed } => {
+                self.known(*id)?;
+                self.pending_jail.insert(*id, *jailed);
+            }
+            L1Event::SetMaxLock { amount } => {
+                if amount.is_zero() {
+                    return Err("a zero stake cap would leave no voting power");
+                }
+                self.pending_cap = Some(*amount);
+            }
+            L1Event::Slashed { id, .. } => self.known(*id)?,
+            L1Event::WhitelistChanged { .. } | L1Event::SetMinLock { .. } => {}
         }
-        self.last_l1 = Some(order);
         Ok(())
     }
 
-    fn known(&self, id: SequencerId) -> Result<(), LedgerError> {
+    fn known(&self, id: SequencerId) -> Result<(), &'static str> {
         if self.sequencers.contains_key(&id) {
             Ok(())
         } else {
-            Err(LedgerError::UnknownSequencer(id))
+            Err("unknown sequencer")
         }
     }
 
@@ -449,6 +508,14 @@ impl Ledger {
             if let Some(s) = self.sequencers.get_mut(&id) {
                 s.stake = stake;
             }
+        }
+        for (id, jailed) in std::mem::take(&mut self.pending_jail) {
+            if let Some(s) = self.sequencers.get_mut(&id) {
+                s.l1_jailed = jailed;
+            }
+        }
+        if let Some(cap) = self.pending_cap.take() {
+            self.params.stake_cap = cap;
         }
         for s in self.sequencers.values_mut() {
             if s.status == SequencerStatus::Pending {
@@ -530,6 +597,14 @@ impl Ledger {
         for id in &self.pending_exit {
             buf.extend_from_slice(&id.to_be_bytes());
         }
+        for (id, jailed) in &self.pending_jail {
+            buf.extend_from_slice(&id.to_be_bytes());
+            buf.push(*jailed as u8);
+        }
+        if let Some(cap) = self.pending_cap {
+            buf.extend_from_slice(&cap.to_be_bytes::<32>());
+        }
+        buf.extend_from_slice(self.l1_acc.as_slice());
         buf.extend_from_slice(&(self.set_changes.len() as u64).to_be_bytes());
         keccak256(buf)
     }
@@ -563,11 +638,16 @@ mod tests {
         Sequencer {
             id,
             signer: Address::with_last_byte(id as u8),
-            consensus_key: keccak256(format!("ck{id}")),
+            consensus_key: B256::from(
+                ed25519_dalek::SigningKey::from_bytes(&keccak256(format!("ck{id}")).0)
+                    .verifying_key()
+                    .to_bytes(),
+            ),
             dkg_key: keccak256(format!("dk{id}")),
             stake: U256::from(stake_tokens) * U256::from(10u64).pow(U256::from(18)),
             status: SequencerStatus::Active,
             jailed_until_epoch: 0,
+            l1_jailed: false,
         }
     }
 
@@ -877,24 +957,94 @@ mod tests {
             l.apply_l1_event(&older),
             Err(LedgerError::L1OutOfOrder { .. })
         ));
+        assert_eq!(l, before, "refused events change nothing");
+        // Events that make no sense here are recorded as ignored and advance the cursor.
         let unknown = PosTx {
             position: pos(11, 0),
             event: L1Event::UnlockInit { id: 42 },
         };
-        assert!(matches!(
-            l.apply_l1_event(&unknown),
-            Err(LedgerError::UnknownSequencer(42))
-        ));
-        let dup_key = PosTx {
+        l.apply_l1_event(&unknown).unwrap();
+        let mut dup_key = PosTx {
             position: pos(11, 1),
             event: locked(7, 30_000),
         };
-        let mut dk = dup_key.clone();
-        if let L1Event::Locked { consensus_key, .. } = &mut dk.event {
+        if let L1Event::Locked { consensus_key, .. } = &mut dup_key.event {
             *consensus_key = l.sequencer(1).unwrap().consensus_key;
         }
-        assert!(l.apply_l1_event(&dk).is_err());
-        assert_eq!(l, before, "refused events change nothing");
+        l.apply_l1_event(&dup_key).unwrap();
+        let mut bad_key = PosTx {
+            position: pos(11, 2),
+            event: locked(8, 30_000),
+        };
+        if let L1Event::Locked { consensus_key, .. } = &mut bad_key.event {
+            // Not a point on the curve (y = 2 has no x).
+            let mut k = [0u8; 32];
+            k[0] = 2;
+            *consensus_key = B256::from(k);
+        }
+        l.apply_l1_event(&bad_key).unwrap();
+        let ignored: Vec<_> = l.applied_l1().iter().map(|a| a.ignored.clone()).collect();
+        assert_eq!(ignored[0], None);
+        assert_eq!(ignored[1].as_deref(), Some("unknown sequencer"));
+        assert_eq!(ignored[2].as_deref(), Some("consensus key already registered"));
+        assert_eq!(
+            ignored[3].as_deref(),
+            Some("consensus key is not an ed25519 public key")
+        );
+        assert!(l.sequencer(7).is_none() && l.sequencer(8).is_none());
+        assert_eq!(l.last_l1(), Some((11, 2)));
+        assert_ne!(l.state_hash(), before.state_hash());
+    }
+
+    #[test]
+    fn l1_jail_and_stake_cap_apply_at_the_boundary() {
+        let mut l = four();
+        let tokens = U256::from(10u64).pow(U256::from(18));
+        for (i, event) in [
+            L1Event::Slashed {
+                id: 3,
+                amount: U256::from(1_000u64) * tokens,
+                evidence: B256::repeat_byte(7),
+            },
+            L1Event::LockUpdate {
+                id: 3,
+                new_amount: U256::from(39_000u64) * tokens,
+            },
+            L1Event::Jailed { id: 3, jailed: true },
+            L1Event::SetMaxLock {
+                amount: U256::from(35_000u64) * tokens,
+            },
+            L1Event::WhitelistChanged {
+                user: Address::repeat_byte(9),
+                allowed: true,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            l.apply_l1_event(&PosTx {
+                position: pos(50, i as u64),
+                event,
+            })
+            .unwrap();
+        }
+        assert_eq!(l.validators().len(), 4, "nothing moves mid-epoch");
+        for _ in 0..10 {
+            decide(&mut l, &[]);
+        }
+        let v: BTreeMap<_, _> = l.validators().into_iter().collect();
+        assert_eq!(v, BTreeMap::from([(1, 20_000), (2, 30_000), (4, 35_000)]));
+        assert!(l.sequencer(3).unwrap().l1_jailed);
+        assert!(l.applied_l1().iter().all(|a| a.ignored.is_none()));
+        l.apply_l1_event(&PosTx {
+            position: pos(60, 0),
+            event: L1Event::Jailed { id: 3, jailed: false },
+        })
+        .unwrap();
+        for _ in 0..10 {
+            decide(&mut l, &[]);
+        }
+        assert_eq!(l.validators().len(), 4, "unjailed: back at the next boundary");
     }
 
     #[test]

@@ -21,6 +21,6 @@ mod ledger;
 mod types;
 
 pub use election::{elect, fallback_order, weight_of};
-pub use l1::{L1Event, L1Position, PosTx};
+pub use l1::{AppliedL1, L1Event, L1Position, PosTx};
 pub use ledger::{Ledger, LedgerError, SetChange};
 pub use types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};

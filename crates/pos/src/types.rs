@@ -53,6 +53,9 @@ pub struct Sequencer {
     pub status: SequencerStatus,
     /// Not electable before this epoch (after being replaced for missed proposals).
     pub jailed_until_epoch: u64,
+    /// Jailed on L1 (slashed, not yet unjailed by its owner): out of the validator set.
+    #[serde(default)]
+    pub l1_jailed: bool,
 }
 
 /// Why an epoch's producer was chosen.

@@ -26,13 +26,18 @@ pub fn anvil_path() -> PathBuf {
 
 /// A fresh anvil on a free loopback port.
 pub fn spawn_anvil() -> AnvilInstance {
+    spawn_anvil_with(&[])
+}
+
+/// A fresh anvil on a free loopback port, with extra command-line arguments (e.g. `--block-time 0.25`).
+pub fn spawn_anvil_with(args: &[&str]) -> AnvilInstance {
     let path = anvil_path();
     assert!(
         path.exists(),
         "anvil not found at {}: run `make tools` first",
         path.display()
     );
-    Anvil::new().path(path).port(0u16).timeout(30_000).spawn()
+    Anvil::new().path(path).port(0u16).args(args).timeout(30_000).spawn()
 }
 
 /// anvil with the whole contract set deployed by anvil's first dev account (the owner).
@@ -47,7 +52,12 @@ pub struct L1 {
 
 /// Deploys on a fresh anvil; `extra` signers are registered in the provider's wallet (use `.from(addr)`).
 pub async fn deployed_l1(extra: &[PrivateKeySigner]) -> L1 {
-    let anvil = spawn_anvil();
+    deployed_l1_with(extra, &[]).await
+}
+
+/// [`deployed_l1`] on an anvil started with extra arguments.
+pub async fn deployed_l1_with(extra: &[PrivateKeySigner], anvil_args: &[&str]) -> L1 {
+    let anvil = spawn_anvil_with(anvil_args);
     let owner: PrivateKeySigner = anvil.keys()[0].clone().into();
     let mut wallet = EthereumWallet::new(owner.clone());
     for s in extra {

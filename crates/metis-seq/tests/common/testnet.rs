@@ -18,6 +18,19 @@ pub struct NetOptions {
     pub epoch_length: u64,
     pub missed_limit: u32,
     pub block_time_ms: u64,
+    /// Nodes with keys and configs but outside the genesis set (indices after the genesis nodes).
+    pub standby: usize,
+    /// The genesis set locks on this L1 and the nodes follow it.
+    pub l1: Option<L1Options>,
+}
+
+pub struct L1Options {
+    pub rpc: String,
+    /// `metis-seq l1 deploy --out` JSON.
+    pub contracts: PathBuf,
+    /// The contract owner's key (hex).
+    pub owner_key: String,
+    pub confirmations: u64,
 }
 
 impl Default for NetOptions {
@@ -29,6 +42,8 @@ impl Default for NetOptions {
             epoch_length: 100,
             missed_limit: 3,
             block_time_ms: 1000,
+            standby: 0,
+            l1: None,
         }
     }
 }
@@ -68,10 +83,22 @@ impl Testnet {
     /// Generates a network (keys, genesis, configs) without starting it.
     pub fn generate(name: &str, opts: NetOptions) -> Self {
         let dir = super::tempdir(name);
-        let base_port = free_base(opts.nodes);
+        let total = opts.nodes + opts.standby;
+        let base_port = free_base(total);
         let stakes: Vec<String> = opts.stakes.iter().map(|s| s.to_string()).collect();
-        let out = Command::new(env!("CARGO_BIN_EXE_metis-seq"))
-            .args(["testnet", "--nodes", &opts.nodes.to_string()])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_metis-seq"));
+        cmd.arg("testnet");
+        if let Some(l1) = &opts.l1 {
+            cmd.args(["--l1-rpc", &l1.rpc])
+                .arg("--l1-contracts")
+                .arg(&l1.contracts)
+                .args(["--l1-confirmations", &l1.confirmations.to_string()])
+                .args(["--l1-poll-ms", "250"])
+                .env("METIS_L1_PRIVATE_KEY", &l1.owner_key);
+        }
+        let out = cmd
+            .args(["--nodes", &opts.nodes.to_string()])
+            .args(["--standby", &opts.standby.to_string()])
             .args(["--base-port", &base_port.to_string()])
             .args(["--stakes", &stakes.join(",")])
             .args(["--epoch-length", &opts.epoch_length.to_string()])
@@ -86,13 +113,13 @@ impl Testnet {
             "metis-seq testnet failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let rpc = (0..opts.nodes)
+        let rpc = (0..total)
             .map(|i| format!("http://127.0.0.1:{}", base_port + 10 * i as u16 + 2))
             .collect();
         Self {
             dir,
             base_port,
-            nodes: (0..opts.nodes).map(|_| None).collect(),
+            nodes: (0..total).map(|_| None).collect(),
             rpc,
             client: reqwest::Client::new(),
         }
@@ -100,6 +127,46 @@ impl Testnet {
 
     pub fn net_dir(&self) -> PathBuf {
         self.dir.join("net")
+    }
+
+    /// Points node `i`'s L1 listener at `url` (before it starts).
+    pub fn set_l1_rpc(&self, i: usize, url: &str) {
+        let path = self.net_dir().join(format!("node{i}/config.toml"));
+        let text = std::fs::read_to_string(&path).expect("config");
+        let out: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("rpc = ") {
+                    format!("rpc = \"{url}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&path, out.join("\n") + "\n").expect("config");
+    }
+
+    /// Node `i`'s L1 owner key (hex), written by `metis-seq testnet --l1-rpc`.
+    pub fn owner_key(&self, i: usize) -> String {
+        std::fs::read_to_string(self.net_dir().join(format!("node{i}/owner.key")))
+            .expect("owner key")
+            .trim()
+            .to_string()
+    }
+
+    /// Node `i`'s consensus key (hex, as the PoS API and `metis_commit` print it).
+    pub async fn consensus_key(&self, i: usize) -> String {
+        // The node reports its own key in its log at start; the keys dir is encrypted, so ask the CLI.
+        let out = Command::new(env!("CARGO_BIN_EXE_metis-seq"))
+            .args(["keys", "show", "--dir"])
+            .arg(self.net_dir().join(format!("node{i}/keys")))
+            .arg("--passphrase-file")
+            .arg(self.net_dir().join("passphrase"))
+            .output()
+            .expect("metis-seq keys show");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("keys json");
+        v["consensus_key"].as_str().expect("consensus_key").to_string()
     }
 
     pub fn len(&self) -> usize {
