@@ -98,6 +98,9 @@ impl L1View {
     }
 }
 
+/// Longest wait between two polls of a failing endpoint.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
 /// An L1 view shared between the listener task (writer) and consensus (reader).
 pub type SharedView = Arc<parking_lot::RwLock<L1View>>;
 
@@ -140,6 +143,36 @@ fn decode(log: &Log, pool: Address, info: Option<Address>) -> Result<Option<PosT
         L1Event::Jailed {
             id: id_of(e.sequencerId)?,
             jailed: e.jailed,
+        }
+    } else if topic0 == LockingPool::Relocked::SIGNATURE_HASH {
+        let e = LockingPool::Relocked::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
+        L1Event::Relocked {
+            id: id_of(e.sequencerId)?,
+            amount: e.amount,
+        }
+    } else if topic0 == LockingPool::Withdraw::SIGNATURE_HASH {
+        let e = LockingPool::Withdraw::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
+        L1Event::Withdraw {
+            id: id_of(e.sequencerId)?,
+            amount: e.amount,
+        }
+    } else if topic0 == LockingPool::RewardPerBlockChanged::SIGNATURE_HASH {
+        let e = LockingPool::RewardPerBlockChanged::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
+        L1Event::ParameterChanged {
+            name: "rewardPerBlock".into(),
+            value: e.newReward,
+        }
+    } else if topic0 == LockingPool::ExitDelayChanged::SIGNATURE_HASH {
+        let e = LockingPool::ExitDelayChanged::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
+        L1Event::ParameterChanged {
+            name: "exitDelay".into(),
+            value: e.newDelay,
+        }
+    } else if topic0 == LockingPool::SignerUpdateThrottleChanged::SIGNATURE_HASH {
+        let e = LockingPool::SignerUpdateThrottleChanged::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
+        L1Event::ParameterChanged {
+            name: "signerUpdateThrottle".into(),
+            value: e.newThrottle,
         }
     } else if topic0 == LockingPool::WhitelistChanged::SIGNATURE_HASH {
         let e = LockingPool::WhitelistChanged::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
@@ -339,7 +372,7 @@ impl<P: Provider> Listener<P> {
 
 impl<P: Provider + 'static> Listener<P> {
     /// Follows L1 for ever: polls every `interval`, publishes the view to `shared` after every poll that read
-    /// something, and backs off (doubling, at most 30 s) while the endpoint fails. It never blocks consensus:
+    /// something, and backs off (doubling, at most [`MAX_BACKOFF`]) while the endpoint fails. It never blocks consensus:
     /// proposers include only what the shared view holds.
     pub async fn follow(mut self, shared: SharedView, interval: Duration) {
         let mut failures = 0u32;
@@ -357,7 +390,9 @@ impl<P: Provider + 'static> Listener<P> {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    let backoff = (interval * 2u32.saturating_pow(failures.min(8))).min(Duration::from_secs(30));
+                    // Capped low: an Ethereum block is 12 s, and a long sleep would only delay the catch-up.
+                    let cap = MAX_BACKOFF.max(interval);
+                    let backoff = (interval * 2u32.saturating_pow(failures.min(8))).min(cap);
                     if matches!(e, L1Error::DeepReorg { .. } | L1Error::WrongChain { .. }) {
                         error!(error = %e, "L1 view stopped; no new staking events are taken");
                     } else {

@@ -399,6 +399,14 @@ async fn the_sequencer_set_follows_l1() {
     .await;
     assert_eq!(tokens(&s1["stake"]), 40_000);
     assert_eq!(tokens(&s2["stake"]), 25_000);
+    let names: Vec<Value> = l1_events(&env.net, 3)
+        .await
+        .into_iter()
+        .map(|e| e["event"].clone())
+        .collect();
+    for n in ["Relocked", "Withdraw", "LockUpdate"] {
+        assert!(names.contains(&json!(n)), "{n} not recorded: {names:?}");
+    }
 
     // 4. The L1 endpoint goes away for 30 s: L2 blocks keep coming; a relock made meanwhile is taken when it is
     //    back.

@@ -49,6 +49,22 @@ pub enum L1Event {
     Unlocked {
         id: SequencerId,
     },
+    /// Stake added (the new amount comes in the LockUpdate emitted with it; this one is a record).
+    Relocked {
+        id: SequencerId,
+        amount: U256,
+    },
+    /// Stake taken out (likewise recorded; the LockUpdate carries the new amount).
+    Withdraw {
+        id: SequencerId,
+        amount: U256,
+    },
+    /// A LockingPool parameter the owner changed (reward per block, exit delay, signer update throttle):
+    /// recorded for the reward and exit accounting that reads them.
+    ParameterChanged {
+        name: String,
+        value: U256,
+    },
     /// Slashing moved `amount` of stake away; the new stake comes in the LockUpdate and the jailing in the
     /// Jailed event the contract emits with it, so this one is a record.
     Slashed {
@@ -84,6 +100,9 @@ impl L1Event {
             Self::SignerChange { .. } => "SignerChange",
             Self::UnlockInit { .. } => "UnlockInit",
             Self::Unlocked { .. } => "Unlocked",
+            Self::Relocked { .. } => "Relocked",
+            Self::Withdraw { .. } => "Withdraw",
+            Self::ParameterChanged { .. } => "ParameterChanged",
             Self::Slashed { .. } => "Slashed",
             Self::Jailed { .. } => "Jailed",
             Self::WhitelistChanged { .. } => "WhitelistChanged",

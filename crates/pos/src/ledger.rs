@@ -486,8 +486,10 @@ impl Ledger {
                 }
                 self.pending_cap = Some(*amount);
             }
-            L1Event::Slashed { id, .. } => self.known(*id)?,
-            L1Event::WhitelistChanged { .. } | L1Event::SetMinLock { .. } => {}
+            L1Event::Slashed { id, .. } | L1Event::Relocked { id, .. } | L1Event::Withdraw { id, .. } => {
+                self.known(*id)?
+            }
+            L1Event::WhitelistChanged { .. } | L1Event::SetMinLock { .. } | L1Event::ParameterChanged { .. } => {}
         }
         Ok(())
     }
