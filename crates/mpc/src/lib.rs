@@ -8,6 +8,7 @@
 pub mod dkg;
 pub mod encoding;
 pub mod seal;
+pub mod session;
 pub mod threshold;
 
 pub use commonware_cryptography::bls12381::primitives::{
