@@ -105,6 +105,29 @@ pub fn module(ledger: SharedLedger, view: SharedView, backend: Arc<Backend>) -> 
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
     let l = ledger.clone();
+    let _ = m.register_method("metis_thresholdKey", move |_, _, _| {
+        let l = l.read().clone();
+        let k = l.keys();
+        let current = k.current.as_ref().map(|e| {
+            // The "MPC address": the last 20 bytes of keccak256 of the EIP-2537 key, as LockingPool derives it.
+            let address = alloy_primitives::Address::from_slice(&alloy_primitives::keccak256(&e.group_key)[12..]);
+            json!({
+                "round": e.round,
+                "group_key": e.group_key,
+                "mpc_address": address,
+                "quorum": e.quorum,
+                "members": e.members,
+                "since": e.since,
+            })
+        });
+        Ok::<_, ErrorObjectOwned>(json!({
+            "current": current,
+            "running": k.running,
+            "next_round": k.next_round,
+            "history": k.history,
+        }))
+    });
+    let l = ledger.clone();
     let _ = m.register_method("metis_reElections", move |_, _, _| {
         let l = l.read().clone();
         let out: Vec<Value> = l.re_elections().map(|e| epoch_json(&l, e)).collect();

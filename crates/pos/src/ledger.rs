@@ -1,6 +1,7 @@
 //! The ledger state and its transition on each decided block.
 
 use crate::election::{elect, fallback_order, weight_of};
+use crate::keys::{KeyError, KeyOutcome, KeyState};
 use crate::l1::{AppliedL1, L1Event, PosTx};
 use crate::types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};
 use alloy_primitives::{keccak256, B256, U256};
@@ -75,6 +76,9 @@ pub struct Ledger {
     applied_l1: Vec<AppliedL1>,
     #[serde(default)]
     l1_acc: B256,
+    /// The threshold key: current epoch, running round, history.
+    #[serde(default)]
+    keys: KeyState,
 }
 
 /// Whether 32 bytes fail to be an ed25519 public key. The contract checks shape only; a validator whose key
@@ -169,6 +173,7 @@ impl Ledger {
             pending_cap: None,
             applied_l1: Vec::new(),
             l1_acc: B256::ZERO,
+            keys: KeyState::default(),
         };
         if ledger.validators().is_empty() {
             return Err(LedgerError::Genesis("no active sequencer with voting power"));
@@ -382,7 +387,23 @@ impl Ledger {
             self.apply_pending_set_changes(e.id + 1);
             self.start_epoch(b.seed, ElectionReason::Scheduled, None)?;
         }
+        if self.params.key_phase_blocks > 0 {
+            self.keys.expire(b.height);
+            let ids: Vec<SequencerId> = self.validators().into_iter().map(|(id, _)| id).collect();
+            self.keys.maybe_open(&ids, b.height + 1, self.params.key_phase_blocks);
+        }
         Ok(())
+    }
+
+    /// The threshold key: the current key epoch, the running round (if any) and every round so far.
+    pub fn keys(&self) -> &KeyState {
+        &self.keys
+    }
+
+    /// Takes the outcome of the running key round, with the block at its last height (before
+    /// [`Ledger::apply_block`] of that block). Every node computed it from the same decided messages.
+    pub fn finish_key_round(&mut self, height: u64, outcome: KeyOutcome) -> Result<(), KeyError> {
+        self.keys.finish(height, outcome)
     }
 
     /// Every validator set change so far.
@@ -607,6 +628,8 @@ impl Ledger {
             buf.extend_from_slice(&cap.to_be_bytes::<32>());
         }
         buf.extend_from_slice(self.l1_acc.as_slice());
+        buf.extend_from_slice(&self.params.key_phase_blocks.to_be_bytes());
+        self.keys.hash_input(&mut buf);
         buf.extend_from_slice(&(self.set_changes.len() as u64).to_be_bytes());
         keccak256(buf)
     }
@@ -1047,6 +1070,89 @@ mod tests {
             decide(&mut l, &[]);
         }
         assert_eq!(l.validators().len(), 4, "unjailed: back at the next boundary");
+    }
+
+    #[test]
+    fn key_rounds_follow_the_set() {
+        use crate::keys::{KeyOutcome, KeyRoundKind};
+        let mut l = Ledger::genesis(
+            Params {
+                epoch_length: 10,
+                key_phase_blocks: 2,
+                ..Default::default()
+            },
+            vec![seq(1, 20_000), seq(2, 30_000), seq(3, 40_000), seq(4, 50_000)],
+            B256::ZERO,
+        )
+        .unwrap();
+        decide(&mut l, &[]);
+        let dkg = l.keys().running.clone().expect("a DKG opens with no key");
+        assert_eq!(
+            (dkg.round, dkg.kind, dkg.start, dkg.last_height()),
+            (0, KeyRoundKind::Dkg, 2, 7)
+        );
+        assert_eq!(dkg.players, vec![1, 2, 3, 4]);
+        let key = alloy_primitives::Bytes::from(vec![7u8; 256]);
+        let done = |players: Vec<u64>, key: &alloy_primitives::Bytes, quorum| KeyOutcome::Completed {
+            group_key: key.clone(),
+            quorum,
+            players,
+        };
+        while l.height() < 6 {
+            decide(&mut l, &[]);
+        }
+        // Only at the round's last height, and nothing changes otherwise.
+        let before = l.clone();
+        assert!(l.finish_key_round(6, done(vec![1, 2, 3, 4], &key, 3)).is_err());
+        assert_eq!(l, before);
+        l.finish_key_round(7, done(vec![1, 2, 3, 4], &key, 3)).unwrap();
+        decide(&mut l, &[]);
+        let k = l.keys().current.clone().unwrap();
+        assert_eq!((k.round, k.quorum, k.since, k.members.len()), (0, 3, 8, 4));
+        assert!(l.keys().running.is_none(), "the set is the key's members: no round");
+
+        // Sequencer 5 joins at the boundary (block 10): a reshare from the four to the five opens.
+        l.apply_l1_event(&PosTx {
+            position: pos(1, 0),
+            event: locked(5, 20_000),
+        })
+        .unwrap();
+        while l.height() < 10 {
+            decide(&mut l, &[]);
+        }
+        let r = l.keys().running.clone().expect("reshare");
+        assert_eq!((r.round, r.kind, r.start), (1, KeyRoundKind::Reshare, 11));
+        assert_eq!((r.dealers.len(), r.players.len()), (4, 5));
+        // A reshare that changed the group key is a failure; the old key stays, and the next round opens.
+        while l.height() < r.last_height() - 1 {
+            decide(&mut l, &[]);
+        }
+        let other = alloy_primitives::Bytes::from(vec![8u8; 256]);
+        l.finish_key_round(r.last_height(), done(vec![1, 2, 3, 4, 5], &other, 4))
+            .unwrap();
+        decide(&mut l, &[]);
+        assert_eq!(l.keys().current.as_ref().unwrap().group_key, key);
+        assert!(matches!(l.keys().history[1].outcome, KeyOutcome::Failed { .. }));
+        let r2 = l.keys().running.clone().expect("retried");
+        assert_eq!(r2.round, 2);
+        // A round without an outcome expires as failed; the one after succeeds.
+        while l.height() <= r2.last_height() {
+            decide(&mut l, &[]);
+        }
+        assert!(matches!(l.keys().history[2].outcome, KeyOutcome::Failed { .. }));
+        let r3 = l.keys().running.clone().expect("retried again");
+        assert_eq!(r3.round, 3);
+        while l.height() < r3.last_height() - 1 {
+            decide(&mut l, &[]);
+        }
+        l.finish_key_round(r3.last_height(), done(vec![1, 2, 3, 4, 5], &key, 4))
+            .unwrap();
+        decide(&mut l, &[]);
+        let k = l.keys().current.clone().unwrap();
+        assert_eq!((k.round, k.quorum, k.members.len()), (3, 4, 5));
+        assert_eq!(k.group_key, key);
+        // The key state is in the state hash and survives the bytes round trip.
+        assert_eq!(Ledger::from_bytes(&l.to_bytes(), l.state_hash()).unwrap(), l);
     }
 
     #[test]

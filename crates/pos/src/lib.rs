@@ -14,13 +14,18 @@
 //! - Blocks produced per sequencer per epoch, for rewards.
 //! - L1 staking events ([`PosTx`]), applied once each in L1 order; set changes take effect at the next epoch
 //!   boundary and are reported as [`SetChange`] (the trigger for resharing the threshold key).
+//! - The threshold key's life-cycle ([`KeyState`]): a DKG round when there is no key, a reshare round when the
+//!   validators are not the key's members; the outcome (computed outside from the same decided messages) is
+//!   taken with the round's last block; the old sharing signs until the new one is in.
 
 mod election;
+mod keys;
 mod l1;
 mod ledger;
 mod types;
 
 pub use election::{elect, fallback_order, weight_of};
+pub use keys::{KeyEpoch, KeyError, KeyOutcome, KeyRecord, KeyRound, KeyRoundKind, KeyState, DEFAULT_PHASE_BLOCKS};
 pub use l1::{AppliedL1, L1Event, L1Position, PosTx};
 pub use ledger::{Ledger, LedgerError, SetChange};
 pub use types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};

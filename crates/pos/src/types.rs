@@ -16,6 +16,9 @@ pub struct Params {
     pub stake_cap: U256,
     /// Stake per unit of voting power (consensus wants small integers).
     pub power_unit: U256,
+    /// Blocks per phase of a threshold-key round (deals, acks, logs); 0 = the chain runs no key rounds.
+    #[serde(default)]
+    pub key_phase_blocks: u64,
 }
 
 impl Default for Params {
@@ -27,6 +30,7 @@ impl Default for Params {
             jail_epochs: 2,
             stake_cap: U256::from(100_000u64) * ether,
             power_unit: ether,
+            key_phase_blocks: 0,
         }
     }
 }
