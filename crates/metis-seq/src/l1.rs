@@ -47,6 +47,51 @@ pub enum L1Command {
         #[arg(long)]
         amount: u64,
     },
+    /// As the contracts' owner: allow (or with --remove, disallow) an address to lock stake for a sequencer.
+    Whitelist {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        locking_pool: Address,
+        #[arg(long)]
+        user: Address,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// As a sequencer's owner: add stake (approves the escrow first).
+    Relock {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        locking_pool: Address,
+        /// Whole tokens (18 decimals).
+        #[arg(long)]
+        amount: u64,
+    },
+    /// As a sequencer's owner: take stake out (the rest must stay at or above the minimum lock).
+    Withdraw {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        locking_pool: Address,
+        /// Whole tokens (18 decimals).
+        #[arg(long)]
+        amount: u64,
+    },
+    /// As a sequencer's owner: leave the set (the stake is claimable after the exit delay).
+    Unlock {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        locking_pool: Address,
+    },
+    /// The sender's sequencer as LockingPool has it (JSON).
+    Sequencer {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        locking_pool: Address,
+    },
     /// Register (or, as the owner, replace) the pool's threshold group public key in LockingPool.
     SetGroupKey {
         #[command(flatten)]
@@ -106,8 +151,115 @@ impl Connection {
     }
 }
 
+fn tokens(n: u64) -> U256 {
+    U256::from(n) * U256::from(10u64).pow(U256::from(18))
+}
+
+/// Waits for a sent transaction and fails on a revert, naming what was sent.
+async fn confirm(
+    what: &str,
+    pending: Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>, alloy::contract::Error>,
+) -> Result<alloy::primitives::B256> {
+    let r = pending
+        .with_context(|| format!("sending {what}"))?
+        .get_receipt()
+        .await
+        .with_context(|| format!("waiting for {what}"))?;
+    if !r.status() {
+        bail!("{what} reverted (tx {})", r.transaction_hash);
+    }
+    Ok(r.transaction_hash)
+}
+
+/// The sequencer id the sender owns.
+async fn own_sequencer(pool: &LockingPool::LockingPoolInstance<DynProvider>, owner: Address) -> Result<U256> {
+    let id = pool
+        .seqOwners(owner)
+        .call()
+        .await
+        .context("reading LockingPool.seqOwners")?;
+    if id.is_zero() {
+        bail!("{owner} owns no sequencer");
+    }
+    Ok(id)
+}
+
 pub async fn run(cmd: L1Command) -> Result<()> {
     match cmd {
+        L1Command::Whitelist {
+            conn,
+            locking_pool,
+            user,
+            remove,
+        } => {
+            let (provider, _) = conn.provider().await?;
+            let pool = LockingPool::new(locking_pool, provider);
+            let tx = confirm("setWhitelist", pool.setWhitelist(user, !remove).send().await).await?;
+            println!("{}", serde_json::json!({ "tx": tx, "user": user, "allowed": !remove }));
+            Ok(())
+        }
+        L1Command::Relock {
+            conn,
+            locking_pool,
+            amount,
+        } => {
+            let (provider, owner) = conn.provider().await?;
+            let pool = LockingPool::new(locking_pool, provider.clone());
+            let id = own_sequencer(&pool, owner).await?;
+            let escrow = pool.escrow().call().await.context("reading LockingPool.escrow")?;
+            let info = metis_contracts::LockingInfo::new(escrow, provider.clone());
+            let token = info.token().call().await.context("reading LockingInfo.token")?;
+            let token = metis_contracts::MetisToken::new(token, provider.clone());
+            confirm("approve", token.approve(escrow, tokens(amount)).send().await).await?;
+            let tx = confirm("relock", pool.relock(id, tokens(amount), false).send().await).await?;
+            println!("{}", serde_json::json!({ "tx": tx, "sequencer_id": id }));
+            Ok(())
+        }
+        L1Command::Withdraw {
+            conn,
+            locking_pool,
+            amount,
+        } => {
+            let (provider, owner) = conn.provider().await?;
+            let pool = LockingPool::new(locking_pool, provider);
+            let id = own_sequencer(&pool, owner).await?;
+            let tx = confirm("withdraw", pool.withdraw(id, tokens(amount)).send().await).await?;
+            println!("{}", serde_json::json!({ "tx": tx, "sequencer_id": id }));
+            Ok(())
+        }
+        L1Command::Unlock { conn, locking_pool } => {
+            let (provider, owner) = conn.provider().await?;
+            let pool = LockingPool::new(locking_pool, provider);
+            let id = own_sequencer(&pool, owner).await?;
+            let tx = confirm("unlock", pool.unlock(id).send().await).await?;
+            println!("{}", serde_json::json!({ "tx": tx, "sequencer_id": id }));
+            Ok(())
+        }
+        L1Command::Sequencer { conn, locking_pool } => {
+            let (provider, owner) = conn.provider().await?;
+            let pool = LockingPool::new(locking_pool, provider);
+            let id = own_sequencer(&pool, owner).await?;
+            let s = pool
+                .sequencers(id)
+                .call()
+                .await
+                .context("reading LockingPool.sequencers")?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "sequencer_id": id,
+                    "amount": s.amount,
+                    "signer": s.signer,
+                    "owner": s.owner,
+                    "status": s.status,
+                    "jailed": s.jailed,
+                    "consensus_key": s.consensusKey,
+                    "dkg_key": s.dkgKey,
+                    "nonce": s.nonce,
+                })
+            );
+            Ok(())
+        }
         L1Command::Deploy {
             conn,
             reward_per_block,

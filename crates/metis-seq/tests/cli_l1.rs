@@ -191,5 +191,49 @@ async fn a_sequencer_locks_with_its_own_keys() {
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("error:"));
+
+    // The rest of the staking life-cycle as the operator runs it: relock, withdraw, look, unlock.
+    let pool_s = pool_addr.to_string();
+    let run = |key: &str, args: &[&str]| {
+        let mut all = vec!["l1"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--locking-pool", &pool_s]);
+        metis_seq(&rpc, key, &all)
+    };
+    let tokens = |n: u64| {
+        alloy::primitives::U256::from(n) * alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(18))
+    };
+    token
+        .mint(owner, tokens(5_000))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let out = run(&owner_key, &["relock", "--amount", "5000"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&owner_key, &["withdraw", "--amount", "8000"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&owner_key, &["sequencer"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["amount"], serde_json::json!(tokens(22_000)), "{v}");
+    // Below the minimum lock (20,000) is refused by the pool, with the error reported.
+    let out = run(&owner_key, &["withdraw", "--amount", "5000"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("withdraw"));
+    let out = run(&owner_key, &["unlock"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seq = pool.sequencers(alloy::primitives::U256::from(1)).call().await.unwrap();
+    assert_eq!(seq.amount, tokens(22_000));
+    assert_ne!(seq.status, 1, "no longer Active after unlock");
+    // Someone without a sequencer is told so; the owner can remove a whitelisting.
+    let stranger = format!("0x{}", alloy::hex::encode(anvil.keys()[2].to_bytes()));
+    let out = run(&stranger, &["unlock"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("owns no sequencer"));
+    let out = run(&deployer_key, &["whitelist", "--user", &owner.to_string(), "--remove"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!pool.whitelist(owner).call().await.unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
