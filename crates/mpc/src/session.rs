@@ -470,6 +470,14 @@ mod tests {
             .collect()
     }
 
+    fn me(n: &Node, previous_share: Option<Share>) -> Me {
+        Me {
+            identity: n.identity.clone(),
+            dkg: DkgSecret::from_bytes(*n.dkg.to_bytes()),
+            previous_share,
+        }
+    }
+
     fn member(n: &Node) -> Member {
         Member {
             identity: n.identity.public_key(),
@@ -483,17 +491,7 @@ mod tests {
         let mut states: Vec<RoundState> = ns
             .iter()
             .enumerate()
-            .map(|(i, n)| {
-                RoundState::new(
-                    cfg.clone(),
-                    Some(Me {
-                        identity: n.identity.clone(),
-                        dkg: DkgSecret::from_bytes(*n.dkg.to_bytes()),
-                        previous_share: shares.get(&i).cloned(),
-                    }),
-                )
-                .unwrap()
-            })
+            .map(|(i, n)| RoundState::new(cfg.clone(), Some(me(n, shares.get(&i).cloned()))).unwrap())
             .collect();
         for h in cfg.start..cfg.end() {
             let mut block = Vec::new();
@@ -605,15 +603,7 @@ mod tests {
     fn messages_roundtrip_and_garbage_is_refused() {
         let ns = nodes(4, 3);
         let four: Vec<&Node> = ns.iter().collect();
-        let s = RoundState::new(
-            cfg(5, &four, &four, None, 1),
-            Some(Me {
-                identity: ns[0].identity.clone(),
-                dkg: DkgSecret::from_bytes(*ns[0].dkg.to_bytes()),
-                previous_share: None,
-            }),
-        )
-        .unwrap();
+        let s = RoundState::new(cfg(5, &four, &four, None, 1), Some(me(&ns[0], None))).unwrap();
         let deal = s.outbox().remove(0);
         let bytes = deal.to_bytes();
         assert_eq!(KeyMsg::from_bytes(&bytes).unwrap(), deal);
@@ -623,15 +613,7 @@ mod tests {
         assert!(KeyMsg::from_bytes(&bytes[..bytes.len() - 1]).is_err());
         assert!(KeyMsg::from_bytes(&[9, 0, 0]).is_err());
         // The same secret deals the same polynomial again (a restarted node does not equivocate).
-        let again = RoundState::new(
-            cfg(5, &four, &four, None, 1),
-            Some(Me {
-                identity: ns[0].identity.clone(),
-                dkg: DkgSecret::from_bytes(*ns[0].dkg.to_bytes()),
-                previous_share: None,
-            }),
-        )
-        .unwrap();
+        let again = RoundState::new(cfg(5, &four, &four, None, 1), Some(me(&ns[0], None))).unwrap();
         let KeyMsg::Deal { public: a, .. } = &deal else {
             panic!()
         };
