@@ -32,7 +32,7 @@ RUST_LOG=warn "$BIN" l1 deploy --l1-rpc "http://127.0.0.1:$PORT" --out "$DIR/con
 L2_BASE="${L2_BASE_PORT:-28000}"
 step "locking 4 sequencers on L1 and generating their network in $DIR/l2 (ports $L2_BASE..$((L2_BASE + 32)))"
 rm -rf "$DIR/l2"
-RUST_LOG=warn "$BIN" testnet --out "$DIR/l2" --nodes 4 --base-port "$L2_BASE" \
+RUST_LOG=warn "$BIN" testnet --out "$DIR/l2" --nodes 4 --base-port "$L2_BASE" --key-phase-blocks 3 \
   --l1-rpc "http://127.0.0.1:$PORT" --l1-contracts "$DIR/contracts.json" >/dev/null
 for i in 0 1 2 3; do
   RUST_LOG=info "$BIN" node --config "$DIR/l2/node$i/config.toml" --passphrase-file "$DIR/l2/passphrase" \
@@ -45,6 +45,19 @@ for i in 0 1 2 3; do
     sleep 0.1
   done
 done
+step "waiting for the sequencers' threshold key (DKG over blocks 2..10)"
+GROUP_KEY=""
+for _ in $(seq 1 300); do
+  GROUP_KEY=$(curl -s -H 'content-type: application/json' \
+    --data '{"jsonrpc":"2.0","id":1,"method":"metis_thresholdKey","params":[]}' "http://127.0.0.1:$((L2_BASE + 2))" |
+    python3 -c 'import json,sys; c=json.load(sys.stdin)["result"]["current"]; print(c["group_key"] if c else "")' 2>/dev/null || true)
+  [ -n "$GROUP_KEY" ] && break
+  sleep 0.1
+done
+[ -n "$GROUP_KEY" ] || { echo "no threshold key after 30 s (see $DIR/logs)" >&2; exit 1; }
+POOL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["locking_pool"])' "$DIR/contracts.json")
+step "registering the group key in LockingPool"
+RUST_LOG=warn "$BIN" l1 set-group-key --l1-rpc "http://127.0.0.1:$PORT" --locking-pool "$POOL" --public-key "$GROUP_KEY"
 step "ready"
 echo "L1 RPC:     http://127.0.0.1:$PORT (chain id $("$ROOT/.tools/bin/cast" chain-id --rpc-url "http://127.0.0.1:$PORT"))"
 echo "contracts:  $DIR/contracts.json"

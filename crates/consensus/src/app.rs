@@ -23,7 +23,7 @@ use malachitebft_app_channel::app::types::core::{CommitCertificate, Round, Valid
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
-use malachitebft_core_types::ExtendedCommitCertificate;
+use malachitebft_core_types::{ExtendedCommitCertificate, VoteExtensionPolicy};
 use metis_execution::executor::ExecutedBlock;
 use metis_l1::SharedView;
 use metis_pos::{BlockInfo, Ledger, PosTx};
@@ -64,6 +64,12 @@ pub fn meta_carried(h: u64) -> String {
 pub fn meta_pos_txs(h: u64) -> String {
     format!("postxs/{h}")
 }
+
+/// The last completed threshold-key output (public: the group's polynomial and members).
+pub const META_KEY_OUTPUT: &str = "key/output";
+
+/// Keeps a new key share (encrypted at rest by the node); given the round it belongs to.
+pub type ShareSink = Box<dyn Fn(u64, &metis_mpc::Share) + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -177,6 +183,9 @@ pub struct App {
     l1: SharedView,
     /// L1 blocks an event must sit below this node's view before it proposes it.
     l1_margin: u64,
+    /// The threshold key's rounds and this node's share.
+    keys: crate::keys::KeyEngine,
+    share_sink: Option<ShareSink>,
 }
 
 fn now_secs() -> u64 {
@@ -288,6 +297,8 @@ impl App {
             restart: None,
             l1: SharedView::default(),
             l1_margin: 0,
+            keys: crate::keys::KeyEngine::new(None, None, None),
+            share_sink: None,
         })
     }
 
@@ -297,6 +308,43 @@ impl App {
         self.l1 = view;
         self.l1_margin = margin;
         self
+    }
+
+    /// Runs key rounds with these secrets (None: observe only) and `share` (this node's share of the stored
+    /// output, if it has one); new shares go to `sink`. A round that was running before a restart is rebuilt by
+    /// replaying the messages the stored blocks carried.
+    pub fn with_keys(
+        mut self,
+        secrets: Option<crate::keys::KeySecrets>,
+        share: Option<metis_mpc::Share>,
+        sink: Option<ShareSink>,
+    ) -> Result<Self, AppError> {
+        let output = {
+            let engine = self.backend.engine();
+            engine.store().meta(META_KEY_OUTPUT)?
+        };
+        let output = match output {
+            None => None,
+            Some(b) => Some(crate::keys::decode_output(&b).ok_or_else(|| AppError::Corrupt(META_KEY_OUTPUT.into()))?),
+        };
+        self.keys = crate::keys::KeyEngine::new(secrets, output, share);
+        self.share_sink = sink;
+        if let Some(kr) = self.ledger.keys().running.clone() {
+            let head = self.backend.engine().head().number;
+            for h in kr.start..=head {
+                let carried = {
+                    let engine = self.backend.engine();
+                    engine.store().meta(&meta_carried(h))?
+                };
+                let carried = carried
+                    .and_then(|b| Option::<WireCertificate>::try_from_slice(&b).ok())
+                    .flatten();
+                let ledger = self.ledger.clone();
+                let _ = self.keys.on_block(&ledger, h, carried.as_ref());
+            }
+        }
+        self.keys.ensure_round(&self.ledger);
+        Ok(self)
     }
 
     /// Keeps proposals on disk in `dir` until decided (see `proposals.rs`), and takes back the ones stored for
@@ -377,7 +425,16 @@ impl App {
         let set = validator_set(&self.ledger)?;
         self.set = Some((height, set.clone()));
         self.height_started = Some(start);
-        Ok(HeightParams::new(set, self.propose_timeouts(), None))
+        // While a key round runs, every precommit carries this node's key messages (possibly none), and
+        // Malachite waits a quarter block time from the height's start before finalizing, so the certificate the
+        // next block carries holds the late precommits (and their messages) too, not just the fastest quorum;
+        // the pacing above still decides when the next height starts.
+        let (policy, collect) = if self.ledger.keys().running.is_some() {
+            (VoteExtensionPolicy::Required, Some(self.timing.block_time / 4))
+        } else {
+            (VoteExtensionPolicy::Disabled, None)
+        };
+        Ok(HeightParams::new(set, self.propose_timeouts(), collect).with_vote_extension_policy(policy))
     }
 
     /// The configured timeouts, with the propose timeout stretched to twice the recent time a proposal took to
@@ -459,18 +516,27 @@ impl App {
                     }
                 }
             }
-            AppMsg::ExtendVote { reply, .. } => {
-                let _ = reply.send(None);
+            AppMsg::ExtendVote {
+                vote_extension_policy,
+                reply,
+                ..
+            } => {
+                let ext = vote_extension_policy.is_required().then(|| self.keys.extension());
+                let _ = reply.send(ext);
             }
             AppMsg::VerifyVoteExtensions { extensions, reply, .. } => {
-                // Extensions are disabled in this chain; any that arrive are refused.
+                // Only well-formed, bounded key messages; whether each counts is the round's business.
                 let verdicts = extensions
                     .into_iter()
-                    .map(|(a, _)| {
-                        (
-                            a,
-                            Err(malachitebft_app_channel::app::consensus::VoteExtensionError::InvalidVoteExtension),
-                        )
+                    .map(|(a, ext)| match crate::keys::decode_ext(&ext) {
+                        Ok(_) => (a, Ok(())),
+                        Err(e) => {
+                            warn!(validator = %a, error = %e, "malformed vote extension");
+                            (
+                                a,
+                                Err(malachitebft_app_channel::app::consensus::VoteExtensionError::InvalidVoteExtension),
+                            )
+                        }
                     })
                     .collect();
                 let _ = reply.send(verdicts);
@@ -512,8 +578,12 @@ impl App {
                 let value = self.on_part(published_by.unwrap_or(from), part);
                 let _ = reply.send(value);
             }
-            AppMsg::Decided { certificate, reply, .. } => {
-                match self.decide(&certificate) {
+            AppMsg::Decided {
+                certificate,
+                extensions,
+                reply,
+            } => {
+                match self.decide(&certificate, &extensions) {
                     Ok(()) => {}
                     // Decided on a block this node does not hold (it should have been stored before voting):
                     // restart the height, and sync fetches the block from peers, who have committed it.
@@ -533,10 +603,20 @@ impl App {
                 let params = self.params(h, Instant::now())?;
                 let _ = reply.send(Next::Restart(h, params));
             }
-            AppMsg::Finalized { certificate, reply, .. } => {
+            AppMsg::Finalized {
+                certificate,
+                extensions,
+                reply,
+                ..
+            } => {
                 // Late precommits may have joined; the fuller certificate goes into the next block.
                 if certificate.height.0 == self.backend.engine().head().number {
-                    self.last_commit = Some(WireCertificate::from(&certificate));
+                    debug!(
+                        signatures = certificate.commit_signatures.len(),
+                        extensions = extensions.extensions.len(),
+                        "finalized"
+                    );
+                    self.last_commit = Some(WireCertificate::with_extensions(&certificate, &extensions));
                 }
                 let next = Height(certificate.height.0 + 1);
                 let start = self.next_start();
@@ -979,7 +1059,11 @@ impl App {
         Ok(())
     }
 
-    fn decide(&mut self, cert: &CommitCertificate<MetisContext>) -> Result<(), AppError> {
+    fn decide(
+        &mut self,
+        cert: &CommitCertificate<MetisContext>,
+        extensions: &malachitebft_core_types::VoteExtensions<MetisContext>,
+    ) -> Result<(), AppError> {
         let height = cert.height;
         let Some(c) = self.candidates.remove(&cert.value_id) else {
             return Err(AppError::UnknownDecided(cert.value_id));
@@ -999,14 +1083,24 @@ impl App {
                 "L1 event applied"
             );
         }
+        // Key messages the block carries (the parent's precommit extensions); at a round's last height its
+        // outcome goes into the ledger with this block.
+        let key_result = self.keys.on_block(&self.ledger, height.0, c.last_commit.as_ref());
+        let mut completed = None;
+        if let Some((outcome, done)) = key_result {
+            ledger
+                .finish_key_round(height.0, outcome)
+                .map_err(|e| AppError::Corrupt(format!("key round: {e}")))?;
+            completed = done;
+        }
         ledger.apply_block(&BlockInfo {
             height: height.0,
             round,
             proposer,
             seed: c.executed.header.mix_hash,
         })?;
-        let wire = WireCertificate::from(cert);
-        let cert_bytes = borsh::to_vec(&wire).unwrap_or_default();
+        let wire = WireCertificate::with_extensions(cert, extensions);
+        let cert_bytes = borsh::to_vec(&WireCertificate::from(cert)).unwrap_or_default();
         let ledger_bytes = ledger.to_bytes();
         let ledger_hash = ledger.state_hash();
         let set_bytes = set_record(&set);
@@ -1025,6 +1119,10 @@ impl App {
         if !c.pos_txs.is_empty() {
             meta.push((&pk, &pos_bytes));
         }
+        let output_bytes = completed.as_ref().map(|d| crate::keys::encode_output(&d.output));
+        if let Some(b) = &output_bytes {
+            meta.push((META_KEY_OUTPUT, b));
+        }
         self.backend.commit_block(c.executed, &meta)?;
         let epoch_before = self.ledger.current_epoch().id;
         self.last_decision = Some(c.seen.min(Instant::now()));
@@ -1039,6 +1137,13 @@ impl App {
         let ledger = Arc::new(ledger);
         *self.shared.write() = ledger.clone();
         self.ledger = ledger;
+        if let (Some(d), Some(sink)) = (&completed, &self.share_sink) {
+            if let (Some(share), Some(k)) = (&d.share, &self.ledger.keys().current) {
+                sink(k.round, share);
+            }
+        }
+        // A round the block opened starts here, so this node's first messages ride on its next precommit.
+        self.keys.ensure_round(&self.ledger);
         self.head_set = Some(set);
         self.last_commit = Some(wire);
         self.candidates.clear();

@@ -10,13 +10,13 @@
 //! sequencer can compute in advance (see docs/architecture.md, "Election seed").
 
 use crate::codec::WireCertificate;
-use crate::signing::verify;
+use crate::signing::{extension_bytes, verify};
 use crate::types::{BlockHash, Height, MetisContext, ValidatorSet};
 use alloy_consensus::{Header, TxEnvelope};
 use alloy_eips::eip2718::{Decodable2718, Encodable2718};
 use alloy_primitives::{keccak256, B256};
 use borsh::{BorshDeserialize, BorshSerialize};
-use malachitebft_core_types::{Context, NilOrVal};
+use malachitebft_core_types::{Context, NilOrVal, VoteExtensionScope};
 use metis_execution::{RecoveredTx, TxError};
 use metis_pos::PosTx;
 
@@ -202,7 +202,7 @@ pub fn verify_commit(
     let ctx = MetisContext;
     let mut seen = std::collections::BTreeSet::new();
     let mut power: u128 = 0;
-    for (addr, sig, _) in &c.signatures {
+    for (addr, sig, ext) in &c.signatures {
         let Some(v) = set.by_address(addr) else {
             return bad(format!("signer {addr} is not a validator of height {parent_number}"));
         };
@@ -212,6 +212,16 @@ pub fn verify_commit(
         let vote = ctx.new_precommit(c.height, c.round, NilOrVal::Val(c.value_id), *addr);
         if !verify(&v.public_key, &vote.signing_bytes(), sig) {
             return bad(format!("bad precommit signature by {addr}"));
+        }
+        // A carried vote extension is decided data (threshold-key messages): it must be the signer's own.
+        if let Some(ext) = ext {
+            let scope = VoteExtensionScope::new(c.height, c.round, c.value_id, *addr);
+            if !verify(&v.public_key, &extension_bytes(&scope, &ext.message), &ext.signature) {
+                return bad(format!("bad vote extension signature by {addr}"));
+            }
+            if ext.message.len() > crate::keys::MAX_EXTENSION_BYTES {
+                return bad(format!("vote extension of {} bytes by {addr}", ext.message.len()));
+            }
         }
         power += v.voting_power as u128;
     }

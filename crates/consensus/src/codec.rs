@@ -106,6 +106,24 @@ impl From<&ExtendedCommitCertificate<MetisContext>> for WireCertificate {
     }
 }
 
+impl WireCertificate {
+    /// The certificate with each signer's vote extension, where it sent one.
+    pub fn with_extensions(
+        c: &CommitCertificate<MetisContext>,
+        extensions: &malachitebft_core_types::VoteExtensions<MetisContext>,
+    ) -> Self {
+        let mut w = Self::from(c);
+        for (addr, _, ext) in w.signatures.iter_mut() {
+            *ext = extensions
+                .extensions
+                .iter()
+                .find(|(a, _)| a == addr)
+                .map(|(_, e)| e.clone());
+        }
+        w
+    }
+}
+
 impl From<&CommitCertificate<MetisContext>> for WireCertificate {
     fn from(c: &CommitCertificate<MetisContext>) -> Self {
         Self {

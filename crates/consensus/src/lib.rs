@@ -6,6 +6,7 @@ pub mod app;
 pub mod block;
 pub mod codec;
 pub mod gossip;
+pub mod keys;
 pub mod node;
 pub mod posapi;
 pub mod proposals;

@@ -71,6 +71,8 @@ pub enum NodeError {
     Gossip(#[from] gossip::GossipError),
     #[error("L1: {0}")]
     L1(String),
+    #[error("threshold key store: {0}")]
+    Keys(String),
     #[error("p2p address {0}: {1}")]
     Multiaddr(String, String),
     #[error("consensus engine: {0}")]
@@ -118,6 +120,10 @@ pub struct NodeSettings {
     pub pool: PoolConfig,
     /// The L1 endpoint (required when the genesis names L1 contracts).
     pub l1: Option<L1Settings>,
+    /// The DKG key this sequencer registered on L1 (dealings to it are sealed to it); None: observe key rounds.
+    pub dkg: Option<metis_mpc::seal::DkgSecret>,
+    /// Encrypts this node's key shares at rest (data/keys/share-ROUND.key); None: shares are kept in memory only.
+    pub passphrase: Option<metis_keystore::Passphrase>,
     /// Deliberate misbehaviour (tests only).
     pub fault: Option<crate::app::Fault>,
 }
@@ -162,8 +168,20 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
     let genesis_ledger = Ledger::genesis(s.pos.params.clone(), s.pos.sequencers.clone(), s.pos.seed)?;
     let signer = Arc::new(ConsensusSigner::new(s.key.clone()));
     let view = metis_l1::SharedView::default();
-    let mut app = App::open(backend.clone(), genesis_ledger, signer.clone(), s.timing)?
+    let app = App::open(backend.clone(), genesis_ledger, signer.clone(), s.timing)?
         .with_proposal_store(&s.data_dir.join("proposals"))?;
+    let shares_dir = s.data_dir.join("keys");
+    let current_round = app.shared_ledger().read().keys().current.as_ref().map(|k| k.round);
+    let share = match (&s.passphrase, current_round) {
+        (Some(pass), Some(round)) => load_share(&shares_dir, round, pass)?,
+        _ => None,
+    };
+    let secrets = s.dkg.map(|dkg| crate::keys::KeySecrets {
+        identity: commonware_identity(&s.key),
+        dkg,
+    });
+    let sink = s.passphrase.map(|pass| share_sink(shares_dir, pass));
+    let mut app = app.with_keys(secrets, share, sink)?;
     let l1_task = match (&s.pos.l1, &s.l1) {
         (None, _) => None,
         (Some(_), None) => {
@@ -271,6 +289,81 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
         app,
         engine,
         l1: l1_task,
+    })
+}
+
+fn commonware_identity(key: &ed25519_dalek::SigningKey) -> commonware_cryptography::ed25519::PrivateKey {
+    use commonware_codec::Read;
+    let seed = key.to_bytes();
+    let mut c = commonware_codec::Copying(&seed);
+    // Any 32 bytes are an ed25519 seed.
+    commonware_cryptography::ed25519::PrivateKey::read_cfg(&mut c, &())
+        .unwrap_or_else(|_| unreachable!("a 32-byte seed always decodes"))
+}
+
+const SHARE_LABEL: &str = "metis-seq threshold key share";
+
+fn share_path(dir: &std::path::Path, round: u64) -> PathBuf {
+    dir.join(format!("share-{round}.key"))
+}
+
+/// This node's share of the current key, if it has one on disk (encrypted; a wrong passphrase is an error).
+fn load_share(
+    dir: &std::path::Path,
+    round: u64,
+    pass: &metis_keystore::Passphrase,
+) -> Result<Option<metis_mpc::Share>, NodeError> {
+    use commonware_codec::Read;
+    let path = share_path(dir, round);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = metis_keystore::load(&path, SHARE_LABEL, pass)
+        .map_err(|e| NodeError::Keys(format!("{}: {e}", path.display())))?;
+    let mut c = commonware_codec::Copying(&bytes);
+    let share =
+        metis_mpc::Share::read_cfg(&mut c, &()).map_err(|e| NodeError::Keys(format!("{}: {e}", path.display())))?;
+    info!(round, "threshold key share loaded");
+    Ok(Some(share))
+}
+
+/// Saves each new share encrypted (argon2id + XChaCha20-Poly1305, 0600) off the consensus thread, then
+/// deletes the shares of earlier rounds: the new sharing is committed by then.
+fn share_sink(dir: PathBuf, pass: metis_keystore::Passphrase) -> crate::app::ShareSink {
+    let pass = Arc::new(pass);
+    Box::new(move |round, share| {
+        use commonware_codec::Encode;
+        let bytes = zeroize::Zeroizing::new(share.encode().to_vec());
+        let (dir, pass) = (dir.clone(), pass.clone());
+        std::thread::spawn(move || {
+            let saved = std::fs::create_dir_all(&dir).map_err(|e| e.to_string()).and_then(|_| {
+                metis_keystore::save(
+                    &share_path(&dir, round),
+                    SHARE_LABEL,
+                    &bytes,
+                    &pass,
+                    metis_keystore::KdfParams::default(),
+                )
+                .map_err(|e| e.to_string())
+            });
+            match saved {
+                Ok(()) => {
+                    info!(round, "threshold key share saved (encrypted)");
+                    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        let name = entry.file_name().to_string_lossy().to_string();
+                        let older = name
+                            .strip_prefix("share-")
+                            .and_then(|n| n.strip_suffix(".key"))
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .is_some_and(|r| r < round);
+                        if older {
+                            let _ = std::fs::remove_file(entry.path());
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(round, error = %e, "could not save the threshold key share"),
+            }
+        });
     })
 }
 

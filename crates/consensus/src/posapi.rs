@@ -105,8 +105,17 @@ pub fn module(ledger: SharedLedger, view: SharedView, backend: Arc<Backend>) -> 
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
     let l = ledger.clone();
+    let b = backend.clone();
     let _ = m.register_method("metis_thresholdKey", move |_, _, _| {
         let l = l.read().clone();
+        // The public polynomial and members of the last completed round (public data; what aggregators need).
+        let output = b
+            .engine()
+            .store()
+            .meta(crate::app::META_KEY_OUTPUT)
+            .ok()
+            .flatten()
+            .map(|o| format!("0x{}", alloy_primitives::hex::encode(o)));
         let k = l.keys();
         let current = k.current.as_ref().map(|e| {
             // The "MPC address": the last 20 bytes of keccak256 of the EIP-2537 key, as LockingPool derives it.
@@ -122,6 +131,7 @@ pub fn module(ledger: SharedLedger, view: SharedView, backend: Arc<Backend>) -> 
         });
         Ok::<_, ErrorObjectOwned>(json!({
             "current": current,
+            "output": output,
             "running": k.running,
             "next_round": k.next_round,
             "history": k.history,

@@ -15,9 +15,12 @@ fn proposal_bytes(p: &Proposal) -> Vec<u8> {
     out
 }
 
-fn extension_bytes(scope: &VoteExtensionScope<MetisContext>) -> Vec<u8> {
-    let mut out = b"metis-seq/vote-ext/v1".to_vec();
+/// What a vote extension's signature covers: the precommit it rides on (height, round, value, validator) and
+/// its content, so it can be neither replayed elsewhere nor altered.
+pub fn extension_bytes(scope: &VoteExtensionScope<MetisContext>, extension: &[u8]) -> Vec<u8> {
+    let mut out = b"metis-seq/vote-ext/v2".to_vec();
     let _ = (&scope.height, &scope.round, &scope.value_id, &scope.validator_address).serialize(&mut out);
+    out.extend_from_slice(&Sha256::digest(extension));
     out
 }
 
@@ -75,9 +78,10 @@ impl Signer<MetisContext> for ConsensusSigner {
     async fn sign_vote_extension(
         &self,
         scope: VoteExtensionScope<MetisContext>,
-        extension: (),
-    ) -> Result<SignedMessage<MetisContext, ()>, Error> {
-        Ok(SignedMessage::new(extension, self.sign_bytes(&extension_bytes(&scope))))
+        extension: Vec<u8>,
+    ) -> Result<SignedMessage<MetisContext, Vec<u8>>, Error> {
+        let sig = self.sign_bytes(&extension_bytes(&scope, &extension));
+        Ok(SignedMessage::new(extension, sig))
     }
 
     async fn sign_validator_proof(
@@ -124,13 +128,13 @@ impl Verifier<MetisContext> for ConsensusVerifier {
     async fn verify_signed_vote_extension(
         &self,
         scope: &VoteExtensionScope<MetisContext>,
-        _extension: &(),
+        extension: &Vec<u8>,
         signature: &Signature,
         public_key: &VerifyingKey,
     ) -> Result<VerificationResult, Error> {
         Ok(VerificationResult::from_bool(verify(
             public_key,
-            &extension_bytes(scope),
+            &extension_bytes(scope, extension),
             signature,
         )))
     }

@@ -161,7 +161,7 @@ pub struct Vote {
     pub round: Round,
     pub value: NilOrVal<BlockHash>,
     pub validator: Address,
-    /// Vote extensions are disabled in this chain; kept because the trait carries them.
+    /// Threshold-key messages on precommits while a key round runs (see `keys.rs`).
     pub extension: Option<SignedExtension<MetisContext>>,
 }
 
@@ -357,7 +357,8 @@ impl mc::Context for MetisContext {
     type Timeouts = LinearTimeouts;
     type Value = BlockHash;
     type Vote = Vote;
-    type Extension = ();
+    /// Threshold-key messages (`keys::KeyExt`), checked by `VerifyVoteExtensions`.
+    type Extension = Vec<u8>;
     type SigningScheme = Ed25519;
 
     fn select_proposer<'a>(&self, set: &'a ValidatorSet, _height: Height, round: Round) -> &'a Validator {

@@ -201,6 +201,10 @@ pub struct TestnetArgs {
     /// Prefunded dev accounts (the well-known dev mnemonic).
     #[arg(long, default_value_t = 20)]
     accounts: u32,
+    /// Blocks per phase of a threshold-key round (deals, acks, logs): with N > 0 the genesis set runs a DKG
+    /// from block 2 and reshares on every set change; 0 runs none.
+    #[arg(long, default_value_t = 0)]
+    key_phase_blocks: u64,
     /// Extra nodes with keys and configs but not in the genesis set (they join by locking on L1 later).
     #[arg(long, default_value_t = 0)]
     standby: usize,
@@ -260,6 +264,8 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
             max_txs: cfg.txpool.max_txs,
             ..Default::default()
         },
+        dkg: Some(metis_mpc::seal::DkgSecret::from_bytes(*keys.dkg.to_bytes())),
+        passphrase: Some(pass),
         l1: cfg.l1.as_ref().map(|l| L1Settings {
             rpc: l.rpc.clone(),
             confirmations: l.confirmations,
@@ -426,6 +432,7 @@ pub async fn run_testnet(args: TestnetArgs) -> Result<()> {
     let mut params = Params {
         epoch_length: args.epoch_length,
         missed_limit: args.missed_limit,
+        key_phase_blocks: args.key_phase_blocks,
         ..Params::default()
     };
     let mut l1_genesis = None;

@@ -97,6 +97,7 @@ async fn setup(name: &str, stakes: Vec<u64>, standby: usize, owners: &[PrivateKe
             stakes,
             epoch_length: 5,
             standby,
+            key_phase_blocks: 3,
             l1: Some(L1Options {
                 rpc: l1.anvil.endpoint(),
                 contracts,
@@ -178,6 +179,16 @@ fn tokens(v: &Value) -> u64 {
     (wei / U256::from(10u64).pow(U256::from(18))).to::<u64>()
 }
 
+/// Waits until node 0's current threshold-key epoch (round >= `min_round`) has exactly these members.
+async fn key_with_members(net: &Testnet, members: &[u64], min_round: u64) -> Value {
+    wait_for(120, &format!("a threshold key held by {members:?}"), || async {
+        let k = net.call(0, "metis_thresholdKey", json!([])).await.ok()?;
+        let c = &k["current"];
+        (c["members"] == json!(members) && c["round"].as_u64()? >= min_round).then(|| c.clone())
+    })
+    .await
+}
+
 async fn set_changes(net: &Testnet, node: usize) -> Vec<Value> {
     net.call(node, "metis_setChanges", json!([]))
         .await
@@ -219,6 +230,9 @@ async fn the_sequencer_set_follows_l1() {
         env.net.start(i, None);
     }
     env.net.wait_height(&[0, 1, 2, 3, 4], 2, 60).await;
+    // The genesis set makes the threshold key (blocks 2..=10).
+    let genesis_key = key_with_members(&env.net, &[1, 2, 3, 4], 0).await;
+    assert_eq!(genesis_key["quorum"], 3);
     let p = env.l1.provider.clone();
     let (signer, ck, dk) = node_keys(&env.net, 4).await;
     let stake = parse_ether("100000").expect("constant");
@@ -349,6 +363,11 @@ async fn the_sequencer_set_follows_l1() {
     let b = env.net.block(3, first).await.expect("block");
     assert_eq!(b["miner"], json!(signer), "epoch {epoch} was produced by the newcomer");
 
+    // The threshold key follows: the four holders reshare to the five; same group key, quorum 4 of 5.
+    let five_key = key_with_members(&env.net, &[1, 2, 3, 4, 5], 1).await;
+    assert_eq!(five_key["group_key"], genesis_key["group_key"]);
+    assert_eq!(five_key["quorum"], 4);
+
     // 3. Relock and withdraw change voting power at the next boundary.
     let (o1, o2) = (env.net.owner_key(0), env.net.owner_key(1));
     let (o1, o2): (PrivateKeySigner, PrivateKeySigner) = (o1.parse().expect("key"), o2.parse().expect("key"));
@@ -477,6 +496,10 @@ async fn the_sequencer_set_follows_l1() {
     .await;
     let changes = set_changes(&env.net, 2).await;
     assert!(changes.iter().any(|c| c["left"] == json!([5])), "{changes:?}");
+    // ... and the key is reshared back to the four, still the same group key.
+    let four_key = key_with_members(&env.net, &[1, 2, 3, 4], five_key["round"].as_u64().expect("round") + 1).await;
+    assert_eq!(four_key["group_key"], genesis_key["group_key"]);
+    assert_eq!(four_key["quorum"], 3);
     let h = env.net.head(0).await.expect("head");
     env.net.wait_height(&[0, 1, 2, 3, 4], h + 3, 30).await;
     env.net.assert_same_chain(&[0, 1, 2, 3, 4], h + 3).await;

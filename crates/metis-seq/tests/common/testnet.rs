@@ -22,6 +22,8 @@ pub struct NetOptions {
     pub standby: usize,
     /// The genesis set locks on this L1 and the nodes follow it.
     pub l1: Option<L1Options>,
+    /// Blocks per phase of a threshold-key round (0: no key rounds).
+    pub key_phase_blocks: u64,
 }
 
 pub struct L1Options {
@@ -44,6 +46,7 @@ impl Default for NetOptions {
             block_time_ms: 1000,
             standby: 0,
             l1: None,
+            key_phase_blocks: 0,
         }
     }
 }
@@ -99,6 +102,7 @@ impl Testnet {
         let out = cmd
             .args(["--nodes", &opts.nodes.to_string()])
             .args(["--standby", &opts.standby.to_string()])
+            .args(["--key-phase-blocks", &opts.key_phase_blocks.to_string()])
             .args(["--base-port", &base_port.to_string()])
             .args(["--stakes", &stakes.join(",")])
             .args(["--epoch-length", &opts.epoch_length.to_string()])
@@ -191,7 +195,10 @@ impl Testnet {
             .arg(self.net_dir().join(format!("node{i}/config.toml")))
             .arg("--passphrase-file")
             .arg(self.net_dir().join("passphrase"))
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("METIS_TEST_NODE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         if let Some(f) = fault {

@@ -1,0 +1,230 @@
+//! The threshold key inside the node: runs the ledger's key rounds (`metis_mpc::session`) over decided data.
+//!
+//! Transport: while a round runs, every precommit carries a vote extension ([`KeyExt`]) with the messages this
+//! node still has to publish. Malachite checks the extension's signature (bound to the precommit's height,
+//! round, value and validator, and to the content); the next block carries the commit certificate with the
+//! extensions as its last commit, so the messages of height h are decided in block h + 1, with their
+//! signatures, and every validator re-checks them (`verify_commit`). At the decision of each block every node
+//! feeds the carried messages, in certificate order, into its round; at the round's last height the outcome is
+//! the same on every node and goes into the ledger with that block.
+
+use crate::codec::WireCertificate;
+use borsh::{BorshDeserialize, BorshSerialize};
+use commonware_codec::{Encode, Read};
+use commonware_cryptography::ed25519;
+use metis_mpc::dkg::{DkgOutput, IdentityKey};
+use metis_mpc::seal::DkgSecret;
+use metis_mpc::session::{KeyMsg, Me, Member, RoundConfig, RoundResult, RoundState, MAX_MEMBERS};
+use metis_mpc::Share;
+use metis_pos::{KeyOutcome, KeyRound, KeyRoundKind, Ledger};
+use std::num::NonZeroU32;
+use tracing::{info, warn};
+
+/// Largest vote extension accepted (a dealing for 256 members is well below).
+pub const MAX_EXTENSION_BYTES: usize = 256 * 1024;
+/// Messages per extension at most.
+const MAX_MSGS: usize = 64;
+
+/// A vote extension's content: encoded [`KeyMsg`]s.
+#[derive(BorshSerialize, BorshDeserialize)]
+struct KeyExt {
+    msgs: Vec<Vec<u8>>,
+}
+
+pub fn encode_ext(msgs: &[KeyMsg]) -> Vec<u8> {
+    let ext = KeyExt {
+        msgs: msgs.iter().map(KeyMsg::to_bytes).collect(),
+    };
+    borsh::to_vec(&ext).unwrap_or_default()
+}
+
+/// Decodes an extension, bounded; any malformed message refuses the whole extension.
+pub fn decode_ext(bytes: &[u8]) -> Result<Vec<KeyMsg>, String> {
+    if bytes.len() > MAX_EXTENSION_BYTES {
+        return Err(format!("{} bytes", bytes.len()));
+    }
+    let ext: KeyExt = borsh::from_slice(bytes).map_err(|e| e.to_string())?;
+    if ext.msgs.len() > MAX_MSGS {
+        return Err(format!("{} messages", ext.msgs.len()));
+    }
+    ext.msgs
+        .iter()
+        .map(|m| KeyMsg::from_bytes(m).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn identity(bytes: &[u8; 32]) -> Option<IdentityKey> {
+    let mut c = commonware_codec::Copying(bytes);
+    IdentityKey::read_cfg(&mut c, &()).ok()
+}
+
+/// What a completed round left this node.
+pub struct Completed {
+    pub output: DkgOutput,
+    pub share: Option<Share>,
+}
+
+/// This node's secrets for key rounds (None: it only observes).
+pub struct KeySecrets {
+    pub identity: ed25519::PrivateKey,
+    pub dkg: DkgSecret,
+}
+
+pub struct KeyEngine {
+    secrets: Option<KeySecrets>,
+    round: Option<RoundState>,
+    /// The last completed output (the next reshare deals from it) and this node's share of it.
+    output: Option<DkgOutput>,
+    share: Option<Share>,
+}
+
+/// Encoding of a stored output.
+pub fn encode_output(o: &DkgOutput) -> Vec<u8> {
+    o.encode().to_vec()
+}
+
+pub fn decode_output(b: &[u8]) -> Option<DkgOutput> {
+    let mut c = commonware_codec::Copying(b);
+    let cfg = (
+        NonZeroU32::new(MAX_MEMBERS).unwrap_or(NonZeroU32::MIN),
+        // The rounds use Mode::NonZeroCounter, which version 0 covers.
+        commonware_cryptography::bls12381::primitives::sharing::ModeVersion::v0(),
+    );
+    DkgOutput::read_cfg(&mut c, &cfg).ok()
+}
+
+impl KeyEngine {
+    pub fn new(secrets: Option<KeySecrets>, output: Option<DkgOutput>, share: Option<Share>) -> Self {
+        Self {
+            secrets,
+            round: None,
+            output,
+            share,
+        }
+    }
+
+    /// The current share (for signing) and the output it belongs to.
+    pub fn share(&self) -> Option<(&DkgOutput, &Share)> {
+        Some((self.output.as_ref()?, self.share.as_ref()?))
+    }
+
+    /// The vote extension for this node's next precommit.
+    pub fn extension(&self) -> Vec<u8> {
+        encode_ext(&self.round.as_ref().map(|r| r.outbox()).unwrap_or_default())
+    }
+
+    fn members(ledger: &Ledger, ids: &[u64]) -> Vec<Member> {
+        ids.iter()
+            .filter_map(|id| {
+                let s = ledger.sequencer(*id)?;
+                Some(Member {
+                    identity: identity(&s.consensus_key.0)?,
+                    dkg_key: s.dkg_key.0,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes sure the round the ledger runs is the one this node runs (after the block that opened it, on
+    /// restart, while syncing).
+    pub fn ensure_round(&mut self, ledger: &Ledger) {
+        let Some(kr) = ledger.keys().running.clone() else {
+            self.round = None;
+            return;
+        };
+        if self.round.as_ref().is_some_and(|r| r.config().round == kr.round) {
+            return;
+        }
+        self.round = self.start_round(ledger, &kr);
+    }
+
+    fn start_round(&self, ledger: &Ledger, kr: &KeyRound) -> Option<RoundState> {
+        let previous = match kr.kind {
+            KeyRoundKind::Dkg => None,
+            KeyRoundKind::Reshare => self.output.clone(),
+        };
+        let cfg = RoundConfig {
+            round: kr.round,
+            dealers: Self::members(ledger, &kr.dealers),
+            players: Self::members(ledger, &kr.players),
+            previous,
+            start: kr.start,
+            deal_blocks: kr.phase_blocks,
+            ack_blocks: kr.phase_blocks,
+            log_blocks: kr.phase_blocks,
+        };
+        let me = self.secrets.as_ref().map(|s| Me {
+            identity: s.identity.clone(),
+            dkg: DkgSecret::from_bytes(*s.dkg.to_bytes()),
+            previous_share: self.share.clone(),
+        });
+        match RoundState::new(cfg, me) {
+            Ok(r) => {
+                info!(round = kr.round, kind = ?kr.kind, start = kr.start, "key round started");
+                Some(r)
+            }
+            Err(e) => {
+                warn!(round = kr.round, error = %e, "cannot run this key round; it will count as failed here");
+                None
+            }
+        }
+    }
+
+    /// Takes block `height`'s carried messages (the last commit's extensions) into the running round. When
+    /// `height` is the round's last, returns the outcome the ledger records with this block (the same on every
+    /// node) and what this node keeps from it.
+    pub fn on_block(
+        &mut self,
+        ledger: &Ledger,
+        height: u64,
+        carried: Option<&WireCertificate>,
+    ) -> Option<(KeyOutcome, Option<Completed>)> {
+        self.ensure_round(ledger);
+        let kr = ledger.keys().running.clone()?;
+        if let (Some(round), Some(cert)) = (self.round.as_mut(), carried) {
+            for (addr, _, ext) in &cert.signatures {
+                let (Some(ext), Some(sender)) = (ext, identity(&addr.0)) else {
+                    continue;
+                };
+                // Checked when the block was validated; a malformed one is skipped the same way everywhere.
+                for msg in decode_ext(&ext.message).unwrap_or_default() {
+                    round.on_decided(height, &sender, &msg);
+                }
+            }
+            round.on_height(height);
+        }
+        if height != kr.last_height() {
+            return None;
+        }
+        let result = self.round.take().and_then(|r| r.result().cloned());
+        let outcome = match result {
+            Some(RoundResult::Done { output, share }) => {
+                let group_key = metis_mpc::encoding::g2_to_eip2537(output.public().public());
+                let o = KeyOutcome::Completed {
+                    group_key: alloy_primitives::Bytes::from(group_key.to_vec()),
+                    quorum: output.public().required(),
+                    players: kr.players.clone(),
+                };
+                info!(
+                    round = kr.round,
+                    quorum = output.public().required(),
+                    "key round completed"
+                );
+                self.output = Some(output.clone());
+                self.share = share.clone();
+                (o, Some(Completed { output, share }))
+            }
+            Some(RoundResult::Failed(reason)) => {
+                warn!(round = kr.round, %reason, "key round failed");
+                (KeyOutcome::Failed { reason }, None)
+            }
+            None => (
+                KeyOutcome::Failed {
+                    reason: "the round could not run".into(),
+                },
+                None,
+            ),
+        };
+        Some(outcome)
+    }
+}

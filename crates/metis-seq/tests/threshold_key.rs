@@ -1,0 +1,123 @@
+//! The threshold key made by the running network: four real nodes run the DKG at genesis over their precommits'
+//! vote extensions; every node records the same group key; each keeps its share encrypted on disk; and the key
+//! works on L1: a BatchInbox header signed with any 3 of the 4 shares verifies in the contract on anvil.
+
+mod common;
+
+use alloy::primitives::{keccak256, Bytes, B256};
+use common::testnet::{NetOptions, Testnet};
+use common::wait_for;
+use metis_contracts::bindings::BatchInbox::BatchHeader;
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genesis_dkg_key_signs_batches_that_l1_verifies() {
+    let mut net = Testnet::generate(
+        "threshold-key",
+        NetOptions {
+            key_phase_blocks: 3,
+            ..Default::default()
+        },
+    );
+    for i in 0..4 {
+        net.start(i, None);
+    }
+    // Blocks 2..=10: deals, acks, logs (3 blocks each); the key is in from block 11.
+    let key: Value = wait_for(90, "the genesis DKG to complete on every node", || async {
+        let mut first: Option<Value> = None;
+        for i in 0..4 {
+            let k = net.call(i, "metis_thresholdKey", json!([])).await.ok()?;
+            if k["current"].is_null() {
+                return None;
+            }
+            match &first {
+                None => first = Some(k),
+                Some(f) => assert_eq!(f["current"], k["current"], "node {i} has another key epoch"),
+            }
+        }
+        first
+    })
+    .await;
+    let current = &key["current"];
+    assert_eq!(current["quorum"], 3, "{key}");
+    assert_eq!(current["members"], json!([1, 2, 3, 4]));
+    assert_eq!(key["history"][0]["outcome"]["Completed"]["quorum"], 3, "{key}");
+    let output_hex = key["output"].as_str().expect("output");
+    let output = metis_consensus::keys::decode_output(&alloy::hex::decode(output_hex).expect("hex"))
+        .expect("the output decodes");
+    let group_key = alloy::hex::decode(current["group_key"].as_str().expect("group key")).expect("hex");
+    assert_eq!(
+        group_key,
+        metis_mpc::encoding::g2_to_eip2537(output.public().public()).to_vec()
+    );
+
+    // Each node's share is on disk, encrypted under the node's passphrase: the file does not hold it in clear.
+    let pass = metis_keystore::Passphrase::from_file(&net.net_dir().join("passphrase")).expect("passphrase");
+    let round = current["round"].as_u64().expect("round");
+    let mut shares = Vec::new();
+    for i in 0..4 {
+        let path = net.net_dir().join(format!("node{i}/data/keys/share-{round}.key"));
+        wait_for(60, &format!("node {i}'s share file"), || async {
+            path.exists().then_some(())
+        })
+        .await;
+        let plain = metis_keystore::load(&path, "metis-seq threshold key share", &pass).expect("decrypts");
+        let raw = std::fs::read(&path).expect("read");
+        assert!(
+            !raw.windows(plain.len()).any(|w| w == plain.as_slice()),
+            "node {i}'s share file holds the share in the clear"
+        );
+        use commonware_codec::Read;
+        let mut c = commonware_codec::Copying(&plain);
+        shares.push(metis_mpc::Share::read_cfg(&mut c, &()).expect("a share"));
+        let mode = std::fs::metadata(&path).expect("meta").permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o600, "share file mode");
+    }
+    let wrong = metis_keystore::Passphrase::new("not the passphrase").expect("passphrase");
+    let path = net.net_dir().join(format!("node0/data/keys/share-{round}.key"));
+    assert!(metis_keystore::load(&path, "metis-seq threshold key share", &wrong).is_err());
+
+    // The key on L1: registered once, then batches signed by any 3 of the 4 shares verify in BatchInbox.
+    let l1 = metis_testkit::deployed_l1(&[]).await;
+    l1.register_group_key(output.public()).await;
+    let inbox = l1.inbox();
+    let mut parent = B256::ZERO;
+    for (index, signers) in [[0usize, 1, 2], [1, 2, 3], [0, 2, 3]].iter().enumerate() {
+        let payload = Bytes::from(format!("batch {index}").into_bytes());
+        let h = BatchHeader {
+            index: index as u64,
+            l2FirstBlock: index as u64 * 10 + 1,
+            l2LastBlock: index as u64 * 10 + 10,
+            parentHash: parent,
+            txRoot: keccak256(format!("txs {index}")),
+            stateRoot: keccak256(format!("state {index}")),
+            payloadHash: keccak256(&payload),
+            blobHashes: vec![],
+        };
+        let r = metis_testkit::append_signed(
+            &inbox,
+            l1.chain_id,
+            &h,
+            payload,
+            output.public(),
+            signers.iter().map(|i| &shares[*i]),
+        )
+        .await;
+        assert!(r.status(), "batch {index} signed by {signers:?} was refused");
+        parent = metis_contracts::digest::batch_hash(&h);
+    }
+    // Two shares are not a quorum.
+    let digest = [9u8; 32];
+    let partials: Vec<_> = shares[..2]
+        .iter()
+        .map(|s| metis_mpc::threshold::sign_partial(s, &digest))
+        .collect();
+    assert!(metis_mpc::threshold::aggregate(output.public(), &digest, &partials).is_err());
+
+    // The chain kept its pace and the nodes agree.
+    let h = net.head(0).await.expect("head");
+    net.wait_height(&[0, 1, 2, 3], h + 2, 30).await;
+    net.assert_same_chain(&[0, 1, 2, 3], h + 2).await;
+    net.kill(0);
+}
