@@ -1099,8 +1099,10 @@ impl App {
             proposer,
             seed: c.executed.header.mix_hash,
         })?;
+        // Stored with its vote extensions: sync serves it, and Malachite refuses a certificate of a height whose
+        // policy required extensions without them.
         let wire = WireCertificate::with_extensions(cert, extensions);
-        let cert_bytes = borsh::to_vec(&WireCertificate::from(cert)).unwrap_or_default();
+        let cert_bytes = borsh::to_vec(&wire).unwrap_or_default();
         let ledger_bytes = ledger.to_bytes();
         let ledger_hash = ledger.state_hash();
         let set_bytes = set_record(&set);

@@ -10,8 +10,12 @@ use common::wait_for;
 use metis_contracts::bindings::BatchInbox::BatchHeader;
 use serde_json::{json, Value};
 
+/// Four nodes at a time on a 2-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn genesis_dkg_key_signs_batches_that_l1_verifies() {
+    let _serial = SERIAL.lock().await;
     let mut net = Testnet::generate(
         "threshold-key",
         NetOptions {
@@ -120,4 +124,68 @@ async fn genesis_dkg_key_signs_batches_that_l1_verifies() {
     net.wait_height(&[0, 1, 2, 3], h + 2, 30).await;
     net.assert_same_chain(&[0, 1, 2, 3], h + 2).await;
     net.kill(0);
+}
+
+/// A node killed in the middle of the DKG and restarted rebuilds its part of the round from the blocks it
+/// stored and synced: it ends with the same key epoch as the others and its own share on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_round_recovers_its_part() {
+    let _serial = SERIAL.lock().await;
+    let mut net = Testnet::generate(
+        "threshold-key-restart",
+        NetOptions {
+            key_phase_blocks: 3,
+            ..Default::default()
+        },
+    );
+    for i in 0..4 {
+        net.start(i, None);
+    }
+    // Blocks 2..=4 are the deal phase, 5..=7 acks: kill node 3 in the ack phase, bring it back in the log phase.
+    net.wait_height(&[0, 1, 2, 3], 5, 60).await;
+    net.kill(3);
+    net.wait_height(&[0, 1, 2], 8, 30).await;
+    net.start(3, None);
+    let epochs: Vec<Value> = wait_for(90, "the same key epoch on all four", || async {
+        let mut v = Vec::new();
+        for i in 0..4 {
+            let k = net.call(i, "metis_thresholdKey", json!([])).await.ok()?;
+            if k["current"].is_null() {
+                return None;
+            }
+            v.push(k["current"].clone());
+        }
+        v.iter().all(|c| *c == v[0]).then_some(v)
+    })
+    .await;
+    let round = epochs[0]["round"].as_u64().expect("round");
+    let path = net.net_dir().join(format!("node3/data/keys/share-{round}.key"));
+    wait_for(60, "node 3's share file", || async { path.exists().then_some(()) }).await;
+    let pass = metis_keystore::Passphrase::from_file(&net.net_dir().join("passphrase")).expect("passphrase");
+    let plain = metis_keystore::load(&path, "metis-seq threshold key share", &pass).expect("decrypts");
+    use commonware_codec::Read;
+    let mut c = commonware_codec::Copying(&plain);
+    let share = metis_mpc::Share::read_cfg(&mut c, &()).expect("a share");
+    // The recovered share works with the others' public polynomial: its partial verifies.
+    let key = net.call(0, "metis_thresholdKey", json!([])).await.expect("key");
+    let output = metis_consensus::keys::decode_output(
+        &alloy::hex::decode(key["output"].as_str().expect("output")).expect("hex"),
+    )
+    .expect("output");
+    let digest = [5u8; 32];
+    let partial = metis_mpc::threshold::sign_partial(&share, &digest);
+    let others: Vec<_> = (0..2)
+        .map(|i| {
+            let p = net.net_dir().join(format!("node{i}/data/keys/share-{round}.key"));
+            let b = metis_keystore::load(&p, "metis-seq threshold key share", &pass).expect("decrypts");
+            let mut c = commonware_codec::Copying(&b);
+            metis_mpc::threshold::sign_partial(&metis_mpc::Share::read_cfg(&mut c, &()).expect("share"), &digest)
+        })
+        .collect();
+    let mut partials = others;
+    partials.push(partial);
+    assert!(metis_mpc::threshold::aggregate(output.public(), &digest, &partials).is_ok());
+    let h = net.head(0).await.expect("head");
+    net.wait_height(&[0, 1, 2, 3], h + 2, 30).await;
+    net.assert_same_chain(&[0, 1, 2, 3], h + 2).await;
 }
