@@ -233,6 +233,8 @@ async fn the_sequencer_set_follows_l1() {
     // The genesis set makes the threshold key (blocks 2..=10).
     let genesis_key = key_with_members(&env.net, &[1, 2, 3, 4], 0).await;
     assert_eq!(genesis_key["quorum"], 3);
+    let genesis_round = genesis_key["round"].as_u64().expect("round");
+    let (old_share, _) = env.net.share(0, genesis_round).await;
     let p = env.l1.provider.clone();
     let (signer, ck, dk) = node_keys(&env.net, 4).await;
     let stake = parse_ether("100000").expect("constant");
@@ -367,6 +369,30 @@ async fn the_sequencer_set_follows_l1() {
     let five_key = key_with_members(&env.net, &[1, 2, 3, 4, 5], 1).await;
     assert_eq!(five_key["group_key"], genesis_key["group_key"]);
     assert_eq!(five_key["quorum"], 4);
+    // The new sharing signs with any 4 of the 5 (the newcomer included); an old share no longer counts, and
+    // the old share files are gone once the new ones are written.
+    let five_round = five_key["round"].as_u64().expect("round");
+    let output = env.net.key_output().await;
+    let digest = [0x42u8; 32];
+    let mut partials = Vec::new();
+    for i in [1, 2, 3, 4] {
+        partials.push(metis_mpc::threshold::sign_partial(
+            &env.net.share(i, five_round).await.0,
+            &digest,
+        ));
+    }
+    assert!(metis_mpc::threshold::aggregate(output.public(), &digest, &partials).is_ok());
+    partials[0] = metis_mpc::threshold::sign_partial(&old_share, &digest);
+    assert!(
+        metis_mpc::threshold::aggregate(output.public(), &digest, &partials).is_err(),
+        "a share of the old sharing contributed to the new one"
+    );
+    wait_for(30, "the old shares to be deleted", || async {
+        (0..4)
+            .all(|i| !env.net.share_path(i, genesis_round).exists())
+            .then_some(())
+    })
+    .await;
 
     // 3. Relock and withdraw change voting power at the next boundary.
     let (o1, o2) = (env.net.owner_key(0), env.net.owner_key(1));

@@ -46,9 +46,7 @@ async fn genesis_dkg_key_signs_batches_that_l1_verifies() {
     assert_eq!(current["quorum"], 3, "{key}");
     assert_eq!(current["members"], json!([1, 2, 3, 4]));
     assert_eq!(key["history"][0]["outcome"]["Completed"]["quorum"], 3, "{key}");
-    let output_hex = key["output"].as_str().expect("output");
-    let output = metis_consensus::keys::decode_output(&alloy::hex::decode(output_hex).expect("hex"))
-        .expect("the output decodes");
+    let output = net.key_output().await;
     let group_key = alloy::hex::decode(current["group_key"].as_str().expect("group key")).expect("hex");
     assert_eq!(
         group_key,
@@ -56,31 +54,24 @@ async fn genesis_dkg_key_signs_batches_that_l1_verifies() {
     );
 
     // Each node's share is on disk, encrypted under the node's passphrase: the file does not hold it in clear.
-    let pass = metis_keystore::Passphrase::from_file(&net.net_dir().join("passphrase")).expect("passphrase");
     let round = current["round"].as_u64().expect("round");
     let mut shares = Vec::new();
     for i in 0..4 {
+        let (share, plain) = net.share(i, round).await;
         let path = net.net_dir().join(format!("node{i}/data/keys/share-{round}.key"));
-        wait_for(60, &format!("node {i}'s share file"), || async {
-            path.exists().then_some(())
-        })
-        .await;
-        let plain = metis_keystore::load(&path, "metis-seq threshold key share", &pass).expect("decrypts");
         let raw = std::fs::read(&path).expect("read");
         assert!(
             !raw.windows(plain.len()).any(|w| w == plain.as_slice()),
             "node {i}'s share file holds the share in the clear"
         );
-        use commonware_codec::Read;
-        let mut c = commonware_codec::Copying(&plain);
-        shares.push(metis_mpc::Share::read_cfg(&mut c, &()).expect("a share"));
+        shares.push(share);
         let mode = std::fs::metadata(&path).expect("meta").permissions();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.mode() & 0o777, 0o600, "share file mode");
     }
     let wrong = metis_keystore::Passphrase::new("not the passphrase").expect("passphrase");
     let path = net.net_dir().join(format!("node0/data/keys/share-{round}.key"));
-    assert!(metis_keystore::load(&path, "metis-seq threshold key share", &wrong).is_err());
+    assert!(metis_keystore::load(&path, common::testnet::SHARE_LABEL, &wrong).is_err());
 
     // The key on L1: registered once, then batches signed by any 3 of the 4 shares verify in BatchInbox.
     let l1 = metis_testkit::deployed_l1(&[]).await;
@@ -159,31 +150,14 @@ async fn a_node_killed_mid_round_recovers_its_part() {
     })
     .await;
     let round = epochs[0]["round"].as_u64().expect("round");
-    let path = net.net_dir().join(format!("node3/data/keys/share-{round}.key"));
-    wait_for(60, "node 3's share file", || async { path.exists().then_some(()) }).await;
-    let pass = metis_keystore::Passphrase::from_file(&net.net_dir().join("passphrase")).expect("passphrase");
-    let plain = metis_keystore::load(&path, "metis-seq threshold key share", &pass).expect("decrypts");
-    use commonware_codec::Read;
-    let mut c = commonware_codec::Copying(&plain);
-    let share = metis_mpc::Share::read_cfg(&mut c, &()).expect("a share");
-    // The recovered share works with the others' public polynomial: its partial verifies.
-    let key = net.call(0, "metis_thresholdKey", json!([])).await.expect("key");
-    let output = metis_consensus::keys::decode_output(
-        &alloy::hex::decode(key["output"].as_str().expect("output")).expect("hex"),
-    )
-    .expect("output");
+    // The recovered share works with the others' public polynomial: its partial aggregates with theirs.
+    let output = net.key_output().await;
     let digest = [5u8; 32];
-    let partial = metis_mpc::threshold::sign_partial(&share, &digest);
-    let others: Vec<_> = (0..2)
-        .map(|i| {
-            let p = net.net_dir().join(format!("node{i}/data/keys/share-{round}.key"));
-            let b = metis_keystore::load(&p, "metis-seq threshold key share", &pass).expect("decrypts");
-            let mut c = commonware_codec::Copying(&b);
-            metis_mpc::threshold::sign_partial(&metis_mpc::Share::read_cfg(&mut c, &()).expect("share"), &digest)
-        })
-        .collect();
-    let mut partials = others;
-    partials.push(partial);
+    let mut partials = Vec::new();
+    for i in [0, 1, 3] {
+        let (share, _) = net.share(i, round).await;
+        partials.push(metis_mpc::threshold::sign_partial(&share, &digest));
+    }
     assert!(metis_mpc::threshold::aggregate(output.public(), &digest, &partials).is_ok());
     let h = net.head(0).await.expect("head");
     net.wait_height(&[0, 1, 2, 3], h + 2, 30).await;

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 pub const CHAIN_ID: u64 = 59902;
 
+/// The label the node's key store writes threshold-key shares under.
+pub const SHARE_LABEL: &str = "metis-seq threshold key share";
+
 pub struct NetOptions {
     pub nodes: usize,
     pub stakes: Vec<u64>,
@@ -148,6 +151,33 @@ impl Testnet {
             })
             .collect();
         std::fs::write(&path, out.join("\n") + "\n").expect("config");
+    }
+
+    /// Node `i`'s share of key round `round`, decrypted from its file once the node has written it, and the
+    /// decrypted bytes.
+    pub async fn share(&self, i: usize, round: u64) -> (metis_mpc::Share, Vec<u8>) {
+        let path = self.share_path(i, round);
+        super::wait_for(60, &format!("node {i}'s share file"), || async {
+            path.exists().then_some(())
+        })
+        .await;
+        let pass = metis_keystore::Passphrase::from_file(&self.net_dir().join("passphrase")).expect("passphrase");
+        let plain = metis_keystore::load(&path, SHARE_LABEL, &pass).expect("decrypts");
+        use commonware_codec::Read;
+        let mut c = commonware_codec::Copying(&plain);
+        let share = metis_mpc::Share::read_cfg(&mut c, &()).expect("a share");
+        (share, plain.to_vec())
+    }
+
+    pub fn share_path(&self, i: usize, round: u64) -> PathBuf {
+        self.net_dir().join(format!("node{i}/data/keys/share-{round}.key"))
+    }
+
+    /// The public output of the last completed key round, as node 0 serves it.
+    pub async fn key_output(&self) -> metis_mpc::dkg::DkgOutput {
+        let key = self.call(0, "metis_thresholdKey", json!([])).await.expect("key");
+        let hex = key["output"].as_str().expect("output");
+        metis_consensus::keys::decode_output(&alloy::hex::decode(hex).expect("hex")).expect("the output decodes")
     }
 
     /// Node `i`'s L1 owner key (hex), written by `metis-seq testnet --l1-rpc`.
