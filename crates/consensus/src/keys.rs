@@ -158,13 +158,20 @@ impl KeyEngine {
             dkg: DkgSecret::from_bytes(*s.dkg.to_bytes()),
             previous_share: self.share.clone(),
         });
-        match RoundState::new(cfg, me) {
+        let member = me.is_some();
+        match RoundState::new(cfg.clone(), me) {
             Ok(r) => {
                 info!(round = kr.round, kind = ?kr.kind, start = kr.start, "key round started");
                 Some(r)
             }
+            // This node cannot take part (e.g. its share is gone): it still follows the round's public part,
+            // so its ledger records the same outcome as everyone else's.
+            Err(e) if member => {
+                warn!(round = kr.round, error = %e, "cannot take part in this key round; observing it");
+                RoundState::new(cfg, None).ok()
+            }
             Err(e) => {
-                warn!(round = kr.round, error = %e, "cannot run this key round; it will count as failed here");
+                warn!(round = kr.round, error = %e, "cannot follow this key round; it will count as failed here");
                 None
             }
         }
