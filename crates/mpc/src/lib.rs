@@ -5,6 +5,7 @@
 //! precompiles. [`encoding`] converts points to and from the EIP-2537 byte layout; [`threshold`] frames the
 //! 32-byte digests the contracts define, signs partials with a share and aggregates them.
 
+pub mod collect;
 pub mod dkg;
 pub mod encoding;
 pub mod seal;

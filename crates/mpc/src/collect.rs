@@ -1,0 +1,210 @@
+//! Collecting partial signatures for many signing requests at once (pure: no I/O, no clock).
+//!
+//! A request is opened only from decided state (the node re-derives the digest it signs; nothing else opens
+//! one). Partials may come from any transport and may arrive before this node opened the request: those are
+//! kept, bounded, and checked when it opens. Each partial is verified against the public sharing before it
+//! counts (a bad one is refused and attributed to its index), duplicates count once, and the request completes
+//! as soon as a quorum of valid partials recovers a signature that verifies under the group key.
+
+use crate::{threshold, MinSig, PartialSignature, Sharing, G1};
+use commonware_utils::Participant;
+use std::collections::BTreeMap;
+
+/// Partials kept per request that is not open here yet.
+const MAX_EARLY_PER_REQUEST: usize = 256;
+
+/// What adding a partial did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Added {
+    /// Counted; `have` of `need` valid partials so far.
+    Counted { have: usize, need: usize },
+    /// This partial completed the request.
+    Complete,
+    /// Already complete, or a duplicate of a partial already counted.
+    Ignored,
+    /// Kept until the request opens here.
+    Early,
+    /// Does not verify against the sharing (or too many early partials).
+    Refused(&'static str),
+}
+
+struct Request {
+    digest: [u8; 32],
+    partials: BTreeMap<Participant, PartialSignature<MinSig>>,
+    signature: Option<G1>,
+}
+
+pub struct Collector {
+    sharing: Sharing<MinSig>,
+    open: BTreeMap<u64, Request>,
+    early: BTreeMap<u64, Vec<PartialSignature<MinSig>>>,
+    max_requests: usize,
+}
+
+impl Collector {
+    /// A collector for the key `sharing` (a new key epoch gets a new collector); at most `max_requests` open
+    /// or early requests at once.
+    pub fn new(sharing: Sharing<MinSig>, max_requests: usize) -> Self {
+        Self {
+            sharing,
+            open: BTreeMap::new(),
+            early: BTreeMap::new(),
+            max_requests: max_requests.max(1),
+        }
+    }
+
+    pub fn sharing(&self) -> &Sharing<MinSig> {
+        &self.sharing
+    }
+
+    /// Opens request `id` for `digest` (from decided state). Partials that came early are checked now. Returns
+    /// false if the id is open for another digest or too many requests are open.
+    pub fn open(&mut self, id: u64, digest: [u8; 32]) -> bool {
+        if let Some(r) = self.open.get(&id) {
+            return r.digest == digest;
+        }
+        if self.open.len() >= self.max_requests {
+            return false;
+        }
+        self.open.insert(
+            id,
+            Request {
+                digest,
+                partials: BTreeMap::new(),
+                signature: None,
+            },
+        );
+        for p in self.early.remove(&id).unwrap_or_default() {
+            let _ = self.add(id, p);
+        }
+        true
+    }
+
+    /// Adds a partial for request `id`.
+    pub fn add(&mut self, id: u64, partial: PartialSignature<MinSig>) -> Added {
+        let need = self.sharing.required() as usize;
+        let Some(r) = self.open.get_mut(&id) else {
+            if !self.early.contains_key(&id) && self.early.len() >= self.max_requests {
+                return Added::Refused("too many requests not open here");
+            }
+            let v = self.early.entry(id).or_default();
+            if v.len() >= MAX_EARLY_PER_REQUEST {
+                return Added::Refused("too many early partials");
+            }
+            v.push(partial);
+            return Added::Early;
+        };
+        if r.signature.is_some() || r.partials.contains_key(&partial.index) {
+            return Added::Ignored;
+        }
+        if threshold::verify_partial(&self.sharing, &r.digest, &partial).is_err() {
+            return Added::Refused("partial signature does not verify");
+        }
+        r.partials.insert(partial.index, partial);
+        if r.partials.len() < need {
+            return Added::Counted {
+                have: r.partials.len(),
+                need,
+            };
+        }
+        match threshold::aggregate(&self.sharing, &r.digest, r.partials.values()) {
+            Ok(sig) => {
+                r.signature = Some(sig);
+                Added::Complete
+            }
+            // Valid partials always recover a valid signature; keep collecting if not.
+            Err(_) => Added::Counted {
+                have: r.partials.len(),
+                need,
+            },
+        }
+    }
+
+    /// The aggregated signature of request `id`, once complete.
+    pub fn signature(&self, id: u64) -> Option<&G1> {
+        self.open.get(&id)?.signature.as_ref()
+    }
+
+    /// Forgets request `id` (posted, or superseded).
+    pub fn close(&mut self, id: u64) {
+        self.open.remove(&id);
+        self.early.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Share;
+    use commonware_cryptography::bls12381::{dkg::feldman_desmedt::deal_anonymous, primitives::sharing::Mode};
+    use commonware_utils::N3f1;
+    use rand::{rngs::StdRng, SeedableRng};
+    use std::num::NonZeroU32;
+
+    fn deal(n: u32) -> (Sharing<MinSig>, Vec<Share>) {
+        deal_anonymous::<MinSig, N3f1>(
+            StdRng::seed_from_u64(7),
+            Mode::NonZeroCounter,
+            NonZeroU32::new(n).unwrap(),
+        )
+    }
+
+    #[test]
+    fn many_requests_complete_at_quorum_with_bad_and_duplicate_partials_refused() {
+        let (sharing, shares) = deal(4);
+        let mut c = Collector::new(sharing.clone(), 8);
+        let (d1, d2) = ([1u8; 32], [2u8; 32]);
+        assert!(c.open(1, d1));
+        assert!(c.open(2, d2));
+        assert!(!c.open(1, d2), "one digest per id");
+        // A partial over another digest is refused and does not count.
+        let wrong = threshold::sign_partial(&shares[0], &d2);
+        assert_eq!(c.add(1, wrong), Added::Refused("partial signature does not verify"));
+        assert_eq!(
+            c.add(1, threshold::sign_partial(&shares[0], &d1)),
+            Added::Counted { have: 1, need: 3 }
+        );
+        assert_eq!(c.add(1, threshold::sign_partial(&shares[0], &d1)), Added::Ignored);
+        assert_eq!(
+            c.add(1, threshold::sign_partial(&shares[2], &d1)),
+            Added::Counted { have: 2, need: 3 }
+        );
+        // Request 2 fills independently.
+        for s in &shares[1..3] {
+            c.add(2, threshold::sign_partial(s, &d2));
+        }
+        assert_eq!(c.add(1, threshold::sign_partial(&shares[3], &d1)), Added::Complete);
+        let sig = *c.signature(1).unwrap();
+        threshold::verify(sharing.public(), &d1, &sig).unwrap();
+        assert!(c.signature(2).is_none());
+        assert_eq!(c.add(2, threshold::sign_partial(&shares[3], &d2)), Added::Complete);
+        assert_eq!(c.add(1, threshold::sign_partial(&shares[1], &d1)), Added::Ignored);
+        c.close(1);
+        assert!(c.signature(1).is_none());
+    }
+
+    #[test]
+    fn early_partials_count_once_the_request_opens() {
+        let (sharing, shares) = deal(4);
+        let mut c = Collector::new(sharing.clone(), 2);
+        let d = [9u8; 32];
+        for s in &shares[..3] {
+            assert_eq!(c.add(5, threshold::sign_partial(s, &d)), Added::Early);
+        }
+        // A forged early partial is dropped when the request opens; the three good ones complete it.
+        let forged = threshold::sign_partial(&shares[3], &[0u8; 32]);
+        assert_eq!(c.add(5, forged), Added::Early);
+        assert!(c.open(5, d));
+        threshold::verify(sharing.public(), &d, c.signature(5).unwrap()).unwrap();
+        // Bounded: no more than max_requests ids waiting or open.
+        assert!(c.open(6, d));
+        assert!(!c.open(7, d));
+        for id in [8, 9] {
+            assert_eq!(c.add(id, threshold::sign_partial(&shares[0], &d)), Added::Early);
+        }
+        assert_eq!(
+            c.add(10, threshold::sign_partial(&shares[0], &d)),
+            Added::Refused("too many requests not open here")
+        );
+    }
+}
