@@ -33,9 +33,23 @@ fn epoch_json(l: &Ledger, e: &Epoch) -> Value {
     v
 }
 
-fn sequencer_json(l: &Ledger, s: &Sequencer) -> Value {
-    let powers: std::collections::BTreeMap<_, _> = l.validators().into_iter().collect();
-    let produced = l.produced_in(l.current_epoch().id);
+/// What the sequencer views need from the ledger beyond the record: computed once per call.
+struct SetView {
+    powers: std::collections::BTreeMap<u64, u64>,
+    produced: std::collections::BTreeMap<u64, u64>,
+}
+
+impl SetView {
+    fn of(l: &Ledger) -> Self {
+        Self {
+            powers: l.validators().into_iter().collect(),
+            produced: l.produced_in(l.current_epoch().id),
+        }
+    }
+}
+
+fn sequencer_json(v: &SetView, s: &Sequencer) -> Value {
+    let (powers, produced) = (&v.powers, &v.produced);
     json!({
         "id": s.id,
         "signer": s.signer,
@@ -78,7 +92,8 @@ pub fn module(ledger: SharedLedger, view: SharedView, backend: Arc<Backend>) -> 
             },
             _ => None,
         };
-        Ok::<_, ErrorObjectOwned>(found.map(|s| sequencer_json(&l, s)).unwrap_or(Value::Null))
+        let view = SetView::of(&l);
+        Ok::<_, ErrorObjectOwned>(found.map(|s| sequencer_json(&view, s)).unwrap_or(Value::Null))
     });
     let l = ledger.clone();
     let _ = m.register_method("metis_l1Events", move |params, _, _| {
@@ -204,7 +219,8 @@ pub fn module(ledger: SharedLedger, view: SharedView, backend: Arc<Backend>) -> 
     let l = ledger.clone();
     let _ = m.register_method("metis_validators", move |_, _, _| {
         let l = l.read().clone();
-        let out: Vec<Value> = l.sequencers().map(|s| sequencer_json(&l, s)).collect();
+        let view = SetView::of(&l);
+        let out: Vec<Value> = l.sequencers().map(|s| sequencer_json(&view, s)).collect();
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
     let l = ledger;

@@ -50,9 +50,7 @@ pub enum L1Command {
     /// As the contracts' owner: allow (or with --remove, disallow) an address to lock stake for a sequencer.
     Whitelist {
         #[command(flatten)]
-        conn: Connection,
-        #[arg(long)]
-        locking_pool: Address,
+        pool: PoolConnection,
         #[arg(long)]
         user: Address,
         #[arg(long)]
@@ -61,9 +59,7 @@ pub enum L1Command {
     /// As a sequencer's owner: add stake (approves the escrow first).
     Relock {
         #[command(flatten)]
-        conn: Connection,
-        #[arg(long)]
-        locking_pool: Address,
+        pool: PoolConnection,
         /// Whole tokens (18 decimals).
         #[arg(long)]
         amount: u64,
@@ -71,9 +67,7 @@ pub enum L1Command {
     /// As a sequencer's owner: take stake out (the rest must stay at or above the minimum lock).
     Withdraw {
         #[command(flatten)]
-        conn: Connection,
-        #[arg(long)]
-        locking_pool: Address,
+        pool: PoolConnection,
         /// Whole tokens (18 decimals).
         #[arg(long)]
         amount: u64,
@@ -81,16 +75,12 @@ pub enum L1Command {
     /// As a sequencer's owner: leave the set (the stake is claimable after the exit delay).
     Unlock {
         #[command(flatten)]
-        conn: Connection,
-        #[arg(long)]
-        locking_pool: Address,
+        pool: PoolConnection,
     },
     /// The sender's sequencer as LockingPool has it (JSON).
     Sequencer {
         #[command(flatten)]
-        conn: Connection,
-        #[arg(long)]
-        locking_pool: Address,
+        pool: PoolConnection,
     },
     /// Register (or, as the owner, replace) the pool's threshold group public key in LockingPool.
     SetGroupKey {
@@ -102,6 +92,36 @@ pub enum L1Command {
         #[arg(long)]
         public_key: String,
     },
+}
+
+/// An L1 connection and the LockingPool it acts on.
+#[derive(Args)]
+pub struct PoolConnection {
+    #[command(flatten)]
+    conn: Connection,
+    #[arg(long)]
+    locking_pool: Address,
+}
+
+impl PoolConnection {
+    async fn pool(&self) -> Result<(LockingPool::LockingPoolInstance<DynProvider>, Address)> {
+        let (provider, sender) = self.conn.provider().await?;
+        Ok((LockingPool::new(self.locking_pool, provider), sender))
+    }
+
+    /// The pool and the id of the sequencer the sender owns.
+    async fn owned(&self) -> Result<(LockingPool::LockingPoolInstance<DynProvider>, U256)> {
+        let (pool, owner) = self.pool().await?;
+        let id = pool
+            .seqOwners(owner)
+            .call()
+            .await
+            .context("reading LockingPool.seqOwners")?;
+        if id.is_zero() {
+            bail!("{owner} owns no sequencer");
+        }
+        Ok((pool, id))
+    }
 }
 
 #[derive(Args)]
@@ -171,74 +191,40 @@ async fn confirm(
     Ok(r.transaction_hash)
 }
 
-/// The sequencer id the sender owns.
-async fn own_sequencer(pool: &LockingPool::LockingPoolInstance<DynProvider>, owner: Address) -> Result<U256> {
-    let id = pool
-        .seqOwners(owner)
-        .call()
-        .await
-        .context("reading LockingPool.seqOwners")?;
-    if id.is_zero() {
-        bail!("{owner} owns no sequencer");
-    }
-    Ok(id)
-}
-
 pub async fn run(cmd: L1Command) -> Result<()> {
     match cmd {
-        L1Command::Whitelist {
-            conn,
-            locking_pool,
-            user,
-            remove,
-        } => {
-            let (provider, _) = conn.provider().await?;
-            let pool = LockingPool::new(locking_pool, provider);
+        L1Command::Whitelist { pool, user, remove } => {
+            let (pool, _) = pool.pool().await?;
             let tx = confirm("setWhitelist", pool.setWhitelist(user, !remove).send().await).await?;
             println!("{}", serde_json::json!({ "tx": tx, "user": user, "allowed": !remove }));
             Ok(())
         }
-        L1Command::Relock {
-            conn,
-            locking_pool,
-            amount,
-        } => {
-            let (provider, owner) = conn.provider().await?;
-            let pool = LockingPool::new(locking_pool, provider.clone());
-            let id = own_sequencer(&pool, owner).await?;
+        L1Command::Relock { pool, amount } => {
+            let (pool, id) = pool.owned().await?;
+            let provider = pool.provider().clone();
             let escrow = pool.escrow().call().await.context("reading LockingPool.escrow")?;
             let info = metis_contracts::LockingInfo::new(escrow, provider.clone());
             let token = info.token().call().await.context("reading LockingInfo.token")?;
-            let token = metis_contracts::MetisToken::new(token, provider.clone());
+            let token = metis_contracts::MetisToken::new(token, provider);
             confirm("approve", token.approve(escrow, tokens(amount)).send().await).await?;
             let tx = confirm("relock", pool.relock(id, tokens(amount), false).send().await).await?;
             println!("{}", serde_json::json!({ "tx": tx, "sequencer_id": id }));
             Ok(())
         }
-        L1Command::Withdraw {
-            conn,
-            locking_pool,
-            amount,
-        } => {
-            let (provider, owner) = conn.provider().await?;
-            let pool = LockingPool::new(locking_pool, provider);
-            let id = own_sequencer(&pool, owner).await?;
+        L1Command::Withdraw { pool, amount } => {
+            let (pool, id) = pool.owned().await?;
             let tx = confirm("withdraw", pool.withdraw(id, tokens(amount)).send().await).await?;
             println!("{}", serde_json::json!({ "tx": tx, "sequencer_id": id }));
             Ok(())
         }
-        L1Command::Unlock { conn, locking_pool } => {
-            let (provider, owner) = conn.provider().await?;
-            let pool = LockingPool::new(locking_pool, provider);
-            let id = own_sequencer(&pool, owner).await?;
+        L1Command::Unlock { pool } => {
+            let (pool, id) = pool.owned().await?;
             let tx = confirm("unlock", pool.unlock(id).send().await).await?;
             println!("{}", serde_json::json!({ "tx": tx, "sequencer_id": id }));
             Ok(())
         }
-        L1Command::Sequencer { conn, locking_pool } => {
-            let (provider, owner) = conn.provider().await?;
-            let pool = LockingPool::new(locking_pool, provider);
-            let id = own_sequencer(&pool, owner).await?;
+        L1Command::Sequencer { pool } => {
+            let (pool, id) = pool.owned().await?;
             let s = pool
                 .sequencers(id)
                 .call()
