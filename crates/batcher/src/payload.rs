@@ -58,13 +58,18 @@ fn encode_block(b: &BatchBlock, out: &mut Vec<u8>) {
 
 /// Encodes and compresses `blocks`.
 pub fn encode(blocks: &[BatchBlock]) -> Result<Vec<u8>, PayloadError> {
+    Ok(encode_measured(blocks)?.0)
+}
+
+/// Encodes and compresses `blocks`; also returns the size before compression.
+pub fn encode_measured(blocks: &[BatchBlock]) -> Result<(Vec<u8>, usize), PayloadError> {
     let mut raw = Vec::new();
     for b in blocks {
         encode_block(b, &mut raw);
     }
     let mut out = vec![PAYLOAD_VERSION];
     out.extend(zstd::bulk::compress(&raw, ZSTD_LEVEL).map_err(|e| PayloadError::Compress(e.to_string()))?);
-    Ok(out)
+    Ok((out, raw.len()))
 }
 
 /// Decompresses (bounded) and decodes a payload.

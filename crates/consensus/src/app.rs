@@ -186,6 +186,8 @@ pub struct App {
     /// The threshold key's rounds and this node's share.
     keys: crate::keys::KeyEngine,
     share_sink: Option<ShareSink>,
+    /// The pool's threshold signer: told of key changes and batch cuts, in decided order.
+    pool_signer: Option<tokio::sync::mpsc::UnboundedSender<crate::pool_signer::SignerInput>>,
 }
 
 fn now_secs() -> u64 {
@@ -299,6 +301,7 @@ impl App {
             l1_margin: 0,
             keys: crate::keys::KeyEngine::new(None, None, None),
             share_sink: None,
+            pool_signer: None,
         })
     }
 
@@ -345,6 +348,26 @@ impl App {
         }
         self.keys.ensure_round(&self.ledger);
         Ok(self)
+    }
+
+    /// The key this node signs with now: the current key round's sharing and this node's share of it.
+    pub fn signing_key(&self) -> Option<crate::pool_signer::SigningKey> {
+        let round = self.ledger.keys().current.as_ref()?.round;
+        let (output, share) = match self.keys.share() {
+            Some((o, s)) => (o, Some(s.clone())),
+            None => (self.keys.output()?, None),
+        };
+        Some(crate::pool_signer::SigningKey {
+            round,
+            sharing: output.public().clone(),
+            share,
+        })
+    }
+
+    /// Reports key changes and batch cuts to the pool's threshold signer.
+    pub fn with_signer(mut self, tx: tokio::sync::mpsc::UnboundedSender<crate::pool_signer::SignerInput>) -> Self {
+        self.pool_signer = Some(tx);
+        self
     }
 
     /// Keeps proposals on disk in `dir` until decided (see `proposals.rs`), and takes back the ones stored for
@@ -1064,6 +1087,7 @@ impl App {
         cert: &CommitCertificate<MetisContext>,
         extensions: &malachitebft_core_types::VoteExtensions<MetisContext>,
     ) -> Result<(), AppError> {
+        let decided_at = Instant::now();
         let height = cert.height;
         let Some(c) = self.candidates.remove(&cert.value_id) else {
             return Err(AppError::UnknownDecided(cert.value_id));
@@ -1098,6 +1122,8 @@ impl App {
             round,
             proposer,
             seed: c.executed.header.mix_hash,
+            timestamp: c.executed.header.timestamp,
+            txs: c.executed.transactions.len() as u64,
         })?;
         // Stored with its vote extensions: sync serves it, and Malachite refuses a certificate of a height whose
         // policy required extensions without them.
@@ -1125,6 +1151,13 @@ impl App {
         if let Some(b) = &output_bytes {
             meta.push((META_KEY_OUTPUT, b));
         }
+        // A batch this block cut: stored with it, so the signer (now, or after a restart) derives its header.
+        let cut = ledger.batches().cut_at(height.0);
+        let cut_key = cut.map(|c| crate::batches::meta_cut(c.index));
+        let cut_bytes = cut.map(|c| crate::batches::encode_cut(c.first, c.last));
+        if let (Some(k), Some(b)) = (&cut_key, &cut_bytes) {
+            meta.push((k, b));
+        }
         self.backend.commit_block(c.executed, &meta)?;
         let epoch_before = self.ledger.current_epoch().id;
         self.last_decision = Some(c.seen.min(Instant::now()));
@@ -1142,6 +1175,20 @@ impl App {
         if let (Some(d), Some(sink)) = (&completed, &self.share_sink) {
             if let (Some(share), Some(k)) = (&d.share, &self.ledger.keys().current) {
                 sink(k.round, share);
+            }
+        }
+        if let Some(tx) = &self.pool_signer {
+            use crate::pool_signer::SignerInput;
+            if completed.is_some() {
+                if let Some(k) = self.signing_key() {
+                    let _ = tx.send(SignerInput::Key(k));
+                }
+            }
+            if let Some(c) = cut {
+                let _ = tx.send(SignerInput::BatchCut {
+                    index: c.index,
+                    decided_at,
+                });
             }
         }
         // A round the block opened starts here, so this node's first messages ride on its next precommit.

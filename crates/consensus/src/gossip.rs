@@ -8,7 +8,11 @@
 //! frame cannot be forged, replayed, reordered or read on the way. Frames are size-limited before they are
 //! read. On (re)connecting, a node sends its whole pool, so transactions admitted while a peer was down reach
 //! it too.
+//!
+//! A frame starts with its type: transactions, or threshold-signing messages ([`crate::sighub`]), which go out
+//! as soon as they are published, ahead of queued transactions.
 
+use crate::sighub::{decode_msgs, encode_msgs, SignHub, SignMsg, MAX_SIGN_MSGS};
 use alloy_eips::eip2718::Encodable2718;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
@@ -21,10 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
 use tracing::{debug, info, info_span, warn, Instrument};
 use x25519_dalek::{PublicKey as XPublic, StaticSecret};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+const FRAME_TXS: u8 = 0;
+const FRAME_SIGN: u8 = 1;
 const HELLO_LEN: usize = 1 + 8 + 32 + 32;
 /// Largest sealed frame (plaintext limit plus the tag).
 pub const MAX_FRAME: usize = 1024 * 1024;
@@ -182,29 +189,30 @@ impl Session {
 /// Which consensus keys may connect: asked at every handshake, so the answer follows the sequencer set.
 pub type Allowed = Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
 
-/// Starts gossip: the listener, one sender per peer, and the feed from this node's RPC. Returns the bound
-/// listen address.
+/// Starts gossip: the listener, one sender per peer, and the feed from this node's RPC (and its signing hub).
+/// Returns the bound listen address.
 pub async fn start(
     cfg: GossipConfig,
     key: SigningKey,
     allowed: Allowed,
     backend: Arc<Backend>,
+    hub: Arc<SignHub>,
 ) -> Result<SocketAddr, GossipError> {
     let listener = TcpListener::bind(cfg.listen).await?;
     let local = listener.local_addr()?;
     let key = Arc::new(key);
     {
-        let (key, allowed, backend) = (key.clone(), allowed.clone(), backend.clone());
+        let (key, allowed, backend, hub) = (key.clone(), allowed.clone(), backend.clone(), hub.clone());
         let chain_id = cfg.chain_id;
         tokio::spawn(async move {
             loop {
                 let Ok((stream, addr)) = listener.accept().await else {
                     continue;
                 };
-                let (key, allowed, backend) = (key.clone(), allowed.clone(), backend.clone());
+                let (key, allowed, backend, hub) = (key.clone(), allowed.clone(), backend.clone(), hub.clone());
                 tokio::spawn(
                     async move {
-                        if let Err(e) = receive(stream, &key, chain_id, &allowed, &backend).await {
+                        if let Err(e) = receive(stream, &key, chain_id, &allowed, &backend, &hub).await {
                             debug!(error = %e, "gossip connection closed");
                         }
                     }
@@ -214,10 +222,10 @@ pub async fn start(
         });
     }
     for peer in cfg.peers {
-        let (key, allowed, backend) = (key.clone(), allowed.clone(), backend.clone());
+        let (key, allowed, backend, hub) = (key.clone(), allowed.clone(), backend.clone(), hub.clone());
         let chain_id = cfg.chain_id;
         tokio::spawn(
-            send_loop(peer, key, chain_id, allowed, backend).instrument(info_span!("gossip-out", peer = %peer)),
+            send_loop(peer, key, chain_id, allowed, backend, hub).instrument(info_span!("gossip-out", peer = %peer)),
         );
     }
     info!(%local, "transaction gossip listening");
@@ -230,6 +238,7 @@ async fn receive(
     chain_id: u64,
     allowed: &Allowed,
     backend: &Backend,
+    hub: &SignHub,
 ) -> Result<(), GossipError> {
     stream.set_nodelay(true)?;
     let mut s = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, key, chain_id, allowed))
@@ -238,7 +247,15 @@ async fn receive(
     debug!(peer = %crate::types::Address(s.peer.to_bytes()), "gossip peer connected (inbound)");
     loop {
         let frame = s.read(&mut stream).await?;
-        let txs: Vec<Vec<u8>> = borsh::from_slice(&frame).map_err(|_| GossipError::BadFrame)?;
+        let (kind, body) = frame.split_first().ok_or(GossipError::BadFrame)?;
+        if *kind == FRAME_SIGN {
+            hub.deliver(decode_msgs(body).ok_or(GossipError::BadFrame)?);
+            continue;
+        }
+        if *kind != FRAME_TXS {
+            return Err(GossipError::BadFrame);
+        }
+        let txs: Vec<Vec<u8>> = borsh::from_slice(body).map_err(|_| GossipError::BadFrame)?;
         if txs.len() > MAX_TXS_PER_FRAME {
             return Err(GossipError::BadFrame);
         }
@@ -276,10 +293,17 @@ async fn receive(
     }
 }
 
-async fn send_loop(peer: SocketAddr, key: Arc<SigningKey>, chain_id: u64, allowed: Allowed, backend: Arc<Backend>) {
+async fn send_loop(
+    peer: SocketAddr,
+    key: Arc<SigningKey>,
+    chain_id: u64,
+    allowed: Allowed,
+    backend: Arc<Backend>,
+    hub: Arc<SignHub>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        if let Err(e) = connect_and_send(peer, &key, chain_id, &allowed, &backend).await {
+        if let Err(e) = connect_and_send(peer, &key, chain_id, &allowed, &backend, &hub).await {
             debug!(error = %e, "gossip link down, reconnecting");
         }
         tokio::time::sleep(backoff).await;
@@ -302,6 +326,7 @@ async fn connect_and_send(
     chain_id: u64,
     allowed: &Allowed,
     backend: &Backend,
+    hub: &SignHub,
 ) -> Result<(), GossipError> {
     let mut stream = TcpStream::connect(peer).await?;
     stream.set_nodelay(true)?;
@@ -312,8 +337,20 @@ async fn connect_and_send(
     // Everything pending so far, so nothing admitted while the link was down is missed; then the local log
     // from here on (a transaction admitted in between may go twice; the peer refuses the copy).
     let mut cursor = backend.local_txs_head();
+    let mut signing = hub.subscribe();
+    send_sign(&mut s, &mut stream, &hub.snapshot()).await?;
     send_pool(&mut s, &mut stream, backend).await?;
     loop {
+        // Signing messages first: their latency is the signature's.
+        let mut out = Vec::new();
+        loop {
+            match signing.try_recv() {
+                Ok(m) => out.push(SignMsg::clone(&m)),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => out.extend(hub.snapshot()),
+                Err(_) => break,
+            }
+        }
+        send_sign(&mut s, &mut stream, &out).await?;
         let next = backend.local_txs_since(cursor, MAX_TXS_PER_FRAME);
         cursor = next.cursor;
         if next.gap {
@@ -327,6 +364,11 @@ async fn connect_and_send(
         if next.txs.is_empty() {
             tokio::select! {
                 _ = backend.local_tx_arrived() => {}
+                m = signing.recv() => match m {
+                    Ok(m) => send_sign(&mut s, &mut stream, std::slice::from_ref(&*m)).await?,
+                    Err(broadcast::error::RecvError::Lagged(_)) => send_sign(&mut s, &mut stream, &hub.snapshot()).await?,
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
             continue;
@@ -337,14 +379,24 @@ async fn connect_and_send(
     }
 }
 
-/// Splits raw transactions into frames within the size and count limits. A frame is the borsh encoding of a
-/// `Vec<Vec<u8>>` (u32 count, then u32 length and bytes of each), written straight from the borrowed bytes.
+async fn send_sign(s: &mut Session, stream: &mut TcpStream, msgs: &[SignMsg]) -> Result<(), GossipError> {
+    for chunk in msgs.chunks(MAX_SIGN_MSGS) {
+        let mut frame = vec![FRAME_SIGN];
+        frame.extend(encode_msgs(chunk));
+        s.write(stream, &frame).await?;
+    }
+    Ok(())
+}
+
+/// Splits raw transactions into frames within the size and count limits. A frame is its type, then the borsh
+/// encoding of a `Vec<Vec<u8>>` (u32 count, then u32 length and bytes of each), written straight from the
+/// borrowed bytes.
 fn batches<T: AsRef<[u8]>>(txs: &[T]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for chunk in txs.chunks(MAX_TXS_PER_FRAME) {
         let mut start = 0;
         while start < chunk.len() {
-            let mut frame = vec![0u8; 4];
+            let mut frame = vec![FRAME_TXS, 0, 0, 0, 0];
             let mut n = 0u32;
             for t in &chunk[start..] {
                 let t = t.as_ref();
@@ -355,7 +407,7 @@ fn batches<T: AsRef<[u8]>>(txs: &[T]) -> Vec<Vec<u8>> {
                 frame.extend_from_slice(t);
                 n += 1;
             }
-            frame[..4].copy_from_slice(&n.to_le_bytes());
+            frame[1..5].copy_from_slice(&n.to_le_bytes());
             start += n as usize;
             out.push(frame);
         }
@@ -438,7 +490,8 @@ mod tests {
         let mut n = 0;
         for f in &frames {
             assert!(f.len() + 16 <= MAX_FRAME);
-            let v: Vec<Vec<u8>> = borsh::from_slice(f).unwrap();
+            assert_eq!(f[0], FRAME_TXS);
+            let v: Vec<Vec<u8>> = borsh::from_slice(&f[1..]).unwrap();
             assert!(v.len() <= MAX_TXS_PER_FRAME);
             n += v.len();
         }

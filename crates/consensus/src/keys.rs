@@ -108,6 +108,11 @@ impl KeyEngine {
         Some((self.output.as_ref()?, self.share.as_ref()?))
     }
 
+    /// The last completed output (public), with or without a share here.
+    pub fn output(&self) -> Option<&DkgOutput> {
+        self.output.as_ref()
+    }
+
     /// The vote extension for this node's next precommit.
     pub fn extension(&self) -> Vec<u8> {
         encode_ext(&self.round.as_ref().map(|r| r.outbox()).unwrap_or_default())

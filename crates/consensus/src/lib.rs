@@ -3,13 +3,16 @@
 //! epoch's elected sequencer; later rounds: fallbacks by stake), so a dead producer costs one propose timeout.
 
 pub mod app;
+pub mod batches;
 pub mod block;
 pub mod codec;
 pub mod gossip;
 pub mod keys;
 pub mod node;
+pub mod pool_signer;
 pub mod posapi;
 pub mod proposals;
+pub mod sighub;
 pub mod signing;
 pub mod types;
 

@@ -41,6 +41,9 @@ pub struct L1Genesis {
     pub chain_id: u64,
     pub locking_pool: alloy_primitives::Address,
     pub locking_info: alloy_primitives::Address,
+    /// Where batches go (absent: this chain's batches are cut but not signed).
+    #[serde(default)]
+    pub batch_inbox: Option<alloy_primitives::Address>,
     pub start_block: u64,
 }
 
@@ -182,6 +185,23 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
     });
     let sink = s.passphrase.map(|pass| share_sink(shares_dir, pass));
     let mut app = app.with_keys(secrets, share, sink)?;
+    let (hub, from_peers) = crate::sighub::SignHub::new();
+    let signer_status = crate::pool_signer::SharedSignerStatus::default();
+    if let Some(inbox) = s.pos.l1.as_ref().and_then(|g| g.batch_inbox.map(|i| (g.chain_id, i))) {
+        let store = backend.engine().store().clone();
+        let tx = crate::pool_signer::spawn(
+            crate::pool_signer::SignerConfig {
+                l1_chain_id: inbox.0,
+                inbox: inbox.1,
+            },
+            store,
+            hub.clone(),
+            from_peers,
+            app.signing_key(),
+            signer_status.clone(),
+        );
+        app = app.with_signer(tx);
+    }
     let l1_task = match (&s.pos.l1, &s.l1) {
         (None, _) => None,
         (Some(_), None) => {
@@ -202,7 +222,12 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
     let rpc = metis_rpc::start_with(
         backend.clone(),
         s.rpc,
-        vec![crate::posapi::module(app.shared_ledger(), view, backend.clone())],
+        vec![crate::posapi::module(
+            app.shared_ledger(),
+            view,
+            backend.clone(),
+            signer_status,
+        )],
     )
     .await
     .map_err(|source| NodeError::Rpc { addr: rpc_addr, source })?;
@@ -224,6 +249,7 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
         s.key.clone(),
         allowed,
         backend.clone(),
+        hub,
     )
     .await?;
 

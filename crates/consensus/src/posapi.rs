@@ -76,8 +76,73 @@ fn page(params: jsonrpsee::types::Params<'_>) -> Result<(usize, usize), ErrorObj
     Ok((from.unwrap_or(0) as usize, count as usize))
 }
 
-pub fn module(ledger: SharedLedger, view: SharedView, backend: Arc<Backend>) -> RpcModule<()> {
+fn batch_json(
+    store: &metis_execution::store::Store,
+    index: u64,
+    with_payload: bool,
+) -> Result<Value, ErrorObjectOwned> {
+    use borsh::BorshDeserialize;
+    let internal = |e: String| ErrorObjectOwned::owned(-32603, e, None::<()>);
+    let Some(h) = crate::batches::header(store, index).map_err(|e| internal(e.to_string()))? else {
+        return Ok(Value::Null);
+    };
+    let sig = store
+        .meta(&crate::batches::meta_signature(index))
+        .map_err(|e| internal(e.to_string()))?
+        .and_then(|b| crate::pool_signer::SignatureRecord::try_from_slice(&b).ok());
+    let mut v = json!({
+        "index": h.index,
+        "l2FirstBlock": h.l2FirstBlock,
+        "l2LastBlock": h.l2LastBlock,
+        "parentHash": h.parentHash,
+        "txRoot": h.txRoot,
+        "stateRoot": h.stateRoot,
+        "payloadHash": h.payloadHash,
+        "blobHashes": h.blobHashes,
+        "hash": metis_contracts::digest::batch_hash(&h),
+        "signature": sig.as_ref().map(|r| alloy_primitives::Bytes::from(r.signature.clone())),
+        "signatureLatencyMs": sig.as_ref().map(|r| r.latency_ms),
+        "signedByShares": sig.as_ref().map(|r| r.signers.clone()),
+        "keyRound": sig.as_ref().map(|r| r.key_round),
+    });
+    if with_payload {
+        let payload = store
+            .meta(&crate::batches::meta_payload(index))
+            .map_err(|e| internal(e.to_string()))?
+            .map(alloy_primitives::Bytes::from);
+        v["payload"] = json!(payload);
+    }
+    Ok(v)
+}
+
+pub fn module(
+    ledger: SharedLedger,
+    view: SharedView,
+    backend: Arc<Backend>,
+    signer: crate::pool_signer::SharedSignerStatus,
+) -> RpcModule<()> {
     let mut m = RpcModule::new(());
+    let b = backend.clone();
+    let _ = m.register_method("metis_getBatchByIndex", move |params, _, _| {
+        let (index, with_payload): (u64, Option<bool>) =
+            params.parse().map_err(|_| invalid("expected [index, withPayload?]"))?;
+        let store = b.engine().store().clone();
+        batch_json(&store, index, with_payload.unwrap_or(false))
+    });
+    let l = ledger.clone();
+    let _ = m.register_method("metis_signer", move |_, _, _| {
+        let batches = l.read().batches().clone();
+        let st = signer.read().clone();
+        Ok::<_, ErrorObjectOwned>(json!({
+            "key_round": st.key_round,
+            "has_share": st.has_share,
+            "open": st.open,
+            "signed": st.signed,
+            "latencies_ms": st.latencies_ms,
+            "last_error": st.last_error,
+            "batches": batches,
+        }))
+    });
     let l = ledger.clone();
     let _ = m.register_method("metis_sequencer", move |params, _, _| {
         let (key,): (Value,) = params

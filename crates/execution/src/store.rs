@@ -59,8 +59,10 @@ pub struct BlockWrite<'a> {
     pub changeset: &'a Changeset,
 }
 
+/// The chain database. Cloning shares it (readers and the meta writer off the consensus thread use a clone).
+#[derive(Clone)]
 pub struct Store {
-    db: Database,
+    db: std::sync::Arc<Database>,
 }
 
 fn encode_account(a: &Account) -> [u8; 72] {
@@ -169,13 +171,28 @@ impl Store {
             w.open_table(CODE)?;
         }
         w.commit()?;
-        Ok(Self { db })
+        Ok(Self {
+            db: std::sync::Arc::new(db),
+        })
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(META)?;
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Writes meta records that belong to no block (e.g. signatures that complete later), atomically.
+    pub fn put_meta(&self, entries: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let w = self.db.begin_write()?;
+        {
+            let mut meta = w.open_table(META)?;
+            for (k, v) in entries {
+                meta.insert(*k, *v)?;
+            }
+        }
+        w.commit()?;
+        Ok(())
     }
 
     /// The head block number and hash, `None` for an empty store.

@@ -205,6 +205,13 @@ pub struct TestnetArgs {
     /// from block 2 and reshares on every set change; 0 runs none.
     #[arg(long, default_value_t = 0)]
     key_phase_blocks: u64,
+    /// The ledger cuts a batch for L1 every N blocks (0: no batches) ...
+    #[arg(long, default_value_t = 0)]
+    batch_blocks: u64,
+    /// ... or once this many seconds passed since its first block, if it carries a transaction. With an L1
+    /// (`--l1-rpc`), the pool signs every batch header with its threshold key.
+    #[arg(long, default_value_t = 10)]
+    batch_interval_secs: u64,
     /// Extra nodes with keys and configs but not in the genesis set (they join by locking on L1 later).
     #[arg(long, default_value_t = 0)]
     standby: usize,
@@ -433,6 +440,8 @@ pub async fn run_testnet(args: TestnetArgs) -> Result<()> {
         epoch_length: args.epoch_length,
         missed_limit: args.missed_limit,
         key_phase_blocks: args.key_phase_blocks,
+        batch_blocks: args.batch_blocks,
+        batch_interval_secs: args.batch_interval_secs,
         ..Params::default()
     };
     let mut l1_genesis = None;

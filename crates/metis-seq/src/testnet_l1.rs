@@ -194,6 +194,7 @@ pub async fn lock_genesis(args: &L1TestnetArgs, members: &[Member], owners: &[Pr
             chain_id,
             locking_pool: d.locking_pool,
             locking_info: d.locking_info,
+            batch_inbox: Some(d.batch_inbox),
             start_block: synced + 1,
         },
         stake_cap,

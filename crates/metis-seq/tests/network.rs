@@ -3,13 +3,9 @@
 
 mod common;
 
-use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy::eips::eip2718::Encodable2718;
-use alloy::primitives::{Address, TxKind, B256, U256};
-use alloy::signers::local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
-use alloy::signers::SignerSync;
-use common::testnet::{NetOptions, Testnet, CHAIN_ID};
-use common::wait_for;
+use alloy::primitives::{B256, U256};
+use common::testnet::{NetOptions, Testnet};
+use common::{dev_key, transfer, wait_for};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -20,34 +16,6 @@ static ONE_NETWORK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const
 
 async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     ONE_NETWORK_AT_A_TIME.lock().await
-}
-
-fn dev_key(i: u32) -> PrivateKeySigner {
-    MnemonicBuilder::<English>::default()
-        .phrase("test test test test test test test test test test test junk")
-        .index(i)
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-fn transfer(key: &PrivateKeySigner, nonce: u64) -> String {
-    let tx = TxEip1559 {
-        chain_id: CHAIN_ID,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 20_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(Address::repeat_byte(0x42)),
-        value: U256::from(1000 + nonce),
-        input: Default::default(),
-        access_list: Default::default(),
-    };
-    let sig = key.sign_hash_sync(&tx.signature_hash()).unwrap();
-    format!(
-        "0x{}",
-        alloy::hex::encode(TxEnvelope::from(tx.into_signed(sig)).encoded_2718())
-    )
 }
 
 fn hex_u256(v: &Value) -> U256 {

@@ -163,3 +163,157 @@ async fn a_node_killed_mid_round_recovers_its_part() {
     net.wait_height(&[0, 1, 2, 3], h + 2, 30).await;
     net.assert_same_chain(&[0, 1, 2, 3], h + 2).await;
 }
+
+fn header_from(v: &Value) -> BatchHeader {
+    let b256 = |k: &str| {
+        v[k].as_str()
+            .and_then(|s| s.parse::<B256>().ok())
+            .unwrap_or_else(|| panic!("{k} in {v}"))
+    };
+    let u64_of = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    BatchHeader {
+        index: u64_of("index"),
+        l2FirstBlock: u64_of("l2FirstBlock"),
+        l2LastBlock: u64_of("l2LastBlock"),
+        parentHash: b256("parentHash"),
+        txRoot: b256("txRoot"),
+        stateRoot: b256("stateRoot"),
+        payloadHash: b256("payloadHash"),
+        blobHashes: vec![],
+    }
+}
+
+/// Waits until `nodes` all hold batch `index` with its signature; returns node `nodes[0]`'s view (with payload).
+async fn signed_batch(net: &Testnet, nodes: &[usize], index: u64) -> Value {
+    wait_for(60, &format!("batch {index} signed on nodes {nodes:?}"), || async {
+        let mut first: Option<Value> = None;
+        for &i in nodes {
+            let b = net.call(i, "metis_getBatchByIndex", json!([index, true])).await.ok()?;
+            if b["signature"].is_null() {
+                return None;
+            }
+            match &first {
+                // Every node derived the same header and holds the same (unique) signature.
+                Some(f) => {
+                    assert_eq!(
+                        f["hash"], b["hash"],
+                        "node {i} derived another header for batch {index}"
+                    );
+                    assert_eq!(f["signature"], b["signature"], "node {i} holds another signature");
+                }
+                None => first = Some(b),
+            }
+        }
+        first
+    })
+    .await
+}
+
+/// The pool signs inside the nodes: the ledger cuts a batch every 4 blocks, every node derives the header from
+/// its own chain, signs it with its share and sends the partial over the authenticated gossip; a quorum
+/// recovers the signature, which BatchInbox on anvil accepts. With one node down, the other three still sign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_signs_every_batch_and_l1_takes_it() {
+    use alloy::providers::Provider;
+    let _serial = SERIAL.lock().await;
+    let mut l1 = metis_testkit::deployed_l1_with(&[], &["--block-time", "0.25"]).await;
+    let dir = common::tempdir("pool-signing-l1");
+    let contracts = dir.join("contracts.json");
+    std::fs::write(&contracts, serde_json::to_string(&l1.deployment).expect("json")).expect("write");
+    let mut net = Testnet::generate(
+        "pool-signing",
+        NetOptions {
+            key_phase_blocks: 3,
+            batch_blocks: 4,
+            l1: Some(common::testnet::L1Options {
+                rpc: l1.anvil.endpoint(),
+                contracts,
+                owner_key: format!("0x{}", alloy::hex::encode(l1.owner.to_bytes())),
+                confirmations: 2,
+            }),
+            ..Default::default()
+        },
+    );
+    // `metis-seq testnet` sent transactions from the owner: a fresh provider, so no cached nonce.
+    l1.provider = alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::new(l1.owner.clone()))
+        .connect_http(l1.anvil.endpoint_url())
+        .erased();
+    for i in 0..4 {
+        net.start(i, None);
+    }
+    let key: Value = wait_for(90, "the genesis DKG", || async {
+        let k = net.call(0, "metis_thresholdKey", json!([])).await.ok()?;
+        (!k["current"].is_null()).then_some(k)
+    })
+    .await;
+    let group_key = Bytes::from(alloy::hex::decode(key["current"]["group_key"].as_str().expect("key")).expect("hex"));
+    let pool = metis_contracts::LockingPool::new(l1.deployment.locking_pool, l1.provider.clone());
+    let r = pool
+        .setGroupKey(group_key)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("receipt");
+    assert!(r.status());
+
+    // Some transactions, so batches carry some.
+    let sender = common::dev_key(0);
+    for nonce in 0..12 {
+        net.call(1, "eth_sendRawTransaction", json!([common::transfer(&sender, nonce)]))
+            .await
+            .expect("transaction accepted");
+    }
+    let inbox = l1.inbox();
+    let mut posted = 0u64;
+    let mut txs_in_batches = 0usize;
+    let post = |b: Value| {
+        let inbox = inbox.clone();
+        async move {
+            let h = header_from(&b);
+            let payload: Bytes = b["payload"].as_str().expect("payload").parse().expect("hex");
+            let blocks = metis_batcher::payload::decode(&payload).expect("the payload decodes");
+            assert_eq!(blocks.len() as u64, h.l2LastBlock - h.l2FirstBlock + 1);
+            let sig: Bytes = b["signature"].as_str().expect("signature").parse().expect("hex");
+            let r = inbox
+                .appendBatch(h.clone(), payload, sig)
+                .send()
+                .await
+                .expect("send")
+                .get_receipt()
+                .await
+                .expect("receipt");
+            assert!(r.status(), "BatchInbox refused batch {} signed by the pool", h.index);
+            blocks.iter().map(|b| b.transactions.len()).sum::<usize>()
+        }
+    };
+    // Batches 0.. (the first ones were cut before the key existed: signed once it did), all posted in order.
+    while posted < 6 {
+        let b = signed_batch(&net, &[0, 1, 2, 3], posted).await;
+        txs_in_batches += post(b).await;
+        posted += 1;
+    }
+    // One node down: any three shares are a quorum.
+    let round = key["current"]["round"].as_u64().expect("round");
+    let dead_index = net.share(3, round).await.0.index.get();
+    net.kill(3);
+    let resume = posted + 2;
+    while posted < resume + 3 {
+        let b = signed_batch(&net, &[0, 1, 2], posted).await;
+        if posted >= resume {
+            let shares = b["signedByShares"].as_array().expect("signers").clone();
+            assert!(
+                !shares.iter().any(|s| s == dead_index),
+                "the dead node's share counted: {b}"
+            );
+        }
+        txs_in_batches += post(b).await;
+        posted += 1;
+    }
+    assert_eq!(inbox.nextIndex().call().await.expect("nextIndex"), posted);
+    assert_eq!(txs_in_batches, 12, "every transaction is in a posted batch");
+    let status = net.call(0, "metis_signer", json!([])).await.expect("signer status");
+    println!("signer status of node 0: {status}");
+}

@@ -125,6 +125,20 @@ impl Collector {
         self.open.get(&id)?.signature.as_ref()
     }
 
+    /// Share indices whose valid partials request `id` holds.
+    pub fn signers(&self, id: u64) -> Vec<u32> {
+        self.open
+            .get(&id)
+            .map(|r| r.partials.keys().map(|p| p.get()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Valid partials request `id` holds, and how many it needs.
+    pub fn progress(&self, id: u64) -> (usize, usize) {
+        let need = self.sharing.required() as usize;
+        (self.open.get(&id).map_or(0, |r| r.partials.len()), need)
+    }
+
     /// Forgets request `id` (posted, or superseded).
     pub fn close(&mut self, id: u64) {
         self.open.remove(&id);

@@ -1,5 +1,6 @@
 //! The ledger state and its transition on each decided block.
 
+use crate::batches::BatchState;
 use crate::election::{elect, fallback_order, weight_of};
 use crate::keys::{KeyError, KeyOutcome, KeyState};
 use crate::l1::{AppliedL1, L1Event, PosTx};
@@ -79,6 +80,9 @@ pub struct Ledger {
     /// The threshold key: current epoch, running round, history.
     #[serde(default)]
     keys: KeyState,
+    /// Batches cut for L1.
+    #[serde(default)]
+    batches: BatchState,
 }
 
 /// Whether 32 bytes fail to be an ed25519 public key. The contract checks shape only; a validator whose key
@@ -174,6 +178,7 @@ impl Ledger {
             applied_l1: Vec::new(),
             l1_acc: B256::ZERO,
             keys: KeyState::default(),
+            batches: BatchState::default(),
         };
         if ledger.validators().is_empty() {
             return Err(LedgerError::Genesis("no active sequencer with voting power"));
@@ -387,12 +392,24 @@ impl Ledger {
             self.apply_pending_set_changes(e.id + 1);
             self.start_epoch(b.seed, ElectionReason::Scheduled, None)?;
         }
+        self.batches.on_block(
+            b.height,
+            b.timestamp,
+            b.txs,
+            self.params.batch_blocks,
+            self.params.batch_interval_secs,
+        );
         if self.params.key_phase_blocks > 0 {
             self.keys.expire(b.height);
             let ids: Vec<SequencerId> = self.validators().into_iter().map(|(id, _)| id).collect();
             self.keys.maybe_open(&ids, b.height + 1, self.params.key_phase_blocks);
         }
         Ok(())
+    }
+
+    /// Batches cut so far (the last one, and the one being filled).
+    pub fn batches(&self) -> &BatchState {
+        &self.batches
     }
 
     /// The threshold key: the current key epoch, the running round (if any) and every round so far.
@@ -631,6 +648,9 @@ impl Ledger {
         buf.extend_from_slice(&self.params.key_phase_blocks.to_be_bytes());
         self.keys.hash_input(&mut buf);
         buf.extend_from_slice(&(self.set_changes.len() as u64).to_be_bytes());
+        buf.extend_from_slice(&self.params.batch_blocks.to_be_bytes());
+        buf.extend_from_slice(&self.params.batch_interval_secs.to_be_bytes());
+        self.batches.hash_input(&mut buf);
         keccak256(buf)
     }
 }
@@ -650,6 +670,8 @@ mod tests {
                 round: 0,
                 proposer,
                 seed: keccak256(h.to_be_bytes()),
+                timestamp: 0,
+                txs: 0,
             })
             .unwrap();
         }
@@ -707,6 +729,8 @@ mod tests {
             round,
             proposer: l.proposer(round),
             seed: seed(l.height() + 1),
+            timestamp: 0,
+            txs: 0,
         };
         l.apply_block(&b).unwrap();
         b
@@ -825,6 +849,8 @@ mod tests {
             round: 0,
             proposer: other,
             seed: B256::ZERO,
+            timestamp: 0,
+            txs: 0,
         };
         assert!(matches!(l.apply_block(&bad), Err(LedgerError::WrongProposer { .. })));
         let gap = BlockInfo {
@@ -832,6 +858,8 @@ mod tests {
             round: 0,
             proposer: p,
             seed: B256::ZERO,
+            timestamp: 0,
+            txs: 0,
         };
         assert!(matches!(l.apply_block(&gap), Err(LedgerError::OutOfOrder { .. })));
         assert_eq!(l, four(), "refused blocks change nothing");

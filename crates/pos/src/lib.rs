@@ -17,13 +17,16 @@
 //! - The threshold key's life-cycle ([`KeyState`]): a DKG round when there is no key, a reshare round when the
 //!   validators are not the key's members; the outcome (computed outside from the same decided messages) is
 //!   taken with the round's last block; the old sharing signs until the new one is in.
+//! - Batch cuts ([`BatchState`]): which blocks form the next batch for L1, whose header the threshold key signs.
 
+mod batches;
 mod election;
 mod keys;
 mod l1;
 mod ledger;
 mod types;
 
+pub use batches::{BatchCut, BatchState};
 pub use election::{elect, fallback_order, weight_of};
 pub use keys::{KeyEpoch, KeyError, KeyOutcome, KeyRecord, KeyRound, KeyRoundKind, KeyState, DEFAULT_PHASE_BLOCKS};
 pub use l1::{AppliedL1, L1Event, L1Position, PosTx};

@@ -19,6 +19,12 @@ pub struct Params {
     /// Blocks per phase of a threshold-key round (deals, acks, logs); 0 = the chain runs no key rounds.
     #[serde(default)]
     pub key_phase_blocks: u64,
+    /// A batch is cut every this many blocks (0 = the chain cuts no batches).
+    #[serde(default)]
+    pub batch_blocks: u64,
+    /// ... or once this many seconds of block time passed since its first block, if it carries a transaction.
+    #[serde(default)]
+    pub batch_interval_secs: u64,
 }
 
 impl Default for Params {
@@ -31,6 +37,8 @@ impl Default for Params {
             stake_cap: U256::from(100_000u64) * ether,
             power_unit: ether,
             key_phase_blocks: 0,
+            batch_blocks: 0,
+            batch_interval_secs: 0,
         }
     }
 }
@@ -101,4 +109,7 @@ pub struct BlockInfo {
     /// Unpredictable, unbiasable-by-one value derived by consensus from decided data; seeds the next election
     /// when this block ends an epoch.
     pub seed: B256,
+    /// Block timestamp (seconds) and number of transactions: where batches are cut.
+    pub timestamp: u64,
+    pub txs: u64,
 }

@@ -5,6 +5,11 @@
 
 pub mod testnet;
 
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718;
+use alloy::primitives::{Address, TxKind, U256};
+use alloy::signers::local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
+use alloy::signers::SignerSync;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -106,4 +111,34 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Dev account `i` of the test mnemonic (funded in the L2 genesis).
+pub fn dev_key(i: u32) -> PrivateKeySigner {
+    MnemonicBuilder::<English>::default()
+        .phrase("test test test test test test test test test test test junk")
+        .index(i)
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+/// A signed transfer of `1000 + nonce` wei from `key` on the test L2 chain.
+pub fn transfer(key: &PrivateKeySigner, nonce: u64) -> String {
+    let tx = TxEip1559 {
+        chain_id: testnet::CHAIN_ID,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(Address::repeat_byte(0x42)),
+        value: U256::from(1000 + nonce),
+        input: Default::default(),
+        access_list: Default::default(),
+    };
+    let sig = key.sign_hash_sync(&tx.signature_hash()).unwrap();
+    format!(
+        "0x{}",
+        alloy::hex::encode(TxEnvelope::from(tx.into_signed(sig)).encoded_2718())
+    )
 }

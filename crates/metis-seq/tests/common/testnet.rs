@@ -27,6 +27,8 @@ pub struct NetOptions {
     pub l1: Option<L1Options>,
     /// Blocks per phase of a threshold-key round (0: no key rounds).
     pub key_phase_blocks: u64,
+    /// A batch every N blocks (0: none), signed by the pool when the network has an L1.
+    pub batch_blocks: u64,
 }
 
 pub struct L1Options {
@@ -50,6 +52,7 @@ impl Default for NetOptions {
             standby: 0,
             l1: None,
             key_phase_blocks: 0,
+            batch_blocks: 0,
         }
     }
 }
@@ -106,6 +109,7 @@ impl Testnet {
             .args(["--nodes", &opts.nodes.to_string()])
             .args(["--standby", &opts.standby.to_string()])
             .args(["--key-phase-blocks", &opts.key_phase_blocks.to_string()])
+            .args(["--batch-blocks", &opts.batch_blocks.to_string()])
             .args(["--base-port", &base_port.to_string()])
             .args(["--stakes", &stakes.join(",")])
             .args(["--epoch-length", &opts.epoch_length.to_string()])

@@ -1,0 +1,104 @@
+//! A batch's header, derived from its blocks: what the threshold key signs and BatchInbox.appendBatch takes.
+//! Every node derives it from its own copy of the chain, so the digest each one signs is its own finding.
+
+use crate::merkle::{tx_leaf, TxTree};
+use crate::payload::{self, BatchBlock, PayloadError};
+use alloy_primitives::B256;
+use metis_contracts::bindings::BatchInbox::BatchHeader;
+
+/// A derived batch: its header and the calldata payload the header commits to.
+#[derive(Clone, Debug)]
+pub struct DerivedBatch {
+    pub header: BatchHeader,
+    pub payload: Vec<u8>,
+    /// Raw (encoded, uncompressed) size of the blocks, for the compression ratio.
+    pub raw_len: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("a batch needs at least one block")]
+    Empty,
+    #[error("blocks are not consecutive at {0}")]
+    Gap(u64),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+}
+
+/// Derives batch `index` over `blocks` (consecutive, in order) linked to the previous header's hash `parent`
+/// (zero for the first batch). Calldata mode: no blob hashes, the payload hash is keccak256 of the payload.
+pub fn derive(index: u64, parent: B256, blocks: &[BatchBlock]) -> Result<DerivedBatch, HeaderError> {
+    let (first, last) = match (blocks.first(), blocks.last()) {
+        (Some(f), Some(l)) => (f.header.number, l.header.number),
+        _ => return Err(HeaderError::Empty),
+    };
+    for (i, b) in blocks.iter().enumerate() {
+        if b.header.number != first + i as u64 {
+            return Err(HeaderError::Gap(b.header.number));
+        }
+    }
+    let leaves = blocks
+        .iter()
+        .flat_map(|b| {
+            b.transactions
+                .iter()
+                .enumerate()
+                .map(move |(i, t)| tx_leaf(b.header.number, i as u32, *t.tx_hash()))
+        })
+        .collect();
+    let (payload, raw_len) = payload::encode_measured(blocks)?;
+    let header = BatchHeader {
+        index,
+        l2FirstBlock: first,
+        l2LastBlock: last,
+        parentHash: parent,
+        txRoot: TxTree::new(leaves).root(),
+        stateRoot: blocks[blocks.len() - 1].header.state_root,
+        payloadHash: payload::payload_hash(&payload),
+        blobHashes: Vec::new(),
+    };
+    Ok(DerivedBatch {
+        header,
+        payload,
+        raw_len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_consensus::Header;
+
+    fn block(n: u64) -> BatchBlock {
+        BatchBlock {
+            header: Header {
+                number: n,
+                state_root: B256::with_last_byte(n as u8),
+                ..Default::default()
+            },
+            transactions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn derives_from_consecutive_blocks_only() {
+        let blocks: Vec<_> = (5..=8).map(block).collect();
+        let d = derive(2, B256::repeat_byte(1), &blocks).unwrap();
+        assert_eq!((d.header.l2FirstBlock, d.header.l2LastBlock), (5, 8));
+        assert_eq!(d.header.stateRoot, B256::with_last_byte(8));
+        assert_eq!(d.header.txRoot, B256::ZERO, "no transactions: the zero root");
+        assert_eq!(d.header.payloadHash, payload::payload_hash(&d.payload));
+        assert_eq!(payload::decode(&d.payload).unwrap(), blocks);
+        // The same blocks give the same header (every node derives it alike).
+        let again = derive(2, B256::repeat_byte(1), &blocks).unwrap();
+        assert_eq!(
+            metis_contracts::digest::batch_hash(&again.header),
+            metis_contracts::digest::batch_hash(&d.header)
+        );
+        assert!(matches!(derive(0, B256::ZERO, &[]), Err(HeaderError::Empty)));
+        assert!(matches!(
+            derive(0, B256::ZERO, &[block(1), block(3)]),
+            Err(HeaderError::Gap(3))
+        ));
+    }
+}

@@ -1,0 +1,109 @@
+//! Batch headers from this node's own chain. The ledger cuts a batch with the block that ends it (and the app
+//! stores the cut with that block); here each cut becomes a header, derived from the stored blocks, linked to
+//! the previous header, and stored with its payload, in index order. Restart and sync take the same path: the
+//! cursor `batch/next` says which cut comes next.
+
+use alloy_primitives::B256;
+use alloy_sol_types::SolValue;
+use metis_batcher::payload::BatchBlock;
+use metis_batcher::DerivedBatch;
+use metis_contracts::bindings::BatchInbox::BatchHeader;
+use metis_execution::store::{Store, StoreError};
+
+pub const META_BATCH_NEXT: &str = "batch/next";
+
+pub fn meta_cut(index: u64) -> String {
+    format!("batchcut/{index}")
+}
+
+pub fn meta_header(index: u64) -> String {
+    format!("batch/{index}")
+}
+
+pub fn meta_payload(index: u64) -> String {
+    format!("batchdata/{index}")
+}
+
+pub fn meta_signature(index: u64) -> String {
+    format!("batchsig/{index}")
+}
+
+pub fn encode_cut(first: u64, last: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&first.to_be_bytes());
+    b[8..].copy_from_slice(&last.to_be_bytes());
+    b
+}
+
+fn decode_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored batch record {0} is corrupt")]
+    Corrupt(String),
+    #[error("block {0} of a cut batch is not in the store")]
+    MissingBlock(u64),
+    #[error(transparent)]
+    Header(#[from] metis_batcher::HeaderError),
+}
+
+/// A stored header.
+pub fn header(store: &Store, index: u64) -> Result<Option<BatchHeader>, BatchError> {
+    let Some(b) = store.meta(&meta_header(index))? else {
+        return Ok(None);
+    };
+    BatchHeader::abi_decode(&b)
+        .map(Some)
+        .map_err(|_| BatchError::Corrupt(meta_header(index)))
+}
+
+/// The next cut without a header, if any.
+fn next_cut(store: &Store) -> Result<Option<(u64, u64, u64)>, BatchError> {
+    let next = match store.meta(META_BATCH_NEXT)? {
+        None => 0,
+        Some(b) => decode_u64(&b).ok_or_else(|| BatchError::Corrupt(META_BATCH_NEXT.into()))?,
+    };
+    let Some(c) = store.meta(&meta_cut(next))? else {
+        return Ok(None);
+    };
+    match (decode_u64(&c), c.get(8..).and_then(decode_u64)) {
+        (Some(first), Some(last)) if first <= last => Ok(Some((next, first, last))),
+        _ => Err(BatchError::Corrupt(meta_cut(next))),
+    }
+}
+
+/// Derives and stores the header of the next cut batch, if there is one.
+pub fn derive_next(store: &Store) -> Result<Option<DerivedBatch>, BatchError> {
+    let Some((index, first, last)) = next_cut(store)? else {
+        return Ok(None);
+    };
+    let parent = match index {
+        0 => B256::ZERO,
+        i => metis_contracts::digest::batch_hash(
+            &header(store, i - 1)?.ok_or_else(|| BatchError::Corrupt(meta_header(i - 1)))?,
+        ),
+    };
+    let mut blocks = Vec::with_capacity((last - first + 1) as usize);
+    for n in first..=last {
+        let header = store.header(n)?.ok_or(BatchError::MissingBlock(n))?;
+        let transactions = store
+            .transactions(n)?
+            .ok_or(BatchError::MissingBlock(n))?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        blocks.push(BatchBlock { header, transactions });
+    }
+    let d = metis_batcher::derive(index, parent, &blocks)?;
+    let encoded = d.header.abi_encode();
+    store.put_meta(&[
+        (&meta_header(index), &encoded),
+        (&meta_payload(index), &d.payload),
+        (META_BATCH_NEXT, &(index + 1).to_be_bytes()),
+    ])?;
+    Ok(Some(d))
+}

@@ -1,0 +1,430 @@
+//! The pool's threshold signer inside the node: signs what decided state asks for and aggregates.
+//!
+//! Requests open only from decided data: the app reports each batch the ledger cut; this task derives the
+//! header from its own chain ([`crate::batches`]), computes the digest BatchInbox will check, signs it with
+//! this node's share and publishes the partial over the authenticated gossip ([`crate::sighub`]). Peers'
+//! partials are verified against the current sharing before they count ([`metis_mpc::collect::Collector`]);
+//! with a quorum the signature is recovered, checked under the group key, stored (`batchsig/{index}`) and
+//! published, so a node that has not aggregated yet takes it after checking it the same way. A key round that
+//! completes gives a new sharing of the same group key: requests still open are signed again with the new share.
+
+use crate::batches;
+use crate::sighub::{SignHub, SignMsg};
+use borsh::{BorshDeserialize, BorshSerialize};
+use commonware_codec::{Encode, Read};
+use metis_execution::store::Store;
+use metis_mpc::collect::{Added, Collector};
+use metis_mpc::{threshold, MinSig, PartialSignature, Share, Sharing, G1};
+use parking_lot::RwLock;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// Request ids: the kind in the top byte, the item's index below.
+const KIND_BATCH: u64 = 1 << 56;
+/// Requests open at once at most (more is a pool that cannot sign: the oldest stay unsigned, and the log says so).
+const MAX_OPEN: usize = 1024;
+/// Batches older than this many below the newest cut are not signed when this node derives them late (sync).
+const SIGN_BACKLOG: u64 = 64;
+/// An open request's own partial is published again this often (a peer that was down or behind gets it).
+const REPEAT: Duration = Duration::from_secs(1);
+/// Signatures kept for requests not open here yet.
+const MAX_EARLY_SIGS: usize = 256;
+/// Completed ids remembered (later partials for them are answered with the signature, not collected).
+const MAX_DONE: usize = 4096;
+/// Recent signing latencies kept for the API.
+const MAX_LATENCIES: usize = 256;
+
+pub fn batch_request(index: u64) -> u64 {
+    KIND_BATCH | index
+}
+
+/// The threshold key this node signs with: the current key round's public sharing and its share, if any.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub round: u64,
+    pub sharing: Sharing<MinSig>,
+    pub share: Option<Share>,
+}
+
+pub enum SignerInput {
+    /// A key round completed (or the node started with a key).
+    Key(SigningKey),
+    /// Block `height` cut a batch; decided at `decided_at`.
+    BatchCut { index: u64, decided_at: Instant },
+}
+
+/// Where BatchInbox lives: part of every batch digest.
+#[derive(Clone, Copy, Debug)]
+pub struct SignerConfig {
+    pub l1_chain_id: u64,
+    pub inbox: alloy_primitives::Address,
+}
+
+/// A completed signature as stored.
+#[derive(Clone, Debug, BorshSerialize, BorshDeserialize)]
+pub struct SignatureRecord {
+    /// EIP-2537 G1 (what BatchInbox.appendBatch takes).
+    pub signature: Vec<u8>,
+    /// Decision of the block that cut the batch -> signature here.
+    pub latency_ms: u64,
+    /// Key round whose sharing signed (0 if taken from a peer).
+    pub key_round: u64,
+    /// Share indices whose partials recovered it here (empty if taken from a peer).
+    pub signers: Vec<u32>,
+}
+
+/// What the API shows of the signer.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SignerStatus {
+    pub key_round: Option<u64>,
+    pub has_share: bool,
+    /// Batches waiting for a signature: (index, partials here, needed).
+    pub open: Vec<(u64, usize, usize)>,
+    pub signed: u64,
+    /// Recent batches: (index, ms from the cutting block's decision to the signature here).
+    pub latencies_ms: VecDeque<(u64, u64)>,
+    pub last_error: Option<String>,
+}
+
+pub type SharedSignerStatus = Arc<RwLock<SignerStatus>>;
+
+struct Request {
+    index: u64,
+    digest: [u8; 32],
+    decided_at: Instant,
+    published: Instant,
+}
+
+struct Signer {
+    cfg: SignerConfig,
+    store: Store,
+    hub: Arc<SignHub>,
+    status: SharedSignerStatus,
+    key: Option<SigningKey>,
+    collector: Option<Collector>,
+    requests: BTreeMap<u64, Request>,
+    done: BTreeSet<u64>,
+    early_sigs: BTreeMap<u64, Vec<u8>>,
+    answered: BTreeMap<u64, Instant>,
+}
+
+/// Starts the signer task; returns the sender the app reports to.
+pub fn spawn(
+    cfg: SignerConfig,
+    store: Store,
+    hub: Arc<SignHub>,
+    mut from_peers: mpsc::Receiver<Vec<SignMsg>>,
+    key: Option<SigningKey>,
+    status: SharedSignerStatus,
+) -> mpsc::UnboundedSender<SignerInput> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut s = Signer {
+        cfg,
+        store,
+        hub,
+        status,
+        key: None,
+        collector: None,
+        requests: BTreeMap::new(),
+        done: BTreeSet::new(),
+        early_sigs: BTreeMap::new(),
+        answered: BTreeMap::new(),
+    };
+    tokio::spawn(
+        async move {
+            if let Some(k) = key {
+                s.set_key(k);
+            }
+            // Cuts decided before a restart (or while syncing) that have no header yet.
+            s.derive(None);
+            let mut tick = tokio::time::interval(REPEAT);
+            loop {
+                tokio::select! {
+                    input = rx.recv() => match input {
+                        Some(SignerInput::Key(k)) => s.set_key(k),
+                        Some(SignerInput::BatchCut { index, decided_at }) => s.derive(Some((index, decided_at))),
+                        None => break,
+                    },
+                    Some(msgs) = from_peers.recv() => {
+                        for m in msgs {
+                            s.on_peer(m);
+                        }
+                    }
+                    _ = tick.tick() => s.repeat(),
+                }
+                s.publish_status();
+            }
+        }
+        .instrument(info_span!("signer")),
+    );
+    tx
+}
+
+impl Signer {
+    fn set_key(&mut self, k: SigningKey) {
+        info!(
+            key_round = k.round,
+            quorum = k.sharing.required(),
+            has_share = k.share.is_some(),
+            "threshold signer uses this key round"
+        );
+        self.collector = Some(Collector::new(k.sharing.clone(), MAX_OPEN));
+        self.key = Some(k);
+        // Same group key, new sharing: what is still open is signed again with the new share.
+        let open: Vec<(u64, [u8; 32])> = self.requests.iter().map(|(id, r)| (*id, r.digest)).collect();
+        for (id, digest) in open {
+            self.open(id, digest);
+        }
+    }
+
+    /// Derives the headers of every cut batch not derived yet, and opens their signing requests.
+    fn derive(&mut self, cut: Option<(u64, Instant)>) {
+        loop {
+            let started = Instant::now();
+            let derived = tokio::task::block_in_place(|| batches::derive_next(&self.store));
+            let d = match derived {
+                Ok(Some(d)) => d,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, "cannot derive the next batch header");
+                    self.status.write().last_error = Some(e.to_string());
+                    return;
+                }
+            };
+            let index = d.header.index;
+            let decided_at = match cut {
+                Some((i, at)) if i == index => at,
+                _ => Instant::now(),
+            };
+            info!(
+                batch = index,
+                first = d.header.l2FirstBlock,
+                last = d.header.l2LastBlock,
+                payload_bytes = d.payload.len(),
+                raw_bytes = d.raw_len,
+                derive_ms = started.elapsed().as_millis() as u64,
+                "batch header derived"
+            );
+            let newest = cut.map(|(i, _)| i).unwrap_or(index);
+            let signed = self
+                .store
+                .meta(&batches::meta_signature(index))
+                .ok()
+                .flatten()
+                .is_some();
+            if signed || index + SIGN_BACKLOG < newest {
+                continue;
+            }
+            let digest = metis_contracts::digest::batch_signing_digest(self.cfg.l1_chain_id, self.cfg.inbox, &d.header);
+            let id = batch_request(index);
+            self.requests.insert(
+                id,
+                Request {
+                    index,
+                    digest: digest.0,
+                    decided_at,
+                    published: Instant::now(),
+                },
+            );
+            self.open(id, digest.0);
+        }
+    }
+
+    /// Opens `id` in the collector, adds this node's partial and publishes it.
+    fn open(&mut self, id: u64, digest: [u8; 32]) {
+        let Some(c) = self.collector.as_mut() else { return };
+        if !c.open(id, digest) {
+            warn!(id, "too many signing requests open; this one waits");
+            return;
+        }
+        if let Some(sig) = self.early_sigs.remove(&id) {
+            if self.take_signature(id, &sig) {
+                return;
+            }
+        }
+        let (Some(c), Some(k)) = (self.collector.as_mut(), self.key.as_ref()) else {
+            return;
+        };
+        let Some(share) = &k.share else { return };
+        let partial = threshold::sign_partial(share, &digest);
+        let msg = SignMsg::Partial {
+            round: k.round,
+            id,
+            partial: partial.encode().to_vec(),
+        };
+        let added = c.add(id, partial);
+        if let Some(r) = self.requests.get_mut(&id) {
+            r.published = Instant::now();
+        }
+        self.hub.publish(msg);
+        if added == Added::Complete {
+            self.complete(id);
+        }
+    }
+
+    fn on_peer(&mut self, m: SignMsg) {
+        match m {
+            SignMsg::Partial { round, id, partial } => {
+                if self.done.contains(&id) {
+                    self.answer(id);
+                    return;
+                }
+                let (Some(c), Some(k)) = (self.collector.as_mut(), self.key.as_ref()) else {
+                    return;
+                };
+                if round != k.round {
+                    // Another sharing: its sender signs again once it has ours, or takes the signature.
+                    return;
+                }
+                let mut buf = commonware_codec::Copying(partial.as_slice());
+                let Ok(p) = PartialSignature::<MinSig>::read_cfg(&mut buf, &()) else {
+                    debug!(id, "undecodable partial signature");
+                    return;
+                };
+                match c.add(id, p) {
+                    Added::Complete => self.complete(id),
+                    Added::Refused(why) => debug!(id, why, "partial signature refused"),
+                    _ => {}
+                }
+            }
+            SignMsg::Signature { id, signature } => {
+                if self.done.contains(&id) {
+                    return;
+                }
+                if self.requests.contains_key(&id) && self.collector.is_some() {
+                    self.take_signature(id, &signature);
+                } else if self.early_sigs.len() < MAX_EARLY_SIGS {
+                    self.early_sigs.insert(id, signature);
+                }
+            }
+        }
+    }
+
+    /// A peer still sends partials for `id`: it has not got the signature; send it again (at most once a second).
+    fn answer(&mut self, id: u64) {
+        let now = Instant::now();
+        if self.answered.get(&id).is_some_and(|t| now.duration_since(*t) < REPEAT) {
+            return;
+        }
+        let Some(index) = id.checked_sub(KIND_BATCH) else {
+            return;
+        };
+        if let Ok(Some(b)) = self.store.meta(&batches::meta_signature(index)) {
+            if let Ok(r) = SignatureRecord::try_from_slice(&b) {
+                self.answered.insert(id, now);
+                if self.answered.len() > MAX_DONE {
+                    self.answered.pop_first();
+                }
+                self.hub.repeat(SignMsg::Signature {
+                    id,
+                    signature: r.signature,
+                });
+            }
+        }
+    }
+
+    /// Takes a signature from a peer once it verifies under the group key over this node's own digest.
+    fn take_signature(&mut self, id: u64, bytes: &[u8]) -> bool {
+        let (Some(r), Some(k)) = (self.requests.get(&id), self.key.as_ref()) else {
+            return false;
+        };
+        let Ok(sig) = metis_mpc::encoding::g1_from_eip2537(bytes) else {
+            return false;
+        };
+        if threshold::verify(k.sharing.public(), &r.digest, &sig).is_err() {
+            debug!(id, "a peer's signature does not verify; ignored");
+            return false;
+        }
+        self.finish(id, &sig, 0, Vec::new());
+        true
+    }
+
+    fn complete(&mut self, id: u64) {
+        let Some(c) = self.collector.as_ref() else { return };
+        let Some(sig) = c.signature(id).cloned() else { return };
+        let round = self.key.as_ref().map(|k| k.round).unwrap_or_default();
+        let signers = c.signers(id);
+        self.finish(id, &sig, round, signers);
+    }
+
+    fn finish(&mut self, id: u64, sig: &G1, key_round: u64, signers: Vec<u32>) {
+        let Some(r) = self.requests.remove(&id) else { return };
+        let latency_ms = r.decided_at.elapsed().as_millis() as u64;
+        let signature = metis_mpc::encoding::g1_to_eip2537(sig).to_vec();
+        let record = SignatureRecord {
+            signature: signature.clone(),
+            latency_ms,
+            key_round,
+            signers: signers.clone(),
+        };
+        let bytes = borsh::to_vec(&record).unwrap_or_default();
+        if let Err(e) = self.store.put_meta(&[(&batches::meta_signature(r.index), &bytes)]) {
+            warn!(batch = r.index, error = %e, "cannot store the batch signature");
+        }
+        if let Some(c) = self.collector.as_mut() {
+            c.close(id);
+        }
+        self.done.insert(id);
+        if self.done.len() > MAX_DONE {
+            self.done.pop_first();
+        }
+        self.hub.publish(SignMsg::Signature { id, signature });
+        let mut st = self.status.write();
+        st.signed += 1;
+        st.latencies_ms.push_back((r.index, latency_ms));
+        if st.latencies_ms.len() > MAX_LATENCIES {
+            st.latencies_ms.pop_front();
+        }
+        drop(st);
+        info!(
+            batch = r.index,
+            latency_ms,
+            key_round,
+            ?signers,
+            "batch signed by the pool"
+        );
+    }
+
+    /// Publishes the own partial of requests still open after a while again.
+    fn repeat(&mut self) {
+        let now = Instant::now();
+        let stale: Vec<u64> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| now.duration_since(r.published) >= REPEAT)
+            .map(|(id, _)| *id)
+            .collect();
+        let (Some(k), false) = (self.key.as_ref(), stale.is_empty()) else {
+            return;
+        };
+        let Some(share) = &k.share else { return };
+        for id in stale {
+            let Some(r) = self.requests.get_mut(&id) else { continue };
+            r.published = now;
+            let partial = threshold::sign_partial(share, &r.digest);
+            self.hub.repeat(SignMsg::Partial {
+                round: k.round,
+                id,
+                partial: partial.encode().to_vec(),
+            });
+        }
+    }
+
+    fn publish_status(&self) {
+        let mut st = self.status.write();
+        st.key_round = self.key.as_ref().map(|k| k.round);
+        st.has_share = self.key.as_ref().is_some_and(|k| k.share.is_some());
+        st.open = self
+            .requests
+            .iter()
+            .map(|(id, r)| {
+                let (have, need) = self.collector.as_ref().map(|c| c.progress(*id)).unwrap_or_default();
+                (r.index, have, need)
+            })
+            .collect();
+    }
+}
