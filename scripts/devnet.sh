@@ -32,7 +32,7 @@ RUST_LOG=warn "$BIN" l1 deploy --l1-rpc "http://127.0.0.1:$PORT" --out "$DIR/con
 L2_BASE="${L2_BASE_PORT:-28000}"
 step "locking 4 sequencers on L1 and generating their network in $DIR/l2 (ports $L2_BASE..$((L2_BASE + 32)))"
 rm -rf "$DIR/l2"
-RUST_LOG=warn "$BIN" testnet --out "$DIR/l2" --nodes 4 --base-port "$L2_BASE" --key-phase-blocks 3 \
+RUST_LOG=warn "$BIN" testnet --out "$DIR/l2" --nodes 4 --base-port "$L2_BASE" --key-phase-blocks 3 --batch-blocks 10 \
   --l1-rpc "http://127.0.0.1:$PORT" --l1-contracts "$DIR/contracts.json" >/dev/null
 for i in 0 1 2 3; do
   RUST_LOG=info "$BIN" node --config "$DIR/l2/node$i/config.toml" --passphrase-file "$DIR/l2/passphrase" \

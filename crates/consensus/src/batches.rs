@@ -61,12 +61,17 @@ pub fn header(store: &Store, index: u64) -> Result<Option<BatchHeader>, BatchErr
         .map_err(|_| BatchError::Corrupt(meta_header(index)))
 }
 
+/// Index of the first cut without a header.
+pub fn next_index(store: &Store) -> Result<u64, BatchError> {
+    match store.meta(META_BATCH_NEXT)? {
+        None => Ok(0),
+        Some(b) => decode_u64(&b).ok_or_else(|| BatchError::Corrupt(META_BATCH_NEXT.into())),
+    }
+}
+
 /// The next cut without a header, if any.
 fn next_cut(store: &Store) -> Result<Option<(u64, u64, u64)>, BatchError> {
-    let next = match store.meta(META_BATCH_NEXT)? {
-        None => 0,
-        Some(b) => decode_u64(&b).ok_or_else(|| BatchError::Corrupt(META_BATCH_NEXT.into()))?,
-    };
+    let next = next_index(store)?;
     let Some(c) = store.meta(&meta_cut(next))? else {
         return Ok(None);
     };

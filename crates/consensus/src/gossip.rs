@@ -1,8 +1,9 @@
 //! Transaction gossip between the sequencers: whatever a node's RPC admits reaches every other node's mempool,
 //! so whoever proposes next has it and a rotation or failover loses nothing.
 //!
-//! Every node dials every peer it is configured with and sends on the connections it dialled; it receives on
-//! the ones it accepted. A connection starts with a handshake that authenticates both ends by their ed25519
+//! Every node dials every peer it is configured with and sends on the connections it dialled; a connection a
+//! peer dialled carries this node's traffic back only while this node has no dialled link to that peer (so a
+//! newcomer that only some nodes list still receives everything). Every connection is received on. A connection starts with a handshake that authenticates both ends by their ed25519
 //! consensus keys (only validators of the genesis set are accepted) and agrees on fresh keys by ephemeral
 //! X25519; every frame after it is sealed with ChaCha20-Poly1305 under a per-direction key and counter, so a
 //! frame cannot be forged, replayed, reordered or read on the way. Frames are size-limited before they are
@@ -23,7 +24,7 @@ use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -154,12 +155,39 @@ async fn handshake(
 }
 
 impl Session {
-    async fn write(&mut self, stream: &mut TcpStream, plain: &[u8]) -> Result<(), GossipError> {
+    /// The two directions, for a connection read and written at once.
+    fn split(self) -> (SendHalf, RecvHalf, VerifyingKey) {
+        (
+            SendHalf {
+                cipher: self.send,
+                ctr: self.send_ctr,
+            },
+            RecvHalf {
+                cipher: self.recv,
+                ctr: self.recv_ctr,
+            },
+            self.peer,
+        )
+    }
+}
+
+struct SendHalf {
+    cipher: ChaCha20Poly1305,
+    ctr: u64,
+}
+
+struct RecvHalf {
+    cipher: ChaCha20Poly1305,
+    ctr: u64,
+}
+
+impl SendHalf {
+    async fn write<W: AsyncWrite + Unpin>(&mut self, stream: &mut W, plain: &[u8]) -> Result<(), GossipError> {
         let ct = self
-            .send
-            .encrypt(&nonce(self.send_ctr), plain)
+            .cipher
+            .encrypt(&nonce(self.ctr), plain)
             .map_err(|_| GossipError::BadFrame)?;
-        self.send_ctr += 1;
+        self.ctr += 1;
         if ct.len() > MAX_FRAME {
             return Err(GossipError::FrameTooLarge(ct.len()));
         }
@@ -167,8 +195,10 @@ impl Session {
         stream.write_all(&ct).await?;
         Ok(())
     }
+}
 
-    async fn read(&mut self, stream: &mut TcpStream) -> Result<Vec<u8>, GossipError> {
+impl RecvHalf {
+    async fn read<R: AsyncRead + Unpin>(&mut self, stream: &mut R) -> Result<Vec<u8>, GossipError> {
         let mut len = [0u8; 4];
         stream.read_exact(&mut len).await?;
         let len = u32::from_be_bytes(len) as usize;
@@ -178,10 +208,10 @@ impl Session {
         let mut ct = vec![0u8; len];
         stream.read_exact(&mut ct).await?;
         let plain = self
-            .recv
-            .decrypt(&nonce(self.recv_ctr), ct.as_slice())
+            .cipher
+            .decrypt(&nonce(self.ctr), ct.as_slice())
             .map_err(|_| GossipError::BadFrame)?;
-        self.recv_ctr += 1;
+        self.ctr += 1;
         Ok(plain)
     }
 }
@@ -189,8 +219,50 @@ impl Session {
 /// Which consensus keys may connect: asked at every handshake, so the answer follows the sequencer set.
 pub type Allowed = Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
 
-/// Starts gossip: the listener, one sender per peer, and the feed from this node's RPC (and its signing hub).
-/// Returns the bound listen address.
+/// Peers this node has a dialled link to (by consensus key, with a count): a link a peer dialled carries this
+/// node's traffic to it only while there is none, so a peer that does not list this node (a newcomer) still
+/// gets everything, and two nodes that list each other do not send everything twice.
+#[derive(Clone, Default)]
+struct Dialled(Arc<parking_lot::Mutex<std::collections::HashMap<[u8; 32], usize>>>);
+
+impl Dialled {
+    fn has(&self, peer: &[u8; 32]) -> bool {
+        self.0.lock().get(peer).is_some_and(|n| *n > 0)
+    }
+
+    fn up(&self, peer: [u8; 32]) -> DialledGuard {
+        *self.0.lock().entry(peer).or_default() += 1;
+        DialledGuard(self.clone(), peer)
+    }
+}
+
+struct DialledGuard(Dialled, [u8; 32]);
+
+impl Drop for DialledGuard {
+    fn drop(&mut self) {
+        let mut m = (self.0).0.lock();
+        if let Some(n) = m.get_mut(&self.1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// What every link needs.
+#[derive(Clone)]
+struct Ctx {
+    key: Arc<SigningKey>,
+    chain_id: u64,
+    allowed: Allowed,
+    backend: Arc<Backend>,
+    hub: Arc<SignHub>,
+    dialled: Dialled,
+}
+
+/// Starts gossip: the listener, one dialled link per configured peer, and the feed from this node's RPC (and its
+/// signing hub). Returns the bound listen address.
 pub async fn start(
     cfg: GossipConfig,
     key: SigningKey,
@@ -200,19 +272,25 @@ pub async fn start(
 ) -> Result<SocketAddr, GossipError> {
     let listener = TcpListener::bind(cfg.listen).await?;
     let local = listener.local_addr()?;
-    let key = Arc::new(key);
+    let ctx = Ctx {
+        key: Arc::new(key),
+        chain_id: cfg.chain_id,
+        allowed,
+        backend,
+        hub,
+        dialled: Dialled::default(),
+    };
     {
-        let (key, allowed, backend, hub) = (key.clone(), allowed.clone(), backend.clone(), hub.clone());
-        let chain_id = cfg.chain_id;
+        let ctx = ctx.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, addr)) = listener.accept().await else {
                     continue;
                 };
-                let (key, allowed, backend, hub) = (key.clone(), allowed.clone(), backend.clone(), hub.clone());
+                let ctx = ctx.clone();
                 tokio::spawn(
                     async move {
-                        if let Err(e) = receive(stream, &key, chain_id, &allowed, &backend, &hub).await {
+                        if let Err(e) = accept(stream, &ctx).await {
                             debug!(error = %e, "gossip connection closed");
                         }
                     }
@@ -222,34 +300,77 @@ pub async fn start(
         });
     }
     for peer in cfg.peers {
-        let (key, allowed, backend, hub) = (key.clone(), allowed.clone(), backend.clone(), hub.clone());
-        let chain_id = cfg.chain_id;
-        tokio::spawn(
-            send_loop(peer, key, chain_id, allowed, backend, hub).instrument(info_span!("gossip-out", peer = %peer)),
-        );
+        let ctx = ctx.clone();
+        tokio::spawn(dial_loop(peer, ctx).instrument(info_span!("gossip-out", peer = %peer)));
     }
     info!(%local, "transaction gossip listening");
     Ok(local)
 }
 
-async fn receive(
-    mut stream: TcpStream,
-    key: &SigningKey,
-    chain_id: u64,
-    allowed: &Allowed,
-    backend: &Backend,
-    hub: &SignHub,
-) -> Result<(), GossipError> {
+async fn accept(mut stream: TcpStream, ctx: &Ctx) -> Result<(), GossipError> {
     stream.set_nodelay(true)?;
-    let mut s = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, key, chain_id, allowed))
-        .await
-        .map_err(|_| GossipError::Handshake("timed out"))??;
-    debug!(peer = %crate::types::Address(s.peer.to_bytes()), "gossip peer connected (inbound)");
+    let s = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(&mut stream, &ctx.key, ctx.chain_id, &ctx.allowed),
+    )
+    .await
+    .map_err(|_| GossipError::Handshake("timed out"))??;
+    let peer = s.peer.to_bytes();
+    debug!(peer = %crate::types::Address(peer), "gossip peer connected (inbound)");
+    let dialled = ctx.dialled.clone();
+    run_link(stream, s, ctx, move || !dialled.has(&peer)).await
+}
+
+async fn dial_loop(peer: SocketAddr, ctx: Ctx) {
+    let mut backoff = Duration::from_millis(100);
     loop {
-        let frame = s.read(&mut stream).await?;
+        if let Err(e) = dial(peer, &ctx).await {
+            debug!(error = %e, "gossip link down, reconnecting");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn dial(peer: SocketAddr, ctx: &Ctx) -> Result<(), GossipError> {
+    let mut stream = TcpStream::connect(peer).await?;
+    stream.set_nodelay(true)?;
+    let s = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(&mut stream, &ctx.key, ctx.chain_id, &ctx.allowed),
+    )
+    .await
+    .map_err(|_| GossipError::Handshake("timed out"))??;
+    info!(peer = %crate::types::Address(s.peer.to_bytes()), "gossip link up");
+    let _up = ctx.dialled.up(s.peer.to_bytes());
+    run_link(stream, s, ctx, || true).await
+}
+
+/// One authenticated connection: receives on it all along, and sends on it while `sending` says so. Ends with
+/// the first error of either direction.
+async fn run_link(stream: TcpStream, s: Session, ctx: &Ctx, sending: impl Fn() -> bool) -> Result<(), GossipError> {
+    let (mut r, mut w) = stream.into_split();
+    let (mut tx, mut rx, _) = s.split();
+    let send = async {
+        loop {
+            if sending() {
+                send_while(&mut tx, &mut w, ctx, &sending).await?;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        r = receive(&mut rx, &mut r, ctx) => r,
+        r = send => r,
+    }
+}
+
+async fn receive<R: AsyncRead + Unpin>(rx: &mut RecvHalf, stream: &mut R, ctx: &Ctx) -> Result<(), GossipError> {
+    loop {
+        let frame = rx.read(stream).await?;
         let (kind, body) = frame.split_first().ok_or(GossipError::BadFrame)?;
         if *kind == FRAME_SIGN {
-            hub.deliver(decode_msgs(body).ok_or(GossipError::BadFrame)?);
+            ctx.hub.deliver(decode_msgs(body).ok_or(GossipError::BadFrame)?);
             continue;
         }
         if *kind != FRAME_TXS {
@@ -261,6 +382,7 @@ async fn receive(
         }
         // Recovering thousands of senders is CPU work: off the async workers, so consensus and the RPC keep
         // running while a big frame is checked.
+        let backend = &ctx.backend;
         let (added, refused, recover, admit) = tokio::task::block_in_place(|| {
             let (mut added, mut refused) = (0usize, 0usize);
             let (mut recover, mut admit) = (Duration::ZERO, Duration::ZERO);
@@ -293,25 +415,11 @@ async fn receive(
     }
 }
 
-async fn send_loop(
-    peer: SocketAddr,
-    key: Arc<SigningKey>,
-    chain_id: u64,
-    allowed: Allowed,
-    backend: Arc<Backend>,
-    hub: Arc<SignHub>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        if let Err(e) = connect_and_send(peer, &key, chain_id, &allowed, &backend, &hub).await {
-            debug!(error = %e, "gossip link down, reconnecting");
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-async fn send_pool(s: &mut Session, stream: &mut TcpStream, backend: &Backend) -> Result<usize, GossipError> {
+async fn send_pool<W: AsyncWrite + Unpin>(
+    s: &mut SendHalf,
+    stream: &mut W,
+    backend: &Backend,
+) -> Result<usize, GossipError> {
     let pool: Vec<Vec<u8>> = backend.pool().all().map(|t| t.envelope.encoded_2718()).collect();
     let n = pool.len();
     for batch in batches(&pool) {
@@ -320,27 +428,21 @@ async fn send_pool(s: &mut Session, stream: &mut TcpStream, backend: &Backend) -
     Ok(n)
 }
 
-async fn connect_and_send(
-    peer: SocketAddr,
-    key: &SigningKey,
-    chain_id: u64,
-    allowed: &Allowed,
-    backend: &Backend,
-    hub: &SignHub,
+/// Sends this node's signing messages and transactions until `sending` turns false (or the link fails).
+async fn send_while<W: AsyncWrite + Unpin>(
+    s: &mut SendHalf,
+    stream: &mut W,
+    ctx: &Ctx,
+    sending: &impl Fn() -> bool,
 ) -> Result<(), GossipError> {
-    let mut stream = TcpStream::connect(peer).await?;
-    stream.set_nodelay(true)?;
-    let mut s = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, key, chain_id, allowed))
-        .await
-        .map_err(|_| GossipError::Handshake("timed out"))??;
-    info!(peer = %crate::types::Address(s.peer.to_bytes()), "gossip link up");
+    let (backend, hub) = (&ctx.backend, &ctx.hub);
     // Everything pending so far, so nothing admitted while the link was down is missed; then the local log
     // from here on (a transaction admitted in between may go twice; the peer refuses the copy).
     let mut cursor = backend.local_txs_head();
     let mut signing = hub.subscribe();
-    send_sign(&mut s, &mut stream, &hub.snapshot()).await?;
-    send_pool(&mut s, &mut stream, backend).await?;
-    loop {
+    send_sign(s, stream, &hub.snapshot()).await?;
+    send_pool(s, stream, backend).await?;
+    while sending() {
         // Signing messages first: their latency is the signature's.
         let mut out = Vec::new();
         loop {
@@ -350,11 +452,11 @@ async fn connect_and_send(
                 Err(_) => break,
             }
         }
-        send_sign(&mut s, &mut stream, &out).await?;
+        send_sign(s, stream, &out).await?;
         let next = backend.local_txs_since(cursor, MAX_TXS_PER_FRAME);
         cursor = next.cursor;
         if next.gap {
-            let n = send_pool(&mut s, &mut stream, backend).await?;
+            let n = send_pool(s, stream, backend).await?;
             warn!(
                 sent = n,
                 "gossip fell behind this node's RPC; sent the whole pool instead"
@@ -365,8 +467,8 @@ async fn connect_and_send(
             tokio::select! {
                 _ = backend.local_tx_arrived() => {}
                 m = signing.recv() => match m {
-                    Ok(m) => send_sign(&mut s, &mut stream, std::slice::from_ref(&*m)).await?,
-                    Err(broadcast::error::RecvError::Lagged(_)) => send_sign(&mut s, &mut stream, &hub.snapshot()).await?,
+                    Ok(m) => send_sign(s, stream, std::slice::from_ref(&*m)).await?,
+                    Err(broadcast::error::RecvError::Lagged(_)) => send_sign(s, stream, &hub.snapshot()).await?,
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
@@ -374,12 +476,17 @@ async fn connect_and_send(
             continue;
         }
         for batch in batches(&next.txs) {
-            s.write(&mut stream, &batch).await?;
+            s.write(stream, &batch).await?;
         }
     }
+    Ok(())
 }
 
-async fn send_sign(s: &mut Session, stream: &mut TcpStream, msgs: &[SignMsg]) -> Result<(), GossipError> {
+async fn send_sign<W: AsyncWrite + Unpin>(
+    s: &mut SendHalf,
+    stream: &mut W,
+    msgs: &[SignMsg],
+) -> Result<(), GossipError> {
     for chunk in msgs.chunks(MAX_SIGN_MSGS) {
         let mut frame = vec![FRAME_SIGN];
         frame.extend(encode_msgs(chunk));
@@ -457,14 +564,15 @@ mod tests {
         let allowed: BTreeSet<_> = [ka.verifying_key().to_bytes(), kb.verifying_key().to_bytes()].into();
         let (ra, rb, mut c, s) = pair(ka.clone(), kb.clone(), allowed, 7).await;
         let mut s = s.unwrap();
-        let (mut a, mut b) = (ra.unwrap(), rb.unwrap());
+        let (a, b) = (ra.unwrap(), rb.unwrap());
         assert_eq!(a.peer, kb.verifying_key());
+        let ((mut a, _, _), (_, mut b, _)) = (a.split(), b.split());
         a.write(&mut c, b"hello").await.unwrap();
         a.write(&mut c, b"again").await.unwrap();
         assert_eq!(b.read(&mut s).await.unwrap(), b"hello");
         assert_eq!(b.read(&mut s).await.unwrap(), b"again");
         // A tampered frame fails.
-        let ct = a.send.encrypt(&nonce(a.send_ctr), &b"x"[..]).unwrap();
+        let ct = a.cipher.encrypt(&nonce(a.ctr), &b"x"[..]).unwrap();
         let mut bad = ct.clone();
         bad[0] ^= 1;
         c.write_all(&(bad.len() as u32).to_be_bytes()).await.unwrap();

@@ -139,7 +139,9 @@ pub fn spawn(
             if let Some(k) = key {
                 s.set_key(k);
             }
-            // Cuts decided before a restart (or while syncing) that have no header yet.
+            // Batches derived before a restart whose signature had not come yet, then cuts decided before it
+            // (or while syncing) that have no header yet.
+            s.reopen_unsigned();
             s.derive(None);
             let mut tick = tokio::time::interval(REPEAT);
             loop {
@@ -181,6 +183,46 @@ impl Signer {
         }
     }
 
+    /// Opens again the requests of recent batches that have a header but no signature here.
+    fn reopen_unsigned(&mut self) {
+        let next = match batches::next_index(&self.store) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "cannot read the batch cursor");
+                return;
+            }
+        };
+        for index in next.saturating_sub(SIGN_BACKLOG)..next {
+            let signed = self
+                .store
+                .meta(&batches::meta_signature(index))
+                .ok()
+                .flatten()
+                .is_some();
+            let Ok(Some(h)) = batches::header(&self.store, index) else {
+                continue;
+            };
+            if !signed {
+                self.request(&h, Instant::now());
+            }
+        }
+    }
+
+    fn request(&mut self, h: &metis_contracts::bindings::BatchInbox::BatchHeader, decided_at: Instant) {
+        let digest = metis_contracts::digest::batch_signing_digest(self.cfg.l1_chain_id, self.cfg.inbox, h);
+        let id = batch_request(h.index);
+        self.requests.insert(
+            id,
+            Request {
+                index: h.index,
+                digest: digest.0,
+                decided_at,
+                published: Instant::now(),
+            },
+        );
+        self.open(id, digest.0);
+    }
+
     /// Derives the headers of every cut batch not derived yet, and opens their signing requests.
     fn derive(&mut self, cut: Option<(u64, Instant)>) {
         loop {
@@ -219,18 +261,7 @@ impl Signer {
             if signed || index + SIGN_BACKLOG < newest {
                 continue;
             }
-            let digest = metis_contracts::digest::batch_signing_digest(self.cfg.l1_chain_id, self.cfg.inbox, &d.header);
-            let id = batch_request(index);
-            self.requests.insert(
-                id,
-                Request {
-                    index,
-                    digest: digest.0,
-                    decided_at,
-                    published: Instant::now(),
-                },
-            );
-            self.open(id, digest.0);
+            self.request(&d.header, decided_at);
         }
     }
 

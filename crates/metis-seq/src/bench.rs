@@ -1,6 +1,10 @@
 //! `metis-seq bench transfers`: a load generator for any Ethereum JSON-RPC node. It pre-signs transfers from
 //! many funded accounts, sends them with eth_sendRawTransaction in JSON-RPC batches over concurrent
 //! connections, watches blocks for their inclusion, and prints throughput and send-to-inclusion latency.
+//!
+//! `metis-seq bench signing`: watches running nodes sign batches with the pool's threshold key and prints the
+//! time from the decision of the block that cut each batch to the aggregated signature on each node, with the
+//! L2 block pace over the same time.
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
@@ -18,6 +22,21 @@ use tokio::sync::Mutex;
 pub enum BenchCommand {
     /// Value transfers from many accounts.
     Transfers(TransferArgs),
+    /// Threshold signatures of batches on running nodes.
+    Signing(SigningArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SigningArgs {
+    /// The nodes' JSON-RPC URLs (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:28002")]
+    rpc: Vec<String>,
+    /// Batches to watch (from the next one cut).
+    #[arg(long, default_value_t = 20)]
+    batches: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
 }
 
 #[derive(Args, Debug)]
@@ -228,7 +247,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Transfers(a) = cmd;
+    let a = match cmd {
+        BenchCommand::Transfers(a) => a,
+        BenchCommand::Signing(a) => return signing(a).await,
+    };
     let rpc = Arc::new(Rpc {
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(a.concurrency)
@@ -343,6 +365,79 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     println!(
         "RESULT label={} tps={tps:.1} p50_ms={} p99_ms={}",
         a.label,
+        percentile(&lat, 50.0).as_millis(),
+        percentile(&lat, 99.0).as_millis()
+    );
+    Ok(())
+}
+
+async fn head_number(n: &Rpc) -> Result<u64> {
+    hex_u64(&n.call("eth_blockNumber", json!([])).await?)
+}
+
+/// Waits for `a.batches` new batches to be signed on every node; prints the decision-to-signature latency.
+async fn signing(a: SigningArgs) -> Result<()> {
+    let client = reqwest::Client::new();
+    let nodes: Vec<Rpc> = a
+        .rpc
+        .iter()
+        .map(|url| Rpc {
+            client: client.clone(),
+            url: url.clone(),
+        })
+        .collect();
+    let first_node = nodes.first().context("no --rpc given")?;
+    let status = first_node.call("metis_signer", json!([])).await?;
+    let from = status["batches"]["next_index"]
+        .as_u64()
+        .context("metis_signer: no batches")?;
+    let to = from + a.batches;
+    let (h0, t0) = (head_number(first_node).await?, Instant::now());
+    eprintln!(
+        "watching batches {from}..{} on {} nodes (L2 head {h0})",
+        to - 1,
+        nodes.len()
+    );
+    let deadline = t0 + Duration::from_secs(a.timeout);
+    let mut lat = Vec::new();
+    let mut unsigned = Vec::new();
+    for index in from..to {
+        for (i, n) in nodes.iter().enumerate() {
+            loop {
+                let b = n.call("metis_getBatchByIndex", json!([index])).await?;
+                if let Some(ms) = b["signatureLatencyMs"].as_u64() {
+                    lat.push(Duration::from_millis(ms));
+                    break;
+                }
+                if Instant::now() > deadline {
+                    unsigned.push((index, i));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if !unsigned.is_empty() {
+            bail!(
+                "batch {index} not signed on node(s) {unsigned:?} within {} s",
+                a.timeout
+            );
+        }
+    }
+    let (h1, elapsed) = (head_number(first_node).await?, t0.elapsed());
+    lat.sort();
+    let pace = elapsed.as_millis() as u64 / (h1 - h0).max(1);
+    println!(
+        "signing: {} batches x {} nodes: decision-to-signature p50 {} ms, p99 {} ms, max {} ms; L2 blocks meanwhile: {} in {:.1} s (one per {pace} ms)",
+        a.batches,
+        nodes.len(),
+        percentile(&lat, 50.0).as_millis(),
+        percentile(&lat, 99.0).as_millis(),
+        lat.last().copied().unwrap_or_default().as_millis(),
+        h1 - h0,
+        elapsed.as_secs_f64(),
+    );
+    println!(
+        "RESULT signing_p50_ms={} signing_p99_ms={} block_interval_ms={pace}",
         percentile(&lat, 50.0).as_millis(),
         percentile(&lat, 99.0).as_millis()
     );
