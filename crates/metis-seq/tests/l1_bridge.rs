@@ -98,6 +98,7 @@ async fn setup(name: &str, stakes: Vec<u64>, standby: usize, owners: &[PrivateKe
             epoch_length: 5,
             standby,
             key_phase_blocks: 3,
+            batch_blocks: 5,
             l1: Some(L1Options {
                 rpc: l1.anvil.endpoint(),
                 contracts,
@@ -187,6 +188,37 @@ async fn key_with_members(net: &Testnet, members: &[u64], min_round: u64) -> Val
         (c["members"] == json!(members) && c["round"].as_u64()? >= min_round).then(|| c.clone())
     })
     .await
+}
+
+/// Waits until every node in `nodes` signs with key round `round` (and holds a share of it), then until the
+/// next batch cut is signed on all of them; checks the signature under the group key over the header's BatchInbox
+/// digest.
+async fn batch_signed_under(env: &Env, nodes: &[usize], round: u64) -> Value {
+    wait_for(
+        60,
+        &format!("the signers of nodes {nodes:?} on key round {round}"),
+        || async {
+            for &i in nodes {
+                let s = env.net.call(i, "metis_signer", json!([])).await.ok()?;
+                if s["key_round"] != json!(round) || s["has_share"] != json!(true) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    let s = env.net.call(nodes[0], "metis_signer", json!([])).await.expect("signer");
+    let next = s["batches"]["next_index"].as_u64().expect("next batch index");
+    let b = env.net.signed_batch(nodes, next).await;
+    let h = common::testnet::header_from(&b);
+    let digest = metis_contracts::digest::batch_signing_digest(env.l1.chain_id, env.l1.deployment.batch_inbox, &h);
+    let sig: Bytes = b["signature"].as_str().expect("signature").parse().expect("hex");
+    let sig = metis_mpc::encoding::g1_from_eip2537(&sig).expect("a G1 point");
+    let output = env.net.key_output().await;
+    metis_mpc::threshold::verify(output.public().public(), &digest.0, &sig)
+        .expect("the pool's signature verifies under the group key");
+    b
 }
 
 async fn set_changes(net: &Testnet, node: usize) -> Vec<Value> {
@@ -393,6 +425,8 @@ async fn the_sequencer_set_follows_l1() {
             .then_some(())
     })
     .await;
+    // Inside the nodes, the pool now signs its batches with the new sharing, the newcomer taking part.
+    batch_signed_under(&env, &[0, 1, 2, 3, 4], five_round).await;
 
     // 3. Relock and withdraw change voting power at the next boundary.
     let (o1, o2) = (env.net.owner_key(0), env.net.owner_key(1));
@@ -526,6 +560,7 @@ async fn the_sequencer_set_follows_l1() {
     let four_key = key_with_members(&env.net, &[1, 2, 3, 4], five_key["round"].as_u64().expect("round") + 1).await;
     assert_eq!(four_key["group_key"], genesis_key["group_key"]);
     assert_eq!(four_key["quorum"], 3);
+    batch_signed_under(&env, &[0, 1, 2, 3], four_key["round"].as_u64().expect("round")).await;
     let h = env.net.head(0).await.expect("head");
     env.net.wait_height(&[0, 1, 2, 3, 4], h + 3, 30).await;
     env.net.assert_same_chain(&[0, 1, 2, 3, 4], h + 3).await;

@@ -114,7 +114,25 @@ async fn genesis_dkg_key_signs_batches_that_l1_verifies() {
     let h = net.head(0).await.expect("head");
     net.wait_height(&[0, 1, 2, 3], h + 2, 30).await;
     net.assert_same_chain(&[0, 1, 2, 3], h + 2).await;
-    net.kill(0);
+
+    // A restart with a wrong passphrase stops with a clear error and touches nothing; the right one resumes.
+    assert!(net.stop(0).success(), "node 0 stops cleanly");
+    let share_before = std::fs::read(&path).expect("share file");
+    let wrong_file = net.net_dir().join("wrong-passphrase");
+    std::fs::write(&wrong_file, "not the passphrase\n").expect("write");
+    let (status, stderr) = net.start_refused(0, &wrong_file);
+    assert!(!status.success(), "node 0 started with a wrong passphrase");
+    assert!(stderr.contains("wrong passphrase"), "unclear error: {stderr}");
+    assert_eq!(
+        std::fs::read(&path).expect("share file"),
+        share_before,
+        "the share file changed"
+    );
+    assert!(net.share_path(0, round).exists());
+    net.start(0, None);
+    let h = net.head(1).await.expect("head");
+    net.wait_height(&[0, 1, 2, 3], h + 2, 60).await;
+    net.assert_same_chain(&[0, 1, 2, 3], h + 2).await;
 }
 
 /// A node killed in the middle of the DKG and restarted rebuilds its part of the round from the blocks it
@@ -162,51 +180,6 @@ async fn a_node_killed_mid_round_recovers_its_part() {
     let h = net.head(0).await.expect("head");
     net.wait_height(&[0, 1, 2, 3], h + 2, 30).await;
     net.assert_same_chain(&[0, 1, 2, 3], h + 2).await;
-}
-
-fn header_from(v: &Value) -> BatchHeader {
-    let b256 = |k: &str| {
-        v[k].as_str()
-            .and_then(|s| s.parse::<B256>().ok())
-            .unwrap_or_else(|| panic!("{k} in {v}"))
-    };
-    let u64_of = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
-    BatchHeader {
-        index: u64_of("index"),
-        l2FirstBlock: u64_of("l2FirstBlock"),
-        l2LastBlock: u64_of("l2LastBlock"),
-        parentHash: b256("parentHash"),
-        txRoot: b256("txRoot"),
-        stateRoot: b256("stateRoot"),
-        payloadHash: b256("payloadHash"),
-        blobHashes: vec![],
-    }
-}
-
-/// Waits until `nodes` all hold batch `index` with its signature; returns node `nodes[0]`'s view (with payload).
-async fn signed_batch(net: &Testnet, nodes: &[usize], index: u64) -> Value {
-    wait_for(60, &format!("batch {index} signed on nodes {nodes:?}"), || async {
-        let mut first: Option<Value> = None;
-        for &i in nodes {
-            let b = net.call(i, "metis_getBatchByIndex", json!([index, true])).await.ok()?;
-            if b["signature"].is_null() {
-                return None;
-            }
-            match &first {
-                // Every node derived the same header and holds the same (unique) signature.
-                Some(f) => {
-                    assert_eq!(
-                        f["hash"], b["hash"],
-                        "node {i} derived another header for batch {index}"
-                    );
-                    assert_eq!(f["signature"], b["signature"], "node {i} holds another signature");
-                }
-                None => first = Some(b),
-            }
-        }
-        first
-    })
-    .await
 }
 
 /// The pool signs inside the nodes: the ledger cuts a batch every 4 blocks, every node derives the header from
@@ -278,7 +251,7 @@ async fn the_pool_signs_every_batch_and_l1_takes_it() {
     let post = |b: Value| {
         let inbox = inbox.clone();
         async move {
-            let h = header_from(&b);
+            let h = common::testnet::header_from(&b);
             let payload: Bytes = b["payload"].as_str().expect("payload").parse().expect("hex");
             let blocks = metis_batcher::payload::decode(&payload).expect("the payload decodes");
             assert_eq!(blocks.len() as u64, h.l2LastBlock - h.l2FirstBlock + 1);
@@ -297,7 +270,7 @@ async fn the_pool_signs_every_batch_and_l1_takes_it() {
     };
     // Batches 0.. (the first ones were cut before the key existed: signed once it did), all posted in order.
     while posted < 6 {
-        let b = signed_batch(&net, &[0, 1, 2, 3], posted).await;
+        let b = net.signed_batch(&[0, 1, 2, 3], posted).await;
         txs_in_batches += post(b).await;
         posted += 1;
     }
@@ -307,7 +280,7 @@ async fn the_pool_signs_every_batch_and_l1_takes_it() {
     net.kill(3);
     let resume = posted + 2;
     while posted < resume + 3 {
-        let b = signed_batch(&net, &[0, 1, 2], posted).await;
+        let b = net.signed_batch(&[0, 1, 2], posted).await;
         if posted >= resume {
             let shares = b["signedByShares"].as_array().expect("signers").clone();
             assert!(
