@@ -7,7 +7,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${DEVNET_DIR:-$ROOT/devnet}"
 PORT="${L1_PORT:-8545}"
-BIN="${CARGO_TARGET_DIR:-$HOME/.cache/metis-seq/target}/debug/metis-seq"
+# METIS_SEQ_BIN: another build (e.g. the release binary, for benchmarks).
+BIN="${METIS_SEQ_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/metis-seq/target}/debug/metis-seq}"
 # anvil's first dev account (devnet only).
 export METIS_L1_PRIVATE_KEY=0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
 

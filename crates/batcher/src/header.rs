@@ -25,43 +25,89 @@ pub enum HeaderError {
     Payload(#[from] PayloadError),
 }
 
-/// Derives batch `index` over `blocks` (consecutive, in order) linked to the previous header's hash `parent`
-/// (zero for the first batch). Calldata mode: no blob hashes, the payload hash is keccak256 of the payload.
-pub fn derive(index: u64, parent: B256, blocks: &[BatchBlock]) -> Result<DerivedBatch, HeaderError> {
-    let (first, last) = match (blocks.first(), blocks.last()) {
-        (Some(f), Some(l)) => (f.header.number, l.header.number),
-        _ => return Err(HeaderError::Empty),
-    };
-    for (i, b) in blocks.iter().enumerate() {
-        if b.header.number != first + i as u64 {
-            return Err(HeaderError::Gap(b.header.number));
+/// A batch being filled, block by block as they are decided, so that when the batch is cut only the compression
+/// and the tree root are left to do.
+#[derive(Clone, Debug)]
+pub struct BatchBuilder {
+    first: u64,
+    next: u64,
+    raw: Vec<u8>,
+    leaves: Vec<B256>,
+    state_root: B256,
+}
+
+impl BatchBuilder {
+    /// An empty batch starting at block `first`.
+    pub fn new(first: u64) -> Self {
+        Self {
+            first,
+            next: first,
+            raw: Vec::new(),
+            leaves: Vec::new(),
+            state_root: B256::ZERO,
         }
     }
-    let leaves = blocks
-        .iter()
-        .flat_map(|b| {
+
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// The block the builder takes next.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Adds the next block.
+    pub fn push(&mut self, b: &BatchBlock) -> Result<(), HeaderError> {
+        if b.header.number != self.next {
+            return Err(HeaderError::Gap(b.header.number));
+        }
+        let n = b.header.number;
+        self.leaves.extend(
             b.transactions
                 .iter()
                 .enumerate()
-                .map(move |(i, t)| tx_leaf(b.header.number, i as u32, *t.tx_hash()))
+                .map(|(i, t)| tx_leaf(n, i as u32, *t.tx_hash())),
+        );
+        payload::encode_block(b, &mut self.raw);
+        self.state_root = b.header.state_root;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Batch `index` over the blocks pushed, linked to the previous header's hash `parent` (zero for the first
+    /// batch). Calldata mode: no blob hashes, the payload hash is keccak256 of the payload.
+    pub fn finish(self, index: u64, parent: B256) -> Result<DerivedBatch, HeaderError> {
+        if self.next == self.first {
+            return Err(HeaderError::Empty);
+        }
+        let payload = payload::compress(&self.raw)?;
+        let header = BatchHeader {
+            index,
+            l2FirstBlock: self.first,
+            l2LastBlock: self.next - 1,
+            parentHash: parent,
+            txRoot: TxTree::new(self.leaves).root(),
+            stateRoot: self.state_root,
+            payloadHash: payload::payload_hash(&payload),
+            blobHashes: Vec::new(),
+        };
+        Ok(DerivedBatch {
+            header,
+            payload,
+            raw_len: self.raw.len(),
         })
-        .collect();
-    let (payload, raw_len) = payload::encode_measured(blocks)?;
-    let header = BatchHeader {
-        index,
-        l2FirstBlock: first,
-        l2LastBlock: last,
-        parentHash: parent,
-        txRoot: TxTree::new(leaves).root(),
-        stateRoot: blocks[blocks.len() - 1].header.state_root,
-        payloadHash: payload::payload_hash(&payload),
-        blobHashes: Vec::new(),
-    };
-    Ok(DerivedBatch {
-        header,
-        payload,
-        raw_len,
-    })
+    }
+}
+
+/// Derives batch `index` over `blocks` (consecutive, in order) linked to the previous header's hash `parent`.
+pub fn derive(index: u64, parent: B256, blocks: &[BatchBlock]) -> Result<DerivedBatch, HeaderError> {
+    let first = blocks.first().ok_or(HeaderError::Empty)?.header.number;
+    let mut b = BatchBuilder::new(first);
+    for block in blocks {
+        b.push(block)?;
+    }
+    b.finish(index, parent)
 }
 
 #[cfg(test)]

@@ -44,7 +44,8 @@ pub struct BatchBlock {
     pub transactions: Vec<TxEnvelope>,
 }
 
-fn encode_block(b: &BatchBlock, out: &mut Vec<u8>) {
+/// Appends one block's encoding (the payload before compression is these, concatenated).
+pub fn encode_block(b: &BatchBlock, out: &mut Vec<u8>) {
     let txs: Vec<Bytes> = b.transactions.iter().map(|t| Bytes::from(t.encoded_2718())).collect();
     let payload_len = b.header.length() + txs.length();
     RlpHeader {
@@ -67,9 +68,14 @@ pub fn encode_measured(blocks: &[BatchBlock]) -> Result<(Vec<u8>, usize), Payloa
     for b in blocks {
         encode_block(b, &mut raw);
     }
+    Ok((compress(&raw)?, raw.len()))
+}
+
+/// The payload of already encoded blocks (see [`encode_block`]).
+pub fn compress(raw: &[u8]) -> Result<Vec<u8>, PayloadError> {
     let mut out = vec![PAYLOAD_VERSION];
-    out.extend(zstd::bulk::compress(&raw, ZSTD_LEVEL).map_err(|e| PayloadError::Compress(e.to_string()))?);
-    Ok((out, raw.len()))
+    out.extend(zstd::bulk::compress(raw, ZSTD_LEVEL).map_err(|e| PayloadError::Compress(e.to_string()))?);
+    Ok(out)
 }
 
 /// Decompresses (bounded) and decodes a payload.

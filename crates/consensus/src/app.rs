@@ -1184,6 +1184,13 @@ impl App {
                     let _ = tx.send(SignerInput::Key(k));
                 }
             }
+            let batch_first = cut.map(|c| c.first).unwrap_or(self.ledger.batches().open_first);
+            if batch_first > 0 {
+                let _ = tx.send(SignerInput::Block {
+                    height: height.0,
+                    batch_first,
+                });
+            }
             if let Some(c) = cut {
                 let _ = tx.send(SignerInput::BatchCut {
                     index: c.index,

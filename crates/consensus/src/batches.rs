@@ -1,12 +1,13 @@
 //! Batch headers from this node's own chain. The ledger cuts a batch with the block that ends it (and the app
-//! stores the cut with that block); here each cut becomes a header, derived from the stored blocks, linked to
-//! the previous header, and stored with its payload, in index order. Restart and sync take the same path: the
+//! stores the cut with that block); here each cut becomes a header, derived from its blocks (encoded one by one
+//! as they are decided, so little is left at the cut), linked to the previous header, and stored with its
+//! payload, in index order. Restart and sync take the same path: the
 //! cursor `batch/next` says which cut comes next.
 
 use alloy_primitives::B256;
 use alloy_sol_types::SolValue;
 use metis_batcher::payload::BatchBlock;
-use metis_batcher::DerivedBatch;
+use metis_batcher::{BatchBuilder, DerivedBatch};
 use metis_contracts::bindings::BatchInbox::BatchHeader;
 use metis_execution::store::{Store, StoreError};
 
@@ -81,8 +82,21 @@ fn next_cut(store: &Store) -> Result<Option<(u64, u64, u64)>, BatchError> {
     }
 }
 
-/// Derives and stores the header of the next cut batch, if there is one.
-pub fn derive_next(store: &Store) -> Result<Option<DerivedBatch>, BatchError> {
+/// Stored block `n` as a batch carries it.
+pub fn block(store: &Store, n: u64) -> Result<BatchBlock, BatchError> {
+    let header = store.header(n)?.ok_or(BatchError::MissingBlock(n))?;
+    let transactions = store
+        .transactions(n)?
+        .ok_or(BatchError::MissingBlock(n))?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    Ok(BatchBlock { header, transactions })
+}
+
+/// Derives and stores the header of the next cut batch, if there is one. `built` is the batch filled block by
+/// block as they were decided: taken if it holds exactly the cut's blocks, else the blocks are read again.
+pub fn derive_next(store: &Store, built: &mut Option<BatchBuilder>) -> Result<Option<DerivedBatch>, BatchError> {
     let Some((index, first, last)) = next_cut(store)? else {
         return Ok(None);
     };
@@ -92,18 +106,20 @@ pub fn derive_next(store: &Store) -> Result<Option<DerivedBatch>, BatchError> {
             &header(store, i - 1)?.ok_or_else(|| BatchError::Corrupt(meta_header(i - 1)))?,
         ),
     };
-    let mut blocks = Vec::with_capacity((last - first + 1) as usize);
-    for n in first..=last {
-        let header = store.header(n)?.ok_or(BatchError::MissingBlock(n))?;
-        let transactions = store
-            .transactions(n)?
-            .ok_or(BatchError::MissingBlock(n))?
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect();
-        blocks.push(BatchBlock { header, transactions });
-    }
-    let d = metis_batcher::derive(index, parent, &blocks)?;
+    let matches = built
+        .as_ref()
+        .is_some_and(|b| b.first() == first && b.next() == last + 1);
+    let builder = match if matches { built.take() } else { None } {
+        Some(b) => b,
+        None => {
+            let mut b = BatchBuilder::new(first);
+            for n in first..=last {
+                b.push(&block(store, n)?)?;
+            }
+            b
+        }
+    };
+    let d = builder.finish(index, parent)?;
     let encoded = d.header.abi_encode();
     store.put_meta(&[
         (&meta_header(index), &encoded),

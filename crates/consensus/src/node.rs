@@ -158,8 +158,25 @@ fn multiaddr(s: &str) -> Result<malachitebft_app_channel::app::net::Multiaddr, N
         .map_err(|e| NodeError::Multiaddr(s.to_string(), e.to_string()))
 }
 
+/// Malachite only logs a p2p listen failure and then waits forever for a network that never comes up: check the
+/// TCP address can be bound first, so a taken port is a clear error at start.
+fn check_p2p_listen(addr: &str) -> Result<(), NodeError> {
+    let parts: Vec<&str> = addr.split('/').collect();
+    let field = |name: &str| parts.iter().position(|p| *p == name).and_then(|i| parts.get(i + 1));
+    let ip = field("ip4")
+        .or_else(|| field("ip6"))
+        .and_then(|a| a.parse::<std::net::IpAddr>().ok());
+    let port = field("tcp").and_then(|p| p.parse::<u16>().ok());
+    if let (Some(ip), Some(port)) = (ip, port) {
+        std::net::TcpListener::bind((ip, port))
+            .map_err(|e| NodeError::Multiaddr(addr.to_string(), format!("cannot listen: {e}")))?;
+    }
+    Ok(())
+}
+
 pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
     let address = Address(s.key.verifying_key().to_bytes());
+    check_p2p_listen(&s.p2p_listen)?;
     if !s.pos.sequencers.iter().any(|q| q.consensus_key.0 == address.0) {
         // A sequencer that locks after genesis: it follows the chain (sync) until the ledger makes it a
         // validator, and votes from then on.
@@ -428,4 +445,19 @@ fn spawn_listener(
             .follow(view, l.poll_interval)
             .instrument(tracing::info_span!("l1")),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_p2p_port_is_a_clear_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let e = check_p2p_listen(&format!("/ip4/127.0.0.1/tcp/{port}")).unwrap_err();
+        assert!(e.to_string().contains("cannot listen"), "{e}");
+        drop(taken);
+        check_p2p_listen(&format!("/ip4/127.0.0.1/tcp/{port}")).unwrap();
+    }
 }

@@ -12,6 +12,7 @@ use crate::batches;
 use crate::sighub::{SignHub, SignMsg};
 use borsh::{BorshDeserialize, BorshSerialize};
 use commonware_codec::{Encode, Read};
+use metis_batcher::BatchBuilder;
 use metis_execution::store::Store;
 use metis_mpc::collect::{Added, Collector};
 use metis_mpc::{threshold, MinSig, PartialSignature, Share, Sharing, G1};
@@ -53,6 +54,8 @@ pub struct SigningKey {
 pub enum SignerInput {
     /// A key round completed (or the node started with a key).
     Key(SigningKey),
+    /// Block `height` was decided; it belongs to the batch starting at `batch_first`.
+    Block { height: u64, batch_first: u64 },
     /// Block `height` cut a batch; decided at `decided_at`.
     BatchCut { index: u64, decided_at: Instant },
 }
@@ -110,6 +113,8 @@ struct Signer {
     done: BTreeSet<u64>,
     early_sigs: BTreeMap<u64, Vec<u8>>,
     answered: BTreeMap<u64, Instant>,
+    /// The batch being filled, block by block.
+    builder: Option<BatchBuilder>,
 }
 
 /// Starts the signer task; returns the sender the app reports to.
@@ -133,6 +138,7 @@ pub fn spawn(
         done: BTreeSet::new(),
         early_sigs: BTreeMap::new(),
         answered: BTreeMap::new(),
+        builder: None,
     };
     tokio::spawn(
         async move {
@@ -148,6 +154,7 @@ pub fn spawn(
                 tokio::select! {
                     input = rx.recv() => match input {
                         Some(SignerInput::Key(k)) => s.set_key(k),
+                        Some(SignerInput::Block { height, batch_first }) => s.on_block(height, batch_first),
                         Some(SignerInput::BatchCut { index, decided_at }) => s.derive(Some((index, decided_at))),
                         None => break,
                     },
@@ -180,6 +187,23 @@ impl Signer {
         let open: Vec<(u64, [u8; 32])> = self.requests.iter().map(|(id, r)| (*id, r.digest)).collect();
         for (id, digest) in open {
             self.open(id, digest);
+        }
+    }
+
+    /// Adds decided block `height` to the batch being filled (from its first block on; after a restart the
+    /// first cut is derived from the store instead).
+    fn on_block(&mut self, height: u64, batch_first: u64) {
+        let mut b = match self.builder.take() {
+            Some(b) if b.first() == batch_first && b.next() == height => b,
+            _ if height == batch_first => BatchBuilder::new(batch_first),
+            _ => return,
+        };
+        let pushed = tokio::task::block_in_place(|| {
+            batches::block(&self.store, height).and_then(|blk| b.push(&blk).map_err(Into::into))
+        });
+        match pushed {
+            Ok(()) => self.builder = Some(b),
+            Err(e) => debug!(height, error = %e, "batch builder reset; the cut reads its blocks again"),
         }
     }
 
@@ -227,7 +251,8 @@ impl Signer {
     fn derive(&mut self, cut: Option<(u64, Instant)>) {
         loop {
             let started = Instant::now();
-            let derived = tokio::task::block_in_place(|| batches::derive_next(&self.store));
+            let (store, builder) = (&self.store, &mut self.builder);
+            let derived = tokio::task::block_in_place(|| batches::derive_next(store, builder));
             let d = match derived {
                 Ok(Some(d)) => d,
                 Ok(None) => return,

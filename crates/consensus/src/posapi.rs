@@ -124,8 +124,11 @@ pub fn module(
     let mut m = RpcModule::new(());
     let b = backend.clone();
     let _ = m.register_method("metis_getBatchByIndex", move |params, _, _| {
-        let (index, with_payload): (u64, Option<bool>) =
-            params.parse().map_err(|_| invalid("expected [index, withPayload?]"))?;
+        let mut seq = params.sequence();
+        let index: u64 = seq.next().map_err(|_| invalid("expected [index, withPayload?]"))?;
+        let with_payload: Option<bool> = seq
+            .optional_next()
+            .map_err(|_| invalid("expected [index, withPayload?]"))?;
         let store = b.engine().store().clone();
         batch_json(&store, index, with_payload.unwrap_or(false))
     });

@@ -292,7 +292,22 @@ async fn the_pool_signs_every_batch_and_l1_takes_it() {
         posted += 1;
     }
     assert_eq!(inbox.nextIndex().call().await.expect("nextIndex"), posted);
+    // Node 3 back: it syncs the blocks it missed, derives the batches cut meanwhile, and ends with the same
+    // signatures (its late partials are answered with them), then signs new batches with the others.
+    net.start(3, None);
+    for index in [resume, posted - 1, posted + 1] {
+        net.signed_batch(&[0, 1, 2, 3], index).await;
+    }
     assert_eq!(txs_in_batches, 12, "every transaction is in a posted batch");
+    // Without the payload flag: the header and signature only; a bad index is refused; an unknown one is null.
+    let b = net.call(0, "metis_getBatchByIndex", json!([1])).await.expect("batch 1");
+    assert!(b.get("payload").is_none() && !b["signature"].is_null(), "{b}");
+    assert!(net.call(0, "metis_getBatchByIndex", json!(["one"])).await.is_err());
+    assert!(net
+        .call(0, "metis_getBatchByIndex", json!([1_000_000]))
+        .await
+        .expect("null")
+        .is_null());
     let status = net.call(0, "metis_signer", json!([])).await.expect("signer status");
     println!("signer status of node 0: {status}");
 }
