@@ -1158,6 +1158,13 @@ impl App {
         if let (Some(k), Some(b)) = (&cut_key, &cut_bytes) {
             meta.push((k, b));
         }
+        // A reward report this block made: stored with it, for the API and the signer.
+        let report = ledger.rewards().report_at(height.0).cloned();
+        let report_key = report.as_ref().map(|r| crate::pool_signer::meta_reward(r.batch_id));
+        let report_bytes = report.as_ref().map(|r| serde_json::to_vec(r).unwrap_or_default());
+        if let (Some(k), Some(b)) = (&report_key, &report_bytes) {
+            meta.push((k, b));
+        }
         self.backend.commit_block(c.executed, &meta)?;
         let epoch_before = self.ledger.current_epoch().id;
         self.last_decision = Some(c.seen.min(Instant::now()));
@@ -1190,6 +1197,9 @@ impl App {
                     height: height.0,
                     batch_first,
                 });
+            }
+            if let Some(report) = report {
+                let _ = tx.send(SignerInput::Rewards { report, decided_at });
             }
             if let Some(c) = cut {
                 let _ = tx.send(SignerInput::BatchCut {

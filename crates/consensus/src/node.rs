@@ -204,17 +204,24 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
     let mut app = app.with_keys(secrets, share, sink)?;
     let (hub, from_peers) = crate::sighub::SignHub::new();
     let signer_status = crate::pool_signer::SharedSignerStatus::default();
-    if let Some(inbox) = s.pos.l1.as_ref().and_then(|g| g.batch_inbox.map(|i| (g.chain_id, i))) {
+    if let Some(inbox) = s
+        .pos
+        .l1
+        .as_ref()
+        .and_then(|g| g.batch_inbox.map(|i| (g.chain_id, i, g.locking_pool)))
+    {
         let store = backend.engine().store().clone();
         let tx = crate::pool_signer::spawn(
             crate::pool_signer::SignerConfig {
                 l1_chain_id: inbox.0,
                 inbox: inbox.1,
+                locking_pool: inbox.2,
             },
             store,
             hub.clone(),
             from_peers,
             app.signing_key(),
+            app.shared_ledger().read().rewards().last.clone(),
             signer_status.clone(),
         );
         app = app.with_signer(tx);

@@ -39,8 +39,33 @@ const MAX_DONE: usize = 4096;
 /// Recent signing latencies kept for the API.
 const MAX_LATENCIES: usize = 256;
 
+const KIND_REWARDS: u64 = 2 << 56;
+const INDEX_MASK: u64 = (1 << 56) - 1;
+
 pub fn batch_request(index: u64) -> u64 {
     KIND_BATCH | index
+}
+
+pub fn rewards_request(batch_id: u64) -> u64 {
+    KIND_REWARDS | batch_id
+}
+
+pub fn meta_reward(batch_id: u64) -> String {
+    format!("reward/{batch_id}")
+}
+
+pub fn meta_reward_signature(batch_id: u64) -> String {
+    format!("rewardsig/{batch_id}")
+}
+
+/// Where the signature of request `id` is stored, and what to call it in logs.
+fn signature_key(id: u64) -> Option<(String, &'static str)> {
+    let index = id & INDEX_MASK;
+    match id & !INDEX_MASK {
+        KIND_BATCH => Some((batches::meta_signature(index), "batch")),
+        KIND_REWARDS => Some((meta_reward_signature(index), "reward report")),
+        _ => None,
+    }
 }
 
 /// The threshold key this node signs with: the current key round's public sharing and its share, if any.
@@ -58,6 +83,11 @@ pub enum SignerInput {
     Block { height: u64, batch_first: u64 },
     /// Block `height` cut a batch; decided at `decided_at`.
     BatchCut { index: u64, decided_at: Instant },
+    /// Block `height` made a reward report.
+    Rewards {
+        report: metis_pos::RewardReport,
+        decided_at: Instant,
+    },
 }
 
 /// Where BatchInbox lives: part of every batch digest.
@@ -65,6 +95,8 @@ pub enum SignerInput {
 pub struct SignerConfig {
     pub l1_chain_id: u64,
     pub inbox: alloy_primitives::Address,
+    /// LockingPool: part of every reward report digest.
+    pub locking_pool: alloy_primitives::Address,
 }
 
 /// A completed signature as stored.
@@ -85,8 +117,8 @@ pub struct SignatureRecord {
 pub struct SignerStatus {
     pub key_round: Option<u64>,
     pub has_share: bool,
-    /// Batches waiting for a signature: (index, partials here, needed).
-    pub open: Vec<(u64, usize, usize)>,
+    /// Requests waiting for a signature: (what, index, partials here, needed).
+    pub open: Vec<(&'static str, u64, usize, usize)>,
     pub signed: u64,
     /// Recent batches: (index, ms from the cutting block's decision to the signature here).
     pub latencies_ms: VecDeque<(u64, u64)>,
@@ -124,6 +156,7 @@ pub fn spawn(
     hub: Arc<SignHub>,
     mut from_peers: mpsc::Receiver<Vec<SignMsg>>,
     key: Option<SigningKey>,
+    last_report: Option<metis_pos::RewardReport>,
     status: SharedSignerStatus,
 ) -> mpsc::UnboundedSender<SignerInput> {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -145,9 +178,13 @@ pub fn spawn(
             if let Some(k) = key {
                 s.set_key(k);
             }
-            // Batches derived before a restart whose signature had not come yet, then cuts decided before it
+            // Batches derived before a restart whose signature had not come yet (and the last reward report),
+            // then cuts decided before it
             // (or while syncing) that have no header yet.
             s.reopen_unsigned();
+            if let Some(r) = last_report {
+                s.rewards(&r, Instant::now());
+            }
             s.derive(None);
             let mut tick = tokio::time::interval(REPEAT);
             loop {
@@ -156,6 +193,7 @@ pub fn spawn(
                         Some(SignerInput::Key(k)) => s.set_key(k),
                         Some(SignerInput::Block { height, batch_first }) => s.on_block(height, batch_first),
                         Some(SignerInput::BatchCut { index, decided_at }) => s.derive(Some((index, decided_at))),
+                        Some(SignerInput::Rewards { report, decided_at }) => s.rewards(&report, decided_at),
                         None => break,
                     },
                     Some(msgs) = from_peers.recv() => {
@@ -205,6 +243,43 @@ impl Signer {
             Ok(()) => self.builder = Some(b),
             Err(e) => debug!(height, error = %e, "batch builder reset; the cut reads its blocks again"),
         }
+    }
+
+    /// Opens the signing request of a reward report (LockingPool.rewardsDigest over it).
+    fn rewards(&mut self, r: &metis_pos::RewardReport, decided_at: Instant) {
+        use alloy_primitives::U256;
+        let ids: Vec<U256> = r.blocks.iter().map(|(id, _)| U256::from(*id)).collect();
+        let blocks: Vec<U256> = r.blocks.iter().map(|(_, n)| U256::from(*n)).collect();
+        let digest = metis_contracts::digest::rewards_digest(
+            self.cfg.l1_chain_id,
+            self.cfg.locking_pool,
+            U256::from(r.batch_id),
+            U256::from(r.start_epoch),
+            U256::from(r.end_epoch),
+            &ids,
+            &blocks,
+        );
+        let id = rewards_request(r.batch_id);
+        if self
+            .store
+            .meta(&meta_reward_signature(r.batch_id))
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            return;
+        }
+        info!(report = r.batch_id, epochs = ?(r.start_epoch, r.end_epoch), blocks = ?r.blocks, "reward report to sign");
+        self.requests.insert(
+            id,
+            Request {
+                index: r.batch_id,
+                digest: digest.0,
+                decided_at,
+                published: Instant::now(),
+            },
+        );
+        self.open(id, digest.0);
     }
 
     /// Opens again the requests of recent batches that have a header but no signature here.
@@ -366,10 +441,10 @@ impl Signer {
         if self.answered.get(&id).is_some_and(|t| now.duration_since(*t) < REPEAT) {
             return;
         }
-        let Some(index) = id.checked_sub(KIND_BATCH) else {
+        let Some((key, _)) = signature_key(id) else {
             return;
         };
-        if let Ok(Some(b)) = self.store.meta(&batches::meta_signature(index)) {
+        if let Ok(Some(b)) = self.store.meta(&key) {
             if let Ok(r) = SignatureRecord::try_from_slice(&b) {
                 self.answered.insert(id, now);
                 if self.answered.len() > MAX_DONE {
@@ -418,8 +493,9 @@ impl Signer {
             signers: signers.clone(),
         };
         let bytes = borsh::to_vec(&record).unwrap_or_default();
-        if let Err(e) = self.store.put_meta(&[(&batches::meta_signature(r.index), &bytes)]) {
-            warn!(batch = r.index, error = %e, "cannot store the batch signature");
+        let Some((key, what)) = signature_key(id) else { return };
+        if let Err(e) = self.store.put_meta(&[(&key, &bytes)]) {
+            warn!(what, index = r.index, error = %e, "cannot store the signature");
         }
         if let Some(c) = self.collector.as_mut() {
             c.close(id);
@@ -431,17 +507,20 @@ impl Signer {
         self.hub.publish(SignMsg::Signature { id, signature });
         let mut st = self.status.write();
         st.signed += 1;
-        st.latencies_ms.push_back((r.index, latency_ms));
-        if st.latencies_ms.len() > MAX_LATENCIES {
-            st.latencies_ms.pop_front();
+        if id & !INDEX_MASK == KIND_BATCH {
+            st.latencies_ms.push_back((r.index, latency_ms));
+            if st.latencies_ms.len() > MAX_LATENCIES {
+                st.latencies_ms.pop_front();
+            }
         }
         drop(st);
         info!(
-            batch = r.index,
+            what,
+            index = r.index,
             latency_ms,
             key_round,
             ?signers,
-            "batch signed by the pool"
+            "signed by the pool"
         );
     }
 
@@ -479,7 +558,8 @@ impl Signer {
             .iter()
             .map(|(id, r)| {
                 let (have, need) = self.collector.as_ref().map(|c| c.progress(*id)).unwrap_or_default();
-                (r.index, have, need)
+                let what = signature_key(*id).map_or("?", |(_, w)| w);
+                (what, r.index, have, need)
             })
             .collect();
     }

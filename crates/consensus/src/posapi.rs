@@ -132,9 +132,33 @@ pub fn module(
         let store = b.engine().store().clone();
         batch_json(&store, index, with_payload.unwrap_or(false))
     });
+    let b = backend.clone();
+    let _ = m.register_method("metis_getRewardReport", move |params, _, _| {
+        use borsh::BorshDeserialize;
+        let (id,): (u64,) = params.parse().map_err(|_| invalid("expected [batchId]"))?;
+        let store = b.engine().store().clone();
+        let internal = |e: String| ErrorObjectOwned::owned(-32603, e, None::<()>);
+        let Some(bytes) = store
+            .meta(&crate::pool_signer::meta_reward(id))
+            .map_err(|e| internal(e.to_string()))?
+        else {
+            return Ok(Value::Null);
+        };
+        let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| internal(e.to_string()))?;
+        let sig = store
+            .meta(&crate::pool_signer::meta_reward_signature(id))
+            .map_err(|e| internal(e.to_string()))?
+            .and_then(|b| crate::pool_signer::SignatureRecord::try_from_slice(&b).ok());
+        v["signature"] = json!(sig.as_ref().map(|r| alloy_primitives::Bytes::from(r.signature.clone())));
+        v["signatureLatencyMs"] = json!(sig.as_ref().map(|r| r.latency_ms));
+        Ok::<_, ErrorObjectOwned>(v)
+    });
     let l = ledger.clone();
     let _ = m.register_method("metis_signer", move |_, _, _| {
-        let batches = l.read().batches().clone();
+        let (batches, rewards) = {
+            let l = l.read();
+            (l.batches().clone(), l.rewards().clone())
+        };
         let st = signer.read().clone();
         Ok::<_, ErrorObjectOwned>(json!({
             "key_round": st.key_round,
@@ -144,6 +168,7 @@ pub fn module(
             "latencies_ms": st.latencies_ms,
             "last_error": st.last_error,
             "batches": batches,
+            "rewards": rewards,
         }))
     });
     let l = ledger.clone();

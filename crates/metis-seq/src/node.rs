@@ -212,6 +212,9 @@ pub struct TestnetArgs {
     /// (`--l1-rpc`), the pool signs every batch header with its threshold key.
     #[arg(long, default_value_t = 10)]
     batch_interval_secs: u64,
+    /// A reward report (blocks produced per sequencer) every N ended epochs, signed by the pool (0: none).
+    #[arg(long, default_value_t = 0)]
+    reward_epochs: u64,
     /// Extra nodes with keys and configs but not in the genesis set (they join by locking on L1 later).
     #[arg(long, default_value_t = 0)]
     standby: usize,
@@ -442,6 +445,7 @@ pub async fn run_testnet(args: TestnetArgs) -> Result<()> {
         key_phase_blocks: args.key_phase_blocks,
         batch_blocks: args.batch_blocks,
         batch_interval_secs: args.batch_interval_secs,
+        reward_epochs: args.reward_epochs,
         ..Params::default()
     };
     let mut l1_genesis = None;

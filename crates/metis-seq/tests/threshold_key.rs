@@ -199,6 +199,8 @@ async fn the_pool_signs_every_batch_and_l1_takes_it() {
         NetOptions {
             key_phase_blocks: 3,
             batch_blocks: 4,
+            epoch_length: 5,
+            reward_epochs: 2,
             l1: Some(common::testnet::L1Options {
                 rpc: l1.anvil.endpoint(),
                 contracts,
@@ -299,6 +301,90 @@ async fn the_pool_signs_every_batch_and_l1_takes_it() {
         net.signed_batch(&[0, 1, 2, 3], index).await;
     }
     assert_eq!(txs_in_batches, 12, "every transaction is in a posted batch");
+    // Reward reports (every 2 epochs of 5 blocks) are signed by the pool too, and LockingPool credits them:
+    // each sequencer's reward on L1 is the blocks it produced x rewardPerBlock.
+    let token = metis_contracts::MetisToken::new(l1.deployment.token, l1.provider.clone());
+    let owner = l1.owner.address();
+    let enough = alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(30));
+    assert!(token
+        .mint(owner, enough)
+        .send()
+        .await
+        .expect("send")
+        .get_receipt()
+        .await
+        .expect("receipt")
+        .status());
+    let r = token
+        .approve(l1.deployment.locking_info, enough)
+        .send()
+        .await
+        .expect("send");
+    assert!(r.get_receipt().await.expect("receipt").status());
+    let per_block = pool.rewardPerBlock().call().await.expect("rewardPerBlock");
+    let mut produced: std::collections::BTreeMap<u64, u64> = Default::default();
+    for id in 1..=2u64 {
+        let report: Value = wait_for(60, &format!("reward report {id} signed"), || async {
+            let r = net.call(0, "metis_getRewardReport", json!([id])).await.ok()?;
+            (!r["signature"].is_null()).then_some(r)
+        })
+        .await;
+        assert_eq!(report["start_epoch"], json!(2 * (id - 1)), "{report}");
+        assert_eq!(report["end_epoch"], json!(2 * id - 1), "{report}");
+        let pairs = report["blocks"].as_array().expect("blocks").clone();
+        let total: u64 = pairs.iter().map(|p| p[1].as_u64().expect("count")).sum();
+        let epochs = net
+            .call(0, "metis_epochs", json!([2 * (id - 1), 2]))
+            .await
+            .expect("epochs");
+        let blocks_in_range: u64 = epochs
+            .as_array()
+            .expect("epochs")
+            .iter()
+            .map(|e| e["last_block"].as_u64().expect("last") - e["first_block"].as_u64().expect("first") + 1)
+            .sum();
+        assert_eq!(
+            total, blocks_in_range,
+            "every block of the two epochs counted once: {report} {epochs}"
+        );
+        let (mut ids, mut counts) = (Vec::new(), Vec::new());
+        for p in &pairs {
+            let (sid, n) = (p[0].as_u64().expect("id"), p[1].as_u64().expect("count"));
+            *produced.entry(sid).or_default() += n;
+            ids.push(alloy::primitives::U256::from(sid));
+            counts.push(alloy::primitives::U256::from(n));
+        }
+        let sig: Bytes = report["signature"].as_str().expect("signature").parse().expect("hex");
+        let r = pool
+            .batchSubmitRewards(
+                alloy::primitives::U256::from(id),
+                alloy::primitives::U256::from(2 * (id - 1)),
+                alloy::primitives::U256::from(2 * id - 1),
+                ids,
+                counts,
+                sig,
+            )
+            .send()
+            .await
+            .expect("send")
+            .get_receipt()
+            .await
+            .expect("receipt");
+        assert!(r.status(), "LockingPool refused reward report {id} signed by the pool");
+    }
+    for (sid, n) in &produced {
+        let s = pool
+            .sequencers(alloy::primitives::U256::from(*sid))
+            .call()
+            .await
+            .expect("sequencer");
+        assert_eq!(
+            s.reward,
+            per_block * alloy::primitives::U256::from(*n),
+            "sequencer {sid}"
+        );
+    }
+
     // Without the payload flag: the header and signature only; a bad index is refused; an unknown one is null.
     let b = net.call(0, "metis_getBatchByIndex", json!([1])).await.expect("batch 1");
     assert!(b.get("payload").is_none() && !b["signature"].is_null(), "{b}");

@@ -4,6 +4,7 @@ use crate::batches::BatchState;
 use crate::election::{elect, fallback_order, weight_of};
 use crate::keys::{KeyError, KeyOutcome, KeyState};
 use crate::l1::{AppliedL1, L1Event, PosTx};
+use crate::rewards::RewardState;
 use crate::types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};
 use alloy_primitives::{keccak256, B256, U256};
 use std::collections::BTreeMap;
@@ -83,6 +84,9 @@ pub struct Ledger {
     /// Batches cut for L1.
     #[serde(default)]
     batches: BatchState,
+    /// Reward reports for L1.
+    #[serde(default)]
+    rewards: RewardState,
 }
 
 /// Whether 32 bytes fail to be an ed25519 public key. The contract checks shape only; a validator whose key
@@ -179,6 +183,7 @@ impl Ledger {
             l1_acc: B256::ZERO,
             keys: KeyState::default(),
             batches: BatchState::default(),
+            rewards: RewardState::default(),
         };
         if ledger.validators().is_empty() {
             return Err(LedgerError::Genesis("no active sequencer with voting power"));
@@ -341,9 +346,23 @@ impl Ledger {
         let e = &mut self.epochs[len - 1];
         e.ended = true;
         e.last_block = height;
+        let ended = e.id;
         let mut buf = self.epochs_acc.to_vec();
         encode_epoch(e, &mut buf);
         self.epochs_acc = keccak256(buf);
+        let mut rewards = std::mem::take(&mut self.rewards);
+        rewards.on_epoch_end(
+            ended,
+            height,
+            self.params.reward_epochs,
+            |epoch| self.produced_in(epoch),
+            |id| {
+                self.sequencers
+                    .get(&id)
+                    .is_some_and(|s| s.status != SequencerStatus::Inactive)
+            },
+        );
+        self.rewards = rewards;
     }
 
     /// Applies one decided block. The block must follow the ledger height and come from the scheduled proposer
@@ -405,6 +424,11 @@ impl Ledger {
             self.keys.maybe_open(&ids, b.height + 1, self.params.key_phase_blocks);
         }
         Ok(())
+    }
+
+    /// Reward reports so far (the last one, and where the next starts).
+    pub fn rewards(&self) -> &RewardState {
+        &self.rewards
     }
 
     /// Batches cut so far (the last one, and the one being filled).
@@ -651,6 +675,8 @@ impl Ledger {
         buf.extend_from_slice(&self.params.batch_blocks.to_be_bytes());
         buf.extend_from_slice(&self.params.batch_interval_secs.to_be_bytes());
         self.batches.hash_input(&mut buf);
+        buf.extend_from_slice(&self.params.reward_epochs.to_be_bytes());
+        self.rewards.hash_input(&mut buf);
         keccak256(buf)
     }
 }

@@ -17,6 +17,7 @@
 //! - The threshold key's life-cycle ([`KeyState`]): a DKG round when there is no key, a reshare round when the
 //!   validators are not the key's members; the outcome (computed outside from the same decided messages) is
 //!   taken with the round's last block; the old sharing signs until the new one is in.
+//! - Reward reports ([`RewardState`]): blocks produced per sequencer over a range of epochs, for L1.
 //! - Batch cuts ([`BatchState`]): which blocks form the next batch for L1, whose header the threshold key signs.
 
 mod batches;
@@ -24,6 +25,7 @@ mod election;
 mod keys;
 mod l1;
 mod ledger;
+mod rewards;
 mod types;
 
 pub use batches::{BatchCut, BatchState};
@@ -31,4 +33,5 @@ pub use election::{elect, fallback_order, weight_of};
 pub use keys::{KeyEpoch, KeyError, KeyOutcome, KeyRecord, KeyRound, KeyRoundKind, KeyState, DEFAULT_PHASE_BLOCKS};
 pub use l1::{AppliedL1, L1Event, L1Position, PosTx};
 pub use ledger::{Ledger, LedgerError, SetChange};
+pub use rewards::{RewardReport, RewardState};
 pub use types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};

@@ -25,6 +25,9 @@ pub struct Params {
     /// ... or once this many seconds of block time passed since its first block, if it carries a transaction.
     #[serde(default)]
     pub batch_interval_secs: u64,
+    /// A reward report every this many ended epochs (0 = none).
+    #[serde(default)]
+    pub reward_epochs: u64,
 }
 
 impl Default for Params {
@@ -39,6 +42,7 @@ impl Default for Params {
             key_phase_blocks: 0,
             batch_blocks: 0,
             batch_interval_secs: 0,
+            reward_epochs: 0,
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct NetOptions {
     pub key_phase_blocks: u64,
     /// A batch every N blocks (0: none), signed by the pool when the network has an L1.
     pub batch_blocks: u64,
+    /// A reward report every N ended epochs (0: none), signed likewise.
+    pub reward_epochs: u64,
 }
 
 pub struct L1Options {
@@ -55,6 +57,7 @@ impl Default for NetOptions {
             l1: None,
             key_phase_blocks: 0,
             batch_blocks: 0,
+            reward_epochs: 0,
         }
     }
 }
@@ -112,6 +115,7 @@ impl Testnet {
             .args(["--standby", &opts.standby.to_string()])
             .args(["--key-phase-blocks", &opts.key_phase_blocks.to_string()])
             .args(["--batch-blocks", &opts.batch_blocks.to_string()])
+            .args(["--reward-epochs", &opts.reward_epochs.to_string()])
             .args(["--base-port", &base_port.to_string()])
             .args(["--stakes", &stakes.join(",")])
             .args(["--epoch-length", &opts.epoch_length.to_string()])
