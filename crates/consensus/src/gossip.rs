@@ -307,14 +307,19 @@ pub async fn start(
     Ok(local)
 }
 
-async fn accept(mut stream: TcpStream, ctx: &Ctx) -> Result<(), GossipError> {
+/// The authenticated handshake on a fresh connection, within its deadline.
+async fn secure(stream: &mut TcpStream, ctx: &Ctx) -> Result<Session, GossipError> {
     stream.set_nodelay(true)?;
-    let s = tokio::time::timeout(
+    tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        handshake(&mut stream, &ctx.key, ctx.chain_id, &ctx.allowed),
+        handshake(stream, &ctx.key, ctx.chain_id, &ctx.allowed),
     )
     .await
-    .map_err(|_| GossipError::Handshake("timed out"))??;
+    .map_err(|_| GossipError::Handshake("timed out"))?
+}
+
+async fn accept(mut stream: TcpStream, ctx: &Ctx) -> Result<(), GossipError> {
+    let s = secure(&mut stream, ctx).await?;
     let peer = s.peer.to_bytes();
     debug!(peer = %crate::types::Address(peer), "gossip peer connected (inbound)");
     let dialled = ctx.dialled.clone();
@@ -334,13 +339,7 @@ async fn dial_loop(peer: SocketAddr, ctx: Ctx) {
 
 async fn dial(peer: SocketAddr, ctx: &Ctx) -> Result<(), GossipError> {
     let mut stream = TcpStream::connect(peer).await?;
-    stream.set_nodelay(true)?;
-    let s = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        handshake(&mut stream, &ctx.key, ctx.chain_id, &ctx.allowed),
-    )
-    .await
-    .map_err(|_| GossipError::Handshake("timed out"))??;
+    let s = secure(&mut stream, ctx).await?;
     info!(peer = %crate::types::Address(s.peer.to_bytes()), "gossip link up");
     let _up = ctx.dialled.up(s.peer.to_bytes());
     run_link(stream, s, ctx, || true).await

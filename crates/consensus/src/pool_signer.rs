@@ -245,6 +245,10 @@ impl Signer {
         }
     }
 
+    fn stored(&self, key: &str) -> bool {
+        self.store.meta(key).ok().flatten().is_some()
+    }
+
     /// Opens the signing request of a reward report (LockingPool.rewardsDigest over it).
     fn rewards(&mut self, r: &metis_pos::RewardReport, decided_at: Instant) {
         use alloy_primitives::U256;
@@ -260,13 +264,7 @@ impl Signer {
             &blocks,
         );
         let id = rewards_request(r.batch_id);
-        if self
-            .store
-            .meta(&meta_reward_signature(r.batch_id))
-            .ok()
-            .flatten()
-            .is_some()
-        {
+        if self.stored(&meta_reward_signature(r.batch_id)) {
             return;
         }
         info!(report = r.batch_id, epochs = ?(r.start_epoch, r.end_epoch), blocks = ?r.blocks, "reward report to sign");
@@ -292,12 +290,7 @@ impl Signer {
             }
         };
         for index in next.saturating_sub(SIGN_BACKLOG)..next {
-            let signed = self
-                .store
-                .meta(&batches::meta_signature(index))
-                .ok()
-                .flatten()
-                .is_some();
+            let signed = self.stored(&batches::meta_signature(index));
             let Ok(Some(h)) = batches::header(&self.store, index) else {
                 continue;
             };
@@ -352,12 +345,7 @@ impl Signer {
                 "batch header derived"
             );
             let newest = cut.map(|(i, _)| i).unwrap_or(index);
-            let signed = self
-                .store
-                .meta(&batches::meta_signature(index))
-                .ok()
-                .flatten()
-                .is_some();
+            let signed = self.stored(&batches::meta_signature(index));
             if signed || index + SIGN_BACKLOG < newest {
                 continue;
             }

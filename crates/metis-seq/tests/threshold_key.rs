@@ -10,6 +10,16 @@ use common::wait_for;
 use metis_contracts::bindings::BatchInbox::BatchHeader;
 use serde_json::{json, Value};
 
+/// The receipt of a sent L1 transaction (within 60 s).
+async fn mined(
+    pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+) -> alloy::rpc::types::TransactionReceipt {
+    tokio::time::timeout(std::time::Duration::from_secs(60), pending.get_receipt())
+        .await
+        .expect("an L1 receipt within 60 s")
+        .expect("receipt")
+}
+
 /// Four nodes at a time on a 2-core machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -230,14 +240,7 @@ async fn the_pool_signs_every_batch_and_l1_takes_it() {
     .await;
     let group_key = Bytes::from(alloy::hex::decode(key["current"]["group_key"].as_str().expect("key")).expect("hex"));
     let pool = metis_contracts::LockingPool::new(l1.deployment.locking_pool, l1.provider.clone());
-    let r = pool
-        .setGroupKey(group_key)
-        .send()
-        .await
-        .expect("send")
-        .get_receipt()
-        .await
-        .expect("receipt");
+    let r = pool.setGroupKey(group_key).send().await.map(mined).expect("send").await;
     assert!(r.status());
 
     // Some transactions, so batches carry some; sent to node 3, whose links are all its own.
@@ -262,10 +265,9 @@ async fn the_pool_signs_every_batch_and_l1_takes_it() {
                 .appendBatch(h.clone(), payload, sig)
                 .send()
                 .await
+                .map(mined)
                 .expect("send")
-                .get_receipt()
-                .await
-                .expect("receipt");
+                .await;
             assert!(r.status(), "BatchInbox refused batch {} signed by the pool", h.index);
             blocks.iter().map(|b| b.transactions.len()).sum::<usize>()
         }
@@ -310,17 +312,16 @@ async fn the_pool_signs_every_batch_and_l1_takes_it() {
         .mint(owner, enough)
         .send()
         .await
+        .map(mined)
         .expect("send")
-        .get_receipt()
         .await
-        .expect("receipt")
         .status());
     let r = token
         .approve(l1.deployment.locking_info, enough)
         .send()
         .await
         .expect("send");
-    assert!(r.get_receipt().await.expect("receipt").status());
+    assert!(mined(r).await.status());
     let per_block = pool.rewardPerBlock().call().await.expect("rewardPerBlock");
     let mut produced: std::collections::BTreeMap<u64, u64> = Default::default();
     for id in 1..=2u64 {
@@ -366,10 +367,9 @@ async fn the_pool_signs_every_batch_and_l1_takes_it() {
             )
             .send()
             .await
+            .map(mined)
             .expect("send")
-            .get_receipt()
-            .await
-            .expect("receipt");
+            .await;
         assert!(r.status(), "LockingPool refused reward report {id} signed by the pool");
     }
     for (sid, n) in &produced {
