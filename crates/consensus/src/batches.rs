@@ -128,3 +128,51 @@ pub fn derive_next(store: &Store, built: &mut Option<BatchBuilder>) -> Result<Op
     ])?;
     Ok(Some(d))
 }
+
+/// The batch holding block `n` among the derived ones (binary search over the stored headers' ranges).
+pub fn batch_for_block(store: &Store, n: u64) -> Result<Option<BatchHeader>, BatchError> {
+    let (mut lo, mut hi) = (0u64, next_index(store)?);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let h = header(store, mid)?.ok_or_else(|| BatchError::Corrupt(meta_header(mid)))?;
+        if n < h.l2FirstBlock {
+            hi = mid;
+        } else if n > h.l2LastBlock {
+            lo = mid + 1;
+        } else {
+            return Ok(Some(h));
+        }
+    }
+    Ok(None)
+}
+
+/// Proof that the transaction at `index` in block `block` is under its batch's txRoot (BatchInbox.verifyTx).
+pub struct TxProof {
+    pub header: BatchHeader,
+    pub leaf: B256,
+    pub proof: Vec<B256>,
+}
+
+pub fn tx_proof(store: &Store, block: u64, index: u32) -> Result<Option<TxProof>, BatchError> {
+    let Some(header) = batch_for_block(store, block)? else {
+        return Ok(None);
+    };
+    let (mut leaves, mut position) = (Vec::new(), None);
+    for n in header.l2FirstBlock..=header.l2LastBlock {
+        let txs = store.transactions(n)?.ok_or(BatchError::MissingBlock(n))?;
+        for (i, (_, t)) in txs.iter().enumerate() {
+            if n == block && i as u32 == index {
+                position = Some(leaves.len());
+            }
+            leaves.push(metis_batcher::tx_leaf(n, i as u32, *t.tx_hash()));
+        }
+    }
+    let Some(position) = position else { return Ok(None) };
+    let leaf = leaves[position];
+    let tree = metis_batcher::TxTree::new(leaves);
+    if tree.root() != header.txRoot {
+        return Err(BatchError::Corrupt(meta_header(header.index)));
+    }
+    let proof = tree.proof(position).unwrap_or_default();
+    Ok(Some(TxProof { header, leaf, proof }))
+}

@@ -76,6 +76,20 @@ fn page(params: jsonrpsee::types::Params<'_>) -> Result<(usize, usize), ErrorObj
     Ok((from.unwrap_or(0) as usize, count as usize))
 }
 
+fn header_json(h: &metis_contracts::bindings::BatchInbox::BatchHeader) -> Value {
+    json!({
+        "index": h.index,
+        "l2FirstBlock": h.l2FirstBlock,
+        "l2LastBlock": h.l2LastBlock,
+        "parentHash": h.parentHash,
+        "txRoot": h.txRoot,
+        "stateRoot": h.stateRoot,
+        "payloadHash": h.payloadHash,
+        "blobHashes": h.blobHashes,
+        "hash": metis_contracts::digest::batch_hash(h),
+    })
+}
+
 fn batch_json(
     store: &metis_execution::store::Store,
     index: u64,
@@ -90,21 +104,11 @@ fn batch_json(
         .meta(&crate::batches::meta_signature(index))
         .map_err(|e| internal(e.to_string()))?
         .and_then(|b| crate::pool_signer::SignatureRecord::try_from_slice(&b).ok());
-    let mut v = json!({
-        "index": h.index,
-        "l2FirstBlock": h.l2FirstBlock,
-        "l2LastBlock": h.l2LastBlock,
-        "parentHash": h.parentHash,
-        "txRoot": h.txRoot,
-        "stateRoot": h.stateRoot,
-        "payloadHash": h.payloadHash,
-        "blobHashes": h.blobHashes,
-        "hash": metis_contracts::digest::batch_hash(&h),
-        "signature": sig.as_ref().map(|r| alloy_primitives::Bytes::from(r.signature.clone())),
-        "signatureLatencyMs": sig.as_ref().map(|r| r.latency_ms),
-        "signedByShares": sig.as_ref().map(|r| r.signers.clone()),
-        "keyRound": sig.as_ref().map(|r| r.key_round),
-    });
+    let mut v = header_json(&h);
+    v["signature"] = json!(sig.as_ref().map(|r| alloy_primitives::Bytes::from(r.signature.clone())));
+    v["signatureLatencyMs"] = json!(sig.as_ref().map(|r| r.latency_ms));
+    v["signedByShares"] = json!(sig.as_ref().map(|r| r.signers.clone()));
+    v["keyRound"] = json!(sig.as_ref().map(|r| r.key_round));
     if with_payload {
         let payload = store
             .meta(&crate::batches::meta_payload(index))
@@ -131,6 +135,39 @@ pub fn module(
             .map_err(|_| invalid("expected [index, withPayload?]"))?;
         let store = b.engine().store().clone();
         batch_json(&store, index, with_payload.unwrap_or(false))
+    });
+    let b = backend.clone();
+    let _ = m.register_method("metis_getBatchForBlock", move |params, _, _| {
+        let (n,): (u64,) = params.parse().map_err(|_| invalid("expected [blockNumber]"))?;
+        let store = b.engine().store().clone();
+        match crate::batches::batch_for_block(&store, n) {
+            Ok(Some(h)) => batch_json(&store, h.index, false),
+            Ok(None) => Ok(Value::Null),
+            Err(e) => Err(ErrorObjectOwned::owned(-32603, e.to_string(), None::<()>)),
+        }
+    });
+    let b = backend.clone();
+    let _ = m.register_method("metis_getTxBatchProof", move |params, _, _| {
+        let (hash,): (alloy_primitives::B256,) = params.parse().map_err(|_| invalid("expected [txHash]"))?;
+        let store = b.engine().store().clone();
+        let internal = |e: String| ErrorObjectOwned::owned(-32603, e, None::<()>);
+        let Some((block, index)) = store.tx_location(&hash).map_err(|e| internal(e.to_string()))? else {
+            return Ok(Value::Null);
+        };
+        // Reads the batch's transactions: off the async workers.
+        let proof = tokio::task::block_in_place(|| crate::batches::tx_proof(&store, block, index))
+            .map_err(|e| internal(e.to_string()))?;
+        Ok::<_, ErrorObjectOwned>(match proof {
+            None => Value::Null,
+            Some(p) => json!({
+                "batch": header_json(&p.header),
+                "blockNumber": block,
+                "txIndex": index,
+                "txHash": hash,
+                "leaf": p.leaf,
+                "proof": p.proof,
+            }),
+        })
     });
     let b = backend.clone();
     let _ = m.register_method("metis_getRewardReport", move |params, _, _| {

@@ -303,6 +303,48 @@ async fn the_pool_signs_every_batch_and_l1_takes_it() {
         net.signed_batch(&[0, 1, 2, 3], index).await;
     }
     assert_eq!(txs_in_batches, 12, "every transaction is in a posted batch");
+    // Inclusion proofs: each transaction's proof from the API verifies in Rust and in BatchInbox.verifyTx
+    // against the posted batch; the batch for its block is the proof's batch; a wrong position fails on L1.
+    for nonce in [0u64, 11] {
+        let raw = alloy::hex::decode(common::transfer(&sender, nonce)).expect("hex");
+        let hash = keccak256(&raw);
+        let p = net
+            .call(2, "metis_getTxBatchProof", json!([hash]))
+            .await
+            .expect("proof");
+        let h = common::testnet::header_from(&p["batch"]);
+        let proof: Vec<B256> = serde_json::from_value(p["proof"].clone()).expect("proof list");
+        let leaf: B256 = serde_json::from_value(p["leaf"].clone()).expect("leaf");
+        let (block, index) = (
+            p["blockNumber"].as_u64().expect("block"),
+            p["txIndex"].as_u64().expect("index") as u32,
+        );
+        assert_eq!(leaf, metis_batcher::tx_leaf(block, index, hash));
+        assert!(metis_batcher::merkle::verify(h.txRoot, leaf, &proof), "{p}");
+        let by_block = net
+            .call(2, "metis_getBatchForBlock", json!([block]))
+            .await
+            .expect("batch");
+        assert_eq!(by_block["index"], p["batch"]["index"]);
+        let on_l1 = inbox
+            .verifyTx(h.clone(), block, index, hash, proof.clone())
+            .call()
+            .await
+            .expect("verifyTx");
+        assert!(on_l1, "BatchInbox does not verify the proof of {hash}");
+        let wrong = inbox
+            .verifyTx(h, block, index + 1, hash, proof)
+            .call()
+            .await
+            .expect("verifyTx");
+        assert!(!wrong);
+    }
+    assert!(net
+        .call(2, "metis_getTxBatchProof", json!([B256::repeat_byte(7)]))
+        .await
+        .expect("null")
+        .is_null());
+
     // Reward reports (every 2 epochs of 5 blocks) are signed by the pool too, and LockingPool credits them:
     // each sequencer's reward on L1 is the blocks it produced x rewardPerBlock.
     let token = metis_contracts::MetisToken::new(l1.deployment.token, l1.provider.clone());
