@@ -357,10 +357,22 @@ impl App {
             Some((o, s)) => (o, Some(s.clone())),
             None => (self.keys.output()?, None),
         };
+        // Share index -> the player's consensus key, by the output's own index of each player.
+        let set = output.players();
+        let mut players = vec![[0u8; 32]; set.len()];
+        for p in set.iter() {
+            let key = <[u8; 32]>::try_from(commonware_codec::Encode::encode(p).as_ref()).ok();
+            if let (Some(i), Some(key)) = (commonware_utils::ordered::Quorum::index(set, p), key) {
+                if let Some(slot) = players.get_mut(i.get() as usize) {
+                    *slot = key;
+                }
+            }
+        }
         Some(crate::pool_signer::SigningKey {
             round,
             sharing: output.public().clone(),
             share,
+            players,
         })
     }
 

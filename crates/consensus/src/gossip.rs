@@ -349,7 +349,8 @@ async fn dial(peer: SocketAddr, ctx: &Ctx) -> Result<(), GossipError> {
 /// the first error of either direction.
 async fn run_link(stream: TcpStream, s: Session, ctx: &Ctx, sending: impl Fn() -> bool) -> Result<(), GossipError> {
     let (mut r, mut w) = stream.into_split();
-    let (mut tx, mut rx, _) = s.split();
+    let (mut tx, mut rx, peer) = s.split();
+    let peer = peer.to_bytes();
     let send = async {
         loop {
             if sending() {
@@ -359,17 +360,22 @@ async fn run_link(stream: TcpStream, s: Session, ctx: &Ctx, sending: impl Fn() -
         }
     };
     tokio::select! {
-        r = receive(&mut rx, &mut r, ctx) => r,
+        r = receive(&mut rx, &mut r, ctx, peer) => r,
         r = send => r,
     }
 }
 
-async fn receive<R: AsyncRead + Unpin>(rx: &mut RecvHalf, stream: &mut R, ctx: &Ctx) -> Result<(), GossipError> {
+async fn receive<R: AsyncRead + Unpin>(
+    rx: &mut RecvHalf,
+    stream: &mut R,
+    ctx: &Ctx,
+    peer: [u8; 32],
+) -> Result<(), GossipError> {
     loop {
         let frame = rx.read(stream).await?;
         let (kind, body) = frame.split_first().ok_or(GossipError::BadFrame)?;
         if *kind == FRAME_SIGN {
-            ctx.hub.deliver(decode_msgs(body).ok_or(GossipError::BadFrame)?);
+            ctx.hub.deliver(peer, decode_msgs(body).ok_or(GossipError::BadFrame)?);
             continue;
         }
         if *kind != FRAME_TXS {

@@ -36,6 +36,9 @@ const REPEAT: Duration = Duration::from_secs(1);
 const MAX_EARLY_SIGS: usize = 256;
 /// Completed ids remembered (later partials for them are answered with the signature, not collected).
 const MAX_DONE: usize = 4096;
+/// Bad messages (undecodable, not the sender's share, not verifying) after which a peer is ignored for `MUTE`.
+const MAX_BAD: u32 = 16;
+const MUTE: Duration = Duration::from_secs(10);
 /// Recent signing latencies kept for the API.
 const MAX_LATENCIES: usize = 256;
 
@@ -74,6 +77,8 @@ pub struct SigningKey {
     pub round: u64,
     pub sharing: Sharing<MinSig>,
     pub share: Option<Share>,
+    /// Consensus key of the player holding each share index: a partial counts only from its own holder.
+    pub players: Vec<[u8; 32]>,
 }
 
 pub enum SignerInput {
@@ -147,6 +152,8 @@ struct Signer {
     answered: BTreeMap<u64, Instant>,
     /// The batch being filled, block by block.
     builder: Option<BatchBuilder>,
+    /// Per peer: bad messages counted, and until when it is ignored.
+    peers: std::collections::HashMap<crate::sighub::Peer, (u32, Instant)>,
 }
 
 /// Starts the signer task; returns the sender the app reports to.
@@ -154,7 +161,7 @@ pub fn spawn(
     cfg: SignerConfig,
     store: Store,
     hub: Arc<SignHub>,
-    mut from_peers: mpsc::Receiver<Vec<SignMsg>>,
+    mut from_peers: mpsc::Receiver<(crate::sighub::Peer, Vec<SignMsg>)>,
     key: Option<SigningKey>,
     last_report: Option<metis_pos::RewardReport>,
     status: SharedSignerStatus,
@@ -172,6 +179,7 @@ pub fn spawn(
         early_sigs: BTreeMap::new(),
         answered: BTreeMap::new(),
         builder: None,
+        peers: Default::default(),
     };
     tokio::spawn(
         async move {
@@ -196,9 +204,9 @@ pub fn spawn(
                         Some(SignerInput::Rewards { report, decided_at }) => s.rewards(&report, decided_at),
                         None => break,
                     },
-                    Some(msgs) = from_peers.recv() => {
+                    Some((peer, msgs)) = from_peers.recv() => {
                         for m in msgs {
-                            s.on_peer(m);
+                            s.on_peer(peer, m);
                         }
                     }
                     _ = tick.tick() => s.repeat(),
@@ -385,7 +393,22 @@ impl Signer {
         }
     }
 
-    fn on_peer(&mut self, m: SignMsg) {
+    /// Counts a bad message from `peer`; after `MAX_BAD` its messages are ignored for `MUTE`.
+    fn bad(&mut self, peer: crate::sighub::Peer, why: &'static str) {
+        let now = Instant::now();
+        let e = self.peers.entry(peer).or_insert((0, now));
+        e.0 += 1;
+        debug!(peer = %crate::types::Address(peer), why, "bad signing message");
+        if e.0 >= MAX_BAD {
+            *e = (0, now + MUTE);
+            warn!(peer = %crate::types::Address(peer), why, "peer sends bad signing messages; ignored for a while");
+        }
+    }
+
+    fn on_peer(&mut self, peer: crate::sighub::Peer, m: SignMsg) {
+        if self.peers.get(&peer).is_some_and(|(_, until)| *until > Instant::now()) {
+            return;
+        }
         match m {
             SignMsg::Partial { round, id, partial } => {
                 if self.done.contains(&id) {
@@ -401,12 +424,15 @@ impl Signer {
                 }
                 let mut buf = commonware_codec::Copying(partial.as_slice());
                 let Ok(p) = PartialSignature::<MinSig>::read_cfg(&mut buf, &()) else {
-                    debug!(id, "undecodable partial signature");
-                    return;
+                    return self.bad(peer, "undecodable partial signature");
                 };
+                // Partials are not relayed: each comes from the holder of its share, over its own link.
+                if k.players.get(p.index.get() as usize) != Some(&peer) {
+                    return self.bad(peer, "partial of another player's share");
+                }
                 match c.add(id, p) {
                     Added::Complete => self.complete(id),
-                    Added::Refused(why) => debug!(id, why, "partial signature refused"),
+                    Added::Refused(why) => self.bad(peer, why),
                     _ => {}
                 }
             }
@@ -415,7 +441,9 @@ impl Signer {
                     return;
                 }
                 if self.requests.contains_key(&id) && self.collector.is_some() {
-                    self.take_signature(id, &signature);
+                    if !self.take_signature(id, &signature) {
+                        self.bad(peer, "signature does not verify");
+                    }
                 } else if self.early_sigs.len() < MAX_EARLY_SIGS {
                     self.early_sigs.insert(id, signature);
                 }
@@ -550,5 +578,98 @@ impl Signer {
                 (what, r.index, have, need)
             })
             .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer(dir: &std::path::Path, key: SigningKey) -> Signer {
+        let store = Store::open(&dir.join("chain.redb")).unwrap();
+        let (hub, _rx) = SignHub::new();
+        let mut s = Signer {
+            cfg: SignerConfig {
+                l1_chain_id: 1,
+                inbox: Default::default(),
+                locking_pool: Default::default(),
+            },
+            store,
+            hub,
+            status: Default::default(),
+            key: None,
+            collector: None,
+            requests: BTreeMap::new(),
+            done: BTreeSet::new(),
+            early_sigs: BTreeMap::new(),
+            answered: BTreeMap::new(),
+            builder: None,
+            peers: Default::default(),
+        };
+        s.set_key(key);
+        s
+    }
+
+    fn partial(share: &Share, digest: &[u8; 32]) -> SignMsg {
+        SignMsg::Partial {
+            round: 0,
+            id: batch_request(0),
+            partial: threshold::sign_partial(share, digest).encode().to_vec(),
+        }
+    }
+
+    #[test]
+    fn partials_count_only_from_their_holders_and_bad_peers_are_muted() {
+        let dir = std::env::temp_dir().join(format!("metis-signer-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (sharing, shares) = metis_testkit::deal(4, 7);
+        let holder = |i: u32| [i as u8 + 1; 32];
+        let players = (0..4).map(holder).collect();
+        let mut s = signer(
+            &dir,
+            SigningKey {
+                round: 0,
+                sharing,
+                share: Some(shares[0].clone()),
+                players,
+            },
+        );
+        let (id, digest) = (batch_request(0), [5u8; 32]);
+        s.requests.insert(
+            id,
+            Request {
+                index: 0,
+                digest,
+                decided_at: Instant::now(),
+                published: Instant::now(),
+            },
+        );
+        s.open(id, digest);
+        let progress = |s: &Signer| s.collector.as_ref().unwrap().progress(id);
+        assert_eq!(progress(&s), (1, 3), "own partial");
+        // Share 1's partial relayed by a stranger: not counted.
+        s.on_peer([9; 32], partial(&shares[1], &digest));
+        assert_eq!(progress(&s), (1, 3));
+        // From its holder: counted.
+        s.on_peer(holder(1), partial(&shares[1], &digest));
+        assert_eq!(progress(&s), (2, 3));
+        // Holder 2 sends garbage until muted; its valid partial is then ignored.
+        for _ in 0..MAX_BAD {
+            s.on_peer(
+                holder(2),
+                SignMsg::Partial {
+                    round: 0,
+                    id,
+                    partial: vec![1, 2, 3],
+                },
+            );
+        }
+        s.on_peer(holder(2), partial(&shares[2], &digest));
+        assert_eq!(progress(&s), (2, 3), "a muted peer's partial counted");
+        // Holder 3 completes it: the signature is stored.
+        s.on_peer(holder(3), partial(&shares[3], &digest));
+        assert!(s.stored(&batches::meta_signature(0)));
+        assert!(s.requests.is_empty() && s.done.contains(&id));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

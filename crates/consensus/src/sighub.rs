@@ -12,6 +12,9 @@ use tokio::sync::{broadcast, mpsc};
 pub const MAX_SIGN_MSGS: usize = 1024;
 /// A partial signature's encoding (index + G1) and an EIP-2537 G1 point are well below this.
 const MAX_SIG_BYTES: usize = 256;
+/// A peer's consensus key, as the gossip handshake authenticated it.
+pub type Peer = [u8; 32];
+
 /// Messages a node keeps to send again to a peer whose link (re)connects.
 const MAX_RESEND: usize = 256;
 
@@ -51,14 +54,14 @@ pub fn encode_msgs(msgs: &[SignMsg]) -> Vec<u8> {
 /// Between the gossip links and the pool signer.
 pub struct SignHub {
     out: broadcast::Sender<Arc<SignMsg>>,
-    inbox: mpsc::Sender<Vec<SignMsg>>,
+    inbox: mpsc::Sender<(Peer, Vec<SignMsg>)>,
     /// This node's latest message per request (its partial, then the signature), sent on every new link.
     resend: Mutex<BTreeMap<u64, SignMsg>>,
 }
 
 impl SignHub {
     /// A hub and the receiver of what peers send.
-    pub fn new() -> (Arc<Self>, mpsc::Receiver<Vec<SignMsg>>) {
+    pub fn new() -> (Arc<Self>, mpsc::Receiver<(Peer, Vec<SignMsg>)>) {
         let (out, _) = broadcast::channel(4096);
         let (inbox, rx) = mpsc::channel(1024);
         (
@@ -96,9 +99,10 @@ impl SignHub {
         self.resend.lock().values().cloned().collect()
     }
 
-    /// Hands a peer's messages to the signer; dropped if it is that far behind (senders repeat).
-    pub fn deliver(&self, msgs: Vec<SignMsg>) {
-        let _ = self.inbox.try_send(msgs);
+    /// Hands a peer's messages (with its authenticated consensus key) to the signer; dropped if it is that far
+    /// behind (senders repeat).
+    pub fn deliver(&self, peer: Peer, msgs: Vec<SignMsg>) {
+        let _ = self.inbox.try_send((peer, msgs));
     }
 }
 
