@@ -42,7 +42,7 @@ fn blocks(n: u64, txs: u64) -> Vec<BatchBlock> {
 
 fn bench(c: &mut Criterion) {
     let b = blocks(10, 1000);
-    let d = metis_batcher::derive(0, B256::ZERO, &b).expect("derive");
+    let d = metis_batcher::derive(0, B256::ZERO, &b, metis_batcher::DataMode::Calldata).expect("derive");
     eprintln!(
         "10 x 1000 transfers: raw {} bytes, payload {} bytes ({:.2})",
         d.raw_len,
@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("batch_10x1000");
     g.sample_size(20);
     g.bench_function("derive (header + payload)", |x| {
-        x.iter(|| metis_batcher::derive(0, B256::ZERO, &b).expect("derive"))
+        x.iter(|| metis_batcher::derive(0, B256::ZERO, &b, metis_batcher::DataMode::Calldata).expect("derive"))
     });
     g.bench_function("payload only", |x| x.iter(|| payload::encode(&b).expect("encode")));
     g.finish();

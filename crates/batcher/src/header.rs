@@ -15,6 +15,18 @@ pub struct DerivedBatch {
     pub raw_len: usize,
 }
 
+/// Where a batch's payload travels on L1. The mode is a chain parameter, so every node derives the same header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataMode {
+    /// The payload is appendBatch's calldata; the header carries no blob hashes.
+    #[default]
+    Calldata,
+    /// The payload travels in the transaction's EIP-4844 blobs, whose versioned hashes the header carries. A
+    /// payload that needs more blobs than one transaction may carry goes in calldata (decided by its size, so
+    /// still the same on every node).
+    Blobs,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HeaderError {
     #[error("a batch needs at least one block")]
@@ -76,12 +88,18 @@ impl BatchBuilder {
     }
 
     /// Batch `index` over the blocks pushed, linked to the previous header's hash `parent` (zero for the first
-    /// batch). Calldata mode: no blob hashes, the payload hash is keccak256 of the payload.
-    pub fn finish(self, index: u64, parent: B256) -> Result<DerivedBatch, HeaderError> {
+    /// batch). The payload hash is keccak256 of the payload in both modes; blob mode adds the blobs' hashes.
+    pub fn finish(self, index: u64, parent: B256, mode: DataMode) -> Result<DerivedBatch, HeaderError> {
         if self.next == self.first {
             return Err(HeaderError::Empty);
         }
         let payload = payload::compress(&self.raw)?;
+        let blob_hashes = match mode {
+            DataMode::Blobs if payload::blobs_of(&payload).len() <= payload::MAX_BLOBS_PER_TX => {
+                payload::blob_hashes(&payload)?
+            }
+            _ => Vec::new(),
+        };
         let header = BatchHeader {
             index,
             l2FirstBlock: self.first,
@@ -90,7 +108,7 @@ impl BatchBuilder {
             txRoot: TxTree::new(self.leaves).root(),
             stateRoot: self.state_root,
             payloadHash: payload::payload_hash(&payload),
-            blobHashes: Vec::new(),
+            blobHashes: blob_hashes,
         };
         Ok(DerivedBatch {
             header,
@@ -101,13 +119,13 @@ impl BatchBuilder {
 }
 
 /// Derives batch `index` over `blocks` (consecutive, in order) linked to the previous header's hash `parent`.
-pub fn derive(index: u64, parent: B256, blocks: &[BatchBlock]) -> Result<DerivedBatch, HeaderError> {
+pub fn derive(index: u64, parent: B256, blocks: &[BatchBlock], mode: DataMode) -> Result<DerivedBatch, HeaderError> {
     let first = blocks.first().ok_or(HeaderError::Empty)?.header.number;
     let mut b = BatchBuilder::new(first);
     for block in blocks {
         b.push(block)?;
     }
-    b.finish(index, parent)
+    b.finish(index, parent, mode)
 }
 
 #[cfg(test)]
@@ -129,22 +147,31 @@ mod tests {
     #[test]
     fn derives_from_consecutive_blocks_only() {
         let blocks: Vec<_> = (5..=8).map(block).collect();
-        let d = derive(2, B256::repeat_byte(1), &blocks).unwrap();
+        let d = derive(2, B256::repeat_byte(1), &blocks, DataMode::Calldata).unwrap();
         assert_eq!((d.header.l2FirstBlock, d.header.l2LastBlock), (5, 8));
         assert_eq!(d.header.stateRoot, B256::with_last_byte(8));
         assert_eq!(d.header.txRoot, B256::ZERO, "no transactions: the zero root");
         assert_eq!(d.header.payloadHash, payload::payload_hash(&d.payload));
         assert_eq!(payload::decode(&d.payload).unwrap(), blocks);
         // The same blocks give the same header (every node derives it alike).
-        let again = derive(2, B256::repeat_byte(1), &blocks).unwrap();
+        let again = derive(2, B256::repeat_byte(1), &blocks, DataMode::Calldata).unwrap();
         assert_eq!(
             metis_contracts::digest::batch_hash(&again.header),
             metis_contracts::digest::batch_hash(&d.header)
         );
-        assert!(matches!(derive(0, B256::ZERO, &[]), Err(HeaderError::Empty)));
         assert!(matches!(
-            derive(0, B256::ZERO, &[block(1), block(3)]),
+            derive(0, B256::ZERO, &[], DataMode::Calldata),
+            Err(HeaderError::Empty)
+        ));
+        assert!(matches!(
+            derive(0, B256::ZERO, &[block(1), block(3)], DataMode::Calldata),
             Err(HeaderError::Gap(3))
         ));
+        assert!(d.header.blobHashes.is_empty());
+        // Blob mode: the same header fields plus the blobs' versioned hashes.
+        let b = derive(2, B256::repeat_byte(1), &blocks, DataMode::Blobs).unwrap();
+        assert_eq!(b.header.blobHashes, payload::blob_hashes(&b.payload).unwrap());
+        assert_eq!(b.header.blobHashes.len(), 1);
+        assert_eq!(b.header.payloadHash, d.header.payloadHash);
     }
 }

@@ -10,5 +10,5 @@ pub mod header;
 pub mod merkle;
 pub mod payload;
 
-pub use header::{derive, BatchBuilder, DerivedBatch, HeaderError};
+pub use header::{derive, BatchBuilder, DataMode, DerivedBatch, HeaderError};
 pub use merkle::{tx_leaf, TxTree};

@@ -135,6 +135,56 @@ pub fn to_blobs(payload: &[u8]) -> Result<BlobTransactionSidecarEip7594, Payload
         .map_err(|e| PayloadError::Blobs(e.to_string()))
 }
 
+/// Blobs one L1 transaction may carry (EIP-7594, Fusaka): a payload needing more goes in calldata.
+pub const MAX_BLOBS_PER_TX: usize = alloy_eips::eip7594::MAX_BLOBS_PER_TX_FUSAKA as usize;
+
+/// The payload split into blobs (the same split [`to_blobs`] makes), without any commitment.
+pub fn blobs_of(payload: &[u8]) -> Vec<alloy_eips::eip4844::Blob> {
+    SidecarBuilder::<SimpleCoder>::from_slice(payload).take()
+}
+
+/// The versioned hashes of the blobs carrying `payload`: what a blob-mode header commits to. Only the KZG
+/// commitments are computed (no proofs), so every node can afford it at each cut.
+pub fn blob_hashes(payload: &[u8]) -> Result<Vec<B256>, PayloadError> {
+    use alloy_eips::eip4844::env_settings::EnvKzgSettings;
+    use alloy_eips::eip4844::{kzg_to_versioned_hash, AsCkzg};
+    let settings = EnvKzgSettings::Default.get();
+    blobs_of(payload)
+        .iter()
+        .map(|b| {
+            let c = settings
+                .blob_to_kzg_commitment(b.as_ckzg())
+                .map_err(|e| PayloadError::Blobs(e.to_string()))?;
+            Ok(kzg_to_versioned_hash(c.to_bytes().as_slice()))
+        })
+        .collect()
+}
+
+/// Checks each blob against the versioned hash the header claims for it (blobs from an untrusted source).
+pub fn check_blobs(blobs: &[alloy_eips::eip4844::Blob], hashes: &[B256]) -> Result<(), PayloadError> {
+    use alloy_eips::eip4844::env_settings::EnvKzgSettings;
+    use alloy_eips::eip4844::{kzg_to_versioned_hash, AsCkzg};
+    if blobs.len() != hashes.len() {
+        return Err(PayloadError::BadBlobs);
+    }
+    let settings = EnvKzgSettings::Default.get();
+    for (b, h) in blobs.iter().zip(hashes) {
+        let c = settings
+            .blob_to_kzg_commitment(b.as_ckzg())
+            .map_err(|e| PayloadError::Blobs(e.to_string()))?;
+        if kzg_to_versioned_hash(c.to_bytes().as_slice()) != *h {
+            return Err(PayloadError::BadBlobs);
+        }
+    }
+    Ok(())
+}
+
+/// The payload back from raw blobs.
+pub fn from_raw_blobs(blobs: &[alloy_eips::eip4844::Blob]) -> Result<Vec<u8>, PayloadError> {
+    let parts = SimpleCoder::default().decode_all(blobs).ok_or(PayloadError::BadBlobs)?;
+    Ok(parts.concat())
+}
+
 /// The payload back from its blobs.
 pub fn from_blobs(sidecar: &BlobTransactionSidecarEip7594) -> Result<Vec<u8>, PayloadError> {
     let parts = SimpleCoder::default()
@@ -203,6 +253,14 @@ mod tests {
         let sidecar = to_blobs(&p).unwrap();
         assert!(!sidecar.blobs.is_empty());
         assert_eq!(from_blobs(&sidecar).unwrap(), p);
+        // The header's hashes (commitments only) are the sidecar's, and the blobs check against them.
+        let hashes = blob_hashes(&p).unwrap();
+        assert_eq!(hashes, sidecar.versioned_hashes().collect::<Vec<_>>());
+        check_blobs(&sidecar.blobs, &hashes).unwrap();
+        let mut tampered = sidecar.blobs.clone();
+        tampered[0].0[100] ^= 1;
+        assert!(check_blobs(&tampered, &hashes).is_err());
+        assert_eq!(from_raw_blobs(&sidecar.blobs).unwrap(), p);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use alloy_primitives::B256;
 use alloy_sol_types::SolValue;
 use metis_batcher::payload::BatchBlock;
-use metis_batcher::{BatchBuilder, DerivedBatch};
+use metis_batcher::{BatchBuilder, DataMode, DerivedBatch};
 use metis_contracts::bindings::BatchInbox::BatchHeader;
 use metis_execution::store::{Store, StoreError};
 
@@ -96,7 +96,11 @@ pub fn block(store: &Store, n: u64) -> Result<BatchBlock, BatchError> {
 
 /// Derives and stores the header of the next cut batch, if there is one. `built` is the batch filled block by
 /// block as they were decided: taken if it holds exactly the cut's blocks, else the blocks are read again.
-pub fn derive_next(store: &Store, built: &mut Option<BatchBuilder>) -> Result<Option<DerivedBatch>, BatchError> {
+pub fn derive_next(
+    store: &Store,
+    built: &mut Option<BatchBuilder>,
+    mode: DataMode,
+) -> Result<Option<DerivedBatch>, BatchError> {
     let Some((index, first, last)) = next_cut(store)? else {
         return Ok(None);
     };
@@ -119,7 +123,7 @@ pub fn derive_next(store: &Store, built: &mut Option<BatchBuilder>) -> Result<Op
             b
         }
     };
-    let d = builder.finish(index, parent)?;
+    let d = builder.finish(index, parent, mode)?;
     let encoded = d.header.abi_encode();
     store.put_meta(&[
         (&meta_header(index), &encoded),

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod node;
 pub mod pool_signer;
 pub mod posapi;
+pub mod poster;
 pub mod proposals;
 pub mod sighub;
 pub mod signing;

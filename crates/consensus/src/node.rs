@@ -129,6 +129,8 @@ pub struct NodeSettings {
     pub passphrase: Option<metis_keystore::Passphrase>,
     /// Deliberate misbehaviour (tests only).
     pub fault: Option<crate::app::Fault>,
+    /// Post the pool's batches and reward reports to L1 in this node's turns (needs `l1` and a batch inbox).
+    pub poster: Option<crate::poster::PosterSettings>,
 }
 
 pub struct RunningNode {
@@ -138,6 +140,7 @@ pub struct RunningNode {
     pub app: JoinHandle<Result<(), crate::app::AppError>>,
     engine: EngineHandle,
     l1: Option<JoinHandle<()>>,
+    poster: Option<JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -146,6 +149,9 @@ impl RunningNode {
         self.rpc.stop();
         if let Some(l1) = &self.l1 {
             l1.abort();
+        }
+        if let Some(p) = &self.poster {
+            p.abort();
         }
         self.engine.actor.stop(Some("shutdown".into()));
         self.app.abort();
@@ -216,6 +222,11 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
                 l1_chain_id: inbox.0,
                 inbox: inbox.1,
                 locking_pool: inbox.2,
+                mode: if s.pos.params.batch_blobs {
+                    metis_batcher::DataMode::Blobs
+                } else {
+                    metis_batcher::DataMode::Calldata
+                },
             },
             store,
             hub.clone(),
@@ -241,6 +252,34 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
     if let Some(f) = s.fault {
         app.inject_fault(f);
     }
+    let poster_status = crate::poster::SharedPosterStatus::default();
+    let poster = match (&s.pos.l1, &s.l1, s.poster) {
+        (Some(g), Some(l), Some(p)) if g.batch_inbox.is_some() => Some(
+            crate::poster::spawn(
+                crate::poster::PosterConfig {
+                    l1_rpc: l.rpc.clone(),
+                    inbox: g.batch_inbox.unwrap_or_default(),
+                    locking_pool: g.locking_pool,
+                    poll: l.poll_interval,
+                    turn_timeout: p.turn_timeout,
+                    confirmations: l.confirmations,
+                    sender: metis_l1::sender::SenderConfig {
+                        chain_id: g.chain_id,
+                        bump_after_blocks: p.bump_after_blocks,
+                        max_fee_cap: p.max_fee_cap,
+                        max_blob_fee_cap: p.max_blob_fee_cap,
+                        max_in_flight: p.max_in_flight.max(1),
+                    },
+                },
+                p.key,
+                backend.engine().store().clone(),
+                app.shared_ledger(),
+                poster_status.clone(),
+            )
+            .map_err(|e| NodeError::L1(e.to_string()))?,
+        ),
+        _ => None,
+    };
 
     let rpc_addr = s.rpc.addr;
     let rpc = metis_rpc::start_with(
@@ -251,6 +290,7 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
             view,
             backend.clone(),
             signer_status,
+            poster_status,
         )],
     )
     .await
@@ -339,6 +379,7 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
         app,
         engine,
         l1: l1_task,
+        poster,
     })
 }
 

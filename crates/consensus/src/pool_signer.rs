@@ -102,6 +102,8 @@ pub struct SignerConfig {
     pub inbox: alloy_primitives::Address,
     /// LockingPool: part of every reward report digest.
     pub locking_pool: alloy_primitives::Address,
+    /// Where payloads travel (a ledger parameter): blob mode puts the blobs' hashes in the header.
+    pub mode: metis_batcher::DataMode,
 }
 
 /// A completed signature as stored.
@@ -327,8 +329,8 @@ impl Signer {
     fn derive(&mut self, cut: Option<(u64, Instant)>) {
         loop {
             let started = Instant::now();
-            let (store, builder) = (&self.store, &mut self.builder);
-            let derived = tokio::task::block_in_place(|| batches::derive_next(store, builder));
+            let (store, builder, mode) = (&self.store, &mut self.builder, self.cfg.mode);
+            let derived = tokio::task::block_in_place(|| batches::derive_next(store, builder, mode));
             let d = match derived {
                 Ok(Some(d)) => d,
                 Ok(None) => return,
@@ -593,6 +595,7 @@ mod tests {
                 l1_chain_id: 1,
                 inbox: Default::default(),
                 locking_pool: Default::default(),
+                mode: Default::default(),
             },
             store,
             hub,

@@ -124,8 +124,12 @@ pub fn module(
     view: SharedView,
     backend: Arc<Backend>,
     signer: crate::pool_signer::SharedSignerStatus,
+    poster: crate::poster::SharedPosterStatus,
 ) -> RpcModule<()> {
     let mut m = RpcModule::new(());
+    let _ = m.register_method("metis_poster", move |_, _, _| {
+        serde_json::to_value(&*poster.read()).map_err(|e| ErrorObjectOwned::owned(-32603, e.to_string(), None::<()>))
+    });
     let b = backend.clone();
     let _ = m.register_method("metis_getBatchByIndex", move |params, _, _| {
         let mut seq = params.sequence();

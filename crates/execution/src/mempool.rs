@@ -48,6 +48,8 @@ pub enum PoolError {
     NonceGapTooLarge,
     #[error("account limit exceeded")]
     SenderLimit,
+    #[error("this node is a read-only replica and takes no transactions")]
+    ReadOnly,
     #[error(transparent)]
     Invalid(#[from] TxError),
 }

@@ -5,6 +5,8 @@
 //! reaches below the depth (which the depth is there to make impossible) is detected and reported, never silently
 //! applied.
 
+pub mod sender;
+
 use alloy::primitives::{Address, B256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log};

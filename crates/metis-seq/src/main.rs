@@ -5,6 +5,7 @@ mod dev;
 mod keys;
 mod l1;
 mod node;
+mod replica;
 mod testnet_l1;
 
 use anyhow::Result;
@@ -36,6 +37,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Generate a local N-node network (keys, genesis, configs) for development and tests.
     Testnet(node::TestnetArgs),
+    /// Rebuild the L2 chain from L1 alone (batches, signatures, re-execution) and serve it read-only.
+    Replica(replica::ReplicaArgs),
     /// Load generators (throughput and latency of any Ethereum JSON-RPC node).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -68,5 +71,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => node::run_init(args),
         Command::Node(args) => node::run_node(args).await,
         Command::Testnet(args) => node::run_testnet(args).await,
+        Command::Replica(args) => replica::run(args).await,
     }
 }

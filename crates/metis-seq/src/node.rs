@@ -58,6 +58,36 @@ pub struct L1Section {
     /// Largest block range per eth_getLogs call.
     #[serde(default = "default_max_range")]
     pub max_range: u64,
+    /// Posting of the pool's batches and reward reports, with the sequencer's L1 signer key.
+    #[serde(default)]
+    pub poster: PosterSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PosterSection {
+    pub enabled: bool,
+    /// An item the producer has not landed after this long is posted by the next in the fallback order.
+    pub turn_timeout_ms: u64,
+    /// L1 blocks a transaction waits before it is sent again with higher fees.
+    pub bump_after_blocks: u64,
+    pub max_fee_gwei: u64,
+    pub max_blob_fee_gwei: u64,
+    /// Transactions in flight at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for PosterSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            turn_timeout_ms: 60_000,
+            bump_after_blocks: 3,
+            max_fee_gwei: 500,
+            max_blob_fee_gwei: 500,
+            max_in_flight: 4,
+        }
+    }
 }
 
 fn default_confirmations() -> u64 {
@@ -215,6 +245,15 @@ pub struct TestnetArgs {
     /// A reward report (blocks produced per sequencer) every N ended epochs, signed by the pool (0: none).
     #[arg(long, default_value_t = 0)]
     reward_epochs: u64,
+    /// Batch payloads go to L1 in EIP-4844 blobs (default: calldata).
+    #[arg(long)]
+    batch_blobs: bool,
+    /// The nodes do not post batches and reward reports to L1 (they still sign them).
+    #[arg(long)]
+    no_posting: bool,
+    /// How long the producer has to land a batch before the next sequencer in the fallback order posts it.
+    #[arg(long, default_value_t = 5_000)]
+    post_turn_timeout_ms: u64,
     /// Extra nodes with keys and configs but not in the genesis set (they join by locking on L1 later).
     #[arg(long, default_value_t = 0)]
     standby: usize,
@@ -283,6 +322,18 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
             margin: l.margin,
             max_range: l.max_range,
         }),
+        poster: cfg
+            .l1
+            .as_ref()
+            .filter(|l| l.poster.enabled)
+            .map(|l| metis_consensus::poster::PosterSettings {
+                key: keys.l1_signer.clone(),
+                turn_timeout: Duration::from_millis(l.poster.turn_timeout_ms.max(100)),
+                bump_after_blocks: l.poster.bump_after_blocks.max(1),
+                max_fee_cap: l.poster.max_fee_gwei as u128 * 1_000_000_000,
+                max_blob_fee_cap: l.poster.max_blob_fee_gwei as u128 * 1_000_000_000,
+                max_in_flight: l.poster.max_in_flight,
+            }),
         // Hidden test knob: make this node propose invalid blocks.
         fault: match std::env::var("METIS_SEQ_TEST_FAULT") {
             Ok(f) => Some(f.parse().map_err(|e: String| anyhow::anyhow!(e))?),
@@ -446,6 +497,7 @@ pub async fn run_testnet(args: TestnetArgs) -> Result<()> {
         batch_blocks: args.batch_blocks,
         batch_interval_secs: args.batch_interval_secs,
         reward_epochs: args.reward_epochs,
+        batch_blobs: args.batch_blobs,
         ..Params::default()
     };
     let mut l1_genesis = None;
@@ -513,6 +565,11 @@ pub async fn run_testnet(args: TestnetArgs) -> Result<()> {
                 poll_interval_ms: args.l1.l1_poll_ms,
                 margin: 1,
                 max_range: default_max_range(),
+                poster: PosterSection {
+                    enabled: !args.no_posting,
+                    turn_timeout_ms: args.post_turn_timeout_ms,
+                    ..Default::default()
+                },
             }),
         };
         std::fs::write(

@@ -103,6 +103,12 @@ pub async fn lock_genesis(args: &L1TestnetArgs, members: &[Member], owners: &[Pr
             .value(parse_ether("10")?)
             .from(admin.address());
         pending.push(p.send_transaction(fund).await.context("funding an owner")?);
+        // The sequencer's signer posts batches and reward reports.
+        let fund = alloy::rpc::types::TransactionRequest::default()
+            .to(m.signer)
+            .value(parse_ether("10")?)
+            .from(admin.address());
+        pending.push(p.send_transaction(fund).await.context("funding a signer")?);
         pending.push(token.mint(o.address(), m.stake).send().await.context("mint")?);
     }
     confirm(pending).await?;

@@ -28,6 +28,10 @@ pub struct Params {
     /// A reward report every this many ended epochs (0 = none).
     #[serde(default)]
     pub reward_epochs: u64,
+    /// Batch payloads travel in EIP-4844 blobs (the header commits to their hashes) instead of calldata. Part of
+    /// the ledger because the header every node signs depends on it.
+    #[serde(default)]
+    pub batch_blobs: bool,
 }
 
 impl Default for Params {
@@ -43,6 +47,7 @@ impl Default for Params {
             batch_blocks: 0,
             batch_interval_secs: 0,
             reward_epochs: 0,
+            batch_blobs: false,
         }
     }
 }

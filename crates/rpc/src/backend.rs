@@ -96,6 +96,7 @@ pub struct Backend {
     pending_log: Mutex<PendingLog>,
     tx_arrived: Notify,
     pub(crate) filters: Mutex<crate::filters::Filters>,
+    read_only: std::sync::atomic::AtomicBool,
 }
 
 impl Backend {
@@ -110,7 +111,13 @@ impl Backend {
             pending_log: Mutex::new(PendingLog::default()),
             tx_arrived: Notify::new(),
             filters: Mutex::new(Default::default()),
+            read_only: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// From now on every transaction is refused (a replica serves the chain it rebuilds, read-only).
+    pub fn set_read_only(&self) {
+        self.read_only.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn engine(&self) -> RwLockReadGuard<'_, Engine> {
@@ -164,6 +171,9 @@ impl Backend {
     /// Validates a transaction a peer relayed and admits it to the pool (not relayed further: peers form a
     /// full mesh).
     pub fn submit_from_peer(&self, tx: RecoveredTx) -> Result<B256, PoolError> {
+        if self.read_only.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(PoolError::ReadOnly);
+        }
         let hash = tx.hash;
         {
             // Lock order everywhere: engine, then pool.

@@ -33,6 +33,12 @@ pub struct NetOptions {
     pub batch_blocks: u64,
     /// A reward report every N ended epochs (0: none), signed likewise.
     pub reward_epochs: u64,
+    /// The nodes post batches and reward reports to L1 themselves.
+    pub posting: bool,
+    /// Batch payloads in blobs.
+    pub batch_blobs: bool,
+    /// The producer's time to land an item before the next sequencer posts it.
+    pub post_turn_timeout_ms: u64,
 }
 
 pub struct L1Options {
@@ -58,6 +64,9 @@ impl Default for NetOptions {
             key_phase_blocks: 0,
             batch_blocks: 0,
             reward_epochs: 0,
+            posting: false,
+            batch_blobs: false,
+            post_turn_timeout_ms: 3_000,
         }
     }
 }
@@ -110,7 +119,14 @@ impl Testnet {
                 .args(["--l1-poll-ms", "250"])
                 .env("METIS_L1_PRIVATE_KEY", &l1.owner_key);
         }
+        if !opts.posting {
+            cmd.arg("--no-posting");
+        }
+        if opts.batch_blobs {
+            cmd.arg("--batch-blobs");
+        }
         let out = cmd
+            .args(["--post-turn-timeout-ms", &opts.post_turn_timeout_ms.to_string()])
             .args(["--nodes", &opts.nodes.to_string()])
             .args(["--standby", &opts.standby.to_string()])
             .args(["--key-phase-blocks", &opts.key_phase_blocks.to_string()])
