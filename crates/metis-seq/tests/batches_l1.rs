@@ -390,3 +390,149 @@ async fn nodes_post_batches_and_a_replica_rebuilds_the_chain() {
         .expect_err("a replica takes no transactions");
     assert!(refused.contains("read-only"), "{refused}");
 }
+
+async fn anvil(p: &DynProvider, method: &'static str, params: Value) -> Value {
+    p.raw_request(method.into(), params)
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+/// Blob mode: batches land in type-3 transactions whose blobs are the header's; a transaction stuck under a
+/// raised base fee is replaced with higher fees and lands; an L1 reorg that un-mines a batch gets it posted again;
+/// a replica reading the blobs reaches the sequencers' state root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_batches_survive_stuck_transactions_and_reorgs() {
+    use alloy::consensus::Transaction as _;
+    let _serial = SERIAL.lock().await;
+    let (l1, net) = network(
+        "post-blobs",
+        NetOptions {
+            key_phase_blocks: 3,
+            batch_blocks: 4,
+            // One producer, and no fallback, for the whole test: the stuck transaction can only land by its bump.
+            epoch_length: 1_000,
+            posting: true,
+            batch_blobs: true,
+            post_turn_timeout_ms: 600_000,
+            ..Default::default()
+        },
+        &["--block-time", "1"],
+    )
+    .await;
+    let inbox = l1.deployment.batch_inbox;
+    let p = l1.provider.clone();
+    let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let loader = load(net.rpc.clone(), stop.clone(), sent.clone());
+    wait_for(120, "3 blob batches posted", || async {
+        (next_index(&p, inbox).await >= 3).then_some(())
+    })
+    .await;
+    for (index, _, header, tx) in appended(&p, inbox).await {
+        assert!(!header.blobHashes.is_empty(), "batch {index} is in blobs");
+        let t = p.get_transaction_by_hash(tx).await.expect("tx").expect("tx");
+        assert_eq!(
+            t.blob_versioned_hashes().map(|h| h.to_vec()),
+            Some(header.blobHashes.clone())
+        );
+        assert!(
+            t.input().len() < 2_000,
+            "no payload in calldata: {} bytes",
+            t.input().len()
+        );
+    }
+
+    // Stuck: mining paused until a poster transaction waits, then a block whose base fee is far above what it
+    // offers; mining resumes and the poster must outbid the base fee to land the batch.
+    anvil(&p, "evm_setIntervalMining", json!([0])).await;
+    let waiting: (usize, u128) = wait_for(60, "a poster transaction pending", || async {
+        for i in 0..4 {
+            let s = net.call(i, "metis_poster", json!([])).await.ok()?;
+            for slot in s["in_flight"].as_array()? {
+                // Really waiting: known to anvil and not mined (the status may be a step old).
+                let hash: B256 = slot[1]["hash"].as_str()?.parse().ok()?;
+                let known = p.get_transaction_by_hash(hash).await.ok()?.is_some();
+                if known && p.get_transaction_receipt(hash).await.ok()?.is_none() {
+                    return Some((i, slot[1]["fees"]["max_fee"].as_u64()? as u128));
+                }
+            }
+        }
+        None
+    })
+    .await;
+    let stuck_index = next_index(&p, inbox).await;
+    let high: u128 = 100_000_000_000;
+    assert!(waiting.1 < high, "the pending transaction offers {} already", waiting.1);
+    anvil(&p, "anvil_setNextBlockBaseFeePerGas", json!([format!("0x{high:x}")])).await;
+    anvil(&p, "evm_mine", json!([])).await;
+    assert_eq!(
+        next_index(&p, inbox).await,
+        stuck_index,
+        "nothing landed under the raised base fee"
+    );
+    anvil(&p, "evm_setIntervalMining", json!([1])).await;
+    wait_for(90, "the stuck batch lands after a bump", || async {
+        (next_index(&p, inbox).await > stuck_index).then_some(())
+    })
+    .await;
+    let landed = appended(&p, inbox).await;
+    let tx = landed
+        .iter()
+        .find(|e| e.0 == stuck_index)
+        .expect("the stuck batch's event")
+        .3;
+    let t = p.get_transaction_by_hash(tx).await.expect("tx").expect("tx");
+    assert!(
+        t.max_fee_per_gas() > waiting.1 * 10,
+        "the landing transaction was bumped: {} vs {}",
+        t.max_fee_per_gas(),
+        waiting.1
+    );
+    assert!(
+        std::fs::read_to_string(net.log_path(waiting.0))
+            .unwrap_or_default()
+            .contains("replaced with higher fees"),
+        "the poster logged its replacement"
+    );
+
+    // Reorg: right after a batch lands, the last two L1 blocks are replaced by empty ones; the batch is posted
+    // again.
+    let n = next_index(&p, inbox).await;
+    wait_for(60, "the next batch lands", || async {
+        (next_index(&p, inbox).await > n).then_some(())
+    })
+    .await;
+    let landed_at = next_index(&p, inbox).await;
+    anvil(&p, "anvil_reorg", json!([2, []])).await;
+    let after_reorg = next_index(&p, inbox).await;
+    assert!(
+        after_reorg < landed_at,
+        "the reorg un-mined a batch ({after_reorg} vs {landed_at})"
+    );
+    wait_for(90, "the un-mined batch posted again", || async {
+        (next_index(&p, inbox).await >= landed_at + 1).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    loader.await.expect("loader");
+    let events = appended(&p, inbox).await;
+    let indexes: Vec<u64> = events.iter().map(|e| e.0).collect();
+    assert_eq!(
+        indexes,
+        (0..events.len() as u64).collect::<Vec<_>>(),
+        "contiguous, no gaps or duplicates"
+    );
+
+    // A replica reads the blobs and reaches the sequencers' state root.
+    let dir = common::tempdir("replica-blobs");
+    let replica = ReplicaProc::start(&net, &l1.anvil.endpoint(), &dir.join("data"));
+    let posted = next_index(&p, inbox).await;
+    let st: Value = wait_for(120, "the replica replays every posted batch", || async {
+        let s = replica.call("metis_replica", json!([])).await.ok()?;
+        assert!(s["error"].is_null(), "replica stopped: {s}");
+        (s["next_index"].as_u64()? >= posted).then_some(s)
+    })
+    .await;
+    let head = st["head"].as_u64().expect("head");
+    let ours = net.block(0, head).await.expect("block");
+    assert_eq!(st["state_root"], ours["stateRoot"], "replica state root at {head}");
+}
