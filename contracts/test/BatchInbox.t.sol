@@ -5,6 +5,7 @@ import {Fixture} from "./base/Fixture.sol";
 import {BlsTestSigner} from "./base/BlsTestSigner.sol";
 import {BatchInbox} from "../src/BatchInbox.sol";
 import {IGroupKeyRegistry} from "../src/IGroupKeyRegistry.sol";
+import {TxProofFixture} from "./fixtures/TxProofFixture.sol";
 
 contract BatchInboxTest is Fixture {
     function setUp() public override {
@@ -219,6 +220,23 @@ contract BatchInboxTest is Fixture {
         BatchInbox.BatchHeader memory forged = h;
         forged.stateRoot = keccak256("other");
         assertTrue(!inbox.verifyTx(forged, 1, 1, keccak256("tx1"), proof1), "header not stored");
+    }
+
+    /// Proofs made by the Rust batcher (crates/batcher/tests/solidity_fixture.rs) verify against the root it made.
+    function test_verifyTx_rustProofs() public {
+        bytes memory payload = "p";
+        BatchInbox.BatchHeader memory h = _header(0, 1, 7, bytes32(0), payload);
+        h.txRoot = TxProofFixture.ROOT;
+        inbox.appendBatch(h, payload, _sign(h));
+        for (uint256 i; i < TxProofFixture.COUNT; ++i) {
+            (uint64 b, uint32 j, bytes32 txHash) = TxProofFixture.txAt(i);
+            bytes32[] memory proof = TxProofFixture.proofAt(i);
+            assertTrue(inbox.verifyTx(h, b, j, txHash, proof), "a Rust proof verifies");
+            assertTrue(!inbox.verifyTx(h, b, j + 1, txHash, proof), "not at another index");
+            // Another transaction's proof does not fit this one.
+            bytes32[] memory other = TxProofFixture.proofAt((i + 1) % TxProofFixture.COUNT);
+            assertTrue(!inbox.verifyTx(h, b, j, txHash, other), "not with another tx's proof");
+        }
     }
 
     function test_appendBatch_needsGroupKey() public {
