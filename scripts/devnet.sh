@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${DEVNET_DIR:-$ROOT/devnet}"
 PORT="${L1_PORT:-8545}"
-# METIS_SEQ_BIN: another build (e.g. the release binary, for benchmarks).
+# METIS_SEQ_BIN: another build (e.g. the release binary, for benchmarks). DEVNET_BLOBS=1: batches in blobs.
 BIN="${METIS_SEQ_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/metis-seq/target}/debug/metis-seq}"
 # anvil's first dev account (devnet only).
 export METIS_L1_PRIVATE_KEY=0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
@@ -33,7 +33,10 @@ RUST_LOG=warn "$BIN" l1 deploy --l1-rpc "http://127.0.0.1:$PORT" --out "$DIR/con
 L2_BASE="${L2_BASE_PORT:-28000}"
 step "locking 4 sequencers on L1 and generating their network in $DIR/l2 (ports $L2_BASE..$((L2_BASE + 32)))"
 rm -rf "$DIR/l2"
+BLOBS=()
+[ "${DEVNET_BLOBS:-0}" = 1 ] && BLOBS=(--batch-blobs)
 RUST_LOG=warn "$BIN" testnet --out "$DIR/l2" --nodes 4 --base-port "$L2_BASE" --key-phase-blocks 3 --batch-blocks 10 \
+  --reward-epochs 2 "${BLOBS[@]}" \
   --l1-rpc "http://127.0.0.1:$PORT" --l1-contracts "$DIR/contracts.json" >/dev/null
 for i in 0 1 2 3; do
   RUST_LOG=info "$BIN" node --config "$DIR/l2/node$i/config.toml" --passphrase-file "$DIR/l2/passphrase" \

@@ -56,6 +56,27 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("payload only", |x| x.iter(|| payload::encode(&b).expect("encode")));
     g.finish();
+    // Blob mode on a batch that fits one blob (1,000 transfers, as on the devnet): the header's versioned hashes
+    // (commitments only, every node at each cut) and the poster's sidecar with EIP-7594 cell proofs (once).
+    let one = blocks(1, 1000);
+    let d1 = metis_batcher::derive(0, B256::ZERO, &one, metis_batcher::DataMode::Blobs).expect("derive");
+    eprintln!(
+        "1 x 1000 transfers: payload {} bytes in {} blob(s)",
+        d1.payload.len(),
+        d1.header.blobHashes.len()
+    );
+    let mut g = c.benchmark_group("batch_1x1000");
+    g.sample_size(20);
+    g.bench_function("derive calldata mode", |x| {
+        x.iter(|| metis_batcher::derive(0, B256::ZERO, &one, metis_batcher::DataMode::Calldata).expect("derive"))
+    });
+    g.bench_function("derive blob mode (+ commitment)", |x| {
+        x.iter(|| metis_batcher::derive(0, B256::ZERO, &one, metis_batcher::DataMode::Blobs).expect("derive"))
+    });
+    g.bench_function("sidecar with cell proofs", |x| {
+        x.iter(|| payload::to_blobs(&d1.payload).expect("blobs"))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -24,6 +24,8 @@ pub enum BenchCommand {
     Transfers(TransferArgs),
     /// Threshold signatures of batches on running nodes.
     Signing(SigningArgs),
+    /// Batches landing on L1: gas, compression, decision-to-L1 time.
+    Posting(crate::bench_posting::PostingArgs),
 }
 
 #[derive(Args, Debug)]
@@ -250,6 +252,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     let a = match cmd {
         BenchCommand::Transfers(a) => a,
         BenchCommand::Signing(a) => return signing(a).await,
+        BenchCommand::Posting(a) => return crate::bench_posting::run(a).await,
     };
     let rpc = Arc::new(Rpc {
         client: reqwest::Client::builder()

@@ -1,6 +1,7 @@
 //! `metis-seq`: the one binary of the sequencer pool. Subcommands are added as the parts land.
 
 mod bench;
+mod bench_posting;
 mod dev;
 mod keys;
 mod l1;

@@ -383,6 +383,28 @@ async fn nodes_post_batches_and_a_replica_rebuilds_the_chain() {
         .expect("replica block");
     assert_eq!(theirs["stateRoot"], ours["stateRoot"], "replica state root at {head}");
     assert_eq!(theirs["hash"], ours["hash"], "replica block hash at {head}");
+    // The killed node back: it syncs and posts in its turns again from L1's view, without doubling anything.
+    net.start(victim, None);
+    let again = next_index(&p, inbox).await + 3;
+    wait_for(90, "3 more batches with the node back", || async {
+        (next_index(&p, inbox).await >= again).then_some(())
+    })
+    .await;
+    let events = appended(&p, inbox).await;
+    let indexes: Vec<u64> = events.iter().map(|e| e.0).collect();
+    assert_eq!(
+        indexes,
+        (0..events.len() as u64).collect::<Vec<_>>(),
+        "still contiguous after the restart"
+    );
+    let back = net
+        .call(victim, "metis_poster", json!([]))
+        .await
+        .expect("poster status");
+    assert!(
+        back["l1_next_index"].as_u64().is_some(),
+        "the restarted node's poster reads L1: {back}"
+    );
     // Read-only.
     let refused = replica
         .call("eth_sendRawTransaction", json!([common::transfer(&key, sent)]))
