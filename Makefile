@@ -10,7 +10,7 @@ FORGE := cd contracts && PATH="$(TOOLS):$$PATH" forge
 .PHONY: help tools build contracts artifacts check-artifacts fmt fmt-check clippy forge-test rust-test test devnet bench-rpc bench-net bench-exec
 
 help:
-	@echo "make devnet   start a local devnet (anvil + contracts + 4 sequencers locked on L1, following it)"
+	@echo "make devnet   start a local devnet: anvil + contracts + 4 sequencers locked on L1, DKG, batches (./devnet, devnet.json)"
 	@echo "make test     bootstrap tools, fmt, clippy, forge tests, artifact check, Rust tests"
 	@echo "make artifacts  rebuild contracts and refresh the ABIs/bytecode the Rust side embeds"
 
@@ -53,8 +53,9 @@ test: tools
 	$(MAKE) --no-print-directory check-artifacts
 	$(MAKE) --no-print-directory rust-test
 
+# DEVNET_ARGS: more `metis-seq devnet` options, e.g. DEVNET_ARGS="--nodes 1 --blobs --fresh".
 devnet: build
-	bash scripts/devnet.sh
+	"$(CARGO_TARGET_DIR)/debug/metis-seq" devnet --dir devnet --anvil "$(TOOLS)/anvil" $(DEVNET_ARGS)
 
 # Benchmarks (not part of `make test`): figures go to docs/benchmarks.md.
 bench-rpc: tools

@@ -191,6 +191,18 @@ async fn confirm(
     Ok(r.transaction_hash)
 }
 
+/// A group public key given as hex (256-byte EIP-2537 or 96-byte compressed G2), checked on the curve and
+/// re-encoded as LockingPool takes it.
+pub fn group_key_eip2537(hex_key: &str) -> Result<Bytes> {
+    let raw = hex::decode(hex_key.trim().trim_start_matches("0x")).context("public key is not hex")?;
+    let pk = match raw.len() {
+        256 => metis_mpc::encoding::g2_from_eip2537(&raw)?,
+        96 => metis_mpc::encoding::g2_from_compressed(&raw)?,
+        n => bail!("public key must be 256 (EIP-2537) or 96 (compressed) bytes, got {n}"),
+    };
+    Ok(Bytes::from(metis_mpc::encoding::g2_to_eip2537(&pk).to_vec()))
+}
+
 pub async fn run(cmd: L1Command) -> Result<()> {
     match cmd {
         L1Command::Whitelist { pool, user, remove } => {
@@ -325,15 +337,9 @@ pub async fn run(cmd: L1Command) -> Result<()> {
             locking_pool,
             public_key,
         } => {
-            let raw = hex::decode(public_key.trim().trim_start_matches("0x")).context("public key is not hex")?;
-            let pk = match raw.len() {
-                256 => metis_mpc::encoding::g2_from_eip2537(&raw)?,
-                96 => metis_mpc::encoding::g2_from_compressed(&raw)?,
-                n => bail!("public key must be 256 (EIP-2537) or 96 (compressed) bytes, got {n}"),
-            };
+            let encoded = group_key_eip2537(&public_key)?;
             let (provider, _) = conn.provider().await?;
             let pool = LockingPool::new(locking_pool, provider);
-            let encoded = Bytes::from(metis_mpc::encoding::g2_to_eip2537(&pk).to_vec());
             let receipt = pool
                 .setGroupKey(encoded)
                 .send()

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_posting;
 mod dev;
+mod devnet;
 mod keys;
 mod l1;
 mod node;
@@ -36,6 +37,9 @@ enum Command {
     Init(node::InitArgs),
     /// Run a sequencer node (consensus, execution, RPC, gossip) from its config.
     Node(node::NodeArgs),
+    /// A local devnet in one command: anvil (or --l1-rpc), contracts, N sequencers locked on L1, their nodes,
+    /// the DKG and the group key on L1; `devnet stop --dir DIR` stops it. Writes DIR/devnet.json.
+    Devnet(devnet::DevnetArgs),
     /// Generate a local N-node network (keys, genesis, configs) for development and tests.
     Testnet(node::TestnetArgs),
     /// Rebuild the L2 chain from L1 alone (batches, signatures, re-execution) and serve it read-only.
@@ -47,12 +51,18 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The devnet shows its own progress; its libraries' info lines would drown it.
+    let default_filter = if matches!(cli.command, Command::Devnet(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -72,6 +82,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => node::run_init(args),
         Command::Node(args) => node::run_node(args).await,
         Command::Testnet(args) => node::run_testnet(args).await,
+        Command::Devnet(args) => devnet::run(args).await,
         Command::Replica(args) => replica::run(args).await,
     }
 }

@@ -430,6 +430,27 @@ fn dev_genesis_json(chain_id: u64, gas_limit: u64, accounts: &[Address]) -> serd
 }
 
 pub async fn run_testnet(args: TestnetArgs) -> Result<()> {
+    let pass_file = generate_testnet(&args).await?;
+    println!("{}", args.out.display());
+    eprintln!(
+        "testnet of {} nodes in {}; start each with: metis-seq node --config {}/nodeI/config.toml --passphrase-file {}",
+        args.nodes,
+        args.out.display(),
+        args.out.display(),
+        pass_file.display()
+    );
+    Ok(())
+}
+
+impl TestnetArgs {
+    /// The L1 contract owner's key, for callers that hold it (the devnet) rather than an environment variable.
+    pub fn set_l1_admin(&mut self, key: alloy::signers::local::PrivateKeySigner) {
+        self.l1.admin = Some(Box::new(key));
+    }
+}
+
+/// Writes the network (keys, genesis, configs) into `args.out`; returns the passphrase file.
+pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
     if args.nodes == 0 {
         bail!("--nodes must be positive");
     }
@@ -577,13 +598,5 @@ pub async fn run_testnet(args: TestnetArgs) -> Result<()> {
             toml_config(&cfg)?,
         )?;
     }
-    println!("{}", args.out.display());
-    eprintln!(
-        "testnet of {} nodes in {}; start each with: metis-seq node --config {}/nodeI/config.toml --passphrase-file {}",
-        args.nodes,
-        args.out.display(),
-        args.out.display(),
-        pass_file.display()
-    );
-    Ok(())
+    Ok(pass_file)
 }

@@ -32,6 +32,9 @@ pub struct L1TestnetArgs {
     pub l1_confirmations: u64,
     #[arg(long, default_value_t = 500)]
     pub l1_poll_ms: u64,
+    /// The contract owner's key when the caller has it already (the devnet), instead of --l1-key-env.
+    #[arg(skip)]
+    pub admin: Option<Box<PrivateKeySigner>>,
 }
 
 /// One sequencer to register: its keys' public parts and its stake.
@@ -69,11 +72,14 @@ pub async fn lock_genesis(args: &L1TestnetArgs, members: &[Member], owners: &[Pr
         &std::fs::read_to_string(contracts).with_context(|| format!("reading {}", contracts.display()))?,
     )
     .with_context(|| format!("parsing {}", contracts.display()))?;
-    let admin: PrivateKeySigner = std::env::var(&args.l1_key_env)
-        .with_context(|| format!("no contract owner key: set {}", args.l1_key_env))?
-        .trim()
-        .parse()
-        .context("the contract owner key is not 32 bytes of hex")?;
+    let admin: PrivateKeySigner = match &args.admin {
+        Some(k) => (**k).clone(),
+        None => std::env::var(&args.l1_key_env)
+            .with_context(|| format!("no contract owner key: set {}", args.l1_key_env))?
+            .trim()
+            .parse()
+            .context("the contract owner key is not 32 bytes of hex")?,
+    };
     let mut wallet = EthereumWallet::new(admin.clone());
     for o in owners {
         wallet.register_signer(o.clone());

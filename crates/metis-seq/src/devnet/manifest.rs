@@ -1,0 +1,127 @@
+//! DIR/devnet.json: what a running devnet is, for the tools and tests that drive it. The field names the devnet
+//! issue lists are kept as they are; the rest is added beside them.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const FILE: &str = "devnet.json";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    /// "starting", "ready" or "stopped".
+    pub state: String,
+    /// The `metis-seq devnet` process that owns the nodes and anvil (`devnet stop` signals it).
+    pub supervisor_pid: Option<u32>,
+    pub warning: String,
+    pub options: Options,
+    pub l1: L1,
+    pub l2: L2,
+    pub contracts: Contracts,
+    pub group_key: Option<GroupKey>,
+    pub nodes: Vec<Node>,
+    pub accounts: Vec<Account>,
+}
+
+/// How the devnet was first started; a restart of the same directory keeps them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Options {
+    pub nodes: usize,
+    pub block_time_ms: u64,
+    pub epoch_length: u64,
+    pub l1_port: u16,
+    pub l1_block_time_secs: u64,
+    pub base_port: u16,
+    pub stakes: Vec<u64>,
+    pub batch_blocks: u64,
+    pub batch_blobs: bool,
+    pub reward_epochs: u64,
+    pub key_phase_blocks: u64,
+    /// false when the devnet runs on an L1 it was given (--l1-rpc) rather than its own anvil.
+    pub own_l1: bool,
+    /// The anvil binary it was started with (a restart from another directory finds it again).
+    #[serde(default)]
+    pub anvil: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct L1 {
+    pub rpc: String,
+    pub chain_id: u64,
+    pub anvil_pid: Option<u32>,
+    /// The contracts' owner (deployer): whitelists, mints, registers the group key. DEVNET ONLY.
+    pub deployer: Account,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct L2 {
+    pub chain_id: u64,
+    pub genesis: PathBuf,
+    pub pos_genesis: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Contracts {
+    pub token: String,
+    pub locking_pool: String,
+    pub locking_info: String,
+    pub batch_inbox: String,
+    pub deployed_at_block: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupKey {
+    /// EIP-2537 G2 encoding, hex.
+    pub public_key: String,
+    /// The "MPC address" LockingPool derives from it.
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    pub rpc: String,
+    pub ws: String,
+    /// The PoS and pool API (metis_*): served on the RPC port.
+    pub api: String,
+    pub p2p: String,
+    pub gossip: String,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    /// None while the node is not running.
+    pub pid: Option<u32>,
+    /// The sequencer's L1 signer (posts batches; names the block producer).
+    pub signer: String,
+    pub stake: u64,
+    /// The sequencer's L1 owner and its key file (unlock, relock). DEVNET ONLY.
+    pub owner: String,
+    pub owner_key_file: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Account {
+    pub address: String,
+    pub private_key: String,
+}
+
+impl Manifest {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(FILE)
+    }
+
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = Self::path(dir);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Written whole and renamed into place, so a reader never sees half a file.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = Self::path(dir);
+        let tmp = dir.join(format!("{FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+}

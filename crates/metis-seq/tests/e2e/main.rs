@@ -1,0 +1,7 @@
+//! End-to-end: `metis-seq devnet` driven as a user drives it (RPC, API, L1, CLI). One devnet at a time.
+
+mod anchor;
+mod chain;
+mod faults;
+mod harness;
+mod membership;
