@@ -498,6 +498,15 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
         })
         .await?;
     d.manifest.l1.chain_id = chain_id;
+    if o.own_l1 {
+        // anvil has loaded its state: move the file aside, so that only a clean stop (anvil's dump on exit)
+        // leaves one to resume from, never a stale one after anvil was killed.
+        let state = d.dir.join("l1/state.json");
+        if state.exists() {
+            std::fs::rename(&state, d.dir.join("l1/state.loaded.json"))
+                .with_context(|| format!("moving {} aside", state.display()))?;
+        }
+    }
     let head = l1.get_block_number().await.context("reading the L1 head")?;
     d.progress.done(&format!("chain id {chain_id}, head {head}"));
 
