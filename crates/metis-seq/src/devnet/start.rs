@@ -367,10 +367,15 @@ pub async fn run(args: StartArgs) -> Result<()> {
     d.manifest.l1.anvil_pid = None;
     d.manifest.nodes.iter_mut().for_each(|n| n.pid = None);
     d.save()?;
-    d.progress.line(&format!(
-        "stopped; `metis-seq devnet --dir {}` resumes it",
-        dir.display()
-    ));
+    if dir.join("l1/state.json").exists() || !d.manifest.options.own_l1 {
+        d.progress.line(&format!(
+            "stopped; `metis-seq devnet --dir {}` resumes it",
+            dir.display()
+        ));
+    } else {
+        d.progress
+            .line("stopped; L1's state was lost with anvil, so only a fresh start (--fresh) is possible");
+    }
     result
 }
 
