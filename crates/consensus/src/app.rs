@@ -45,6 +45,8 @@ const FUTURE_HEIGHTS: u64 = 2;
 const MAX_SYNC_BATCH: u64 = 20;
 
 pub const META_LEDGER: &str = "pos/ledger";
+/// Records of each kind the ledger keeps before handing older ones to the store (see `history`).
+pub const DEFAULT_HISTORY_KEEP: usize = 256;
 pub const META_LEDGER_HASH: &str = "pos/ledger_hash";
 
 pub fn meta_cert(h: u64) -> String {
@@ -173,6 +175,7 @@ pub struct App {
     last_decision: Option<Instant>,
     /// Moving average of height start -> valid round-0 proposal here, in ms.
     proposal_delay_ms: u64,
+    history_keep: usize,
     shared: SharedLedger,
     fault: Option<Fault>,
     proposals: Option<ProposalStore>,
@@ -293,6 +296,7 @@ impl App {
             height_started: None,
             last_decision: None,
             proposal_delay_ms: 0,
+            history_keep: DEFAULT_HISTORY_KEEP,
             shared,
             fault: None,
             proposals: None,
@@ -379,6 +383,12 @@ impl App {
     /// Reports key changes and batch cuts to the pool's threshold signer.
     pub fn with_signer(mut self, tx: tokio::sync::mpsc::UnboundedSender<crate::pool_signer::SignerInput>) -> Self {
         self.pool_signer = Some(tx);
+        self
+    }
+
+    /// How many records of each kind the ledger keeps before handing the older ones to the store.
+    pub fn with_history_keep(mut self, keep: usize) -> Self {
+        self.history_keep = keep.max(1);
         self
     }
 
@@ -1141,6 +1151,10 @@ impl App {
         // policy required extensions without them.
         let wire = WireCertificate::with_extensions(cert, extensions);
         let cert_bytes = borsh::to_vec(&wire).unwrap_or_default();
+        // Old records leave the ledger for the store, in this same commit: the ledger written with every block
+        // stays bounded however long the chain runs.
+        let history = ledger.take_history(self.history_keep);
+        let history_rows = crate::history::rows(self.backend.engine().store(), &history);
         let ledger_bytes = ledger.to_bytes();
         let ledger_hash = ledger.state_hash();
         let set_bytes = set_record(&set);
@@ -1176,6 +1190,9 @@ impl App {
         let report_bytes = report.as_ref().map(|r| serde_json::to_vec(r).unwrap_or_default());
         if let (Some(k), Some(b)) = (&report_key, &report_bytes) {
             meta.push((k, b));
+        }
+        for (k, v) in &history_rows {
+            meta.push((k, v));
         }
         self.backend.commit_block(c.executed, &meta)?;
         let epoch_before = self.ledger.current_epoch().id;

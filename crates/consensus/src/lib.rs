@@ -7,6 +7,7 @@ pub mod batches;
 pub mod block;
 pub mod codec;
 pub mod gossip;
+pub mod history;
 pub mod keys;
 pub mod node;
 pub mod pool_signer;

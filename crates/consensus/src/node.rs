@@ -129,6 +129,8 @@ pub struct NodeSettings {
     pub passphrase: Option<metis_keystore::Passphrase>,
     /// Deliberate misbehaviour (tests only).
     pub fault: Option<crate::app::Fault>,
+    /// Ended epochs, set changes and L1 events the ledger keeps before it hands them to the store.
+    pub history_keep: usize,
     /// Post the pool's batches and reward reports to L1 in this node's turns (needs `l1` and a batch inbox).
     pub poster: Option<crate::poster::PosterSettings>,
 }
@@ -195,7 +197,8 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
     let signer = Arc::new(ConsensusSigner::new(s.key.clone()));
     let view = metis_l1::SharedView::default();
     let app = App::open(backend.clone(), genesis_ledger, signer.clone(), s.timing)?
-        .with_proposal_store(&s.data_dir.join("proposals"))?;
+        .with_proposal_store(&s.data_dir.join("proposals"))?
+        .with_history_keep(s.history_keep);
     let shares_dir = s.data_dir.join("keys");
     let current_round = app.shared_ledger().read().keys().current.as_ref().map(|k| k.round);
     let share = match (&s.passphrase, current_round) {

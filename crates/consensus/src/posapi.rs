@@ -230,14 +230,24 @@ pub fn module(
         Ok::<_, ErrorObjectOwned>(found.map(|s| sequencer_json(&view, s)).unwrap_or(Value::Null))
     });
     let l = ledger.clone();
+    let store = backend.engine().store().clone();
     let _ = m.register_method("metis_l1Events", move |params, _, _| {
         let (from, count) = page(params)?;
         let l = l.read().clone();
-        let out: Vec<Value> = l
-            .applied_l1()
+        let archived = l.archived().applied_l1;
+        let total = archived + l.applied_l1().len() as u64;
+        let (from, count) = (from as u64, count as u64);
+        let records: Vec<metis_pos::AppliedL1> = (from..from.saturating_add(count).min(total))
+            .filter_map(|n| {
+                if n < archived {
+                    crate::history::applied_l1(&store, n)
+                } else {
+                    l.applied_l1().get(usize::try_from(n - archived).ok()?).cloned()
+                }
+            })
+            .collect();
+        let out: Vec<Value> = records
             .iter()
-            .skip(from)
-            .take(count)
             .map(|a| {
                 json!({
                     "event": a.tx.event.name(),
@@ -287,15 +297,31 @@ pub fn module(
         }))
     });
     let l = ledger.clone();
+    let store = backend.engine().store().clone();
     let _ = m.register_method("metis_reElections", move |_, _, _| {
         let l = l.read().clone();
-        let out: Vec<Value> = l.re_elections().map(|e| epoch_json(&l, e)).collect();
+        let mut out: Vec<Value> = (0..crate::history::re_elections_archived(&store))
+            .filter_map(|n| crate::history::re_election(&store, n))
+            .filter_map(|id| crate::history::epoch(&store, id))
+            .map(|a| epoch_json(&l, &a.epoch))
+            .collect();
+        out.extend(l.re_elections().map(|e| epoch_json(&l, e)));
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
     let l = ledger.clone();
+    let store = backend.engine().store().clone();
     let _ = m.register_method("metis_setChanges", move |_, _, _| {
         let l = l.read().clone();
-        Ok::<_, ErrorObjectOwned>(serde_json::to_value(l.set_changes()).unwrap_or(Value::Null))
+        let mut out: Vec<Value> = (0..l.archived().set_changes)
+            .filter_map(|n| crate::history::set_change(&store, n))
+            .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+            .collect();
+        out.extend(
+            l.set_changes()
+                .iter()
+                .map(|c| serde_json::to_value(c).unwrap_or(Value::Null)),
+        );
+        Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
     let l = ledger.clone();
     let _ = m.register_method("metis_l1Status", move |_, _, _| {
@@ -308,9 +334,10 @@ pub fn module(
             "last_applied": l.last_l1(),
         }))
     });
+    let b = backend.clone();
     let _ = m.register_method("metis_commit", move |params, _, _| {
         let (height,): (u64,) = params.parse().map_err(|_| invalid("expected a block number"))?;
-        let engine = backend.engine();
+        let engine = b.engine();
         let bytes = engine
             .store()
             .meta(&crate::app::meta_cert(height))
@@ -328,6 +355,7 @@ pub fn module(
     });
     let l = ledger.clone();
     // Registration fails only on a duplicate name; these are unique.
+    let store = backend.engine().store().clone();
     let _ = m.register_method("metis_epochs", move |params, _, _| {
         let (from, count): (Option<u64>, Option<u64>) = params.parse().unwrap_or((None, None));
         let count = count.unwrap_or(MAX_EPOCHS);
@@ -335,13 +363,18 @@ pub fn module(
             return Err(invalid("at most 1000 epochs per call"));
         }
         let l = l.read().clone();
-        let from = from.unwrap_or(0) as usize;
-        let out: Vec<Value> = l
-            .epochs()
-            .iter()
-            .skip(from)
-            .take(count as usize)
-            .map(|e| epoch_json(&l, e))
+        let from = from.unwrap_or(0);
+        let archived = l.archived().epochs;
+        let total = archived + l.epochs().len() as u64;
+        // Old epochs come from the store, the rest from the ledger.
+        let out: Vec<Value> = (from..from.saturating_add(count).min(total))
+            .filter_map(|id| {
+                if id < archived {
+                    crate::history::epoch(&store, id).map(|a| epoch_json(&l, &a.epoch))
+                } else {
+                    l.epoch(id).map(|e| epoch_json(&l, e))
+                }
+            })
             .collect();
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
@@ -364,7 +397,8 @@ pub fn module(
             "height": l.height(),
             "state_hash": l.state_hash(),
             "params": l.params(),
-            "epochs": l.epochs().len(),
+            "epochs": l.archived().epochs + l.epochs().len() as u64,
+            "archived": l.archived(),
             "schedule": l.schedule(),
             "last_l1_event": l.last_l1(),
         }))

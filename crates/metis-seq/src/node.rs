@@ -133,6 +133,14 @@ pub struct ConsensusSection {
     pub precommit_timeout_ms: u64,
     /// Added to each timeout per round.
     pub timeout_delta_ms: u64,
+    /// Ended epochs, set changes and L1 events the PoS ledger keeps in memory; older ones go to the store
+    /// (the PoS API still serves them), so what is written with every block stays bounded.
+    #[serde(default = "default_ledger_history")]
+    pub ledger_history: usize,
+}
+
+fn default_ledger_history() -> usize {
+    metis_consensus::app::DEFAULT_HISTORY_KEEP
 }
 
 impl Default for ConsensusSection {
@@ -145,6 +153,7 @@ impl Default for ConsensusSection {
             prevote_timeout_ms: 300,
             precommit_timeout_ms: 200,
             timeout_delta_ms: 200,
+            ledger_history: default_ledger_history(),
         }
     }
 }
@@ -335,6 +344,7 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
                 max_in_flight: l.poster.max_in_flight,
             }),
         // Hidden test knob: make this node propose invalid blocks.
+        history_keep: cfg.consensus.ledger_history,
         fault: match std::env::var("METIS_SEQ_TEST_FAULT") {
             Ok(f) => Some(f.parse().map_err(|e: String| anyhow::anyhow!(e))?),
             Err(_) => None,

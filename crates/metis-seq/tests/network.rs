@@ -80,7 +80,7 @@ async fn current_epoch(net: &Testnet, i: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_nodes_one_chain_gossip_and_stake_weighted_rotation() {
     let _one = exclusive().await;
-    let net = Testnet::new(
+    let mut net = Testnet::generate(
         "net-rotation",
         NetOptions {
             epoch_length: 3,
@@ -88,6 +88,13 @@ async fn four_nodes_one_chain_gossip_and_stake_weighted_rotation() {
             ..Default::default()
         },
     );
+    // Nodes 0 and 2 hand all but 4 records of their ledger over to their store; 1 and 3 keep 256: the chain is
+    // one chain all the same (the ledger's state hash is in every header), and the API serves both alike.
+    net.set_ledger_history(0, 4);
+    net.set_ledger_history(2, 4);
+    for i in 0..4 {
+        net.start(i, None);
+    }
     let all: Vec<usize> = (0..4).collect();
     net.wait_height(&all, 2, 60).await;
 
@@ -157,6 +164,28 @@ async fn four_nodes_one_chain_gossip_and_stake_weighted_rotation() {
     }
     assert!(missed_total <= 4, "{missed_total} round-0 misses in a healthy network");
     eprintln!("epochs won per sequencer (stakes 100k/80k/70k/60k): {wins:?}; round-0 misses: {missed_total}");
+    // The epochs node 0 serves from its store are the ones node 1 still holds in its ledger.
+    let held = net.call(1, "metis_epochs", json!([0, 1000])).await.unwrap();
+    let held = held.as_array().unwrap();
+    assert_eq!(&epochs[..12], &held[..12], "archived epochs differ from held ones");
+    let ledger0 = net.call(0, "metis_ledger", json!([])).await.unwrap();
+    assert!(
+        ledger0["archived"]["epochs"].as_u64().unwrap() >= 8,
+        "node 0 archived nothing: {ledger0}"
+    );
+    assert_eq!(
+        net.call(1, "metis_ledger", json!([])).await.unwrap()["archived"]["epochs"],
+        0
+    );
+    let page = net.call(0, "metis_epochs", json!([5, 3])).await.unwrap();
+    let ids: Vec<u64> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![5, 6, 7]);
+
     // All nodes hold the same ledger at the same height (its hash is in every header's extra data).
     let ledgers: Vec<Value> =
         futures_util::future::join_all(all.iter().map(|i| net.call(*i, "metis_ledger", json!([]))))

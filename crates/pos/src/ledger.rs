@@ -2,6 +2,7 @@
 
 use crate::batches::BatchState;
 use crate::election::{elect, fallback_order, weight_of};
+use crate::history::{Archived, ArchivedEpoch, History};
 use crate::keys::{KeyError, KeyOutcome, KeyState};
 use crate::l1::{AppliedL1, L1Event, PosTx};
 use crate::rewards::RewardState;
@@ -87,6 +88,9 @@ pub struct Ledger {
     /// Reward reports for L1.
     #[serde(default)]
     rewards: RewardState,
+    /// Records handed over to the node's store ([`Ledger::take_history`]).
+    #[serde(default)]
+    archived: Archived,
 }
 
 /// Whether 32 bytes fail to be an ed25519 public key. The contract checks shape only; a validator whose key
@@ -184,6 +188,7 @@ impl Ledger {
             keys: KeyState::default(),
             batches: BatchState::default(),
             rewards: RewardState::default(),
+            archived: Archived::default(),
         };
         if ledger.validators().is_empty() {
             return Err(LedgerError::Genesis("no active sequencer with voting power"));
@@ -224,13 +229,70 @@ impl Ledger {
         &self.epochs[self.epochs.len() - 1]
     }
 
-    /// Every epoch so far (rotation records), oldest first.
+    /// The epochs the ledger still holds (rotation records), oldest first: all of them but the
+    /// [`Ledger::archived`] ones, which the node's store has.
     pub fn epochs(&self) -> &[Epoch] {
         &self.epochs
     }
 
+    /// Epoch `id`, if the ledger still holds it.
     pub fn epoch(&self, id: u64) -> Option<&Epoch> {
-        self.epochs.get(id as usize)
+        self.epochs
+            .get(usize::try_from(id.checked_sub(self.archived.epochs)?).ok()?)
+    }
+
+    /// How many records of each kind were handed over to the store.
+    pub fn archived(&self) -> Archived {
+        self.archived
+    }
+
+    /// Hands over the records beyond the newest `keep` of each kind: ended epochs (never one a reward report
+    /// still has to count), set changes and applied L1 events. The state hash does not change.
+    pub fn take_history(&mut self, keep: usize) -> History {
+        let keep = keep.max(1);
+        let mut out = History::default();
+        // Epochs from `reported` on are still to be counted by a reward report.
+        let reported = if self.params.reward_epochs == 0 {
+            u64::MAX
+        } else {
+            self.rewards.next_epoch
+        };
+        let running = self.current_epoch().id;
+        let movable = self
+            .epochs
+            .iter()
+            .take_while(|e| e.ended && e.id < reported && e.id < running)
+            .count();
+        let n = movable.min(self.epochs.len().saturating_sub(keep));
+        for e in self.epochs.drain(..n) {
+            let later = self.produced.split_off(&(e.id + 1, 0));
+            let produced = std::mem::replace(&mut self.produced, later)
+                .into_iter()
+                .filter(|((epoch, _), _)| *epoch == e.id)
+                .map(|((_, id), blocks)| (id, blocks))
+                .collect();
+            out.epochs.push(ArchivedEpoch { epoch: e, produced });
+        }
+        self.archived.epochs += n as u64;
+        let n = self.set_changes.len().saturating_sub(keep);
+        let base = self.archived.set_changes;
+        out.set_changes = self
+            .set_changes
+            .drain(..n)
+            .enumerate()
+            .map(|(i, c)| (base + i as u64, c))
+            .collect();
+        self.archived.set_changes += n as u64;
+        let n = self.applied_l1.len().saturating_sub(keep);
+        let base = self.archived.applied_l1;
+        out.applied_l1 = self
+            .applied_l1
+            .drain(..n)
+            .enumerate()
+            .map(|(i, a)| (base + i as u64, a))
+            .collect();
+        self.archived.applied_l1 += n as u64;
+        out
     }
 
     /// The epoch block `height` belongs to (the running one for future heights).
@@ -447,7 +509,7 @@ impl Ledger {
         self.keys.finish(height, outcome)
     }
 
-    /// Every validator set change so far.
+    /// The validator set changes the ledger still holds (the older ones are in the store), oldest first.
     pub fn set_changes(&self) -> &[SetChange] {
         &self.set_changes
     }
@@ -457,7 +519,7 @@ impl Ledger {
         self.last_l1
     }
 
-    /// Every L1 event taken so far, oldest first.
+    /// The L1 events taken that the ledger still holds (the older ones are in the store), oldest first.
     pub fn applied_l1(&self) -> &[AppliedL1] {
         &self.applied_l1
     }
@@ -671,7 +733,7 @@ impl Ledger {
         buf.extend_from_slice(self.l1_acc.as_slice());
         buf.extend_from_slice(&self.params.key_phase_blocks.to_be_bytes());
         self.keys.hash_input(&mut buf);
-        buf.extend_from_slice(&(self.set_changes.len() as u64).to_be_bytes());
+        buf.extend_from_slice(&(self.archived.set_changes + self.set_changes.len() as u64).to_be_bytes());
         buf.extend_from_slice(&self.params.batch_blocks.to_be_bytes());
         buf.extend_from_slice(&self.params.batch_interval_secs.to_be_bytes());
         self.batches.hash_input(&mut buf);
@@ -760,6 +822,47 @@ mod tests {
         };
         l.apply_block(&b).unwrap();
         b
+    }
+
+    /// A ledger that hands its old records over every block stays bounded and agrees with one that keeps
+    /// everything: same state hash at every height, same reward reports, the records intact in the hand-over.
+    #[test]
+    fn history_handed_over_keeps_the_hash_and_the_rewards() {
+        let p = Params {
+            epoch_length: 3,
+            reward_epochs: 4,
+            ..Default::default()
+        };
+        let set = || vec![seq(1, 20_000), seq(2, 30_000), seq(3, 40_000), seq(4, 50_000)];
+        let mut full = Ledger::genesis(p.clone(), set(), B256::ZERO).unwrap();
+        let mut pruned = full.clone();
+        let mut archive: Vec<ArchivedEpoch> = Vec::new();
+        for h in 1..=300u64 {
+            // Sequencer 2 is dead for a while: re-elections and misses land in the history too.
+            let dead: &[SequencerId] = if (100..140).contains(&h) { &[2] } else { &[] };
+            let b = decide(&mut full, dead);
+            pruned.apply_block(&b).unwrap();
+            let handed = pruned.take_history(5);
+            archive.extend(handed.epochs);
+            assert_eq!(pruned.state_hash(), full.state_hash(), "height {h}");
+            assert_eq!(pruned.rewards(), full.rewards(), "height {h}");
+            assert!(pruned.epochs().len() <= 5 + 4, "height {h}: {}", pruned.epochs().len());
+        }
+        assert!(archive.len() > 80);
+        assert_eq!(pruned.archived().epochs, archive.len() as u64);
+        for (i, a) in archive.iter().enumerate() {
+            assert_eq!(a.epoch.id, i as u64);
+            assert_eq!(&a.epoch, full.epoch(i as u64).unwrap());
+            assert_eq!(a.produced, full.produced_in(i as u64));
+            assert!(pruned.epoch(i as u64).is_none());
+        }
+        let current = full.current_epoch().id;
+        assert_eq!(pruned.epoch(current), full.epoch(current));
+        assert_eq!(pruned.epochs(), &full.epochs()[archive.len()..]);
+        // The record every block writes no longer grows with the chain.
+        assert!(pruned.to_bytes().len() * 5 < full.to_bytes().len());
+        let back = Ledger::from_bytes(&pruned.to_bytes(), pruned.state_hash()).unwrap();
+        assert_eq!(back, pruned);
     }
 
     /// Many random runs (random seeds, random dead sequencers coming and going): a re-election never picks

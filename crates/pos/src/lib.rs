@@ -22,6 +22,7 @@
 
 mod batches;
 mod election;
+mod history;
 mod keys;
 mod l1;
 mod ledger;
@@ -30,6 +31,7 @@ mod types;
 
 pub use batches::{BatchCut, BatchState};
 pub use election::{elect, fallback_order, weight_of};
+pub use history::{Archived, ArchivedEpoch, History};
 pub use keys::{KeyEpoch, KeyError, KeyOutcome, KeyRecord, KeyRound, KeyRoundKind, KeyState, DEFAULT_PHASE_BLOCKS};
 pub use l1::{AppliedL1, L1Event, L1Position, PosTx};
 pub use ledger::{Ledger, LedgerError, SetChange};

@@ -179,6 +179,28 @@ impl Testnet {
         std::fs::write(&path, out.join("\n") + "\n").expect("config");
     }
 
+    /// Node `i`'s PoS ledger keeps `n` records of each kind before handing older ones to its store (before
+    /// `i` starts).
+    pub fn set_ledger_history(&self, i: usize, n: usize) {
+        let path = self.net_dir().join(format!("node{i}/config.toml"));
+        let text = std::fs::read_to_string(&path).expect("config");
+        let out: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("ledger_history = ") {
+                    format!("ledger_history = {n}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(
+            out.iter().any(|l| *l == format!("ledger_history = {n}")),
+            "no ledger_history in {text}"
+        );
+        std::fs::write(&path, out.join("\n") + "\n").expect("config");
+    }
+
     /// Takes node `j` out of node `i`'s gossip peers (before `i` starts): `i` no longer dials `j`, so whatever
     /// `j` gets from `i` comes over the link `j` dialled.
     pub fn drop_gossip_peer(&self, i: usize, j: usize) {
