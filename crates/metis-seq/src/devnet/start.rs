@@ -295,11 +295,21 @@ pub async fn run(args: StartArgs) -> Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let dir = std::path::absolute(&args.dir).with_context(|| format!("resolving {}", args.dir.display()))?;
     if args.fresh && dir.exists() {
-        if let Ok(m) = Manifest::load(&dir) {
-            if m.supervisor_pid.is_some_and(|p| super::procs::alive_as(p, "metis-seq")) {
-                bail!("the devnet in {} is running: stop it first", dir.display());
+        // Only ever deletes a devnet's directory (or an empty one), whatever --dir names.
+        match Manifest::load(&dir) {
+            Ok(m) => {
+                if m.supervisor_pid.is_some_and(|p| super::procs::alive_as(p, "metis-seq")) {
+                    bail!("the devnet in {} is running: stop it first", dir.display());
+                }
+                stop_leftovers(&m);
             }
-            stop_leftovers(&m);
+            Err(_) if std::fs::read_dir(&dir)?.next().is_some() => {
+                bail!(
+                    "{} holds no devnet (no devnet.json): --fresh will not delete it",
+                    dir.display()
+                );
+            }
+            Err(_) => {}
         }
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
@@ -432,6 +442,12 @@ fn resume_manifest(dir: &Path) -> Result<Manifest> {
             "the devnet in {} is already running (pid {}); `metis-seq devnet stop --dir {}` stops it",
             dir.display(),
             m.supervisor_pid.unwrap_or_default(),
+            dir.display()
+        );
+    }
+    if m.nodes.len() != m.options.nodes || m.contracts.locking_pool.is_empty() {
+        bail!(
+            "the first start of the devnet in {} did not finish: start afresh with --fresh",
             dir.display()
         );
     }

@@ -80,13 +80,23 @@ pub struct Testnet {
 }
 
 /// A base port with 10 * n consecutive ports free right now.
+/// A base port for `n` nodes (base+10i+k): below Linux's ephemeral range (32768..), so no outgoing connection
+/// can take a port between this check and the node's bind, and never one another test of this process holds.
 fn free_base(n: usize) -> u16 {
-    for _ in 0..200 {
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    assert!(n <= 10, "at most 10 nodes per test network");
+    for _ in 0..500 {
         let mut seed = [0u8; 2];
         getrandom::fill(&mut seed).expect("randomness");
-        let base = 20_000 + (u16::from_be_bytes(seed) % 3_000) * 10;
+        // Slots of 100 ports from 20,000 to 32,000.
+        let base = 20_000 + (u16::from_be_bytes(seed) % 120) * 100;
+        let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+        if taken.contains(&base) {
+            continue;
+        }
         let ok = (0..n as u16).all(|i| (0..3).all(|k| TcpListener::bind(("127.0.0.1", base + 10 * i + k)).is_ok()));
         if ok {
+            taken.push(base);
             return base;
         }
     }
