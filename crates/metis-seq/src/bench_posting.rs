@@ -11,7 +11,7 @@ use alloy::sol_types::SolEvent;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use metis_contracts::bindings::BatchInbox;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,20 +35,6 @@ pub struct PostingArgs {
 }
 
 const POLL: Duration = Duration::from_millis(20);
-
-async fn l2_call(client: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value> {
-    let v: Value = client
-        .post(url)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    if let Some(e) = v.get("error") {
-        bail!("{method}: {e}");
-    }
-    Ok(v["result"].clone())
-}
 
 struct Landed {
     index: u64,
@@ -80,7 +66,7 @@ pub async fn run(a: PostingArgs) -> Result<()> {
         tokio::spawn(async move {
             let mut last = None::<u64>;
             loop {
-                if let Ok(v) = l2_call(&client, &url, "eth_blockNumber", json!([])).await {
+                if let Ok(v) = crate::l1::rpc_call(&client, &url, "eth_blockNumber", json!([])).await {
                     if let Some(n) = v
                         .as_str()
                         .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
@@ -140,7 +126,7 @@ pub async fn run(a: PostingArgs) -> Result<()> {
         let hash = log.transaction_hash.context("log without tx")?;
         let receipt = l1.get_transaction_receipt(hash).await?.context("receipt")?;
         let tx = l1.get_transaction_by_hash(hash).await?.context("tx")?;
-        let b = l2_call(&client, &a.rpc, "metis_getBatchByIndex", json!([index, true])).await?;
+        let b = crate::l1::rpc_call(&client, &a.rpc, "metis_getBatchByIndex", json!([index, true])).await?;
         let payload = alloy::hex::decode(b["payload"].as_str().context("payload")?)?;
         let blocks = metis_batcher::payload::decode(&payload)?;
         let mut raw = Vec::new();

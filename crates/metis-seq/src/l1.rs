@@ -203,6 +203,46 @@ pub fn group_key_eip2537(hex_key: &str) -> Result<Bytes> {
     Ok(Bytes::from(metis_mpc::encoding::g2_to_eip2537(&pk).to_vec()))
 }
 
+/// Registers (or replaces) the group key in LockingPool as its owner; returns the receipt and the MPC address
+/// LockingPool derives from the key.
+pub async fn set_group_key(
+    pool: &LockingPool::LockingPoolInstance<DynProvider>,
+    encoded: Bytes,
+) -> Result<(alloy::rpc::types::TransactionReceipt, Address)> {
+    let receipt = pool
+        .setGroupKey(encoded)
+        .send()
+        .await
+        .context("sending LockingPool.setGroupKey")?
+        .get_receipt()
+        .await
+        .context("waiting for LockingPool.setGroupKey")?;
+    if !receipt.status() {
+        bail!("LockingPool.setGroupKey reverted (tx {})", receipt.transaction_hash);
+    }
+    let mpc = pool
+        .mpcAddress()
+        .call()
+        .await
+        .context("reading LockingPool.mpcAddress")?;
+    Ok((receipt, mpc))
+}
+
+/// One JSON-RPC call; a JSON-RPC error becomes an error naming the method.
+pub async fn rpc_call(
+    client: &reqwest::Client,
+    url: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value> {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let v: serde_json::Value = client.post(url).json(&body).send().await?.json().await?;
+    if let Some(e) = v.get("error") {
+        bail!("{method}: {e}");
+    }
+    Ok(v["result"].clone())
+}
+
 pub async fn run(cmd: L1Command) -> Result<()> {
     match cmd {
         L1Command::Whitelist { pool, user, remove } => {
@@ -340,18 +380,7 @@ pub async fn run(cmd: L1Command) -> Result<()> {
             let encoded = group_key_eip2537(&public_key)?;
             let (provider, _) = conn.provider().await?;
             let pool = LockingPool::new(locking_pool, provider);
-            let receipt = pool
-                .setGroupKey(encoded)
-                .send()
-                .await
-                .context("sending LockingPool.setGroupKey")?
-                .get_receipt()
-                .await
-                .context("waiting for LockingPool.setGroupKey")?;
-            if !receipt.status() {
-                bail!("LockingPool.setGroupKey reverted (tx {})", receipt.transaction_hash);
-            }
-            let mpc = pool.mpcAddress().call().await?;
+            let (receipt, mpc) = set_group_key(&pool, encoded).await?;
             println!(
                 "{}",
                 serde_json::json!({ "tx": receipt.transaction_hash, "mpc_address": mpc })

@@ -142,22 +142,6 @@ fn node_port(base: u16, i: usize, k: u16) -> Result<u16> {
         .context("--base-port too high for this many nodes")
 }
 
-pub async fn rpc(client: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let v: Value = client
-        .post(url)
-        .json(&body)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await?
-        .json()
-        .await?;
-    if let Some(e) = v.get("error") {
-        bail!("{method}: {e}");
-    }
-    Ok(v["result"].clone())
-}
-
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -334,7 +318,8 @@ pub async fn run(args: StartArgs) -> Result<()> {
         manifest: net,
         procs: Procs::default(),
         progress: Progress::new(),
-        client: reqwest::Client::new(),
+        // Each poll waits at most this long on a node that does not answer.
+        client: reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?,
         deadline: Instant::now() + Duration::from_secs(args.ready_timeout),
     };
     let anvil = match (&d.manifest.options.anvil, &args.anvil) {
@@ -609,7 +594,7 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
     let heads = |client: reqwest::Client, nodes: Vec<Node>| async move {
         let mut hs = Vec::new();
         for n in &nodes {
-            let h = rpc(&client, &n.rpc, "eth_blockNumber", json!([]))
+            let h = crate::l1::rpc_call(&client, &n.rpc, "eth_blockNumber", json!([]))
                 .await
                 .ok()
                 .and_then(|v| {
@@ -652,7 +637,7 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
             let Some(n0) = n.first() else {
                 return (None, "no nodes".into());
             };
-            match rpc(&c, &n0.rpc, "metis_thresholdKey", json!([])).await {
+            match crate::l1::rpc_call(&c, &n0.rpc, "metis_thresholdKey", json!([])).await {
                 Ok(v) => {
                     let key = v["current"]["group_key"].as_str().map(str::to_string);
                     let status = match &v["running"] {
@@ -694,22 +679,7 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
                 "  LockingPool has another group key ({registered}); replacing it"
             ));
         }
-        let r = pool
-            .setGroupKey(encoded.clone())
-            .send()
-            .await
-            .context("sending LockingPool.setGroupKey")?
-            .get_receipt()
-            .await
-            .context("waiting for LockingPool.setGroupKey")?;
-        if !r.status() {
-            bail!("LockingPool.setGroupKey reverted (tx {})", r.transaction_hash);
-        }
-        let now = pool
-            .mpcAddress()
-            .call()
-            .await
-            .context("reading LockingPool.mpcAddress")?;
+        let (r, now) = crate::l1::set_group_key(&pool, encoded.clone()).await?;
         if now != address {
             bail!("LockingPool derives {now} from the group key, expected {address}");
         }

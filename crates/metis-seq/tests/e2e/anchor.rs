@@ -183,18 +183,7 @@ async fn the_whole_devnet_stops_and_restarts_with_its_state() {
     .await;
 
     // Stop: every process gone, every port free, the manifest says so.
-    let pids: Vec<u32> = {
-        let m = net.reload();
-        let mut p: Vec<u32> = m["nodes"]
-            .as_array()
-            .expect("nodes")
-            .iter()
-            .filter_map(|n| n["pid"].as_u64())
-            .map(|p| p as u32)
-            .collect();
-        p.extend(m["l1"]["anvil_pid"].as_u64().map(|p| p as u32));
-        p
-    };
+    let pids = net.pids();
     assert_eq!(pids.len(), 5);
     let sup = net.supervisor_pid().expect("supervisor");
     let stopped_head = net.head(0).await.expect("head");

@@ -133,18 +133,7 @@ async fn transfers_and_an_erc20_reach_every_node_and_the_producer_rotates_by_sta
     // Its sequencer signs alone (quorum 1 of 1): the group key is on its L1.
     assert!(small.m["group_key"]["address"].is_string());
     let mut small = small;
-    let pids: Vec<u32> = {
-        let m = small.reload();
-        let mut p: Vec<u32> = m["nodes"]
-            .as_array()
-            .expect("nodes")
-            .iter()
-            .filter_map(|n| n["pid"].as_u64())
-            .map(|p| p as u32)
-            .collect();
-        p.extend(m["l1"]["anvil_pid"].as_u64().map(|p| p as u32));
-        p
-    };
+    let pids = small.pids();
     assert_eq!(pids.len(), 2);
     let status = small.stop();
     assert!(status.success(), "the supervisor exits cleanly: {status}");

@@ -188,6 +188,20 @@ impl Devnet {
         }
     }
 
+    /// The pids of the nodes and anvil the manifest names now (re-read).
+    pub fn pids(&mut self) -> Vec<u32> {
+        let m = self.reload();
+        let mut p: Vec<u32> = m["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["pid"].as_u64())
+            .map(|p| p as u32)
+            .collect();
+        p.extend(m["l1"]["anvil_pid"].as_u64().map(|p| p as u32));
+        p
+    }
+
     pub fn reload(&mut self) -> &Value {
         let text = std::fs::read_to_string(self.dir.join("devnet.json")).expect("manifest");
         let m: Value = serde_json::from_str(&text).expect("manifest json");
