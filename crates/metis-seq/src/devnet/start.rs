@@ -22,9 +22,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// anvil's first dev account: the contracts' owner on the devnet's own L1 (well known; DEVNET ONLY).
 const ANVIL_KEY0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-/// Stakes in whole tokens, cycled over the nodes: unequal, so the stake weighting of the election shows, and
-/// within LockingInfo's default bounds (20,000..100,000).
-const STAKES: [u64; 4] = [100_000, 70_000, 40_000, 20_000];
+/// Stakes in whole tokens, cycled over the nodes: unequal, so the stake weighting of the election shows, within
+/// LockingInfo's default bounds (20,000..100,000), and none near a third of the total, so the 4-node devnet
+/// goes on when any one node stops (consensus needs more than 2/3 of the voting power).
+const STAKES: [u64; 4] = [100_000, 90_000, 70_000, 50_000];
 const L2_CHAIN_ID: u64 = 59902;
 const DEV_ACCOUNTS: u32 = 10;
 
@@ -55,7 +56,7 @@ pub struct StartArgs {
     /// First L2 port: node i uses base+10i (p2p), base+10i+1 (tx gossip), base+10i+2 (RPC, WS and API).
     #[arg(long, default_value_t = 28000)]
     pub base_port: u16,
-    /// Stake of each node in whole tokens, comma separated (default: 100000,70000,40000,20000, cycled).
+    /// Stake of each node in whole tokens, comma separated (default: 100000,90000,70000,50000, cycled).
     #[arg(long, value_delimiter = ',')]
     pub stakes: Vec<u64>,
     /// A batch for L1 every N L2 blocks.
@@ -229,6 +230,37 @@ fn provider(url: &str, key: &PrivateKeySigner) -> Result<DynProvider> {
         .wallet(EthereumWallet::new(key.clone()))
         .connect_http(url.parse().with_context(|| format!("invalid L1 RPC URL {url}"))?)
         .erased())
+}
+
+/// Nodes whose stop alone halts the chain: with a third or more of the voting power, the rest cannot reach the
+/// 2/3 quorum. Voting power follows stake here (the devnet's stakes are within the cap).
+fn fault_warnings(stakes: &[u64]) -> Vec<String> {
+    let total: u128 = stakes.iter().map(|s| *s as u128).sum();
+    if stakes.len() < 2 {
+        return Vec::new();
+    }
+    let critical: Vec<(usize, &u64)> = stakes
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| 3 * (**s as u128) >= total)
+        .collect();
+    if critical.len() == stakes.len() {
+        return vec![format!(
+            "  warning: with {} nodes no node can stop without stopping the chain (consensus needs more than 2/3 \
+             of the voting power; 4 nodes of similar stake tolerate one)",
+            stakes.len()
+        )];
+    }
+    critical
+        .into_iter()
+        .map(|(i, s)| {
+            format!(
+                "  warning: node{i} holds {:.0}% of the voting power: if it stops, the chain stops (consensus \
+                 needs more than 2/3)",
+                100.0 * *s as f64 / total as f64
+            )
+        })
+        .collect()
 }
 
 fn options(args: &StartArgs) -> Result<Options> {
@@ -559,6 +591,9 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
         d.save()?;
         d.progress.done(&format!("LockingPool {}", dep.locking_pool));
 
+        for warning in fault_warnings(&o.stakes) {
+            d.progress.line(&warning);
+        }
         d.progress.start(&format!(
             "creating {} sequencers' keys and configs, locking stakes {:?} on L1",
             o.nodes, o.stakes
@@ -861,5 +896,24 @@ async fn supervise(
         if changed {
             d.save()?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_stakes_survive_any_one_node_stopping() {
+        assert!(fault_warnings(&STAKES).is_empty());
+        // 100k of 230k is 43%: the other three hold 57%, short of the 2/3 quorum.
+        let w = fault_warnings(&[100_000, 70_000, 40_000, 20_000]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("node0 holds 43%"), "{w:?}");
+        // Exactly a third is already too much: the rest hold exactly 2/3, not more.
+        assert_eq!(fault_warnings(&[50, 40, 30, 30]).len(), 1);
+        assert!(fault_warnings(&[49, 41, 30, 30]).is_empty());
+        assert_eq!(fault_warnings(&[1, 1, 1]).len(), 1);
+        assert!(fault_warnings(&[1]).is_empty());
     }
 }

@@ -13,7 +13,13 @@ use std::collections::BTreeMap;
 async fn transfers_and_an_erc20_reach_every_node_and_the_producer_rotates_by_stake() {
     let _one = serial().await;
     // Epochs of 2 blocks: many elections in a minute.
-    let net = Devnet::start("chain", 0, &["--epoch-length", "2"]).await;
+    let net = Devnet::start(
+        "chain",
+        0,
+        // Stakes 5:1 apart, so the weighting shows in 40 elections (no node is stopped here).
+        &["--epoch-length", "2", "--stakes", "100000,70000,40000,20000"],
+    )
+    .await;
     let n = net.nodes().len();
     assert_eq!(n, 4);
     let m = &net.m;
