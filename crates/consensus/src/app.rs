@@ -9,6 +9,7 @@
 
 use crate::block::{commit_digest, encode_block, extra_data, verify_commit, BlockData, MAX_BLOCK_BYTES, MAX_POS_TXS};
 use crate::codec::WireCertificate;
+use crate::pacing::ProposalDelay;
 use crate::posapi::SharedLedger;
 use crate::proposals::{ProposalStore, StoredProposal};
 use crate::signing::{stream_digest, verify, ConsensusSigner};
@@ -173,8 +174,14 @@ pub struct App {
     height_started: Option<Instant>,
     /// When this node first had the last decided block (the pacing anchor).
     last_decision: Option<Instant>,
-    /// Moving average of height start -> valid round-0 proposal here, in ms.
-    proposal_delay_ms: u64,
+    /// Round start -> another proposer's block here and checked, as measured: the propose timeout's basis.
+    proposal_delay: ProposalDelay,
+    /// The round in progress and when it started here.
+    round_started: Option<(Height, Round, Instant)>,
+    /// The mempool's gas when the last height started (for the arrival trend).
+    pool_gas_at_start: u64,
+    /// The next height, its start time, and consensus's reply waiting for it.
+    pending_start: Option<(Height, Instant, tokio::sync::oneshot::Sender<Next<MetisContext>>)>,
     history_keep: usize,
     shared: SharedLedger,
     fault: Option<Fault>,
@@ -295,7 +302,10 @@ impl App {
             future: BTreeMap::new(),
             height_started: None,
             last_decision: None,
-            proposal_delay_ms: 0,
+            proposal_delay: ProposalDelay::default(),
+            round_started: None,
+            pool_gas_at_start: 0,
+            pending_start: None,
             history_keep: DEFAULT_HISTORY_KEEP,
             shared,
             fault: None,
@@ -482,13 +492,29 @@ impl App {
         Ok(HeightParams::new(set, self.propose_timeouts(), collect).with_vote_extension_policy(policy))
     }
 
-    /// The configured timeouts, with the propose timeout stretched to twice the recent time a proposal took to
-    /// arrive and pass validation (at most 4 times the configured one): an idle chain keeps the short timeout
-    /// and fast failover; a loaded one does not time out its own producer.
-    fn propose_timeouts(&self) -> LinearTimeouts {
+    /// The configured timeouts, with the propose timeout stretched for the block this height will likely carry
+    /// (see `pacing`): what the mempool holds plus as much again as arrived during the last height (the
+    /// proposer builds a little later and gossip reaches it first, so at the start of a burst this node's pool
+    /// trails the block it will be asked to check), at least the last block's gas, at most the limit.
+    fn propose_timeouts(&mut self) -> LinearTimeouts {
         let mut t = self.timing.timeouts;
-        let wanted = Duration::from_millis(2 * self.proposal_delay_ms);
-        t.propose = t.propose.max(wanted.min(t.propose * 4));
+        let (limit, last) = {
+            let engine = self.backend.engine();
+            let head = engine.head();
+            (head.gas_limit, head.gas_used)
+        };
+        let pending = self.backend.pool().gas_up_to(limit);
+        let arrived = (pending + last).saturating_sub(self.pool_gas_at_start);
+        self.pool_gas_at_start = pending;
+        let gas = pending.saturating_add(arrived).max(last).min(limit);
+        t.propose = self.proposal_delay.propose_timeout(t.propose, gas);
+        if t.propose > self.timing.timeouts.propose {
+            debug!(
+                expected_gas = gas,
+                propose_ms = t.propose.as_millis() as u64,
+                "propose timeout stretched"
+            );
+        }
         t
     }
 
@@ -510,13 +536,33 @@ impl App {
         }
     }
 
+    /// Starts the height consensus is waiting for, now that its time has come.
+    fn start_pending(&mut self) -> Result<(), AppError> {
+        if let Some((next, at, reply)) = self.pending_start.take() {
+            let params = self.params(next, at)?;
+            let _ = reply.send(Next::Start(next, params));
+        }
+        Ok(())
+    }
+
     fn next_height(&self) -> Height {
         Height(self.backend.engine().head().number + 1)
     }
 
     /// Runs until consensus stops.
     pub async fn run(mut self, mut channels: Channels<MetisContext>) -> Result<(), AppError> {
-        while let Some(msg) = channels.consensus.recv().await {
+        loop {
+            let msg = match self.pending_start.as_ref().map(|(_, at, _)| *at) {
+                Some(at) => tokio::select! {
+                    m = channels.consensus.recv() => m,
+                    _ = tokio::time::sleep_until(at.into()) => {
+                        self.start_pending()?;
+                        continue;
+                    }
+                },
+                None => channels.consensus.recv().await,
+            };
+            let Some(msg) = msg else { break };
             let height = self.next_height();
             let span = info_span!("consensus", height = height.0, epoch = self.ledger.current_epoch().id);
             let _g = span.enter();
@@ -545,6 +591,7 @@ impl App {
                 reply_value,
             } => {
                 debug!(round = %round, %proposer, ?role, "round started");
+                self.round_started = Some((height, round, Instant::now()));
                 let _ = reply_value.send(self.values_for_round(height, round));
             }
             AppMsg::GetValue {
@@ -663,14 +710,13 @@ impl App {
                     );
                     self.last_commit = Some(WireCertificate::with_extensions(&certificate, &extensions));
                 }
+                // The reply waits for the block time (the loop goes on serving parts and sync meanwhile); the
+                // height's parameters are taken then, so its propose timeout sees the mempool of that moment.
+                // The validator set is known now: a proposal for the next height that arrives before it starts
+                // is checked at once.
                 let next = Height(certificate.height.0 + 1);
-                let start = self.next_start();
-                let params = self.params(next, start)?;
-                // The reply waits for the block time; the loop goes on serving parts and sync meanwhile.
-                tokio::spawn(async move {
-                    tokio::time::sleep_until(start.into()).await;
-                    let _ = reply.send(Next::Start(next, params));
-                });
+                self.set = Some((next, validator_set(&self.ledger)?));
+                self.pending_start = Some((next, self.next_start(), reply));
             }
             AppMsg::GetDecidedValues { range, reply } => {
                 let _ = reply.send(self.decided_values(range.start().0, range.end().0)?);
@@ -923,10 +969,14 @@ impl App {
         if bytes.len() != init.total_len as usize {
             return None;
         }
-        let decoded = {
-            let pool = self.backend.pool();
-            BlockData::decode_with(&bytes, |h| pool.get(h).cloned())
-        };
+        // Senders gossip has not delivered yet are recovered here: CPU work, off the async workers.
+        let backend = &self.backend;
+        let decoded = tokio::task::block_in_place(|| {
+            BlockData::decode_with(&bytes, |hashes| {
+                let pool = backend.pool();
+                hashes.iter().map(|h| pool.get(h).cloned()).collect()
+            })
+        });
         let data = match decoded {
             Ok(d) => d,
             Err(e) => {
@@ -994,6 +1044,12 @@ impl App {
                     exec_ms = started.elapsed().as_millis() as u64,
                     "valid proposal {hash}"
                 );
+                // What the propose timeout must cover: from this round's start to here, proposal checked.
+                if let Some((h, r, at)) = self.round_started {
+                    if h == height && r == round && proposer != self.address {
+                        self.proposal_delay.observe(executed.header.gas_used, at.elapsed());
+                    }
+                }
                 let c = Candidate {
                     executed,
                     pos_txs,
@@ -1197,14 +1253,6 @@ impl App {
         self.backend.commit_block(c.executed, &meta)?;
         let epoch_before = self.ledger.current_epoch().id;
         self.last_decision = Some(c.seen.min(Instant::now()));
-        if round == 0 {
-            // How long after the height started the block was here and checked: under load (big blocks to
-            // build, stream and re-execute) that grows, and the propose timeout follows it.
-            if let Some(start) = self.height_started {
-                let ms = c.seen.saturating_duration_since(start).as_millis() as u64;
-                self.proposal_delay_ms = (self.proposal_delay_ms * 3 + ms) / 4;
-            }
-        }
         let ledger = Arc::new(ledger);
         *self.shared.write() = ledger.clone();
         self.ledger = ledger;

@@ -103,13 +103,17 @@ impl BlockData {
 
     /// Decodes and recovers every sender (the expensive part of accepting a block).
     pub fn decode(bytes: &[u8]) -> Result<Self, BlockDataError> {
-        Self::decode_with(bytes, |_| None)
+        Self::decode_with(bytes, |h| vec![None; h.len()])
     }
 
     /// Decodes, taking transactions this node already holds (by hash: same hash, same signed transaction,
-    /// same sender) from `known` instead of recovering their senders again. Gossip has usually delivered a
-    /// proposal's transactions before the proposal, so this skips most signature recoveries.
-    pub fn decode_with(bytes: &[u8], known: impl Fn(&B256) -> Option<RecoveredTx>) -> Result<Self, BlockDataError> {
+    /// same sender) from `known` (one lookup for all the block's hashes, so a caller's lock is held only for
+    /// that) instead of recovering their senders again. Gossip has usually delivered a proposal's transactions
+    /// before the proposal, so this skips most signature recoveries; the rest are recovered on all cores.
+    pub fn decode_with(
+        bytes: &[u8],
+        known: impl FnOnce(&[B256]) -> Vec<Option<RecoveredTx>>,
+    ) -> Result<Self, BlockDataError> {
         if bytes.len() > MAX_BLOCK_BYTES {
             return Err(BlockDataError::TooLarge(bytes.len()));
         }
@@ -137,28 +141,24 @@ impl BlockData {
                     .ok_or_else(|| BlockDataError::Encoding(format!("PoS transaction {i} does not decode")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let txs = wire
-            .txs
-            .iter()
-            .enumerate()
-            .map(|(index, raw)| {
-                let mut b = raw.as_slice();
-                let env = TxEnvelope::decode_2718(&mut b).map_err(|e| BlockDataError::Tx {
+        let mut envelopes = Vec::with_capacity(wire.txs.len());
+        for (index, raw) in wire.txs.iter().enumerate() {
+            let mut b = raw.as_slice();
+            let env = TxEnvelope::decode_2718(&mut b).map_err(|e| BlockDataError::Tx {
+                index,
+                error: TxError::Decode(e.to_string()),
+            })?;
+            if !b.is_empty() {
+                return Err(BlockDataError::Tx {
                     index,
-                    error: TxError::Decode(e.to_string()),
-                })?;
-                if !b.is_empty() {
-                    return Err(BlockDataError::Tx {
-                        index,
-                        error: TxError::Decode("trailing bytes".into()),
-                    });
-                }
-                if let Some(t) = known(env.tx_hash()) {
-                    return Ok(t);
-                }
-                RecoveredTx::from_envelope(env).map_err(|error| BlockDataError::Tx { index, error })
-            })
-            .collect::<Result<_, _>>()?;
+                    error: TxError::Decode("trailing bytes".into()),
+                });
+            }
+            envelopes.push(env);
+        }
+        let hashes: Vec<B256> = envelopes.iter().map(|e| *e.tx_hash()).collect();
+        let held = known(&hashes);
+        let txs = recover_all(envelopes, held)?;
         Ok(Self {
             header,
             txs,
@@ -166,6 +166,67 @@ impl BlockData {
             last_commit: wire.last_commit,
         })
     }
+}
+
+/// Below this many unknown transactions a block's senders are recovered on the calling thread.
+const PARALLEL_RECOVERY_MIN: usize = 256;
+
+/// The block's transactions with their senders: `held[i]` where the node had transaction i, recovered
+/// otherwise; a big remainder is split over the machine's cores (it is on the path to this node's vote).
+fn recover_all(envelopes: Vec<TxEnvelope>, held: Vec<Option<RecoveredTx>>) -> Result<Vec<RecoveredTx>, BlockDataError> {
+    let mut held = held;
+    held.resize(envelopes.len(), None);
+    let missing = held.iter().filter(|h| h.is_none()).count();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let recover = |index: usize, env: TxEnvelope| {
+        RecoveredTx::from_envelope(env).map_err(|error| BlockDataError::Tx { index, error })
+    };
+    if missing < PARALLEL_RECOVERY_MIN || threads < 2 {
+        return envelopes
+            .into_iter()
+            .zip(held)
+            .enumerate()
+            .map(|(i, (env, h))| match h {
+                Some(t) => Ok(t),
+                None => recover(i, env),
+            })
+            .collect();
+    }
+    let todo: Vec<(usize, TxEnvelope)> = envelopes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| held[*i].is_none())
+        .collect();
+    let per = todo.len().div_ceil(threads);
+    let results: Vec<Result<Vec<(usize, RecoveredTx)>, BlockDataError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = todo
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(i, env)| recover(*i, env.clone()).map(|t| (*i, t)))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or(Err(BlockDataError::Encoding("sender recovery panicked".into())))
+            })
+            .collect()
+    });
+    for r in results {
+        for (i, t) in r? {
+            held[i] = Some(t);
+        }
+    }
+    held.into_iter()
+        .enumerate()
+        .map(|(i, h)| h.ok_or(BlockDataError::Encoding(format!("transaction {i} has no sender"))))
+        .collect()
 }
 
 /// PREVRANDAO of block `number`: a digest of the parent's commit certificate (block 1 has none).
@@ -239,7 +300,73 @@ mod tests {
     use super::*;
     use crate::signing::ConsensusSigner;
     use crate::types::Address;
+    use alloy_consensus::{SignableTransaction, TxEip1559};
+    use alloy_primitives::{TxKind, U256};
+    use alloy_signer::SignerSync;
     use malachitebft_core_types::Round;
+
+    fn transfers(n: usize) -> Vec<RecoveredTx> {
+        let key = alloy_signer_local::PrivateKeySigner::from_slice(&[9u8; 32]).expect("key");
+        (0..n as u64)
+            .map(|nonce| {
+                let tx = TxEip1559 {
+                    chain_id: 59902,
+                    nonce,
+                    gas_limit: 21_000,
+                    max_fee_per_gas: 2_000_000_000,
+                    max_priority_fee_per_gas: 1,
+                    to: TxKind::Call(alloy_primitives::Address::repeat_byte(0xf0)),
+                    value: U256::from(nonce),
+                    ..Default::default()
+                };
+                let sig = key.sign_hash_sync(&tx.signature_hash()).expect("sign");
+                RecoveredTx::from_envelope(TxEnvelope::from(tx.into_signed(sig))).expect("tx")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decode_takes_known_senders_and_recovers_the_rest_in_parallel() {
+        let txs = transfers(700);
+        let header = Header {
+            number: 3,
+            ..Default::default()
+        };
+        let bytes = encode_block(&header, txs.iter().map(|t| &t.envelope), &[], None);
+        // Every third transaction is held (with its sender); the other 466 are recovered on several threads.
+        let held: std::collections::HashMap<B256, RecoveredTx> =
+            txs.iter().step_by(3).map(|t| (t.hash, t.clone())).collect();
+        let mut asked = 0;
+        let d = BlockData::decode_with(&bytes, |hashes| {
+            asked += hashes.len();
+            hashes.iter().map(|h| held.get(h).cloned()).collect()
+        })
+        .expect("decodes");
+        assert_eq!(asked, 700, "one lookup for all the block's hashes");
+        assert_eq!(d.txs, txs, "same transactions, same senders, same order");
+        assert_eq!(BlockData::decode(&bytes).expect("decodes").txs, txs);
+
+        // A held entry is taken only by hash, which covers the signature: altered signature bytes are not
+        // matched to the held sender (recovery then fails or yields another address).
+        let mut raw = txs[3].envelope.encoded_2718();
+        let n = raw.len();
+        raw[n - 5] ^= 0xff;
+        let mut tampered: Vec<Vec<u8>> = txs.iter().map(|t| t.envelope.encoded_2718()).collect();
+        tampered[3] = raw;
+        let mut header_rlp = Vec::new();
+        alloy_rlp::Encodable::encode(&header, &mut header_rlp);
+        let wire = WireBlock {
+            header_rlp,
+            txs: tampered,
+            pos_txs: vec![],
+            last_commit: None,
+        };
+        let bad = borsh::to_vec(&wire).expect("encode");
+        match BlockData::decode_with(&bad, |h| h.iter().map(|h| held.get(h).cloned()).collect()) {
+            Err(_) => {}
+            Ok(d) => assert_ne!(d.txs[3].sender, txs[3].sender),
+        }
+    }
 
     #[test]
     fn commit_verification() {

@@ -388,12 +388,27 @@ async fn receive<R: AsyncRead + Unpin>(
         // Recovering thousands of senders is CPU work: off the async workers, so consensus and the RPC keep
         // running while a big frame is checked.
         let backend = &ctx.backend;
-        let (added, refused, recover, admit) = tokio::task::block_in_place(|| {
-            let (mut added, mut refused) = (0usize, 0usize);
+        let (added, refused, dup, recover, admit) = tokio::task::block_in_place(|| {
+            let (mut added, mut refused, mut dup) = (0usize, 0usize, 0usize);
             let (mut recover, mut admit) = (Duration::ZERO, Duration::ZERO);
-            for raw in txs {
+            // Copies of what this node has (its RPC took it too, or a block carried it before gossip did) are
+            // dropped by hash before the sender recovery.
+            let mut fresh = Vec::with_capacity(txs.len());
+            for raw in &txs {
+                match RecoveredTx::decode_envelope(raw) {
+                    Ok(env) => fresh.push(env),
+                    Err(_) => refused += 1,
+                }
+            }
+            let hashes: Vec<_> = fresh.iter().map(|e| *e.tx_hash()).collect();
+            let known = backend.txs_known(&hashes);
+            for (env, known) in fresh.into_iter().zip(known) {
+                if known {
+                    dup += 1;
+                    continue;
+                }
                 let t = std::time::Instant::now();
-                let decoded = RecoveredTx::decode(&raw);
+                let decoded = RecoveredTx::from_envelope(env);
                 recover += t.elapsed();
                 match decoded {
                     Ok(tx) => {
@@ -408,11 +423,12 @@ async fn receive<R: AsyncRead + Unpin>(
                     Err(_) => refused += 1,
                 }
             }
-            (added, refused, recover, admit)
+            (added, refused, dup, recover, admit)
         });
         debug!(
             added,
             refused,
+            dup,
             recover_us = recover.as_micros() as u64,
             admit_us = admit.as_micros() as u64,
             "gossip frame"

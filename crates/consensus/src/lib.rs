@@ -10,6 +10,7 @@ pub mod gossip;
 pub mod history;
 pub mod keys;
 pub mod node;
+pub mod pacing;
 pub mod pool_signer;
 pub mod posapi;
 pub mod poster;

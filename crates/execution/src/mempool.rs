@@ -250,6 +250,19 @@ impl Mempool {
         dropped
     }
 
+    /// The gas the pool's transactions ask for, counted up to `cap` (a block's limit): how big the next block
+    /// will likely be. Queued ones count too, so this errs high.
+    pub fn gas_up_to(&self, cap: u64) -> u64 {
+        let mut gas = 0u64;
+        for tx in self.all() {
+            gas = gas.saturating_add(tx.gas_limit());
+            if gas >= cap {
+                return cap;
+            }
+        }
+        gas
+    }
+
     /// All transactions, pending and queued (for txpool-style inspection).
     pub fn all(&self) -> impl Iterator<Item = &RecoveredTx> {
         self.by_sender.values().flat_map(|m| m.values())

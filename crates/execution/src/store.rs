@@ -300,6 +300,13 @@ impl Store {
         Ok(r.open_table(TX_LOOKUP)?.get(&hash.0)?.map(|v| v.value()))
     }
 
+    /// Which of `hashes` are in a stored block (one read for all).
+    pub fn txs_stored(&self, hashes: &[B256]) -> Result<Vec<bool>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(TX_LOOKUP)?;
+        hashes.iter().map(|h| Ok(t.get(&h.0)?.is_some())).collect()
+    }
+
     /// The whole flat state as one changeset from empty (to rebuild the in-memory state and its tries).
     pub fn load_state(&self) -> Result<Changeset, StoreError> {
         let r = self.db.begin_read()?;

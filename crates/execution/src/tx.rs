@@ -71,6 +71,11 @@ pub struct RecoveredTx {
 impl RecoveredTx {
     /// Decodes EIP-2718 bytes (as eth_sendRawTransaction gets them) and recovers the sender.
     pub fn decode(raw: &[u8]) -> Result<Self, TxError> {
+        Self::from_envelope(Self::decode_envelope(raw)?)
+    }
+
+    /// Decodes EIP-2718 bytes without recovering the sender (size-checked; the hash is at hand).
+    pub fn decode_envelope(raw: &[u8]) -> Result<TxEnvelope, TxError> {
         if raw.len() > MAX_TX_SIZE {
             return Err(TxError::Oversized {
                 size: raw.len(),
@@ -82,7 +87,7 @@ impl RecoveredTx {
         if !buf.is_empty() {
             return Err(TxError::Decode("input contains more than one value".into()));
         }
-        Self::from_envelope(envelope)
+        Ok(envelope)
     }
 
     pub fn from_envelope(envelope: TxEnvelope) -> Result<Self, TxError> {

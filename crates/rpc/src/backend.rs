@@ -170,6 +170,18 @@ impl Backend {
 
     /// Validates a transaction a peer relayed and admits it to the pool (not relayed further: peers form a
     /// full mesh).
+    /// Which of `hashes` this node already has, pending or in a block: a peer's copy need not have its sender
+    /// recovered (the expensive part of taking a transaction in). A store error counts as not known.
+    pub fn txs_known(&self, hashes: &[B256]) -> Vec<bool> {
+        let engine = self.engine.read();
+        let stored = engine
+            .store()
+            .txs_stored(hashes)
+            .unwrap_or_else(|_| vec![false; hashes.len()]);
+        let pool = self.pool.lock();
+        hashes.iter().zip(stored).map(|(h, s)| s || pool.contains(h)).collect()
+    }
+
     pub fn submit_from_peer(&self, tx: RecoveredTx) -> Result<B256, PoolError> {
         if self.read_only.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(PoolError::ReadOnly);
