@@ -6,6 +6,7 @@ TXS="${TXS:-20000}"
 ACCOUNTS="${ACCOUNTS:-400}"
 GAS_LIMIT="${GAS_LIMIT:-300000000}"
 RATE="${RATE:-0}"   # offered tx/s; 0 = a burst as fast as the node takes it
+NODES="${NODES:-4}" # sequencer nodes in bench-net
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/metis-seq/target}"
 BIN="$CARGO_TARGET_DIR/release/metis-seq"
 CAST="$ROOT/.tools/bin/cast"
