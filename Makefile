@@ -13,6 +13,7 @@ help:
 	@echo "make devnet   start a local devnet: anvil + contracts + 4 sequencers locked on L1, DKG, batches (./devnet, devnet.json)"
 	@echo "make test     bootstrap tools, fmt, clippy, forge tests, artifact check, Rust tests"
 	@echo "make artifacts  rebuild contracts and refresh the ABIs/bytecode the Rust side embeds"
+	@echo "make bench-rpc | bench-net | bench-exec   benchmarks (TXS=, ACCOUNTS=, RATE=, NODES= for bench-net); figures in docs/benchmarks.md"
 
 tools:
 	@bash scripts/bootstrap.sh
