@@ -38,11 +38,11 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
 fn stop(dir: &std::path::Path) -> Result<()> {
     let t0 = Instant::now();
     let m = Manifest::load(dir).with_context(|| format!("no devnet in {}", dir.display()))?;
-    if let Some(pid) = m.supervisor_pid.filter(|p| procs::alive_as(*p, "metis-seq")) {
+    if let Some(pid) = m.supervisor_pid.filter(|p| procs::supervisor_alive(*p)) {
         procs::signal_pid(pid, libc::SIGTERM);
         // The supervisor stops nodes (15 s grace) and then anvil (15 s grace).
         let deadline = Instant::now() + Duration::from_secs(40);
-        while procs::alive_as(pid, "metis-seq") {
+        while procs::supervisor_alive(pid) {
             if Instant::now() > deadline {
                 procs::signal_pid(pid, libc::SIGKILL);
                 break;

@@ -88,6 +88,12 @@ pub fn signal_pid(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// Whether `pid` is a running devnet supervisor other than this process. Told by its `devnet` subcommand, not by
+/// the program's name: a copied or renamed binary still supervises, and `devnet stop` must still reach it.
+pub fn supervisor_alive(pid: u32) -> bool {
+    pid != std::process::id() && alive_as(pid, "\0devnet\0")
+}
+
 /// Whether `pid` is alive and runs a program whose command line contains `needle` (so a recycled pid of some
 /// other program is never signalled).
 pub fn alive_as(pid: u32, needle: &str) -> bool {
@@ -171,5 +177,41 @@ impl Procs {
 impl Drop for Procs {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_supervisor_is_told_by_its_subcommand_not_by_its_program_name() {
+        // `sh -c SCRIPT devnet` runs with "devnet" as an argument of its own, as a renamed metis-seq would.
+        let like = Kill(
+            std::process::Command::new("sh")
+                .args(["-c", "sleep 30; true", "devnet"])
+                .spawn()
+                .expect("spawning sh"),
+        );
+        let other = Kill(
+            std::process::Command::new("sh")
+                .args(["-c", "sleep 30; true", "devnets"])
+                .spawn()
+                .expect("spawning sh"),
+        );
+        assert!(supervisor_alive(like.0.id()));
+        assert!(!supervisor_alive(other.0.id()));
+        assert!(!supervisor_alive(std::process::id()));
+        let pid = like.0.id();
+        drop(like);
+        assert!(!supervisor_alive(pid));
     }
 }

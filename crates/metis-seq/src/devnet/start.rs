@@ -314,7 +314,7 @@ pub async fn run(args: StartArgs) -> Result<()> {
         // Only ever deletes a devnet's directory (or an empty one), whatever --dir names.
         match Manifest::load(&dir) {
             Ok(m) => {
-                if m.supervisor_pid.is_some_and(|p| super::procs::alive_as(p, "metis-seq")) {
+                if m.supervisor_pid.is_some_and(super::procs::supervisor_alive) {
                     bail!("the devnet in {} is running: stop it first", dir.display());
                 }
                 stop_leftovers(&m);
@@ -454,7 +454,7 @@ fn fresh_manifest(args: &StartArgs) -> Result<Manifest> {
 
 fn resume_manifest(dir: &Path) -> Result<Manifest> {
     let m = Manifest::load(dir)?;
-    if m.supervisor_pid.is_some_and(|p| super::procs::alive_as(p, "metis-seq")) {
+    if m.supervisor_pid.is_some_and(super::procs::supervisor_alive) {
         bail!(
             "the devnet in {} is already running (pid {}); `metis-seq devnet stop --dir {}` stops it",
             dir.display(),
