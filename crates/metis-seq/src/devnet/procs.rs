@@ -194,19 +194,32 @@ mod tests {
 
     #[test]
     fn a_supervisor_is_told_by_its_subcommand_not_by_its_program_name() {
-        // `sh -c SCRIPT devnet` runs with "devnet" as an argument of its own, as a renamed metis-seq would.
+        // `sh -c SCRIPT devnet` runs with "devnet" as an argument of its own, as a renamed metis-seq would; the
+        // script is a builtin waiting on stdin, so killing sh leaves no child behind.
         let like = Kill(
             std::process::Command::new("sh")
-                .args(["-c", "sleep 30; true", "devnet"])
+                .args(["-c", "read line", "devnet"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
                 .spawn()
                 .expect("spawning sh"),
         );
         let other = Kill(
             std::process::Command::new("sh")
-                .args(["-c", "sleep 30; true", "devnets"])
+                .args(["-c", "read line", "devnets"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
                 .spawn()
                 .expect("spawning sh"),
         );
+        // Until a child has exec'd, /proc shows this test's command line: wait for both to be `sh`.
+        for c in [&like, &other] {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !alive_as(c.0.id(), "sh\0-c\0") {
+                assert!(Instant::now() < deadline, "sh never started");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         assert!(supervisor_alive(like.0.id()));
         assert!(!supervisor_alive(other.0.id()));
         assert!(!supervisor_alive(std::process::id()));
