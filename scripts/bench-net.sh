@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The 4-node sequencer network against anvil, in one run: the same transfer load (sent to one node, gossiped
+# The sequencer network (4 nodes unless NODES says otherwise) against anvil, in one run: the same transfer load (sent to one node, gossiped
 # to the others), the same block time and gas limit; then decision latency per height from the nodes' logs and
 # the failover time (kill -9 of the producer -> next block).
 # Usage: make bench-net [TXS=20000 ACCOUNTS=400 RATE=0 (burst) | RATE=10000 (sustained offered load)] [NODES=4]
@@ -38,7 +38,7 @@ PY
 [ "$NODES" -ge 4 ] || exit 0
 # Failover: kill -9 the producer right after a block; time until the next block on another node.
 PROD=$(curl -s -X POST -H 'content-type: application/json' --data '{"jsonrpc":"2.0","id":1,"method":"metis_currentEpoch","params":[]}' "$RPC" | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["producer"])')
-P=$((PROD - 1)); O=$(( (P + 1) % 4 )); ORPC="http://127.0.0.1:$((BASE + 10 * O + 2))"
+P=$((PROD - 1)); O=$(( (P + 1) % NODES )); ORPC="http://127.0.0.1:$((BASE + 10 * O + 2))"
 python3 - "$ORPC" "${PIDS[$P]}" <<'PY'
 import json, os, signal, sys, time, urllib.request
 rpc, pid = sys.argv[1], int(sys.argv[2])

@@ -192,34 +192,30 @@ mod tests {
         }
     }
 
+    /// `sh -c SCRIPT ARG`: a process with `arg` as an argument of its own, as a renamed metis-seq has `devnet`.
+    /// The script is a builtin waiting on stdin, so killing sh leaves no child behind. Returns once sh runs
+    /// (until a child has exec'd, /proc shows this test's command line).
+    fn sh_with_arg(arg: &str) -> Kill {
+        let child = Kill(
+            std::process::Command::new("sh")
+                .args(["-c", "read line", arg])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawning sh"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !alive_as(child.0.id(), "sh\0-c\0") {
+            assert!(Instant::now() < deadline, "sh never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
+    }
+
     #[test]
     fn a_supervisor_is_told_by_its_subcommand_not_by_its_program_name() {
-        // `sh -c SCRIPT devnet` runs with "devnet" as an argument of its own, as a renamed metis-seq would; the
-        // script is a builtin waiting on stdin, so killing sh leaves no child behind.
-        let like = Kill(
-            std::process::Command::new("sh")
-                .args(["-c", "read line", "devnet"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("spawning sh"),
-        );
-        let other = Kill(
-            std::process::Command::new("sh")
-                .args(["-c", "read line", "devnets"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("spawning sh"),
-        );
-        // Until a child has exec'd, /proc shows this test's command line: wait for both to be `sh`.
-        for c in [&like, &other] {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !alive_as(c.0.id(), "sh\0-c\0") {
-                assert!(Instant::now() < deadline, "sh never started");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
+        let like = sh_with_arg("devnet");
+        let other = sh_with_arg("devnets");
         assert!(supervisor_alive(like.0.id()));
         assert!(!supervisor_alive(other.0.id()));
         assert!(!supervisor_alive(std::process::id()));
