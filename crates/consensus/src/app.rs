@@ -10,7 +10,6 @@
 use crate::block::{commit_digest, encode_block, extra_data, verify_commit, BlockData, MAX_BLOCK_BYTES, MAX_POS_TXS};
 use crate::codec::WireCertificate;
 use crate::pacing::ProposalDelay;
-use crate::posapi::SharedLedger;
 use crate::proposals::{ProposalStore, StoredProposal};
 use crate::signing::{stream_digest, verify, ConsensusSigner};
 use crate::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart, ValidatorSet};
@@ -25,10 +24,10 @@ use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use malachitebft_core_types::{ExtendedCommitCertificate, VoteExtensionPolicy};
+use metis_chain::schema;
+use metis_chain::Chain;
 use metis_execution::executor::ExecutedBlock;
-use metis_l1::SharedView;
-use metis_pos::{BlockInfo, Ledger, PosTx};
-use metis_rpc::Backend;
+use metis_pos::{BlockInfo, L1Source, Ledger, NoL1, PosTx};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,31 +44,8 @@ const FUTURE_HEIGHTS: u64 = 2;
 /// Decided values served per sync request at most.
 const MAX_SYNC_BATCH: u64 = 20;
 
-pub const META_LEDGER: &str = "pos/ledger";
-/// Records of each kind the ledger keeps before handing older ones to the store (see `history`).
+/// Records of each kind the ledger keeps before handing older ones to the store (see `metis_chain::history`).
 pub const DEFAULT_HISTORY_KEEP: usize = 256;
-pub const META_LEDGER_HASH: &str = "pos/ledger_hash";
-
-pub fn meta_cert(h: u64) -> String {
-    format!("cert/{h}")
-}
-
-pub fn meta_valset(h: u64) -> String {
-    format!("valset/{h}")
-}
-
-/// The last commit block `h` carried (its mix hash commits to it, so sync must serve exactly this one).
-pub fn meta_carried(h: u64) -> String {
-    format!("lastcommit/{h}")
-}
-
-/// The PoS transactions block `h` carried (absent: none).
-pub fn meta_pos_txs(h: u64) -> String {
-    format!("postxs/{h}")
-}
-
-/// The last completed threshold-key output (public: the group's polynomial and members).
-pub const META_KEY_OUTPUT: &str = "key/output";
 
 /// Keeps a new key share (encrypted at rest by the node); given the round it belongs to.
 pub type ShareSink = Box<dyn Fn(u64, &metis_mpc::Share) + Send + Sync>;
@@ -99,26 +75,6 @@ pub struct Timing {
     /// Target time per height: a height is not finalized earlier, so blocks (empty if need be) come at this
     /// pace.
     pub block_time: Duration,
-}
-
-/// Deliberate misbehaviour, for tests of what honest nodes do with it (set only by the hidden test knob).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// Propose blocks whose header claims a wrong state root.
-    BadStateRoot,
-    /// Propose blocks carrying a transaction from an unfunded account that was never executed.
-    ForeignTx,
-}
-
-impl std::str::FromStr for Fault {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "bad-state-root" => Ok(Self::BadStateRoot),
-            "foreign-tx" => Ok(Self::ForeignTx),
-            _ => Err(format!("unknown fault {s:?} (bad-state-root, foreign-tx)")),
-        }
-    }
 }
 
 struct Candidate {
@@ -156,7 +112,7 @@ struct Future {
 }
 
 pub struct App {
-    backend: Arc<Backend>,
+    backend: Arc<Chain>,
     /// The ledger after the head block; the PoS API reads the same snapshot (shared, not copied).
     ledger: Arc<Ledger>,
     signer: Arc<ConsensusSigner>,
@@ -183,21 +139,19 @@ pub struct App {
     /// The next height, its start time, and consensus's reply waiting for it.
     pending_start: Option<(Height, Instant, tokio::sync::oneshot::Sender<Next<MetisContext>>)>,
     history_keep: usize,
-    shared: SharedLedger,
-    fault: Option<Fault>,
+    #[cfg(feature = "test-faults")]
+    fault: Option<crate::faults::Fault>,
     proposals: Option<ProposalStore>,
     /// A height decided on a block not held here, to be restarted (and synced).
     restart: Option<Height>,
-    /// What this node's L1 listener has read (empty without an L1 endpoint: such a node proposes no PoS
+    /// What this node's L1 listener has read ([`NoL1`] without an L1 endpoint: such a node proposes no PoS
     /// transactions and votes for no block that carries any).
-    l1: SharedView,
+    l1: Arc<dyn L1Source>,
     /// L1 blocks an event must sit below this node's view before it proposes it.
     l1_margin: u64,
     /// The threshold key's rounds and this node's share.
     keys: crate::keys::KeyEngine,
     share_sink: Option<ShareSink>,
-    /// The pool's threshold signer: told of key changes and batch cuts, in decided order.
-    pool_signer: Option<tokio::sync::mpsc::UnboundedSender<crate::pool_signer::SignerInput>>,
 }
 
 fn now_secs() -> u64 {
@@ -241,7 +195,7 @@ impl App {
     /// Opens the app on the chain in `backend`: the ledger comes from the store (or `genesis_ledger` on a new
     /// chain) and must match the state hash the head block carries.
     pub fn open(
-        backend: Arc<Backend>,
+        backend: Arc<Chain>,
         genesis_ledger: Ledger,
         signer: Arc<ConsensusSigner>,
         timing: Timing,
@@ -254,13 +208,13 @@ impl App {
                 (head, genesis_ledger, None, None)
             } else {
                 let hash = store
-                    .meta(META_LEDGER_HASH)?
+                    .meta(schema::LEDGER_HASH)?
                     .filter(|h| h.len() == 32)
                     .map(|h| B256::from_slice(&h))
-                    .ok_or_else(|| AppError::Corrupt(META_LEDGER_HASH.into()))?;
+                    .ok_or_else(|| AppError::Corrupt(schema::LEDGER_HASH.into()))?;
                 let bytes = store
-                    .meta(META_LEDGER)?
-                    .ok_or_else(|| AppError::Corrupt(META_LEDGER.into()))?;
+                    .meta(schema::LEDGER)?
+                    .ok_or_else(|| AppError::Corrupt(schema::LEDGER.into()))?;
                 let ledger = Ledger::from_bytes(&bytes, hash)?;
                 if ledger.height() != head {
                     return Err(AppError::Corrupt(format!(
@@ -269,19 +223,19 @@ impl App {
                     )));
                 }
                 let set = store
-                    .meta(&meta_valset(head))?
+                    .meta(&schema::valset(head))?
                     .and_then(|b| set_from_record(&b))
-                    .ok_or_else(|| AppError::Corrupt(meta_valset(head)))?;
+                    .ok_or_else(|| AppError::Corrupt(schema::valset(head)))?;
                 let cert = store
-                    .meta(&meta_cert(head))?
+                    .meta(&schema::cert(head))?
                     .and_then(|b| WireCertificate::try_from_slice(&b).ok())
-                    .ok_or_else(|| AppError::Corrupt(meta_cert(head)))?;
+                    .ok_or_else(|| AppError::Corrupt(schema::cert(head)))?;
                 (head, ledger, Some(set), Some(cert))
             }
         };
         let address = Address(signer.public_key().to_bytes());
         let ledger = Arc::new(ledger);
-        let shared = Arc::new(parking_lot::RwLock::new(ledger.clone()));
+        backend.set_ledger(ledger.clone());
         info!(
             head,
             epoch = ledger.current_epoch().id,
@@ -307,21 +261,20 @@ impl App {
             pool_gas_at_start: 0,
             pending_start: None,
             history_keep: DEFAULT_HISTORY_KEEP,
-            shared,
+            #[cfg(feature = "test-faults")]
             fault: None,
             proposals: None,
             restart: None,
-            l1: SharedView::default(),
+            l1: Arc::new(NoL1),
             l1_margin: 0,
             keys: crate::keys::KeyEngine::new(None, None, None),
             share_sink: None,
-            pool_signer: None,
         })
     }
 
     /// Takes PoS transactions from (and checks them against) this L1 view; proposes only events at least
     /// `margin` blocks below what the view has read.
-    pub fn with_l1_view(mut self, view: SharedView, margin: u64) -> Self {
+    pub fn with_l1_view(mut self, view: Arc<dyn L1Source>, margin: u64) -> Self {
         self.l1 = view;
         self.l1_margin = margin;
         self
@@ -338,11 +291,13 @@ impl App {
     ) -> Result<Self, AppError> {
         let output = {
             let engine = self.backend.engine();
-            engine.store().meta(META_KEY_OUTPUT)?
+            engine.store().meta(schema::KEY_OUTPUT)?
         };
         let output = match output {
             None => None,
-            Some(b) => Some(crate::keys::decode_output(&b).ok_or_else(|| AppError::Corrupt(META_KEY_OUTPUT.into()))?),
+            Some(b) => {
+                Some(crate::keys::decode_output(&b).ok_or_else(|| AppError::Corrupt(schema::KEY_OUTPUT.into()))?)
+            }
         };
         self.keys = crate::keys::KeyEngine::new(secrets, output, share);
         self.share_sink = sink;
@@ -351,7 +306,7 @@ impl App {
             for h in kr.start..=head {
                 let carried = {
                     let engine = self.backend.engine();
-                    engine.store().meta(&meta_carried(h))?
+                    engine.store().meta(&schema::carried(h))?
                 };
                 let carried = carried
                     .and_then(|b| Option::<WireCertificate>::try_from_slice(&b).ok())
@@ -365,8 +320,13 @@ impl App {
     }
 
     /// The key this node signs with now: the current key round's sharing and this node's share of it.
-    pub fn signing_key(&self) -> Option<crate::pool_signer::SigningKey> {
-        let round = self.ledger.keys().current.as_ref()?.round;
+    pub fn signing_key(&self) -> Option<metis_mpc::SigningKey> {
+        self.signing_key_for(&self.ledger)
+    }
+
+    /// The signing key as of `ledger` (the current key round it names) and this node's key rounds.
+    fn signing_key_for(&self, ledger: &Ledger) -> Option<metis_mpc::SigningKey> {
+        let round = ledger.keys().current.as_ref()?.round;
         let (output, share) = match self.keys.share() {
             Some((o, s)) => (o, Some(s.clone())),
             None => (self.keys.output()?, None),
@@ -382,18 +342,12 @@ impl App {
                 }
             }
         }
-        Some(crate::pool_signer::SigningKey {
+        Some(metis_mpc::SigningKey {
             round,
             sharing: output.public().clone(),
             share,
             players,
         })
-    }
-
-    /// Reports key changes and batch cuts to the pool's threshold signer.
-    pub fn with_signer(mut self, tx: tokio::sync::mpsc::UnboundedSender<crate::pool_signer::SignerInput>) -> Self {
-        self.pool_signer = Some(tx);
-        self
     }
 
     /// How many records of each kind the ledger keeps before handing the older ones to the store.
@@ -462,13 +416,14 @@ impl App {
         self.candidates.insert(hash, c);
     }
 
-    /// The ledger as of the last decided block, for the PoS query API.
-    pub fn shared_ledger(&self) -> SharedLedger {
-        self.shared.clone()
+    /// The ledger as of the last decided block.
+    pub fn ledger(&self) -> Arc<Ledger> {
+        self.ledger.clone()
     }
 
     /// Makes this node misbehave as a proposer (tests only).
-    pub fn inject_fault(&mut self, fault: Fault) {
+    #[cfg(feature = "test-faults")]
+    pub fn inject_fault(&mut self, fault: crate::faults::Fault) {
         warn!(?fault, "FAULT INJECTION: this node will propose invalid blocks");
         self.fault = Some(fault);
     }
@@ -813,10 +768,7 @@ impl App {
             .find(|s| s.consensus_key.0 == self.address.0)
             .map(|s| s.signer)
             .unwrap_or_default();
-        let pos_txs = self
-            .l1
-            .read()
-            .includable(self.ledger.last_l1(), self.l1_margin, MAX_POS_TXS);
+        let pos_txs = self.l1.includable(self.ledger.last_l1(), self.l1_margin, MAX_POS_TXS);
         let ctx = {
             let engine = self.backend.engine();
             let mut ctx = engine.next_context(now_secs(), beneficiary);
@@ -828,16 +780,12 @@ impl App {
         // RPC tasks to other workers meanwhile.
         // Room for the header and the last commit: validators refuse encoded blocks above MAX_BLOCK_BYTES.
         let max_tx_bytes = MAX_BLOCK_BYTES - 1024 * 1024;
+        #[allow(unused_mut)]
         let mut executed = tokio::task::block_in_place(|| self.backend.build_block(ctx, max_tx_bytes));
-        let mut foreign = None;
-        match self.fault {
-            None => {}
-            Some(Fault::BadStateRoot) => {
-                executed.header.state_root = alloy_primitives::keccak256(executed.header.state_root);
-                executed.hash = executed.header.hash_slow();
-            }
-            Some(Fault::ForeignTx) => foreign = foreign_tx(self.backend.engine().spec().chain_id),
-        }
+        #[cfg(feature = "test-faults")]
+        let foreign = crate::faults::apply(self.fault, &mut executed, self.backend.engine().spec().chain_id);
+        #[cfg(not(feature = "test-faults"))]
+        let foreign: Option<metis_execution::RecoveredTx> = None;
         let hash = BlockHash(executed.hash.0);
         let txs = executed.transactions.iter().chain(&foreign).map(|t| &t.envelope);
         let bytes = encode_block(&executed.header, txs, &pos_txs, self.last_commit.as_ref());
@@ -1131,8 +1079,7 @@ impl App {
 
     /// Whether this node's L1 view holds every one of `pos_txs` (same event, same position, same block).
     fn l1_view_has(&self, pos_txs: &[PosTx]) -> bool {
-        let view = self.l1.read();
-        pos_txs.iter().all(|t| view.confirms(t))
+        pos_txs.iter().all(|t| self.l1.confirms(t))
     }
 
     /// A block's PoS transactions must be exactly the next L1 events after the ledger's cursor, as this node's
@@ -1142,9 +1089,8 @@ impl App {
         if pos_txs.is_empty() {
             return Ok(());
         }
-        let view = self.l1.read();
         for (i, t) in pos_txs.iter().enumerate() {
-            if !view.confirms(t) {
+            if !self.l1.confirms(t) {
                 return Err(format!(
                     "PoS transaction {i} ({} at L1 block {} log {}) is not in this node's L1 view",
                     t.event.name(),
@@ -1153,8 +1099,8 @@ impl App {
                 ));
             }
         }
-        let expected: Vec<&PosTx> = view.after(self.ledger.last_l1()).take(pos_txs.len()).collect();
-        if expected.len() != pos_txs.len() || expected.iter().zip(pos_txs).any(|(a, b)| *a != b) {
+        let expected = self.l1.next_events(self.ledger.last_l1(), pos_txs.len());
+        if expected.as_slice() != pos_txs {
             return Err("PoS transactions are not the next L1 events in order".into());
         }
         Ok(())
@@ -1210,18 +1156,22 @@ impl App {
         // Old records leave the ledger for the store, in this same commit: the ledger written with every block
         // stays bounded however long the chain runs.
         let history = ledger.take_history(self.history_keep);
-        let history_rows = crate::history::rows(self.backend.engine().store(), &history);
+        let history_rows = metis_chain::history::rows(self.backend.engine().store(), &history);
         let ledger_bytes = ledger.to_bytes();
         let ledger_hash = ledger.state_hash();
         let set_bytes = set_record(&set);
-        let (ck, vk, lk) = (meta_cert(height.0), meta_valset(height.0), meta_carried(height.0));
+        let (ck, vk, lk) = (
+            schema::cert(height.0),
+            schema::valset(height.0),
+            schema::carried(height.0),
+        );
         let carried = borsh::to_vec(&c.last_commit).unwrap_or_default();
         let txs = c.executed.transactions.len();
-        let pk = meta_pos_txs(height.0);
+        let pk = schema::pos_txs(height.0);
         let pos_bytes = borsh::to_vec(&c.pos_txs.iter().map(PosTx::to_bytes).collect::<Vec<_>>()).unwrap_or_default();
         let mut meta: Vec<(&str, &[u8])> = vec![
-            (META_LEDGER, &ledger_bytes),
-            (META_LEDGER_HASH, ledger_hash.as_slice()),
+            (schema::LEDGER, &ledger_bytes),
+            (schema::LEDGER_HASH, ledger_hash.as_slice()),
             (&ck, &cert_bytes),
             (&vk, &set_bytes),
             (&lk, &carried),
@@ -1231,18 +1181,18 @@ impl App {
         }
         let output_bytes = completed.as_ref().map(|d| crate::keys::encode_output(&d.output));
         if let Some(b) = &output_bytes {
-            meta.push((META_KEY_OUTPUT, b));
+            meta.push((schema::KEY_OUTPUT, b));
         }
         // A batch this block cut: stored with it, so the signer (now, or after a restart) derives its header.
         let cut = ledger.batches().cut_at(height.0);
-        let cut_key = cut.map(|c| crate::batches::meta_cut(c.index));
-        let cut_bytes = cut.map(|c| crate::batches::encode_cut(c.first, c.last));
+        let cut_key = cut.map(|c| schema::batch_cut(c.index));
+        let cut_bytes = cut.map(|c| schema::encode_cut(c.first, c.last));
         if let (Some(k), Some(b)) = (&cut_key, &cut_bytes) {
             meta.push((k, b));
         }
         // A reward report this block made: stored with it, for the API and the signer.
-        let report = ledger.rewards().report_at(height.0).cloned();
-        let report_key = report.as_ref().map(|r| crate::pool_signer::meta_reward(r.batch_id));
+        let report = ledger.rewards().report_at(height.0);
+        let report_key = report.as_ref().map(|r| schema::reward(r.batch_id));
         let report_bytes = report.as_ref().map(|r| serde_json::to_vec(r).unwrap_or_default());
         if let (Some(k), Some(b)) = (&report_key, &report_bytes) {
             meta.push((k, b));
@@ -1250,39 +1200,22 @@ impl App {
         for (k, v) in &history_rows {
             meta.push((k, v));
         }
-        self.backend.commit_block(c.executed, &meta)?;
+        let ledger = Arc::new(ledger);
+        // The signer and the poster follow the chain's commits: the new key (if a round completed) and the
+        // ledger, whose batch cut and reward report at this height they sign and post.
+        let committed = metis_chain::Committed {
+            height: height.0,
+            ledger: ledger.clone(),
+            decided_at,
+            key: completed.as_ref().and_then(|_| self.signing_key_for(&ledger)),
+        };
+        self.backend.commit_decided(c.executed, &meta, committed)?;
         let epoch_before = self.ledger.current_epoch().id;
         self.last_decision = Some(c.seen.min(Instant::now()));
-        let ledger = Arc::new(ledger);
-        *self.shared.write() = ledger.clone();
         self.ledger = ledger;
         if let (Some(d), Some(sink)) = (&completed, &self.share_sink) {
             if let (Some(share), Some(k)) = (&d.share, &self.ledger.keys().current) {
                 sink(k.round, share);
-            }
-        }
-        if let Some(tx) = &self.pool_signer {
-            use crate::pool_signer::SignerInput;
-            if completed.is_some() {
-                if let Some(k) = self.signing_key() {
-                    let _ = tx.send(SignerInput::Key(k));
-                }
-            }
-            let batch_first = cut.map(|c| c.first).unwrap_or(self.ledger.batches().open_first);
-            if batch_first > 0 {
-                let _ = tx.send(SignerInput::Block {
-                    height: height.0,
-                    batch_first,
-                });
-            }
-            if let Some(report) = report {
-                let _ = tx.send(SignerInput::Rewards { report, decided_at });
-            }
-            if let Some(c) = cut {
-                let _ = tx.send(SignerInput::BatchCut {
-                    index: c.index,
-                    decided_at,
-                });
             }
         }
         // A round the block opened starts here, so this node's first messages ride on its next precommit.
@@ -1341,21 +1274,21 @@ impl App {
             let (Some(header), Some(txs), Some(cert), Some(carried)) = (
                 store.header(h)?,
                 store.transactions(h)?,
-                store.meta(&meta_cert(h))?,
-                store.meta(&meta_carried(h))?,
+                store.meta(&schema::cert(h))?,
+                store.meta(&schema::carried(h))?,
             ) else {
                 break;
             };
-            let pos_txs: Vec<PosTx> = match store.meta(&meta_pos_txs(h))? {
+            let pos_txs: Vec<PosTx> = match store.meta(&schema::pos_txs(h))? {
                 None => Vec::new(),
                 Some(b) => Vec::<Vec<u8>>::try_from_slice(&b)
                     .ok()
                     .and_then(|v| v.iter().map(|t| PosTx::from_bytes(t)).collect::<Option<Vec<_>>>())
-                    .ok_or_else(|| AppError::Corrupt(meta_pos_txs(h)))?,
+                    .ok_or_else(|| AppError::Corrupt(schema::pos_txs(h)))?,
             };
-            let cert = WireCertificate::try_from_slice(&cert).map_err(|_| AppError::Corrupt(meta_cert(h)))?;
-            let last_commit =
-                Option::<WireCertificate>::try_from_slice(&carried).map_err(|_| AppError::Corrupt(meta_carried(h)))?;
+            let cert = WireCertificate::try_from_slice(&cert).map_err(|_| AppError::Corrupt(schema::cert(h)))?;
+            let last_commit = Option::<WireCertificate>::try_from_slice(&carried)
+                .map_err(|_| AppError::Corrupt(schema::carried(h)))?;
             let data = encode_block(&header, txs.iter().map(|(_, e)| e), &pos_txs, last_commit.as_ref());
             out.push(RawDecidedValue::new(
                 Bytes::from(data),
@@ -1364,26 +1297,4 @@ impl App {
         }
         Ok(out)
     }
-}
-
-/// A correctly signed transfer from a fresh key nobody funded.
-fn foreign_tx(chain_id: u64) -> Option<metis_execution::RecoveredTx> {
-    use alloy_consensus::{SignableTransaction, TxEip1559};
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).ok()?;
-    let key = alloy_signer_local::PrivateKeySigner::from_slice(&seed).ok()?;
-    let tx = TxEip1559 {
-        chain_id,
-        nonce: 0,
-        gas_limit: 21_000,
-        max_fee_per_gas: 100_000_000_000,
-        max_priority_fee_per_gas: 1,
-        to: alloy_primitives::TxKind::Call(alloy_primitives::Address::repeat_byte(0xee)),
-        value: alloy_primitives::U256::from(1),
-        input: Default::default(),
-        access_list: Default::default(),
-    };
-    use alloy_signer::SignerSync;
-    let sig = key.sign_hash_sync(&tx.signature_hash()).ok()?;
-    metis_execution::RecoveredTx::from_envelope(alloy_consensus::TxEnvelope::from(tx.into_signed(sig))).ok()
 }

@@ -8,18 +8,17 @@ pub mod call;
 pub mod engine;
 pub mod executor;
 pub mod genesis;
-pub mod mempool;
 pub mod state;
 pub mod store;
 pub mod trie;
 pub mod tx;
 
-#[cfg(test)]
-pub(crate) mod testutil;
+/// Funded dev keys and signed transactions, for this crate's tests and (feature `test-utils`) other crates'.
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testutil;
 
 pub use engine::{Engine, EngineError};
 pub use executor::{build_block, execute_block, BlockContext, BlockError, BlockExecutor, ExecutedBlock};
 pub use genesis::{ChainSpec, GenesisError};
-pub use mempool::{Added, Mempool, PoolConfig, PoolError};
 pub use state::{Account, AccountChange, BlockOverlay, Changeset, RootUpdate, WorldState};
 pub use tx::{RecoveredTx, TxError};

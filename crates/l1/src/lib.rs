@@ -103,8 +103,33 @@ impl L1View {
 /// Longest wait between two polls of a failing endpoint.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
-/// An L1 view shared between the listener task (writer) and consensus (reader).
-pub type SharedView = Arc<parking_lot::RwLock<L1View>>;
+/// An L1 view shared between the listener task (writer) and consensus and the PoS API (readers).
+#[derive(Clone, Debug, Default)]
+pub struct SharedView(Arc<parking_lot::RwLock<L1View>>);
+
+impl SharedView {
+    pub fn read(&self) -> parking_lot::RwLockReadGuard<'_, L1View> {
+        self.0.read()
+    }
+
+    pub fn write(&self) -> parking_lot::RwLockWriteGuard<'_, L1View> {
+        self.0.write()
+    }
+}
+
+impl metis_pos::L1Source for SharedView {
+    fn includable(&self, after: Option<(u64, u64)>, margin: u64, max: usize) -> Vec<PosTx> {
+        self.read().includable(after, margin, max)
+    }
+
+    fn confirms(&self, tx: &PosTx) -> bool {
+        self.read().confirms(tx)
+    }
+
+    fn next_events(&self, after: Option<(u64, u64)>, n: usize) -> Vec<PosTx> {
+        self.read().after(after).take(n).cloned().collect()
+    }
+}
 
 /// The PoS transaction a log stands for, if the ledger acts on it. LockingInfo events count only from the
 /// configured escrow; all others only from `pool` (the filter asks for both addresses).

@@ -5,8 +5,10 @@ use alloy::primitives::{utils::format_ether, Address, U256};
 use alloy::signers::local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
 use anyhow::{Context, Result};
 use clap::Args;
-use metis_execution::{ChainSpec, Engine, PoolConfig};
-use metis_rpc::{Backend, RpcConfig};
+use metis_chain::Chain;
+use metis_execution::{ChainSpec, Engine};
+use metis_mempool::PoolConfig;
+use metis_rpc::RpcConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -87,7 +89,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     };
     let engine = Engine::open(&args.datadir, spec).with_context(|| format!("opening {}", args.datadir.display()))?;
     let chain_id = engine.spec().chain_id;
-    let backend = Backend::new(
+    let backend = Chain::new(
         engine,
         PoolConfig {
             max_txs: args.txpool_max_txs,

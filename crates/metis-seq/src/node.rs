@@ -9,9 +9,10 @@ use clap::Args;
 use commonware_codec::Encode;
 use commonware_cryptography::Signer as _;
 use metis_consensus::app::Timing;
-use metis_consensus::node::{L1Settings, NodeSettings, PosGenesis};
-use metis_execution::{ChainSpec, PoolConfig};
+use metis_execution::ChainSpec;
 use metis_keystore::{KdfParams, Passphrase};
+use metis_mempool::PoolConfig;
+use metis_node::{L1Settings, NodeSettings, PosGenesis};
 use metis_pos::{Params, Sequencer, SequencerStatus};
 use metis_rpc::RpcConfig;
 use serde::{Deserialize, Serialize};
@@ -303,7 +304,7 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
         &std::fs::read_to_string(&pos_path).with_context(|| format!("reading {}", pos_path.display()))?,
     )
     .with_context(|| format!("parsing {}", pos_path.display()))?;
-    let node = metis_consensus::node::start(NodeSettings {
+    let node = metis_node::start(NodeSettings {
         moniker: cfg.moniker.clone(),
         data_dir: rel(&base, &cfg.data_dir),
         spec,
@@ -335,7 +336,7 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
             .l1
             .as_ref()
             .filter(|l| l.poster.enabled)
-            .map(|l| metis_consensus::poster::PosterSettings {
+            .map(|l| metis_poster::PosterSettings {
                 key: keys.l1_signer.clone(),
                 turn_timeout: Duration::from_millis(l.poster.turn_timeout_ms.max(100)),
                 bump_after_blocks: l.poster.bump_after_blocks.max(1),
@@ -343,12 +344,7 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
                 max_blob_fee_cap: l.poster.max_blob_fee_gwei as u128 * 1_000_000_000,
                 max_in_flight: l.poster.max_in_flight,
             }),
-        // Hidden test knob: make this node propose invalid blocks.
         history_keep: cfg.consensus.ledger_history,
-        fault: match std::env::var("METIS_SEQ_TEST_FAULT") {
-            Ok(f) => Some(f.parse().map_err(|e: String| anyhow::anyhow!(e))?),
-            Err(_) => None,
-        },
     })
     .await
     .with_context(|| format!("starting node {}", cfg.moniker))?;

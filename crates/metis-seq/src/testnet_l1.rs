@@ -10,8 +10,8 @@ use alloy::{
 };
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use metis_consensus::node::L1Genesis;
 use metis_contracts::{Deployment, LockingInfo, LockingPool, MetisToken};
+use metis_node::L1Genesis;
 use metis_pos::{L1Event, Sequencer, SequencerStatus};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

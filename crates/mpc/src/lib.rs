@@ -18,6 +18,27 @@ pub use commonware_cryptography::bls12381::primitives::{
     variant::{MinSig, PartialSignature},
 };
 
+/// The threshold key a node signs with: a key round's public sharing and this node's share of it, if any.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub round: u64,
+    pub sharing: Sharing<MinSig>,
+    pub share: Option<Share>,
+    /// Consensus key of the player holding each share index: a partial counts only from its own holder.
+    pub players: Vec<[u8; 32]>,
+}
+
+/// Never prints the share.
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("round", &self.round)
+            .field("has_share", &self.share.is_some())
+            .field("players", &self.players.len())
+            .finish()
+    }
+}
+
 /// Errors of the threshold-key primitives.
 #[derive(Debug, thiserror::Error)]
 pub enum MpcError {

@@ -141,3 +141,33 @@ pub struct AppliedL1 {
     pub height: u64,
     pub ignored: Option<String>,
 }
+
+/// A node's own view of L1, as consensus asks it: the L1 listener (`metis-l1`) fills it, and a proposer takes
+/// the next events from it while every validator checks a proposed block's events against its own. This is
+/// the only way L1 reaches the ledger: through events a decided block carried.
+pub trait L1Source: Send + Sync {
+    /// At most `max` events after `after` (an L1 order key), from L1 blocks at least `margin` below what the
+    /// view has read (time for the other validators' listeners to read them too).
+    fn includable(&self, after: Option<(u64, u64)>, margin: u64, max: usize) -> Vec<PosTx>;
+    /// Whether `tx` is exactly an event this view holds, at the same position in the same block.
+    fn confirms(&self, tx: &PosTx) -> bool;
+    /// The first `n` events after `after`, in L1 order.
+    fn next_events(&self, after: Option<(u64, u64)>, n: usize) -> Vec<PosTx>;
+}
+
+/// The view of a node without an L1 endpoint: it proposes no PoS transactions and votes for no block that
+/// carries any.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoL1;
+
+impl L1Source for NoL1 {
+    fn includable(&self, _: Option<(u64, u64)>, _: u64, _: usize) -> Vec<PosTx> {
+        Vec::new()
+    }
+    fn confirms(&self, _: &PosTx) -> bool {
+        false
+    }
+    fn next_events(&self, _: Option<(u64, u64)>, _: usize) -> Vec<PosTx> {
+        Vec::new()
+    }
+}

@@ -33,7 +33,7 @@ pub use batches::{BatchCut, BatchState};
 pub use election::{elect, fallback_order, weight_of};
 pub use history::{Archived, ArchivedEpoch, History};
 pub use keys::{KeyEpoch, KeyError, KeyOutcome, KeyRecord, KeyRound, KeyRoundKind, KeyState, DEFAULT_PHASE_BLOCKS};
-pub use l1::{AppliedL1, L1Event, L1Position, PosTx};
+pub use l1::{AppliedL1, L1Event, L1Position, L1Source, NoL1, PosTx};
 pub use ledger::{Ledger, LedgerError, SetChange};
 pub use rewards::{RewardReport, RewardState};
 pub use types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};

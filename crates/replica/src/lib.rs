@@ -16,19 +16,19 @@ use alloy::sol_types::SolEvent;
 use alloy_sol_types::SolCall;
 use metis_batcher::payload::{self, BatchBlock};
 use metis_batcher::DataMode;
+use metis_chain::Chain;
 use metis_contracts::bindings::BatchInbox::{self, BatchHeader};
 use metis_contracts::bindings::LockingPool;
 use metis_execution::RecoveredTx;
-use metis_rpc::Backend;
 use parking_lot::RwLock;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, info_span, warn, Instrument};
 
-const META_NEXT: &str = "replica/next";
-const META_LAST_HASH: &str = "replica/lasthash";
-const META_L1_FROM: &str = "replica/l1from";
+use metis_chain::schema::{
+    REPLICA_L1_FROM as META_L1_FROM, REPLICA_LAST_HASH as META_LAST_HASH, REPLICA_NEXT as META_NEXT,
+};
 
 #[derive(Clone, Debug)]
 pub struct ReplicaConfig {
@@ -89,13 +89,13 @@ pub type SharedStatus = Arc<RwLock<ReplicaStatus>>;
 pub struct Replica {
     cfg: ReplicaConfig,
     provider: DynProvider,
-    backend: Arc<Backend>,
+    backend: Arc<Chain>,
     status: SharedStatus,
     http: alloy::transports::http::reqwest::Client,
 }
 
 impl Replica {
-    pub fn new(cfg: ReplicaConfig, provider: DynProvider, backend: Arc<Backend>) -> Self {
+    pub fn new(cfg: ReplicaConfig, provider: DynProvider, backend: Arc<Chain>) -> Self {
         backend.set_read_only();
         Self {
             cfg,

@@ -1,6 +1,5 @@
 //! The eth_*, net_* and web3_* methods.
 
-use crate::backend::Backend;
 use crate::convert::{block_logs, rpc_block, rpc_receipt, rpc_tx};
 use crate::error::{internal, invalid_params, limit_exceeded, not_found, reverted, server_error, RpcResult};
 use crate::filters::FilterKind;
@@ -13,6 +12,7 @@ use alloy_rpc_types_eth::{
 };
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
+use metis_chain::Chain;
 use metis_execution::call::{self, AccountOverride, CallOutcome};
 use metis_execution::executor::{next_base_fee, BlockContext};
 use metis_execution::{Engine, RecoveredTx};
@@ -44,12 +44,14 @@ impl Default for RpcLimits {
 pub const DEFAULT_TIP: u128 = 1_000_000_000;
 
 pub struct Ctx {
-    pub backend: Arc<Backend>,
+    pub backend: Arc<Chain>,
     pub limits: RpcLimits,
     pub client_version: String,
     /// The suggested tip and the head it was computed at: wallets ask on every transaction, the answer only
     /// changes with the head.
     pub tip_cache: parking_lot::Mutex<Option<(B256, u128)>>,
+    /// Installed polling filters.
+    pub filters: parking_lot::Mutex<crate::filters::Filters>,
 }
 
 fn store_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
@@ -405,7 +407,6 @@ fn estimate(ctx: &Ctx, req: &TransactionRequest, id: Option<BlockId>, o: Option<
 
 fn filter_changes(ctx: &Ctx, id: U256) -> RpcResult<serde_json::Value> {
     let kind = ctx
-        .backend
         .filters
         .lock()
         .get_mut(&id)
@@ -453,15 +454,14 @@ fn filter_changes(ctx: &Ctx, id: U256) -> RpcResult<serde_json::Value> {
             (serde_json::to_value(hashes), FilterKind::PendingTxs { last_seq: seq })
         }
     };
-    if let Some(k) = ctx.backend.filters.lock().get_mut(&id) {
+    if let Some(k) = ctx.filters.lock().get_mut(&id) {
         *k = next;
     }
     value.map_err(internal)
 }
 
 fn install(ctx: &Ctx, kind: FilterKind) -> RpcResult<U256> {
-    ctx.backend
-        .filters
+    ctx.filters
         .lock()
         .install(kind)
         .ok_or_else(|| limit_exceeded("too many filters"))
@@ -653,7 +653,6 @@ pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regi
     module.register_blocking_method("eth_getFilterLogs", |p: Params, c, _| {
         let id: U256 = p.one()?;
         let kind = c
-            .backend
             .filters
             .lock()
             .get_mut(&id)
@@ -666,7 +665,7 @@ pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regi
     })?;
     module.register_method("eth_uninstallFilter", |p: Params, c, _| {
         let id: U256 = p.one()?;
-        RpcResult::Ok(c.backend.filters.lock().uninstall(&id))
+        RpcResult::Ok(c.filters.lock().uninstall(&id))
     })?;
     Ok(())
 }

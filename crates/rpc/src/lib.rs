@@ -1,7 +1,6 @@
 //! Ethereum JSON-RPC over the execution engine: the methods wallets and tools (cast, viem, ethers, web3.py)
 //! use, with geth's error codes and messages, over HTTP and WebSocket on one port.
 
-pub mod backend;
 pub mod convert;
 pub mod error;
 pub mod eth;
@@ -9,6 +8,5 @@ pub mod filters;
 pub mod pubsub;
 pub mod server;
 
-pub use backend::{Backend, NewBlock};
 pub use eth::RpcLimits;
 pub use server::{start, start_with, RpcConfig, RpcServer};

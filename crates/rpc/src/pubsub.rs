@@ -1,5 +1,6 @@
 //! eth_subscribe over WebSocket: newHeads, logs (with a filter), newPendingTransactions.
 
+use crate::convert::{block_logs, rpc_header};
 use crate::error::invalid_params;
 use crate::eth::Ctx;
 use alloy_rpc_types_eth::Filter;
@@ -51,7 +52,13 @@ pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regi
                 }
             };
             match kind.as_str() {
-                "newHeads" => forward(pending, ctx.backend.subscribe_blocks(), |b| vec![b.header.clone()]).await,
+                "newHeads" => {
+                    forward(pending, ctx.backend.subscribe_blocks(), |b| {
+                        let size = alloy_rlp::Encodable::length(&b.header);
+                        vec![rpc_header(&b.header, b.hash, size)]
+                    })
+                    .await
+                }
                 "logs" => {
                     let filter: Filter = match seq.optional_next() {
                         Ok(f) => f.unwrap_or_default(),
@@ -61,7 +68,10 @@ pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regi
                         }
                     };
                     forward(pending, ctx.backend.subscribe_blocks(), move |b| {
-                        b.logs.iter().filter(|l| filter.matches(&l.inner)).cloned().collect()
+                        block_logs(b.hash, &b.header, &b.txs, &b.receipts)
+                            .into_iter()
+                            .filter(|l| filter.matches(&l.inner))
+                            .collect()
                     })
                     .await
                 }

@@ -1,9 +1,9 @@
 //! The JSON-RPC server: HTTP and WebSocket on one port, batches, request/response size limits.
 
-use crate::backend::Backend;
 use crate::eth::{Ctx, RpcLimits};
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::RpcModule;
+use metis_chain::Chain;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -47,12 +47,13 @@ impl RpcServer {
     }
 }
 
-pub fn module(backend: Arc<Backend>, limits: RpcLimits) -> RpcModule<Ctx> {
+pub fn module(backend: Arc<Chain>, limits: RpcLimits) -> RpcModule<Ctx> {
     let ctx = Ctx {
         backend,
         limits,
         client_version: format!("metis-seq/v{}", env!("CARGO_PKG_VERSION")),
         tip_cache: Default::default(),
+        filters: Default::default(),
     };
     let mut m = RpcModule::new(ctx);
     // Method names are unique by construction; registration only fails on a duplicate.
@@ -61,13 +62,13 @@ pub fn module(backend: Arc<Backend>, limits: RpcLimits) -> RpcModule<Ctx> {
     m
 }
 
-pub async fn start(backend: Arc<Backend>, cfg: RpcConfig) -> std::io::Result<RpcServer> {
+pub async fn start(backend: Arc<Chain>, cfg: RpcConfig) -> std::io::Result<RpcServer> {
     start_with(backend, cfg, Vec::new()).await
 }
 
 /// Starts the RPC with further namespaces (e.g. the PoS query API) merged in.
 pub async fn start_with(
-    backend: Arc<Backend>,
+    backend: Arc<Chain>,
     cfg: RpcConfig,
     extra: Vec<jsonrpsee::RpcModule<()>>,
 ) -> std::io::Result<RpcServer> {

@@ -619,8 +619,7 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
             .arg(&n.config)
             .arg("--passphrase-file")
             .arg(&pass)
-            .env("RUST_LOG", &node_log)
-            .env_remove("METIS_SEQ_TEST_FAULT");
+            .env("RUST_LOG", &node_log);
         let p = Proc::spawn(&n.name, cmd, &n.log)?;
         d.manifest.nodes[i].pid = Some(p.pid());
         d.procs.nodes.push(p);

@@ -1,24 +1,43 @@
-//! The node state the RPC serves: the execution engine, the mempool, and the notifications (new blocks, new
-//! pending transactions) that subscriptions and filters follow. The block producer (dev mode now, consensus
-//! later) drives `produce_block`; RPC reads take the engine's read lock only briefly.
+//! The node's chain: the execution engine, the mempool, and the commit path. Whoever decides blocks (the dev
+//! producer, consensus, the replica) commits them here; each committed block is announced to subscribers
+//! (the RPC's subscriptions and filters; the pool's signer and poster through [`Committed`]), so the deciding
+//! side never calls them. Reads take the engine's read lock only briefly.
 
-use crate::convert::{block_logs, rpc_header};
-use alloy_consensus::Header;
+pub mod history;
+pub mod schema;
+
+use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
 use alloy_primitives::{Address, Bytes, B256};
-use alloy_rpc_types_eth::{Header as RpcHeader, Log as RpcLog};
 use metis_execution::executor::{BlockContext, ExecutedBlock};
-use metis_execution::{Engine, EngineError, Mempool, PoolConfig, PoolError, RecoveredTx};
+use metis_execution::{Engine, EngineError, RecoveredTx};
+use metis_mempool::{LocalLog, LocalTxs, Mempool, PoolConfig, PoolError, LOCAL_LOG_CAP};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tokio::sync::{broadcast, Notify};
+use std::time::Instant;
+use tokio::sync::{broadcast, mpsc, Notify};
 use tracing::{debug, info};
 
-/// A committed block as subscribers see it.
+/// A committed block as the RPC's subscriptions see it.
 #[derive(Clone, Debug)]
 pub struct NewBlock {
-    pub header: RpcHeader,
-    pub logs: Vec<RpcLog>,
+    pub header: Header,
+    pub hash: B256,
+    pub txs: Vec<(Address, TxEnvelope)>,
+    pub receipts: Vec<ReceiptEnvelope>,
+}
+
+/// What a decided block changed beyond the EVM state, for the pool's signer and poster: the ledger after it
+/// (batch cuts and reward reports are read from it), and the key this node signs with if a key round
+/// completed with it.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub height: u64,
+    pub ledger: Arc<metis_pos::Ledger>,
+    /// When the block was decided here (signing latency counts from it).
+    pub decided_at: Instant,
+    /// The new signing key, when a key round completed with this block.
+    pub key: Option<metis_mpc::SigningKey>,
 }
 
 /// Recent pending transaction hashes, numbered, for polling filters.
@@ -30,62 +49,7 @@ struct PendingLog {
 
 const PENDING_LOG_CAP: usize = 10_000;
 
-/// Encoded transactions this node's RPC admitted, numbered from 1. Gossip reads it with a cursor per peer; a
-/// peer whose cursor fell off the front is sent the whole pool instead, so nothing is lost to a slow link.
-#[derive(Default)]
-struct LocalLog {
-    next_seq: u64,
-    entries: VecDeque<(u64, Bytes)>,
-}
-
-const LOCAL_LOG_CAP: usize = 200_000;
-
-impl LocalLog {
-    fn push(&mut self, raw: Bytes, cap: usize) {
-        self.next_seq += 1;
-        let seq = self.next_seq;
-        self.entries.push_back((seq, raw));
-        if self.entries.len() > cap {
-            self.entries.pop_front();
-        }
-    }
-
-    fn since(&self, cursor: u64, max: usize) -> LocalTxs {
-        let first = self.entries.front().map(|(s, _)| *s).unwrap_or(self.next_seq + 1);
-        if cursor + 1 < first && cursor < self.next_seq {
-            return LocalTxs {
-                txs: Vec::new(),
-                cursor: self.next_seq,
-                gap: true,
-            };
-        }
-        let start = (cursor + 1).saturating_sub(first) as usize;
-        let txs: Vec<Bytes> = self
-            .entries
-            .iter()
-            .skip(start)
-            .take(max)
-            .map(|(_, b)| b.clone())
-            .collect();
-        let cursor = cursor.max(first.saturating_sub(1)) + txs.len() as u64;
-        LocalTxs {
-            txs,
-            cursor,
-            gap: false,
-        }
-    }
-}
-
-/// What a gossip reader gets from [`Backend::local_txs_since`].
-pub struct LocalTxs {
-    pub txs: Vec<Bytes>,
-    /// The cursor to ask from next time.
-    pub cursor: u64,
-    /// Entries after the old cursor were already evicted: send the whole pool.
-    pub gap: bool,
-}
-
-pub struct Backend {
+pub struct Chain {
     engine: RwLock<Engine>,
     pool: Mutex<Mempool>,
     new_blocks: broadcast::Sender<Arc<NewBlock>>,
@@ -95,11 +59,13 @@ pub struct Backend {
     local_arrived: Notify,
     pending_log: Mutex<PendingLog>,
     tx_arrived: Notify,
-    pub(crate) filters: Mutex<crate::filters::Filters>,
     read_only: std::sync::atomic::AtomicBool,
+    /// The PoS ledger after the head block (None: a chain without one, the dev node and the replica).
+    ledger: RwLock<Option<Arc<metis_pos::Ledger>>>,
+    committed: Mutex<Vec<mpsc::UnboundedSender<Arc<Committed>>>>,
 }
 
-impl Backend {
+impl Chain {
     pub fn new(engine: Engine, pool: PoolConfig) -> Arc<Self> {
         Arc::new(Self {
             engine: RwLock::new(engine),
@@ -110,9 +76,28 @@ impl Backend {
             local_arrived: Notify::new(),
             pending_log: Mutex::new(PendingLog::default()),
             tx_arrived: Notify::new(),
-            filters: Mutex::new(Default::default()),
             read_only: std::sync::atomic::AtomicBool::new(false),
+            ledger: RwLock::new(None),
+            committed: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The PoS ledger after the head block (replaced, not mutated, per block: readers keep the `Arc`).
+    pub fn ledger(&self) -> Option<Arc<metis_pos::Ledger>> {
+        self.ledger.read().clone()
+    }
+
+    /// Sets the ledger the head block left (at start, before any block is committed with one).
+    pub fn set_ledger(&self, ledger: Arc<metis_pos::Ledger>) {
+        *self.ledger.write() = Some(ledger);
+    }
+
+    /// Every [`Committed`] from now on, in commit order. Unbounded so that a slow subscriber never holds up
+    /// the commit path; each holds at most what one block brings (a key, a cut, a report).
+    pub fn subscribe_committed(&self) -> mpsc::UnboundedReceiver<Arc<Committed>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.committed.lock().push(tx);
+        rx
     }
 
     /// From now on every transaction is refused (a replica serves the chain it rebuilds, read-only).
@@ -137,7 +122,7 @@ impl Backend {
     }
 
     /// Pending hashes announced after sequence number `after`, and the latest sequence number.
-    pub(crate) fn pending_since(&self, after: u64) -> (Vec<B256>, u64) {
+    pub fn pending_since(&self, after: u64) -> (Vec<B256>, u64) {
         let log = self.pending_log.lock();
         let hashes = log.hashes.iter().filter(|(s, _)| *s > after).map(|(_, h)| *h).collect();
         (hashes, log.next_seq)
@@ -150,7 +135,7 @@ impl Backend {
 
     /// The sequence number of the newest local transaction (a reader starting now passes it as its cursor).
     pub fn local_txs_head(&self) -> u64 {
-        self.local_log.lock().next_seq
+        self.local_log.lock().head()
     }
 
     /// Resolves when a local transaction arrives (may also resolve spuriously; re-check with a cursor).
@@ -264,6 +249,26 @@ impl Backend {
     /// Commits an executed block (with `meta` written in the same store transaction), updates the pool and
     /// notifies subscribers. Returns its number and hash.
     pub fn commit_block(&self, block: ExecutedBlock, meta: &[(&str, &[u8])]) -> Result<(u64, B256), EngineError> {
+        self.commit(block, meta, None)
+    }
+
+    /// Commits a decided block with what it changed beyond the EVM state: the ledger is published with the
+    /// block (readers never see one without the other), and `Committed` goes to every subscriber.
+    pub fn commit_decided(
+        &self,
+        block: ExecutedBlock,
+        meta: &[(&str, &[u8])],
+        committed: Committed,
+    ) -> Result<(u64, B256), EngineError> {
+        self.commit(block, meta, Some(committed))
+    }
+
+    fn commit(
+        &self,
+        block: ExecutedBlock,
+        meta: &[(&str, &[u8])],
+        committed: Option<Committed>,
+    ) -> Result<(u64, B256), EngineError> {
         let number = block.header.number;
         let hash = block.hash;
         let header: Header = block.header.clone();
@@ -278,14 +283,22 @@ impl Backend {
             let mut engine = self.engine.write();
             engine.commit_with_meta(block, meta)?;
             self.pool.lock().on_block(engine.state(), &included);
+            if let Some(c) = &committed {
+                *self.ledger.write() = Some(c.ledger.clone());
+            }
         }
-        let logs = block_logs(hash, &header, &txs, &receipts);
-        let size = alloy_rlp::Encodable::length(&header);
+        let gas_used = header.gas_used;
         let _ = self.new_blocks.send(Arc::new(NewBlock {
-            header: rpc_header(&header, hash, size),
-            logs,
+            header,
+            hash,
+            txs,
+            receipts,
         }));
-        info!(number, %hash, txs = included.len(), gas_used = header.gas_used, "block committed");
+        if let Some(c) = committed {
+            let c = Arc::new(c);
+            self.committed.lock().retain(|tx| tx.send(c.clone()).is_ok());
+        }
+        info!(number, %hash, txs = included.len(), gas_used, "block committed");
         Ok((number, hash))
     }
 }
@@ -305,7 +318,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let key = alloy_signer_local::PrivateKeySigner::from_slice(&[7u8; 32]).unwrap();
         let spec = metis_execution::ChainSpec::dev(59902, &[key.address()], U256::from(10u128.pow(22)));
-        let backend = Backend::new(Engine::open(&dir, spec).unwrap(), PoolConfig::default());
+        let backend = Chain::new(Engine::open(&dir, spec).unwrap(), PoolConfig::default());
         let mut size = 0;
         for nonce in 0..10 {
             let tx = TxEip1559 {
@@ -329,27 +342,5 @@ mod tests {
         assert_eq!(block.transactions.len(), 4);
         assert_eq!(backend.pool().len(), 10, "cut transactions stay in the pool");
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn local_log_cursor_batches_and_gap() {
-        let mut log = LocalLog::default();
-        let r = log.since(0, 10);
-        assert!(r.txs.is_empty() && !r.gap && r.cursor == 0);
-        for i in 0..5u8 {
-            log.push(Bytes::from(vec![i]), 3);
-        }
-        // Entries 3, 4, 5 are kept; a reader at 0 missed 1 and 2.
-        let r = log.since(0, 10);
-        assert!(r.gap);
-        assert_eq!(r.cursor, 5);
-        let r = log.since(2, 2);
-        assert!(!r.gap);
-        assert_eq!(r.txs, vec![Bytes::from(vec![2u8]), Bytes::from(vec![3u8])]);
-        assert_eq!(r.cursor, 4);
-        let r = log.since(r.cursor, 10);
-        assert_eq!(r.txs, vec![Bytes::from(vec![4u8])]);
-        assert_eq!(r.cursor, 5);
-        assert!(log.since(5, 10).txs.is_empty());
     }
 }

@@ -2,10 +2,10 @@
 //! replacement only with a >= 10% fee bump, a size limit that evicts the cheapest, and re-validation after
 //! every block. Block building takes pending transactions best tip first, each sender in nonce order.
 
-use crate::genesis::ChainSpec;
-use crate::state::{Account, WorldState};
-use crate::tx::{RecoveredTx, TxError};
 use alloy_primitives::{Address, B256};
+use metis_execution::ChainSpec;
+use metis_execution::{Account, WorldState};
+use metis_execution::{RecoveredTx, TxError};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
@@ -132,8 +132,8 @@ impl Mempool {
         let existing = self.by_sender.get(&sender).and_then(|m| m.get(&nonce)).cloned();
         if let Some(old) = &existing {
             let p = self.config.price_bump_percent;
-            let old_tip = old.envelope_max_tip();
-            if tx.max_fee_per_gas() < bumped(old.max_fee_per_gas(), p) || tx.envelope_max_tip() < bumped(old_tip, p) {
+            let old_tip = envelope_max_tip(old);
+            if tx.max_fee_per_gas() < bumped(old.max_fee_per_gas(), p) || envelope_max_tip(&tx) < bumped(old_tip, p) {
                 return Err(PoolError::ReplacementUnderpriced);
             }
         } else {
@@ -269,17 +269,15 @@ impl Mempool {
     }
 }
 
-impl RecoveredTx {
-    fn envelope_max_tip(&self) -> u128 {
-        alloy_consensus::Transaction::max_priority_fee_per_gas(&self.envelope).unwrap_or(self.max_fee_per_gas())
-    }
+fn envelope_max_tip(tx: &RecoveredTx) -> u128 {
+    alloy_consensus::Transaction::max_priority_fee_per_gas(&tx.envelope).unwrap_or(tx.max_fee_per_gas())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{eip1559, eip1559_priced, keys};
     use alloy_primitives::{Bytes, TxKind, U256};
+    use metis_execution::testutil::{eip1559, eip1559_priced, keys};
 
     const CHAIN: u64 = 9;
 
@@ -436,12 +434,12 @@ mod tests {
         pool.add(t0.clone(), &spec, acct.as_ref(), 1).unwrap();
         pool.add(t1.clone(), &spec, acct.as_ref(), 1).unwrap();
         let mut next = state.clone();
-        let mut cs = crate::state::Changeset::default();
+        let mut cs = metis_execution::Changeset::default();
         let mut a = acct.clone().unwrap();
         a.nonce = 2; // both nonces used (e.g. t1 arrived elsewhere and was included)
         cs.accounts.insert(
             ks[0].address(),
-            crate::state::AccountChange {
+            metis_execution::AccountChange {
                 info: Some(a),
                 ..Default::default()
             },

@@ -1,21 +1,24 @@
 //! The pool's threshold signer inside the node: signs what decided state asks for and aggregates.
 //!
-//! Requests open only from decided data: the app reports each batch the ledger cut; this task derives the
-//! header from its own chain ([`crate::batches`]), computes the digest BatchInbox will check, signs it with
-//! this node's share and publishes the partial over the authenticated gossip ([`crate::sighub`]). Peers'
+//! Requests open only from decided data: the chain announces each committed block with the ledger after it
+//! (`metis_chain::Committed`); for each batch the ledger cut, this task derives the header from its own chain
+//! ([`crate::batches`]), computes the digest BatchInbox will check, signs it with
+//! this node's share and publishes the partial over the authenticated links (`metis_net::sighub`). Peers'
 //! partials are verified against the current sharing before they count ([`metis_mpc::collect::Collector`]);
 //! with a quorum the signature is recovered, checked under the group key, stored (`batchsig/{index}`) and
 //! published, so a node that has not aggregated yet takes it after checking it the same way. A key round that
 //! completes gives a new sharing of the same group key: requests still open are signed again with the new share.
 
 use crate::batches;
-use crate::sighub::{SignHub, SignMsg};
 use borsh::{BorshDeserialize, BorshSerialize};
 use commonware_codec::{Encode, Read};
 use metis_batcher::BatchBuilder;
+use metis_chain::{Chain, Committed};
 use metis_execution::store::Store;
 use metis_mpc::collect::{Added, Collector};
-use metis_mpc::{threshold, MinSig, PartialSignature, Share, Sharing, G1};
+use metis_mpc::{threshold, MinSig, PartialSignature, G1};
+use metis_net::sighub::{Peer, SignHub, SignMsg};
+use metis_net::PeerKey;
 use parking_lot::RwLock;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -53,47 +56,17 @@ pub fn rewards_request(batch_id: u64) -> u64 {
     KIND_REWARDS | batch_id
 }
 
-pub fn meta_reward(batch_id: u64) -> String {
-    format!("reward/{batch_id}")
-}
-
-pub fn meta_reward_signature(batch_id: u64) -> String {
-    format!("rewardsig/{batch_id}")
-}
-
 /// Where the signature of request `id` is stored, and what to call it in logs.
 fn signature_key(id: u64) -> Option<(String, &'static str)> {
     let index = id & INDEX_MASK;
     match id & !INDEX_MASK {
-        KIND_BATCH => Some((batches::meta_signature(index), "batch")),
-        KIND_REWARDS => Some((meta_reward_signature(index), "reward report")),
+        KIND_BATCH => Some((metis_chain::schema::batch_signature(index), "batch")),
+        KIND_REWARDS => Some((metis_chain::schema::reward_signature(index), "reward report")),
         _ => None,
     }
 }
 
-/// The threshold key this node signs with: the current key round's public sharing and its share, if any.
-#[derive(Clone)]
-pub struct SigningKey {
-    pub round: u64,
-    pub sharing: Sharing<MinSig>,
-    pub share: Option<Share>,
-    /// Consensus key of the player holding each share index: a partial counts only from its own holder.
-    pub players: Vec<[u8; 32]>,
-}
-
-pub enum SignerInput {
-    /// A key round completed (or the node started with a key).
-    Key(SigningKey),
-    /// Block `height` was decided; it belongs to the batch starting at `batch_first`.
-    Block { height: u64, batch_first: u64 },
-    /// Block `height` cut a batch; decided at `decided_at`.
-    BatchCut { index: u64, decided_at: Instant },
-    /// Block `height` made a reward report.
-    Rewards {
-        report: metis_pos::RewardReport,
-        decided_at: Instant,
-    },
-}
+pub use metis_mpc::SigningKey;
 
 /// Where BatchInbox lives: part of every batch digest.
 #[derive(Clone, Copy, Debug)]
@@ -155,23 +128,24 @@ struct Signer {
     /// The batch being filled, block by block.
     builder: Option<BatchBuilder>,
     /// Per peer: bad messages counted, and until when it is ignored.
-    peers: std::collections::HashMap<crate::sighub::Peer, (u32, Instant)>,
+    peers: std::collections::HashMap<Peer, (u32, Instant)>,
 }
 
-/// Starts the signer task; returns the sender the app reports to.
+/// Starts the signer task on the chain's commits (call it before consensus decides the next block). `key` is
+/// the key the node starts with; `last_report` the ledger's last reward report.
 pub fn spawn(
     cfg: SignerConfig,
-    store: Store,
+    chain: &Chain,
     hub: Arc<SignHub>,
-    mut from_peers: mpsc::Receiver<(crate::sighub::Peer, Vec<SignMsg>)>,
+    mut from_peers: mpsc::Receiver<(Peer, Vec<SignMsg>)>,
     key: Option<SigningKey>,
     last_report: Option<metis_pos::RewardReport>,
     status: SharedSignerStatus,
-) -> mpsc::UnboundedSender<SignerInput> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+) -> tokio::task::JoinHandle<()> {
+    let mut committed = chain.subscribe_committed();
     let mut s = Signer {
         cfg,
-        store,
+        store: chain.engine().store().clone(),
         hub,
         status,
         key: None,
@@ -199,11 +173,8 @@ pub fn spawn(
             let mut tick = tokio::time::interval(REPEAT);
             loop {
                 tokio::select! {
-                    input = rx.recv() => match input {
-                        Some(SignerInput::Key(k)) => s.set_key(k),
-                        Some(SignerInput::Block { height, batch_first }) => s.on_block(height, batch_first),
-                        Some(SignerInput::BatchCut { index, decided_at }) => s.derive(Some((index, decided_at))),
-                        Some(SignerInput::Rewards { report, decided_at }) => s.rewards(&report, decided_at),
+                    c = committed.recv() => match c {
+                        Some(c) => s.on_committed(&c),
                         None => break,
                     },
                     Some((peer, msgs)) = from_peers.recv() => {
@@ -217,11 +188,29 @@ pub fn spawn(
             }
         }
         .instrument(info_span!("signer")),
-    );
-    tx
+    )
 }
 
 impl Signer {
+    /// A committed block: a new key first, then the block into the open batch, then what the ledger asks to
+    /// sign with it (a reward report, a batch cut).
+    fn on_committed(&mut self, c: &Committed) {
+        if let Some(k) = &c.key {
+            self.set_key(k.clone());
+        }
+        let cut = c.ledger.batches().cut_at(c.height);
+        let batch_first = cut.map(|b| b.first).unwrap_or(c.ledger.batches().open_first);
+        if batch_first > 0 {
+            self.on_block(c.height, batch_first);
+        }
+        if let Some(report) = c.ledger.rewards().report_at(c.height) {
+            self.rewards(report, c.decided_at);
+        }
+        if let Some(b) = cut {
+            self.derive(Some((b.index, c.decided_at)));
+        }
+    }
+
     fn set_key(&mut self, k: SigningKey) {
         info!(
             key_round = k.round,
@@ -274,7 +263,7 @@ impl Signer {
             &blocks,
         );
         let id = rewards_request(r.batch_id);
-        if self.stored(&meta_reward_signature(r.batch_id)) {
+        if self.stored(&metis_chain::schema::reward_signature(r.batch_id)) {
             return;
         }
         info!(report = r.batch_id, epochs = ?(r.start_epoch, r.end_epoch), blocks = ?r.blocks, "reward report to sign");
@@ -300,7 +289,7 @@ impl Signer {
             }
         };
         for index in next.saturating_sub(SIGN_BACKLOG)..next {
-            let signed = self.stored(&batches::meta_signature(index));
+            let signed = self.stored(&metis_chain::schema::batch_signature(index));
             let Ok(Some(h)) = batches::header(&self.store, index) else {
                 continue;
             };
@@ -355,7 +344,7 @@ impl Signer {
                 "batch header derived"
             );
             let newest = cut.map(|(i, _)| i).unwrap_or(index);
-            let signed = self.stored(&batches::meta_signature(index));
+            let signed = self.stored(&metis_chain::schema::batch_signature(index));
             if signed || index + SIGN_BACKLOG < newest {
                 continue;
             }
@@ -396,18 +385,18 @@ impl Signer {
     }
 
     /// Counts a bad message from `peer`; after `MAX_BAD` its messages are ignored for `MUTE`.
-    fn bad(&mut self, peer: crate::sighub::Peer, why: &'static str) {
+    fn bad(&mut self, peer: Peer, why: &'static str) {
         let now = Instant::now();
         let e = self.peers.entry(peer).or_insert((0, now));
         e.0 += 1;
-        debug!(peer = %crate::types::Address(peer), why, "bad signing message");
+        debug!(peer = %PeerKey(peer), why, "bad signing message");
         if e.0 >= MAX_BAD {
             *e = (0, now + MUTE);
-            warn!(peer = %crate::types::Address(peer), why, "peer sends bad signing messages; ignored for a while");
+            warn!(peer = %PeerKey(peer), why, "peer sends bad signing messages; ignored for a while");
         }
     }
 
-    fn on_peer(&mut self, peer: crate::sighub::Peer, m: SignMsg) {
+    fn on_peer(&mut self, peer: Peer, m: SignMsg) {
         if self.peers.get(&peer).is_some_and(|(_, until)| *until > Instant::now()) {
             return;
         }
@@ -613,7 +602,7 @@ mod tests {
         s
     }
 
-    fn partial(share: &Share, digest: &[u8; 32]) -> SignMsg {
+    fn partial(share: &metis_mpc::Share, digest: &[u8; 32]) -> SignMsg {
         SignMsg::Partial {
             round: 0,
             id: batch_request(0),
@@ -671,7 +660,7 @@ mod tests {
         assert_eq!(progress(&s), (2, 3), "a muted peer's partial counted");
         // Holder 3 completes it: the signature is stored.
         s.on_peer(holder(3), partial(&shares[3], &digest));
-        assert!(s.stored(&batches::meta_signature(0)));
+        assert!(s.stored(&metis_chain::schema::batch_signature(0)));
         assert!(s.requests.is_empty() && s.done.contains(&id));
         let _ = std::fs::remove_dir_all(&dir);
     }

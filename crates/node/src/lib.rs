@@ -1,11 +1,9 @@
-//! One sequencer node: execution engine and RPC, the PoS ledger, Malachite consensus over libp2p, and
-//! transaction gossip, wired together.
+//! One sequencer node wired from its parts, in the order data flows: the chain (engine + mempool), the RPC
+//! and PoS API on it, the L1 listener's view, the pool's signer and poster following the chain's commits, the
+//! authenticated links (transactions, signing messages), and Malachite consensus, which decides the blocks.
 
-use crate::app::{App, Timing};
-use crate::codec::WireCodec;
-use crate::gossip::{self, GossipConfig};
-use crate::signing::{ConsensusSigner, ConsensusVerifier};
-use crate::types::{Address, MetisContext};
+pub mod posapi;
+
 use alloy_primitives::B256;
 use malachitebft_app_channel::app::config::{ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, ValueSyncConfig};
 use malachitebft_app_channel::app::types::codec::Codec;
@@ -13,9 +11,16 @@ use malachitebft_app_channel::app::types::Keypair;
 use malachitebft_app_channel::{
     ConsensusContext, EngineHandle, NetworkContext, NetworkIdentity, RequestContext, Signer, SyncContext, WalContext,
 };
-use metis_execution::{ChainSpec, Engine, PoolConfig};
+use metis_chain::Chain;
+use metis_consensus::app::{App, ShareSink, Timing};
+use metis_consensus::codec::WireCodec;
+use metis_consensus::signing::{ConsensusSigner, ConsensusVerifier};
+use metis_consensus::types::{Address, MetisContext};
+use metis_execution::{ChainSpec, Engine};
+use metis_mempool::PoolConfig;
+use metis_net::gossip::{self, GossipConfig};
 use metis_pos::{Ledger, Params, Sequencer};
-use metis_rpc::{Backend, RpcConfig, RpcServer};
+use metis_rpc::{RpcConfig, RpcServer};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,7 +70,7 @@ pub enum NodeError {
     #[error("opening the chain: {0}")]
     Engine(#[from] metis_execution::EngineError),
     #[error(transparent)]
-    App(#[from] crate::app::AppError),
+    App(#[from] metis_consensus::AppError),
     #[error("PoS genesis: {0}")]
     Ledger(#[from] metis_pos::LedgerError),
     #[error("binding the RPC on {addr}: {source}")]
@@ -127,33 +132,28 @@ pub struct NodeSettings {
     pub dkg: Option<metis_mpc::seal::DkgSecret>,
     /// Encrypts this node's key shares at rest (data/keys/share-ROUND.key); None: shares are kept in memory only.
     pub passphrase: Option<metis_keystore::Passphrase>,
-    /// Deliberate misbehaviour (tests only).
-    pub fault: Option<crate::app::Fault>,
     /// Ended epochs, set changes and L1 events the ledger keeps before it hands them to the store.
     pub history_keep: usize,
     /// Post the pool's batches and reward reports to L1 in this node's turns (needs `l1` and a batch inbox).
-    pub poster: Option<crate::poster::PosterSettings>,
+    pub poster: Option<metis_poster::PosterSettings>,
 }
 
 pub struct RunningNode {
     pub rpc: RpcServer,
     pub gossip_addr: SocketAddr,
-    pub backend: Arc<Backend>,
-    pub app: JoinHandle<Result<(), crate::app::AppError>>,
+    pub backend: Arc<Chain>,
+    pub app: JoinHandle<Result<(), metis_consensus::AppError>>,
     engine: EngineHandle,
-    l1: Option<JoinHandle<()>>,
-    poster: Option<JoinHandle<()>>,
+    /// The L1 listener, the pool's signer and the poster.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningNode {
     /// Stops consensus and the RPC (graceful shutdown: the store is consistent after every block anyway).
     pub async fn shutdown(self) {
         self.rpc.stop();
-        if let Some(l1) = &self.l1 {
-            l1.abort();
-        }
-        if let Some(p) = &self.poster {
-            p.abort();
+        for t in &self.tasks {
+            t.abort();
         }
         self.engine.actor.stop(Some("shutdown".into()));
         self.app.abort();
@@ -182,7 +182,8 @@ fn check_p2p_listen(addr: &str) -> Result<(), NodeError> {
     Ok(())
 }
 
-pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
+/// Starts a node: each step wires one part, in the order data flows through them.
+pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     let address = Address(s.key.verifying_key().to_bytes());
     check_p2p_listen(&s.p2p_listen)?;
     if !s.pos.sequencers.iter().any(|q| q.consensus_key.0 == address.0) {
@@ -191,135 +192,166 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
         info!(address = ?address, "not a genesis sequencer: following the chain until the ledger adds this key");
     }
     let chain_id = s.spec.chain_id;
-    let engine = Engine::open(&s.data_dir.join("chain"), s.spec)?;
-    let backend = Backend::new(engine, s.pool);
-    let genesis_ledger = Ledger::genesis(s.pos.params.clone(), s.pos.sequencers.clone(), s.pos.seed)?;
-    let signer = Arc::new(ConsensusSigner::new(s.key.clone()));
+    let chain = Chain::new(Engine::open(&s.data_dir.join("chain"), s.spec.clone())?, s.pool.clone());
+    let consensus_signer = Arc::new(ConsensusSigner::new(s.key.clone()));
+    let (dkg, passphrase) = (s.dkg.take(), s.passphrase.take());
+    let mut app = open_app(&s, &chain, consensus_signer.clone(), dkg, passphrase)?;
     let view = metis_l1::SharedView::default();
-    let app = App::open(backend.clone(), genesis_ledger, signer.clone(), s.timing)?
-        .with_proposal_store(&s.data_dir.join("proposals"))?
-        .with_history_keep(s.history_keep);
-    let shares_dir = s.data_dir.join("keys");
-    let current_round = app.shared_ledger().read().keys().current.as_ref().map(|k| k.round);
-    let share = match (&s.passphrase, current_round) {
-        (Some(pass), Some(round)) => load_share(&shares_dir, round, pass)?,
-        _ => None,
-    };
-    let secrets = s.dkg.map(|dkg| crate::keys::KeySecrets {
-        identity: commonware_identity(&s.key),
-        dkg,
-    });
-    let sink = s.passphrase.map(|pass| share_sink(shares_dir, pass));
-    let mut app = app.with_keys(secrets, share, sink)?;
-    let (hub, from_peers) = crate::sighub::SignHub::new();
-    let signer_status = crate::pool_signer::SharedSignerStatus::default();
-    if let Some(inbox) = s
-        .pos
-        .l1
-        .as_ref()
-        .and_then(|g| g.batch_inbox.map(|i| (g.chain_id, i, g.locking_pool)))
-    {
-        let store = backend.engine().store().clone();
-        let tx = crate::pool_signer::spawn(
-            crate::pool_signer::SignerConfig {
-                l1_chain_id: inbox.0,
-                inbox: inbox.1,
-                locking_pool: inbox.2,
-                mode: if s.pos.params.batch_blobs {
-                    metis_batcher::DataMode::Blobs
-                } else {
-                    metis_batcher::DataMode::Calldata
-                },
-            },
-            store,
-            hub.clone(),
-            from_peers,
-            app.signing_key(),
-            app.shared_ledger().read().rewards().last.clone(),
-            signer_status.clone(),
-        );
-        app = app.with_signer(tx);
+    let l1 = start_listener(&s, &chain, &view)?;
+    if let Some(l) = &s.l1 {
+        app = app.with_l1_view(Arc::new(view.clone()), l.margin);
     }
-    let l1_task = match (&s.pos.l1, &s.l1) {
-        (None, _) => None,
-        (Some(_), None) => {
-            return Err(NodeError::L1(
-                "the genesis names L1 contracts but no L1 endpoint is configured".into(),
-            ))
-        }
-        (Some(g), Some(l)) => {
-            app = app.with_l1_view(view.clone(), l.margin);
-            Some(spawn_listener(g, l, app.shared_ledger(), view.clone())?)
-        }
-    };
-    if let Some(f) = s.fault {
+    // Test builds only: the test that starts this node's process asks it to misbehave.
+    #[cfg(feature = "test-faults")]
+    if let Some(f) = metis_consensus::faults::from_env().map_err(NodeError::Consensus)? {
         app.inject_fault(f);
     }
-    let poster_status = crate::poster::SharedPosterStatus::default();
-    let poster = match (&s.pos.l1, &s.l1, s.poster) {
-        (Some(g), Some(l), Some(p)) if g.batch_inbox.is_some() => Some(
-            crate::poster::spawn(
-                crate::poster::PosterConfig {
-                    l1_rpc: l.rpc.clone(),
-                    inbox: g.batch_inbox.unwrap_or_default(),
-                    locking_pool: g.locking_pool,
-                    poll: l.poll_interval,
-                    turn_timeout: p.turn_timeout,
-                    confirmations: l.confirmations,
-                    sender: metis_l1::sender::SenderConfig {
-                        chain_id: g.chain_id,
-                        bump_after_blocks: p.bump_after_blocks,
-                        max_fee_cap: p.max_fee_cap,
-                        max_blob_fee_cap: p.max_blob_fee_cap,
-                        max_in_flight: p.max_in_flight.max(1),
-                    },
-                },
-                p.key,
-                backend.engine().store().clone(),
-                app.shared_ledger(),
-                poster_status.clone(),
-            )
-            .map_err(|e| NodeError::L1(e.to_string()))?,
-        ),
-        _ => None,
-    };
-
+    let (hub, from_peers) = metis_net::SignHub::new();
+    let signer_status = metis_signer::SharedSignerStatus::default();
+    let pool_signer = start_signer(&s, &chain, &app, hub.clone(), from_peers, signer_status.clone());
+    let poster_status = metis_poster::SharedPosterStatus::default();
+    let poster = start_poster(&s, &chain, poster_status.clone())?;
     let rpc_addr = s.rpc.addr;
     let rpc = metis_rpc::start_with(
-        backend.clone(),
-        s.rpc,
-        vec![crate::posapi::module(
-            app.shared_ledger(),
-            view,
-            backend.clone(),
-            signer_status,
-            poster_status,
-        )],
+        chain.clone(),
+        s.rpc.clone(),
+        vec![posapi::module(view, chain.clone(), signer_status, poster_status)],
     )
     .await
     .map_err(|source| NodeError::Rpc { addr: rpc_addr, source })?;
-    // Gossip peers: any sequencer the ledger knows that has not left (a newcomer is accepted from the block
-    // that carried its Locked event, so its pool is full when it first proposes).
-    let ledger = app.shared_ledger();
-    let allowed: gossip::Allowed = Arc::new(move |key: &[u8; 32]| {
-        ledger
-            .read()
-            .sequencers()
-            .any(|q| q.consensus_key.0 == *key && q.status != metis_pos::SequencerStatus::Inactive)
-    });
-    let gossip_addr = gossip::start(
-        GossipConfig {
-            listen: s.gossip_listen,
-            peers: s.gossip_peers,
-            chain_id,
-        },
-        s.key.clone(),
-        allowed,
-        backend.clone(),
-        hub,
-    )
-    .await?;
+    let gossip_addr = start_gossip(&s, chain_id, &chain, hub).await?;
+    let (channels, engine) = start_consensus(&s, address, &consensus_signer).await?;
+    info!(address = ?address, rpc = %rpc.local_addr, gossip = %gossip_addr, "node started");
+    let app = tokio::spawn(app.run(channels));
+    Ok(RunningNode {
+        rpc,
+        gossip_addr,
+        backend: chain,
+        app,
+        engine,
+        tasks: [l1, pool_signer, poster].into_iter().flatten().collect(),
+    })
+}
 
+/// The consensus app on the chain, with its stored proposals, history setting and threshold-key rounds
+/// (this node's share of the current key is read from its encrypted file).
+fn open_app(
+    s: &NodeSettings,
+    chain: &Arc<Chain>,
+    signer: Arc<ConsensusSigner>,
+    dkg: Option<metis_mpc::seal::DkgSecret>,
+    passphrase: Option<metis_keystore::Passphrase>,
+) -> Result<App, NodeError> {
+    let genesis_ledger = Ledger::genesis(s.pos.params.clone(), s.pos.sequencers.clone(), s.pos.seed)?;
+    let app = App::open(chain.clone(), genesis_ledger, signer, s.timing)?
+        .with_proposal_store(&s.data_dir.join("proposals"))?
+        .with_history_keep(s.history_keep);
+    let shares_dir = s.data_dir.join("keys");
+    let current_round = app.ledger().keys().current.as_ref().map(|k| k.round);
+    let share = match (&passphrase, current_round) {
+        (Some(pass), Some(round)) => load_share(&shares_dir, round, pass)?,
+        _ => None,
+    };
+    let secrets = dkg.map(|dkg| metis_consensus::keys::KeySecrets {
+        identity: commonware_identity(&s.key),
+        dkg,
+    });
+    let sink = passphrase.map(|pass| share_sink(shares_dir, pass));
+    Ok(app.with_keys(secrets, share, sink)?)
+}
+
+/// The pool's threshold signer, when the genesis names a batch inbox: it follows the chain's commits.
+fn start_signer(
+    s: &NodeSettings,
+    chain: &Arc<Chain>,
+    app: &App,
+    hub: Arc<metis_net::SignHub>,
+    from_peers: tokio::sync::mpsc::Receiver<(metis_net::Peer, Vec<metis_net::SignMsg>)>,
+    status: metis_signer::SharedSignerStatus,
+) -> Option<JoinHandle<()>> {
+    let g = s.pos.l1.as_ref()?;
+    let inbox = g.batch_inbox?;
+    let mode = if s.pos.params.batch_blobs {
+        metis_batcher::DataMode::Blobs
+    } else {
+        metis_batcher::DataMode::Calldata
+    };
+    let config = metis_signer::SignerConfig {
+        l1_chain_id: g.chain_id,
+        inbox,
+        locking_pool: g.locking_pool,
+        mode,
+    };
+    let last_report = app.ledger().rewards().last.clone();
+    Some(metis_signer::spawn(
+        config,
+        chain,
+        hub,
+        from_peers,
+        app.signing_key(),
+        last_report,
+        status,
+    ))
+}
+
+/// The batch poster, when this node posts (`[l1.poster]`) and the genesis names a batch inbox.
+fn start_poster(
+    s: &NodeSettings,
+    chain: &Arc<Chain>,
+    status: metis_poster::SharedPosterStatus,
+) -> Result<Option<JoinHandle<()>>, NodeError> {
+    let (Some(g), Some(l), Some(p)) = (&s.pos.l1, &s.l1, &s.poster) else {
+        return Ok(None);
+    };
+    let Some(inbox) = g.batch_inbox else {
+        return Ok(None);
+    };
+    let config = metis_poster::PosterConfig {
+        l1_rpc: l.rpc.clone(),
+        inbox,
+        locking_pool: g.locking_pool,
+        poll: l.poll_interval,
+        turn_timeout: p.turn_timeout,
+        confirmations: l.confirmations,
+        sender: metis_l1::sender::SenderConfig {
+            chain_id: g.chain_id,
+            bump_after_blocks: p.bump_after_blocks,
+            max_fee_cap: p.max_fee_cap,
+            max_blob_fee_cap: p.max_blob_fee_cap,
+            max_in_flight: p.max_in_flight.max(1),
+        },
+    };
+    let store = chain.engine().store().clone();
+    metis_poster::spawn(config, p.key.clone(), store, chain.clone(), status)
+        .map(Some)
+        .map_err(|e| NodeError::L1(e.to_string()))
+}
+
+/// The transaction and signing links. Peers: any sequencer the ledger knows that has not left (a newcomer is
+/// accepted from the block that carried its Locked event, so its pool is full when it first proposes).
+async fn start_gossip(
+    s: &NodeSettings,
+    chain_id: u64,
+    chain: &Arc<Chain>,
+    hub: Arc<metis_net::SignHub>,
+) -> Result<SocketAddr, NodeError> {
+    let c = chain.clone();
+    let allowed: gossip::Allowed = Arc::new(move |key: &[u8; 32]| {
+        c.ledger().is_some_and(|l| {
+            l.sequencers()
+                .any(|q| q.consensus_key.0 == *key && q.status != metis_pos::SequencerStatus::Inactive)
+        })
+    });
+    let config = GossipConfig {
+        listen: s.gossip_listen,
+        peers: s.gossip_peers.clone(),
+        chain_id,
+    };
+    Ok(gossip::start(config, s.key.clone(), allowed, chain.clone(), hub).await?)
+}
+
+/// Malachite's settings: persistent peers, message size limits, value sync every 500 ms.
+fn malachite_config(s: &NodeSettings) -> Result<MalachiteConfig, NodeError> {
     let mut p2p = P2pConfig {
         listen_addr: multiaddr(&s.p2p_listen)?,
         persistent_peers: s.p2p_peers.iter().map(|p| multiaddr(p)).collect::<Result<_, _>>()?,
@@ -338,15 +370,23 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
         batch_size: 2,
         ..Default::default()
     };
-    let config = MalachiteConfig {
+    Ok(MalachiteConfig {
         moniker: s.moniker.clone(),
         consensus: ConsensusConfig {
             p2p,
             ..Default::default()
         },
         value_sync,
-    };
+    })
+}
 
+/// Malachite's engine (libp2p, WAL, sync) under this node's validator identity.
+async fn start_consensus(
+    s: &NodeSettings,
+    address: Address,
+    signer: &ConsensusSigner,
+) -> Result<(malachitebft_app_channel::Channels<MetisContext>, EngineHandle), NodeError> {
+    let config = malachite_config(s)?;
     let keypair =
         Keypair::ed25519_from_bytes(s.key.to_bytes()).map_err(|e| NodeError::Consensus(format!("network key: {e}")))?;
     let peer_id = keypair.public().to_peer_id();
@@ -358,7 +398,8 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
         .encode(&proof)
         .map_err(|e| NodeError::Consensus(format!("validator proof: {e}")))?;
     let identity = NetworkIdentity::new_validator(s.moniker.clone(), keypair, address.to_string(), proof_bytes);
-    let (channels, engine) = malachitebft_app_channel::start_engine(
+    info!(%peer_id, "starting consensus");
+    malachitebft_app_channel::start_engine(
         MetisContext,
         config,
         WalContext::new(s.data_dir.join("wal").join("consensus.wal"), WireCodec),
@@ -366,24 +407,13 @@ pub async fn start(s: NodeSettings) -> Result<RunningNode, NodeError> {
         ConsensusContext::new_validator(
             address,
             Box::new(ConsensusVerifier),
-            Box::new(ConsensusSigner::new(s.key)),
+            Box::new(ConsensusSigner::new(s.key.clone())),
         ),
         SyncContext::new(WireCodec),
         RequestContext::new(100),
     )
     .await
-    .map_err(|e| NodeError::Consensus(format!("{e:#}")))?;
-    info!(%peer_id, address = ?address, rpc = %rpc.local_addr, gossip = %gossip_addr, "node started");
-    let app = tokio::spawn(app.run(channels));
-    Ok(RunningNode {
-        rpc,
-        gossip_addr,
-        backend,
-        app,
-        engine,
-        l1: l1_task,
-        poster,
-    })
+    .map_err(|e| NodeError::Consensus(format!("{e:#}")))
 }
 
 fn commonware_identity(key: &ed25519_dalek::SigningKey) -> commonware_cryptography::ed25519::PrivateKey {
@@ -423,7 +453,7 @@ fn load_share(
 
 /// Saves each new share encrypted (argon2id + XChaCha20-Poly1305, 0600) off the consensus thread, then
 /// deletes the shares of earlier rounds: the new sharing is committed by then.
-fn share_sink(dir: PathBuf, pass: metis_keystore::Passphrase) -> crate::app::ShareSink {
+fn share_sink(dir: PathBuf, pass: metis_keystore::Passphrase) -> ShareSink {
     let pass = Arc::new(pass);
     Box::new(move |round, share| {
         use commonware_codec::Encode;
@@ -461,21 +491,29 @@ fn share_sink(dir: PathBuf, pass: metis_keystore::Passphrase) -> crate::app::Sha
     })
 }
 
-/// Starts the L1 listener task. It resumes at the L1 block of the last event the ledger took (events after it
-/// in that block are still needed), or at the genesis start block.
-fn spawn_listener(
-    g: &L1Genesis,
-    l: &L1Settings,
-    ledger: crate::posapi::SharedLedger,
-    view: metis_l1::SharedView,
-) -> Result<JoinHandle<()>, NodeError> {
+/// Starts the L1 listener task when the genesis names L1 contracts. It resumes at the L1 block of the last
+/// event the ledger took (events after it in that block are still needed), or at the genesis start block.
+fn start_listener(
+    s: &NodeSettings,
+    chain: &Chain,
+    view: &metis_l1::SharedView,
+) -> Result<Option<JoinHandle<()>>, NodeError> {
     use alloy::providers::{Provider, ProviderBuilder};
+    let (g, l) = match (&s.pos.l1, &s.l1) {
+        (None, _) => return Ok(None),
+        (Some(_), None) => {
+            return Err(NodeError::L1(
+                "the genesis names L1 contracts but no L1 endpoint is configured".into(),
+            ))
+        }
+        (Some(g), Some(l)) => (g, l),
+    };
     let url = l
         .rpc
         .parse()
         .map_err(|e| NodeError::L1(format!("L1 RPC URL {}: {e}", l.rpc)))?;
     let provider = ProviderBuilder::new().connect_http(url).erased();
-    let resume = ledger.read().last_l1().map(|(block, _)| block);
+    let resume = chain.ledger().and_then(|l| l.last_l1()).map(|(block, _)| block);
     let config = metis_l1::ListenerConfig {
         locking_pool: g.locking_pool,
         locking_info: Some(g.locking_info),
@@ -491,11 +529,11 @@ fn spawn_listener(
         "following L1 staking"
     );
     let listener = metis_l1::Listener::new(provider, config);
-    Ok(tokio::spawn(
+    Ok(Some(tokio::spawn(
         listener
-            .follow(view, l.poll_interval)
+            .follow(view.clone(), l.poll_interval)
             .instrument(tracing::info_span!("l1")),
-    ))
+    )))
 }
 
 #[cfg(test)]

@@ -8,9 +8,6 @@
 //! loses nothing (the contracts' index checks make a double post a harmless revert). The nonces, fees, bumps and
 //! replacements are [`metis_l1::sender`]'s.
 
-use crate::batches;
-use crate::pool_signer::{meta_reward, meta_reward_signature, SignatureRecord};
-use crate::posapi::SharedLedger;
 use alloy::eips::eip7594::BlobTransactionSidecarEip7594;
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, Bytes, U256};
@@ -18,10 +15,14 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy_sol_types::SolCall;
 use borsh::BorshDeserialize;
+use metis_chain::schema;
+use metis_chain::Chain;
 use metis_contracts::bindings::BatchInbox::{self, BatchHeader};
 use metis_contracts::bindings::LockingPool;
 use metis_execution::store::Store;
 use metis_l1::sender::{Outgoing, Sender, SenderConfig, Slot};
+use metis_signer::batches;
+use metis_signer::SignatureRecord;
 use parking_lot::RwLock;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -99,7 +100,7 @@ pub fn append_gas(calldata_len: usize) -> u64 {
 struct Poster {
     cfg: PosterConfig,
     store: Store,
-    ledger: SharedLedger,
+    chain: Arc<Chain>,
     provider: DynProvider,
     sender: Sender<Item>,
     status: SharedPosterStatus,
@@ -113,7 +114,7 @@ pub fn spawn(
     cfg: PosterConfig,
     key: PrivateKeySigner,
     store: Store,
-    ledger: SharedLedger,
+    chain: Arc<Chain>,
     status: SharedPosterStatus,
 ) -> Result<tokio::task::JoinHandle<()>, PosterError> {
     let url: alloy::transports::http::reqwest::Url = cfg
@@ -133,7 +134,7 @@ pub fn spawn(
         sender: Sender::new(signing, from, cfg.sender.clone()),
         cfg,
         store,
-        ledger,
+        chain,
         provider,
         status,
         due_since: HashMap::new(),
@@ -159,7 +160,7 @@ pub fn spawn(
 impl Poster {
     /// This node's place in the posting order of the current epoch.
     fn turn(&self) -> Option<usize> {
-        let l = self.ledger.read().clone();
+        let l = self.chain.ledger()?;
         let me = l
             .sequencers()
             .find(|s| s.signer == self.sender.address() && s.status != metis_pos::SequencerStatus::Inactive)?
@@ -204,12 +205,12 @@ impl Poster {
         // Due: signed here and not on L1, in the order L1 takes them.
         let mut due = Vec::new();
         for index in next..next + self.cfg.sender.max_in_flight as u64 {
-            if !self.has(&batches::meta_signature(index)) {
+            if !self.has(&schema::batch_signature(index)) {
                 break;
             }
             due.push(Item::Batch(index));
         }
-        if last_reward < u64::MAX && self.has(&meta_reward_signature(last_reward + 1)) {
+        if last_reward < u64::MAX && self.has(&schema::reward_signature(last_reward + 1)) {
             due.push(Item::Rewards(last_reward + 1));
         }
         let now = Instant::now();
@@ -303,10 +304,10 @@ impl Poster {
                 let header = batches::header(&self.store, index)
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| format!("batch {index} has no header here"))?;
-                let sig = self.signature(&batches::meta_signature(index))?;
+                let sig = self.signature(&schema::batch_signature(index))?;
                 let payload = self
                     .store
-                    .meta(&batches::meta_payload(index))
+                    .meta(&schema::batch_payload(index))
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| format!("batch {index} has no payload here"))?;
                 let blobs = !header.blobHashes.is_empty();
@@ -333,12 +334,12 @@ impl Poster {
             Item::Rewards(id) => {
                 let raw = self
                     .store
-                    .meta(&meta_reward(id))
+                    .meta(&schema::reward(id))
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| format!("reward report {id} missing"))?;
                 let r: metis_pos::RewardReport =
                     serde_json::from_slice(&raw).map_err(|_| format!("reward report {id} is corrupt"))?;
-                let sig = self.signature(&meta_reward_signature(id))?;
+                let sig = self.signature(&schema::reward_signature(id))?;
                 let input: Bytes = LockingPool::batchSubmitRewardsCall {
                     batchId: U256::from(r.batch_id),
                     startEpoch: U256::from(r.start_epoch),

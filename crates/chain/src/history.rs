@@ -3,23 +3,9 @@
 //! commit as the block whose ledger handed them over; read by the PoS API for anything older than the ledger
 //! keeps.
 
+use crate::schema::{history_epoch, history_l1, history_re_election, history_set_change, RE_ELECTIONS};
 use metis_execution::store::Store;
 use metis_pos::{AppliedL1, ArchivedEpoch, History, SetChange};
-
-const RE_ELECTIONS: &str = "pos/hist/re_elections";
-
-pub fn epoch_key(id: u64) -> String {
-    format!("pos/hist/epoch/{id:016x}")
-}
-pub fn set_change_key(n: u64) -> String {
-    format!("pos/hist/set/{n:016x}")
-}
-pub fn applied_l1_key(n: u64) -> String {
-    format!("pos/hist/l1/{n:016x}")
-}
-fn re_election_key(n: u64) -> String {
-    format!("pos/hist/re_election/{n:016x}")
-}
 
 /// Archived re-elections so far (the index's length).
 pub fn re_elections_archived(store: &Store) -> u64 {
@@ -41,9 +27,9 @@ pub fn rows(store: &Store, h: &History) -> Vec<(String, Vec<u8>)> {
     let mut re = re_elections_archived(store);
     let re_before = re;
     for e in &h.epochs {
-        out.push((epoch_key(e.epoch.id), json(e)));
+        out.push((history_epoch(e.epoch.id), json(e)));
         if matches!(e.epoch.reason, metis_pos::ElectionReason::ReElection { .. }) {
-            out.push((re_election_key(re), e.epoch.id.to_be_bytes().to_vec()));
+            out.push((history_re_election(re), e.epoch.id.to_be_bytes().to_vec()));
             re += 1;
         }
     }
@@ -51,10 +37,10 @@ pub fn rows(store: &Store, h: &History) -> Vec<(String, Vec<u8>)> {
         out.push((RE_ELECTIONS.to_string(), re.to_be_bytes().to_vec()));
     }
     for (n, c) in &h.set_changes {
-        out.push((set_change_key(*n), json(c)));
+        out.push((history_set_change(*n), json(c)));
     }
     for (n, a) in &h.applied_l1 {
-        out.push((applied_l1_key(*n), json(a)));
+        out.push((history_l1(*n), json(a)));
     }
     out
 }
@@ -68,16 +54,16 @@ fn read<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> Option<T> {
 }
 
 pub fn epoch(store: &Store, id: u64) -> Option<ArchivedEpoch> {
-    read(store, &epoch_key(id))
+    read(store, &history_epoch(id))
 }
 pub fn set_change(store: &Store, n: u64) -> Option<SetChange> {
-    read(store, &set_change_key(n))
+    read(store, &history_set_change(n))
 }
 pub fn applied_l1(store: &Store, n: u64) -> Option<AppliedL1> {
-    read(store, &applied_l1_key(n))
+    read(store, &history_l1(n))
 }
 /// The epoch id of the `n`th archived re-election.
 pub fn re_election(store: &Store, n: u64) -> Option<u64> {
-    let b = store.meta(&re_election_key(n)).ok()??;
+    let b = store.meta(&history_re_election(n)).ok()??;
     Some(u64::from_be_bytes(b.try_into().ok()?))
 }

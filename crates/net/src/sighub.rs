@@ -1,6 +1,6 @@
 //! Threshold-signing messages between the sequencers, over the authenticated gossip links: partial signatures
 //! of open requests and completed signatures. The gossip carries them as their own frame type; the pool
-//! signer ([`crate::pool_signer`]) produces and consumes them through this hub.
+//! signer (`metis-signer`) produces and consumes them through this hub.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use parking_lot::Mutex;

@@ -8,33 +8,9 @@ use alloy_primitives::B256;
 use alloy_sol_types::SolValue;
 use metis_batcher::payload::BatchBlock;
 use metis_batcher::{BatchBuilder, DataMode, DerivedBatch};
+use metis_chain::schema;
 use metis_contracts::bindings::BatchInbox::BatchHeader;
 use metis_execution::store::{Store, StoreError};
-
-pub const META_BATCH_NEXT: &str = "batch/next";
-
-pub fn meta_cut(index: u64) -> String {
-    format!("batchcut/{index}")
-}
-
-pub fn meta_header(index: u64) -> String {
-    format!("batch/{index}")
-}
-
-pub fn meta_payload(index: u64) -> String {
-    format!("batchdata/{index}")
-}
-
-pub fn meta_signature(index: u64) -> String {
-    format!("batchsig/{index}")
-}
-
-pub fn encode_cut(first: u64, last: u64) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&first.to_be_bytes());
-    b[8..].copy_from_slice(&last.to_be_bytes());
-    b
-}
 
 fn decode_u64(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
@@ -54,31 +30,31 @@ pub enum BatchError {
 
 /// A stored header.
 pub fn header(store: &Store, index: u64) -> Result<Option<BatchHeader>, BatchError> {
-    let Some(b) = store.meta(&meta_header(index))? else {
+    let Some(b) = store.meta(&schema::batch_header(index))? else {
         return Ok(None);
     };
     BatchHeader::abi_decode(&b)
         .map(Some)
-        .map_err(|_| BatchError::Corrupt(meta_header(index)))
+        .map_err(|_| BatchError::Corrupt(schema::batch_header(index)))
 }
 
 /// Index of the first cut without a header.
 pub fn next_index(store: &Store) -> Result<u64, BatchError> {
-    match store.meta(META_BATCH_NEXT)? {
+    match store.meta(schema::BATCH_NEXT)? {
         None => Ok(0),
-        Some(b) => decode_u64(&b).ok_or_else(|| BatchError::Corrupt(META_BATCH_NEXT.into())),
+        Some(b) => decode_u64(&b).ok_or_else(|| BatchError::Corrupt(schema::BATCH_NEXT.into())),
     }
 }
 
 /// The next cut without a header, if any.
 fn next_cut(store: &Store) -> Result<Option<(u64, u64, u64)>, BatchError> {
     let next = next_index(store)?;
-    let Some(c) = store.meta(&meta_cut(next))? else {
+    let Some(c) = store.meta(&schema::batch_cut(next))? else {
         return Ok(None);
     };
     match (decode_u64(&c), c.get(8..).and_then(decode_u64)) {
         (Some(first), Some(last)) if first <= last => Ok(Some((next, first, last))),
-        _ => Err(BatchError::Corrupt(meta_cut(next))),
+        _ => Err(BatchError::Corrupt(schema::batch_cut(next))),
     }
 }
 
@@ -107,7 +83,7 @@ pub fn derive_next(
     let parent = match index {
         0 => B256::ZERO,
         i => metis_contracts::digest::batch_hash(
-            &header(store, i - 1)?.ok_or_else(|| BatchError::Corrupt(meta_header(i - 1)))?,
+            &header(store, i - 1)?.ok_or_else(|| BatchError::Corrupt(schema::batch_header(i - 1)))?,
         ),
     };
     let matches = built
@@ -126,9 +102,9 @@ pub fn derive_next(
     let d = builder.finish(index, parent, mode)?;
     let encoded = d.header.abi_encode();
     store.put_meta(&[
-        (&meta_header(index), &encoded),
-        (&meta_payload(index), &d.payload),
-        (META_BATCH_NEXT, &(index + 1).to_be_bytes()),
+        (&schema::batch_header(index), &encoded),
+        (&schema::batch_payload(index), &d.payload),
+        (schema::BATCH_NEXT, &(index + 1).to_be_bytes()),
     ])?;
     Ok(Some(d))
 }
@@ -138,7 +114,7 @@ pub fn batch_for_block(store: &Store, n: u64) -> Result<Option<BatchHeader>, Bat
     let (mut lo, mut hi) = (0u64, next_index(store)?);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let h = header(store, mid)?.ok_or_else(|| BatchError::Corrupt(meta_header(mid)))?;
+        let h = header(store, mid)?.ok_or_else(|| BatchError::Corrupt(schema::batch_header(mid)))?;
         if n < h.l2FirstBlock {
             hi = mid;
         } else if n > h.l2LastBlock {
@@ -175,7 +151,7 @@ pub fn tx_proof(store: &Store, block: u64, index: u32) -> Result<Option<TxProof>
     let leaf = leaves[position];
     let tree = metis_batcher::TxTree::new(leaves);
     if tree.root() != header.txRoot {
-        return Err(BatchError::Corrupt(meta_header(header.index)));
+        return Err(BatchError::Corrupt(schema::batch_header(header.index)));
     }
     let proof = tree.proof(position).unwrap_or_default();
     Ok(Some(TxProof { header, leaf, proof }))

@@ -5,15 +5,18 @@
 
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::RpcModule;
+use metis_chain::{schema, Chain};
 use metis_l1::SharedView;
 use metis_pos::{Epoch, Ledger, Sequencer};
-use metis_rpc::Backend;
-use parking_lot::RwLock;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// The ledger after the last decided block; replaced (not mutated) per block, so readers clone the `Arc`.
-pub type SharedLedger = Arc<RwLock<Arc<Ledger>>>;
+/// The ledger after the head block (the chain publishes it with each commit).
+fn current(chain: &Chain) -> Result<Arc<Ledger>, ErrorObjectOwned> {
+    chain
+        .ledger()
+        .ok_or_else(|| ErrorObjectOwned::owned(-32603, "this chain has no PoS ledger", None::<()>))
+}
 
 /// Epochs returned per call at most.
 const MAX_EPOCHS: u64 = 1000;
@@ -97,13 +100,13 @@ fn batch_json(
 ) -> Result<Value, ErrorObjectOwned> {
     use borsh::BorshDeserialize;
     let internal = |e: String| ErrorObjectOwned::owned(-32603, e, None::<()>);
-    let Some(h) = crate::batches::header(store, index).map_err(|e| internal(e.to_string()))? else {
+    let Some(h) = metis_signer::batches::header(store, index).map_err(|e| internal(e.to_string()))? else {
         return Ok(Value::Null);
     };
     let sig = store
-        .meta(&crate::batches::meta_signature(index))
+        .meta(&schema::batch_signature(index))
         .map_err(|e| internal(e.to_string()))?
-        .and_then(|b| crate::pool_signer::SignatureRecord::try_from_slice(&b).ok());
+        .and_then(|b| metis_signer::SignatureRecord::try_from_slice(&b).ok());
     let mut v = header_json(&h);
     v["signature"] = json!(sig.as_ref().map(|r| alloy_primitives::Bytes::from(r.signature.clone())));
     v["signatureLatencyMs"] = json!(sig.as_ref().map(|r| r.latency_ms));
@@ -111,7 +114,7 @@ fn batch_json(
     v["keyRound"] = json!(sig.as_ref().map(|r| r.key_round));
     if with_payload {
         let payload = store
-            .meta(&crate::batches::meta_payload(index))
+            .meta(&schema::batch_payload(index))
             .map_err(|e| internal(e.to_string()))?
             .map(alloy_primitives::Bytes::from);
         v["payload"] = json!(payload);
@@ -120,11 +123,10 @@ fn batch_json(
 }
 
 pub fn module(
-    ledger: SharedLedger,
     view: SharedView,
-    backend: Arc<Backend>,
-    signer: crate::pool_signer::SharedSignerStatus,
-    poster: crate::poster::SharedPosterStatus,
+    backend: Arc<Chain>,
+    signer: metis_signer::SharedSignerStatus,
+    poster: metis_poster::SharedPosterStatus,
 ) -> RpcModule<()> {
     let mut m = RpcModule::new(());
     let _ = m.register_method("metis_poster", move |_, _, _| {
@@ -144,7 +146,7 @@ pub fn module(
     let _ = m.register_method("metis_getBatchForBlock", move |params, _, _| {
         let (n,): (u64,) = params.parse().map_err(|_| invalid("expected [blockNumber]"))?;
         let store = b.engine().store().clone();
-        match crate::batches::batch_for_block(&store, n) {
+        match metis_signer::batches::batch_for_block(&store, n) {
             Ok(Some(h)) => batch_json(&store, h.index, false),
             Ok(None) => Ok(Value::Null),
             Err(e) => Err(ErrorObjectOwned::owned(-32603, e.to_string(), None::<()>)),
@@ -159,7 +161,7 @@ pub fn module(
             return Ok(Value::Null);
         };
         // Reads the batch's transactions: off the async workers.
-        let proof = tokio::task::block_in_place(|| crate::batches::tx_proof(&store, block, index))
+        let proof = tokio::task::block_in_place(|| metis_signer::batches::tx_proof(&store, block, index))
             .map_err(|e| internal(e.to_string()))?;
         Ok::<_, ErrorObjectOwned>(match proof {
             None => Value::Null,
@@ -179,25 +181,22 @@ pub fn module(
         let (id,): (u64,) = params.parse().map_err(|_| invalid("expected [batchId]"))?;
         let store = b.engine().store().clone();
         let internal = |e: String| ErrorObjectOwned::owned(-32603, e, None::<()>);
-        let Some(bytes) = store
-            .meta(&crate::pool_signer::meta_reward(id))
-            .map_err(|e| internal(e.to_string()))?
-        else {
+        let Some(bytes) = store.meta(&schema::reward(id)).map_err(|e| internal(e.to_string()))? else {
             return Ok(Value::Null);
         };
         let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| internal(e.to_string()))?;
         let sig = store
-            .meta(&crate::pool_signer::meta_reward_signature(id))
+            .meta(&schema::reward_signature(id))
             .map_err(|e| internal(e.to_string()))?
-            .and_then(|b| crate::pool_signer::SignatureRecord::try_from_slice(&b).ok());
+            .and_then(|b| metis_signer::SignatureRecord::try_from_slice(&b).ok());
         v["signature"] = json!(sig.as_ref().map(|r| alloy_primitives::Bytes::from(r.signature.clone())));
         v["signatureLatencyMs"] = json!(sig.as_ref().map(|r| r.latency_ms));
         Ok::<_, ErrorObjectOwned>(v)
     });
-    let l = ledger.clone();
+    let l = backend.clone();
     let _ = m.register_method("metis_signer", move |_, _, _| {
         let (batches, rewards) = {
-            let l = l.read();
+            let l = current(&l)?;
             (l.batches().clone(), l.rewards().clone())
         };
         let st = signer.read().clone();
@@ -212,12 +211,12 @@ pub fn module(
             "rewards": rewards,
         }))
     });
-    let l = ledger.clone();
+    let l = backend.clone();
     let _ = m.register_method("metis_sequencer", move |params, _, _| {
         let (key,): (Value,) = params
             .parse()
             .map_err(|_| invalid("expected a sequencer id or signer address"))?;
-        let l = l.read().clone();
+        let l = current(&l)?;
         let found = match &key {
             Value::Number(n) => n.as_u64().and_then(|id| l.sequencer(id)),
             Value::String(s) => match s.parse::<alloy_primitives::Address>() {
@@ -229,18 +228,18 @@ pub fn module(
         let view = SetView::of(&l);
         Ok::<_, ErrorObjectOwned>(found.map(|s| sequencer_json(&view, s)).unwrap_or(Value::Null))
     });
-    let l = ledger.clone();
+    let l = backend.clone();
     let store = backend.engine().store().clone();
     let _ = m.register_method("metis_l1Events", move |params, _, _| {
         let (from, count) = page(params)?;
-        let l = l.read().clone();
+        let l = current(&l)?;
         let archived = l.archived().applied_l1;
         let total = archived + l.applied_l1().len() as u64;
         let (from, count) = (from as u64, count as u64);
         let records: Vec<metis_pos::AppliedL1> = (from..from.saturating_add(count).min(total))
             .filter_map(|n| {
                 if n < archived {
-                    crate::history::applied_l1(&store, n)
+                    metis_chain::history::applied_l1(&store, n)
                 } else {
                     l.applied_l1().get(usize::try_from(n - archived).ok()?).cloned()
                 }
@@ -263,15 +262,15 @@ pub fn module(
             .collect();
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
-    let l = ledger.clone();
+    let l = backend.clone();
     let b = backend.clone();
     let _ = m.register_method("metis_thresholdKey", move |_, _, _| {
-        let l = l.read().clone();
+        let l = current(&l)?;
         // The public polynomial and members of the last completed round (public data; what aggregators need).
         let output = b
             .engine()
             .store()
-            .meta(crate::app::META_KEY_OUTPUT)
+            .meta(schema::KEY_OUTPUT)
             .ok()
             .flatten()
             .map(|o| format!("0x{}", alloy_primitives::hex::encode(o)));
@@ -296,24 +295,24 @@ pub fn module(
             "history": k.history,
         }))
     });
-    let l = ledger.clone();
+    let l = backend.clone();
     let store = backend.engine().store().clone();
     let _ = m.register_method("metis_reElections", move |_, _, _| {
-        let l = l.read().clone();
-        let mut out: Vec<Value> = (0..crate::history::re_elections_archived(&store))
-            .filter_map(|n| crate::history::re_election(&store, n))
-            .filter_map(|id| crate::history::epoch(&store, id))
+        let l = current(&l)?;
+        let mut out: Vec<Value> = (0..metis_chain::history::re_elections_archived(&store))
+            .filter_map(|n| metis_chain::history::re_election(&store, n))
+            .filter_map(|id| metis_chain::history::epoch(&store, id))
             .map(|a| epoch_json(&l, &a.epoch))
             .collect();
         out.extend(l.re_elections().map(|e| epoch_json(&l, e)));
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
-    let l = ledger.clone();
+    let l = backend.clone();
     let store = backend.engine().store().clone();
     let _ = m.register_method("metis_setChanges", move |_, _, _| {
-        let l = l.read().clone();
+        let l = current(&l)?;
         let mut out: Vec<Value> = (0..l.archived().set_changes)
-            .filter_map(|n| crate::history::set_change(&store, n))
+            .filter_map(|n| metis_chain::history::set_change(&store, n))
             .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
             .collect();
         out.extend(
@@ -323,9 +322,9 @@ pub fn module(
         );
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
-    let l = ledger.clone();
+    let l = backend.clone();
     let _ = m.register_method("metis_l1Status", move |_, _, _| {
-        let l = l.read().clone();
+        let l = current(&l)?;
         let v = view.read();
         Ok::<_, ErrorObjectOwned>(json!({
             "synced_to": v.synced_to,
@@ -340,9 +339,10 @@ pub fn module(
         let engine = b.engine();
         let bytes = engine
             .store()
-            .meta(&crate::app::meta_cert(height))
+            .meta(&schema::cert(height))
             .map_err(|e| ErrorObjectOwned::owned(-32000, e.to_string(), None::<()>))?;
-        let Some(cert) = bytes.and_then(|b| borsh::from_slice::<crate::codec::WireCertificate>(&b).ok()) else {
+        let Some(cert) = bytes.and_then(|b| borsh::from_slice::<metis_consensus::codec::WireCertificate>(&b).ok())
+        else {
             return Ok(Value::Null);
         };
         let signers: Vec<String> = cert.signatures.iter().map(|(a, _, _)| a.to_string()).collect();
@@ -353,7 +353,7 @@ pub fn module(
             "signers": signers,
         }))
     });
-    let l = ledger.clone();
+    let l = backend.clone();
     // Registration fails only on a duplicate name; these are unique.
     let store = backend.engine().store().clone();
     let _ = m.register_method("metis_epochs", move |params, _, _| {
@@ -362,7 +362,7 @@ pub fn module(
         if count > MAX_EPOCHS {
             return Err(invalid("at most 1000 epochs per call"));
         }
-        let l = l.read().clone();
+        let l = current(&l)?;
         let from = from.unwrap_or(0);
         let archived = l.archived().epochs;
         let total = archived + l.epochs().len() as u64;
@@ -370,7 +370,7 @@ pub fn module(
         let out: Vec<Value> = (from..from.saturating_add(count).min(total))
             .filter_map(|id| {
                 if id < archived {
-                    crate::history::epoch(&store, id).map(|a| epoch_json(&l, &a.epoch))
+                    metis_chain::history::epoch(&store, id).map(|a| epoch_json(&l, &a.epoch))
                 } else {
                     l.epoch(id).map(|e| epoch_json(&l, e))
                 }
@@ -378,21 +378,21 @@ pub fn module(
             .collect();
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
-    let l = ledger.clone();
+    let l = backend.clone();
     let _ = m.register_method("metis_currentEpoch", move |_, _, _| {
-        let l = l.read().clone();
+        let l = current(&l)?;
         Ok::<_, ErrorObjectOwned>(epoch_json(&l, l.current_epoch()))
     });
-    let l = ledger.clone();
+    let l = backend.clone();
     let _ = m.register_method("metis_validators", move |_, _, _| {
-        let l = l.read().clone();
+        let l = current(&l)?;
         let view = SetView::of(&l);
         let out: Vec<Value> = l.sequencers().map(|s| sequencer_json(&view, s)).collect();
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
-    let l = ledger;
+    let l = backend.clone();
     let _ = m.register_method("metis_ledger", move |_, _, _| {
-        let l = l.read().clone();
+        let l = current(&l)?;
         Ok::<_, ErrorObjectOwned>(json!({
             "height": l.height(),
             "state_hash": l.state_hash(),

@@ -3,9 +3,10 @@
 //!
 //! Every node dials every peer it is configured with and sends on the connections it dialled; a connection a
 //! peer dialled carries this node's traffic back only while this node has no dialled link to that peer (so a
-//! newcomer that only some nodes list still receives everything). Every connection is received on. A connection starts with a handshake that authenticates both ends by their ed25519
-//! consensus keys (only validators of the genesis set are accepted) and agrees on fresh keys by ephemeral
-//! X25519; every frame after it is sealed with ChaCha20-Poly1305 under a per-direction key and counter, so a
+//! newcomer that only some nodes list still receives everything). Every connection is received on. A
+//! connection starts with a handshake that authenticates both ends by their ed25519 consensus keys (only keys
+//! the node's [`Allowed`] check accepts: the ledger's sequencers that have not left, asked at each handshake)
+//! and agrees on fresh keys by ephemeral X25519; every frame after it is sealed with ChaCha20-Poly1305 under a per-direction key and counter, so a
 //! frame cannot be forged, replayed, reordered or read on the way. Frames are size-limited before they are
 //! read. On (re)connecting, a node sends its whole pool, so transactions admitted while a peer was down reach
 //! it too.
@@ -14,12 +15,13 @@
 //! as soon as they are published, ahead of queued transactions.
 
 use crate::sighub::{decode_msgs, encode_msgs, SignHub, SignMsg, MAX_SIGN_MSGS};
+use crate::PeerKey;
 use alloy_eips::eip2718::Encodable2718;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use metis_chain::Chain;
 use metis_execution::RecoveredTx;
-use metis_rpc::Backend;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -256,7 +258,7 @@ struct Ctx {
     key: Arc<SigningKey>,
     chain_id: u64,
     allowed: Allowed,
-    backend: Arc<Backend>,
+    backend: Arc<Chain>,
     hub: Arc<SignHub>,
     dialled: Dialled,
 }
@@ -267,7 +269,7 @@ pub async fn start(
     cfg: GossipConfig,
     key: SigningKey,
     allowed: Allowed,
-    backend: Arc<Backend>,
+    backend: Arc<Chain>,
     hub: Arc<SignHub>,
 ) -> Result<SocketAddr, GossipError> {
     let listener = TcpListener::bind(cfg.listen).await?;
@@ -321,7 +323,7 @@ async fn secure(stream: &mut TcpStream, ctx: &Ctx) -> Result<Session, GossipErro
 async fn accept(mut stream: TcpStream, ctx: &Ctx) -> Result<(), GossipError> {
     let s = secure(&mut stream, ctx).await?;
     let peer = s.peer.to_bytes();
-    debug!(peer = %crate::types::Address(peer), "gossip peer connected (inbound)");
+    debug!(peer = %PeerKey(peer), "gossip peer connected (inbound)");
     let dialled = ctx.dialled.clone();
     run_link(stream, s, ctx, move || !dialled.has(&peer)).await
 }
@@ -340,7 +342,7 @@ async fn dial_loop(peer: SocketAddr, ctx: Ctx) {
 async fn dial(peer: SocketAddr, ctx: &Ctx) -> Result<(), GossipError> {
     let mut stream = TcpStream::connect(peer).await?;
     let s = secure(&mut stream, ctx).await?;
-    info!(peer = %crate::types::Address(s.peer.to_bytes()), "gossip link up");
+    info!(peer = %PeerKey(s.peer.to_bytes()), "gossip link up");
     let _up = ctx.dialled.up(s.peer.to_bytes());
     run_link(stream, s, ctx, || true).await
 }
@@ -439,7 +441,7 @@ async fn receive<R: AsyncRead + Unpin>(
 async fn send_pool<W: AsyncWrite + Unpin>(
     s: &mut SendHalf,
     stream: &mut W,
-    backend: &Backend,
+    backend: &metis_chain::Chain,
 ) -> Result<usize, GossipError> {
     let pool: Vec<Vec<u8>> = backend.pool().all().map(|t| t.envelope.encoded_2718()).collect();
     let n = pool.len();

@@ -1,0 +1,10 @@
+//! The pool's threshold signer inside a node ([`signer`]) and the batch headers it signs, derived from the
+//! node's own chain ([`batches`]). It follows the chain's commits (`metis_chain::Committed`): nothing can be
+//! requested from the network or the RPC.
+
+pub mod batches;
+pub mod signer;
+
+pub use signer::{
+    batch_request, rewards_request, spawn, SharedSignerStatus, SignatureRecord, SignerConfig, SignerStatus,
+};
