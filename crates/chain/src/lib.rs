@@ -4,7 +4,6 @@
 //! side never calls them. Reads take the engine's read lock only briefly.
 
 pub mod history;
-pub mod schema;
 
 use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
 use alloy_primitives::{Address, Bytes, B256};

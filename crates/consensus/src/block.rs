@@ -44,22 +44,26 @@ pub struct BlockData {
 }
 
 /// The root the header commits to: keccak over the PoS transactions' canonical encodings, length-prefixed.
-pub fn pos_root(pos_txs: &[PosTx]) -> B256 {
-    let mut buf = b"metis-seq/pos-txs/v1".to_vec();
+pub fn pos_root(pos_txs: &[PosTx]) -> Result<B256, BlockDataError> {
+    let mut buf = b"metis-seq/pos-txs/v2".to_vec();
     buf.extend_from_slice(&(pos_txs.len() as u64).to_be_bytes());
     for t in pos_txs {
-        let b = t.to_bytes();
+        let b = pos_tx_bytes(t)?;
         buf.extend_from_slice(&(b.len() as u64).to_be_bytes());
         buf.extend_from_slice(&b);
     }
-    keccak256(buf)
+    Ok(keccak256(buf))
+}
+
+fn pos_tx_bytes(t: &PosTx) -> Result<Vec<u8>, BlockDataError> {
+    t.to_bytes().map_err(|e| BlockDataError::Encoding(e.to_string()))
 }
 
 /// The header's extra data: the ledger hash before the block, then the PoS transactions' root.
-pub fn extra_data(ledger_hash: B256, pos_txs: &[PosTx]) -> Vec<u8> {
+pub fn extra_data(ledger_hash: B256, pos_txs: &[PosTx]) -> Result<Vec<u8>, BlockDataError> {
     let mut v = ledger_hash.to_vec();
-    v.extend_from_slice(pos_root(pos_txs).as_slice());
-    v
+    v.extend_from_slice(pos_root(pos_txs)?.as_slice());
+    Ok(v)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,18 +85,18 @@ pub fn encode_block<'a>(
     txs: impl IntoIterator<Item = &'a TxEnvelope>,
     pos_txs: &[PosTx],
     last_commit: Option<&WireCertificate>,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, BlockDataError> {
     let wire = WireBlock {
         header_rlp: alloy_rlp::encode(header),
         txs: txs.into_iter().map(|t| t.encoded_2718()).collect(),
-        pos_txs: pos_txs.iter().map(PosTx::to_bytes).collect(),
+        pos_txs: pos_txs.iter().map(pos_tx_bytes).collect::<Result<_, _>>()?,
         last_commit: last_commit.cloned(),
     };
-    borsh::to_vec(&wire).unwrap_or_default()
+    borsh::to_vec(&wire).map_err(|e| BlockDataError::Encoding(e.to_string()))
 }
 
 impl BlockData {
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>, BlockDataError> {
         encode_block(
             &self.header,
             self.txs.iter().map(|t| &t.envelope),
@@ -332,7 +336,7 @@ mod tests {
             number: 3,
             ..Default::default()
         };
-        let bytes = encode_block(&header, txs.iter().map(|t| &t.envelope), &[], None);
+        let bytes = encode_block(&header, txs.iter().map(|t| &t.envelope), &[], None).unwrap();
         // Every third transaction is held (with its sender); the other 466 are recovered on several threads.
         let held: std::collections::HashMap<B256, RecoveredTx> =
             txs.iter().step_by(3).map(|t| (t.hash, t.clone())).collect();

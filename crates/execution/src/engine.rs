@@ -6,11 +6,11 @@
 use crate::executor::{build_block, execute_block, BlockContext, BlockError, ExecutedBlock};
 use crate::genesis::ChainSpec;
 use crate::state::WorldState;
-use crate::store::{BlockWrite, Store, StoreError};
 use crate::tx::{RecoveredTx, TxError};
 use alloy_consensus::Header;
 use alloy_primitives::{Address, B256};
 use alloy_trie::EMPTY_ROOT_HASH;
+use metis_storage::{BlockWrite, Store, StoreError, StoredTx};
 use std::path::Path;
 use tracing::info;
 
@@ -76,7 +76,7 @@ impl Engine {
                         receipts: &[],
                         changeset: &changeset,
                     },
-                    &[("genesis", genesis_hash.as_slice())],
+                    &[(metis_storage::schema::GENESIS, genesis_hash.as_slice())],
                 )?;
                 let mut state = genesis_state;
                 state.record_block_hash(0, genesis_hash);
@@ -90,7 +90,11 @@ impl Engine {
                 })
             }
             Some((number, hash)) => {
-                let stored = store.meta("genesis")?.map(|v| B256::from_slice(&v)).unwrap_or_default();
+                let stored = store
+                    .meta(metis_storage::schema::GENESIS)?
+                    .filter(|v| v.len() == 32)
+                    .map(|v| B256::from_slice(&v))
+                    .ok_or_else(|| StoreError::Corrupt("missing genesis record".into()))?;
                 if stored != genesis_hash {
                     return Err(EngineError::GenesisMismatch {
                         stored,
@@ -203,11 +207,20 @@ impl Engine {
                 head: self.head.number,
             });
         }
+        let txs: Vec<StoredTx<'_>> = block
+            .transactions
+            .iter()
+            .map(|t| StoredTx {
+                hash: t.hash,
+                sender: t.sender,
+                envelope: &t.envelope,
+            })
+            .collect();
         self.store.write_block(
             &BlockWrite {
                 header: &block.header,
                 hash: block.hash,
-                transactions: &block.transactions,
+                transactions: &txs,
                 receipts: &block.receipts,
                 changeset: &block.changeset,
             },

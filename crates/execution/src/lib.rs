@@ -9,7 +9,6 @@ pub mod engine;
 pub mod executor;
 pub mod genesis;
 pub mod state;
-pub mod store;
 pub mod trie;
 pub mod tx;
 

@@ -19,29 +19,21 @@ pub const BLOCK_HASH_HISTORY: u64 = 256;
 pub struct StateError(pub String);
 impl DBErrorMarker for StateError {}
 
-/// An account's fields besides storage.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Account {
-    pub nonce: u64,
-    pub balance: U256,
-    pub code_hash: B256,
+pub use metis_storage::{Account, AccountChange, Changeset};
+
+fn account_from_info(info: &AccountInfo) -> Account {
+    Account {
+        nonce: info.nonce,
+        balance: info.balance,
+        code_hash: info.code_hash,
+    }
 }
 
-impl Account {
-    fn from_info(info: &AccountInfo) -> Self {
-        Self {
-            nonce: info.nonce,
-            balance: info.balance,
-            code_hash: info.code_hash,
-        }
-    }
-
-    fn to_info(&self) -> AccountInfo {
-        AccountInfo::default()
-            .with_balance(self.balance)
-            .with_nonce(self.nonce)
-            .with_code_hash(self.code_hash)
-    }
+fn account_to_info(a: &Account) -> AccountInfo {
+    AccountInfo::default()
+        .with_balance(a.balance)
+        .with_nonce(a.nonce)
+        .with_code_hash(a.code_hash)
 }
 
 #[derive(RlpEncodable)]
@@ -50,24 +42,6 @@ struct TrieAccountRlp {
     balance: U256,
     storage_root: B256,
     code_hash: B256,
-}
-
-/// What one block did to one account.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AccountChange {
-    /// The account after the block; `None` when it was deleted (self-destructed, or touched and empty).
-    pub info: Option<Account>,
-    /// Whether its storage was wiped before `storage` applies (creation or deletion).
-    pub storage_cleared: bool,
-    /// Slots written; a zero value deletes the slot.
-    pub storage: BTreeMap<U256, U256>,
-}
-
-/// Everything one block changed, in a deterministic order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Changeset {
-    pub accounts: BTreeMap<Address, AccountChange>,
-    pub new_code: BTreeMap<B256, Bytecode>,
 }
 
 /// The tries after a changeset, ready to be installed by [`WorldState::commit`].
@@ -297,7 +271,7 @@ impl Database for BlockOverlay<'_> {
     type Error = StateError;
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        Ok(self.account(&address).map(|a| a.to_info()))
+        Ok(self.account(&address).as_ref().map(account_to_info))
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
@@ -358,7 +332,7 @@ impl DatabaseCommit for BlockOverlay<'_> {
                 }
             }
             let entry = self.changes.accounts.entry(address).or_default();
-            entry.info = Some(Account::from_info(&account.info));
+            entry.info = Some(account_from_info(&account.info));
             for (slot, value) in account.changed_storage_slots() {
                 entry.storage.insert(*slot, value.present_value());
             }

@@ -5,9 +5,11 @@
 
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::RpcModule;
-use metis_chain::{schema, Chain};
+use metis_chain::history;
+use metis_chain::Chain;
 use metis_l1::SharedView;
 use metis_pos::{Epoch, Ledger, Sequencer};
+use metis_storage::{schema, StoreError};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -23,6 +25,11 @@ const MAX_EPOCHS: u64 = 1000;
 
 fn invalid(msg: &str) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(-32602, msg.to_string(), None::<()>)
+}
+
+/// A store read failing is this node's fault, and says so.
+fn stored<T>(r: Result<T, StoreError>) -> Result<T, ErrorObjectOwned> {
+    r.map_err(|e| ErrorObjectOwned::owned(-32603, format!("store: {e}"), None::<()>))
 }
 
 fn epoch_json(l: &Ledger, e: &Epoch) -> Value {
@@ -67,11 +74,22 @@ fn sequencer_json(v: &SetView, s: &Sequencer) -> Value {
     })
 }
 
+/// `[from?, count?]`: absent or null fields are defaults, anything else that is not a number is refused.
+fn optional_pair(params: jsonrpsee::types::Params<'_>) -> Result<(Option<u64>, Option<u64>), ErrorObjectOwned> {
+    if params.as_str().is_none() {
+        return Ok((None, None));
+    }
+    let mut seq = params.sequence();
+    let from: Option<u64> = seq.optional_next().map_err(|_| invalid("expected [from?, count?]"))?;
+    let count: Option<u64> = seq.optional_next().map_err(|_| invalid("expected [from?, count?]"))?;
+    Ok((from, count))
+}
+
 /// Items returned per list call at most.
 const MAX_ITEMS: u64 = 1000;
 
 fn page(params: jsonrpsee::types::Params<'_>) -> Result<(usize, usize), ErrorObjectOwned> {
-    let (from, count): (Option<u64>, Option<u64>) = params.parse().unwrap_or((None, None));
+    let (from, count) = optional_pair(params)?;
     let count = count.unwrap_or(MAX_ITEMS);
     if count > MAX_ITEMS {
         return Err(invalid("at most 1000 items per call"));
@@ -93,20 +111,12 @@ fn header_json(h: &metis_contracts::bindings::BatchInbox::BatchHeader) -> Value 
     })
 }
 
-fn batch_json(
-    store: &metis_execution::store::Store,
-    index: u64,
-    with_payload: bool,
-) -> Result<Value, ErrorObjectOwned> {
-    use borsh::BorshDeserialize;
+fn batch_json(store: &metis_storage::Store, index: u64, with_payload: bool) -> Result<Value, ErrorObjectOwned> {
     let internal = |e: String| ErrorObjectOwned::owned(-32603, e, None::<()>);
     let Some(h) = metis_signer::batches::header(store, index).map_err(|e| internal(e.to_string()))? else {
         return Ok(Value::Null);
     };
-    let sig = store
-        .meta(&schema::batch_signature(index))
-        .map_err(|e| internal(e.to_string()))?
-        .and_then(|b| metis_signer::SignatureRecord::try_from_slice(&b).ok());
+    let sig: Option<metis_signer::SignatureRecord> = stored(store.get(&schema::batch_signature(index)))?;
     let mut v = header_json(&h);
     v["signature"] = json!(sig.as_ref().map(|r| alloy_primitives::Bytes::from(r.signature.clone())));
     v["signatureLatencyMs"] = json!(sig.as_ref().map(|r| r.latency_ms));
@@ -177,18 +187,14 @@ pub fn module(
     });
     let b = backend.clone();
     let _ = m.register_method("metis_getRewardReport", move |params, _, _| {
-        use borsh::BorshDeserialize;
         let (id,): (u64,) = params.parse().map_err(|_| invalid("expected [batchId]"))?;
         let store = b.engine().store().clone();
         let internal = |e: String| ErrorObjectOwned::owned(-32603, e, None::<()>);
-        let Some(bytes) = store.meta(&schema::reward(id)).map_err(|e| internal(e.to_string()))? else {
+        let Some(report) = stored(store.get::<metis_pos::RewardReport>(&schema::reward(id)))? else {
             return Ok(Value::Null);
         };
-        let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| internal(e.to_string()))?;
-        let sig = store
-            .meta(&schema::reward_signature(id))
-            .map_err(|e| internal(e.to_string()))?
-            .and_then(|b| metis_signer::SignatureRecord::try_from_slice(&b).ok());
+        let mut v: Value = serde_json::to_value(&report).map_err(|e| internal(e.to_string()))?;
+        let sig: Option<metis_signer::SignatureRecord> = stored(store.get(&schema::reward_signature(id)))?;
         v["signature"] = json!(sig.as_ref().map(|r| alloy_primitives::Bytes::from(r.signature.clone())));
         v["signatureLatencyMs"] = json!(sig.as_ref().map(|r| r.latency_ms));
         Ok::<_, ErrorObjectOwned>(v)
@@ -236,15 +242,17 @@ pub fn module(
         let archived = l.archived().applied_l1;
         let total = archived + l.applied_l1().len() as u64;
         let (from, count) = (from as u64, count as u64);
-        let records: Vec<metis_pos::AppliedL1> = (from..from.saturating_add(count).min(total))
-            .filter_map(|n| {
-                if n < archived {
-                    metis_chain::history::applied_l1(&store, n)
-                } else {
-                    l.applied_l1().get(usize::try_from(n - archived).ok()?).cloned()
-                }
-            })
-            .collect();
+        let mut records: Vec<metis_pos::AppliedL1> = Vec::new();
+        for n in from..from.saturating_add(count).min(total) {
+            let record = if n < archived {
+                stored(history::applied_l1(&store, n))?
+            } else {
+                usize::try_from(n - archived)
+                    .ok()
+                    .and_then(|i| l.applied_l1().get(i).cloned())
+            };
+            records.extend(record);
+        }
         let out: Vec<Value> = records
             .iter()
             .map(|a| {
@@ -299,11 +307,12 @@ pub fn module(
     let store = backend.engine().store().clone();
     let _ = m.register_method("metis_reElections", move |_, _, _| {
         let l = current(&l)?;
-        let mut out: Vec<Value> = (0..metis_chain::history::re_elections_archived(&store))
-            .filter_map(|n| metis_chain::history::re_election(&store, n))
-            .filter_map(|id| metis_chain::history::epoch(&store, id))
-            .map(|a| epoch_json(&l, &a.epoch))
-            .collect();
+        let mut out: Vec<Value> = Vec::new();
+        for n in 0..stored(history::re_elections_archived(&store))? {
+            if let Some(id) = stored(history::re_election(&store, n))? {
+                out.extend(stored(history::epoch(&store, id))?.map(|a| epoch_json(&l, &a.epoch)));
+            }
+        }
         out.extend(l.re_elections().map(|e| epoch_json(&l, e)));
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
@@ -311,10 +320,10 @@ pub fn module(
     let store = backend.engine().store().clone();
     let _ = m.register_method("metis_setChanges", move |_, _, _| {
         let l = current(&l)?;
-        let mut out: Vec<Value> = (0..l.archived().set_changes)
-            .filter_map(|n| metis_chain::history::set_change(&store, n))
-            .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
-            .collect();
+        let mut out: Vec<Value> = Vec::new();
+        for n in 0..l.archived().set_changes {
+            out.extend(stored(history::set_change(&store, n))?.map(|c| serde_json::to_value(c).unwrap_or(Value::Null)));
+        }
         out.extend(
             l.set_changes()
                 .iter()
@@ -336,13 +345,12 @@ pub fn module(
     let b = backend.clone();
     let _ = m.register_method("metis_commit", move |params, _, _| {
         let (height,): (u64,) = params.parse().map_err(|_| invalid("expected a block number"))?;
-        let engine = b.engine();
-        let bytes = engine
-            .store()
-            .meta(&schema::cert(height))
-            .map_err(|e| ErrorObjectOwned::owned(-32000, e.to_string(), None::<()>))?;
-        let Some(cert) = bytes.and_then(|b| borsh::from_slice::<metis_consensus::codec::WireCertificate>(&b).ok())
-        else {
+        let cert = stored(
+            b.engine()
+                .store()
+                .get::<metis_consensus::codec::WireCertificate>(&schema::cert(height)),
+        )?;
+        let Some(cert) = cert else {
             return Ok(Value::Null);
         };
         let signers: Vec<String> = cert.signatures.iter().map(|(a, _, _)| a.to_string()).collect();
@@ -357,7 +365,7 @@ pub fn module(
     // Registration fails only on a duplicate name; these are unique.
     let store = backend.engine().store().clone();
     let _ = m.register_method("metis_epochs", move |params, _, _| {
-        let (from, count): (Option<u64>, Option<u64>) = params.parse().unwrap_or((None, None));
+        let (from, count) = optional_pair(params)?;
         let count = count.unwrap_or(MAX_EPOCHS);
         if count > MAX_EPOCHS {
             return Err(invalid("at most 1000 epochs per call"));
@@ -367,15 +375,14 @@ pub fn module(
         let archived = l.archived().epochs;
         let total = archived + l.epochs().len() as u64;
         // Old epochs come from the store, the rest from the ledger.
-        let out: Vec<Value> = (from..from.saturating_add(count).min(total))
-            .filter_map(|id| {
-                if id < archived {
-                    metis_chain::history::epoch(&store, id).map(|a| epoch_json(&l, &a.epoch))
-                } else {
-                    l.epoch(id).map(|e| epoch_json(&l, e))
-                }
-            })
-            .collect();
+        let mut out: Vec<Value> = Vec::new();
+        for id in from..from.saturating_add(count).min(total) {
+            if id < archived {
+                out.extend(stored(history::epoch(&store, id))?.map(|a| epoch_json(&l, &a.epoch)));
+            } else {
+                out.extend(l.epoch(id).map(|e| epoch_json(&l, e)));
+            }
+        }
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
     let l = backend.clone();

@@ -3,10 +3,11 @@
 //! block data (height, timestamp, tx count) goes in, so every node cuts at the same heights; the node derives
 //! each cut batch's header from its own chain and the threshold key signs it.
 
+use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 /// A batch the ledger has fixed: consecutive blocks `first..=last`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct BatchCut {
     pub index: u64,
     pub first: u64,
@@ -14,7 +15,7 @@ pub struct BatchCut {
 }
 
 /// The batch being filled and the last one cut.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct BatchState {
     /// Index the next cut gets.
     pub next_index: u64,

@@ -7,11 +7,12 @@
 use crate::l1::AppliedL1;
 use crate::ledger::SetChange;
 use crate::types::{Epoch, SequencerId};
+use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// How many records of each kind have left the ledger (their positions in the full history start at 0).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct Archived {
     pub epochs: u64,
     pub set_changes: u64,
@@ -19,7 +20,7 @@ pub struct Archived {
 }
 
 /// An ended epoch with the blocks each sequencer produced in it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct ArchivedEpoch {
     pub epoch: Epoch,
     pub produced: BTreeMap<SequencerId, u64>,

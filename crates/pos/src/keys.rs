@@ -5,12 +5,13 @@
 
 use crate::types::SequencerId;
 use alloy_primitives::{keccak256, Bytes, B256};
+use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 /// Blocks per phase of a round (deals, acks, logs), unless the genesis says otherwise.
 pub const DEFAULT_PHASE_BLOCKS: u64 = 3;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub enum KeyRoundKind {
     /// A fresh key among the players (no key yet).
     Dkg,
@@ -19,7 +20,7 @@ pub enum KeyRoundKind {
 }
 
 /// A round the ledger opened.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct KeyRound {
     /// Strictly increasing over all rounds, failed ones included (the library requires it).
     pub round: u64,
@@ -32,6 +33,23 @@ pub struct KeyRound {
 }
 
 impl KeyRound {
+    /// Bytes the ledger's state hash covers (fixed-width, length-prefixed: cannot fail).
+    fn hash_input(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.round.to_be_bytes());
+        out.push(match self.kind {
+            KeyRoundKind::Dkg => 0,
+            KeyRoundKind::Reshare => 1,
+        });
+        for ids in [&self.dealers, &self.players] {
+            out.extend_from_slice(&(ids.len() as u64).to_be_bytes());
+            for id in ids {
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&self.start.to_be_bytes());
+        out.extend_from_slice(&self.phase_blocks.to_be_bytes());
+    }
+
     /// The last height of the round; its outcome is taken with that block.
     pub fn last_height(&self) -> u64 {
         self.start + 3 * self.phase_blocks - 1
@@ -39,7 +57,7 @@ impl KeyRound {
 }
 
 /// A key as a set of members holds it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct KeyEpoch {
     pub round: u64,
     /// The group public key (EIP-2537 G2 encoding).
@@ -52,7 +70,7 @@ pub struct KeyEpoch {
 }
 
 /// What a round produced, as every node computed it from the decided messages.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub enum KeyOutcome {
     Completed {
         group_key: Bytes,
@@ -65,7 +83,7 @@ pub enum KeyOutcome {
 }
 
 /// One line of the key history: a round and how it ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct KeyRecord {
     pub round: KeyRound,
     pub outcome: KeyOutcome,
@@ -74,7 +92,7 @@ pub struct KeyRecord {
 }
 
 /// The key part of the ledger.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct KeyState {
     pub current: Option<KeyEpoch>,
     pub running: Option<KeyRound>,
@@ -90,6 +108,8 @@ pub enum KeyError {
     NoRound,
     #[error("key round {round} ends at height {end}, not {height}")]
     WrongHeight { round: u64, end: u64, height: u64 },
+    #[error("cannot encode the key round's record")]
+    Encode,
 }
 
 impl KeyState {
@@ -149,7 +169,7 @@ impl KeyState {
         }
         let record = KeyRecord { round, outcome, height };
         let mut buf = self.acc.to_vec();
-        buf.extend_from_slice(&serde_json::to_vec(&record).unwrap_or_default());
+        buf.extend_from_slice(&borsh::to_vec(&record).map_err(|_| KeyError::Encode)?);
         self.acc = keccak256(buf);
         self.history.push(record);
         Ok(())
@@ -172,6 +192,12 @@ impl KeyState {
     pub(crate) fn hash_input(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.acc.as_slice());
         out.extend_from_slice(&self.next_round.to_be_bytes());
-        out.extend_from_slice(&serde_json::to_vec(&self.running).unwrap_or_default());
+        match &self.running {
+            None => out.push(0),
+            Some(r) => {
+                out.push(1);
+                r.hash_input(out);
+            }
+        }
     }
 }

@@ -4,11 +4,12 @@
 
 use crate::types::SequencerId;
 use alloy_primitives::{Address, B256, U256};
+use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 /// Where an event sits on L1: block, transaction and log index (its order), and the block hash (to tell a
 /// reorged copy from the canonical one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct L1Position {
     pub block_number: u64,
     pub block_hash: B256,
@@ -24,7 +25,7 @@ impl L1Position {
 }
 
 /// The LockingPool events the ledger acts on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub enum L1Event {
     Locked {
         id: SequencerId,
@@ -113,29 +114,31 @@ impl L1Event {
 }
 
 /// A PoS transaction carrying one L1 event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct PosTx {
     pub position: L1Position,
     pub event: L1Event,
 }
 
 impl PosTx {
-    /// Canonical bytes (what block headers commit to and what travels in blocks).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    /// Canonical bytes (borsh: what block headers commit to and what travels in blocks). Fails only for a
+    /// field too long to encode, which no L1 log can produce.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, crate::LedgerError> {
+        borsh::to_vec(self).map_err(|_| crate::LedgerError::Encode("PoS transaction"))
     }
 
+    /// Reads canonical bytes; trailing bytes are refused.
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        let tx: Self = serde_json::from_slice(b).ok()?;
+        let tx: Self = borsh::from_slice(b).ok()?;
         // One encoding per transaction: anything else would let two byte strings name the same event.
-        (tx.to_bytes() == b).then_some(tx)
+        (tx.to_bytes().ok()?.as_slice() == b).then_some(tx)
     }
 }
 
 /// An L1 event the ledger has taken, at the height of the block that carried it. `ignored` says why an event
 /// changed nothing (e.g. a stake update for a sequencer this chain never had); it still counts as applied, so a
 /// bad event can never block the ones after it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct AppliedL1 {
     pub tx: PosTx,
     pub height: u64,

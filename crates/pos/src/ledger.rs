@@ -16,6 +16,8 @@ pub enum LedgerError {
     Genesis(&'static str),
     #[error("stored ledger: {0}")]
     Stored(&'static str),
+    #[error("cannot encode the {0}")]
+    Encode(&'static str),
     #[error("block {got} does not follow the ledger height {height}")]
     OutOfOrder { height: u64, got: u64 },
     #[error("block {height} round {round} was proposed by {got}, but the schedule says {expected}")]
@@ -39,7 +41,9 @@ pub enum LedgerError {
 }
 
 /// A change of the validator set at an epoch boundary.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, borsh::BorshSerialize, borsh::BorshDeserialize,
+)]
 pub struct SetChange {
     /// The epoch the new set starts with.
     pub epoch: u64,
@@ -49,7 +53,9 @@ pub struct SetChange {
     pub reweighted: Vec<SequencerId>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, borsh::BorshSerialize, borsh::BorshDeserialize,
+)]
 pub struct Ledger {
     params: Params,
     sequencers: BTreeMap<SequencerId, Sequencer>,
@@ -547,7 +553,7 @@ impl Ledger {
             ignored,
         };
         let mut buf = self.l1_acc.to_vec();
-        buf.extend_from_slice(&serde_json::to_vec(&record).unwrap_or_default());
+        buf.extend_from_slice(&borsh::to_vec(&record).map_err(|_| LedgerError::Encode("applied L1 event"))?);
         self.l1_acc = keccak256(buf);
         self.applied_l1.push(record);
         self.last_l1 = Some(order);
@@ -678,15 +684,15 @@ impl Ledger {
         }
     }
 
-    /// The ledger as bytes, to persist beside the block that produced it.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    /// The ledger in its one canonical encoding (borsh), to persist beside the block that produced it.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, LedgerError> {
+        borsh::to_vec(self).map_err(|_| LedgerError::Encode("ledger"))
     }
 
-    /// Reads bytes written by [`Ledger::to_bytes`]; the result is checked against `expected_hash` so a
-    /// corrupt or foreign record is refused.
+    /// Reads bytes written by [`Ledger::to_bytes`] (trailing bytes refused); the result is checked against
+    /// `expected_hash` so a corrupt or foreign record is refused.
     pub fn from_bytes(bytes: &[u8], expected_hash: B256) -> Result<Self, LedgerError> {
-        let l: Self = serde_json::from_slice(bytes).map_err(|_| LedgerError::Stored("does not decode"))?;
+        let l: Self = borsh::from_slice(bytes).map_err(|_| LedgerError::Stored("does not decode"))?;
         if l.state_hash() != expected_hash {
             return Err(LedgerError::Stored("does not match its state hash"));
         }
@@ -763,7 +769,7 @@ mod tests {
             })
             .unwrap();
         }
-        let bytes = l.to_bytes();
+        let bytes = l.to_bytes().unwrap();
         assert_eq!(Ledger::from_bytes(&bytes, l.state_hash()).unwrap(), l);
         assert!(Ledger::from_bytes(&bytes, B256::ZERO).is_err());
         assert!(Ledger::from_bytes(b"{}", l.state_hash()).is_err());
@@ -862,11 +868,11 @@ mod tests {
         // The record every block writes no longer grows with the chain.
         eprintln!(
             "ledger bytes after 300 blocks (100 epochs): {} keeping everything, {} keeping 5",
-            full.to_bytes().len(),
-            pruned.to_bytes().len()
+            full.to_bytes().unwrap().len(),
+            pruned.to_bytes().unwrap().len()
         );
-        assert!(pruned.to_bytes().len() * 5 < full.to_bytes().len());
-        let back = Ledger::from_bytes(&pruned.to_bytes(), pruned.state_hash()).unwrap();
+        assert!(pruned.to_bytes().unwrap().len() * 5 < full.to_bytes().unwrap().len());
+        let back = Ledger::from_bytes(&pruned.to_bytes().unwrap(), pruned.state_hash()).unwrap();
         assert_eq!(back, pruned);
     }
 
@@ -1314,7 +1320,7 @@ mod tests {
         assert_eq!((k.round, k.quorum, k.members.len()), (3, 4, 5));
         assert_eq!(k.group_key, key);
         // The key state is in the state hash and survives the bytes round trip.
-        assert_eq!(Ledger::from_bytes(&l.to_bytes(), l.state_hash()).unwrap(), l);
+        assert_eq!(Ledger::from_bytes(&l.to_bytes().unwrap(), l.state_hash()).unwrap(), l);
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! threshold key signs it.
 
 use crate::types::SequencerId;
+use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct RewardReport {
     pub batch_id: u64,
     pub start_epoch: u64,
@@ -19,7 +20,7 @@ pub struct RewardReport {
 }
 
 /// Reports made so far: the next one's id and first epoch, and the last one.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct RewardState {
     pub next_epoch: u64,
     pub last: Option<RewardReport>,

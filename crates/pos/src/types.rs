@@ -1,10 +1,11 @@
 use alloy_primitives::{Address, B256, U256};
+use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 pub type SequencerId = u64;
 
 /// Ledger parameters, fixed at genesis.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct Params {
     /// Blocks per epoch.
     pub epoch_length: u64,
@@ -52,7 +53,7 @@ impl Default for Params {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub enum SequencerStatus {
     /// Locked on L1; joins the validator set at the next epoch boundary.
     Pending,
@@ -62,7 +63,7 @@ pub enum SequencerStatus {
     Inactive,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct Sequencer {
     pub id: SequencerId,
     pub signer: Address,
@@ -80,7 +81,7 @@ pub struct Sequencer {
 }
 
 /// Why an epoch's producer was chosen.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub enum ElectionReason {
     Genesis,
     /// The previous epoch ran its full length.
@@ -93,7 +94,7 @@ pub enum ElectionReason {
 }
 
 /// One epoch: its blocks and its producer. Kept for every epoch (rotation records).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct Epoch {
     pub id: u64,
     pub first_block: u64,

@@ -14,15 +14,14 @@ use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy_sol_types::SolCall;
-use borsh::BorshDeserialize;
-use metis_chain::schema;
 use metis_chain::Chain;
 use metis_contracts::bindings::BatchInbox::{self, BatchHeader};
 use metis_contracts::bindings::LockingPool;
-use metis_execution::store::Store;
 use metis_l1::sender::{Outgoing, Sender, SenderConfig, Slot};
 use metis_signer::batches;
 use metis_signer::SignatureRecord;
+use metis_storage::schema;
+use metis_storage::Store;
 use parking_lot::RwLock;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -289,12 +288,11 @@ impl Poster {
     }
 
     fn signature(&self, key: &str) -> Result<Bytes, String> {
-        let raw = self
+        let rec: SignatureRecord = self
             .store
-            .meta(key)
+            .get(key)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("{key} missing"))?;
-        let rec = SignatureRecord::try_from_slice(&raw).map_err(|_| format!("{key} is corrupt"))?;
         Ok(Bytes::from(rec.signature))
     }
 
@@ -332,13 +330,11 @@ impl Poster {
                 })
             }
             Item::Rewards(id) => {
-                let raw = self
+                let r: metis_pos::RewardReport = self
                     .store
-                    .meta(&schema::reward(id))
+                    .get(&schema::reward(id))
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| format!("reward report {id} missing"))?;
-                let r: metis_pos::RewardReport =
-                    serde_json::from_slice(&raw).map_err(|_| format!("reward report {id} is corrupt"))?;
                 let sig = self.signature(&schema::reward_signature(id))?;
                 let input: Bytes = LockingPool::batchSubmitRewardsCall {
                     batchId: U256::from(r.batch_id),

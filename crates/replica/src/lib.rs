@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, info_span, warn, Instrument};
 
-use metis_chain::schema::{
+use metis_storage::schema::{
     REPLICA_L1_FROM as META_L1_FROM, REPLICA_LAST_HASH as META_LAST_HASH, REPLICA_NEXT as META_NEXT,
 };
 
@@ -111,25 +111,22 @@ impl Replica {
     }
 
     fn meta_u64(&self, key: &str) -> Result<Option<u64>, ReplicaError> {
-        let v = self
-            .backend
+        self.backend
             .engine()
             .store()
-            .meta(key)
-            .map_err(|e| ReplicaError::Store(e.to_string()))?;
-        Ok(v.and_then(|b| b.get(..8).and_then(|s| s.try_into().ok()).map(u64::from_be_bytes)))
+            .get::<u64>(key)
+            .map_err(|e| ReplicaError::Store(e.to_string()))
     }
 
     fn last_hash(&self) -> Result<B256, ReplicaError> {
+        // No batch replayed yet: the first one's parent is zero.
         let v = self
             .backend
             .engine()
             .store()
-            .meta(META_LAST_HASH)
+            .get::<B256>(META_LAST_HASH)
             .map_err(|e| ReplicaError::Store(e.to_string()))?;
-        Ok(v.filter(|b| b.len() == 32)
-            .map(|b| B256::from_slice(&b))
-            .unwrap_or_default())
+        Ok(v.unwrap_or(B256::ZERO))
     }
 
     /// Follows L1 until a batch does not hold (the error names it) or the task is dropped.
@@ -212,10 +209,11 @@ impl Replica {
     }
 
     fn put_u64(&self, key: &str, v: u64) -> Result<(), ReplicaError> {
+        let bytes = metis_storage::encode(&v).map_err(|e| ReplicaError::Store(e.to_string()))?;
         self.backend
             .engine()
             .store()
-            .put_meta(&[(key, &v.to_be_bytes())])
+            .put_meta(&[(key, &bytes)])
             .map_err(|e| ReplicaError::Store(e.to_string()))
     }
 
@@ -374,7 +372,7 @@ impl Replica {
                 .map_err(|e| bad(index, format!("block {number}: a transaction does not recover: {e}")))?;
             let executed = tokio::task::block_in_place(|| self.backend.engine().validate(&b.header, txs))
                 .map_err(|e| bad(index, format!("block {number} does not re-execute to its header: {e}")))?;
-            let next = (index + 1).to_be_bytes();
+            let next = metis_storage::encode(&(index + 1)).map_err(|e| ReplicaError::Store(e.to_string()))?;
             let meta: Vec<(&str, &[u8])> = if i + 1 == n {
                 vec![(META_NEXT, &next), (META_LAST_HASH, batch_hash.as_slice())]
             } else {

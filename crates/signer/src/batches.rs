@@ -8,13 +8,8 @@ use alloy_primitives::B256;
 use alloy_sol_types::SolValue;
 use metis_batcher::payload::BatchBlock;
 use metis_batcher::{BatchBuilder, DataMode, DerivedBatch};
-use metis_chain::schema;
 use metis_contracts::bindings::BatchInbox::BatchHeader;
-use metis_execution::store::{Store, StoreError};
-
-fn decode_u64(b: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
-}
+use metis_storage::{encode, schema, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
@@ -40,21 +35,16 @@ pub fn header(store: &Store, index: u64) -> Result<Option<BatchHeader>, BatchErr
 
 /// Index of the first cut without a header.
 pub fn next_index(store: &Store) -> Result<u64, BatchError> {
-    match store.meta(schema::BATCH_NEXT)? {
-        None => Ok(0),
-        Some(b) => decode_u64(&b).ok_or_else(|| BatchError::Corrupt(schema::BATCH_NEXT.into())),
-    }
+    Ok(store.get::<u64>(schema::BATCH_NEXT)?.unwrap_or(0))
 }
 
 /// The next cut without a header, if any.
 fn next_cut(store: &Store) -> Result<Option<(u64, u64, u64)>, BatchError> {
     let next = next_index(store)?;
-    let Some(c) = store.meta(&schema::batch_cut(next))? else {
-        return Ok(None);
-    };
-    match (decode_u64(&c), c.get(8..).and_then(decode_u64)) {
-        (Some(first), Some(last)) if first <= last => Ok(Some((next, first, last))),
-        _ => Err(BatchError::Corrupt(schema::batch_cut(next))),
+    match store.get::<(u64, u64)>(&schema::batch_cut(next))? {
+        None => Ok(None),
+        Some((first, last)) if first <= last => Ok(Some((next, first, last))),
+        Some(_) => Err(BatchError::Corrupt(schema::batch_cut(next))),
     }
 }
 
@@ -104,7 +94,7 @@ pub fn derive_next(
     store.put_meta(&[
         (&schema::batch_header(index), &encoded),
         (&schema::batch_payload(index), &d.payload),
-        (schema::BATCH_NEXT, &(index + 1).to_be_bytes()),
+        (schema::BATCH_NEXT, &encode(&(index + 1))?),
     ])?;
     Ok(Some(d))
 }

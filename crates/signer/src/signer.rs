@@ -14,11 +14,11 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use commonware_codec::{Encode, Read};
 use metis_batcher::BatchBuilder;
 use metis_chain::{Chain, Committed};
-use metis_execution::store::Store;
 use metis_mpc::collect::{Added, Collector};
 use metis_mpc::{threshold, MinSig, PartialSignature, G1};
 use metis_net::sighub::{Peer, SignHub, SignMsg};
 use metis_net::PeerKey;
+use metis_storage::Store;
 use parking_lot::RwLock;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -60,8 +60,8 @@ pub fn rewards_request(batch_id: u64) -> u64 {
 fn signature_key(id: u64) -> Option<(String, &'static str)> {
     let index = id & INDEX_MASK;
     match id & !INDEX_MASK {
-        KIND_BATCH => Some((metis_chain::schema::batch_signature(index), "batch")),
-        KIND_REWARDS => Some((metis_chain::schema::reward_signature(index), "reward report")),
+        KIND_BATCH => Some((metis_storage::schema::batch_signature(index), "batch")),
+        KIND_REWARDS => Some((metis_storage::schema::reward_signature(index), "reward report")),
         _ => None,
     }
 }
@@ -263,7 +263,7 @@ impl Signer {
             &blocks,
         );
         let id = rewards_request(r.batch_id);
-        if self.stored(&metis_chain::schema::reward_signature(r.batch_id)) {
+        if self.stored(&metis_storage::schema::reward_signature(r.batch_id)) {
             return;
         }
         info!(report = r.batch_id, epochs = ?(r.start_epoch, r.end_epoch), blocks = ?r.blocks, "reward report to sign");
@@ -289,7 +289,7 @@ impl Signer {
             }
         };
         for index in next.saturating_sub(SIGN_BACKLOG)..next {
-            let signed = self.stored(&metis_chain::schema::batch_signature(index));
+            let signed = self.stored(&metis_storage::schema::batch_signature(index));
             let Ok(Some(h)) = batches::header(&self.store, index) else {
                 continue;
             };
@@ -344,7 +344,7 @@ impl Signer {
                 "batch header derived"
             );
             let newest = cut.map(|(i, _)| i).unwrap_or(index);
-            let signed = self.stored(&metis_chain::schema::batch_signature(index));
+            let signed = self.stored(&metis_storage::schema::batch_signature(index));
             if signed || index + SIGN_BACKLOG < newest {
                 continue;
             }
@@ -451,17 +451,15 @@ impl Signer {
         let Some((key, _)) = signature_key(id) else {
             return;
         };
-        if let Ok(Some(b)) = self.store.meta(&key) {
-            if let Ok(r) = SignatureRecord::try_from_slice(&b) {
-                self.answered.insert(id, now);
-                if self.answered.len() > MAX_DONE {
-                    self.answered.pop_first();
-                }
-                self.hub.repeat(SignMsg::Signature {
-                    id,
-                    signature: r.signature,
-                });
+        if let Ok(Some(r)) = self.store.get::<SignatureRecord>(&key) {
+            self.answered.insert(id, now);
+            if self.answered.len() > MAX_DONE {
+                self.answered.pop_first();
             }
+            self.hub.repeat(SignMsg::Signature {
+                id,
+                signature: r.signature,
+            });
         }
     }
 
@@ -499,9 +497,9 @@ impl Signer {
             key_round,
             signers: signers.clone(),
         };
-        let bytes = borsh::to_vec(&record).unwrap_or_default();
         let Some((key, what)) = signature_key(id) else { return };
-        if let Err(e) = self.store.put_meta(&[(&key, &bytes)]) {
+        let stored = metis_storage::encode(&record).and_then(|bytes| self.store.put_meta(&[(&key, &bytes)]));
+        if let Err(e) = stored {
             warn!(what, index = r.index, error = %e, "cannot store the signature");
         }
         if let Some(c) = self.collector.as_mut() {
@@ -660,7 +658,7 @@ mod tests {
         assert_eq!(progress(&s), (2, 3), "a muted peer's partial counted");
         // Holder 3 completes it: the signature is stored.
         s.on_peer(holder(3), partial(&shares[3], &digest));
-        assert!(s.stored(&metis_chain::schema::batch_signature(0)));
+        assert!(s.stored(&metis_storage::schema::batch_signature(0)));
         assert!(s.requests.is_empty() && s.done.contains(&id));
         let _ = std::fs::remove_dir_all(&dir);
     }

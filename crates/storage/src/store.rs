@@ -1,8 +1,7 @@
 //! Durable chain data in redb: headers, bodies (with senders), receipts, the tx lookup, and the flat state.
 //! Everything one block writes goes in one write transaction, so a crash leaves the store at a block boundary.
 
-use crate::state::{Account, AccountChange, Changeset};
-use crate::tx::RecoveredTx;
+use crate::types::{Account, AccountChange, Changeset};
 use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
 use alloy_eips::eip2718::{Decodable2718, Encodable2718};
 use alloy_primitives::{Address, Bytes, B256, U256};
@@ -27,6 +26,11 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    #[error(
+        "this data dir was written by another version of metis-seq (store layout {found}, this build reads \
+         {expected}); start from an empty data dir"
+    )]
+    Version { found: String, expected: u32 },
 }
 
 macro_rules! db_err {
@@ -50,11 +54,19 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// A transaction as a block stores it: its hash (for the lookup), its sender (so loading is not a signature
+/// recovery) and its envelope.
+pub struct StoredTx<'a> {
+    pub hash: B256,
+    pub sender: Address,
+    pub envelope: &'a TxEnvelope,
+}
+
 /// What a block adds to the store.
 pub struct BlockWrite<'a> {
     pub header: &'a Header,
     pub hash: B256,
-    pub transactions: &'a [RecoveredTx],
+    pub transactions: &'a [StoredTx<'a>],
     pub receipts: &'a [ReceiptEnvelope],
     pub changeset: &'a Changeset,
 }
@@ -94,7 +106,7 @@ fn storage_key(addr: &Address, slot: &U256) -> [u8; 52] {
 
 /// Body: for each tx, 20-byte sender + 4-byte length + EIP-2718 bytes (senders stored so loading is not a
 /// signature recovery per transaction).
-fn encode_body(txs: &[RecoveredTx]) -> Vec<u8> {
+fn encode_body(txs: &[StoredTx<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     for tx in txs {
         out.extend_from_slice(tx.sender.as_slice());
@@ -171,9 +183,38 @@ impl Store {
             w.open_table(CODE)?;
         }
         w.commit()?;
-        Ok(Self {
+        let store = Self {
             db: std::sync::Arc::new(db),
-        })
+        };
+        store.check_version()?;
+        Ok(store)
+    }
+
+    /// A new store is stamped with this build's layout version; an existing one must carry it.
+    fn check_version(&self) -> Result<(), StoreError> {
+        let expected = crate::schema::VERSION;
+        match (self.meta(crate::schema::STORE_VERSION)?, self.head()?) {
+            (None, None) => self.put_meta(&[(crate::schema::STORE_VERSION, &crate::encode(&expected)?)]),
+            (Some(v), _) if borsh::from_slice::<u32>(&v).ok() == Some(expected) => Ok(()),
+            (Some(v), _) => Err(StoreError::Version {
+                found: borsh::from_slice::<u32>(&v).map_or_else(|_| "unreadable".into(), |n| n.to_string()),
+                expected,
+            }),
+            (None, Some(_)) => Err(StoreError::Version {
+                found: "1 (unversioned)".into(),
+                expected,
+            }),
+        }
+    }
+
+    /// The borsh record under `key`; one that does not decode is an error naming the key.
+    pub fn get<T: borsh::BorshDeserialize>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        match self.meta(key)? {
+            None => Ok(None),
+            Some(b) => borsh::from_slice(&b)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("record {key}: {e}"))),
+        }
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -197,7 +238,7 @@ impl Store {
 
     /// The head block number and hash, `None` for an empty store.
     pub fn head(&self) -> Result<Option<(u64, B256)>, StoreError> {
-        match self.meta("head")? {
+        match self.meta(crate::schema::HEAD)? {
             None => Ok(None),
             Some(v) if v.len() == 40 => Ok(Some((
                 u64::from_be_bytes(v[..8].try_into().map_err(corrupt)?),
@@ -257,7 +298,7 @@ impl Store {
             let mut head = [0u8; 40];
             head[..8].copy_from_slice(&n.to_be_bytes());
             head[8..].copy_from_slice(b.hash.as_slice());
-            meta.insert("head", head.as_slice())?;
+            meta.insert(crate::schema::HEAD, head.as_slice())?;
             for (k, v) in extra_meta {
                 meta.insert(*k, *v)?;
             }
@@ -343,5 +384,63 @@ impl Store {
             );
         }
         Ok(cs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("metis-storage-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+
+    #[test]
+    fn a_data_dir_of_another_layout_is_refused_with_a_clear_error() {
+        let d = dir("version");
+        // A new store is stamped and opens again.
+        let path = d.join("new.redb");
+        drop(Store::open(&path).expect("new store"));
+        assert!(Store::open(&path).is_ok());
+        // Another layout version.
+        let s = Store::open(&path).expect("store");
+        s.put_meta(&[(crate::schema::STORE_VERSION, &crate::encode(&1u32).expect("encode"))])
+            .expect("write");
+        drop(s);
+        let e = Store::open(&path).err().expect("refused");
+        assert!(matches!(e, StoreError::Version { .. }), "{e}");
+        assert!(e.to_string().contains("start from an empty data dir"), "{e}");
+        // A store written before versions existed: a head, no version.
+        let old = d.join("old.redb");
+        {
+            let db = Database::create(&old).expect("db");
+            let w = db.begin_write().expect("write");
+            w.open_table(META)
+                .expect("meta")
+                .insert(crate::schema::HEAD, [0u8; 40].as_slice())
+                .expect("insert");
+            w.commit().expect("commit");
+        }
+        let e = Store::open(&old).err().expect("refused");
+        assert!(e.to_string().contains("unversioned"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_record_that_does_not_decode_is_an_error_naming_its_key() {
+        let d = dir("record");
+        let s = Store::open(&d.join("s.redb")).expect("store");
+        let key = crate::schema::cert(7);
+        s.put_meta(&[(&key, &crate::encode(&(1u64, 2u64)).expect("encode"))])
+            .expect("write");
+        assert_eq!(s.get::<(u64, u64)>(&key).expect("read"), Some((1, 2)));
+        // Trailing bytes (a record of another shape) are refused, not half-read.
+        let e = s.get::<u64>(&key).expect_err("refused");
+        assert!(e.to_string().contains(&key), "{e}");
+        assert_eq!(s.get::<u64>(&crate::schema::cert(8)).expect("absent"), None);
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -1,0 +1,219 @@
+//! A decision: the block goes through the PoS ledger (pure, on a copy), then block, ledger and every record
+//! the block brought are committed in one store transaction through the chain, which announces the commit to
+//! the signer, the poster and the RPC.
+
+use super::{set_record, App, AppError, Candidate};
+use crate::codec::WireCertificate;
+use crate::keys::Completed;
+use crate::types::{Height, MetisContext, ValidatorSet};
+use malachitebft_app_channel::app::types::core::CommitCertificate;
+use malachitebft_core_types::VoteExtensions;
+use metis_pos::{BlockInfo, Ledger};
+use metis_storage::{encode, schema};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{info, warn};
+
+/// What one decided block adds to the store beside the block: (key, value) rows.
+type Rows = Vec<(String, Vec<u8>)>;
+
+impl App {
+    /// Consensus decided `cert`'s value. A block this node does not hold (it should have been stored before
+    /// voting) restarts the height at finalization, and sync fetches it from the peers that committed it.
+    pub(super) fn on_decided(
+        &mut self,
+        cert: &CommitCertificate<MetisContext>,
+        extensions: &VoteExtensions<MetisContext>,
+    ) -> Result<(), AppError> {
+        match self.decide(cert, extensions) {
+            Err(AppError::UnknownDecided(v)) => {
+                warn!(
+                    height = cert.height.0,
+                    "decided {v} is not held here; restarting the height to sync it"
+                );
+                self.restart = Some(cert.height);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn decide(
+        &mut self,
+        cert: &CommitCertificate<MetisContext>,
+        extensions: &VoteExtensions<MetisContext>,
+    ) -> Result<(), AppError> {
+        let decided_at = Instant::now();
+        let height = cert.height;
+        let Some(c) = self.candidates.remove(&cert.value_id) else {
+            return Err(AppError::UnknownDecided(cert.value_id));
+        };
+        let Some((_, set)) = self.set.clone() else {
+            return Err(AppError::Corrupt("decision without a height in progress".into()));
+        };
+        let round = cert.round.as_u32().unwrap_or(0);
+        let (mut ledger, completed) = self.next_ledger(&c, height, round, &set)?;
+        // Stored with its vote extensions: sync serves it, and Malachite refuses a certificate of a height whose
+        // policy required extensions without them.
+        let wire = WireCertificate::with_extensions(cert, extensions);
+        let rows = self.rows(&c, height, &mut ledger, &set, &wire, completed.as_ref())?;
+        let ledger = Arc::new(ledger);
+        // The signer and the poster follow the chain's commits: the new key (if a round completed) and the
+        // ledger, whose batch cut and reward report at this height they sign and post.
+        let committed = metis_chain::Committed {
+            height: height.0,
+            ledger: ledger.clone(),
+            decided_at,
+            key: completed.as_ref().and_then(|_| self.signing_key_for(&ledger)),
+        };
+        let meta: Vec<(&str, &[u8])> = rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        let txs = c.executed.transactions.len();
+        self.last_decision = Some(c.seen.min(Instant::now()));
+        self.backend.commit_decided(c.executed, &meta, committed)?;
+        let epoch_before = self.ledger.current_epoch().id;
+        self.ledger = ledger;
+        self.after_commit(height, set, wire, completed.as_ref());
+        self.log_decision(cert, round, txs, epoch_before);
+        Ok(())
+    }
+
+    /// The ledger after the block: its L1 events, the key round's outcome at the round's last height, then the
+    /// block itself. Also returns what a key round that completed with it gave this node.
+    fn next_ledger(
+        &mut self,
+        c: &Candidate,
+        height: Height,
+        round: u32,
+        set: &ValidatorSet,
+    ) -> Result<(Ledger, Option<Completed>), AppError> {
+        let mut ledger = Ledger::clone(&self.ledger);
+        for t in &c.pos_txs {
+            ledger.apply_l1_event(t)?;
+            info!(
+                event = t.event.name(),
+                l1_block = t.position.block_number,
+                log = t.position.log_index,
+                "L1 event applied"
+            );
+        }
+        // Key messages the block carries (the parent's precommit extensions); at a round's last height its
+        // outcome goes into the ledger with this block.
+        let mut completed = None;
+        if let Some((outcome, done)) = self.keys.on_block(&self.ledger, height.0, c.last_commit.as_ref()) {
+            ledger
+                .finish_key_round(height.0, outcome)
+                .map_err(|e| AppError::Corrupt(format!("key round: {e}")))?;
+            completed = done;
+        }
+        ledger.apply_block(&BlockInfo {
+            height: height.0,
+            round,
+            proposer: set.proposer(round).sequencer,
+            seed: c.executed.header.mix_hash,
+            timestamp: c.executed.header.timestamp,
+            txs: c.executed.transactions.len() as u64,
+        })?;
+        Ok((ledger, completed))
+    }
+
+    /// The rows the block's commit writes: the ledger (after handing its old records to the store, so the
+    /// ledger written with every block stays bounded), its hash, the certificate, the validator set, the
+    /// carried last commit, the PoS transactions, a new key output, a batch cut and a reward report.
+    fn rows(
+        &self,
+        c: &Candidate,
+        height: Height,
+        ledger: &mut Ledger,
+        set: &ValidatorSet,
+        wire: &WireCertificate,
+        completed: Option<&Completed>,
+    ) -> Result<Rows, AppError> {
+        let h = height.0;
+        let history = ledger.take_history(self.history_keep);
+        let mut rows = metis_chain::history::rows(self.backend.engine().store(), &history)?;
+        rows.extend([
+            (schema::LEDGER.to_string(), ledger.to_bytes()?),
+            (schema::LEDGER_HASH.to_string(), encode(&ledger.state_hash())?),
+            (schema::cert(h), encode(wire)?),
+            (schema::valset(h), encode(&set_record(set))?),
+            (schema::carried(h), encode(&c.last_commit)?),
+        ]);
+        if !c.pos_txs.is_empty() {
+            rows.push((schema::pos_txs(h), encode(&c.pos_txs)?));
+        }
+        if let Some(d) = completed {
+            rows.push((schema::KEY_OUTPUT.to_string(), crate::keys::encode_output(&d.output)));
+        }
+        // A batch this block cut: stored with it, so the signer (now, or after a restart) derives its header.
+        if let Some(cut) = ledger.batches().cut_at(h) {
+            rows.push((schema::batch_cut(cut.index), encode(&(cut.first, cut.last))?));
+        }
+        // A reward report this block made: stored with it, for the API and the signer.
+        if let Some(report) = ledger.rewards().report_at(h) {
+            rows.push((schema::reward(report.batch_id), encode(report)?));
+        }
+        Ok(rows)
+    }
+
+    /// The new head's state: its set and certificate for the next block, the new share saved, the next key
+    /// round opened, proposals and streams of this height dropped.
+    fn after_commit(
+        &mut self,
+        height: Height,
+        set: ValidatorSet,
+        wire: WireCertificate,
+        completed: Option<&Completed>,
+    ) {
+        if let (Some(d), Some(sink)) = (completed, &self.share_sink) {
+            if let (Some(share), Some(k)) = (&d.share, &self.ledger.keys().current) {
+                sink(k.round, share);
+            }
+        }
+        // A round the block opened starts here, so this node's first messages ride on its next precommit.
+        self.keys.ensure_round(&self.ledger);
+        self.head_set = Some(set);
+        self.last_commit = Some(wire);
+        self.candidates.clear();
+        if let Some(store) = &self.proposals {
+            store.prune(height);
+        }
+        self.streams
+            .retain(|_, s| s.init.as_ref().is_none_or(|i| i.height > height));
+    }
+
+    fn log_decision(&self, cert: &CommitCertificate<MetisContext>, round: u32, txs: usize, epoch_before: u64) {
+        let e = self.ledger.current_epoch();
+        if e.id != epoch_before {
+            if let Some(change) = self.ledger.set_changes().last().filter(|c| c.epoch == e.id) {
+                info!(
+                    epoch = e.id,
+                    joined = ?change.joined,
+                    left = ?change.left,
+                    reweighted = ?change.reweighted,
+                    validators = ?self.ledger.validators(),
+                    "validator set changed"
+                );
+            }
+            info!(
+                epoch = e.id,
+                producer = e.producer,
+                reason = ?e.reason,
+                first_block = e.first_block,
+                "new epoch"
+            );
+        }
+        let proposer = self.head_set.as_ref().map(|s| s.proposer(round).sequencer);
+        info!(
+            round,
+            proposer,
+            txs,
+            signatures = cert.commit_signatures.len(),
+            elapsed_ms = self
+                .height_started
+                .map(|t| t.elapsed().as_millis() as u64)
+                .unwrap_or_default(),
+            "decided {}",
+            cert.value_id
+        );
+    }
+}

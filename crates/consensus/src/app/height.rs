@@ -1,0 +1,116 @@
+//! The parameters of each height and when it starts.
+
+use super::{now_secs, validator_set, App, AppError};
+use crate::codec::WireCertificate;
+use crate::types::{Height, MetisContext};
+use malachitebft_app_channel::app::engine::host::{HeightParams, Next};
+use malachitebft_app_channel::app::types::core::{CommitCertificate, LinearTimeouts};
+use malachitebft_core_types::{VoteExtensionPolicy, VoteExtensions};
+use std::time::Instant;
+use tokio::sync::oneshot;
+use tracing::debug;
+
+impl App {
+    /// Parameters of `height`, which starts at `start`. Pacing is done here, not by Malachite's target time:
+    /// that counts from each node's own height start, so a node that once started late (or early) stays out
+    /// of phase with the others, and out-of-phase timeouts slow every failover.
+    pub(super) fn params(&mut self, height: Height, start: Instant) -> Result<HeightParams<MetisContext>, AppError> {
+        let set = validator_set(&self.ledger)?;
+        self.set = Some((height, set.clone()));
+        self.height_started = Some(start);
+        // While a key round runs, every precommit carries this node's key messages (possibly none), and
+        // Malachite waits a quarter block time from the height's start before finalizing, so the certificate the
+        // next block carries holds the late precommits (and their messages) too, not just the fastest quorum;
+        // the pacing above still decides when the next height starts.
+        let (policy, collect) = if self.ledger.keys().running.is_some() {
+            (VoteExtensionPolicy::Required, Some(self.timing.block_time / 4))
+        } else {
+            (VoteExtensionPolicy::Disabled, None)
+        };
+        Ok(HeightParams::new(set, self.propose_timeouts(), collect).with_vote_extension_policy(policy))
+    }
+
+    /// The configured timeouts, with the propose timeout stretched for the block this height will likely carry
+    /// (see `pacing`): what the mempool holds plus as much again as arrived during the last height (the
+    /// proposer builds a little later and gossip reaches it first, so at the start of a burst this node's pool
+    /// trails the block it will be asked to check), at least the last block's gas, at most the limit.
+    fn propose_timeouts(&mut self) -> LinearTimeouts {
+        let mut t = self.timing.timeouts;
+        let (limit, last) = {
+            let engine = self.backend.engine();
+            let head = engine.head();
+            (head.gas_limit, head.gas_used)
+        };
+        let pending = self.backend.pool().gas_up_to(limit);
+        let arrived = (pending + last).saturating_sub(self.pool_gas_at_start);
+        self.pool_gas_at_start = pending;
+        let gas = pending.saturating_add(arrived).max(last).min(limit);
+        t.propose = self.proposal_delay.propose_timeout(t.propose, gas);
+        if t.propose > self.timing.timeouts.propose {
+            debug!(
+                expected_gas = gas,
+                propose_ms = t.propose.as_millis() as u64,
+                "propose timeout stretched"
+            );
+        }
+        t
+    }
+
+    /// When the next height starts: one block time after this node first had the block just decided (built it
+    /// as proposer, or completed its proposal stream). Every node anchors on the same event, the proposer's
+    /// broadcast, so all start the next height in step (within the propagation delay) and blocks come one block
+    /// time apart however long validating and voting took. A failed round shows as a later proposal, so a
+    /// failover height is longer by the timeouts, never shorter. A node catching up does not pause.
+    fn next_start(&self) -> Instant {
+        let now = Instant::now();
+        let head_ts = self.backend.engine().head().timestamp;
+        let behind = now_secs().saturating_sub(head_ts);
+        if behind > 2 * self.timing.block_time.as_secs().max(1) {
+            return now;
+        }
+        match self.last_decision {
+            None => now,
+            Some(anchor) => (anchor + self.timing.block_time).max(now),
+        }
+    }
+
+    /// Starts the height consensus is waiting for, now that its time has come.
+    pub(super) fn start_pending(&mut self) -> Result<(), AppError> {
+        if let Some((next, at, reply)) = self.pending_start.take() {
+            let params = self.params(next, at)?;
+            let _ = reply.send(Next::Start(next, params));
+        }
+        Ok(())
+    }
+
+    /// The height is finalized: keep the fuller certificate for the next block, and schedule the next height
+    /// (or restart this one, if it was decided on a block not held here: sync fetches it from peers).
+    pub(super) fn on_finalized(
+        &mut self,
+        certificate: &CommitCertificate<MetisContext>,
+        extensions: &VoteExtensions<MetisContext>,
+        reply: oneshot::Sender<Next<MetisContext>>,
+    ) -> Result<(), AppError> {
+        if let Some(h) = self.restart.take() {
+            let params = self.params(h, Instant::now())?;
+            let _ = reply.send(Next::Restart(h, params));
+            return Ok(());
+        }
+        // Late precommits may have joined; the fuller certificate goes into the next block.
+        if certificate.height.0 == self.backend.engine().head().number {
+            debug!(
+                signatures = certificate.commit_signatures.len(),
+                extensions = extensions.extensions.len(),
+                "finalized"
+            );
+            self.last_commit = Some(WireCertificate::with_extensions(certificate, extensions));
+        }
+        // The reply waits for the block time (the loop goes on serving parts and sync meanwhile); the height's
+        // parameters are taken then, so its propose timeout sees the mempool of that moment. The validator set
+        // is known now: a proposal for the next height that arrives before it starts is checked at once.
+        let next = Height(certificate.height.0 + 1);
+        self.set = Some((next, validator_set(&self.ledger)?));
+        self.pending_start = Some((next, self.next_start(), reply));
+        Ok(())
+    }
+}

@@ -1,0 +1,586 @@
+//! The Malachite application: answers consensus with L2 blocks. One file per step of a height:
+//!
+//! - [`height`]: the parameters of each height (validator set, schedule, stretched propose timeout) and when
+//!   it starts (pacing).
+//! - [`propose`]: build a block on the head from the mempool, keep it, stream it as proposal parts.
+//! - [`stream`]: reassemble a peer's stream and check its signature.
+//! - [`validate`]: the rules a proposed block must meet (a pure function of the block, the ledger, the L1 view
+//!   and the clock), then re-execution.
+//! - [`decide`]: apply the block to the PoS ledger (pure) and commit block, ledger and certificate in one store
+//!   transaction through the chain, which announces it to the signer, the poster and the RPC.
+//! - [`sync`]: serve decided blocks with their certificates; validate synced blocks the same way as proposals.
+
+mod decide;
+mod height;
+mod propose;
+mod stream;
+mod sync;
+pub mod validate;
+
+use crate::block::BlockData;
+use crate::codec::WireCertificate;
+use crate::pacing::ProposalDelay;
+use crate::proposals::{ProposalStore, StoredProposal};
+use crate::signing::ConsensusSigner;
+use crate::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart, ValidatorSet};
+use alloy_primitives::B256;
+use malachitebft_app_channel::app::engine::host::Next;
+use malachitebft_app_channel::app::streaming::StreamId;
+pub use malachitebft_app_channel::app::types::core::LinearTimeouts;
+use malachitebft_app_channel::app::types::core::{Round, Validity};
+use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId};
+use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
+use metis_chain::Chain;
+use metis_execution::executor::ExecutedBlock;
+use metis_pos::{L1Source, Ledger, NoL1, PosTx};
+use metis_storage::schema;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc::Sender;
+use tracing::{debug, info, info_span, warn};
+
+/// Bytes of the encoded block per Data part.
+const CHUNK: usize = 512 * 1024;
+/// Streams being reassembled at once (beyond, the oldest is dropped).
+const MAX_STREAMS: usize = 64;
+/// Heights ahead of ours whose complete proposals are kept until we get there.
+const FUTURE_HEIGHTS: u64 = 2;
+/// Decided values served per sync request at most.
+const MAX_SYNC_BATCH: u64 = 20;
+
+/// Records of each kind the ledger keeps before handing older ones to the store (see `metis_chain::history`).
+pub const DEFAULT_HISTORY_KEEP: usize = 256;
+
+/// Keeps a new key share (encrypted at rest by the node); given the round it belongs to.
+pub type ShareSink = Box<dyn Fn(u64, &metis_mpc::Share) + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("execution: {0}")]
+    Engine(#[from] metis_execution::EngineError),
+    #[error("store: {0}")]
+    Store(#[from] metis_storage::StoreError),
+    #[error("PoS ledger: {0}")]
+    Ledger(#[from] metis_pos::LedgerError),
+    #[error("validator set: {0}")]
+    Set(#[from] crate::types::SetError),
+    #[error("block: {0}")]
+    Block(#[from] crate::block::BlockDataError),
+    #[error("decided value {0} is unknown to this node")]
+    UnknownDecided(BlockHash),
+    #[error("stored record {0} is corrupt")]
+    Corrupt(String),
+    #[error("consensus channel closed")]
+    Closed,
+}
+
+/// Consensus timing.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub timeouts: LinearTimeouts,
+    /// Target time per height: a height is not finalized earlier, so blocks (empty if need be) come at this
+    /// pace.
+    pub block_time: Duration,
+}
+
+struct Candidate {
+    /// Header and transactions, executed on the head.
+    executed: ExecutedBlock,
+    /// L1 events the block carries, checked against this node's L1 view.
+    pos_txs: Vec<PosTx>,
+    /// The parent's commit certificate the block carries.
+    last_commit: Option<WireCertificate>,
+    /// The block as it travels (stored before voting, re-streamed on request).
+    encoded: Vec<u8>,
+    /// Where it was proposed (for re-streaming), and by whom.
+    round: Round,
+    proposer: Address,
+    validity: Validity,
+    /// When this node first had it (built it, or completed its stream): the pacing anchor.
+    seen: Instant,
+}
+
+#[derive(Default)]
+struct PartialStream {
+    init: Option<PartInit>,
+    parts: BTreeMap<u64, ProposalPart>,
+    fin_seq: Option<u64>,
+    bytes: usize,
+    started: Option<Instant>,
+}
+
+/// A complete, signature-checked proposal for a height we have not reached.
+struct Future {
+    init: PartInit,
+    data: BlockData,
+    encoded: Vec<u8>,
+    received: Instant,
+}
+
+pub struct App {
+    backend: Arc<Chain>,
+    /// The ledger after the head block; the PoS API reads the same snapshot (shared, not copied).
+    ledger: Arc<Ledger>,
+    signer: Arc<ConsensusSigner>,
+    address: Address,
+    timing: Timing,
+    /// Validator set of the height being decided.
+    set: Option<(Height, ValidatorSet)>,
+    /// Validator set that decided the head block (to check the last commit of the next block).
+    head_set: Option<ValidatorSet>,
+    /// Commit certificate of the head block.
+    last_commit: Option<WireCertificate>,
+    candidates: HashMap<BlockHash, Candidate>,
+    streams: HashMap<(PeerId, StreamId), PartialStream>,
+    future: BTreeMap<(Height, u32), Future>,
+    height_started: Option<Instant>,
+    /// When this node first had the last decided block (the pacing anchor).
+    last_decision: Option<Instant>,
+    /// Round start -> another proposer's block here and checked, as measured: the propose timeout's basis.
+    proposal_delay: ProposalDelay,
+    /// The round in progress and when it started here.
+    round_started: Option<(Height, Round, Instant)>,
+    /// The mempool's gas when the last height started (for the arrival trend).
+    pool_gas_at_start: u64,
+    /// The next height, its start time, and consensus's reply waiting for it.
+    pending_start: Option<(Height, Instant, tokio::sync::oneshot::Sender<Next<MetisContext>>)>,
+    history_keep: usize,
+    #[cfg(feature = "test-faults")]
+    fault: Option<crate::faults::Fault>,
+    proposals: Option<ProposalStore>,
+    /// A height decided on a block not held here, to be restarted (and synced).
+    restart: Option<Height>,
+    /// What this node's L1 listener has read ([`NoL1`] without an L1 endpoint: such a node proposes no PoS
+    /// transactions and votes for no block that carries any).
+    l1: Arc<dyn L1Source>,
+    /// L1 blocks an event must sit below this node's view before it proposes it.
+    l1_margin: u64,
+    /// The threshold key's rounds and this node's share.
+    keys: crate::keys::KeyEngine,
+    share_sink: Option<ShareSink>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A stored validator set: (sequencer id, consensus key, power) and the proposer schedule.
+type SetRecord = (Vec<(u64, [u8; 32], u64)>, Vec<u64>);
+
+fn set_record(set: &ValidatorSet) -> SetRecord {
+    let v: Vec<(u64, [u8; 32], u64)> = set
+        .validators()
+        .iter()
+        .map(|v| (v.sequencer, v.address.0, v.voting_power))
+        .collect();
+    let schedule: Vec<u64> = (0..set.validators().len() as u32)
+        .map(|r| set.proposer(r).sequencer)
+        .collect();
+    (v, schedule)
+}
+
+/// The validator set and proposer schedule of the next height, as the ledger has them.
+pub fn validator_set(ledger: &Ledger) -> Result<ValidatorSet, AppError> {
+    let vals: Vec<_> = ledger
+        .validators()
+        .into_iter()
+        .filter_map(|(id, power)| ledger.sequencer(id).map(|s| (id, s.consensus_key.0, power)))
+        .collect();
+    Ok(ValidatorSet::new(&vals, &ledger.schedule())?)
+}
+
+impl App {
+    /// Opens the app on the chain in `backend`: the ledger comes from the store (or `genesis_ledger` on a new
+    /// chain) and must match the state hash the head block carries.
+    pub fn open(
+        backend: Arc<Chain>,
+        genesis_ledger: Ledger,
+        signer: Arc<ConsensusSigner>,
+        timing: Timing,
+    ) -> Result<Self, AppError> {
+        let head = backend.engine().head().number;
+        let (ledger, head_set, last_commit) = if head == 0 {
+            (genesis_ledger, None, None)
+        } else {
+            let (ledger, set, cert) = Self::load_head(&backend, head)?;
+            (ledger, Some(set), Some(cert))
+        };
+        let address = Address(signer.public_key().to_bytes());
+        let ledger = Arc::new(ledger);
+        backend.set_ledger(ledger.clone());
+        info!(
+            head,
+            epoch = ledger.current_epoch().id,
+            producer = ledger.current_epoch().producer,
+            "consensus app opened"
+        );
+        Ok(Self {
+            backend,
+            ledger,
+            signer,
+            address,
+            timing,
+            set: None,
+            head_set,
+            last_commit,
+            candidates: HashMap::new(),
+            streams: HashMap::new(),
+            future: BTreeMap::new(),
+            height_started: None,
+            last_decision: None,
+            proposal_delay: ProposalDelay::default(),
+            round_started: None,
+            pool_gas_at_start: 0,
+            pending_start: None,
+            history_keep: DEFAULT_HISTORY_KEEP,
+            #[cfg(feature = "test-faults")]
+            fault: None,
+            proposals: None,
+            restart: None,
+            l1: Arc::new(NoL1),
+            l1_margin: 0,
+            keys: crate::keys::KeyEngine::new(None, None, None),
+            share_sink: None,
+        })
+    }
+
+    /// The ledger, validator set and certificate the store holds for head block `head`.
+    fn load_head(backend: &Chain, head: u64) -> Result<(Ledger, ValidatorSet, WireCertificate), AppError> {
+        let engine = backend.engine();
+        let store = engine.store();
+        let hash: B256 = store
+            .get(schema::LEDGER_HASH)?
+            .ok_or_else(|| AppError::Corrupt(schema::LEDGER_HASH.into()))?;
+        let bytes = store
+            .meta(schema::LEDGER)?
+            .ok_or_else(|| AppError::Corrupt(schema::LEDGER.into()))?;
+        let ledger = Ledger::from_bytes(&bytes, hash)?;
+        if ledger.height() != head {
+            return Err(AppError::Corrupt(format!(
+                "ledger at height {} but chain head {head}",
+                ledger.height()
+            )));
+        }
+        let (v, schedule): SetRecord = store
+            .get(&schema::valset(head))?
+            .ok_or_else(|| AppError::Corrupt(schema::valset(head)))?;
+        let set = ValidatorSet::new(&v, &schedule)?;
+        let cert: WireCertificate = store
+            .get(&schema::cert(head))?
+            .ok_or_else(|| AppError::Corrupt(schema::cert(head)))?;
+        Ok((ledger, set, cert))
+    }
+
+    /// Takes PoS transactions from (and checks them against) this L1 view; proposes only events at least
+    /// `margin` blocks below what the view has read.
+    pub fn with_l1_view(mut self, view: Arc<dyn L1Source>, margin: u64) -> Self {
+        self.l1 = view;
+        self.l1_margin = margin;
+        self
+    }
+
+    /// Runs key rounds with these secrets (None: observe only) and `share` (this node's share of the stored
+    /// output, if it has one); new shares go to `sink`. A round that was running before a restart is rebuilt by
+    /// replaying the messages the stored blocks carried.
+    pub fn with_keys(
+        mut self,
+        secrets: Option<crate::keys::KeySecrets>,
+        share: Option<metis_mpc::Share>,
+        sink: Option<ShareSink>,
+    ) -> Result<Self, AppError> {
+        let output = {
+            let engine = self.backend.engine();
+            engine.store().meta(schema::KEY_OUTPUT)?
+        };
+        let output = match output {
+            None => None,
+            Some(b) => {
+                Some(crate::keys::decode_output(&b).ok_or_else(|| AppError::Corrupt(schema::KEY_OUTPUT.into()))?)
+            }
+        };
+        self.keys = crate::keys::KeyEngine::new(secrets, output, share);
+        self.share_sink = sink;
+        if let Some(kr) = self.ledger.keys().running.clone() {
+            let head = self.backend.engine().head().number;
+            for h in kr.start..=head {
+                let carried: Option<WireCertificate> = self
+                    .backend
+                    .engine()
+                    .store()
+                    .get::<Option<WireCertificate>>(&schema::carried(h))?
+                    .flatten();
+                let ledger = self.ledger.clone();
+                let _ = self.keys.on_block(&ledger, h, carried.as_ref());
+            }
+        }
+        self.keys.ensure_round(&self.ledger);
+        Ok(self)
+    }
+
+    /// The key this node signs with now: the current key round's sharing and this node's share of it.
+    pub fn signing_key(&self) -> Option<metis_mpc::SigningKey> {
+        self.signing_key_for(&self.ledger)
+    }
+
+    /// The signing key as of `ledger` (the current key round it names) and this node's key rounds.
+    fn signing_key_for(&self, ledger: &Ledger) -> Option<metis_mpc::SigningKey> {
+        let round = ledger.keys().current.as_ref()?.round;
+        let (output, share) = match self.keys.share() {
+            Some((o, s)) => (o, Some(s.clone())),
+            None => (self.keys.output()?, None),
+        };
+        // Share index -> the player's consensus key, by the output's own index of each player.
+        let set = output.players();
+        let mut players = vec![[0u8; 32]; set.len()];
+        for p in set.iter() {
+            let key = <[u8; 32]>::try_from(commonware_codec::Encode::encode(p).as_ref()).ok();
+            if let (Some(i), Some(key)) = (commonware_utils::ordered::Quorum::index(set, p), key) {
+                if let Some(slot) = players.get_mut(i.get() as usize) {
+                    *slot = key;
+                }
+            }
+        }
+        Some(metis_mpc::SigningKey {
+            round,
+            sharing: output.public().clone(),
+            share,
+            players,
+        })
+    }
+
+    /// How many records of each kind the ledger keeps before handing the older ones to the store.
+    pub fn with_history_keep(mut self, keep: usize) -> Self {
+        self.history_keep = keep.max(1);
+        self
+    }
+
+    /// Keeps proposals on disk in `dir` until decided (see `proposals.rs`), and takes back the ones stored for
+    /// the next height before a crash, re-executed on the head.
+    pub fn with_proposal_store(mut self, dir: &std::path::Path) -> Result<Self, AppError> {
+        let store = ProposalStore::open(dir).map_err(|e| AppError::Corrupt(format!("{}: {e}", dir.display())))?;
+        let next = self.next_height();
+        store.prune(Height(next.0 - 1));
+        for p in store.at(next) {
+            let Ok(data) = BlockData::decode(&p.block) else {
+                continue;
+            };
+            let BlockData {
+                header,
+                txs,
+                pos_txs,
+                last_commit,
+            } = data;
+            let executed = match self.backend.engine().validate(&header, txs) {
+                Ok(e) => e,
+                Err(e) => {
+                    warn!(height = next.0, error = %e, "stored proposal no longer executes; dropped");
+                    continue;
+                }
+            };
+            info!(height = next.0, round = %p.round, "took back stored proposal {}", p.hash);
+            self.candidates.insert(
+                p.hash,
+                Candidate {
+                    executed,
+                    pos_txs,
+                    last_commit,
+                    encoded: p.block,
+                    round: p.round,
+                    proposer: p.proposer,
+                    validity: Validity::Valid,
+                    seen: Instant::now(),
+                },
+            );
+        }
+        self.proposals = Some(store);
+        Ok(self)
+    }
+
+    /// Keeps a valid proposal: on disk first (this node is about to vote for it, and a crash must not leave a
+    /// decided hash without its block), then in memory.
+    fn keep(&mut self, height: Height, hash: BlockHash, c: Candidate) {
+        if let Some(store) = &self.proposals {
+            let p = StoredProposal {
+                height,
+                round: c.round,
+                proposer: c.proposer,
+                hash,
+                block: c.encoded.clone(),
+            };
+            if let Err(e) = store.put(&p) {
+                warn!(height = height.0, error = %e, "could not store proposal {hash}");
+            }
+        }
+        self.candidates.insert(hash, c);
+    }
+
+    /// The ledger as of the last decided block.
+    pub fn ledger(&self) -> Arc<Ledger> {
+        self.ledger.clone()
+    }
+
+    /// Makes this node misbehave as a proposer (tests only).
+    #[cfg(feature = "test-faults")]
+    pub fn inject_fault(&mut self, fault: crate::faults::Fault) {
+        warn!(?fault, "FAULT INJECTION: this node will propose invalid blocks");
+        self.fault = Some(fault);
+    }
+
+    fn next_height(&self) -> Height {
+        Height(self.backend.engine().head().number + 1)
+    }
+
+    /// Runs until consensus stops.
+    pub async fn run(mut self, mut channels: Channels<MetisContext>) -> Result<(), AppError> {
+        loop {
+            let msg = match self.pending_start.as_ref().map(|(_, at, _)| *at) {
+                Some(at) => tokio::select! {
+                    m = channels.consensus.recv() => m,
+                    _ = tokio::time::sleep_until(at.into()) => {
+                        self.start_pending()?;
+                        continue;
+                    }
+                },
+                None => channels.consensus.recv().await,
+            };
+            let Some(msg) = msg else { break };
+            let height = self.next_height();
+            let span = info_span!("consensus", height = height.0, epoch = self.ledger.current_epoch().id);
+            let _g = span.enter();
+            self.handle(msg, &channels.network).await?;
+        }
+        Err(AppError::Closed)
+    }
+
+    /// One message from consensus, answered by the step it belongs to.
+    async fn handle(
+        &mut self,
+        msg: AppMsg<MetisContext>,
+        network: &Sender<NetworkMsg<MetisContext>>,
+    ) -> Result<(), AppError> {
+        match msg {
+            AppMsg::ConsensusReady { reply } => {
+                let h = self.next_height();
+                info!(height = h.0, "consensus ready, starting");
+                let params = self.params(h, Instant::now())?;
+                let _ = reply.send((h, params));
+            }
+            AppMsg::StartedRound {
+                height,
+                round,
+                proposer,
+                role,
+                reply_value,
+            } => {
+                debug!(round = %round, %proposer, ?role, "round started");
+                self.round_started = Some((height, round, Instant::now()));
+                let _ = reply_value.send(self.values_for_round(height, round));
+            }
+            AppMsg::GetValue {
+                height, round, reply, ..
+            } => {
+                let (hash, parts) = self.propose(height, round)?;
+                let _ = reply.send(LocallyProposedValue::new(height, round, hash));
+                publish(network, parts).await?;
+            }
+            AppMsg::ExtendVote {
+                vote_extension_policy,
+                reply,
+                ..
+            } => {
+                let ext = vote_extension_policy.is_required().then(|| self.keys.extension());
+                let _ = reply.send(ext);
+            }
+            AppMsg::VerifyVoteExtensions { extensions, reply, .. } => {
+                let _ = reply.send(verify_extensions(extensions));
+            }
+            AppMsg::RestreamProposal {
+                height,
+                round,
+                valid_round,
+                address,
+                value_id,
+            } => {
+                let parts = self.restream(height, round, valid_round, address, value_id);
+                publish(network, parts).await?;
+            }
+            AppMsg::GetHistoryMinHeight { reply } => {
+                let _ = reply.send(Height(1));
+            }
+            AppMsg::ReceivedProposalPart {
+                from,
+                published_by,
+                part,
+                reply,
+            } => {
+                let _ = reply.send(self.on_part(published_by.unwrap_or(from), part));
+            }
+            AppMsg::Decided {
+                certificate,
+                extensions,
+                reply,
+            } => {
+                self.on_decided(&certificate, &extensions)?;
+                let _ = reply.send(());
+            }
+            AppMsg::Finalized {
+                certificate,
+                extensions,
+                reply,
+                ..
+            } => self.on_finalized(&certificate, &extensions, reply)?,
+            AppMsg::GetDecidedValues { range, reply } => {
+                let _ = reply.send(self.decided_values(range.start().0, range.end().0)?);
+            }
+            AppMsg::ProcessSyncedValue {
+                height,
+                round,
+                proposer,
+                value_bytes,
+                reply,
+            } => {
+                let _ = reply.send(self.synced_value(height, round, proposer, &value_bytes));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends proposal parts to the network.
+async fn publish(
+    network: &Sender<NetworkMsg<MetisContext>>,
+    parts: Vec<malachitebft_app_channel::app::streaming::StreamMessage<ProposalPart>>,
+) -> Result<(), AppError> {
+    for p in parts {
+        if network.send(NetworkMsg::PublishProposalPart(p)).await.is_err() {
+            return Err(AppError::Closed);
+        }
+    }
+    Ok(())
+}
+
+type ExtensionVerdicts = Vec<(
+    Address,
+    Result<(), malachitebft_app_channel::app::consensus::VoteExtensionError>,
+)>;
+
+/// Only well-formed, bounded key messages pass; whether each counts is the key round's business.
+fn verify_extensions(extensions: Vec<(Address, Vec<u8>)>) -> ExtensionVerdicts {
+    extensions
+        .into_iter()
+        .map(|(a, ext)| match crate::keys::decode_ext(&ext) {
+            Ok(_) => (a, Ok(())),
+            Err(e) => {
+                warn!(validator = %a, error = %e, "malformed vote extension");
+                (
+                    a,
+                    Err(malachitebft_app_channel::app::consensus::VoteExtensionError::InvalidVoteExtension),
+                )
+            }
+        })
+        .collect()
+}

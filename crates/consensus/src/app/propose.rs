@@ -1,0 +1,161 @@
+//! This node's proposals: building a block on the head, and the signed stream that carries it.
+
+use super::{now_secs, App, AppError, Candidate, CHUNK};
+use crate::block::{commit_digest, encode_block, extra_data, MAX_BLOCK_BYTES, MAX_POS_TXS};
+use crate::signing::stream_digest;
+use crate::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart};
+use alloy_primitives::Bytes as ABytes;
+use bytes::Bytes;
+use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
+use malachitebft_app_channel::app::types::core::{Round, Validity};
+use malachitebft_app_channel::app::types::ProposedValue;
+use std::time::Instant;
+use tracing::info;
+
+impl App {
+    pub(super) fn values_for_round(&mut self, height: Height, round: Round) -> Vec<ProposedValue<MetisContext>> {
+        let mut out: Vec<_> = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| c.round == round && c.executed.header.number == height.0)
+            .map(|(h, c)| ProposedValue {
+                height,
+                round,
+                valid_round: Round::Nil,
+                proposer: c.proposer,
+                value: *h,
+                validity: c.validity,
+            })
+            .collect();
+        // Proposals that arrived before we reached this height are checked now.
+        let r = round.as_u32().unwrap_or(0);
+        if let Some(f) = self.future.remove(&(height, r)) {
+            let (hash, validity) = self.validate(height, round, f.init.proposer, f.data, f.encoded, f.received);
+            out.push(ProposedValue {
+                height,
+                round,
+                valid_round: f.init.pol_round,
+                proposer: f.init.proposer,
+                value: hash,
+                validity,
+            });
+        }
+        self.future.retain(|(h, _), _| *h >= height);
+        out
+    }
+
+    /// Builds this node's proposal for (height, round) and the parts that carry it.
+    pub(super) fn propose(
+        &mut self,
+        height: Height,
+        round: Round,
+    ) -> Result<(BlockHash, Vec<StreamMessage<ProposalPart>>), AppError> {
+        let started = Instant::now();
+        let beneficiary = self
+            .ledger
+            .sequencers()
+            .find(|s| s.consensus_key.0 == self.address.0)
+            .map(|s| s.signer)
+            .unwrap_or_default();
+        let pos_txs = self.l1.includable(self.ledger.last_l1(), self.l1_margin, MAX_POS_TXS);
+        let ctx = {
+            let engine = self.backend.engine();
+            let extra = extra_data(self.ledger.state_hash(), &pos_txs)?;
+            let mut ctx = engine.next_context(now_secs(), beneficiary);
+            ctx.extra_data = ABytes::from(extra);
+            ctx.prevrandao = commit_digest(height.0, engine.head_hash(), self.last_commit.as_ref());
+            ctx
+        };
+        // Building and re-executing blocks is CPU work: block_in_place lets the runtime move the network and
+        // RPC tasks to other workers meanwhile.
+        // Room for the header and the last commit: validators refuse encoded blocks above MAX_BLOCK_BYTES.
+        let max_tx_bytes = MAX_BLOCK_BYTES - 1024 * 1024;
+        #[allow(unused_mut)]
+        let mut executed = tokio::task::block_in_place(|| self.backend.build_block(ctx, max_tx_bytes));
+        #[cfg(feature = "test-faults")]
+        let foreign = crate::faults::apply(self.fault, &mut executed, self.backend.engine().spec().chain_id);
+        #[cfg(not(feature = "test-faults"))]
+        let foreign: Option<metis_execution::RecoveredTx> = None;
+        let hash = BlockHash(executed.hash.0);
+        let txs = executed.transactions.iter().chain(&foreign).map(|t| &t.envelope);
+        let bytes = encode_block(&executed.header, txs, &pos_txs, self.last_commit.as_ref())?;
+        info!(
+            round = %round,
+            txs = executed.transactions.len(),
+            pos_txs = pos_txs.len(),
+            gas_used = executed.header.gas_used,
+            bytes = bytes.len(),
+            build_ms = started.elapsed().as_millis() as u64,
+            "proposing block {hash}"
+        );
+        let init = PartInit {
+            height,
+            round,
+            pol_round: Round::Nil,
+            proposer: self.address,
+            total_len: 0,
+        };
+        let parts = self.stream_parts(init, &bytes);
+        let c = Candidate {
+            executed,
+            pos_txs,
+            last_commit: self.last_commit.clone(),
+            encoded: bytes,
+            round,
+            proposer: self.address,
+            validity: Validity::Valid,
+            seen: started,
+        };
+        self.keep(height, hash, c);
+        Ok((hash, parts))
+    }
+
+    pub(super) fn stream_parts(&self, mut init: PartInit, bytes: &[u8]) -> Vec<StreamMessage<ProposalPart>> {
+        init.total_len = bytes.len() as u32;
+        let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK).map(|c| c.to_vec()).collect();
+        let sig = self.signer.sign_bytes(&stream_digest(&init, &chunks));
+        let mut id = Vec::with_capacity(44);
+        id.extend_from_slice(&init.height.0.to_be_bytes());
+        id.extend_from_slice(&init.round.as_i64().to_be_bytes());
+        id.extend_from_slice(&self.address.0[..8]);
+        let stream_id = StreamId::new(Bytes::from(id));
+        let mut out = Vec::with_capacity(chunks.len() + 3);
+        let mut seq = 0u64;
+        let mut push = |content| {
+            out.push(StreamMessage::new(stream_id.clone(), seq, content));
+            seq += 1;
+        };
+        push(StreamContent::Data(ProposalPart::Init(init)));
+        for c in chunks {
+            push(StreamContent::Data(ProposalPart::Data(c)));
+        }
+        push(StreamContent::Data(ProposalPart::Fin(sig)));
+        push(StreamContent::Fin);
+        out
+    }
+
+    /// The parts of this node's own proposal `value_id`, streamed again for a later round.
+    pub(super) fn restream(
+        &self,
+        height: Height,
+        round: Round,
+        valid_round: Round,
+        address: Address,
+        value_id: BlockHash,
+    ) -> Vec<StreamMessage<ProposalPart>> {
+        if address != self.address {
+            return Vec::new();
+        }
+        let Some(c) = self.candidates.get(&value_id) else {
+            return Vec::new();
+        };
+        let init = PartInit {
+            height,
+            round,
+            pol_round: valid_round,
+            proposer: self.address,
+            total_len: 0,
+        };
+        self.stream_parts(init, &c.encoded)
+    }
+}

@@ -1,0 +1,409 @@
+//! The rules a proposed block must meet before this node votes for it. [`check`] is a pure function of the
+//! block, the height's validator set, the parent, the ledger, this node's L1 view and the clock (all passed
+//! in); re-execution by the engine comes after it ([`App::validate`]).
+
+use super::{now_secs, App, Candidate};
+use crate::block::{commit_digest, extra_data, verify_commit, BlockData};
+use crate::types::{Address, BlockHash, Height, ValidatorSet};
+use alloy_primitives::B256;
+use malachitebft_app_channel::app::types::core::{Round, Validity};
+use metis_execution::executor::ExecutedBlock;
+use metis_pos::{L1Source, Ledger, PosTx};
+use std::time::Instant;
+use tracing::{debug, warn};
+
+/// How far ahead of the wall clock a block's timestamp may be.
+pub const MAX_FUTURE_DRIFT_SECS: u64 = 15;
+
+/// What a block for `height` is checked against.
+pub struct Rules<'a> {
+    pub height: Height,
+    /// The validators of `height` and their proposer schedule.
+    pub set: &'a ValidatorSet,
+    /// The set that decided the parent (None before the first block).
+    pub parent_set: Option<&'a ValidatorSet>,
+    pub parent_hash: B256,
+    pub parent_timestamp: u64,
+    /// The ledger after the parent.
+    pub ledger: &'a Ledger,
+    /// This node's own view of L1.
+    pub l1: &'a dyn L1Source,
+    /// The wall clock, in seconds.
+    pub now_secs: u64,
+}
+
+/// Why a proposal is refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("no height in progress")]
+    NoHeight,
+    #[error("for height {height}, deciding {deciding}")]
+    OtherHeight { height: Height, deciding: Height },
+    #[error("proposer {proposer} is not scheduled for round {round} ({scheduled})")]
+    NotScheduled {
+        proposer: Address,
+        round: Round,
+        scheduled: Address,
+    },
+    #[error("block number {number} at height {height}")]
+    Number { number: u64, height: Height },
+    #[error("extra data is not our ledger hash {0} and the root of the block's PoS transactions")]
+    ExtraData(B256),
+    #[error("PoS transaction {index} ({event} at L1 block {block} log {log}) is not in this node's L1 view")]
+    UnknownPosTx {
+        index: usize,
+        event: &'static str,
+        block: u64,
+        log: u64,
+    },
+    #[error("PoS transactions are not the next L1 events in order")]
+    PosTxOrder,
+    #[error("last commit missing or unexpected")]
+    LastCommitPresence,
+    #[error("last commit: {0}")]
+    LastCommit(String),
+    #[error("mix hash {got} is not the last-commit digest {expected}")]
+    MixHash { got: B256, expected: B256 },
+    #[error("beneficiary {got} is not the proposer's signer {expected}")]
+    Beneficiary {
+        got: alloy_primitives::Address,
+        expected: alloy_primitives::Address,
+    },
+    #[error("timestamp {0} is in the future")]
+    Future(u64),
+    #[error("{0}")]
+    Encoding(String),
+    #[error("{0}")]
+    Execution(String),
+}
+
+/// Everything about a proposal for `r.height` by `proposer` in `round` but its execution.
+pub fn check(r: &Rules<'_>, round: Round, proposer: Address, data: &BlockData) -> Result<(), Invalid> {
+    let scheduled = r.set.proposer(round.as_u32().unwrap_or(0));
+    if scheduled.address != proposer {
+        return Err(Invalid::NotScheduled {
+            proposer,
+            round,
+            scheduled: scheduled.address,
+        });
+    }
+    let h = &data.header;
+    if h.number != r.height.0 {
+        return Err(Invalid::Number {
+            number: h.number,
+            height: r.height,
+        });
+    }
+    let ledger_hash = r.ledger.state_hash();
+    let expected = extra_data(ledger_hash, &data.pos_txs).map_err(|e| Invalid::Encoding(e.to_string()))?;
+    if h.extra_data.as_ref() != expected.as_slice() {
+        return Err(Invalid::ExtraData(ledger_hash));
+    }
+    check_pos_txs(r, &data.pos_txs)?;
+    match (&data.last_commit, r.parent_set) {
+        (None, None) if r.height.0 == 1 => {}
+        (Some(c), Some(set)) => {
+            verify_commit(c, r.height.0 - 1, r.parent_hash, set).map_err(|e| Invalid::LastCommit(e.to_string()))?
+        }
+        _ => return Err(Invalid::LastCommitPresence),
+    }
+    let digest = commit_digest(r.height.0, r.parent_hash, data.last_commit.as_ref());
+    if h.mix_hash != digest {
+        return Err(Invalid::MixHash {
+            got: h.mix_hash,
+            expected: digest,
+        });
+    }
+    let expected_beneficiary = r
+        .ledger
+        .sequencer(scheduled.sequencer)
+        .map(|s| s.signer)
+        .unwrap_or_default();
+    if h.beneficiary != expected_beneficiary {
+        return Err(Invalid::Beneficiary {
+            got: h.beneficiary,
+            expected: expected_beneficiary,
+        });
+    }
+    if h.timestamp > r.parent_timestamp + 1 && h.timestamp > r.now_secs + MAX_FUTURE_DRIFT_SECS {
+        return Err(Invalid::Future(h.timestamp));
+    }
+    Ok(())
+}
+
+/// A block's PoS transactions must be exactly the next L1 events after the ledger's cursor, as this node's
+/// own L1 view has them: none altered, unknown, reordered, or skipped (a skipped event could never be
+/// applied after a later one).
+fn check_pos_txs(r: &Rules<'_>, pos_txs: &[PosTx]) -> Result<(), Invalid> {
+    if pos_txs.is_empty() {
+        return Ok(());
+    }
+    for (index, t) in pos_txs.iter().enumerate() {
+        if !r.l1.confirms(t) {
+            return Err(Invalid::UnknownPosTx {
+                index,
+                event: t.event.name(),
+                block: t.position.block_number,
+                log: t.position.log_index,
+            });
+        }
+    }
+    if r.l1.next_events(r.ledger.last_l1(), pos_txs.len()).as_slice() != pos_txs {
+        return Err(Invalid::PosTxOrder);
+    }
+    Ok(())
+}
+
+impl App {
+    /// Checks a block proposed for the next height in `round` by `proposer`, and keeps it (valid or not) so a
+    /// decision on it can be committed. Returns its hash and verdict.
+    pub(super) fn validate(
+        &mut self,
+        height: Height,
+        round: Round,
+        proposer: Address,
+        data: BlockData,
+        encoded: Vec<u8>,
+        seen: Instant,
+    ) -> (BlockHash, Validity) {
+        let hash = BlockHash(data.header.hash_slow().0);
+        if let Some(c) = self.candidates.get(&hash) {
+            return (hash, c.validity);
+        }
+        let started = Instant::now();
+        let txs = data.txs.len();
+        let last_commit = data.last_commit.clone();
+        let pos_txs = data.pos_txs.clone();
+        match tokio::task::block_in_place(|| self.check(height, round, proposer, data)) {
+            Ok(executed) => {
+                debug!(
+                    round = %round,
+                    %proposer,
+                    txs,
+                    exec_ms = started.elapsed().as_millis() as u64,
+                    "valid proposal {hash}"
+                );
+                // What the propose timeout must cover: from this round's start to here, proposal checked.
+                if let Some((h, r, at)) = self.round_started {
+                    if h == height && r == round && proposer != self.address {
+                        self.proposal_delay.observe(executed.header.gas_used, at.elapsed());
+                    }
+                }
+                let c = Candidate {
+                    executed,
+                    pos_txs,
+                    last_commit,
+                    encoded,
+                    round,
+                    proposer,
+                    validity: Validity::Valid,
+                    seen,
+                };
+                self.keep(height, hash, c);
+                (hash, Validity::Valid)
+            }
+            Err(reason) => {
+                warn!(round = %round, %proposer, %reason, "invalid proposal {hash}");
+                (hash, Validity::Invalid)
+            }
+        }
+    }
+
+    /// The rules of the height in progress, then re-execution on the head.
+    fn check(
+        &self,
+        height: Height,
+        round: Round,
+        proposer: Address,
+        data: BlockData,
+    ) -> Result<ExecutedBlock, Invalid> {
+        let Some((deciding, set)) = &self.set else {
+            return Err(Invalid::NoHeight);
+        };
+        if *deciding != height {
+            return Err(Invalid::OtherHeight {
+                height,
+                deciding: *deciding,
+            });
+        }
+        let engine = self.backend.engine();
+        let rules = Rules {
+            height,
+            set,
+            parent_set: self.head_set.as_ref(),
+            parent_hash: engine.head_hash(),
+            parent_timestamp: engine.head().timestamp,
+            ledger: &self.ledger,
+            l1: self.l1.as_ref(),
+            now_secs: now_secs(),
+        };
+        check(&rules, round, proposer, &data)?;
+        engine
+            .validate(&data.header, data.txs)
+            .map_err(|e| Invalid::Execution(e.to_string()))
+    }
+
+    /// Whether this node's L1 view holds every one of `pos_txs` (same event, same position, same block).
+    pub(super) fn l1_view_has(&self, pos_txs: &[PosTx]) -> bool {
+        pos_txs.iter().all(|t| self.l1.confirms(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::validator_set;
+    use alloy_consensus::Header;
+    use alloy_primitives::{keccak256, U256};
+    use metis_pos::{L1Event, L1Position, NoL1, Params, Sequencer, SequencerStatus};
+
+    fn sequencer(id: u64) -> Sequencer {
+        let key = ed25519_dalek::SigningKey::from_bytes(&keccak256(format!("validate{id}")).0);
+        Sequencer {
+            id,
+            signer: alloy_primitives::Address::with_last_byte(id as u8),
+            consensus_key: B256::from(key.verifying_key().to_bytes()),
+            dkg_key: keccak256(format!("dkg{id}")),
+            stake: U256::from(1000u64 + id) * U256::from(10u64).pow(U256::from(18)),
+            status: SequencerStatus::Active,
+            jailed_until_epoch: 0,
+            l1_jailed: false,
+        }
+    }
+
+    struct Fixture {
+        ledger: Ledger,
+        set: ValidatorSet,
+        parent: B256,
+    }
+
+    fn fixture() -> Fixture {
+        let ledger = Ledger::genesis(
+            Params::default(),
+            (1..=3).map(sequencer).collect(),
+            B256::repeat_byte(7),
+        )
+        .expect("genesis");
+        let set = validator_set(&ledger).expect("set");
+        Fixture {
+            ledger,
+            set,
+            parent: B256::repeat_byte(1),
+        }
+    }
+
+    fn rules<'a>(f: &'a Fixture, l1: &'a dyn L1Source) -> Rules<'a> {
+        Rules {
+            height: Height(1),
+            set: &f.set,
+            parent_set: None,
+            parent_hash: f.parent,
+            parent_timestamp: 1_000,
+            ledger: &f.ledger,
+            l1,
+            now_secs: 1_001,
+        }
+    }
+
+    /// The block the scheduled round-0 proposer would build at height 1.
+    fn block(f: &Fixture) -> (Address, BlockData) {
+        let proposer = f.set.proposer(0);
+        let signer = f.ledger.sequencer(proposer.sequencer).expect("proposer").signer;
+        let header = Header {
+            number: 1,
+            parent_hash: f.parent,
+            timestamp: 1_001,
+            beneficiary: signer,
+            extra_data: extra_data(f.ledger.state_hash(), &[]).expect("extra").into(),
+            mix_hash: commit_digest(1, f.parent, None),
+            ..Default::default()
+        };
+        let data = BlockData {
+            header,
+            txs: vec![],
+            pos_txs: vec![],
+            last_commit: None,
+        };
+        (proposer.address, data)
+    }
+
+    #[test]
+    fn the_scheduled_proposers_block_passes() {
+        let f = fixture();
+        let (proposer, data) = block(&f);
+        assert_eq!(check(&rules(&f, &NoL1), Round::new(0), proposer, &data), Ok(()));
+    }
+
+    #[test]
+    fn a_block_off_the_rules_is_refused_for_its_reason() {
+        let f = fixture();
+        let r = rules(&f, &NoL1);
+        let (proposer, good) = block(&f);
+        let other = f.set.proposer(1).address;
+        assert!(matches!(
+            check(&r, Round::new(0), other, &good),
+            Err(Invalid::NotScheduled { .. })
+        ));
+        // Round 1 belongs to the first fallback, not to the round-0 proposer.
+        assert!(matches!(
+            check(&r, Round::new(1), proposer, &good),
+            Err(Invalid::NotScheduled { .. })
+        ));
+        let spoil = |edit: &dyn Fn(&mut BlockData)| {
+            let mut d = good.clone();
+            edit(&mut d);
+            check(&r, Round::new(0), proposer, &d)
+        };
+        assert!(matches!(spoil(&|d| d.header.number = 2), Err(Invalid::Number { .. })));
+        assert!(matches!(
+            spoil(&|d| d.header.extra_data = vec![0u8; 64].into()),
+            Err(Invalid::ExtraData(_))
+        ));
+        assert!(matches!(
+            spoil(&|d| d.header.mix_hash = B256::ZERO),
+            Err(Invalid::MixHash { .. })
+        ));
+        assert!(matches!(
+            spoil(&|d| d.header.beneficiary = alloy_primitives::Address::repeat_byte(9)),
+            Err(Invalid::Beneficiary { .. })
+        ));
+        assert!(matches!(
+            spoil(&|d| d.header.timestamp = 1_001 + MAX_FUTURE_DRIFT_SECS + 1),
+            Err(Invalid::Future(_))
+        ));
+        // A first block carrying a last commit, or a later block without one.
+        let later = Rules {
+            height: Height(2),
+            ..rules(&f, &NoL1)
+        };
+        let mut second = good.clone();
+        second.header.number = 2;
+        assert_eq!(
+            check(&later, Round::new(0), proposer, &second),
+            Err(Invalid::LastCommitPresence)
+        );
+    }
+
+    #[test]
+    fn pos_transactions_must_be_in_this_nodes_l1_view() {
+        let f = fixture();
+        let (proposer, mut data) = block(&f);
+        let tx = PosTx {
+            position: L1Position {
+                block_number: 5,
+                block_hash: B256::repeat_byte(5),
+                tx_index: 0,
+                log_index: 0,
+            },
+            event: L1Event::SetMaxLock {
+                amount: U256::from(1u64),
+            },
+        };
+        data.pos_txs = vec![tx];
+        data.header.extra_data = extra_data(f.ledger.state_hash(), &data.pos_txs).expect("extra").into();
+        assert!(matches!(
+            check(&rules(&f, &NoL1), Round::new(0), proposer, &data),
+            Err(Invalid::UnknownPosTx { index: 0, .. })
+        ));
+    }
+}
