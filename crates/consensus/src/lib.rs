@@ -2,20 +2,12 @@
 //! sequencers decide one L2 block per height. The proposer schedule comes from the PoS ledger (round 0: the
 //! epoch's elected sequencer; later rounds: fallbacks by stake), so a dead producer costs one propose timeout.
 //! A decided block goes to the chain's commit path (`metis_chain`), which tells the signer and the poster.
+//! The types that travel (context, votes, blocks, certificates) are `metis_wire`'s.
 
 pub mod app;
-pub mod block;
-pub mod codec;
 #[cfg(feature = "test-faults")]
 pub mod faults;
-pub mod keys;
 pub mod pacing;
 pub mod proposals;
-pub mod signing;
-pub mod types;
 
 pub use app::{validator_set, App, AppError, Timing};
-pub use block::BlockData;
-pub use codec::WireCodec;
-pub use signing::{ConsensusSigner, ConsensusVerifier};
-pub use types::{Address, BlockHash, Height, MetisContext, ValidatorSet};

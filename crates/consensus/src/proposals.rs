@@ -4,9 +4,9 @@
 //! decide one of them without streaming it again. The block behind the hash must then still be here, so every
 //! proposal is written (and synced) before this node votes for it, and removed once its height is decided.
 
-use crate::types::{Address, BlockHash, Height};
 use borsh::{BorshDeserialize, BorshSerialize};
 use malachitebft_core_types::Round;
+use metis_wire::types::{Address, BlockHash, Height};
 use std::path::{Path, PathBuf};
 
 #[derive(BorshSerialize, BorshDeserialize)]
@@ -31,7 +31,7 @@ impl ProposalStore {
 
     fn path(&self, height: Height, hash: &BlockHash) -> PathBuf {
         self.dir
-            .join(format!("{:020}-{}.bin", height.0, crate::types::hex_str(&hash.0)))
+            .join(format!("{:020}-{}.bin", height.0, metis_wire::types::hex_str(&hash.0)))
     }
 
     /// Writes one proposal durably (temp file, fsync, rename).

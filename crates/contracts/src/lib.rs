@@ -4,6 +4,7 @@
 
 pub mod bindings;
 pub mod deploy;
+pub mod dev;
 pub mod digest;
 
 pub use bindings::{BatchInbox, LockingInfo, LockingPool, MetisToken};

@@ -2,7 +2,7 @@
 //! arrive), with prefunded dev accounts, like anvil. The same engine and RPC the sequencer pool runs.
 
 use alloy::primitives::{utils::format_ether, Address, U256};
-use alloy::signers::local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
+use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result};
 use clap::Args;
 use metis_chain::Chain;
@@ -13,9 +13,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::{error, info};
-
-/// The well-known development mnemonic (anvil's and hardhat's), so tools' default dev keys work here too.
-pub const DEV_MNEMONIC: &str = "test test test test test test test test test test test junk";
 
 #[derive(Args, Debug)]
 pub struct DevArgs {
@@ -48,17 +45,9 @@ pub struct DevArgs {
     gas_limit: u64,
 }
 
+/// The well-known dev accounts (anvil's and hardhat's mnemonic), so tools' default dev keys work here too.
 pub fn dev_keys(n: u32) -> Result<Vec<PrivateKeySigner>> {
-    (0..n)
-        .map(|i| {
-            MnemonicBuilder::<English>::default()
-                .phrase(DEV_MNEMONIC)
-                .index(i)
-                .context("dev key index")?
-                .build()
-                .context("deriving a dev key")
-        })
-        .collect()
+    metis_contracts::dev::dev_keys(n).context("deriving the dev keys")
 }
 
 fn now_secs() -> u64 {

@@ -1,7 +1,6 @@
 //! `metis-seq`: the one binary of the sequencer pool. Subcommands are added as the parts land.
 
 mod bench;
-mod bench_posting;
 mod dev;
 mod devnet;
 mod keys;

@@ -8,189 +8,16 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use commonware_codec::Encode;
 use commonware_cryptography::Signer as _;
-use metis_consensus::app::Timing;
-use metis_execution::ChainSpec;
 use metis_keystore::{KdfParams, Passphrase};
-use metis_mempool::PoolConfig;
-use metis_node::{L1Settings, NodeSettings, PosGenesis};
+use metis_node::config::{
+    rel, ConsensusSection, GossipSection, L1Section, NodeConfigFile, NodeSecrets, P2pSection, PosterSection,
+    RpcSection, TxpoolSection,
+};
+use metis_node::PosGenesis;
 use metis_pos::{Params, Sequencer, SequencerStatus};
-use metis_rpc::RpcConfig;
-use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use tracing::info;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeConfigFile {
-    pub moniker: String,
-    /// Paths are relative to the config file's directory.
-    pub data_dir: PathBuf,
-    pub keys_dir: PathBuf,
-    /// geth-style L2 genesis.
-    pub genesis: PathBuf,
-    /// PoS genesis: ledger parameters and the genesis sequencers.
-    pub pos_genesis: PathBuf,
-    pub rpc: RpcSection,
-    pub p2p: P2pSection,
-    pub gossip: GossipSection,
-    #[serde(default)]
-    pub consensus: ConsensusSection,
-    #[serde(default)]
-    pub txpool: TxpoolSection,
-    /// The L1 endpoint the sequencer set is read from (required when the PoS genesis names L1 contracts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub l1: Option<L1Section>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct L1Section {
-    pub rpc: String,
-    /// Blocks on top of an event's block before it counts (12 on Ethereum; small on a devnet).
-    #[serde(default = "default_confirmations")]
-    pub confirmations: u64,
-    #[serde(default = "default_poll_ms")]
-    pub poll_interval_ms: u64,
-    /// L1 blocks an event waits below this node's view before it proposes it.
-    #[serde(default = "default_margin")]
-    pub margin: u64,
-    /// Largest block range per eth_getLogs call.
-    #[serde(default = "default_max_range")]
-    pub max_range: u64,
-    /// Posting of the pool's batches and reward reports, with the sequencer's L1 signer key.
-    #[serde(default)]
-    pub poster: PosterSection,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PosterSection {
-    pub enabled: bool,
-    /// An item the producer has not landed after this long is posted by the next in the fallback order.
-    pub turn_timeout_ms: u64,
-    /// L1 blocks a transaction waits before it is sent again with higher fees.
-    pub bump_after_blocks: u64,
-    pub max_fee_gwei: u64,
-    pub max_blob_fee_gwei: u64,
-    /// Transactions in flight at once.
-    pub max_in_flight: usize,
-}
-
-impl Default for PosterSection {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            turn_timeout_ms: 60_000,
-            bump_after_blocks: 3,
-            max_fee_gwei: 500,
-            max_blob_fee_gwei: 500,
-            max_in_flight: 4,
-        }
-    }
-}
-
-fn default_confirmations() -> u64 {
-    12
-}
-fn default_poll_ms() -> u64 {
-    1000
-}
-fn default_margin() -> u64 {
-    1
-}
-fn default_max_range() -> u64 {
-    1000
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RpcSection {
-    pub addr: SocketAddr,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct P2pSection {
-    /// libp2p multiaddr, e.g. /ip4/0.0.0.0/tcp/26656
-    pub listen: String,
-    pub peers: Vec<String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GossipSection {
-    pub listen: SocketAddr,
-    pub peers: Vec<SocketAddr>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsensusSection {
-    pub block_time_ms: u64,
-    pub propose_timeout_ms: u64,
-    pub prevote_timeout_ms: u64,
-    pub precommit_timeout_ms: u64,
-    /// Added to each timeout per round.
-    pub timeout_delta_ms: u64,
-    /// Ended epochs, set changes and L1 events the PoS ledger keeps in memory; older ones go to the store
-    /// (the PoS API still serves them), so what is written with every block stays bounded.
-    #[serde(default = "default_ledger_history")]
-    pub ledger_history: usize,
-}
-
-fn default_ledger_history() -> usize {
-    metis_consensus::app::DEFAULT_HISTORY_KEEP
-}
-
-impl Default for ConsensusSection {
-    fn default() -> Self {
-        Self {
-            block_time_ms: 1000,
-            // A dead producer costs propose + precommit timeout: with 1 s blocks the next block comes
-            // within about 1.6 s.
-            propose_timeout_ms: 400,
-            prevote_timeout_ms: 300,
-            precommit_timeout_ms: 200,
-            timeout_delta_ms: 200,
-            ledger_history: default_ledger_history(),
-        }
-    }
-}
-
-impl ConsensusSection {
-    fn timing(&self) -> Result<Timing> {
-        if self.block_time_ms == 0 || self.propose_timeout_ms == 0 {
-            bail!("consensus.block_time_ms and consensus.propose_timeout_ms must be positive");
-        }
-        let ms = Duration::from_millis;
-        let mut t = metis_consensus::app::LinearTimeouts::default();
-        t.propose = ms(self.propose_timeout_ms);
-        t.prevote = ms(self.prevote_timeout_ms);
-        t.precommit = ms(self.precommit_timeout_ms);
-        t.propose_delta = ms(self.timeout_delta_ms);
-        t.prevote_delta = ms(self.timeout_delta_ms);
-        t.precommit_delta = ms(self.timeout_delta_ms);
-        t.rebroadcast = t.propose + t.prevote + t.precommit;
-        Ok(Timing {
-            timeouts: t,
-            block_time: ms(self.block_time_ms),
-        })
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TxpoolSection {
-    pub max_txs: usize,
-}
-
-impl Default for TxpoolSection {
-    fn default() -> Self {
-        Self { max_txs: 100_000 }
-    }
-}
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -271,83 +98,29 @@ pub struct TestnetArgs {
     l1: crate::testnet_l1::L1TestnetArgs,
 }
 
-fn rel(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
-pub fn load_config(path: &Path) -> Result<NodeConfigFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
 pub async fn run_node(args: NodeArgs) -> Result<()> {
-    let cfg = load_config(&args.config)?;
+    let cfg = NodeConfigFile::load(&args.config)?;
     let base = args.config.parent().unwrap_or(Path::new(".")).to_path_buf();
     let pass = args.pass.load()?;
-    let keys = SequencerKeys::load(&rel(&base, &cfg.keys_dir), &pass)
-        .with_context(|| format!("loading the keys in {}", rel(&base, &cfg.keys_dir).display()))?;
+    let keys_dir = rel(&base, &cfg.keys_dir);
+    let keys =
+        SequencerKeys::load(&keys_dir, &pass).with_context(|| format!("loading the keys in {}", keys_dir.display()))?;
     let seed: [u8; 32] = keys
         .identity
         .encode()
         .as_ref()
         .try_into()
         .context("identity key is not a 32-byte ed25519 seed")?;
-    let genesis_path = rel(&base, &cfg.genesis);
-    let json = std::fs::read_to_string(&genesis_path).with_context(|| format!("reading {}", genesis_path.display()))?;
-    let spec = ChainSpec::from_genesis_json(&json).with_context(|| format!("parsing {}", genesis_path.display()))?;
-    let pos_path = rel(&base, &cfg.pos_genesis);
-    let pos: PosGenesis = serde_json::from_str(
-        &std::fs::read_to_string(&pos_path).with_context(|| format!("reading {}", pos_path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", pos_path.display()))?;
-    let node = metis_node::start(NodeSettings {
-        moniker: cfg.moniker.clone(),
-        data_dir: rel(&base, &cfg.data_dir),
-        spec,
-        pos,
-        key: ed25519_dalek::SigningKey::from_bytes(&seed),
-        p2p_listen: cfg.p2p.listen.clone(),
-        p2p_peers: cfg.p2p.peers.clone(),
-        rpc: RpcConfig {
-            addr: cfg.rpc.addr,
-            ..Default::default()
-        },
-        gossip_listen: cfg.gossip.listen,
-        gossip_peers: cfg.gossip.peers.clone(),
-        timing: cfg.consensus.timing()?,
-        pool: PoolConfig {
-            max_txs: cfg.txpool.max_txs,
-            ..Default::default()
-        },
-        dkg: Some(metis_mpc::seal::DkgSecret::from_bytes(*keys.dkg.to_bytes())),
-        passphrase: Some(pass),
-        l1: cfg.l1.as_ref().map(|l| L1Settings {
-            rpc: l.rpc.clone(),
-            confirmations: l.confirmations,
-            poll_interval: Duration::from_millis(l.poll_interval_ms.max(10)),
-            margin: l.margin,
-            max_range: l.max_range,
-        }),
-        poster: cfg
-            .l1
-            .as_ref()
-            .filter(|l| l.poster.enabled)
-            .map(|l| metis_poster::PosterSettings {
-                key: keys.l1_signer.clone(),
-                turn_timeout: Duration::from_millis(l.poster.turn_timeout_ms.max(100)),
-                bump_after_blocks: l.poster.bump_after_blocks.max(1),
-                max_fee_cap: l.poster.max_fee_gwei as u128 * 1_000_000_000,
-                max_blob_fee_cap: l.poster.max_blob_fee_gwei as u128 * 1_000_000_000,
-                max_in_flight: l.poster.max_in_flight,
-            }),
-        history_keep: cfg.consensus.ledger_history,
-    })
-    .await
-    .with_context(|| format!("starting node {}", cfg.moniker))?;
+    let secrets = NodeSecrets {
+        consensus: ed25519_dalek::SigningKey::from_bytes(&seed),
+        dkg: metis_mpc::seal::DkgSecret::from_bytes(*keys.dkg.to_bytes()),
+        l1_signer: keys.l1_signer.clone(),
+        passphrase: pass,
+    };
+    let settings = cfg.settings(&base, secrets)?;
+    let node = metis_node::start(settings)
+        .await
+        .with_context(|| format!("starting node {}", cfg.moniker))?;
     // Machine-readable first line: tests and scripts wait for it.
     println!("RPC listening on {}", node.rpc.local_addr);
     println!("gossip listening on {}", node.gossip_addr);
@@ -370,7 +143,7 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
 }
 
 fn toml_config(cfg: &NodeConfigFile) -> Result<String> {
-    toml::to_string_pretty(cfg).context("writing the config")
+    Ok(cfg.to_toml()?)
 }
 
 pub fn run_init(args: InitArgs) -> Result<()> {
@@ -591,7 +364,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
                 confirmations: args.l1.l1_confirmations,
                 poll_interval_ms: args.l1.l1_poll_ms,
                 margin: 1,
-                max_range: default_max_range(),
+                max_range: metis_node::config::default_max_range(),
                 poster: PosterSection {
                     enabled: !args.no_posting,
                     turn_timeout_ms: args.post_turn_timeout_ms,

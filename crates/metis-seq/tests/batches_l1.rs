@@ -492,16 +492,12 @@ async fn blob_batches_survive_stuck_transactions_and_reorgs() {
         "nothing landed under the raised base fee"
     );
     anvil(&p, "evm_setIntervalMining", json!([1])).await;
-    wait_for(90, "the stuck batch lands after a bump", || async {
-        (next_index(&p, inbox).await > stuck_index).then_some(())
+    // Waits for the batch's own event: the inbox's index can be read a moment before anvil serves the log.
+    let tx = wait_for(90, "the stuck batch lands after a bump", || async {
+        appended(&p, inbox).await.into_iter().find(|e| e.0 == stuck_index)
     })
-    .await;
-    let landed = appended(&p, inbox).await;
-    let tx = landed
-        .iter()
-        .find(|e| e.0 == stuck_index)
-        .expect("the stuck batch's event")
-        .3;
+    .await
+    .3;
     let t = p.get_transaction_by_hash(tx).await.expect("tx").expect("tx");
     assert!(
         t.max_fee_per_gas() > waiting.1 * 10,

@@ -2,7 +2,11 @@
 //! and PoS API on it, the L1 listener's view, the pool's signer and poster following the chain's commits, the
 //! authenticated links (transactions, signing messages), and Malachite consensus, which decides the blocks.
 
+pub mod config;
 pub mod posapi;
+pub mod shares;
+
+pub use config::{NodeConfigFile, NodeSecrets};
 
 use alloy_primitives::B256;
 use malachitebft_app_channel::app::config::{ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, ValueSyncConfig};
@@ -12,15 +16,15 @@ use malachitebft_app_channel::{
     ConsensusContext, EngineHandle, NetworkContext, NetworkIdentity, RequestContext, Signer, SyncContext, WalContext,
 };
 use metis_chain::Chain;
-use metis_consensus::app::{App, ShareSink, Timing};
-use metis_consensus::codec::WireCodec;
-use metis_consensus::signing::{ConsensusSigner, ConsensusVerifier};
-use metis_consensus::types::{Address, MetisContext};
+use metis_consensus::app::{App, Timing};
 use metis_execution::{ChainSpec, Engine};
 use metis_mempool::PoolConfig;
 use metis_net::gossip::{self, GossipConfig};
 use metis_pos::{Ledger, Params, Sequencer};
 use metis_rpc::{RpcConfig, RpcServer};
+use metis_wire::codec::WireCodec;
+use metis_wire::signing::{ConsensusSigner, ConsensusVerifier};
+use metis_wire::types::{Address, MetisContext};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -249,14 +253,14 @@ fn open_app(
     let shares_dir = s.data_dir.join("keys");
     let current_round = app.ledger().keys().current.as_ref().map(|k| k.round);
     let share = match (&passphrase, current_round) {
-        (Some(pass), Some(round)) => load_share(&shares_dir, round, pass)?,
+        (Some(pass), Some(round)) => shares::load(&shares_dir, round, pass)?,
         _ => None,
     };
-    let secrets = dkg.map(|dkg| metis_consensus::keys::KeySecrets {
+    let secrets = dkg.map(|dkg| metis_signer::rounds::KeySecrets {
         identity: commonware_identity(&s.key),
         dkg,
     });
-    let sink = passphrase.map(|pass| share_sink(shares_dir, pass));
+    let sink = passphrase.map(|pass| shares::sink(shares_dir, pass));
     Ok(app.with_keys(secrets, share, sink)?)
 }
 
@@ -423,72 +427,6 @@ fn commonware_identity(key: &ed25519_dalek::SigningKey) -> commonware_cryptograp
     // Any 32 bytes are an ed25519 seed.
     commonware_cryptography::ed25519::PrivateKey::read_cfg(&mut c, &())
         .unwrap_or_else(|_| unreachable!("a 32-byte seed always decodes"))
-}
-
-const SHARE_LABEL: &str = "metis-seq threshold key share";
-
-fn share_path(dir: &std::path::Path, round: u64) -> PathBuf {
-    dir.join(format!("share-{round}.key"))
-}
-
-/// This node's share of the current key, if it has one on disk (encrypted; a wrong passphrase is an error).
-fn load_share(
-    dir: &std::path::Path,
-    round: u64,
-    pass: &metis_keystore::Passphrase,
-) -> Result<Option<metis_mpc::Share>, NodeError> {
-    use commonware_codec::Read;
-    let path = share_path(dir, round);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let bytes = metis_keystore::load(&path, SHARE_LABEL, pass)
-        .map_err(|e| NodeError::Keys(format!("{}: {e}", path.display())))?;
-    let mut c = commonware_codec::Copying(&bytes);
-    let share =
-        metis_mpc::Share::read_cfg(&mut c, &()).map_err(|e| NodeError::Keys(format!("{}: {e}", path.display())))?;
-    info!(round, "threshold key share loaded");
-    Ok(Some(share))
-}
-
-/// Saves each new share encrypted (argon2id + XChaCha20-Poly1305, 0600) off the consensus thread, then
-/// deletes the shares of earlier rounds: the new sharing is committed by then.
-fn share_sink(dir: PathBuf, pass: metis_keystore::Passphrase) -> ShareSink {
-    let pass = Arc::new(pass);
-    Box::new(move |round, share| {
-        use commonware_codec::Encode;
-        let bytes = zeroize::Zeroizing::new(share.encode().to_vec());
-        let (dir, pass) = (dir.clone(), pass.clone());
-        std::thread::spawn(move || {
-            let saved = std::fs::create_dir_all(&dir).map_err(|e| e.to_string()).and_then(|_| {
-                metis_keystore::save(
-                    &share_path(&dir, round),
-                    SHARE_LABEL,
-                    &bytes,
-                    &pass,
-                    metis_keystore::KdfParams::default(),
-                )
-                .map_err(|e| e.to_string())
-            });
-            match saved {
-                Ok(()) => {
-                    info!(round, "threshold key share saved (encrypted)");
-                    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                        let name = entry.file_name().to_string_lossy().to_string();
-                        let older = name
-                            .strip_prefix("share-")
-                            .and_then(|n| n.strip_suffix(".key"))
-                            .and_then(|n| n.parse::<u64>().ok())
-                            .is_some_and(|r| r < round);
-                        if older {
-                            let _ = std::fs::remove_file(entry.path());
-                        }
-                    }
-                }
-                Err(e) => tracing::error!(round, error = %e, "could not save the threshold key share"),
-            }
-        });
-    })
 }
 
 /// Starts the L1 listener task when the genesis names L1 contracts. It resumes at the L1 block of the last

@@ -139,9 +139,19 @@ pub fn module(
     poster: metis_poster::SharedPosterStatus,
 ) -> RpcModule<()> {
     let mut m = RpcModule::new(());
+    // Registration fails only on a duplicate name; these are unique.
     let _ = m.register_method("metis_poster", move |_, _, _| {
         serde_json::to_value(&*poster.read()).map_err(|e| ErrorObjectOwned::owned(-32603, e.to_string(), None::<()>))
     });
+    batches(&mut m, &backend, signer);
+    sequencers(&mut m, &backend);
+    history(&mut m, &backend, view);
+    epochs(&mut m, &backend);
+    m
+}
+
+/// Batches, their proofs, reward reports and the signer's state.
+fn batches(m: &mut RpcModule<()>, backend: &Arc<Chain>, signer: metis_signer::SharedSignerStatus) {
     let b = backend.clone();
     let _ = m.register_method("metis_getBatchByIndex", move |params, _, _| {
         let mut seq = params.sequence();
@@ -217,6 +227,10 @@ pub fn module(
             "rewards": rewards,
         }))
     });
+}
+
+/// Sequencers, applied L1 events and the threshold key.
+fn sequencers(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
     let l = backend.clone();
     let _ = m.register_method("metis_sequencer", move |params, _, _| {
         let (key,): (Value,) = params
@@ -270,6 +284,11 @@ pub fn module(
             .collect();
         Ok::<_, ErrorObjectOwned>(Value::Array(out))
     });
+    threshold_key(m, backend);
+}
+
+/// The pool's threshold key: current key epoch, running round, every round's outcome.
+fn threshold_key(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
     let l = backend.clone();
     let b = backend.clone();
     let _ = m.register_method("metis_thresholdKey", move |_, _, _| {
@@ -303,6 +322,10 @@ pub fn module(
             "history": k.history,
         }))
     });
+}
+
+/// Re-elections, set changes and this node's L1 view.
+fn history(m: &mut RpcModule<()>, backend: &Arc<Chain>, view: SharedView) {
     let l = backend.clone();
     let store = backend.engine().store().clone();
     let _ = m.register_method("metis_reElections", move |_, _, _| {
@@ -342,13 +365,17 @@ pub fn module(
             "last_applied": l.last_l1(),
         }))
     });
+}
+
+/// Commit certificates, epochs, validators and the ledger.
+fn epochs(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
     let b = backend.clone();
     let _ = m.register_method("metis_commit", move |params, _, _| {
         let (height,): (u64,) = params.parse().map_err(|_| invalid("expected a block number"))?;
         let cert = stored(
             b.engine()
                 .store()
-                .get::<metis_consensus::codec::WireCertificate>(&schema::cert(height)),
+                .get::<metis_wire::codec::WireCertificate>(&schema::cert(height)),
         )?;
         let Some(cert) = cert else {
             return Ok(Value::Null);
@@ -362,7 +389,6 @@ pub fn module(
         }))
     });
     let l = backend.clone();
-    // Registration fails only on a duplicate name; these are unique.
     let store = backend.engine().store().clone();
     let _ = m.register_method("metis_epochs", move |params, _, _| {
         let (from, count) = optional_pair(params)?;
@@ -410,5 +436,4 @@ pub fn module(
             "last_l1_event": l.last_l1(),
         }))
     });
-    m
 }

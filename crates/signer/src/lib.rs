@@ -1,8 +1,9 @@
-//! The pool's threshold signer inside a node ([`signer`]) and the batch headers it signs, derived from the
-//! node's own chain ([`batches`]). It follows the chain's commits (`metis_chain::Committed`): nothing can be
+//! The pool's threshold key inside a node: its DKG and reshare rounds over decided data ([`rounds`]), the
+//! signer ([`signer`]) and the batch headers it signs, derived from the node's own chain ([`batches`]). It follows the chain's commits (`metis_chain::Committed`): nothing can be
 //! requested from the network or the RPC.
 
 pub mod batches;
+pub mod rounds;
 pub mod signer;
 
 pub use signer::{

@@ -1,6 +1,12 @@
-//! Shared by the integration tests: a real anvil from the project's tool folder, the contracts deployed on it by
-//! the Rust deployer, threshold keys, and batches signed by a quorum. Every anvil is killed when its handle drops,
-//! also when a test fails.
+//! The one harness of the workspace's integration and end-to-end tests: waiting with deadlines, temp dirs and
+//! processes ([`wait`]), the dev accounts, a real anvil from the project's tool folder, the contracts deployed
+//! on it by the Rust deployer, threshold keys, and batches signed by a quorum. Every anvil is killed when its
+//! handle drops, also when a test fails.
+
+pub mod wait;
+
+pub use metis_contracts::dev::{dev_key, dev_keys, DEV_MNEMONIC};
+pub use wait::{alive, kill, port_free, tempdir, wait_for};
 
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::{Anvil, AnvilInstance};

@@ -3,13 +3,13 @@
 //! the signer, the poster and the RPC.
 
 use super::{set_record, App, AppError, Candidate};
-use crate::codec::WireCertificate;
-use crate::keys::Completed;
-use crate::types::{Height, MetisContext, ValidatorSet};
 use malachitebft_app_channel::app::types::core::CommitCertificate;
 use malachitebft_core_types::VoteExtensions;
 use metis_pos::{BlockInfo, Ledger};
+use metis_signer::rounds::Completed;
 use metis_storage::{encode, schema};
+use metis_wire::codec::WireCertificate;
+use metis_wire::types::{Height, MetisContext, ValidatorSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::{info, warn};
@@ -142,7 +142,10 @@ impl App {
             rows.push((schema::pos_txs(h), encode(&c.pos_txs)?));
         }
         if let Some(d) = completed {
-            rows.push((schema::KEY_OUTPUT.to_string(), crate::keys::encode_output(&d.output)));
+            rows.push((
+                schema::KEY_OUTPUT.to_string(),
+                metis_signer::rounds::encode_output(&d.output),
+            ));
         }
         // A batch this block cut: stored with it, so the signer (now, or after a restart) derives its header.
         if let Some(cut) = ledger.batches().cut_at(h) {

@@ -1,11 +1,11 @@
 //! The parameters of each height and when it starts.
 
 use super::{now_secs, validator_set, App, AppError};
-use crate::codec::WireCertificate;
-use crate::types::{Height, MetisContext};
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next};
 use malachitebft_app_channel::app::types::core::{CommitCertificate, LinearTimeouts};
 use malachitebft_core_types::{VoteExtensionPolicy, VoteExtensions};
+use metis_wire::codec::WireCertificate;
+use metis_wire::types::{Height, MetisContext};
 use std::time::Instant;
 use tokio::sync::oneshot;
 use tracing::debug;

@@ -17,12 +17,8 @@ mod stream;
 mod sync;
 pub mod validate;
 
-use crate::block::BlockData;
-use crate::codec::WireCertificate;
 use crate::pacing::ProposalDelay;
 use crate::proposals::{ProposalStore, StoredProposal};
-use crate::signing::ConsensusSigner;
-use crate::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart, ValidatorSet};
 use alloy_primitives::B256;
 use malachitebft_app_channel::app::engine::host::Next;
 use malachitebft_app_channel::app::streaming::StreamId;
@@ -34,6 +30,10 @@ use metis_chain::Chain;
 use metis_execution::executor::ExecutedBlock;
 use metis_pos::{L1Source, Ledger, NoL1, PosTx};
 use metis_storage::schema;
+use metis_wire::block::BlockData;
+use metis_wire::codec::WireCertificate;
+use metis_wire::signing::ConsensusSigner;
+use metis_wire::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart, ValidatorSet};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -64,9 +64,9 @@ pub enum AppError {
     #[error("PoS ledger: {0}")]
     Ledger(#[from] metis_pos::LedgerError),
     #[error("validator set: {0}")]
-    Set(#[from] crate::types::SetError),
+    Set(#[from] metis_wire::types::SetError),
     #[error("block: {0}")]
-    Block(#[from] crate::block::BlockDataError),
+    Block(#[from] metis_wire::block::BlockDataError),
     #[error("decided value {0} is unknown to this node")]
     UnknownDecided(BlockHash),
     #[error("stored record {0} is corrupt")]
@@ -157,7 +157,7 @@ pub struct App {
     /// L1 blocks an event must sit below this node's view before it proposes it.
     l1_margin: u64,
     /// The threshold key's rounds and this node's share.
-    keys: crate::keys::KeyEngine,
+    keys: metis_signer::rounds::KeyEngine,
     share_sink: Option<ShareSink>,
 }
 
@@ -243,7 +243,7 @@ impl App {
             restart: None,
             l1: Arc::new(NoL1),
             l1_margin: 0,
-            keys: crate::keys::KeyEngine::new(None, None, None),
+            keys: metis_signer::rounds::KeyEngine::new(None, None, None),
             share_sink: None,
         })
     }
@@ -288,7 +288,7 @@ impl App {
     /// replaying the messages the stored blocks carried.
     pub fn with_keys(
         mut self,
-        secrets: Option<crate::keys::KeySecrets>,
+        secrets: Option<metis_signer::rounds::KeySecrets>,
         share: Option<metis_mpc::Share>,
         sink: Option<ShareSink>,
     ) -> Result<Self, AppError> {
@@ -298,11 +298,11 @@ impl App {
         };
         let output = match output {
             None => None,
-            Some(b) => {
-                Some(crate::keys::decode_output(&b).ok_or_else(|| AppError::Corrupt(schema::KEY_OUTPUT.into()))?)
-            }
+            Some(b) => Some(
+                metis_signer::rounds::decode_output(&b).ok_or_else(|| AppError::Corrupt(schema::KEY_OUTPUT.into()))?,
+            ),
         };
-        self.keys = crate::keys::KeyEngine::new(secrets, output, share);
+        self.keys = metis_signer::rounds::KeyEngine::new(secrets, output, share);
         self.share_sink = sink;
         if let Some(kr) = self.ledger.keys().running.clone() {
             let head = self.backend.engine().head().number;
@@ -456,18 +456,39 @@ impl App {
         Err(AppError::Closed)
     }
 
-    /// One message from consensus, answered by the step it belongs to.
+    /// One message from consensus, answered by the step it belongs to; proposal parts go out to the network.
     async fn handle(
         &mut self,
         msg: AppMsg<MetisContext>,
         network: &Sender<NetworkMsg<MetisContext>>,
     ) -> Result<(), AppError> {
+        let parts = match msg {
+            AppMsg::GetValue {
+                height, round, reply, ..
+            } => {
+                let (hash, parts) = self.propose(height, round)?;
+                let _ = reply.send(LocallyProposedValue::new(height, round, hash));
+                parts
+            }
+            AppMsg::RestreamProposal {
+                height,
+                round,
+                valid_round,
+                address,
+                value_id,
+            } => self.restream(height, round, valid_round, address, value_id),
+            other => return self.answer(other),
+        };
+        publish(network, parts).await
+    }
+
+    /// The messages answered without the network.
+    fn answer(&mut self, msg: AppMsg<MetisContext>) -> Result<(), AppError> {
         match msg {
             AppMsg::ConsensusReady { reply } => {
                 let h = self.next_height();
                 info!(height = h.0, "consensus ready, starting");
-                let params = self.params(h, Instant::now())?;
-                let _ = reply.send((h, params));
+                let _ = reply.send((h, self.params(h, Instant::now())?));
             }
             AppMsg::StartedRound {
                 height,
@@ -480,45 +501,19 @@ impl App {
                 self.round_started = Some((height, round, Instant::now()));
                 let _ = reply_value.send(self.values_for_round(height, round));
             }
-            AppMsg::GetValue {
-                height, round, reply, ..
-            } => {
-                let (hash, parts) = self.propose(height, round)?;
-                let _ = reply.send(LocallyProposedValue::new(height, round, hash));
-                publish(network, parts).await?;
-            }
             AppMsg::ExtendVote {
-                vote_extension_policy,
+                vote_extension_policy: p,
                 reply,
                 ..
-            } => {
-                let ext = vote_extension_policy.is_required().then(|| self.keys.extension());
-                let _ = reply.send(ext);
-            }
-            AppMsg::VerifyVoteExtensions { extensions, reply, .. } => {
-                let _ = reply.send(verify_extensions(extensions));
-            }
-            AppMsg::RestreamProposal {
-                height,
-                round,
-                valid_round,
-                address,
-                value_id,
-            } => {
-                let parts = self.restream(height, round, valid_round, address, value_id);
-                publish(network, parts).await?;
-            }
-            AppMsg::GetHistoryMinHeight { reply } => {
-                let _ = reply.send(Height(1));
-            }
+            } => drop(reply.send(p.is_required().then(|| self.keys.extension()))),
+            AppMsg::VerifyVoteExtensions { extensions, reply, .. } => drop(reply.send(verify_extensions(extensions))),
+            AppMsg::GetHistoryMinHeight { reply } => drop(reply.send(Height(1))),
             AppMsg::ReceivedProposalPart {
                 from,
                 published_by,
                 part,
                 reply,
-            } => {
-                let _ = reply.send(self.on_part(published_by.unwrap_or(from), part));
-            }
+            } => drop(reply.send(self.on_part(published_by.unwrap_or(from), part))),
             AppMsg::Decided {
                 certificate,
                 extensions,
@@ -542,9 +537,9 @@ impl App {
                 proposer,
                 value_bytes,
                 reply,
-            } => {
-                let _ = reply.send(self.synced_value(height, round, proposer, &value_bytes));
-            }
+            } => drop(reply.send(self.synced_value(height, round, proposer, &value_bytes))),
+            // Handled in `handle`: they publish proposal parts.
+            AppMsg::GetValue { .. } | AppMsg::RestreamProposal { .. } => {}
         }
         Ok(())
     }
@@ -572,7 +567,7 @@ type ExtensionVerdicts = Vec<(
 fn verify_extensions(extensions: Vec<(Address, Vec<u8>)>) -> ExtensionVerdicts {
     extensions
         .into_iter()
-        .map(|(a, ext)| match crate::keys::decode_ext(&ext) {
+        .map(|(a, ext)| match metis_signer::rounds::decode_ext(&ext) {
             Ok(_) => (a, Ok(())),
             Err(e) => {
                 warn!(validator = %a, error = %e, "malformed vote extension");

@@ -1,14 +1,14 @@
 //! This node's proposals: building a block on the head, and the signed stream that carries it.
 
 use super::{now_secs, App, AppError, Candidate, CHUNK};
-use crate::block::{commit_digest, encode_block, extra_data, MAX_BLOCK_BYTES, MAX_POS_TXS};
-use crate::signing::stream_digest;
-use crate::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart};
 use alloy_primitives::Bytes as ABytes;
 use bytes::Bytes;
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
 use malachitebft_app_channel::app::types::core::{Round, Validity};
 use malachitebft_app_channel::app::types::ProposedValue;
+use metis_wire::block::{commit_digest, encode_block, extra_data, MAX_BLOCK_BYTES, MAX_POS_TXS};
+use metis_wire::signing::stream_digest;
+use metis_wire::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart};
 use std::time::Instant;
 use tracing::info;
 

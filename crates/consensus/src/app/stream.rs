@@ -2,11 +2,11 @@
 //! stream, then handed to validation (or kept for a height this node has not reached).
 
 use super::{App, Future, PartialStream, CHUNK, FUTURE_HEIGHTS, MAX_STREAMS};
-use crate::block::{BlockData, MAX_BLOCK_BYTES};
-use crate::signing::{stream_digest, verify};
-use crate::types::{MetisContext, ProposalPart};
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamMessage};
 use malachitebft_app_channel::app::types::{PeerId, ProposedValue};
+use metis_wire::block::{BlockData, MAX_BLOCK_BYTES};
+use metis_wire::signing::{stream_digest, verify};
+use metis_wire::types::{MetisContext, ProposalPart};
 use std::time::Instant;
 use tracing::warn;
 

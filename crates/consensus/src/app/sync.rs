@@ -2,9 +2,6 @@
 //! transactions) and their stored certificates; synced blocks validated like proposals.
 
 use super::{App, AppError, MAX_SYNC_BATCH};
-use crate::block::{encode_block, BlockData};
-use crate::codec::WireCertificate;
-use crate::types::{Address, Height, MetisContext};
 use bytes::Bytes;
 use malachitebft_app_channel::app::engine::host::SyncedValueOutcome;
 use malachitebft_app_channel::app::types::core::Round;
@@ -13,6 +10,9 @@ use malachitebft_app_channel::app::types::ProposedValue;
 use malachitebft_core_types::ExtendedCommitCertificate;
 use metis_pos::PosTx;
 use metis_storage::schema;
+use metis_wire::block::{encode_block, BlockData};
+use metis_wire::codec::WireCertificate;
+use metis_wire::types::{Address, Height, MetisContext};
 use std::time::Instant;
 use tracing::{debug, warn};
 

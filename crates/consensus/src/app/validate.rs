@@ -3,12 +3,12 @@
 //! in); re-execution by the engine comes after it ([`App::validate`]).
 
 use super::{now_secs, App, Candidate};
-use crate::block::{commit_digest, extra_data, verify_commit, BlockData};
-use crate::types::{Address, BlockHash, Height, ValidatorSet};
 use alloy_primitives::B256;
 use malachitebft_app_channel::app::types::core::{Round, Validity};
 use metis_execution::executor::ExecutedBlock;
 use metis_pos::{L1Source, Ledger, PosTx};
+use metis_wire::block::{commit_digest, extra_data, verify_commit, BlockData};
+use metis_wire::types::{Address, BlockHash, Height, ValidatorSet};
 use std::time::Instant;
 use tracing::{debug, warn};
 

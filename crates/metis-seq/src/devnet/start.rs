@@ -159,6 +159,14 @@ struct Devnet {
 }
 
 impl Devnet {
+    /// The manifest of a devnet with no process running.
+    fn mark_stopped(&mut self) {
+        self.manifest.state = "stopped".into();
+        self.manifest.supervisor_pid = None;
+        self.manifest.l1.anvil_pid = None;
+        self.manifest.nodes.iter_mut().for_each(|n| n.pid = None);
+    }
+
     /// Polls `f` until it yields, failing when a process of the devnet exits or the start takes too long.
     /// `status` says what is awaited, printed every few seconds.
     async fn wait<T, F, Fut>(&mut self, what: &str, mut f: F) -> Result<T>
@@ -311,23 +319,7 @@ pub async fn run(args: StartArgs) -> Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let dir = std::path::absolute(&args.dir).with_context(|| format!("resolving {}", args.dir.display()))?;
     if args.fresh && dir.exists() {
-        // Only ever deletes a devnet's directory (or an empty one), whatever --dir names.
-        match Manifest::load(&dir) {
-            Ok(m) => {
-                if m.supervisor_pid.is_some_and(super::procs::supervisor_alive) {
-                    bail!("the devnet in {} is running: stop it first", dir.display());
-                }
-                stop_leftovers(&m);
-            }
-            Err(_) if std::fs::read_dir(&dir)?.next().is_some() => {
-                bail!(
-                    "{} holds no devnet (no devnet.json): --fresh will not delete it",
-                    dir.display()
-                );
-            }
-            Err(_) => {}
-        }
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        remove_devnet(&dir)?;
     }
     let earlier = Manifest::path(&dir).exists();
     let mut net = if earlier {
@@ -369,10 +361,7 @@ pub async fn run(args: StartArgs) -> Result<()> {
     if let Err(e) = started {
         d.progress.line("stopping what was started");
         d.procs.stop();
-        d.manifest.state = "stopped".into();
-        d.manifest.supervisor_pid = None;
-        d.manifest.l1.anvil_pid = None;
-        d.manifest.nodes.iter_mut().for_each(|n| n.pid = None);
+        d.mark_stopped();
         // A manifest of a devnet that never got its contracts is no devnet: the next start is a fresh one.
         if d.manifest.contracts.locking_pool.is_empty() {
             let _ = std::fs::remove_file(Manifest::path(&dir));
@@ -389,10 +378,7 @@ pub async fn run(args: StartArgs) -> Result<()> {
         d.progress
             .line(&format!("  killed after the grace period: {}", killed.join(", ")));
     }
-    d.manifest.state = "stopped".into();
-    d.manifest.supervisor_pid = None;
-    d.manifest.l1.anvil_pid = None;
-    d.manifest.nodes.iter_mut().for_each(|n| n.pid = None);
+    d.mark_stopped();
     d.save()?;
     if dir.join("l1/state.json").exists() || !d.manifest.options.own_l1 {
         d.progress.line(&format!(
@@ -404,6 +390,26 @@ pub async fn run(args: StartArgs) -> Result<()> {
             .line("stopped; L1's state was lost with anvil, so only a fresh start (--fresh) is possible");
     }
     result
+}
+
+/// `--fresh`: deletes a devnet's directory (or an empty one), never anything else `--dir` names.
+fn remove_devnet(dir: &Path) -> Result<()> {
+    match Manifest::load(dir) {
+        Ok(m) => {
+            if m.supervisor_pid.is_some_and(super::procs::supervisor_alive) {
+                bail!("the devnet in {} is running: stop it first", dir.display());
+            }
+            stop_leftovers(&m);
+        }
+        Err(_) if std::fs::read_dir(dir)?.next().is_some() => {
+            bail!(
+                "{} holds no devnet (no devnet.json): --fresh will not delete it",
+                dir.display()
+            );
+        }
+        Err(_) => {}
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
 }
 
 fn fresh_manifest(args: &StartArgs) -> Result<Manifest> {
@@ -490,6 +496,31 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
             o.nodes
         ));
     }
+    check_ports(d, &o)?;
+    let deployer = deployer_key(o.own_l1)?;
+    let l1 = start_l1(d, &o, &deployer, anvil).await?;
+    if !earlier {
+        deploy(d, &l1, &deployer).await?;
+        for warning in fault_warnings(&o.stakes) {
+            d.progress.line(&warning);
+        }
+        d.progress.start(&format!(
+            "creating {} sequencers' keys and configs, locking stakes {:?} on L1",
+            o.nodes, o.stakes
+        ));
+        generate(d, &o, &deployer).await?;
+        d.save()?;
+        d.progress.done(&format!("network in {}", d.dir.join("l2").display()));
+    }
+    start_nodes(d, &o).await?;
+    let group_key = wait_for_key(d).await?;
+    register_group_key(d, &deployer, &group_key).await?;
+    d.manifest.state = "ready".into();
+    d.save()?;
+    Ok(())
+}
+
+fn check_ports(d: &mut Devnet, o: &Options) -> Result<()> {
     d.progress.start("checking ports");
     if o.own_l1 {
         port_free(o.l1_port, "L1 RPC")?;
@@ -501,8 +532,16 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
     }
     d.progress.done("free");
 
-    // L1
-    let deployer = deployer_key(o.own_l1)?;
+    Ok(())
+}
+
+/// anvil started (or the given L1 reached); returns a provider signing with the deployer key.
+async fn start_l1(
+    d: &mut Devnet,
+    o: &Options,
+    deployer: &PrivateKeySigner,
+    anvil: Result<PathBuf>,
+) -> Result<DynProvider> {
     if o.own_l1 {
         let anvil = anvil?;
         d.progress.start(&format!(
@@ -523,7 +562,7 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
     } else {
         d.progress.start(&format!("connecting to L1 at {}", d.manifest.l1.rpc));
     }
-    let l1 = provider(&d.manifest.l1.rpc, &deployer)?;
+    let l1 = provider(&d.manifest.l1.rpc, deployer)?;
     let chain_id = d
         .wait("the L1 RPC", |_, _| {
             let l1 = l1.clone();
@@ -548,61 +587,58 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
     let head = l1.get_block_number().await.context("reading the L1 head")?;
     d.progress.done(&format!("chain id {chain_id}, head {head}"));
 
-    if !earlier {
-        d.progress
-            .start("deploying METIS, LockingInfo, LockingPool and BatchInbox");
-        let cfg = DeployConfig {
-            owner: deployer.address(),
-            reward_payer: deployer.address(),
-            reward_per_block: U256::from(10u64).pow(U256::from(18)),
-            token: None,
-        };
-        let dep: Deployment = deploy_all(&l1, &cfg).await.context("deploying the L1 contracts")?;
-        // The deployer pays the sequencers' rewards: a stock of devnet METIS the escrow may pull from.
-        let token = metis_contracts::MetisToken::new(dep.token, l1.clone());
-        let stock = U256::from(100_000_000u64) * U256::from(10u64).pow(U256::from(18));
-        let minted = token
-            .mint(deployer.address(), stock)
-            .send()
-            .await
-            .context("sending mint")?;
-        let approved = token
-            .approve(dep.locking_info, stock)
-            .send()
-            .await
-            .context("sending approve")?;
-        for (what, pending) in [("mint", minted), ("approve", approved)] {
-            let r = pending
-                .get_receipt()
-                .await
-                .with_context(|| format!("waiting for {what}"))?;
-            if !r.status() {
-                bail!("{what} for the reward stock reverted (tx {})", r.transaction_hash);
-            }
-        }
-        std::fs::write(d.dir.join("contracts.json"), serde_json::to_string_pretty(&dep)?)?;
-        d.manifest.contracts = Contracts {
-            token: format!("{}", dep.token),
-            locking_pool: format!("{}", dep.locking_pool),
-            locking_info: format!("{}", dep.locking_info),
-            batch_inbox: format!("{}", dep.batch_inbox),
-            deployed_at_block: dep.deployed_at_block,
-        };
-        d.save()?;
-        d.progress.done(&format!("LockingPool {}", dep.locking_pool));
+    Ok(l1)
+}
 
-        for warning in fault_warnings(&o.stakes) {
-            d.progress.line(&warning);
+/// The contracts deployed, and the deployer's stock of METIS for rewards approved to the escrow.
+async fn deploy(d: &mut Devnet, l1: &DynProvider, deployer: &PrivateKeySigner) -> Result<()> {
+    d.progress
+        .start("deploying METIS, LockingInfo, LockingPool and BatchInbox");
+    let cfg = DeployConfig {
+        owner: deployer.address(),
+        reward_payer: deployer.address(),
+        reward_per_block: U256::from(10u64).pow(U256::from(18)),
+        token: None,
+    };
+    let dep: Deployment = deploy_all(l1, &cfg).await.context("deploying the L1 contracts")?;
+    // The deployer pays the sequencers' rewards: a stock of devnet METIS the escrow may pull from.
+    let token = metis_contracts::MetisToken::new(dep.token, l1.clone());
+    let stock = U256::from(100_000_000u64) * U256::from(10u64).pow(U256::from(18));
+    let minted = token
+        .mint(deployer.address(), stock)
+        .send()
+        .await
+        .context("sending mint")?;
+    let approved = token
+        .approve(dep.locking_info, stock)
+        .send()
+        .await
+        .context("sending approve")?;
+    for (what, pending) in [("mint", minted), ("approve", approved)] {
+        let r = pending
+            .get_receipt()
+            .await
+            .with_context(|| format!("waiting for {what}"))?;
+        if !r.status() {
+            bail!("{what} for the reward stock reverted (tx {})", r.transaction_hash);
         }
-        d.progress.start(&format!(
-            "creating {} sequencers' keys and configs, locking stakes {:?} on L1",
-            o.nodes, o.stakes
-        ));
-        generate(d, &o, &deployer).await?;
-        d.save()?;
-        d.progress.done(&format!("network in {}", d.dir.join("l2").display()));
     }
+    std::fs::write(d.dir.join("contracts.json"), serde_json::to_string_pretty(&dep)?)?;
+    d.manifest.contracts = Contracts {
+        token: format!("{}", dep.token),
+        locking_pool: format!("{}", dep.locking_pool),
+        locking_info: format!("{}", dep.locking_info),
+        batch_inbox: format!("{}", dep.batch_inbox),
+        deployed_at_block: dep.deployed_at_block,
+    };
+    d.save()?;
+    d.progress.done(&format!("LockingPool {}", dep.locking_pool));
 
+    Ok(())
+}
+
+/// Every node started; waits for their RPCs and the first block the network decides.
+async fn start_nodes(d: &mut Devnet, o: &Options) -> Result<()> {
     d.progress.start(&format!(
         "starting {} nodes (logs in {})",
         o.nodes,
@@ -664,6 +700,11 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
         .await?;
     d.progress.done(&format!("every node at height >= {first}"));
 
+    Ok(())
+}
+
+/// The group key of the sequencers' first DKG.
+async fn wait_for_key(d: &mut Devnet) -> Result<String> {
     d.progress
         .start("waiting for the sequencers' threshold key (DKG over L2 blocks)");
     let group_key = d
@@ -689,6 +730,11 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
         .await?;
     d.progress.done("group key agreed");
 
+    Ok(group_key)
+}
+
+/// The group key registered in LockingPool (its MPC address follows from it), and in the manifest.
+async fn register_group_key(d: &mut Devnet, deployer: &PrivateKeySigner, group_key: &str) -> Result<()> {
     d.progress.start("registering the group key in LockingPool");
     let pool_addr: Address = d
         .manifest
@@ -697,8 +743,8 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
         .parse()
         .context("locking_pool address")?;
     // A fresh provider: the deployer key also sent the stake setup, so a cached nonce would be stale.
-    let pool = LockingPool::new(pool_addr, provider(&d.manifest.l1.rpc, &deployer)?);
-    let encoded = crate::l1::group_key_eip2537(&group_key)?;
+    let pool = LockingPool::new(pool_addr, provider(&d.manifest.l1.rpc, deployer)?);
+    let encoded = crate::l1::group_key_eip2537(group_key)?;
     let address = Address::from_slice(&keccak256(&encoded)[12..]);
     let registered = pool
         .mpcAddress()
@@ -724,8 +770,6 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
         public_key: format!("0x{}", alloy::hex::encode(&encoded)),
         address: format!("{address}"),
     });
-    d.manifest.state = "ready".into();
-    d.save()?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ pub mod testnet;
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
 use alloy::primitives::{Address, TxKind, U256};
-use alloy::signers::local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
+use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -87,40 +87,11 @@ impl Drop for DevNode {
     }
 }
 
-/// A fresh, empty directory for one test.
-pub fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("metis-seq-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-/// Polls `f` until it returns Some, or panics after `secs`.
-pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {secs} s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use metis_testkit::{tempdir, wait_for};
 
 /// Dev account `i` of the test mnemonic (funded in the L2 genesis).
 pub fn dev_key(i: u32) -> PrivateKeySigner {
-    MnemonicBuilder::<English>::default()
-        .phrase("test test test test test test test test test test test junk")
-        .index(i)
-        .unwrap()
-        .build()
-        .unwrap()
+    metis_testkit::dev_key(i).expect("dev key")
 }
 
 /// A signed transfer of `1000 + nonce` wei from `key` on the test L2 chain.

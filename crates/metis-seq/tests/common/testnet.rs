@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 pub const CHAIN_ID: u64 = 59902;
 
 /// The label the node's key store writes threshold-key shares under.
-pub const SHARE_LABEL: &str = "metis-seq threshold key share";
+pub use metis_node::shares::SHARE_LABEL;
 
 pub struct NetOptions {
     pub nodes: usize,
@@ -246,7 +246,7 @@ impl Testnet {
     pub async fn key_output(&self) -> metis_mpc::dkg::DkgOutput {
         let key = self.call(0, "metis_thresholdKey", json!([])).await.expect("key");
         let hex = key["output"].as_str().expect("output");
-        metis_consensus::keys::decode_output(&alloy::hex::decode(hex).expect("hex")).expect("the output decodes")
+        metis_signer::rounds::decode_output(&alloy::hex::decode(hex).expect("hex")).expect("the output decodes")
     }
 
     /// Node `i`'s L1 owner key (hex), written by `metis-seq testnet --l1-rpc`.

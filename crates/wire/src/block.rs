@@ -22,6 +22,9 @@ use metis_pos::PosTx;
 
 /// Largest encoded block a node accepts (a 30M-gas block of zero-byte calldata is ~7.5 MB).
 pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
+/// Largest vote extension accepted (a threshold-key dealing for 256 members is well below).
+pub const MAX_EXTENSION_BYTES: usize = 256 * 1024;
+
 /// PoS transactions per block at most (a burst of L1 events spreads over the next blocks).
 pub const MAX_POS_TXS: usize = 64;
 /// Largest encoded PoS transaction.
@@ -284,7 +287,7 @@ pub fn verify_commit(
             if !verify(&v.public_key, &extension_bytes(&scope, &ext.message), &ext.signature) {
                 return bad(format!("bad vote extension signature by {addr}"));
             }
-            if ext.message.len() > crate::keys::MAX_EXTENSION_BYTES {
+            if ext.message.len() > MAX_EXTENSION_BYTES {
                 return bad(format!("vote extension of {} bytes by {addr}", ext.message.len()));
             }
         }

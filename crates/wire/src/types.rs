@@ -55,7 +55,7 @@ impl fmt::Debug for Address {
 
 impl mc::Address for Address {}
 
-pub(crate) fn hex_str(b: &[u8]) -> String {
+pub fn hex_str(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -8,7 +8,6 @@
 //! feeds the carried messages, in certificate order, into its round; at the round's last height the outcome is
 //! the same on every node and goes into the ledger with that block.
 
-use crate::codec::WireCertificate;
 use borsh::{BorshDeserialize, BorshSerialize};
 use commonware_codec::{Encode, Read};
 use commonware_cryptography::ed25519;
@@ -17,11 +16,11 @@ use metis_mpc::seal::DkgSecret;
 use metis_mpc::session::{KeyMsg, Me, Member, RoundConfig, RoundResult, RoundState, MAX_MEMBERS};
 use metis_mpc::Share;
 use metis_pos::{KeyOutcome, KeyRound, KeyRoundKind, Ledger};
+use metis_wire::WireCertificate;
 use std::num::NonZeroU32;
 use tracing::{info, warn};
 
-/// Largest vote extension accepted (a dealing for 256 members is well below).
-pub const MAX_EXTENSION_BYTES: usize = 256 * 1024;
+pub use metis_wire::block::MAX_EXTENSION_BYTES;
 /// Messages per extension at most.
 const MAX_MSGS: usize = 64;
 
@@ -198,8 +197,12 @@ impl KeyEngine {
                 let (Some(ext), Some(sender)) = (ext, identity(&addr.0)) else {
                     continue;
                 };
-                // Checked when the block was validated; a malformed one is skipped the same way everywhere.
-                for msg in decode_ext(&ext.message).unwrap_or_default() {
+                // Checked when the block was validated (`verify_commit`); a malformed one is skipped the same
+                // way on every node.
+                let Ok(msgs) = decode_ext(&ext.message) else {
+                    continue;
+                };
+                for msg in msgs {
                     round.on_decided(height, &sender, &msg);
                 }
             }

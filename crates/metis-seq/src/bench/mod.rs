@@ -6,6 +6,8 @@
 //! time from the decision of the block that cut each batch to the aggregated signature on each node, with the
 //! L2 block pace over the same time.
 
+pub mod posting;
+
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
 use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
@@ -25,7 +27,7 @@ pub enum BenchCommand {
     /// Threshold signatures of batches on running nodes.
     Signing(SigningArgs),
     /// Batches landing on L1: gas, compression, decision-to-L1 time.
-    Posting(crate::bench_posting::PostingArgs),
+    Posting(posting::PostingArgs),
 }
 
 #[derive(Args, Debug)]
@@ -252,7 +254,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     let a = match cmd {
         BenchCommand::Transfers(a) => a,
         BenchCommand::Signing(a) => return signing(a).await,
-        BenchCommand::Posting(a) => return crate::bench_posting::run(a).await,
+        BenchCommand::Posting(a) => return posting::run(a).await,
     };
     let rpc = Arc::new(Rpc {
         client: reqwest::Client::builder()

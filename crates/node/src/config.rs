@@ -1,0 +1,303 @@
+//! A node's TOML config (`metis-seq init` and `metis-seq testnet` write it) and how it becomes the node's
+//! settings: paths relative to the config file, the genesis files read and parsed, timings checked.
+
+use crate::{L1Settings, NodeSettings, PosGenesis};
+use metis_consensus::app::Timing;
+use metis_execution::ChainSpec;
+use metis_mempool::PoolConfig;
+use metis_rpc::RpcConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("parsing {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfigFile {
+    pub moniker: String,
+    /// Paths are relative to the config file's directory.
+    pub data_dir: PathBuf,
+    pub keys_dir: PathBuf,
+    /// geth-style L2 genesis.
+    pub genesis: PathBuf,
+    /// PoS genesis: ledger parameters and the genesis sequencers.
+    pub pos_genesis: PathBuf,
+    pub rpc: RpcSection,
+    pub p2p: P2pSection,
+    pub gossip: GossipSection,
+    #[serde(default)]
+    pub consensus: ConsensusSection,
+    #[serde(default)]
+    pub txpool: TxpoolSection,
+    /// The L1 endpoint the sequencer set is read from (required when the PoS genesis names L1 contracts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1: Option<L1Section>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct L1Section {
+    pub rpc: String,
+    /// Blocks on top of an event's block before it counts (12 on Ethereum; small on a devnet).
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// L1 blocks an event waits below this node's view before it proposes it.
+    #[serde(default = "default_margin")]
+    pub margin: u64,
+    /// Largest block range per eth_getLogs call.
+    #[serde(default = "default_max_range")]
+    pub max_range: u64,
+    /// Posting of the pool's batches and reward reports, with the sequencer's L1 signer key.
+    #[serde(default)]
+    pub poster: PosterSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PosterSection {
+    pub enabled: bool,
+    /// An item the producer has not landed after this long is posted by the next in the fallback order.
+    pub turn_timeout_ms: u64,
+    /// L1 blocks a transaction waits before it is sent again with higher fees.
+    pub bump_after_blocks: u64,
+    pub max_fee_gwei: u64,
+    pub max_blob_fee_gwei: u64,
+    /// Transactions in flight at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for PosterSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            turn_timeout_ms: 60_000,
+            bump_after_blocks: 3,
+            max_fee_gwei: 500,
+            max_blob_fee_gwei: 500,
+            max_in_flight: 4,
+        }
+    }
+}
+
+fn default_confirmations() -> u64 {
+    12
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+fn default_margin() -> u64 {
+    1
+}
+pub fn default_max_range() -> u64 {
+    1000
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcSection {
+    pub addr: SocketAddr,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pSection {
+    /// libp2p multiaddr, e.g. /ip4/0.0.0.0/tcp/26656
+    pub listen: String,
+    pub peers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GossipSection {
+    pub listen: SocketAddr,
+    pub peers: Vec<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusSection {
+    pub block_time_ms: u64,
+    pub propose_timeout_ms: u64,
+    pub prevote_timeout_ms: u64,
+    pub precommit_timeout_ms: u64,
+    /// Added to each timeout per round.
+    pub timeout_delta_ms: u64,
+    /// Ended epochs, set changes and L1 events the PoS ledger keeps in memory; older ones go to the store
+    /// (the PoS API still serves them), so what is written with every block stays bounded.
+    #[serde(default = "default_ledger_history")]
+    pub ledger_history: usize,
+}
+
+fn default_ledger_history() -> usize {
+    metis_consensus::app::DEFAULT_HISTORY_KEEP
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        Self {
+            block_time_ms: 1000,
+            // A dead producer costs propose + precommit timeout: with 1 s blocks the next block comes
+            // within about 1.6 s.
+            propose_timeout_ms: 400,
+            prevote_timeout_ms: 300,
+            precommit_timeout_ms: 200,
+            timeout_delta_ms: 200,
+            ledger_history: default_ledger_history(),
+        }
+    }
+}
+
+impl ConsensusSection {
+    pub fn timing(&self) -> Result<Timing, ConfigError> {
+        if self.block_time_ms == 0 || self.propose_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "consensus.block_time_ms and consensus.propose_timeout_ms must be positive",
+            ));
+        }
+        let ms = Duration::from_millis;
+        let mut t = metis_consensus::app::LinearTimeouts::default();
+        t.propose = ms(self.propose_timeout_ms);
+        t.prevote = ms(self.prevote_timeout_ms);
+        t.precommit = ms(self.precommit_timeout_ms);
+        t.propose_delta = ms(self.timeout_delta_ms);
+        t.prevote_delta = ms(self.timeout_delta_ms);
+        t.precommit_delta = ms(self.timeout_delta_ms);
+        t.rebroadcast = t.propose + t.prevote + t.precommit;
+        Ok(Timing {
+            timeouts: t,
+            block_time: ms(self.block_time_ms),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxpoolSection {
+    pub max_txs: usize,
+}
+
+impl Default for TxpoolSection {
+    fn default() -> Self {
+        Self { max_txs: 100_000 }
+    }
+}
+
+/// The secrets a node runs with, loaded (and decrypted) by the caller.
+pub struct NodeSecrets {
+    pub consensus: ed25519_dalek::SigningKey,
+    pub dkg: metis_mpc::seal::DkgSecret,
+    pub l1_signer: alloy::signers::local::PrivateKeySigner,
+    pub passphrase: metis_keystore::Passphrase,
+}
+
+/// `p` relative to the config file's directory `base`, unless absolute.
+pub fn rel(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl NodeConfigFile {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(&read(path)?).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("config"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The node's settings: the genesis files under `base` read, the sections turned into the parts' settings.
+    pub fn settings(&self, base: &Path, secrets: NodeSecrets) -> Result<NodeSettings, ConfigError> {
+        let genesis_path = rel(base, &self.genesis);
+        let spec = ChainSpec::from_genesis_json(&read(&genesis_path)?).map_err(|e| ConfigError::Parse {
+            path: genesis_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let pos_path = rel(base, &self.pos_genesis);
+        let pos: PosGenesis = serde_json::from_str(&read(&pos_path)?).map_err(|e| ConfigError::Parse {
+            path: pos_path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(NodeSettings {
+            moniker: self.moniker.clone(),
+            data_dir: rel(base, &self.data_dir),
+            spec,
+            pos,
+            key: secrets.consensus,
+            p2p_listen: self.p2p.listen.clone(),
+            p2p_peers: self.p2p.peers.clone(),
+            rpc: RpcConfig {
+                addr: self.rpc.addr,
+                ..Default::default()
+            },
+            gossip_listen: self.gossip.listen,
+            gossip_peers: self.gossip.peers.clone(),
+            timing: self.consensus.timing()?,
+            pool: PoolConfig {
+                max_txs: self.txpool.max_txs,
+                ..Default::default()
+            },
+            dkg: Some(secrets.dkg),
+            passphrase: Some(secrets.passphrase),
+            l1: self.l1.as_ref().map(L1Section::settings),
+            poster: self
+                .l1
+                .as_ref()
+                .filter(|l| l.poster.enabled)
+                .map(|l| l.poster.settings(secrets.l1_signer)),
+            history_keep: self.consensus.ledger_history,
+        })
+    }
+}
+
+impl L1Section {
+    fn settings(&self) -> L1Settings {
+        L1Settings {
+            rpc: self.rpc.clone(),
+            confirmations: self.confirmations,
+            poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
+            margin: self.margin,
+            max_range: self.max_range,
+        }
+    }
+}
+
+impl PosterSection {
+    fn settings(&self, key: alloy::signers::local::PrivateKeySigner) -> metis_poster::PosterSettings {
+        metis_poster::PosterSettings {
+            key,
+            turn_timeout: Duration::from_millis(self.turn_timeout_ms.max(100)),
+            bump_after_blocks: self.bump_after_blocks.max(1),
+            max_fee_cap: u128::from(self.max_fee_gwei) * 1_000_000_000,
+            max_blob_fee_cap: u128::from(self.max_blob_fee_gwei) * 1_000_000_000,
+            max_in_flight: self.max_in_flight,
+        }
+    }
+}
