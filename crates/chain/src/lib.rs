@@ -3,13 +3,13 @@
 //! (the RPC's subscriptions and filters; the pool's signer and poster through [`Committed`]), so the deciding
 //! side never calls them. Reads take the engine's read lock only briefly.
 
-pub mod history;
+pub mod archive;
 
 use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
 use alloy_primitives::{Address, Bytes, B256};
 use metis_execution::executor::{BlockContext, ExecutedBlock};
 use metis_execution::{Engine, EngineError, RecoveredTx};
-use metis_mempool::{LocalLog, LocalTxs, Mempool, PoolConfig, PoolError, LOCAL_LOG_CAP};
+use metis_mempool::{LocalLog, LocalTxs, Mempool, MempoolConfig, MempoolError, LOCAL_LOG_CAP};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ const PENDING_LOG_CAP: usize = 10_000;
 
 pub struct Chain {
     engine: RwLock<Engine>,
-    pool: Mutex<Mempool>,
+    mempool: Mutex<Mempool>,
     new_blocks: broadcast::Sender<Arc<NewBlock>>,
     new_pending: broadcast::Sender<B256>,
     /// Transactions admitted from this node's RPC (not from peers), numbered, for gossip.
@@ -65,10 +65,10 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub fn new(engine: Engine, pool: PoolConfig) -> Arc<Self> {
+    pub fn new(engine: Engine, mempool: MempoolConfig) -> Arc<Self> {
         Arc::new(Self {
             engine: RwLock::new(engine),
-            pool: Mutex::new(Mempool::new(pool)),
+            mempool: Mutex::new(Mempool::new(mempool)),
             new_blocks: broadcast::channel(256).0,
             new_pending: broadcast::channel(4096).0,
             local_log: Mutex::new(LocalLog::default()),
@@ -108,8 +108,8 @@ impl Chain {
         self.engine.read()
     }
 
-    pub fn pool(&self) -> parking_lot::MutexGuard<'_, Mempool> {
-        self.pool.lock()
+    pub fn mempool(&self) -> parking_lot::MutexGuard<'_, Mempool> {
+        self.mempool.lock()
     }
 
     pub fn subscribe_blocks(&self) -> broadcast::Receiver<Arc<NewBlock>> {
@@ -144,7 +144,7 @@ impl Chain {
 
     /// Validates a transaction from this node's users against the head, admits it to the pool and logs it
     /// for gossip.
-    pub fn submit(&self, tx: RecoveredTx) -> Result<B256, PoolError> {
+    pub fn submit(&self, tx: RecoveredTx) -> Result<B256, MempoolError> {
         let raw = tx.encoded();
         let hash = self.submit_from_peer(tx)?;
         self.local_log.lock().push(raw, LOCAL_LOG_CAP);
@@ -162,13 +162,13 @@ impl Chain {
             .store()
             .txs_stored(hashes)
             .unwrap_or_else(|_| vec![false; hashes.len()]);
-        let pool = self.pool.lock();
+        let pool = self.mempool.lock();
         hashes.iter().zip(stored).map(|(h, s)| s || pool.contains(h)).collect()
     }
 
-    pub fn submit_from_peer(&self, tx: RecoveredTx) -> Result<B256, PoolError> {
+    pub fn submit_from_peer(&self, tx: RecoveredTx) -> Result<B256, MempoolError> {
         if self.read_only.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(PoolError::ReadOnly);
+            return Err(MempoolError::ReadOnly);
         }
         let hash = tx.hash;
         {
@@ -176,7 +176,7 @@ impl Chain {
             let engine = self.engine.read();
             let account = engine.state().account(&tx.sender);
             let base_fee = metis_execution::executor::next_base_fee(engine.head());
-            self.pool.lock().add(tx, engine.spec(), account, base_fee)?;
+            self.mempool.lock().add(tx, engine.spec(), account, base_fee)?;
         }
         {
             let mut log = self.pending_log.lock();
@@ -221,7 +221,7 @@ impl Chain {
     pub fn build_block(&self, ctx: BlockContext, max_tx_bytes: usize) -> ExecutedBlock {
         let (block, rejected) = {
             let engine = self.engine.read();
-            let mut candidates = self.pool.lock().best(engine.state(), ctx.base_fee);
+            let mut candidates = self.mempool.lock().best(engine.state(), ctx.base_fee);
             // A prefix of the ordered candidates keeps every sender's nonce order.
             let mut bytes = 0usize;
             let fit = candidates
@@ -234,7 +234,7 @@ impl Chain {
             candidates.truncate(fit);
             engine.build(ctx, candidates)
         };
-        let mut pool = self.pool.lock();
+        let mut pool = self.mempool.lock();
         for (h, err) in &rejected {
             // A full block is no fault of the transaction; anything else will not get better by waiting.
             if !matches!(err, metis_execution::TxError::BlockFull) {
@@ -281,7 +281,7 @@ impl Chain {
         {
             let mut engine = self.engine.write();
             engine.commit_with_meta(block, meta)?;
-            self.pool.lock().on_block(engine.state(), &included);
+            self.mempool.lock().on_block(engine.state(), &included);
             if let Some(c) = &committed {
                 *self.ledger.write() = Some(c.ledger.clone());
             }
@@ -317,7 +317,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let key = alloy_signer_local::PrivateKeySigner::from_slice(&[7u8; 32]).unwrap();
         let spec = metis_execution::ChainSpec::dev(59902, &[key.address()], U256::from(10u128.pow(22)));
-        let backend = Chain::new(Engine::open(&dir, spec).unwrap(), PoolConfig::default());
+        let backend = Chain::new(Engine::open(&dir, spec).unwrap(), MempoolConfig::default());
         let mut size = 0;
         for nonce in 0..10 {
             let tx = TxEip1559 {
@@ -339,7 +339,7 @@ mod tests {
         let ctx = backend.engine().next_context(1, Address::ZERO);
         let block = backend.build_block(ctx, size * 4 + size / 2);
         assert_eq!(block.transactions.len(), 4);
-        assert_eq!(backend.pool().len(), 10, "cut transactions stay in the pool");
+        assert_eq!(backend.mempool().len(), 10, "cut transactions stay in the pool");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

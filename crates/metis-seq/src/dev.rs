@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use metis_chain::Chain;
 use metis_execution::{ChainSpec, Engine};
-use metis_mempool::PoolConfig;
+use metis_mempool::MempoolConfig;
 use metis_rpc::RpcConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,7 +80,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let chain_id = engine.spec().chain_id;
     let backend = Chain::new(
         engine,
-        PoolConfig {
+        MempoolConfig {
             max_txs: args.txpool_max_txs,
             ..Default::default()
         },
@@ -130,7 +130,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 if block_time == 0 {
-                    if backend.pool().is_empty() {
+                    if backend.mempool().is_empty() {
                         backend.tx_arrived().await;
                     }
                 } else {

@@ -3,9 +3,9 @@
 mod bench;
 mod dev;
 mod devnet;
-mod keys;
-mod l1;
-mod node;
+mod keys_cmd;
+mod l1_cmd;
+mod node_cmd;
 mod replica;
 mod testnet_l1;
 
@@ -26,21 +26,21 @@ struct Cli {
 enum Command {
     /// Operator commands against the L1 contracts (deploy, register the group key).
     #[command(subcommand)]
-    L1(l1::L1Command),
+    L1(l1_cmd::L1Command),
     /// A single-node dev chain (blocks on a timer or on demand, prefunded accounts), like anvil.
     Dev(dev::DevArgs),
     /// A sequencer's long-term keys (identity, DKG, L1 signer), encrypted at rest.
     #[command(subcommand)]
-    Keys(keys::KeysCommand),
+    Keys(keys_cmd::KeysCommand),
     /// Create a sequencer node's home: keys (encrypted) and config.toml.
-    Init(node::InitArgs),
+    Init(node_cmd::InitArgs),
     /// Run a sequencer node (consensus, execution, RPC, gossip) from its config.
-    Node(node::NodeArgs),
+    Node(node_cmd::NodeArgs),
     /// A local devnet in one command: anvil (or --l1-rpc), contracts, N sequencers locked on L1, their nodes,
     /// the DKG and the group key on L1; `devnet stop --dir DIR` stops it. Writes DIR/devnet.json.
     Devnet(devnet::DevnetArgs),
     /// Generate a local N-node network (keys, genesis, configs) for development and tests.
-    Testnet(node::TestnetArgs),
+    Testnet(node_cmd::TestnetArgs),
     /// Rebuild the L2 chain from L1 alone (batches, signatures, re-execution) and serve it read-only.
     Replica(replica::ReplicaArgs),
     /// Load generators (throughput and latency of any Ethereum JSON-RPC node).
@@ -74,13 +74,13 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::L1(cmd) => l1::run(cmd).await,
+        Command::L1(cmd) => l1_cmd::run(cmd).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
-        Command::Keys(cmd) => keys::run(cmd),
-        Command::Init(args) => node::run_init(args),
-        Command::Node(args) => node::run_node(args).await,
-        Command::Testnet(args) => node::run_testnet(args).await,
+        Command::Keys(cmd) => keys_cmd::run(cmd),
+        Command::Init(args) => node_cmd::run_init(args),
+        Command::Node(args) => node_cmd::run_node(args).await,
+        Command::Testnet(args) => node_cmd::run_testnet(args).await,
         Command::Devnet(args) => devnet::run(args).await,
         Command::Replica(args) => replica::run(args).await,
     }

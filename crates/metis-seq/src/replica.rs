@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use metis_chain::Chain;
 use metis_execution::{ChainSpec, Engine};
-use metis_mempool::PoolConfig;
+use metis_mempool::MempoolConfig;
 use metis_node::PosGenesis;
 use metis_replica::{BlobSource, Replica, ReplicaConfig};
 use metis_rpc::RpcConfig;
@@ -61,7 +61,7 @@ pub async fn run(args: ReplicaArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let engine = Engine::open(&args.data_dir.join("chain"), spec).context("opening the replica's chain")?;
-    let backend = Chain::new(engine, PoolConfig::default());
+    let backend = Chain::new(engine, MempoolConfig::default());
     let url = args
         .l1_rpc
         .parse()

@@ -443,7 +443,7 @@ async fn send_pool<W: AsyncWrite + Unpin>(
     stream: &mut W,
     backend: &metis_chain::Chain,
 ) -> Result<usize, GossipError> {
-    let pool: Vec<Vec<u8>> = backend.pool().all().map(|t| t.envelope.encoded_2718()).collect();
+    let pool: Vec<Vec<u8>> = backend.mempool().all().map(|t| t.envelope.encoded_2718()).collect();
     let n = pool.len();
     for batch in batches(&pool) {
         s.write(stream, &batch).await?;

@@ -4,7 +4,7 @@
 use crate::{L1Settings, NodeSettings, PosGenesis};
 use metis_consensus::app::Timing;
 use metis_execution::ChainSpec;
-use metis_mempool::PoolConfig;
+use metis_mempool::MempoolConfig;
 use metis_rpc::RpcConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -260,7 +260,7 @@ impl NodeConfigFile {
             gossip_listen: self.gossip.listen,
             gossip_peers: self.gossip.peers.clone(),
             timing: self.consensus.timing()?,
-            pool: PoolConfig {
+            mempool: MempoolConfig {
                 max_txs: self.txpool.max_txs,
                 ..Default::default()
             },

@@ -18,7 +18,7 @@ use malachitebft_app_channel::{
 use metis_chain::Chain;
 use metis_consensus::app::{App, Timing};
 use metis_execution::{ChainSpec, Engine};
-use metis_mempool::PoolConfig;
+use metis_mempool::MempoolConfig;
 use metis_net::gossip::{self, GossipConfig};
 use metis_pos::{Ledger, Params, Sequencer};
 use metis_rpc::{RpcConfig, RpcServer};
@@ -129,7 +129,7 @@ pub struct NodeSettings {
     pub gossip_listen: SocketAddr,
     pub gossip_peers: Vec<SocketAddr>,
     pub timing: Timing,
-    pub pool: PoolConfig,
+    pub mempool: MempoolConfig,
     /// The L1 endpoint (required when the genesis names L1 contracts).
     pub l1: Option<L1Settings>,
     /// The DKG key this sequencer registered on L1 (dealings to it are sealed to it); None: observe key rounds.
@@ -196,7 +196,10 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
         info!(address = ?address, "not a genesis sequencer: following the chain until the ledger adds this key");
     }
     let chain_id = s.spec.chain_id;
-    let chain = Chain::new(Engine::open(&s.data_dir.join("chain"), s.spec.clone())?, s.pool.clone());
+    let chain = Chain::new(
+        Engine::open(&s.data_dir.join("chain"), s.spec.clone())?,
+        s.mempool.clone(),
+    );
     let consensus_signer = Arc::new(ConsensusSigner::new(s.key.clone()));
     let (dkg, passphrase) = (s.dkg.take(), s.passphrase.take());
     let mut app = open_app(&s, &chain, consensus_signer.clone(), dkg, passphrase)?;
@@ -332,7 +335,7 @@ fn start_poster(
 }
 
 /// The transaction and signing links. Peers: any sequencer the ledger knows that has not left (a newcomer is
-/// accepted from the block that carried its Locked event, so its pool is full when it first proposes).
+/// accepted from the block that carried its Locked event, so its mempool is full when it first proposes).
 async fn start_gossip(
     s: &NodeSettings,
     chain_id: u64,

@@ -5,7 +5,7 @@
 
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::RpcModule;
-use metis_chain::history;
+use metis_chain::archive;
 use metis_chain::Chain;
 use metis_l1::SharedView;
 use metis_pos::{Epoch, Ledger, Sequencer};
@@ -259,7 +259,7 @@ fn sequencers(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
         let mut records: Vec<metis_pos::AppliedL1> = Vec::new();
         for n in from..from.saturating_add(count).min(total) {
             let record = if n < archived {
-                stored(history::applied_l1(&store, n))?
+                stored(archive::applied_l1(&store, n))?
             } else {
                 usize::try_from(n - archived)
                     .ok()
@@ -331,9 +331,9 @@ fn history(m: &mut RpcModule<()>, backend: &Arc<Chain>, view: SharedView) {
     let _ = m.register_method("metis_reElections", move |_, _, _| {
         let l = current(&l)?;
         let mut out: Vec<Value> = Vec::new();
-        for n in 0..stored(history::re_elections_archived(&store))? {
-            if let Some(id) = stored(history::re_election(&store, n))? {
-                out.extend(stored(history::epoch(&store, id))?.map(|a| epoch_json(&l, &a.epoch)));
+        for n in 0..stored(archive::re_elections_archived(&store))? {
+            if let Some(id) = stored(archive::re_election(&store, n))? {
+                out.extend(stored(archive::epoch(&store, id))?.map(|a| epoch_json(&l, &a.epoch)));
             }
         }
         out.extend(l.re_elections().map(|e| epoch_json(&l, e)));
@@ -345,7 +345,7 @@ fn history(m: &mut RpcModule<()>, backend: &Arc<Chain>, view: SharedView) {
         let l = current(&l)?;
         let mut out: Vec<Value> = Vec::new();
         for n in 0..l.archived().set_changes {
-            out.extend(stored(history::set_change(&store, n))?.map(|c| serde_json::to_value(c).unwrap_or(Value::Null)));
+            out.extend(stored(archive::set_change(&store, n))?.map(|c| serde_json::to_value(c).unwrap_or(Value::Null)));
         }
         out.extend(
             l.set_changes()
@@ -404,7 +404,7 @@ fn epochs(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
         let mut out: Vec<Value> = Vec::new();
         for id in from..from.saturating_add(count).min(total) {
             if id < archived {
-                out.extend(stored(history::epoch(&store, id))?.map(|a| epoch_json(&l, &a.epoch)));
+                out.extend(stored(archive::epoch(&store, id))?.map(|a| epoch_json(&l, &a.epoch)));
             } else {
                 out.extend(l.epoch(id).map(|e| epoch_json(&l, e)));
             }

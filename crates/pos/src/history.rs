@@ -4,9 +4,8 @@
 //! is in the state hash beyond what the accumulators already commit to, so nodes may hand records over at
 //! different times and still agree.
 
-use crate::l1::AppliedL1;
-use crate::ledger::SetChange;
-use crate::types::{Epoch, SequencerId};
+use crate::l1_events::AppliedL1;
+use crate::types::{Epoch, SequencerId, SetChange};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -1,12 +1,12 @@
 //! The ledger state and its transition on each decided block.
 
-use crate::batches::BatchState;
+use crate::batch_cuts::BatchState;
 use crate::election::{elect, fallback_order, weight_of};
 use crate::history::{Archived, ArchivedEpoch, History};
-use crate::keys::{KeyError, KeyOutcome, KeyState};
-use crate::l1::{AppliedL1, L1Event, PosTx};
+use crate::key_state::{KeyError, KeyOutcome, KeyState};
+use crate::l1_events::{AppliedL1, L1Event, PosTx};
 use crate::rewards::RewardState;
-use crate::types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};
+use crate::types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus, SetChange};
 use alloy_primitives::{keccak256, B256, U256};
 use std::collections::BTreeMap;
 
@@ -38,19 +38,6 @@ pub enum LedgerError {
         last_block: u64,
         last_log: u64,
     },
-}
-
-/// A change of the validator set at an epoch boundary.
-#[derive(
-    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, borsh::BorshSerialize, borsh::BorshDeserialize,
-)]
-pub struct SetChange {
-    /// The epoch the new set starts with.
-    pub epoch: u64,
-    pub joined: Vec<SequencerId>,
-    pub left: Vec<SequencerId>,
-    /// Sequencers whose voting power changed (and stayed).
-    pub reweighted: Vec<SequencerId>,
 }
 
 #[derive(
@@ -1053,8 +1040,8 @@ mod tests {
         assert!(Ledger::genesis(params(5), vec![s], B256::ZERO).is_err());
     }
 
-    fn pos(block: u64, log: u64) -> crate::l1::L1Position {
-        crate::l1::L1Position {
+    fn pos(block: u64, log: u64) -> crate::l1_events::L1Position {
+        crate::l1_events::L1Position {
             block_number: block,
             block_hash: keccak256(block.to_be_bytes()),
             tx_index: 0,
@@ -1242,7 +1229,7 @@ mod tests {
 
     #[test]
     fn key_rounds_follow_the_set() {
-        use crate::keys::{KeyOutcome, KeyRoundKind};
+        use crate::key_state::{KeyOutcome, KeyRoundKind};
         let mut l = Ledger::genesis(
             Params {
                 epoch_length: 10,

@@ -20,20 +20,22 @@
 //! - Reward reports ([`RewardState`]): blocks produced per sequencer over a range of epochs, for L1.
 //! - Batch cuts ([`BatchState`]): which blocks form the next batch for L1, whose header the threshold key signs.
 
-mod batches;
+mod batch_cuts;
 mod election;
 mod history;
-mod keys;
-mod l1;
+mod key_state;
+mod l1_events;
 mod ledger;
 mod rewards;
 mod types;
 
-pub use batches::{BatchCut, BatchState};
+pub use batch_cuts::{BatchCut, BatchState};
 pub use election::{elect, fallback_order, weight_of};
 pub use history::{Archived, ArchivedEpoch, History};
-pub use keys::{KeyEpoch, KeyError, KeyOutcome, KeyRecord, KeyRound, KeyRoundKind, KeyState, DEFAULT_PHASE_BLOCKS};
-pub use l1::{AppliedL1, L1Event, L1Position, L1Source, NoL1, PosTx};
-pub use ledger::{Ledger, LedgerError, SetChange};
+pub use key_state::{
+    KeyEpoch, KeyError, KeyOutcome, KeyRecord, KeyRound, KeyRoundKind, KeyState, DEFAULT_PHASE_BLOCKS,
+};
+pub use l1_events::{AppliedL1, L1Event, L1Position, L1Source, NoL1, PosTx};
+pub use ledger::{Ledger, LedgerError};
 pub use rewards::{RewardReport, RewardState};
-pub use types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus};
+pub use types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus, SetChange};

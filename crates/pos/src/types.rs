@@ -123,3 +123,14 @@ pub struct BlockInfo {
     pub timestamp: u64,
     pub txs: u64,
 }
+
+/// A change of the validator set at an epoch boundary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct SetChange {
+    /// The epoch the new set starts with.
+    pub epoch: u64,
+    pub joined: Vec<SequencerId>,
+    pub left: Vec<SequencerId>,
+    /// Sequencers whose voting power changed (and stayed).
+    pub reweighted: Vec<SequencerId>,
+}

@@ -29,6 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+pub mod turns;
+
 #[derive(Clone, Debug)]
 pub struct PosterConfig {
     pub l1_rpc: String,
@@ -157,16 +159,6 @@ pub fn spawn(
 }
 
 impl Poster {
-    /// This node's place in the posting order of the current epoch.
-    fn turn(&self) -> Option<usize> {
-        let l = self.chain.ledger()?;
-        let me = l
-            .sequencers()
-            .find(|s| s.signer == self.sender.address() && s.status != metis_pos::SequencerStatus::Inactive)?
-            .id;
-        l.schedule().iter().position(|id| *id == me)
-    }
-
     async fn step(&mut self) -> Result<(), String> {
         let inbox = BatchInbox::new(self.cfg.inbox, self.provider.clone());
         let pool = LockingPool::new(self.cfg.locking_pool, self.provider.clone());
@@ -183,35 +175,32 @@ impl Poster {
             .call()
             .await
             .ok();
-        let last_reward: u64 = pool
+        let last_reward: Option<u64> = pool
             .lastRewardBatchId()
             .block(head.into())
             .call()
             .await
             .map_err(|e| format!("LockingPool.lastRewardBatchId: {e}"))?
             .try_into()
-            .unwrap_or(u64::MAX);
-        let turn = self.turn();
+            .ok();
+        let turn = self.chain.ledger().and_then(|l| turns::turn(&l, self.sender.address()));
         {
             let mut s = self.status.write();
             s.turn = turn;
             s.l1_next_index = Some(next);
             s.l1_confirmed_index = confirmed;
-            s.l1_last_reward = Some(last_reward);
+            s.l1_last_reward = last_reward;
         }
         self.sidecars = self.sidecars.split_off(&next);
 
         // Due: signed here and not on L1, in the order L1 takes them.
-        let mut due = Vec::new();
-        for index in next..next + self.cfg.sender.max_in_flight as u64 {
-            if !self.has(&schema::batch_signature(index)) {
-                break;
-            }
-            due.push(Item::Batch(index));
-        }
-        if last_reward < u64::MAX && self.has(&schema::reward_signature(last_reward + 1)) {
-            due.push(Item::Rewards(last_reward + 1));
-        }
+        let due = turns::due(
+            next,
+            self.cfg.sender.max_in_flight,
+            |i| self.has(&schema::batch_signature(i)),
+            last_reward,
+            |id| self.has(&schema::reward_signature(id)),
+        );
         let now = Instant::now();
         self.due_since.retain(|k, _| due.contains(k));
         for d in &due {
@@ -221,13 +210,7 @@ impl Poster {
             self.status.write().in_flight.clear();
             return Ok(());
         };
-        // The producer posts at once; fallback k once the item waited k turns.
-        let wait = self.cfg.turn_timeout * turn as u32;
-        let mine: Vec<Item> = due
-            .iter()
-            .copied()
-            .take_while(|d| now.duration_since(self.due_since[d]) >= wait)
-            .collect();
+        let mine = turns::mine(&due, &self.due_since, now, turn, self.cfg.turn_timeout);
         let mut wanted = Vec::with_capacity(mine.len());
         for item in mine {
             match self.outgoing(item) {

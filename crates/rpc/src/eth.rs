@@ -343,7 +343,7 @@ fn tx_by_hash(ctx: &Ctx, hash: B256) -> RpcResult<Option<RpcTransaction>> {
     drop(engine);
     Ok(ctx
         .backend
-        .pool()
+        .mempool()
         .get(&hash)
         .map(|t| rpc_tx(&t.envelope, t.sender, None)))
 }
@@ -516,7 +516,7 @@ pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regi
         let nonce = engine.state().account(&addr).map_or(0, |a| a.nonce);
         if id == Some(BlockId::Number(BlockNumberOrTag::Pending)) {
             drop(engine);
-            return RpcResult::Ok(U64::from(c.backend.pool().next_nonce(&addr, nonce)));
+            return RpcResult::Ok(U64::from(c.backend.mempool().next_nonce(&addr, nonce)));
         }
         require_head_state(&engine, id)?;
         RpcResult::Ok(U64::from(nonce))

@@ -143,20 +143,7 @@ pub fn spawn(
     status: SharedSignerStatus,
 ) -> tokio::task::JoinHandle<()> {
     let mut committed = chain.subscribe_committed();
-    let mut s = Signer {
-        cfg,
-        store: chain.engine().store().clone(),
-        hub,
-        status,
-        key: None,
-        collector: None,
-        requests: BTreeMap::new(),
-        done: BTreeSet::new(),
-        early_sigs: BTreeMap::new(),
-        answered: BTreeMap::new(),
-        builder: None,
-        peers: Default::default(),
-    };
+    let mut s = Signer::new(cfg, chain.engine().store().clone(), hub, status);
     tokio::spawn(
         async move {
             if let Some(k) = key {
@@ -192,6 +179,23 @@ pub fn spawn(
 }
 
 impl Signer {
+    fn new(cfg: SignerConfig, store: Store, hub: Arc<SignHub>, status: SharedSignerStatus) -> Self {
+        Self {
+            cfg,
+            store,
+            hub,
+            status,
+            key: None,
+            collector: None,
+            requests: BTreeMap::new(),
+            done: BTreeSet::new(),
+            early_sigs: BTreeMap::new(),
+            answered: BTreeMap::new(),
+            builder: None,
+            peers: Default::default(),
+        }
+    }
+
     /// A committed block: a new key first, then the block into the open batch, then what the ledger asks to
     /// sign with it (a reward report, a batch cut).
     fn on_committed(&mut self, c: &Committed) {
@@ -577,25 +581,13 @@ mod tests {
     fn signer(dir: &std::path::Path, key: SigningKey) -> Signer {
         let store = Store::open(&dir.join("chain.redb")).unwrap();
         let (hub, _rx) = SignHub::new();
-        let mut s = Signer {
-            cfg: SignerConfig {
-                l1_chain_id: 1,
-                inbox: Default::default(),
-                locking_pool: Default::default(),
-                mode: Default::default(),
-            },
-            store,
-            hub,
-            status: Default::default(),
-            key: None,
-            collector: None,
-            requests: BTreeMap::new(),
-            done: BTreeSet::new(),
-            early_sigs: BTreeMap::new(),
-            answered: BTreeMap::new(),
-            builder: None,
-            peers: Default::default(),
+        let cfg = SignerConfig {
+            l1_chain_id: 1,
+            inbox: Default::default(),
+            locking_pool: Default::default(),
+            mode: Default::default(),
         };
+        let mut s = Signer::new(cfg, store, hub, Default::default());
         s.set_key(key);
         s
     }

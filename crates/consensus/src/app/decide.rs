@@ -130,7 +130,7 @@ impl App {
     ) -> Result<Rows, AppError> {
         let h = height.0;
         let history = ledger.take_history(self.history_keep);
-        let mut rows = metis_chain::history::rows(self.backend.engine().store(), &history)?;
+        let mut rows = metis_chain::archive::rows(self.backend.engine().store(), &history)?;
         rows.extend([
             (schema::LEDGER.to_string(), ledger.to_bytes()?),
             (schema::LEDGER_HASH.to_string(), encode(&ledger.state_hash())?),

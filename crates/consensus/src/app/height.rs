@@ -41,7 +41,7 @@ impl App {
             let head = engine.head();
             (head.gas_limit, head.gas_used)
         };
-        let pending = self.backend.pool().gas_up_to(limit);
+        let pending = self.backend.mempool().gas_up_to(limit);
         let arrived = (pending + last).saturating_sub(self.pool_gas_at_start);
         self.pool_gas_at_start = pending;
         let gas = pending.saturating_add(arrived).max(last).min(limit);

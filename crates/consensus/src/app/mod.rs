@@ -49,7 +49,7 @@ const FUTURE_HEIGHTS: u64 = 2;
 /// Decided values served per sync request at most.
 const MAX_SYNC_BATCH: u64 = 20;
 
-/// Records of each kind the ledger keeps before handing older ones to the store (see `metis_chain::history`).
+/// Records of each kind the ledger keeps before handing older ones to the store (see `metis_chain::archive`).
 pub const DEFAULT_HISTORY_KEEP: usize = 256;
 
 /// Keeps a new key share (encrypted at rest by the node); given the round it belongs to.

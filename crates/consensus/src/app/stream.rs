@@ -92,7 +92,7 @@ impl App {
         let backend = &self.backend;
         let decoded = tokio::task::block_in_place(|| {
             BlockData::decode_with(&bytes, |hashes| {
-                let pool = backend.pool();
+                let pool = backend.mempool();
                 hashes.iter().map(|h| pool.get(h).cloned()).collect()
             })
         });

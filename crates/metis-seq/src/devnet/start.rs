@@ -664,7 +664,7 @@ async fn start_nodes(d: &mut Devnet, o: &Options) -> Result<()> {
     let heads = |client: reqwest::Client, nodes: Vec<Node>| async move {
         let mut hs = Vec::new();
         for n in &nodes {
-            let h = crate::l1::rpc_call(&client, &n.rpc, "eth_blockNumber", json!([]))
+            let h = crate::l1_cmd::rpc_call(&client, &n.rpc, "eth_blockNumber", json!([]))
                 .await
                 .ok()
                 .and_then(|v| {
@@ -712,7 +712,7 @@ async fn wait_for_key(d: &mut Devnet) -> Result<String> {
             let Some(n0) = n.first() else {
                 return (None, "no nodes".into());
             };
-            match crate::l1::rpc_call(&c, &n0.rpc, "metis_thresholdKey", json!([])).await {
+            match crate::l1_cmd::rpc_call(&c, &n0.rpc, "metis_thresholdKey", json!([])).await {
                 Ok(v) => {
                     let key = v["current"]["group_key"].as_str().map(str::to_string);
                     let status = match &v["running"] {
@@ -744,7 +744,7 @@ async fn register_group_key(d: &mut Devnet, deployer: &PrivateKeySigner, group_k
         .context("locking_pool address")?;
     // A fresh provider: the deployer key also sent the stake setup, so a cached nonce would be stale.
     let pool = LockingPool::new(pool_addr, provider(&d.manifest.l1.rpc, deployer)?);
-    let encoded = crate::l1::group_key_eip2537(group_key)?;
+    let encoded = crate::l1_cmd::group_key_eip2537(group_key)?;
     let address = Address::from_slice(&keccak256(&encoded)[12..]);
     let registered = pool
         .mpcAddress()
@@ -759,7 +759,7 @@ async fn register_group_key(d: &mut Devnet, deployer: &PrivateKeySigner, group_k
                 "  LockingPool has another group key ({registered}); replacing it"
             ));
         }
-        let (r, now) = crate::l1::set_group_key(&pool, encoded.clone()).await?;
+        let (r, now) = crate::l1_cmd::set_group_key(&pool, encoded.clone()).await?;
         if now != address {
             bail!("LockingPool derives {now} from the group key, expected {address}");
         }
@@ -778,7 +778,7 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        t: crate::node::TestnetArgs,
+        t: crate::node_cmd::TestnetArgs,
     }
     let out = d.dir.join("l2");
     let contracts = d.dir.join("contracts.json");
@@ -819,14 +819,14 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
     }
     let mut cli = Cli::try_parse_from(&argv).context("building the network's options")?;
     cli.t.set_l1_admin(deployer.clone());
-    let pass_file = crate::node::generate_testnet(&cli.t).await?;
+    let pass_file = crate::node_cmd::generate_testnet(&cli.t).await?;
     let pass = metis_keystore::Passphrase::from_file(&pass_file)?;
     d.manifest.l2.genesis = out.join("genesis.json");
     d.manifest.l2.pos_genesis = out.join("pos_genesis.json");
     d.manifest.nodes.clear();
     for i in 0..o.nodes {
         let home = out.join(format!("node{i}"));
-        let keys = crate::keys::SequencerKeys::load(&home.join("keys"), &pass)
+        let keys = crate::keys_cmd::SequencerKeys::load(&home.join("keys"), &pass)
             .with_context(|| format!("loading node{i}'s keys"))?;
         let owner_key_file = home.join("owner.key");
         let owner: PrivateKeySigner = std::fs::read_to_string(&owner_key_file)?

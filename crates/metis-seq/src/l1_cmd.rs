@@ -42,7 +42,7 @@ pub enum L1Command {
         #[arg(long)]
         keys: PathBuf,
         #[command(flatten)]
-        pass: crate::keys::PassphraseArgs,
+        pass: crate::keys_cmd::PassphraseArgs,
         /// Stake in whole tokens (18 decimals).
         #[arg(long)]
         amount: u64,
@@ -329,7 +329,7 @@ pub async fn run(cmd: L1Command) -> Result<()> {
             pass,
             amount,
         } => {
-            let keys = crate::keys::SequencerKeys::load(&keys, &pass.load()?)?;
+            let keys = crate::keys_cmd::SequencerKeys::load(&keys, &pass.load()?)?;
             let public = keys.public_json();
             let (provider, owner) = conn.provider().await?;
             let pool = LockingPool::new(locking_pool, provider.clone());

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 /// Pool limits.
 #[derive(Clone, Debug)]
-pub struct PoolConfig {
+pub struct MempoolConfig {
     /// Transactions in the pool at most.
     pub max_txs: usize,
     /// Transactions of one sender at most (pending + queued).
@@ -22,7 +22,7 @@ pub struct PoolConfig {
     pub price_bump_percent: u128,
 }
 
-impl Default for PoolConfig {
+impl Default for MempoolConfig {
     fn default() -> Self {
         Self {
             max_txs: 20_000,
@@ -35,7 +35,7 @@ impl Default for PoolConfig {
 
 /// Why the pool refuses a transaction (besides validation errors). Messages are geth's.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PoolError {
+pub enum MempoolError {
     #[error("already known")]
     AlreadyKnown,
     #[error("replacement transaction underpriced")]
@@ -65,7 +65,7 @@ pub enum Added {
 
 #[derive(Default)]
 pub struct Mempool {
-    config: PoolConfig,
+    config: MempoolConfig,
     by_sender: HashMap<Address, BTreeMap<u64, RecoveredTx>>,
     by_hash: HashMap<B256, (Address, u64)>,
 }
@@ -75,7 +75,7 @@ fn bumped(old: u128, percent: u128) -> u128 {
 }
 
 impl Mempool {
-    pub fn new(config: PoolConfig) -> Self {
+    pub fn new(config: MempoolConfig) -> Self {
         Self {
             config,
             ..Default::default()
@@ -117,15 +117,15 @@ impl Mempool {
         spec: &ChainSpec,
         account: Option<&Account>,
         base_fee: u64,
-    ) -> Result<Added, PoolError> {
+    ) -> Result<Added, MempoolError> {
         if self.by_hash.contains_key(&tx.hash) {
-            return Err(PoolError::AlreadyKnown);
+            return Err(MempoolError::AlreadyKnown);
         }
         tx.check_static(spec)?;
         tx.check_against(account, base_fee)?;
         let account_nonce = account.map_or(0, |a| a.nonce);
         if tx.nonce() > account_nonce + self.config.max_nonce_gap {
-            return Err(PoolError::NonceGapTooLarge);
+            return Err(MempoolError::NonceGapTooLarge);
         }
         let sender = tx.sender;
         let nonce = tx.nonce();
@@ -134,12 +134,12 @@ impl Mempool {
             let p = self.config.price_bump_percent;
             let old_tip = envelope_max_tip(old);
             if tx.max_fee_per_gas() < bumped(old.max_fee_per_gas(), p) || envelope_max_tip(&tx) < bumped(old_tip, p) {
-                return Err(PoolError::ReplacementUnderpriced);
+                return Err(MempoolError::ReplacementUnderpriced);
             }
         } else {
             let count = self.by_sender.get(&sender).map_or(0, BTreeMap::len);
             if count >= self.config.max_per_sender {
-                return Err(PoolError::SenderLimit);
+                return Err(MempoolError::SenderLimit);
             }
             if self.by_hash.len() >= self.config.max_txs {
                 self.evict_cheapest_below(tx.effective_tip(base_fee), base_fee)?;
@@ -159,7 +159,7 @@ impl Mempool {
 
     /// Makes room by dropping the cheapest transaction that is last in its sender's line (so no gap opens),
     /// if it pays less than `tip`.
-    fn evict_cheapest_below(&mut self, tip: u128, base_fee: u64) -> Result<(), PoolError> {
+    fn evict_cheapest_below(&mut self, tip: u128, base_fee: u64) -> Result<(), MempoolError> {
         let victim = self
             .by_sender
             .values()
@@ -171,7 +171,7 @@ impl Mempool {
                 self.remove(&hash);
                 Ok(())
             }
-            _ => Err(PoolError::Full),
+            _ => Err(MempoolError::Full),
         }
     }
 
@@ -315,7 +315,7 @@ mod tests {
         assert_eq!(best.iter().map(|t| t.nonce()).collect::<Vec<_>>(), vec![0, 1, 2]);
         assert_eq!(
             pool.add(send(&ks[0], 1), &spec, acct.as_ref(), 1),
-            Err(PoolError::AlreadyKnown)
+            Err(MempoolError::AlreadyKnown)
         );
     }
 
@@ -329,7 +329,7 @@ mod tests {
         let small = eip1559_priced(&ks[0], CHAIN, 0, 1_050_000_000, 105_000_000);
         assert_eq!(
             pool.add(small, &spec, acct.as_ref(), 1),
-            Err(PoolError::ReplacementUnderpriced)
+            Err(MempoolError::ReplacementUnderpriced)
         );
         let enough = eip1559_priced(&ks[0], CHAIN, 0, 1_100_000_000, 110_000_000);
         assert_eq!(pool.add(enough.clone(), &spec, acct.as_ref(), 1), Ok(Added::Pending));
@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn full_pool_evicts_the_cheapest_or_refuses() {
         let (spec, state, ks) = setup(3);
-        let mut pool = Mempool::new(PoolConfig {
+        let mut pool = Mempool::new(MempoolConfig {
             max_txs: 2,
             ..Default::default()
         });
@@ -372,7 +372,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             pool.add(a(&ks[2], 5), &spec, state.account(&ks[2].address()), 1),
-            Err(PoolError::Full)
+            Err(MempoolError::Full)
         );
         pool.add(a(&ks[2], 50), &spec, state.account(&ks[2].address()), 1)
             .unwrap();
@@ -420,7 +420,10 @@ mod tests {
             .to_string()
             .starts_with("max fee per gas less than block base fee"));
         let far = send(&ks[0], 5_000);
-        assert_eq!(pool.add(far, &spec, acct.as_ref(), 1), Err(PoolError::NonceGapTooLarge));
+        assert_eq!(
+            pool.add(far, &spec, acct.as_ref(), 1),
+            Err(MempoolError::NonceGapTooLarge)
+        );
         assert!(pool.is_empty());
     }
 

@@ -2,7 +2,7 @@
 //! local N-node network generated in one go (keys, genesis, configs).
 
 use crate::dev::dev_keys;
-use crate::keys::{generate, PassphraseArgs, SequencerKeys};
+use crate::keys_cmd::{generate, PassphraseArgs, SequencerKeys};
 use alloy::primitives::{keccak256, Address, B256, U256};
 use anyhow::{bail, Context, Result};
 use clap::Args;
