@@ -100,6 +100,27 @@ impl L1View {
     }
 }
 
+/// The newest L1 block at `confirmations` depth (None while the chain is shorter than the depth). The listener
+/// and the replica read only up to it.
+pub async fn confirmed_head<P: Provider>(
+    provider: &P,
+    confirmations: u64,
+) -> Result<Option<u64>, alloy::transports::TransportError> {
+    Ok(provider.get_block_number().await?.checked_sub(confirmations))
+}
+
+/// `from..=to` in consecutive ranges of at most `max_range` blocks (at least one), for bounded log queries.
+pub fn ranges(from: u64, to: u64, max_range: u64) -> impl Iterator<Item = (u64, u64)> {
+    let step = max_range.max(1);
+    let mut next = Some(from).filter(|f| *f <= to);
+    std::iter::from_fn(move || {
+        let start = next?;
+        let end = start.saturating_add(step - 1).min(to);
+        next = end.checked_add(1).filter(|n| *n <= to);
+        Some((start, end))
+    })
+}
+
 /// Longest wait between two polls of a failing endpoint.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
@@ -317,8 +338,7 @@ impl<P: Provider> Listener<P> {
             }
             self.config.chain_id = None;
         }
-        let head = self.provider.get_block_number().await?;
-        let Some(safe) = head.checked_sub(self.config.confirmations) else {
+        let Some(safe) = confirmed_head(&self.provider, self.config.confirmations).await? else {
             return Ok(vec![]);
         };
         // Blocks we read must not have changed under us: by construction they are at depth. If they did (the
@@ -336,11 +356,11 @@ impl<P: Provider> Listener<P> {
                 return Err(L1Error::DeepReorg { number: last, had, now });
             }
         }
-        let mut from = self.view.synced_to.map_or(self.config.start_block, |b| b + 1);
+        let start = self.view.synced_to.map_or(self.config.start_block, |b| b + 1);
         let mut found = Vec::new();
         let mut hashes = BTreeMap::new();
-        while from <= safe {
-            let to = safe.min(from + self.config.max_range.max(1) - 1);
+        let mut read_to = None;
+        for (from, to) in ranges(start, safe, self.config.max_range) {
             let mut addresses = vec![self.config.locking_pool];
             addresses.extend(self.config.locking_info);
             let filter = Filter::new().address(addresses).from_block(from).to_block(to);
@@ -361,10 +381,9 @@ impl<P: Provider> Listener<P> {
                 }
             }
             debug!(from, to, events = logs.len(), "read L1 range");
-            from = to + 1;
+            read_to = Some(to);
         }
-        if from > self.view.synced_to.map_or(self.config.start_block, |b| b + 1) {
-            let last = from - 1;
+        if let Some(last) = read_to {
             let last_hash = self.block_hash(last).await?;
             // A log's block hash must be the canonical one of its block at depth (checked once per block).
             for (number, hash) in &hashes {
@@ -430,5 +449,21 @@ impl<P: Provider + 'static> Listener<P> {
             };
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn ranges_cover_the_span_in_bounded_steps() {
+        assert_eq!(ranges(5, 14, 4).collect::<Vec<_>>(), vec![(5, 8), (9, 12), (13, 14)]);
+        assert_eq!(ranges(5, 5, 0).collect::<Vec<_>>(), vec![(5, 5)]);
+        assert!(ranges(6, 5, 4).next().is_none());
+        assert_eq!(
+            ranges(u64::MAX - 1, u64::MAX, 10).collect::<Vec<_>>(),
+            vec![(u64::MAX - 1, u64::MAX)]
+        );
     }
 }

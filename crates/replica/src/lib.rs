@@ -164,15 +164,16 @@ impl Replica {
     /// Reads the next range of confirmed L1 blocks and applies the batches in it; true if more is left to read.
     pub async fn step(&self) -> Result<bool, ReplicaError> {
         let rpc = |e: alloy::transports::TransportError| ReplicaError::Rpc(e.to_string());
-        let head = self.provider.get_block_number().await.map_err(rpc)?;
-        let Some(safe) = head.checked_sub(self.cfg.confirmations) else {
+        let Some(safe) = metis_l1::confirmed_head(&self.provider, self.cfg.confirmations)
+            .await
+            .map_err(rpc)?
+        else {
             return Ok(false);
         };
         let from = self.meta_u64(META_L1_FROM)?.unwrap_or(self.cfg.start_block);
-        if from > safe {
+        let Some((from, to)) = metis_l1::ranges(from, safe, self.cfg.max_range).next() else {
             return Ok(false);
-        }
-        let to = safe.min(from + self.cfg.max_range.max(1) - 1);
+        };
         let logs = self
             .provider
             .get_logs(
