@@ -228,20 +228,7 @@ pub async fn set_group_key(
     Ok((receipt, mpc))
 }
 
-/// One JSON-RPC call; a JSON-RPC error becomes an error naming the method.
-pub async fn rpc_call(
-    client: &reqwest::Client,
-    url: &str,
-    method: &str,
-    params: serde_json::Value,
-) -> Result<serde_json::Value> {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let v: serde_json::Value = client.post(url).json(&body).send().await?.json().await?;
-    if let Some(e) = v.get("error") {
-        bail!("{method}: {e}");
-    }
-    Ok(v["result"].clone())
-}
+pub use metis_bench::rpc_call;
 
 pub async fn run(cmd: L1Command) -> Result<()> {
     match cmd {

@@ -1,6 +1,5 @@
 //! `metis-seq`: the one binary of the sequencer pool. Subcommands are added as the parts land.
 
-mod bench;
 mod dev;
 mod devnet;
 mod keys_cmd;
@@ -45,7 +44,7 @@ enum Command {
     Replica(replica::ReplicaArgs),
     /// Load generators (throughput and latency of any Ethereum JSON-RPC node).
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(metis_bench::BenchCommand),
 }
 
 #[tokio::main]
@@ -76,7 +75,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::L1(cmd) => l1_cmd::run(cmd).await,
         Command::Dev(args) => dev::run(args).await,
-        Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Bench(cmd) => metis_bench::run(cmd).await,
         Command::Keys(cmd) => keys_cmd::run(cmd),
         Command::Init(args) => node_cmd::run_init(args),
         Command::Node(args) => node_cmd::run_node(args).await,

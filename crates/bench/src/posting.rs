@@ -66,7 +66,7 @@ pub async fn run(a: PostingArgs) -> Result<()> {
         tokio::spawn(async move {
             let mut last = None::<u64>;
             loop {
-                if let Ok(v) = crate::l1_cmd::rpc_call(&client, &url, "eth_blockNumber", json!([])).await {
+                if let Ok(v) = crate::rpc_call(&client, &url, "eth_blockNumber", json!([])).await {
                     if let Some(n) = v
                         .as_str()
                         .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
@@ -126,7 +126,7 @@ pub async fn run(a: PostingArgs) -> Result<()> {
         let hash = log.transaction_hash.context("log without tx")?;
         let receipt = l1.get_transaction_receipt(hash).await?.context("receipt")?;
         let tx = l1.get_transaction_by_hash(hash).await?.context("tx")?;
-        let b = crate::l1_cmd::rpc_call(&client, &a.rpc, "metis_getBatchByIndex", json!([index, true])).await?;
+        let b = crate::rpc_call(&client, &a.rpc, "metis_getBatchByIndex", json!([index, true])).await?;
         let payload = alloy::hex::decode(b["payload"].as_str().context("payload")?)?;
         let blocks = metis_batcher::payload::decode(&payload)?;
         let mut raw = Vec::new();

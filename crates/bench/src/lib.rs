@@ -1,3 +1,6 @@
+//! The load generators behind `metis-seq bench`, and the raw JSON-RPC call they and the CLI use for methods a
+//! typed provider does not have (the PoS API, anvil's).
+//!
 //! `metis-seq bench transfers`: a load generator for any Ethereum JSON-RPC node. It pre-signs transfers from
 //! many funded accounts, sends them with eth_sendRawTransaction in JSON-RPC batches over concurrent
 //! connections, watches blocks for their inclusion, and prints throughput and send-to-inclusion latency.
@@ -264,7 +267,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     });
     let funder: PrivateKeySigner = match std::env::var(&a.key_env) {
         Ok(k) => k.trim().parse().context("funder key")?,
-        Err(_) => crate::dev::dev_keys(1)?.remove(0),
+        Err(_) => metis_contracts::dev::dev_key(0).context("deriving dev key 0")?,
     };
     let chain_id = hex_u64(&rpc.call("eth_chainId", json!([])).await?)?;
     let gas_price = hex_u128(&rpc.call("eth_gasPrice", json!([])).await?)?;
@@ -447,4 +450,14 @@ async fn signing(a: SigningArgs) -> Result<()> {
         percentile(&lat, 99.0).as_millis()
     );
     Ok(())
+}
+
+/// One JSON-RPC call; an error object in the answer is an error naming the method.
+pub async fn rpc_call(client: &reqwest::Client, url: &str, method: &str, params: Value) -> Result<Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let v: Value = client.post(url).json(&body).send().await?.json().await?;
+    if let Some(e) = v.get("error") {
+        bail!("{method}: {e}");
+    }
+    Ok(v["result"].clone())
 }
