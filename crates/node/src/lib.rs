@@ -3,7 +3,6 @@
 //! authenticated links (transactions, signing messages), and Malachite consensus, which decides the blocks.
 
 pub mod config;
-pub mod posapi;
 pub mod shares;
 
 pub use config::{NodeConfigFile, NodeSecrets};
@@ -222,7 +221,14 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     let rpc = metis_rpc::start_with(
         chain.clone(),
         s.rpc.clone(),
-        vec![posapi::module(view, chain.clone(), signer_status, poster_status)],
+        vec![metis_rpc::pos::module(
+            chain.clone(),
+            signer_status,
+            Arc::new(Status {
+                view,
+                poster: poster_status,
+            }),
+        )],
     )
     .await
     .map_err(|source| NodeError::Rpc { addr: rpc_addr, source })?;
@@ -238,6 +244,27 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
         engine,
         tasks: [l1, pool_signer, poster].into_iter().flatten().collect(),
     })
+}
+
+/// What the PoS API shows of the L1 listener's view and the poster.
+struct Status {
+    view: metis_l1::SharedView,
+    poster: metis_poster::SharedPosterStatus,
+}
+
+impl metis_rpc::pos::NodeStatus for Status {
+    fn l1(&self, last_applied: Option<(u64, u64)>) -> serde_json::Value {
+        let v = self.view.read();
+        serde_json::json!({
+            "synced_to": v.synced_to,
+            "events_read": v.len(),
+            "not_yet_applied": v.after(last_applied).count(),
+        })
+    }
+
+    fn poster(&self) -> serde_json::Value {
+        serde_json::to_value(&*self.poster.read()).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 /// The consensus app on the chain, with its stored proposals, history setting and threshold-key rounds

@@ -1,13 +1,11 @@
 //! The PoS query API (`metis_*` JSON-RPC): epochs and rotation records, re-elections, the validator set and its
 //! changes, sequencers by id or signer, applied L1 events with their L1 positions, this node's L1 view, commit
-//! signers per height, the ledger state. Reads a snapshot of the ledger the consensus app publishes after each
-//! decided block.
+//! signers per height, the ledger state. Reads the ledger the chain publishes with each committed block.
 
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::RpcModule;
 use metis_chain::archive;
 use metis_chain::Chain;
-use metis_l1::SharedView;
 use metis_pos::{Epoch, Ledger, Sequencer};
 use metis_storage::{schema, StoreError};
 use serde_json::{json, Value};
@@ -132,20 +130,28 @@ fn batch_json(store: &metis_storage::Store, index: u64, with_payload: bool) -> R
     Ok(v)
 }
 
+/// What the PoS API shows of the parts the RPC does not hold: this node's L1 view and its batch poster. The
+/// node implements it over the listener's view and the poster's status.
+pub trait NodeStatus: Send + Sync + 'static {
+    /// This node's L1 view: read up to, events read, and how many after `last_applied` the ledger has not taken.
+    fn l1(&self, last_applied: Option<(u64, u64)>) -> Value;
+    /// The poster's state (null on a node that does not post).
+    fn poster(&self) -> Value;
+}
+
+/// The `metis_*` namespace on `backend`, with the signer's status and the node's.
 pub fn module(
-    view: SharedView,
     backend: Arc<Chain>,
     signer: metis_signer::SharedSignerStatus,
-    poster: metis_poster::SharedPosterStatus,
+    status: Arc<dyn NodeStatus>,
 ) -> RpcModule<()> {
     let mut m = RpcModule::new(());
     // Registration fails only on a duplicate name; these are unique.
-    let _ = m.register_method("metis_poster", move |_, _, _| {
-        serde_json::to_value(&*poster.read()).map_err(|e| ErrorObjectOwned::owned(-32603, e.to_string(), None::<()>))
-    });
+    let s = status.clone();
+    let _ = m.register_method("metis_poster", move |_, _, _| Ok::<_, ErrorObjectOwned>(s.poster()));
     batches(&mut m, &backend, signer);
     sequencers(&mut m, &backend);
-    history(&mut m, &backend, view);
+    history(&mut m, &backend, status);
     epochs(&mut m, &backend);
     m
 }
@@ -325,7 +331,7 @@ fn threshold_key(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
 }
 
 /// Re-elections, set changes and this node's L1 view.
-fn history(m: &mut RpcModule<()>, backend: &Arc<Chain>, view: SharedView) {
+fn history(m: &mut RpcModule<()>, backend: &Arc<Chain>, status: Arc<dyn NodeStatus>) {
     let l = backend.clone();
     let store = backend.engine().store().clone();
     let _ = m.register_method("metis_reElections", move |_, _, _| {
@@ -357,13 +363,9 @@ fn history(m: &mut RpcModule<()>, backend: &Arc<Chain>, view: SharedView) {
     let l = backend.clone();
     let _ = m.register_method("metis_l1Status", move |_, _, _| {
         let l = current(&l)?;
-        let v = view.read();
-        Ok::<_, ErrorObjectOwned>(json!({
-            "synced_to": v.synced_to,
-            "events_read": v.len(),
-            "not_yet_applied": v.after(l.last_l1()).count(),
-            "last_applied": l.last_l1(),
-        }))
+        let mut v = status.l1(l.last_l1());
+        v["last_applied"] = json!(l.last_l1());
+        Ok::<_, ErrorObjectOwned>(v)
     });
 }
 
@@ -375,7 +377,7 @@ fn epochs(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
         let cert = stored(
             b.engine()
                 .store()
-                .get::<metis_wire::codec::WireCertificate>(&schema::cert(height)),
+                .get::<metis_wire::WireCertificate>(&schema::cert(height)),
         )?;
         let Some(cert) = cert else {
             return Ok(Value::Null);
