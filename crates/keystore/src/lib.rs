@@ -16,6 +16,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use zeroize::{Zeroize, Zeroizing};
 
+/// The label a threshold-key share file is sealed under (a file of another kind does not open as a share).
+pub const SHARE_LABEL: &str = "metis-seq threshold key share";
+
 const FORMAT: &str = "metis-seq-keystore-v1";
 
 #[derive(Debug, thiserror::Error)]

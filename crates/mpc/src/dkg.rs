@@ -24,6 +24,23 @@ pub const NAMESPACE: &[u8] = b"metis-seq/dkg";
 pub type IdentityKey = ed25519::PublicKey;
 /// The public result of a round: the public polynomial (group key) and who took part.
 pub type DkgOutput = Output<MinSig, IdentityKey>;
+
+/// A round's public output in the library's own encoding (what the node stores and the PoS API serves).
+pub fn encode_output(o: &DkgOutput) -> Vec<u8> {
+    o.encode().to_vec()
+}
+
+/// Reads [`encode_output`]'s bytes, for at most [`crate::session::MAX_MEMBERS`] members.
+pub fn decode_output(b: &[u8]) -> Option<DkgOutput> {
+    use commonware_codec::Read;
+    let mut c = commonware_codec::Copying(b);
+    let cfg = (
+        std::num::NonZeroU32::new(crate::session::MAX_MEMBERS).unwrap_or(std::num::NonZeroU32::MIN),
+        // The rounds use Mode::NonZeroCounter, which version 0 covers.
+        commonware_cryptography::bls12381::primitives::sharing::ModeVersion::v0(),
+    );
+    DkgOutput::read_cfg(&mut c, &cfg).ok()
+}
 /// Each player's share after a round, by identity.
 pub type Shares = Vec<(IdentityKey, Share)>;
 

@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::info;
 
-/// The label sealed into every share file (a file of another kind does not open as a share).
-pub const SHARE_LABEL: &str = "metis-seq threshold key share";
+pub use metis_keystore::SHARE_LABEL;
 
 /// Where the share of key round `round` is kept.
 pub fn share_path(dir: &std::path::Path, round: u64) -> PathBuf {

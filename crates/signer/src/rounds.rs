@@ -9,15 +9,14 @@
 //! the same on every node and goes into the ledger with that block.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use commonware_codec::{Encode, Read};
+use commonware_codec::Read;
 use commonware_cryptography::ed25519;
 use metis_mpc::dkg::{DkgOutput, IdentityKey};
 use metis_mpc::seal::DkgSecret;
-use metis_mpc::session::{KeyMsg, Me, Member, RoundConfig, RoundResult, RoundState, MAX_MEMBERS};
+use metis_mpc::session::{KeyMsg, Me, Member, RoundConfig, RoundResult, RoundState};
 use metis_mpc::Share;
 use metis_pos::{KeyOutcome, KeyRound, KeyRoundKind, Ledger};
 use metis_wire::WireCertificate;
-use std::num::NonZeroU32;
 use tracing::{info, warn};
 
 pub use metis_wire::block::MAX_EXTENSION_BYTES;
@@ -78,19 +77,7 @@ pub struct KeyEngine {
 }
 
 /// Encoding of a stored output.
-pub fn encode_output(o: &DkgOutput) -> Vec<u8> {
-    o.encode().to_vec()
-}
-
-pub fn decode_output(b: &[u8]) -> Option<DkgOutput> {
-    let mut c = commonware_codec::Copying(b);
-    let cfg = (
-        NonZeroU32::new(MAX_MEMBERS).unwrap_or(NonZeroU32::MIN),
-        // The rounds use Mode::NonZeroCounter, which version 0 covers.
-        commonware_cryptography::bls12381::primitives::sharing::ModeVersion::v0(),
-    );
-    DkgOutput::read_cfg(&mut c, &cfg).ok()
-}
+pub use metis_mpc::dkg::{decode_output, encode_output};
 
 impl KeyEngine {
     pub fn new(secrets: Option<KeySecrets>, output: Option<DkgOutput>, share: Option<Share>) -> Self {

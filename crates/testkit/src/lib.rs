@@ -3,6 +3,9 @@
 //! on it by the Rust deployer, threshold keys, and batches signed by a quorum. Every anvil is killed when its
 //! handle drops, also when a test fails.
 
+pub mod dev;
+pub mod devnet;
+pub mod testnet;
 pub mod wait;
 
 pub use metis_contracts::dev::{dev_key, dev_keys, DEV_MNEMONIC};
@@ -22,6 +25,20 @@ use metis_mpc::{encoding, threshold, MinSig, Share, Sharing};
 use rand::{rngs::StdRng, SeedableRng};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+
+/// The `metis-seq` binary the tests run: `METIS_SEQ_BIN`, or the one cargo built beside the running test
+/// (`target/<profile>/metis-seq`, where `CARGO_BIN_EXE_metis-seq` points).
+pub fn metis_seq_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("METIS_SEQ_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> -> target/<profile>/metis-seq
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("metis-seq"))
+        .expect("the test runs from cargo's target dir")
+}
 
 /// anvil from `METIS_ANVIL` or the project's `.tools/bin` (installed by `make tools`).
 pub fn anvil_path() -> PathBuf {

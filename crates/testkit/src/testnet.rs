@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 pub const CHAIN_ID: u64 = 59902;
 
 /// The label the node's key store writes threshold-key shares under.
-pub use metis_node::shares::SHARE_LABEL;
+pub use metis_keystore::SHARE_LABEL;
 
 pub struct NetOptions {
     pub nodes: usize,
@@ -115,11 +115,11 @@ impl Testnet {
 
     /// Generates a network (keys, genesis, configs) without starting it.
     pub fn generate(name: &str, opts: NetOptions) -> Self {
-        let dir = super::tempdir(name);
+        let dir = crate::tempdir(name);
         let total = opts.nodes + opts.standby;
         let base_port = free_base(total);
         let stakes: Vec<String> = opts.stakes.iter().map(|s| s.to_string()).collect();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_metis-seq"));
+        let mut cmd = Command::new(crate::metis_seq_bin());
         cmd.arg("testnet");
         if let Some(l1) = &opts.l1 {
             cmd.args(["--l1-rpc", &l1.rpc])
@@ -226,7 +226,7 @@ impl Testnet {
     /// decrypted bytes.
     pub async fn share(&self, i: usize, round: u64) -> (metis_mpc::Share, Vec<u8>) {
         let path = self.share_path(i, round);
-        super::wait_for(60, &format!("node {i}'s share file"), || async {
+        crate::wait_for(60, &format!("node {i}'s share file"), || async {
             path.exists().then_some(())
         })
         .await;
@@ -246,7 +246,7 @@ impl Testnet {
     pub async fn key_output(&self) -> metis_mpc::dkg::DkgOutput {
         let key = self.call(0, "metis_thresholdKey", json!([])).await.expect("key");
         let hex = key["output"].as_str().expect("output");
-        metis_signer::rounds::decode_output(&alloy::hex::decode(hex).expect("hex")).expect("the output decodes")
+        metis_mpc::dkg::decode_output(&alloy::hex::decode(hex).expect("hex")).expect("the output decodes")
     }
 
     /// Node `i`'s L1 owner key (hex), written by `metis-seq testnet --l1-rpc`.
@@ -260,7 +260,7 @@ impl Testnet {
     /// Node `i`'s consensus key (hex, as the PoS API and `metis_commit` print it).
     pub async fn consensus_key(&self, i: usize) -> String {
         // The node reports its own key in its log at start; the keys dir is encrypted, so ask the CLI.
-        let out = Command::new(env!("CARGO_BIN_EXE_metis-seq"))
+        let out = Command::new(crate::metis_seq_bin())
             .args(["keys", "show", "--dir"])
             .arg(self.net_dir().join(format!("node{i}/keys")))
             .arg("--passphrase-file")
@@ -276,6 +276,10 @@ impl Testnet {
         self.nodes.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
     pub fn log_path(&self, i: usize) -> PathBuf {
         self.dir.join(format!("node{i}.log"))
     }
@@ -285,7 +289,7 @@ impl Testnet {
     /// status and stderr (the process is killed if it is still running after 60 s).
     pub fn start_refused(&self, i: usize, passphrase_file: &Path) -> (std::process::ExitStatus, String) {
         assert!(self.nodes[i].is_none(), "node {i} is running");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_metis-seq"))
+        let mut child = Command::new(crate::metis_seq_bin())
             .arg("node")
             .arg("--config")
             .arg(self.net_dir().join(format!("node{i}/config.toml")))
@@ -316,7 +320,7 @@ impl Testnet {
             .append(true)
             .open(self.log_path(i))
             .expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_metis-seq"));
+        let mut cmd = Command::new(crate::metis_seq_bin());
         cmd.arg("node")
             .arg("--config")
             .arg(self.net_dir().join(format!("node{i}/config.toml")))
@@ -427,7 +431,7 @@ impl Testnet {
 
     /// Waits until every node in `nodes` has reached `height`.
     pub async fn wait_height(&self, nodes: &[usize], height: u64, secs: u64) {
-        super::wait_for(secs, &format!("height {height} on nodes {nodes:?}"), || async {
+        crate::wait_for(secs, &format!("height {height} on nodes {nodes:?}"), || async {
             for &i in nodes {
                 if self.head(i).await? < height {
                     return None;
@@ -463,7 +467,7 @@ impl Testnet {
     /// Waits until `nodes` all hold batch `index` with its signature; returns node `nodes[0]`'s view (with payload).
     pub async fn signed_batch(&self, nodes: &[usize], index: u64) -> Value {
         let net = self;
-        super::wait_for(60, &format!("batch {index} signed on nodes {nodes:?}"), || async {
+        crate::wait_for(60, &format!("batch {index} signed on nodes {nodes:?}"), || async {
             let mut first: Option<Value> = None;
             for &i in nodes {
                 let b = net.call(i, "metis_getBatchByIndex", json!([index, true])).await.ok()?;
