@@ -232,22 +232,7 @@ impl Devnet {
     }
 
     pub async fn call_url(&self, url: &str, method: &str, params: Value) -> Result<Value, String> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let v: Value = self
-            .client
-            .post(url)
-            .json(&body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        match v.get("error") {
-            Some(e) => Err(e.to_string()),
-            None => Ok(v["result"].clone()),
-        }
+        crate::rpc::call(&self.client, url, Duration::from_secs(10), method, params).await
     }
 
     pub async fn call(&self, i: usize, method: &str, params: Value) -> Result<Value, String> {
@@ -255,13 +240,12 @@ impl Devnet {
     }
 
     pub async fn head(&self, i: usize) -> Option<u64> {
-        let v = self.call(i, "eth_blockNumber", json!([])).await.ok()?;
-        u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok()
+        crate::rpc::quantity(&self.call(i, "eth_blockNumber", json!([])).await.ok()?)
     }
 
     pub async fn block(&self, i: usize, n: u64) -> Option<Value> {
         let v = self
-            .call(i, "eth_getBlockByNumber", json!([format!("{n:#x}"), false]))
+            .call(i, "eth_getBlockByNumber", crate::rpc::block_params(n))
             .await
             .ok()?;
         (!v.is_null()).then_some(v)

@@ -5,6 +5,7 @@
 
 pub mod dev;
 pub mod devnet;
+pub mod rpc;
 pub mod testnet;
 pub mod wait;
 

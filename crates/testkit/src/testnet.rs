@@ -401,29 +401,16 @@ impl Testnet {
     }
 
     pub async fn call(&self, i: usize, method: &str, params: Value) -> Result<Value, String> {
-        let resp = self
-            .client
-            .post(&self.rpc[i])
-            .timeout(Duration::from_secs(5))
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
-        if let Some(e) = v.get("error") {
-            return Err(e.to_string());
-        }
-        Ok(v["result"].clone())
+        crate::rpc::call(&self.client, &self.rpc[i], Duration::from_secs(5), method, params).await
     }
 
     pub async fn head(&self, i: usize) -> Option<u64> {
-        let v = self.call(i, "eth_blockNumber", json!([])).await.ok()?;
-        u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok()
+        crate::rpc::quantity(&self.call(i, "eth_blockNumber", json!([])).await.ok()?)
     }
 
     pub async fn block(&self, i: usize, n: u64) -> Option<Value> {
         let v = self
-            .call(i, "eth_getBlockByNumber", json!([format!("{n:#x}"), false]))
+            .call(i, "eth_getBlockByNumber", crate::rpc::block_params(n))
             .await
             .ok()?;
         (!v.is_null()).then_some(v)

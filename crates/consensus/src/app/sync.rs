@@ -34,6 +34,7 @@ impl App {
             ) else {
                 break;
             };
+            // Stored only for blocks that carried any: absent means none.
             let pos_txs: Vec<PosTx> = store.get(&schema::pos_txs(h))?.unwrap_or_default();
             let data = encode_block(&header, txs.iter().map(|(_, e)| e), &pos_txs, last_commit.as_ref())?;
             out.push(RawDecidedValue::new(

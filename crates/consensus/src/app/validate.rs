@@ -69,6 +69,8 @@ pub enum Invalid {
         got: alloy_primitives::Address,
         expected: alloy_primitives::Address,
     },
+    #[error("the scheduled proposer {0} is not a sequencer of the ledger")]
+    UnknownProposer(u64),
     #[error("timestamp {0} is in the future")]
     Future(u64),
     #[error("{0}")]
@@ -118,7 +120,7 @@ pub fn check(r: &Rules<'_>, round: Round, proposer: Address, data: &BlockData) -
         .ledger
         .sequencer(scheduled.sequencer)
         .map(|s| s.signer)
-        .unwrap_or_default();
+        .ok_or(Invalid::UnknownProposer(scheduled.sequencer))?;
     if h.beneficiary != expected_beneficiary {
         return Err(Invalid::Beneficiary {
             got: h.beneficiary,
