@@ -286,7 +286,7 @@ fn open_app(
         (Some(pass), Some(round)) => shares::load(&shares_dir, round, pass)?,
         _ => None,
     };
-    let secrets = dkg.map(|dkg| metis_signer::rounds::KeySecrets {
+    let secrets = dkg.map(|dkg| metis_keyrounds::KeySecrets {
         identity: commonware_identity(&s.key),
         dkg,
     });

@@ -6,7 +6,7 @@ use super::{set_record, App, AppError, Candidate};
 use malachitebft_app_channel::app::types::core::CommitCertificate;
 use malachitebft_core_types::VoteExtensions;
 use metis_pos::{BlockInfo, Ledger};
-use metis_signer::rounds::Completed;
+use metis_keyrounds::Completed;
 use metis_storage::{encode, schema};
 use metis_wire::codec::WireCertificate;
 use metis_wire::types::{Height, MetisContext, ValidatorSet};
@@ -144,7 +144,7 @@ impl App {
         if let Some(d) = completed {
             rows.push((
                 schema::KEY_OUTPUT.to_string(),
-                metis_signer::rounds::encode_output(&d.output),
+                metis_keyrounds::encode_output(&d.output),
             ));
         }
         // A batch this block cut: stored with it, so the signer (now, or after a restart) derives its header.

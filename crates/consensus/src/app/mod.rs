@@ -157,7 +157,7 @@ pub struct App {
     /// L1 blocks an event must sit below this node's view before it proposes it.
     l1_margin: u64,
     /// The threshold key's rounds and this node's share.
-    keys: metis_signer::rounds::KeyEngine,
+    keys: metis_keyrounds::KeyEngine,
     share_sink: Option<ShareSink>,
 }
 
@@ -243,7 +243,7 @@ impl App {
             restart: None,
             l1: Arc::new(NoL1),
             l1_margin: 0,
-            keys: metis_signer::rounds::KeyEngine::new(None, None, None),
+            keys: metis_keyrounds::KeyEngine::new(None, None, None),
             share_sink: None,
         })
     }
@@ -288,7 +288,7 @@ impl App {
     /// replaying the messages the stored blocks carried.
     pub fn with_keys(
         mut self,
-        secrets: Option<metis_signer::rounds::KeySecrets>,
+        secrets: Option<metis_keyrounds::KeySecrets>,
         share: Option<metis_mpc::Share>,
         sink: Option<ShareSink>,
     ) -> Result<Self, AppError> {
@@ -299,10 +299,10 @@ impl App {
         let output = match output {
             None => None,
             Some(b) => Some(
-                metis_signer::rounds::decode_output(&b).ok_or_else(|| AppError::Corrupt(schema::KEY_OUTPUT.into()))?,
+                metis_keyrounds::decode_output(&b).ok_or_else(|| AppError::Corrupt(schema::KEY_OUTPUT.into()))?,
             ),
         };
-        self.keys = metis_signer::rounds::KeyEngine::new(secrets, output, share);
+        self.keys = metis_keyrounds::KeyEngine::new(secrets, output, share);
         self.share_sink = sink;
         if let Some(kr) = self.ledger.keys().running.clone() {
             let head = self.backend.engine().head().number;
@@ -567,7 +567,7 @@ type ExtensionVerdicts = Vec<(
 fn verify_extensions(extensions: Vec<(Address, Vec<u8>)>) -> ExtensionVerdicts {
     extensions
         .into_iter()
-        .map(|(a, ext)| match metis_signer::rounds::decode_ext(&ext) {
+        .map(|(a, ext)| match metis_keyrounds::decode_ext(&ext) {
             Ok(_) => (a, Ok(())),
             Err(e) => {
                 warn!(validator = %a, error = %e, "malformed vote extension");
