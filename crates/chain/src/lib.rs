@@ -142,7 +142,7 @@ impl Chain {
         self.local_arrived.notified().await
     }
 
-    /// Validates a transaction from this node's users against the head, admits it to the pool and logs it
+    /// Validates a transaction from this node's users against the head, admits it to the mempool and logs it
     /// for gossip.
     pub fn submit(&self, tx: RecoveredTx) -> Result<B256, MempoolError> {
         let raw = tx.encoded();
@@ -162,8 +162,12 @@ impl Chain {
             .store()
             .txs_stored(hashes)
             .unwrap_or_else(|_| vec![false; hashes.len()]);
-        let pool = self.mempool.lock();
-        hashes.iter().zip(stored).map(|(h, s)| s || pool.contains(h)).collect()
+        let mempool = self.mempool.lock();
+        hashes
+            .iter()
+            .zip(stored)
+            .map(|(h, s)| s || mempool.contains(h))
+            .collect()
     }
 
     pub fn submit_from_peer(&self, tx: RecoveredTx) -> Result<B256, MempoolError> {
@@ -172,7 +176,7 @@ impl Chain {
         }
         let hash = tx.hash;
         {
-            // Lock order everywhere: engine, then pool.
+            // Lock order everywhere: engine, then mempool.
             let engine = self.engine.read();
             let account = engine.state().account(&tx.sender);
             let base_fee = metis_execution::executor::next_base_fee(engine.head());
@@ -198,7 +202,7 @@ impl Chain {
         self.tx_arrived.notified().await
     }
 
-    /// Builds the next block from the pool, commits it and notifies subscribers. Returns its number and hash.
+    /// Builds the next block from the mempool, commits it and notifies subscribers. Returns its number and hash.
     pub fn produce_block(
         &self,
         timestamp: u64,
@@ -215,8 +219,8 @@ impl Chain {
         self.commit_block(block, &[])
     }
 
-    /// Builds a block on the head from the best pool transactions, uncommitted (a proposal). Transactions the
-    /// block refused for a reason waiting will not cure leave the pool.
+    /// Builds a block on the head from the best mempool transactions, uncommitted (a proposal). Transactions the
+    /// block refused for a reason waiting will not cure leave the mempool.
     /// At most `max_tx_bytes` of encoded transactions go in (peers refuse larger blocks).
     pub fn build_block(&self, ctx: BlockContext, max_tx_bytes: usize) -> ExecutedBlock {
         let (block, rejected) = {
@@ -234,18 +238,18 @@ impl Chain {
             candidates.truncate(fit);
             engine.build(ctx, candidates)
         };
-        let mut pool = self.mempool.lock();
+        let mut mempool = self.mempool.lock();
         for (h, err) in &rejected {
             // A full block is no fault of the transaction; anything else will not get better by waiting.
             if !matches!(err, metis_execution::TxError::BlockFull) {
                 debug!(hash = %h, %err, "dropping transaction the block refused");
-                pool.remove(h);
+                mempool.remove(h);
             }
         }
         block
     }
 
-    /// Commits an executed block (with `meta` written in the same store transaction), updates the pool and
+    /// Commits an executed block (with `meta` written in the same store transaction), updates the mempool and
     /// notifies subscribers. Returns its number and hash.
     pub fn commit_block(&self, block: ExecutedBlock, meta: &[(&str, &[u8])]) -> Result<(u64, B256), EngineError> {
         self.commit(block, meta, None)
@@ -339,7 +343,7 @@ mod tests {
         let ctx = backend.engine().next_context(1, Address::ZERO);
         let block = backend.build_block(ctx, size * 4 + size / 2);
         assert_eq!(block.transactions.len(), 4);
-        assert_eq!(backend.mempool().len(), 10, "cut transactions stay in the pool");
+        assert_eq!(backend.mempool().len(), 10, "cut transactions stay in the mempool");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

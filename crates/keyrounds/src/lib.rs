@@ -29,11 +29,11 @@ struct KeyExt {
     msgs: Vec<Vec<u8>>,
 }
 
-pub fn encode_ext(msgs: &[KeyMsg]) -> Vec<u8> {
+pub fn encode_ext(msgs: &[KeyMsg]) -> Result<Vec<u8>, borsh::io::Error> {
     let ext = KeyExt {
         msgs: msgs.iter().map(KeyMsg::to_bytes).collect(),
     };
-    borsh::to_vec(&ext).unwrap_or_default()
+    borsh::to_vec(&ext)
 }
 
 /// Decodes an extension, bounded; any malformed message refuses the whole extension.
@@ -100,7 +100,7 @@ impl KeyEngine {
     }
 
     /// The vote extension for this node's next precommit.
-    pub fn extension(&self) -> Vec<u8> {
+    pub fn extension(&self) -> Result<Vec<u8>, borsh::io::Error> {
         encode_ext(&self.round.as_ref().map(|r| r.outbox()).unwrap_or_default())
     }
 

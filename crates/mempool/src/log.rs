@@ -4,14 +4,14 @@ use alloy_primitives::Bytes;
 use std::collections::VecDeque;
 
 /// Encoded transactions this node's RPC admitted, numbered from 1. Gossip reads it with a cursor per peer; a
-/// peer whose cursor fell off the front is sent the whole pool instead, so nothing is lost to a slow link.
+/// peer whose cursor fell off the front is sent the whole mempool instead, so nothing is lost to a slow link.
 #[derive(Default)]
 pub struct LocalLog {
     next_seq: u64,
     entries: VecDeque<(u64, Bytes)>,
 }
 
-/// Entries the log keeps (beyond, a reader that fell behind gets the whole pool instead).
+/// Entries the log keeps (beyond, a reader that fell behind gets the whole mempool instead).
 pub const LOCAL_LOG_CAP: usize = 200_000;
 
 impl LocalLog {
@@ -55,7 +55,7 @@ pub struct LocalTxs {
     pub txs: Vec<Bytes>,
     /// The cursor to ask from next time.
     pub cursor: u64,
-    /// Entries after the old cursor were already evicted: send the whole pool.
+    /// Entries after the old cursor were already evicted: send the whole mempool.
     pub gap: bool,
 }
 

@@ -1,4 +1,4 @@
-//! The transaction pool: per-sender nonce order, pending (executable now) and queued (behind a nonce gap),
+//! The mempool: per-sender nonce order, pending (executable now) and queued (behind a nonce gap),
 //! replacement only with a >= 10% fee bump, a size limit that evicts the cheapest, and re-validation after
 //! every block. Block building takes pending transactions best tip first, each sender in nonce order.
 
@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 /// Pool limits.
 #[derive(Clone, Debug)]
 pub struct MempoolConfig {
-    /// Transactions in the pool at most.
+    /// Transactions in the mempool at most.
     pub max_txs: usize,
     /// Transactions of one sender at most (pending + queued).
     pub max_per_sender: usize,
@@ -33,7 +33,7 @@ impl Default for MempoolConfig {
     }
 }
 
-/// Why the pool refuses a transaction (besides validation errors). Messages are geth's.
+/// Why the mempool refuses a transaction (besides validation errors). Messages are geth's.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MempoolError {
     #[error("already known")]
@@ -305,16 +305,22 @@ mod tests {
     fn pending_queued_and_gap_filling() {
         let (spec, state, ks) = setup(1);
         let acct = state.account(&ks[0].address()).cloned();
-        let mut pool = Mempool::default();
-        assert_eq!(pool.add(send(&ks[0], 0), &spec, acct.as_ref(), 1), Ok(Added::Pending));
-        assert_eq!(pool.add(send(&ks[0], 2), &spec, acct.as_ref(), 1), Ok(Added::Queued));
-        assert_eq!(pool.best(&state, 1).len(), 1, "nonce 2 waits behind the gap");
-        assert_eq!(pool.next_nonce(&ks[0].address(), 0), 1);
-        assert_eq!(pool.add(send(&ks[0], 1), &spec, acct.as_ref(), 1), Ok(Added::Pending));
-        let best = pool.best(&state, 1);
+        let mut mempool = Mempool::default();
+        assert_eq!(
+            mempool.add(send(&ks[0], 0), &spec, acct.as_ref(), 1),
+            Ok(Added::Pending)
+        );
+        assert_eq!(mempool.add(send(&ks[0], 2), &spec, acct.as_ref(), 1), Ok(Added::Queued));
+        assert_eq!(mempool.best(&state, 1).len(), 1, "nonce 2 waits behind the gap");
+        assert_eq!(mempool.next_nonce(&ks[0].address(), 0), 1);
+        assert_eq!(
+            mempool.add(send(&ks[0], 1), &spec, acct.as_ref(), 1),
+            Ok(Added::Pending)
+        );
+        let best = mempool.best(&state, 1);
         assert_eq!(best.iter().map(|t| t.nonce()).collect::<Vec<_>>(), vec![0, 1, 2]);
         assert_eq!(
-            pool.add(send(&ks[0], 1), &spec, acct.as_ref(), 1),
+            mempool.add(send(&ks[0], 1), &spec, acct.as_ref(), 1),
             Err(MempoolError::AlreadyKnown)
         );
     }
@@ -323,34 +329,37 @@ mod tests {
     fn replacement_needs_a_ten_percent_bump() {
         let (spec, state, ks) = setup(1);
         let acct = state.account(&ks[0].address()).cloned();
-        let mut pool = Mempool::default();
+        let mut mempool = Mempool::default();
         let base = eip1559_priced(&ks[0], CHAIN, 0, 1_000_000_000, 100_000_000);
-        pool.add(base.clone(), &spec, acct.as_ref(), 1).unwrap();
+        mempool.add(base.clone(), &spec, acct.as_ref(), 1).unwrap();
         let small = eip1559_priced(&ks[0], CHAIN, 0, 1_050_000_000, 105_000_000);
         assert_eq!(
-            pool.add(small, &spec, acct.as_ref(), 1),
+            mempool.add(small, &spec, acct.as_ref(), 1),
             Err(MempoolError::ReplacementUnderpriced)
         );
         let enough = eip1559_priced(&ks[0], CHAIN, 0, 1_100_000_000, 110_000_000);
-        assert_eq!(pool.add(enough.clone(), &spec, acct.as_ref(), 1), Ok(Added::Pending));
-        assert!(!pool.contains(&base.hash) && pool.contains(&enough.hash));
-        assert_eq!(pool.len(), 1);
+        assert_eq!(mempool.add(enough.clone(), &spec, acct.as_ref(), 1), Ok(Added::Pending));
+        assert!(!mempool.contains(&base.hash) && mempool.contains(&enough.hash));
+        assert_eq!(mempool.len(), 1);
     }
 
     #[test]
     fn best_orders_by_tip_across_senders_and_nonces_within() {
         let (_, state, ks) = setup(2);
         let spec = ChainSpec::dev(CHAIN, &[ks[0].address(), ks[1].address()], U256::from(10u128.pow(21)));
-        let mut pool = Mempool::default();
+        let mut mempool = Mempool::default();
         let a = |k, n, tip| eip1559_priced(k, CHAIN, n, 10_000_000_000, tip);
         // Sender 0: a cheap first tx then a rich one; sender 1: medium.
-        pool.add(a(&ks[0], 0, 1), &spec, state.account(&ks[0].address()), 1)
+        mempool
+            .add(a(&ks[0], 0, 1), &spec, state.account(&ks[0].address()), 1)
             .unwrap();
-        pool.add(a(&ks[0], 1, 1_000), &spec, state.account(&ks[0].address()), 1)
+        mempool
+            .add(a(&ks[0], 1, 1_000), &spec, state.account(&ks[0].address()), 1)
             .unwrap();
-        pool.add(a(&ks[1], 0, 500), &spec, state.account(&ks[1].address()), 1)
+        mempool
+            .add(a(&ks[1], 0, 500), &spec, state.account(&ks[1].address()), 1)
             .unwrap();
-        let order: Vec<_> = pool.best(&state, 1).iter().map(|t| (t.sender, t.nonce())).collect();
+        let order: Vec<_> = mempool.best(&state, 1).iter().map(|t| (t.sender, t.nonce())).collect();
         assert_eq!(
             order,
             vec![(ks[1].address(), 0), (ks[0].address(), 0), (ks[0].address(), 1)]
@@ -360,31 +369,34 @@ mod tests {
     #[test]
     fn full_pool_evicts_the_cheapest_or_refuses() {
         let (spec, state, ks) = setup(3);
-        let mut pool = Mempool::new(MempoolConfig {
+        let mut mempool = Mempool::new(MempoolConfig {
             max_txs: 2,
             ..Default::default()
         });
         let a = |k, tip| eip1559_priced(k, CHAIN, 0, 10_000_000_000, tip);
-        pool.add(a(&ks[0], 100), &spec, state.account(&ks[0].address()), 1)
+        mempool
+            .add(a(&ks[0], 100), &spec, state.account(&ks[0].address()), 1)
             .unwrap();
         let cheap = a(&ks[1], 10);
-        pool.add(cheap.clone(), &spec, state.account(&ks[1].address()), 1)
+        mempool
+            .add(cheap.clone(), &spec, state.account(&ks[1].address()), 1)
             .unwrap();
         assert_eq!(
-            pool.add(a(&ks[2], 5), &spec, state.account(&ks[2].address()), 1),
+            mempool.add(a(&ks[2], 5), &spec, state.account(&ks[2].address()), 1),
             Err(MempoolError::Full)
         );
-        pool.add(a(&ks[2], 50), &spec, state.account(&ks[2].address()), 1)
+        mempool
+            .add(a(&ks[2], 50), &spec, state.account(&ks[2].address()), 1)
             .unwrap();
-        assert!(!pool.contains(&cheap.hash), "the cheapest was evicted");
-        assert_eq!(pool.len(), 2);
+        assert!(!mempool.contains(&cheap.hash), "the cheapest was evicted");
+        assert_eq!(mempool.len(), 2);
     }
 
     #[test]
     fn invalid_transactions_are_refused_with_geth_errors() {
         let (spec, state, ks) = setup(1);
         let acct = state.account(&ks[0].address()).cloned();
-        let mut pool = Mempool::default();
+        let mut mempool = Mempool::default();
         let wrong_chain = eip1559(
             &ks[0],
             1,
@@ -394,7 +406,7 @@ mod tests {
             Bytes::new(),
             21_000,
         );
-        assert!(pool
+        assert!(mempool
             .add(wrong_chain, &spec, acct.as_ref(), 1)
             .unwrap_err()
             .to_string()
@@ -408,34 +420,34 @@ mod tests {
             Bytes::new(),
             21_000,
         );
-        assert!(pool
+        assert!(mempool
             .add(rich, &spec, acct.as_ref(), 1)
             .unwrap_err()
             .to_string()
             .starts_with("insufficient funds"));
         let low_fee = eip1559_priced(&ks[0], CHAIN, 0, 5, 1);
-        assert!(pool
+        assert!(mempool
             .add(low_fee, &spec, acct.as_ref(), 1_000)
             .unwrap_err()
             .to_string()
             .starts_with("max fee per gas less than block base fee"));
         let far = send(&ks[0], 5_000);
         assert_eq!(
-            pool.add(far, &spec, acct.as_ref(), 1),
+            mempool.add(far, &spec, acct.as_ref(), 1),
             Err(MempoolError::NonceGapTooLarge)
         );
-        assert!(pool.is_empty());
+        assert!(mempool.is_empty());
     }
 
     #[test]
     fn on_block_drops_included_and_stale() {
         let (spec, state, ks) = setup(1);
         let acct = state.account(&ks[0].address()).cloned();
-        let mut pool = Mempool::default();
+        let mut mempool = Mempool::default();
         let t0 = send(&ks[0], 0);
         let t1 = send(&ks[0], 1);
-        pool.add(t0.clone(), &spec, acct.as_ref(), 1).unwrap();
-        pool.add(t1.clone(), &spec, acct.as_ref(), 1).unwrap();
+        mempool.add(t0.clone(), &spec, acct.as_ref(), 1).unwrap();
+        mempool.add(t1.clone(), &spec, acct.as_ref(), 1).unwrap();
         let mut next = state.clone();
         let mut cs = metis_execution::Changeset::default();
         let mut a = acct.clone().unwrap();
@@ -448,8 +460,8 @@ mod tests {
             },
         );
         next.apply(&cs);
-        let dropped = pool.on_block(&next, &[t0.hash]);
+        let dropped = mempool.on_block(&next, &[t0.hash]);
         assert_eq!(dropped.len(), 2);
-        assert!(pool.is_empty());
+        assert!(mempool.is_empty());
     }
 }

@@ -142,6 +142,32 @@ async fn transfers_erc20_logs_calls_and_reverts() {
         }
     }
     assert_eq!(seen[1].transaction_hash, Some(r.transaction_hash));
+    // New heads and pending transactions by subscription; an unknown kind and a bad logs filter are refused.
+    let mut heads = ws.subscribe_blocks().await.unwrap().into_stream();
+    let mut pending = ws.subscribe_pending_transactions().await.unwrap().into_stream();
+    let sent = *provider
+        .send_transaction(TransactionRequest::default().with_to(to).with_value(U256::from(1)))
+        .await
+        .unwrap()
+        .tx_hash();
+    let in_time = std::time::Duration::from_secs(10);
+    let hash = tokio::time::timeout(in_time, pending.next())
+        .await
+        .expect("pending subscription delivered in time")
+        .expect("stream open");
+    assert_eq!(hash, sent);
+    let head = tokio::time::timeout(in_time, heads.next())
+        .await
+        .expect("newHeads delivered in time")
+        .expect("stream open");
+    assert!(
+        head.number > r.block_number.unwrap(),
+        "a head after the transfer's block"
+    );
+    let (code, msg) = rpc_error(&ws, "eth_subscribe", serde_json::json!(["nosuch"])).await;
+    assert_eq!((code, msg.as_str()), (-32602, "unsupported subscription: nosuch"));
+    let (code, _) = rpc_error(&ws, "eth_subscribe", serde_json::json!(["logs", {"address": 7}])).await;
+    assert_eq!(code, -32602, "a logs filter that is not one");
 
     // Polling filters: a log filter and a block filter see what happens after they are installed.
     let log_filter: U256 = provider

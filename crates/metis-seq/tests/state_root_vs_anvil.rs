@@ -47,7 +47,7 @@ async fn genesis_state_root_matches_anvil() {
 
     let anvil = Anvil::new()
         .path(metis_testkit::anvil_path())
-        .port(0u16)
+        .port(metis_testkit::free_port())
         .arg("--init")
         .arg(&path)
         .timeout(30_000)

@@ -20,6 +20,9 @@ use rand_core::CryptoRng;
 /// Namespace of every DKG transcript of this project.
 pub const NAMESPACE: &[u8] = b"metis-seq/dkg";
 
+/// Largest number of members a round accepts (bounds every decoded message).
+pub const MAX_MEMBERS: u32 = 256;
+
 /// A participant's identity (its consensus key signs acks and dealer logs).
 pub type IdentityKey = ed25519::PublicKey;
 /// The public result of a round: the public polynomial (group key) and who took part.
@@ -30,12 +33,12 @@ pub fn encode_output(o: &DkgOutput) -> Vec<u8> {
     o.encode().to_vec()
 }
 
-/// Reads [`encode_output`]'s bytes, for at most [`crate::session::MAX_MEMBERS`] members.
+/// Reads [`encode_output`]'s bytes, for at most [`MAX_MEMBERS`] members.
 pub fn decode_output(b: &[u8]) -> Option<DkgOutput> {
     use commonware_codec::Read;
     let mut c = commonware_codec::Copying(b);
     let cfg = (
-        std::num::NonZeroU32::new(crate::session::MAX_MEMBERS).unwrap_or(std::num::NonZeroU32::MIN),
+        std::num::NonZeroU32::new(MAX_MEMBERS).unwrap_or(std::num::NonZeroU32::MIN),
         // The rounds use Mode::NonZeroCounter, which version 0 covers.
         commonware_cryptography::bls12381::primitives::sharing::ModeVersion::v0(),
     );

@@ -19,6 +19,7 @@
 //! A dealer's randomness is derived from its DKG secret and the round, so a restarted node that replays the
 //! decided messages publishes the same dealing again rather than a second, conflicting one.
 
+pub use crate::dkg::MAX_MEMBERS;
 use crate::dkg::{dealing_aad, DkgOutput, IdentityKey, NAMESPACE};
 use crate::seal::{self, DkgSecret};
 use crate::{MinSig, Share};
@@ -34,9 +35,6 @@ use rand::{rngs::StdRng, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
-
-/// Largest number of members a round accepts (bounds every decoded message).
-pub const MAX_MEMBERS: u32 = 256;
 
 /// One sequencer in a round: its identity (consensus) key and the DKG key it registered on L1.
 #[derive(Clone, Debug, PartialEq, Eq)]

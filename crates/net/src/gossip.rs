@@ -8,7 +8,7 @@
 //! the node's [`Allowed`] check accepts: the ledger's sequencers that have not left, asked at each handshake)
 //! and agrees on fresh keys by ephemeral X25519; every frame after it is sealed with ChaCha20-Poly1305 under a per-direction key and counter, so a
 //! frame cannot be forged, replayed, reordered or read on the way. Frames are size-limited before they are
-//! read. On (re)connecting, a node sends its whole pool, so transactions admitted while a peer was down reach
+//! read. On (re)connecting, a node sends its whole mempool, so transactions admitted while a peer was down reach
 //! it too.
 //!
 //! A frame starts with its type: transactions, or threshold-signing messages ([`crate::sighub`]), which go out
@@ -443,9 +443,9 @@ async fn send_pool<W: AsyncWrite + Unpin>(
     stream: &mut W,
     backend: &metis_chain::Chain,
 ) -> Result<usize, GossipError> {
-    let pool: Vec<Vec<u8>> = backend.mempool().all().map(|t| t.envelope.encoded_2718()).collect();
-    let n = pool.len();
-    for batch in batches(&pool) {
+    let mempool: Vec<Vec<u8>> = backend.mempool().all().map(|t| t.envelope.encoded_2718()).collect();
+    let n = mempool.len();
+    for batch in batches(&mempool) {
         s.write(stream, &batch).await?;
     }
     Ok(n)
@@ -482,7 +482,7 @@ async fn send_while<W: AsyncWrite + Unpin>(
             let n = send_pool(s, stream, backend).await?;
             warn!(
                 sent = n,
-                "gossip fell behind this node's RPC; sent the whole pool instead"
+                "gossip fell behind this node's RPC; sent the whole mempool instead"
             );
             continue;
         }
@@ -512,7 +512,7 @@ async fn send_sign<W: AsyncWrite + Unpin>(
 ) -> Result<(), GossipError> {
     for chunk in msgs.chunks(MAX_SIGN_MSGS) {
         let mut frame = vec![FRAME_SIGN];
-        frame.extend(encode_msgs(chunk));
+        frame.extend(encode_msgs(chunk)?);
         s.write(stream, &frame).await?;
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! Threshold-signing messages between the sequencers, over the authenticated gossip links: partial signatures
-//! of open requests and completed signatures. The gossip carries them as their own frame type; the pool
+//! of open requests and completed signatures. The gossip carries them as their own frame type; the threshold
 //! signer (`metis-signer`) produces and consumes them through this hub.
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -47,11 +47,11 @@ pub fn decode_msgs(body: &[u8]) -> Option<Vec<SignMsg>> {
     (msgs.len() <= MAX_SIGN_MSGS && msgs.iter().all(SignMsg::bounded)).then_some(msgs)
 }
 
-pub fn encode_msgs(msgs: &[SignMsg]) -> Vec<u8> {
-    borsh::to_vec(msgs).unwrap_or_default()
+pub fn encode_msgs(msgs: &[SignMsg]) -> std::io::Result<Vec<u8>> {
+    borsh::to_vec(msgs)
 }
 
-/// Between the gossip links and the pool signer.
+/// Between the gossip links and the threshold signer.
 pub struct SignHub {
     out: broadcast::Sender<Arc<SignMsg>>,
     inbox: mpsc::Sender<(Peer, Vec<SignMsg>)>,
@@ -117,16 +117,19 @@ mod tests {
             id: 2,
             partial: vec![1; 100],
         };
-        assert_eq!(decode_msgs(&encode_msgs(std::slice::from_ref(&m))), Some(vec![m]));
+        assert_eq!(
+            decode_msgs(&encode_msgs(std::slice::from_ref(&m)).unwrap()),
+            Some(vec![m])
+        );
         let big = SignMsg::Signature {
             id: 1,
             signature: vec![0; 1000],
         };
-        assert_eq!(decode_msgs(&encode_msgs(&[big])), None);
+        assert_eq!(decode_msgs(&encode_msgs(&[big]).unwrap()), None);
         let many: Vec<_> = (0..MAX_SIGN_MSGS as u64 + 1)
             .map(|id| SignMsg::Signature { id, signature: vec![] })
             .collect();
-        assert_eq!(decode_msgs(&encode_msgs(&many)), None);
+        assert_eq!(decode_msgs(&encode_msgs(&many).unwrap()), None);
         assert_eq!(decode_msgs(&[1, 2, 3]), None);
     }
 

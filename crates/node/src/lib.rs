@@ -228,7 +228,8 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
                 view,
                 poster: poster_status,
             }),
-        )],
+        )
+        .into()],
     )
     .await
     .map_err(|source| NodeError::Rpc { addr: rpc_addr, source })?;

@@ -388,11 +388,21 @@ impl Replica {
 }
 
 /// The replica's query API: `metis_replica` (progress and, if it stopped, why).
-pub fn module(status: SharedStatus) -> jsonrpsee::RpcModule<()> {
-    let mut m = jsonrpsee::RpcModule::new(());
-    let _ = m.register_method("metis_replica", move |_, _, _| {
-        serde_json::to_value(&*status.read())
-            .map_err(|e| jsonrpsee::types::ErrorObjectOwned::owned(-32603, e.to_string(), None::<()>))
-    });
-    m
+#[jsonrpsee::proc_macros::rpc(server, namespace = "metis")]
+pub trait ReplicaApi {
+    #[method(name = "replica")]
+    fn replica(&self) -> jsonrpsee::core::RpcResult<ReplicaStatus>;
+}
+
+struct ReplicaRpc(SharedStatus);
+
+impl ReplicaApiServer for ReplicaRpc {
+    fn replica(&self) -> jsonrpsee::core::RpcResult<ReplicaStatus> {
+        Ok(self.0.read().clone())
+    }
+}
+
+/// `metis_replica` over `status`.
+pub fn module(status: SharedStatus) -> jsonrpsee::Methods {
+    ReplicaRpc(status).into_rpc().into()
 }

@@ -1,5 +1,6 @@
-//! The eth_*, net_* and web3_* methods.
+//! The eth_*, net_* and web3_* methods ([`crate::api`]) over the chain's engine, mempool and filters.
 
+use crate::api::{EthApiServer, NetApiServer, Web3ApiServer};
 use crate::convert::{block_logs, rpc_block, rpc_receipt, rpc_tx};
 use crate::error::{internal, invalid_params, limit_exceeded, not_found, reverted, server_error, RpcResult};
 use crate::filters::FilterKind;
@@ -10,8 +11,9 @@ use alloy_rpc_types_eth::{
     state::StateOverride, Block, FeeHistory, Filter, FilterBlockOption, Log as RpcLog, Transaction as RpcTransaction,
     TransactionReceipt, TransactionRequest,
 };
-use jsonrpsee::types::{ErrorObjectOwned, Params};
-use jsonrpsee::RpcModule;
+use jsonrpsee::core::SubscriptionResult;
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::{PendingSubscriptionSink, RpcModule};
 use metis_chain::Chain;
 use metis_execution::call::{self, AccountOverride, CallOutcome};
 use metis_execution::executor::{next_base_fee, BlockContext};
@@ -467,165 +469,210 @@ fn install(ctx: &Ctx, kind: FilterKind) -> RpcResult<U256> {
         .ok_or_else(|| limit_exceeded("too many filters"))
 }
 
-/// `[block, fullTransactions?]` of eth_getBlockBy*.
-fn block_params<T: serde::de::DeserializeOwned>(p: &Params<'_>) -> RpcResult<(T, bool)> {
-    let mut s = p.sequence();
-    Ok((s.next()?, s.optional_next()?.unwrap_or(false)))
+/// The eth, net and web3 namespaces over one context.
+#[derive(Clone)]
+pub struct EthRpc(pub Arc<Ctx>);
+
+impl EthRpc {
+    /// The three namespaces in one module.
+    pub fn into_module(self) -> Result<RpcModule<()>, jsonrpsee::core::RegisterMethodError> {
+        let mut m = RpcModule::new(());
+        m.merge(Web3ApiServer::into_rpc(self.clone()))?;
+        m.merge(NetApiServer::into_rpc(self.clone()))?;
+        m.merge(EthApiServer::into_rpc(self))?;
+        Ok(m)
+    }
+
+    fn block_count(&self, id: BlockId) -> RpcResult<Option<U64>> {
+        Ok(block_by(&self.0, id, false)?.map(|b| U64::from(b.transactions.len())))
+    }
 }
 
-/// `[request, block?, stateOverrides?]` of eth_call and eth_estimateGas.
-fn call_params(p: &Params<'_>) -> RpcResult<(TransactionRequest, Option<BlockId>, Option<StateOverride>)> {
-    let mut s = p.sequence();
-    Ok((s.next()?, s.optional_next()?, s.optional_next()?))
+impl Web3ApiServer for EthRpc {
+    fn client_version(&self) -> RpcResult<String> {
+        Ok(self.0.client_version.clone())
+    }
+
+    fn sha3(&self, data: Bytes) -> RpcResult<B256> {
+        Ok(alloy_primitives::keccak256(data))
+    }
 }
 
-/// Registers every method on `module`.
-pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
-    module.register_method("web3_clientVersion", |_, c, _| RpcResult::Ok(c.client_version.clone()))?;
-    module.register_method("web3_sha3", |p: Params, _, _| {
-        let data: Bytes = p.one()?;
-        RpcResult::Ok(alloy_primitives::keccak256(data))
-    })?;
-    module.register_method("net_version", |_, c, _| {
-        RpcResult::Ok(c.backend.engine().spec().chain_id.to_string())
-    })?;
-    module.register_method("net_listening", |_, _, _| RpcResult::Ok(true))?;
-    module.register_method("net_peerCount", |_, _, _| RpcResult::Ok(U64::ZERO))?;
-    module.register_method("eth_chainId", |_, c, _| {
-        RpcResult::Ok(U64::from(c.backend.engine().spec().chain_id))
-    })?;
-    module.register_method("eth_syncing", |_, _, _| RpcResult::Ok(false))?;
-    module.register_method("eth_mining", |_, _, _| RpcResult::Ok(false))?;
-    module.register_method("eth_accounts", |_, _, _| RpcResult::Ok(Vec::<Address>::new()))?;
-    module.register_method("eth_blockNumber", |_, c, _| {
-        RpcResult::Ok(U64::from(c.backend.engine().head().number))
-    })?;
-    module.register_method("eth_getBalance", |p: Params, c, _| {
-        let mut s = p.sequence();
-        let addr: Address = s.next()?;
-        let id: Option<BlockId> = s.optional_next()?;
-        let engine = c.backend.engine();
-        require_head_state(&engine, id)?;
-        RpcResult::Ok(engine.state().account(&addr).map(|a| a.balance).unwrap_or_default())
-    })?;
-    module.register_method("eth_getTransactionCount", |p: Params, c, _| {
-        let mut s = p.sequence();
-        let addr: Address = s.next()?;
-        let id: Option<BlockId> = s.optional_next()?;
-        let engine = c.backend.engine();
-        let nonce = engine.state().account(&addr).map_or(0, |a| a.nonce);
-        if id == Some(BlockId::Number(BlockNumberOrTag::Pending)) {
+impl NetApiServer for EthRpc {
+    fn version(&self) -> RpcResult<String> {
+        Ok(self.0.backend.engine().spec().chain_id.to_string())
+    }
+
+    fn listening(&self) -> RpcResult<bool> {
+        Ok(true)
+    }
+
+    fn peer_count(&self) -> RpcResult<U64> {
+        Ok(U64::ZERO)
+    }
+}
+
+#[jsonrpsee::core::async_trait]
+impl EthApiServer for EthRpc {
+    fn chain_id(&self) -> RpcResult<U64> {
+        Ok(U64::from(self.0.backend.engine().spec().chain_id))
+    }
+
+    fn syncing(&self) -> RpcResult<bool> {
+        Ok(false)
+    }
+
+    fn mining(&self) -> RpcResult<bool> {
+        Ok(false)
+    }
+
+    fn accounts(&self) -> RpcResult<Vec<Address>> {
+        Ok(Vec::new())
+    }
+
+    fn block_number(&self) -> RpcResult<U64> {
+        Ok(U64::from(self.0.backend.engine().head().number))
+    }
+
+    fn balance(&self, address: Address, block: Option<BlockId>) -> RpcResult<U256> {
+        let engine = self.0.backend.engine();
+        require_head_state(&engine, block)?;
+        Ok(engine.state().account(&address).map(|a| a.balance).unwrap_or_default())
+    }
+
+    fn transaction_count(&self, address: Address, block: Option<BlockId>) -> RpcResult<U64> {
+        let engine = self.0.backend.engine();
+        let nonce = engine.state().account(&address).map_or(0, |a| a.nonce);
+        if block == Some(BlockId::Number(BlockNumberOrTag::Pending)) {
             drop(engine);
-            return RpcResult::Ok(U64::from(c.backend.mempool().next_nonce(&addr, nonce)));
+            return Ok(U64::from(self.0.backend.mempool().next_nonce(&address, nonce)));
         }
-        require_head_state(&engine, id)?;
-        RpcResult::Ok(U64::from(nonce))
-    })?;
-    module.register_method("eth_getCode", |p: Params, c, _| {
-        let mut s = p.sequence();
-        let addr: Address = s.next()?;
-        let id: Option<BlockId> = s.optional_next()?;
-        let engine = c.backend.engine();
-        require_head_state(&engine, id)?;
-        let code = engine
+        require_head_state(&engine, block)?;
+        Ok(U64::from(nonce))
+    }
+
+    fn code(&self, address: Address, block: Option<BlockId>) -> RpcResult<Bytes> {
+        let engine = self.0.backend.engine();
+        require_head_state(&engine, block)?;
+        Ok(engine
             .state()
-            .account(&addr)
+            .account(&address)
             .and_then(|a| engine.state().code(&a.code_hash))
             .map(|b| b.original_bytes())
-            .unwrap_or_default();
-        RpcResult::Ok(code)
-    })?;
-    module.register_method("eth_getStorageAt", |p: Params, c, _| {
-        let mut s = p.sequence();
-        let addr: Address = s.next()?;
-        let slot: U256 = s.next()?;
-        let id: Option<BlockId> = s.optional_next()?;
-        let engine = c.backend.engine();
-        require_head_state(&engine, id)?;
-        RpcResult::Ok(B256::from(engine.state().storage_at(&addr, &slot)))
-    })?;
-    module.register_blocking_method("eth_call", |p: Params, c, _| {
-        let (req, id, o) = call_params(&p)?;
-        run_call(&c, &req, id, o)
-    })?;
-    module.register_blocking_method("eth_estimateGas", |p: Params, c, _| {
-        let (req, id, o) = call_params(&p)?;
-        estimate(&c, &req, id, o)
-    })?;
-    module.register_method("eth_gasPrice", |_, c, _| {
-        let base = next_base_fee(c.backend.engine().head());
-        RpcResult::Ok(U256::from(u128::from(base) + suggested_tip(c)?))
-    })?;
-    module.register_method("eth_maxPriorityFeePerGas", |_, c, _| {
-        RpcResult::Ok(U256::from(suggested_tip(c)?))
-    })?;
-    module.register_method("eth_blobBaseFee", |_, _, _| RpcResult::Ok(U256::ZERO))?;
-    module.register_method("eth_feeHistory", |p: Params, c, _| {
-        let mut s = p.sequence();
-        let count: U64 = s.next()?;
-        let newest: BlockNumberOrTag = s.next()?;
-        let pct: Option<Vec<f64>> = s.optional_next()?;
-        fee_history(c, count.to(), newest, pct)
-    })?;
-    module.register_method("eth_sendRawTransaction", |p: Params, c, _| {
-        let raw: Bytes = p.one()?;
+            .unwrap_or_default())
+    }
+
+    fn storage_at(&self, address: Address, slot: U256, block: Option<BlockId>) -> RpcResult<B256> {
+        let engine = self.0.backend.engine();
+        require_head_state(&engine, block)?;
+        Ok(B256::from(engine.state().storage_at(&address, &slot)))
+    }
+
+    fn call(
+        &self,
+        request: TransactionRequest,
+        block: Option<BlockId>,
+        overrides: Option<StateOverride>,
+    ) -> RpcResult<Bytes> {
+        run_call(&self.0, &request, block, overrides)
+    }
+
+    fn estimate_gas(
+        &self,
+        request: TransactionRequest,
+        block: Option<BlockId>,
+        overrides: Option<StateOverride>,
+    ) -> RpcResult<U64> {
+        estimate(&self.0, &request, block, overrides)
+    }
+
+    fn gas_price(&self) -> RpcResult<U256> {
+        let base = next_base_fee(self.0.backend.engine().head());
+        Ok(U256::from(u128::from(base) + suggested_tip(&self.0)?))
+    }
+
+    fn max_priority_fee_per_gas(&self) -> RpcResult<U256> {
+        Ok(U256::from(suggested_tip(&self.0)?))
+    }
+
+    fn blob_base_fee(&self) -> RpcResult<U256> {
+        Ok(U256::ZERO)
+    }
+
+    fn fee_history(
+        &self,
+        count: U64,
+        newest: BlockNumberOrTag,
+        percentiles: Option<Vec<f64>>,
+    ) -> RpcResult<FeeHistory> {
+        fee_history(&self.0, count.to(), newest, percentiles)
+    }
+
+    fn send_raw_transaction(&self, raw: Bytes) -> RpcResult<B256> {
         let tx = RecoveredTx::decode(&raw).map_err(server_error)?;
-        c.backend.submit(tx).map_err(server_error)
-    })?;
-    module.register_method("eth_getTransactionByHash", |p: Params, c, _| tx_by_hash(c, p.one()?))?;
-    module.register_method("eth_getTransactionReceipt", |p: Params, c, _| {
-        receipt_by_hash(c, p.one()?)
-    })?;
-    module.register_method("eth_getBlockReceipts", |p: Params, c, _| {
-        let id: BlockId = p.one()?;
-        let engine = c.backend.engine();
-        let Some(n) = resolve(&engine, id)? else {
-            return RpcResult::Ok(None);
+        self.0.backend.submit(tx).map_err(server_error)
+    }
+
+    fn transaction_by_hash(&self, hash: B256) -> RpcResult<Option<RpcTransaction>> {
+        tx_by_hash(&self.0, hash)
+    }
+
+    fn transaction_receipt(&self, hash: B256) -> RpcResult<Option<TransactionReceipt>> {
+        receipt_by_hash(&self.0, hash)
+    }
+
+    fn block_receipts(&self, block: BlockId) -> RpcResult<Option<Vec<TransactionReceipt>>> {
+        let engine = self.0.backend.engine();
+        let Some(n) = resolve(&engine, block)? else {
+            return Ok(None);
         };
         let Some((header, hash, txs)) = load_block(&engine, n)? else {
-            return RpcResult::Ok(None);
+            return Ok(None);
         };
         let receipts = engine.store().receipts(n).map_err(store_err)?.unwrap_or_default();
-        let all: Vec<TransactionReceipt> = (0..txs.len())
-            .filter_map(|i| rpc_receipt(hash, &header, &txs, &receipts, i))
-            .collect();
-        RpcResult::Ok(Some(all))
-    })?;
-    module.register_method("eth_getBlockByNumber", |p: Params, c, _| {
-        let (tag, full) = block_params::<BlockNumberOrTag>(&p)?;
-        block_by(c, BlockId::Number(tag), full)
-    })?;
-    module.register_method("eth_getBlockByHash", |p: Params, c, _| {
-        let (hash, full) = block_params::<B256>(&p)?;
-        block_by(c, BlockId::from(hash), full)
-    })?;
-    module.register_method("eth_getBlockTransactionCountByNumber", |p: Params, c, _| {
-        let tag: BlockNumberOrTag = p.one()?;
-        RpcResult::Ok(block_by(c, BlockId::Number(tag), false)?.map(|b| U64::from(b.transactions.len())))
-    })?;
-    module.register_method("eth_getBlockTransactionCountByHash", |p: Params, c, _| {
-        let hash: B256 = p.one()?;
-        RpcResult::Ok(block_by(c, BlockId::from(hash), false)?.map(|b| U64::from(b.transactions.len())))
-    })?;
-    module.register_method("eth_getTransactionByBlockNumberAndIndex", |p: Params, c, _| {
-        let mut s = p.sequence();
-        let tag: BlockNumberOrTag = s.next()?;
-        let index: U64 = s.next()?;
-        let engine = c.backend.engine();
-        let n = block_number(&engine, tag);
+        Ok(Some(
+            (0..txs.len())
+                .filter_map(|i| rpc_receipt(hash, &header, &txs, &receipts, i))
+                .collect(),
+        ))
+    }
+
+    fn block_by_number(&self, block: BlockNumberOrTag, full: Option<bool>) -> RpcResult<Option<Block>> {
+        block_by(&self.0, BlockId::Number(block), full.unwrap_or(false))
+    }
+
+    fn block_by_hash(&self, hash: B256, full: Option<bool>) -> RpcResult<Option<Block>> {
+        block_by(&self.0, BlockId::from(hash), full.unwrap_or(false))
+    }
+
+    fn block_transaction_count_by_number(&self, block: BlockNumberOrTag) -> RpcResult<Option<U64>> {
+        self.block_count(BlockId::Number(block))
+    }
+
+    fn block_transaction_count_by_hash(&self, hash: B256) -> RpcResult<Option<U64>> {
+        self.block_count(BlockId::from(hash))
+    }
+
+    fn transaction_by_block_number_and_index(
+        &self,
+        block: BlockNumberOrTag,
+        index: U64,
+    ) -> RpcResult<Option<RpcTransaction>> {
+        let engine = self.0.backend.engine();
+        let n = block_number(&engine, block);
         let Some((h, bh, txs)) = load_block(&engine, n)? else {
-            return RpcResult::Ok(None);
+            return Ok(None);
         };
         let i: u64 = index.to();
-        RpcResult::Ok(txs.get(i as usize).map(|(s, t)| rpc_tx(t, *s, Some((bh, &h, i)))))
-    })?;
-    module.register_blocking_method("eth_getLogs", |p: Params, c, _| {
-        let filter: Filter = p.one()?;
-        get_logs(&c, &filter)
-    })?;
-    module.register_method("eth_newFilter", |p: Params, c, _| {
-        let filter: Filter = p.one()?;
-        let head = c.backend.engine().head().number;
+        Ok(txs.get(i as usize).map(|(s, t)| rpc_tx(t, *s, Some((bh, &h, i)))))
+    }
+
+    fn logs(&self, filter: Filter) -> RpcResult<Vec<RpcLog>> {
+        get_logs(&self.0, &filter)
+    }
+
+    fn new_filter(&self, filter: Filter) -> RpcResult<U256> {
+        let head = self.0.backend.engine().head().number;
         let next_block = match filter.block_option {
             FilterBlockOption::Range {
                 from_block: Some(BlockNumberOrTag::Number(n)),
@@ -634,38 +681,52 @@ pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::Regi
             _ => head + 1,
         };
         install(
-            c,
+            &self.0,
             FilterKind::Logs {
                 filter: Box::new(filter),
                 next_block,
             },
         )
-    })?;
-    module.register_method("eth_newBlockFilter", |_, c, _| {
-        let next_block = c.backend.engine().head().number + 1;
-        install(c, FilterKind::Blocks { next_block })
-    })?;
-    module.register_method("eth_newPendingTransactionFilter", |_, c, _| {
-        let (_, seq) = c.backend.pending_since(u64::MAX);
-        install(c, FilterKind::PendingTxs { last_seq: seq })
-    })?;
-    module.register_blocking_method("eth_getFilterChanges", |p: Params, c, _| filter_changes(&c, p.one()?))?;
-    module.register_blocking_method("eth_getFilterLogs", |p: Params, c, _| {
-        let id: U256 = p.one()?;
-        let kind = c
+    }
+
+    fn new_block_filter(&self) -> RpcResult<U256> {
+        let next_block = self.0.backend.engine().head().number + 1;
+        install(&self.0, FilterKind::Blocks { next_block })
+    }
+
+    fn new_pending_transaction_filter(&self) -> RpcResult<U256> {
+        let (_, seq) = self.0.backend.pending_since(u64::MAX);
+        install(&self.0, FilterKind::PendingTxs { last_seq: seq })
+    }
+
+    fn filter_changes(&self, id: U256) -> RpcResult<serde_json::Value> {
+        filter_changes(&self.0, id)
+    }
+
+    fn filter_logs(&self, id: U256) -> RpcResult<Vec<RpcLog>> {
+        let kind = self
+            .0
             .filters
             .lock()
             .get_mut(&id)
             .cloned()
             .ok_or_else(|| not_found("filter not found"))?;
         match kind {
-            FilterKind::Logs { filter, .. } => get_logs(&c, &filter),
+            FilterKind::Logs { filter, .. } => get_logs(&self.0, &filter),
             _ => Err(invalid_params("filter is not a log filter")),
         }
-    })?;
-    module.register_method("eth_uninstallFilter", |p: Params, c, _| {
-        let id: U256 = p.one()?;
-        RpcResult::Ok(c.filters.lock().uninstall(&id))
-    })?;
-    Ok(())
+    }
+
+    fn uninstall_filter(&self, id: U256) -> RpcResult<bool> {
+        Ok(self.0.filters.lock().uninstall(&id))
+    }
+
+    async fn subscribe(
+        &self,
+        pending: PendingSubscriptionSink,
+        kind: String,
+        params: Option<serde_json::Value>,
+    ) -> SubscriptionResult {
+        crate::pubsub::subscribe(&self.0.backend, pending, kind, params).await
+    }
 }

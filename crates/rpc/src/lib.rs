@@ -2,6 +2,7 @@
 //! use, with geth's error codes and messages, over HTTP and WebSocket on one port; and the PoS query API
 //! (`metis_*`, [`pos`]).
 
+pub mod api;
 pub mod convert;
 pub mod error;
 pub mod eth;

@@ -2,7 +2,8 @@
 //! changes, sequencers by id or signer, applied L1 events with their L1 positions, this node's L1 view, commit
 //! signers per height, the ledger state. Reads the ledger the chain publishes with each committed block.
 
-use jsonrpsee::types::ErrorObjectOwned;
+use crate::api::PosApiServer;
+use crate::error::{internal, invalid_params, RpcResult};
 use jsonrpsee::RpcModule;
 use metis_chain::archive;
 use metis_chain::Chain;
@@ -12,33 +13,32 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// The ledger after the head block (the chain publishes it with each commit).
-fn current(chain: &Chain) -> Result<Arc<Ledger>, ErrorObjectOwned> {
-    chain
-        .ledger()
-        .ok_or_else(|| ErrorObjectOwned::owned(-32603, "this chain has no PoS ledger", None::<()>))
+fn current(chain: &Chain) -> RpcResult<Arc<Ledger>> {
+    chain.ledger().ok_or_else(|| internal("this chain has no PoS ledger"))
 }
 
 /// Epochs returned per call at most.
 const MAX_EPOCHS: u64 = 1000;
 
-fn invalid(msg: &str) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(-32602, msg.to_string(), None::<()>)
-}
-
 /// A store read failing is this node's fault, and says so.
-fn stored<T>(r: Result<T, StoreError>) -> Result<T, ErrorObjectOwned> {
-    r.map_err(|e| ErrorObjectOwned::owned(-32603, format!("store: {e}"), None::<()>))
+fn stored<T>(r: Result<T, StoreError>) -> RpcResult<T> {
+    r.map_err(|e| internal(format!("store: {e}")))
 }
 
-fn epoch_json(l: &Ledger, e: &Epoch) -> Value {
-    let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+/// Our own records always serialize; if one did not, that is this node's fault.
+fn to_json(v: &impl serde::Serialize) -> RpcResult<Value> {
+    serde_json::to_value(v).map_err(|e| internal(format!("encode: {e}")))
+}
+
+fn epoch_json(l: &Ledger, e: &Epoch) -> RpcResult<Value> {
+    let mut v = to_json(e)?;
     if let Some(obj) = v.as_object_mut() {
         obj.insert(
             "producer_signer".into(),
             json!(l.sequencer(e.producer).map(|s| s.signer)),
         );
     }
-    v
+    Ok(v)
 }
 
 /// What the sequencer views need from the ledger beyond the record: computed once per call.
@@ -72,27 +72,16 @@ fn sequencer_json(v: &SetView, s: &Sequencer) -> Value {
     })
 }
 
-/// `[from?, count?]`: absent or null fields are defaults, anything else that is not a number is refused.
-fn optional_pair(params: jsonrpsee::types::Params<'_>) -> Result<(Option<u64>, Option<u64>), ErrorObjectOwned> {
-    if params.as_str().is_none() {
-        return Ok((None, None));
-    }
-    let mut seq = params.sequence();
-    let from: Option<u64> = seq.optional_next().map_err(|_| invalid("expected [from?, count?]"))?;
-    let count: Option<u64> = seq.optional_next().map_err(|_| invalid("expected [from?, count?]"))?;
-    Ok((from, count))
-}
-
 /// Items returned per list call at most.
 const MAX_ITEMS: u64 = 1000;
 
-fn page(params: jsonrpsee::types::Params<'_>) -> Result<(usize, usize), ErrorObjectOwned> {
-    let (from, count) = optional_pair(params)?;
-    let count = count.unwrap_or(MAX_ITEMS);
-    if count > MAX_ITEMS {
-        return Err(invalid("at most 1000 items per call"));
+/// `[from?, count?]` of a list: absent or null fields are defaults; more than `max` is refused.
+fn page(from: Option<u64>, count: Option<u64>, max: u64, what: &str) -> RpcResult<(u64, u64)> {
+    let count = count.unwrap_or(max);
+    if count > max {
+        return Err(invalid_params(format!("at most {max} {what} per call")));
     }
-    Ok((from.unwrap_or(0) as usize, count as usize))
+    Ok((from.unwrap_or(0), count))
 }
 
 fn header_json(h: &metis_contracts::bindings::BatchInbox::BatchHeader) -> Value {
@@ -109,9 +98,8 @@ fn header_json(h: &metis_contracts::bindings::BatchInbox::BatchHeader) -> Value 
     })
 }
 
-fn batch_json(store: &metis_storage::Store, index: u64, with_payload: bool) -> Result<Value, ErrorObjectOwned> {
-    let internal = |e: String| ErrorObjectOwned::owned(-32603, e, None::<()>);
-    let Some(h) = metis_signer::batches::header(store, index).map_err(|e| internal(e.to_string()))? else {
+fn batch_json(store: &metis_storage::Store, index: u64, with_payload: bool) -> RpcResult<Value> {
+    let Some(h) = metis_signer::batches::header(store, index).map_err(internal)? else {
         return Ok(Value::Null);
     };
     let sig: Option<metis_signer::SignatureRecord> = stored(store.get(&schema::batch_signature(index)))?;
@@ -121,10 +109,7 @@ fn batch_json(store: &metis_storage::Store, index: u64, with_payload: bool) -> R
     v["signedByShares"] = json!(sig.as_ref().map(|r| r.signers.clone()));
     v["keyRound"] = json!(sig.as_ref().map(|r| r.key_round));
     if with_payload {
-        let payload = store
-            .meta(&schema::batch_payload(index))
-            .map_err(|e| internal(e.to_string()))?
-            .map(alloy_primitives::Bytes::from);
+        let payload = stored(store.meta(&schema::batch_payload(index)))?.map(alloy_primitives::Bytes::from);
         v["payload"] = json!(payload);
     }
     Ok(v)
@@ -139,130 +124,111 @@ pub trait NodeStatus: Send + Sync + 'static {
     fn poster(&self) -> Value;
 }
 
-/// The `metis_*` namespace on `backend`, with the signer's status and the node's.
+/// The `metis_*` namespace on `chain`, with the signer's status and the node's.
 pub fn module(
-    backend: Arc<Chain>,
+    chain: Arc<Chain>,
     signer: metis_signer::SharedSignerStatus,
     status: Arc<dyn NodeStatus>,
-) -> RpcModule<()> {
-    let mut m = RpcModule::new(());
-    // Registration fails only on a duplicate name; these are unique.
-    let s = status.clone();
-    let _ = m.register_method("metis_poster", move |_, _, _| Ok::<_, ErrorObjectOwned>(s.poster()));
-    batches(&mut m, &backend, signer);
-    sequencers(&mut m, &backend);
-    history(&mut m, &backend, status);
-    epochs(&mut m, &backend);
-    m
+) -> RpcModule<PosRpc> {
+    PosRpc { chain, signer, status }.into_rpc()
 }
 
-/// Batches, their proofs, reward reports and the signer's state.
-fn batches(m: &mut RpcModule<()>, backend: &Arc<Chain>, signer: metis_signer::SharedSignerStatus) {
-    let b = backend.clone();
-    let _ = m.register_method("metis_getBatchByIndex", move |params, _, _| {
-        let mut seq = params.sequence();
-        let index: u64 = seq.next().map_err(|_| invalid("expected [index, withPayload?]"))?;
-        let with_payload: Option<bool> = seq
-            .optional_next()
-            .map_err(|_| invalid("expected [index, withPayload?]"))?;
-        let store = b.engine().store().clone();
-        batch_json(&store, index, with_payload.unwrap_or(false))
-    });
-    let b = backend.clone();
-    let _ = m.register_method("metis_getBatchForBlock", move |params, _, _| {
-        let (n,): (u64,) = params.parse().map_err(|_| invalid("expected [blockNumber]"))?;
-        let store = b.engine().store().clone();
-        match metis_signer::batches::batch_for_block(&store, n) {
-            Ok(Some(h)) => batch_json(&store, h.index, false),
-            Ok(None) => Ok(Value::Null),
-            Err(e) => Err(ErrorObjectOwned::owned(-32603, e.to_string(), None::<()>)),
+/// The PoS API over the chain's store and published ledger.
+pub struct PosRpc {
+    chain: Arc<Chain>,
+    signer: metis_signer::SharedSignerStatus,
+    status: Arc<dyn NodeStatus>,
+}
+
+impl PosRpc {
+    fn store(&self) -> metis_storage::Store {
+        self.chain.engine().store().clone()
+    }
+}
+
+impl PosApiServer for PosRpc {
+    fn batch_by_index(&self, index: u64, with_payload: Option<bool>) -> RpcResult<Value> {
+        batch_json(&self.store(), index, with_payload.unwrap_or(false))
+    }
+
+    fn batch_for_block(&self, block: u64) -> RpcResult<Value> {
+        let store = self.store();
+        match metis_signer::batches::batch_for_block(&store, block).map_err(internal)? {
+            Some(h) => batch_json(&store, h.index, false),
+            None => Ok(Value::Null),
         }
-    });
-    let b = backend.clone();
-    let _ = m.register_method("metis_getTxBatchProof", move |params, _, _| {
-        let (hash,): (alloy_primitives::B256,) = params.parse().map_err(|_| invalid("expected [txHash]"))?;
-        let store = b.engine().store().clone();
-        let internal = |e: String| ErrorObjectOwned::owned(-32603, e, None::<()>);
-        let Some((block, index)) = store.tx_location(&hash).map_err(|e| internal(e.to_string()))? else {
+    }
+
+    fn tx_batch_proof(&self, hash: alloy_primitives::B256) -> RpcResult<Value> {
+        let store = self.store();
+        let Some((block, index)) = stored(store.tx_location(&hash))? else {
             return Ok(Value::Null);
         };
-        // Reads the batch's transactions: off the async workers.
-        let proof = tokio::task::block_in_place(|| metis_signer::batches::tx_proof(&store, block, index))
-            .map_err(|e| internal(e.to_string()))?;
-        Ok::<_, ErrorObjectOwned>(match proof {
-            None => Value::Null,
-            Some(p) => json!({
-                "batch": header_json(&p.header),
-                "blockNumber": block,
-                "txIndex": index,
-                "txHash": hash,
-                "leaf": p.leaf,
-                "proof": p.proof,
-            }),
-        })
-    });
-    let b = backend.clone();
-    let _ = m.register_method("metis_getRewardReport", move |params, _, _| {
-        let (id,): (u64,) = params.parse().map_err(|_| invalid("expected [batchId]"))?;
-        let store = b.engine().store().clone();
-        let internal = |e: String| ErrorObjectOwned::owned(-32603, e, None::<()>);
+        let Some(p) = metis_signer::batches::tx_proof(&store, block, index).map_err(internal)? else {
+            return Ok(Value::Null);
+        };
+        Ok(json!({
+            "batch": header_json(&p.header),
+            "blockNumber": block,
+            "txIndex": index,
+            "txHash": hash,
+            "leaf": p.leaf,
+            "proof": p.proof,
+        }))
+    }
+
+    fn reward_report(&self, id: u64) -> RpcResult<Value> {
+        let store = self.store();
         let Some(report) = stored(store.get::<metis_pos::RewardReport>(&schema::reward(id)))? else {
             return Ok(Value::Null);
         };
-        let mut v: Value = serde_json::to_value(&report).map_err(|e| internal(e.to_string()))?;
+        let mut v = to_json(&report)?;
         let sig: Option<metis_signer::SignatureRecord> = stored(store.get(&schema::reward_signature(id)))?;
         v["signature"] = json!(sig.as_ref().map(|r| alloy_primitives::Bytes::from(r.signature.clone())));
         v["signatureLatencyMs"] = json!(sig.as_ref().map(|r| r.latency_ms));
-        Ok::<_, ErrorObjectOwned>(v)
-    });
-    let l = backend.clone();
-    let _ = m.register_method("metis_signer", move |_, _, _| {
-        let (batches, rewards) = {
-            let l = current(&l)?;
-            (l.batches().clone(), l.rewards().clone())
-        };
-        let st = signer.read().clone();
-        Ok::<_, ErrorObjectOwned>(json!({
+        Ok(v)
+    }
+
+    fn signer(&self) -> RpcResult<Value> {
+        let l = current(&self.chain)?;
+        let st = self.signer.read().clone();
+        Ok(json!({
             "key_round": st.key_round,
             "has_share": st.has_share,
             "open": st.open,
             "signed": st.signed,
             "latencies_ms": st.latencies_ms,
             "last_error": st.last_error,
-            "batches": batches,
-            "rewards": rewards,
+            "batches": l.batches(),
+            "rewards": l.rewards(),
         }))
-    });
-}
+    }
 
-/// Sequencers, applied L1 events and the threshold key.
-fn sequencers(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
-    let l = backend.clone();
-    let _ = m.register_method("metis_sequencer", move |params, _, _| {
-        let (key,): (Value,) = params
-            .parse()
-            .map_err(|_| invalid("expected a sequencer id or signer address"))?;
-        let l = current(&l)?;
+    fn poster(&self) -> RpcResult<Value> {
+        Ok(self.status.poster())
+    }
+
+    fn sequencer(&self, key: Value) -> RpcResult<Value> {
+        let l = current(&self.chain)?;
         let found = match &key {
             Value::Number(n) => n.as_u64().and_then(|id| l.sequencer(id)),
             Value::String(s) => match s.parse::<alloy_primitives::Address>() {
                 Ok(a) => l.sequencers().find(|q| q.signer == a),
                 Err(_) => s.parse::<u64>().ok().and_then(|id| l.sequencer(id)),
             },
-            _ => None,
+            _ => return Err(invalid_params("expected a sequencer id or signer address")),
         };
         let view = SetView::of(&l);
-        Ok::<_, ErrorObjectOwned>(found.map(|s| sequencer_json(&view, s)).unwrap_or(Value::Null))
-    });
-    let l = backend.clone();
-    let store = backend.engine().store().clone();
-    let _ = m.register_method("metis_l1Events", move |params, _, _| {
-        let (from, count) = page(params)?;
-        let l = current(&l)?;
+        Ok(found.map(|s| sequencer_json(&view, s)).unwrap_or(Value::Null))
+    }
+
+    fn l1_events(&self, from: Option<u64>, count: Option<u64>) -> RpcResult<Value> {
+        let (from, count) = page(from, count, MAX_ITEMS, "items")?;
+        let l = current(&self.chain)?;
+        let store = self.store();
         let archived = l.archived().applied_l1;
-        let total = archived + l.applied_l1().len() as u64;
-        let (from, count) = (from as u64, count as u64);
-        let mut records: Vec<metis_pos::AppliedL1> = Vec::new();
+        let total = archived.saturating_add(l.applied_l1().len() as u64);
+        let mut out: Vec<Value> = Vec::new();
         for n in from..from.saturating_add(count).min(total) {
             let record = if n < archived {
                 stored(archive::applied_l1(&store, n))?
@@ -271,11 +237,7 @@ fn sequencers(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
                     .ok()
                     .and_then(|i| l.applied_l1().get(i).cloned())
             };
-            records.extend(record);
-        }
-        let out: Vec<Value> = records
-            .iter()
-            .map(|a| {
+            out.extend(record.map(|a| {
                 json!({
                     "event": a.tx.event.name(),
                     "data": a.tx.event,
@@ -286,27 +248,16 @@ fn sequencers(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
                     "l2_block": a.height,
                     "ignored": a.ignored,
                 })
-            })
-            .collect();
-        Ok::<_, ErrorObjectOwned>(Value::Array(out))
-    });
-    threshold_key(m, backend);
-}
+            }));
+        }
+        Ok(Value::Array(out))
+    }
 
-/// The pool's threshold key: current key epoch, running round, every round's outcome.
-fn threshold_key(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
-    let l = backend.clone();
-    let b = backend.clone();
-    let _ = m.register_method("metis_thresholdKey", move |_, _, _| {
-        let l = current(&l)?;
+    fn threshold_key(&self) -> RpcResult<Value> {
+        let l = current(&self.chain)?;
         // The public polynomial and members of the last completed round (public data; what aggregators need).
-        let output = b
-            .engine()
-            .store()
-            .meta(schema::KEY_OUTPUT)
-            .ok()
-            .flatten()
-            .map(|o| format!("0x{}", alloy_primitives::hex::encode(o)));
+        let output =
+            stored(self.store().meta(schema::KEY_OUTPUT))?.map(|o| format!("0x{}", alloy_primitives::hex::encode(o)));
         let k = l.keys();
         let current = k.current.as_ref().map(|e| {
             // The "MPC address": the last 20 bytes of keccak256 of the EIP-2537 key, as LockingPool derives it.
@@ -320,122 +271,108 @@ fn threshold_key(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
                 "since": e.since,
             })
         });
-        Ok::<_, ErrorObjectOwned>(json!({
+        Ok(json!({
             "current": current,
             "output": output,
             "running": k.running,
             "next_round": k.next_round,
             "history": k.history,
         }))
-    });
-}
+    }
 
-/// Re-elections, set changes and this node's L1 view.
-fn history(m: &mut RpcModule<()>, backend: &Arc<Chain>, status: Arc<dyn NodeStatus>) {
-    let l = backend.clone();
-    let store = backend.engine().store().clone();
-    let _ = m.register_method("metis_reElections", move |_, _, _| {
-        let l = current(&l)?;
+    fn re_elections(&self) -> RpcResult<Value> {
+        let l = current(&self.chain)?;
+        let store = self.store();
         let mut out: Vec<Value> = Vec::new();
         for n in 0..stored(archive::re_elections_archived(&store))? {
             if let Some(id) = stored(archive::re_election(&store, n))? {
-                out.extend(stored(archive::epoch(&store, id))?.map(|a| epoch_json(&l, &a.epoch)));
+                if let Some(a) = stored(archive::epoch(&store, id))? {
+                    out.push(epoch_json(&l, &a.epoch)?);
+                }
             }
         }
-        out.extend(l.re_elections().map(|e| epoch_json(&l, e)));
-        Ok::<_, ErrorObjectOwned>(Value::Array(out))
-    });
-    let l = backend.clone();
-    let store = backend.engine().store().clone();
-    let _ = m.register_method("metis_setChanges", move |_, _, _| {
-        let l = current(&l)?;
+        for e in l.re_elections() {
+            out.push(epoch_json(&l, e)?);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn set_changes(&self) -> RpcResult<Value> {
+        let l = current(&self.chain)?;
+        let store = self.store();
         let mut out: Vec<Value> = Vec::new();
         for n in 0..l.archived().set_changes {
-            out.extend(stored(archive::set_change(&store, n))?.map(|c| serde_json::to_value(c).unwrap_or(Value::Null)));
+            if let Some(c) = stored(archive::set_change(&store, n))? {
+                out.push(to_json(&c)?);
+            }
         }
-        out.extend(
-            l.set_changes()
-                .iter()
-                .map(|c| serde_json::to_value(c).unwrap_or(Value::Null)),
-        );
-        Ok::<_, ErrorObjectOwned>(Value::Array(out))
-    });
-    let l = backend.clone();
-    let _ = m.register_method("metis_l1Status", move |_, _, _| {
-        let l = current(&l)?;
-        let mut v = status.l1(l.last_l1());
-        v["last_applied"] = json!(l.last_l1());
-        Ok::<_, ErrorObjectOwned>(v)
-    });
-}
+        for c in l.set_changes() {
+            out.push(to_json(c)?);
+        }
+        Ok(Value::Array(out))
+    }
 
-/// Commit certificates, epochs, validators and the ledger.
-fn epochs(m: &mut RpcModule<()>, backend: &Arc<Chain>) {
-    let b = backend.clone();
-    let _ = m.register_method("metis_commit", move |params, _, _| {
-        let (height,): (u64,) = params.parse().map_err(|_| invalid("expected a block number"))?;
-        let cert = stored(
-            b.engine()
-                .store()
-                .get::<metis_wire::WireCertificate>(&schema::cert(height)),
-        )?;
-        let Some(cert) = cert else {
+    fn l1_status(&self) -> RpcResult<Value> {
+        let l = current(&self.chain)?;
+        let mut v = self.status.l1(l.last_l1());
+        v["last_applied"] = json!(l.last_l1());
+        Ok(v)
+    }
+
+    fn commit(&self, height: u64) -> RpcResult<Value> {
+        let Some(cert) = stored(self.store().get::<metis_wire::WireCertificate>(&schema::cert(height)))? else {
             return Ok(Value::Null);
         };
         let signers: Vec<String> = cert.signatures.iter().map(|(a, _, _)| a.to_string()).collect();
-        Ok::<_, ErrorObjectOwned>(json!({
+        Ok(json!({
             "height": cert.height.0,
             "round": cert.round.as_i64(),
             "block": cert.value_id.to_string(),
             "signers": signers,
         }))
-    });
-    let l = backend.clone();
-    let store = backend.engine().store().clone();
-    let _ = m.register_method("metis_epochs", move |params, _, _| {
-        let (from, count) = optional_pair(params)?;
-        let count = count.unwrap_or(MAX_EPOCHS);
-        if count > MAX_EPOCHS {
-            return Err(invalid("at most 1000 epochs per call"));
-        }
-        let l = current(&l)?;
-        let from = from.unwrap_or(0);
+    }
+
+    fn epochs(&self, from: Option<u64>, count: Option<u64>) -> RpcResult<Value> {
+        let (from, count) = page(from, count, MAX_EPOCHS, "epochs")?;
+        let l = current(&self.chain)?;
+        let store = self.store();
         let archived = l.archived().epochs;
-        let total = archived + l.epochs().len() as u64;
+        let total = archived.saturating_add(l.epochs().len() as u64);
         // Old epochs come from the store, the rest from the ledger.
         let mut out: Vec<Value> = Vec::new();
         for id in from..from.saturating_add(count).min(total) {
             if id < archived {
-                out.extend(stored(archive::epoch(&store, id))?.map(|a| epoch_json(&l, &a.epoch)));
-            } else {
-                out.extend(l.epoch(id).map(|e| epoch_json(&l, e)));
+                if let Some(a) = stored(archive::epoch(&store, id))? {
+                    out.push(epoch_json(&l, &a.epoch)?);
+                }
+            } else if let Some(e) = l.epoch(id) {
+                out.push(epoch_json(&l, e)?);
             }
         }
-        Ok::<_, ErrorObjectOwned>(Value::Array(out))
-    });
-    let l = backend.clone();
-    let _ = m.register_method("metis_currentEpoch", move |_, _, _| {
-        let l = current(&l)?;
-        Ok::<_, ErrorObjectOwned>(epoch_json(&l, l.current_epoch()))
-    });
-    let l = backend.clone();
-    let _ = m.register_method("metis_validators", move |_, _, _| {
-        let l = current(&l)?;
+        Ok(Value::Array(out))
+    }
+
+    fn current_epoch(&self) -> RpcResult<Value> {
+        let l = current(&self.chain)?;
+        epoch_json(&l, l.current_epoch())
+    }
+
+    fn validators(&self) -> RpcResult<Value> {
+        let l = current(&self.chain)?;
         let view = SetView::of(&l);
-        let out: Vec<Value> = l.sequencers().map(|s| sequencer_json(&view, s)).collect();
-        Ok::<_, ErrorObjectOwned>(Value::Array(out))
-    });
-    let l = backend.clone();
-    let _ = m.register_method("metis_ledger", move |_, _, _| {
-        let l = current(&l)?;
-        Ok::<_, ErrorObjectOwned>(json!({
+        Ok(Value::Array(l.sequencers().map(|s| sequencer_json(&view, s)).collect()))
+    }
+
+    fn ledger(&self) -> RpcResult<Value> {
+        let l = current(&self.chain)?;
+        Ok(json!({
             "height": l.height(),
             "state_hash": l.state_hash(),
             "params": l.params(),
-            "epochs": l.archived().epochs + l.epochs().len() as u64,
+            "epochs": l.archived().epochs.saturating_add(l.epochs().len() as u64),
             "archived": l.archived(),
             "schedule": l.schedule(),
             "last_l1_event": l.last_l1(),
         }))
-    });
+    }
 }

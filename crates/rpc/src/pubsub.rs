@@ -2,10 +2,10 @@
 
 use crate::convert::{block_logs, rpc_header};
 use crate::error::invalid_params;
-use crate::eth::Ctx;
 use alloy_rpc_types_eth::Filter;
 use jsonrpsee::core::SubscriptionResult;
-use jsonrpsee::{PendingSubscriptionSink, RpcModule, SubscriptionMessage};
+use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
+use metis_chain::Chain;
 use serde::Serialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -37,59 +37,51 @@ async fn forward<T: Clone, U: Serialize>(
     }
 }
 
-pub fn register(module: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
-    module.register_subscription(
-        "eth_subscribe",
-        "eth_subscription",
-        "eth_unsubscribe",
-        |params, pending, ctx, _| async move {
-            let mut seq = params.sequence();
-            let kind: String = match seq.next() {
-                Ok(k) => k,
+/// Serves one eth_subscribe: newHeads, logs (`params` is the filter), newPendingTransactions, syncing.
+pub async fn subscribe(
+    chain: &Chain,
+    pending: PendingSubscriptionSink,
+    kind: String,
+    params: Option<serde_json::Value>,
+) -> SubscriptionResult {
+    match kind.as_str() {
+        "newHeads" => {
+            forward(pending, chain.subscribe_blocks(), |b| {
+                let size = alloy_rlp::Encodable::length(&b.header);
+                vec![rpc_header(&b.header, b.hash, size)]
+            })
+            .await
+        }
+        "logs" => {
+            let filter: Filter = match params.map(serde_json::from_value).transpose() {
+                Ok(f) => f.unwrap_or_default(),
                 Err(e) => {
-                    pending.reject(e).await;
+                    pending
+                        .reject(invalid_params(format!("invalid logs filter: {e}")))
+                        .await;
                     return Ok(());
                 }
             };
-            match kind.as_str() {
-                "newHeads" => {
-                    forward(pending, ctx.backend.subscribe_blocks(), |b| {
-                        let size = alloy_rlp::Encodable::length(&b.header);
-                        vec![rpc_header(&b.header, b.hash, size)]
-                    })
-                    .await
-                }
-                "logs" => {
-                    let filter: Filter = match seq.optional_next() {
-                        Ok(f) => f.unwrap_or_default(),
-                        Err(e) => {
-                            pending.reject(e).await;
-                            return Ok(());
-                        }
-                    };
-                    forward(pending, ctx.backend.subscribe_blocks(), move |b| {
-                        block_logs(b.hash, &b.header, &b.txs, &b.receipts)
-                            .into_iter()
-                            .filter(|l| filter.matches(&l.inner))
-                            .collect()
-                    })
-                    .await
-                }
-                "newPendingTransactions" => forward(pending, ctx.backend.subscribe_pending(), |h| vec![h]).await,
-                "syncing" => {
-                    let sink = pending.accept().await?;
-                    sink.send(msg(&false)?).await?;
-                    sink.closed().await;
-                    Ok(())
-                }
-                other => {
-                    pending
-                        .reject(invalid_params(format!("unsupported subscription: {other}")))
-                        .await;
-                    Ok(())
-                }
-            }
-        },
-    )?;
-    Ok(())
+            forward(pending, chain.subscribe_blocks(), move |b| {
+                block_logs(b.hash, &b.header, &b.txs, &b.receipts)
+                    .into_iter()
+                    .filter(|l| filter.matches(&l.inner))
+                    .collect()
+            })
+            .await
+        }
+        "newPendingTransactions" => forward(pending, chain.subscribe_pending(), |h| vec![h]).await,
+        "syncing" => {
+            let sink = pending.accept().await?;
+            sink.send(msg(&false)?).await?;
+            sink.closed().await;
+            Ok(())
+        }
+        other => {
+            pending
+                .reject(invalid_params(format!("unsupported subscription: {other}")))
+                .await;
+            Ok(())
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The JSON-RPC server: HTTP and WebSocket on one port, batches, request/response size limits.
 
-use crate::eth::{Ctx, RpcLimits};
+use crate::eth::{Ctx, EthRpc, RpcLimits};
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::RpcModule;
 use metis_chain::Chain;
@@ -47,7 +47,8 @@ impl RpcServer {
     }
 }
 
-pub fn module(backend: Arc<Chain>, limits: RpcLimits) -> RpcModule<Ctx> {
+/// The eth, net and web3 namespaces over `backend`.
+pub fn module(backend: Arc<Chain>, limits: RpcLimits) -> Result<RpcModule<()>, jsonrpsee::core::RegisterMethodError> {
     let ctx = Ctx {
         backend,
         limits,
@@ -55,11 +56,7 @@ pub fn module(backend: Arc<Chain>, limits: RpcLimits) -> RpcModule<Ctx> {
         tip_cache: Default::default(),
         filters: Default::default(),
     };
-    let mut m = RpcModule::new(ctx);
-    // Method names are unique by construction; registration only fails on a duplicate.
-    crate::eth::register(&mut m).expect("unique eth method names");
-    crate::pubsub::register(&mut m).expect("unique subscription names");
-    m
+    EthRpc(Arc::new(ctx)).into_module()
 }
 
 pub async fn start(backend: Arc<Chain>, cfg: RpcConfig) -> std::io::Result<RpcServer> {
@@ -70,7 +67,7 @@ pub async fn start(backend: Arc<Chain>, cfg: RpcConfig) -> std::io::Result<RpcSe
 pub async fn start_with(
     backend: Arc<Chain>,
     cfg: RpcConfig,
-    extra: Vec<jsonrpsee::RpcModule<()>>,
+    extra: Vec<jsonrpsee::Methods>,
 ) -> std::io::Result<RpcServer> {
     let config = ServerConfig::builder()
         .max_request_body_size(cfg.max_request_body)
@@ -80,10 +77,12 @@ pub async fn start_with(
         .build();
     let server = Server::builder().set_config(config).build(cfg.addr).await?;
     let local_addr = server.local_addr()?;
-    let mut m = module(backend, cfg.limits);
+    // Registration fails only on a method name given twice.
+    let invalid =
+        |e: jsonrpsee::core::RegisterMethodError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string());
+    let mut m = module(backend, cfg.limits).map_err(invalid)?;
     for e in extra {
-        m.merge(e)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        m.merge(e).map_err(invalid)?;
     }
     let handle = server.start(m);
     Ok(RpcServer { local_addr, handle })

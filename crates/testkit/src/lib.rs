@@ -10,7 +10,7 @@ pub mod testnet;
 pub mod wait;
 
 pub use metis_contracts::dev::{dev_key, dev_keys, DEV_MNEMONIC};
-pub use wait::{alive, kill, port_free, tempdir, wait_for};
+pub use wait::{alive, free_port, kill, port_free, tempdir, wait_for};
 
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::{Anvil, AnvilInstance};
@@ -48,7 +48,7 @@ pub fn anvil_path() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/anvil"))
 }
 
-/// A fresh anvil on a free loopback port.
+/// A fresh anvil on a free loopback port (below the ephemeral range: [`wait::free_port`]).
 pub fn spawn_anvil() -> AnvilInstance {
     spawn_anvil_with(&[])
 }
@@ -61,7 +61,12 @@ pub fn spawn_anvil_with(args: &[&str]) -> AnvilInstance {
         "anvil not found at {}: run `make tools` first",
         path.display()
     );
-    Anvil::new().path(path).port(0u16).args(args).timeout(30_000).spawn()
+    Anvil::new()
+        .path(path)
+        .port(wait::free_port())
+        .args(args)
+        .timeout(30_000)
+        .spawn()
 }
 
 /// anvil with the whole contract set deployed by anvil's first dev account (the owner).

@@ -47,3 +47,21 @@ pub fn kill(pid: u32, sig: i32) {
 pub fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
+
+/// A loopback port free right now, below the testnet slots (20,000..) and Linux's ephemeral range (32,768..),
+/// so no outgoing connection can take it before its process binds it, and never one this test process
+/// handed out already.
+pub fn free_port() -> u16 {
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..1000 {
+        let mut seed = [0u8; 2];
+        getrandom::fill(&mut seed).expect("randomness");
+        let port = 12_000 + u16::from_be_bytes(seed) % 8_000;
+        let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !taken.contains(&port) && port_free(port) {
+            taken.push(port);
+            return port;
+        }
+    }
+    panic!("no free port below 20,000");
+}

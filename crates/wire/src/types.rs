@@ -161,7 +161,7 @@ pub struct Vote {
     pub round: Round,
     pub value: NilOrVal<BlockHash>,
     pub validator: Address,
-    /// Threshold-key messages on precommits while a key round runs (see `keys.rs`).
+    /// Threshold-key messages on precommits while a key round runs (see `metis_keyrounds`).
     pub extension: Option<SignedExtension<MetisContext>>,
 }
 

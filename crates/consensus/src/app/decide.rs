@@ -5,8 +5,8 @@
 use super::{set_record, App, AppError, Candidate};
 use malachitebft_app_channel::app::types::core::CommitCertificate;
 use malachitebft_core_types::VoteExtensions;
-use metis_pos::{BlockInfo, Ledger};
 use metis_keyrounds::Completed;
+use metis_pos::{BlockInfo, Ledger};
 use metis_storage::{encode, schema};
 use metis_wire::codec::WireCertificate;
 use metis_wire::types::{Height, MetisContext, ValidatorSet};

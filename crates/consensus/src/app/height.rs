@@ -32,7 +32,7 @@ impl App {
 
     /// The configured timeouts, with the propose timeout stretched for the block this height will likely carry
     /// (see `pacing`): what the mempool holds plus as much again as arrived during the last height (the
-    /// proposer builds a little later and gossip reaches it first, so at the start of a burst this node's pool
+    /// proposer builds a little later and gossip reaches it first, so at the start of a burst this node's mempool
     /// trails the block it will be asked to check), at least the last block's gas, at most the limit.
     fn propose_timeouts(&mut self) -> LinearTimeouts {
         let mut t = self.timing.timeouts;

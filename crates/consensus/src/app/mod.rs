@@ -37,7 +37,7 @@ use metis_wire::types::{Address, BlockHash, Height, MetisContext, PartInit, Prop
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::{Receiver, Sender};
 use tracing::{debug, info, info_span, warn};
 
 /// Bytes of the encoded block per Data part.
@@ -298,9 +298,9 @@ impl App {
         };
         let output = match output {
             None => None,
-            Some(b) => Some(
-                metis_keyrounds::decode_output(&b).ok_or_else(|| AppError::Corrupt(schema::KEY_OUTPUT.into()))?,
-            ),
+            Some(b) => {
+                Some(metis_keyrounds::decode_output(&b).ok_or_else(|| AppError::Corrupt(schema::KEY_OUTPUT.into()))?)
+            }
         };
         self.keys = metis_keyrounds::KeyEngine::new(secrets, output, share);
         self.share_sink = sink;
@@ -435,23 +435,33 @@ impl App {
     }
 
     /// Runs until consensus stops.
-    pub async fn run(mut self, mut channels: Channels<MetisContext>) -> Result<(), AppError> {
+    pub async fn run(self, channels: Channels<MetisContext>) -> Result<(), AppError> {
+        self.serve(channels.consensus, channels.network).await
+    }
+
+    /// Answers what consensus sends on `consensus` and publishes proposal parts on `network`, until `consensus`
+    /// closes. Malachite's engine holds the other ends in a node; a test can hold them itself.
+    pub async fn serve(
+        mut self,
+        mut consensus: Receiver<AppMsg<MetisContext>>,
+        network: Sender<NetworkMsg<MetisContext>>,
+    ) -> Result<(), AppError> {
         loop {
             let msg = match self.pending_start.as_ref().map(|(_, at, _)| *at) {
                 Some(at) => tokio::select! {
-                    m = channels.consensus.recv() => m,
+                    m = consensus.recv() => m,
                     _ = tokio::time::sleep_until(at.into()) => {
                         self.start_pending()?;
                         continue;
                     }
                 },
-                None => channels.consensus.recv().await,
+                None => consensus.recv().await,
             };
             let Some(msg) = msg else { break };
             let height = self.next_height();
             let span = info_span!("consensus", height = height.0, epoch = self.ledger.current_epoch().id);
             let _g = span.enter();
-            self.handle(msg, &channels.network).await?;
+            self.handle(msg, &network).await?;
         }
         Err(AppError::Closed)
     }
@@ -505,7 +515,7 @@ impl App {
                 vote_extension_policy: p,
                 reply,
                 ..
-            } => drop(reply.send(p.is_required().then(|| self.keys.extension()))),
+            } => drop(reply.send(p.is_required().then(|| self.extension()).flatten())),
             AppMsg::VerifyVoteExtensions { extensions, reply, .. } => drop(reply.send(verify_extensions(extensions))),
             AppMsg::GetHistoryMinHeight { reply } => drop(reply.send(Height(1))),
             AppMsg::ReceivedProposalPart {
@@ -542,6 +552,20 @@ impl App {
             AppMsg::GetValue { .. } | AppMsg::RestreamProposal { .. } => {}
         }
         Ok(())
+    }
+}
+
+impl App {
+    /// This node's key messages for its next precommit; none if they cannot be encoded (the round then goes
+    /// on without them, and the log says why).
+    fn extension(&self) -> Option<Vec<u8>> {
+        match self.keys.extension() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                warn!(error = %e, "cannot encode this node's key messages; this precommit carries none");
+                None
+            }
+        }
     }
 }
 

@@ -92,8 +92,8 @@ impl App {
         let backend = &self.backend;
         let decoded = tokio::task::block_in_place(|| {
             BlockData::decode_with(&bytes, |hashes| {
-                let pool = backend.mempool();
-                hashes.iter().map(|h| pool.get(h).cloned()).collect()
+                let mempool = backend.mempool();
+                hashes.iter().map(|h| mempool.get(h).cloned()).collect()
             })
         });
         let data = match decoded {

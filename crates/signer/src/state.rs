@@ -1,7 +1,8 @@
-//! The pool's threshold signer inside the node: signs what decided state asks for and aggregates.
+//! The signer's state: the requests decided state opened, the collector of partials, what was signed. It acts
+//! on one [`Input`] at a time; the task ([`crate::task`]) feeds it from its mailbox.
 //!
 //! Requests open only from decided data: the chain announces each committed block with the ledger after it
-//! (`metis_chain::Committed`); for each batch the ledger cut, this task derives the header from its own chain
+//! (`metis_chain::Committed`); for each batch the ledger cut, the signer derives the header from its own chain
 //! ([`crate::batches`]), computes the digest BatchInbox will check, signs it with
 //! this node's share and publishes the partial over the authenticated links (`metis_net::sighub`). Peers'
 //! partials are verified against the current sharing before they count ([`metis_mpc::collect::Collector`]);
@@ -10,10 +11,11 @@
 //! completes gives a new sharing of the same group key: requests still open are signed again with the new share.
 
 use crate::batches;
+use crate::mailbox::Input;
 use borsh::{BorshDeserialize, BorshSerialize};
 use commonware_codec::{Encode, Read};
 use metis_batcher::BatchBuilder;
-use metis_chain::{Chain, Committed};
+use metis_chain::Committed;
 use metis_mpc::collect::{Added, Collector};
 use metis_mpc::{threshold, MinSig, PartialSignature, G1};
 use metis_net::sighub::{Peer, SignHub, SignMsg};
@@ -24,8 +26,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info, warn};
 
 /// Request ids: the kind in the top byte, the item's index below.
 const KIND_BATCH: u64 = 1 << 56;
@@ -34,7 +35,7 @@ const MAX_OPEN: usize = 1024;
 /// Batches older than this many below the newest cut are not signed when this node derives them late (sync).
 const SIGN_BACKLOG: u64 = 64;
 /// An open request's own partial is published again this often (a peer that was down or behind gets it).
-const REPEAT: Duration = Duration::from_secs(1);
+pub(crate) const REPEAT: Duration = Duration::from_secs(1);
 /// Signatures kept for requests not open here yet.
 const MAX_EARLY_SIGS: usize = 256;
 /// Completed ids remembered (later partials for them are answered with the signature, not collected).
@@ -114,7 +115,7 @@ struct Request {
     published: Instant,
 }
 
-struct Signer {
+pub(crate) struct Signer {
     cfg: SignerConfig,
     store: Store,
     hub: Arc<SignHub>,
@@ -131,55 +132,8 @@ struct Signer {
     peers: std::collections::HashMap<Peer, (u32, Instant)>,
 }
 
-/// Starts the signer task on the chain's commits (call it before consensus decides the next block). `key` is
-/// the key the node starts with; `last_report` the ledger's last reward report.
-pub fn spawn(
-    cfg: SignerConfig,
-    chain: &Chain,
-    hub: Arc<SignHub>,
-    mut from_peers: mpsc::Receiver<(Peer, Vec<SignMsg>)>,
-    key: Option<SigningKey>,
-    last_report: Option<metis_pos::RewardReport>,
-    status: SharedSignerStatus,
-) -> tokio::task::JoinHandle<()> {
-    let mut committed = chain.subscribe_committed();
-    let mut s = Signer::new(cfg, chain.engine().store().clone(), hub, status);
-    tokio::spawn(
-        async move {
-            if let Some(k) = key {
-                s.set_key(k);
-            }
-            // Batches derived before a restart whose signature had not come yet (and the last reward report),
-            // then cuts decided before it
-            // (or while syncing) that have no header yet.
-            s.reopen_unsigned();
-            if let Some(r) = last_report {
-                s.rewards(&r, Instant::now());
-            }
-            s.derive(None);
-            let mut tick = tokio::time::interval(REPEAT);
-            loop {
-                tokio::select! {
-                    c = committed.recv() => match c {
-                        Some(c) => s.on_committed(&c),
-                        None => break,
-                    },
-                    Some((peer, msgs)) = from_peers.recv() => {
-                        for m in msgs {
-                            s.on_peer(peer, m);
-                        }
-                    }
-                    _ = tick.tick() => s.repeat(),
-                }
-                s.publish_status();
-            }
-        }
-        .instrument(info_span!("signer")),
-    )
-}
-
 impl Signer {
-    fn new(cfg: SignerConfig, store: Store, hub: Arc<SignHub>, status: SharedSignerStatus) -> Self {
+    pub(crate) fn new(cfg: SignerConfig, store: Store, hub: Arc<SignHub>, status: SharedSignerStatus) -> Self {
         Self {
             cfg,
             store,
@@ -193,6 +147,32 @@ impl Signer {
             answered: BTreeMap::new(),
             builder: None,
             peers: Default::default(),
+        }
+    }
+
+    /// Starts with `key` (the key the node starts with): batches derived before a restart whose signature had
+    /// not come yet, the ledger's last reward report, then cuts decided before it (or while syncing) that have
+    /// no header yet.
+    pub(crate) fn start(&mut self, key: Option<SigningKey>, last_report: Option<metis_pos::RewardReport>) {
+        if let Some(k) = key {
+            self.set_key(k);
+        }
+        self.reopen_unsigned();
+        if let Some(r) = last_report {
+            self.rewards(&r, Instant::now());
+        }
+        self.derive(None);
+    }
+
+    pub(crate) fn handle(&mut self, input: Input) {
+        match input {
+            Input::Committed(c) => self.on_committed(&c),
+            Input::Peer(peer, msgs) => {
+                for m in msgs {
+                    self.on_peer(peer, m);
+                }
+            }
+            Input::Repeat => self.repeat(),
         }
     }
 
@@ -558,7 +538,7 @@ impl Signer {
         }
     }
 
-    fn publish_status(&self) {
+    pub(crate) fn publish_status(&self) {
         let mut st = self.status.write();
         st.key_round = self.key.as_ref().map(|k| k.round);
         st.has_share = self.key.as_ref().is_some_and(|k| k.share.is_some());

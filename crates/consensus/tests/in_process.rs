@@ -1,0 +1,179 @@
+//! The consensus app's decision and validity rules on an in-process pool (see `harness`): real apps on real
+//! stores, driven over their channels, with no network and no timeouts.
+
+mod harness;
+
+use alloy_primitives::B256;
+use harness::{forged, Pool};
+use malachitebft_app_channel::app::types::core::Validity;
+use metis_execution::RecoveredTx;
+use metis_pos::{ElectionReason, Params};
+use metis_wire::types::{Address, BlockHash};
+
+const STAKES: [u64; 4] = [100, 90, 70, 50];
+
+fn params(epoch_length: u64) -> Params {
+    Params {
+        epoch_length,
+        ..Params::default()
+    }
+}
+
+/// A signed transfer from dev account 0, admitted to node `i`'s mempool.
+fn submit_transfer(pool: &Pool, i: usize, nonce: u64) -> B256 {
+    let key = metis_contracts::dev::dev_key(0).expect("dev key");
+    let raw = metis_testkit::dev::transfer(&key, nonce);
+    let bytes = alloy_primitives::hex::decode(raw).expect("hex");
+    let tx = RecoveredTx::decode(&bytes).expect("a valid transaction");
+    pool.nodes[i].chain.submit(tx).expect("admitted")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_decides_one_chain_rotates_producers_and_a_restarted_node_rejoins() {
+    let mut pool = Pool::start("inproc-chain", params(3), &STAKES).await;
+    let mut txs = Vec::new();
+    for height in 1..=7u64 {
+        assert_eq!(pool.height.0, height);
+        let producer = pool.ledger(0).current_epoch().producer;
+        let proposer = pool.proposer(0);
+        assert_eq!(
+            pool.nodes[proposer].sequencer, producer,
+            "round 0 of height {height} belongs to the epoch's producer"
+        );
+        // A user's transaction reaches the proposer (gossip's job in a node) and goes into its block.
+        if height % 2 == 0 {
+            txs.push(submit_transfer(&pool, proposer, height / 2 - 1));
+        }
+        pool.honest_height(0).await;
+        pool.assert_one_chain();
+    }
+    let ledger = pool.ledger(0);
+    assert_eq!(ledger.height(), 7);
+    assert_eq!(ledger.current_epoch().id, 2, "blocks 1-3, 4-6, 7: the third epoch");
+    for e in &ledger.epochs()[1..] {
+        assert_eq!(e.reason, ElectionReason::Scheduled, "epoch {} ended on time", e.id);
+    }
+    for n in &pool.nodes {
+        for tx in &txs {
+            let at = n.chain.engine().store().tx_location(tx).expect("store");
+            assert!(at.is_some(), "sequencer {} holds transaction {tx}", n.sequencer);
+        }
+    }
+    // A node stopped and opened again on its data dir takes up the same height and set, and goes on with
+    // the others.
+    pool.restart(2).await;
+    for _ in 0..2 {
+        pool.honest_height(0).await;
+    }
+    pool.assert_one_chain();
+    assert_eq!(pool.ledger(2).height(), 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_producer_is_replaced_by_the_fallback_then_re_elected_away() {
+    let mut pool = Pool::start("inproc-failover", params(100), &STAKES).await;
+    let failed = pool.nodes[pool.proposer(0)].sequencer;
+    let limit = Params::default().missed_limit;
+    for _ in 0..limit {
+        // Round 0 passes without a proposal; round 1's fallback proposes and is decided.
+        let fallback = pool.nodes[pool.proposer(1)].sequencer;
+        assert_ne!(fallback, failed);
+        pool.honest_height(1).await;
+        pool.assert_one_chain();
+    }
+    let ledger = pool.ledger(0);
+    let epoch = ledger.current_epoch();
+    assert_eq!(
+        epoch.reason,
+        ElectionReason::ReElection { failed, misses: limit },
+        "after {limit} missed heights the producer is replaced"
+    );
+    assert_ne!(epoch.producer, failed);
+    // The new producer proposes in round 0 and is decided there.
+    assert_eq!(pool.nodes[pool.proposer(0)].sequencer, epoch.producer);
+    pool.honest_height(0).await;
+    pool.assert_one_chain();
+    assert_eq!(pool.ledger(0).current_epoch().missed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_off_the_rules_are_refused_and_the_height_goes_on() {
+    let mut pool = Pool::start("inproc-refuse", params(100), &STAKES).await;
+    // Height 1 decided honestly, so height 2's blocks carry a last commit.
+    pool.honest_height(0).await;
+    pool.start_round(0).await;
+    let p = pool.proposer(0);
+    let scheduled = pool.nodes[p].address;
+    let not_valid = |v: &Option<(BlockHash, Validity)>| !matches!(v, Some((_, Validity::Valid)));
+
+    // A validator proposing out of turn: every other node refuses its block.
+    let q = pool.proposer(1);
+    let (_, parts) = pool.get_value(q, 0).await;
+    for (i, v) in pool.deliver(q, &parts).await.iter().enumerate() {
+        if i != q {
+            assert!(
+                matches!(v, Some((_, Validity::Invalid))),
+                "node {i} takes an out-of-turn block: {v:?}"
+            );
+        }
+    }
+
+    let (honest, parts) = pool.get_value(p, 0).await;
+    let key = pool.nodes[p].key.clone();
+    let stranger = Address(harness::consensus_key(99).verifying_key().to_bytes());
+    // What each hostile stream must get from every other node: refused after checking (Invalid), or dropped
+    // unread (None). Never Valid.
+    let invalid = |v: &Option<(BlockHash, Validity)>| matches!(v, Some((_, Validity::Invalid)));
+    let dropped = |v: &Option<(BlockHash, Validity)>| v.is_none();
+    type Expect = fn(&Option<(BlockHash, Validity)>) -> bool;
+    let hostile: [(&str, harness::Parts, Expect); 4] = [
+        // The scheduled proposer signs a block whose state root is not its transactions' outcome.
+        (
+            "a wrong state root",
+            forged(&parts, scheduled, &key, |d| d.header.state_root = B256::repeat_byte(1)),
+            invalid,
+        ),
+        // ... or one whose last commit lost signatures (below a quorum of the parent's set).
+        (
+            "a last commit without a quorum",
+            forged(&parts, scheduled, &key, |d| {
+                if let Some(c) = d.last_commit.as_mut() {
+                    c.signatures.truncate(1);
+                }
+            }),
+            invalid,
+        ),
+        // Someone else's key, the scheduled proposer's name.
+        (
+            "a stream not signed by the proposer it names",
+            forged(&parts, scheduled, &harness::consensus_key(99), |_| {}),
+            dropped,
+        ),
+        // A stranger proposing under its own name.
+        (
+            "a stranger's block",
+            forged(&parts, stranger, &harness::consensus_key(99), |_| {}),
+            not_valid,
+        ),
+    ];
+    for (what, forged_parts, expect) in &hostile {
+        for (i, v) in pool.deliver(p, forged_parts).await.iter().enumerate() {
+            if i != p {
+                assert!(expect(v), "node {i} on {what}: {v:?}");
+            }
+        }
+    }
+    // The scheduled proposer's own stream still counts, and the height is decided on it.
+    for (i, v) in pool.deliver(p, &parts).await.iter().enumerate() {
+        if i != p {
+            assert_eq!(
+                *v,
+                Some((honest, Validity::Valid)),
+                "node {i}'s verdict on the honest block"
+            );
+        }
+    }
+    pool.decide(0, honest).await;
+    pool.assert_one_chain();
+    assert_eq!(pool.nodes[0].chain.engine().head_hash().0, honest.0);
+}

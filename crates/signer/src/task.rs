@@ -1,0 +1,36 @@
+//! The signer task: its state ([`crate::state`]) fed from its mailbox ([`crate::mailbox`]) until the chain
+//! stops.
+
+use crate::mailbox::Mailbox;
+use crate::state::{Signer, REPEAT};
+use crate::{SharedSignerStatus, SignerConfig, SigningKey};
+use metis_chain::Chain;
+use metis_net::sighub::{Peer, SignHub, SignMsg};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tracing::{info_span, Instrument};
+
+/// Starts the signer task on the chain's commits (call it before consensus decides the next block). `key` is
+/// the key the node starts with; `last_report` the ledger's last reward report.
+pub fn spawn(
+    cfg: SignerConfig,
+    chain: &Chain,
+    hub: Arc<SignHub>,
+    from_peers: mpsc::Receiver<(Peer, Vec<SignMsg>)>,
+    key: Option<SigningKey>,
+    last_report: Option<metis_pos::RewardReport>,
+    status: SharedSignerStatus,
+) -> tokio::task::JoinHandle<()> {
+    let mut mailbox = Mailbox::new(chain.subscribe_committed(), from_peers, REPEAT);
+    let mut s = Signer::new(cfg, chain.engine().store().clone(), hub, status);
+    tokio::spawn(
+        async move {
+            s.start(key, last_report);
+            while let Some(input) = mailbox.recv().await {
+                s.handle(input);
+                s.publish_status();
+            }
+        }
+        .instrument(info_span!("signer")),
+    )
+}
