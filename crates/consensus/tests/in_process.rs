@@ -4,7 +4,7 @@
 mod harness;
 
 use alloy_primitives::B256;
-use harness::{forged, Pool};
+use harness::{double_vote, forged, Pool};
 use malachitebft_app_channel::app::types::core::Validity;
 use metis_execution::RecoveredTx;
 use metis_pos::{ElectionReason, Params};
@@ -176,4 +176,150 @@ async fn proposals_off_the_rules_are_refused_and_the_height_goes_on() {
     pool.decide(0, honest).await;
     pool.assert_one_chain();
     assert_eq!(pool.nodes[0].chain.engine().head_hash().0, honest.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocating_validator_is_jailed_by_the_next_block_and_bad_evidence_changes_nothing() {
+    let mut pool = Pool::start("inproc-evidence", params(100), &STAKES).await;
+    pool.honest_height(0).await;
+    let producer = pool.proposer(0);
+    let offender = pool.proposer(1);
+    let (offender_id, offender_key) = (pool.nodes[offender].sequencer, pool.nodes[offender].key.clone());
+    // Height 2: every node's Malachite caught the offender's double prevote for height 2, plus a "double vote"
+    // whose signatures some stranger made for the producer: the forged pair never enters a pool.
+    let h = pool.height;
+    let producer_address = pool.nodes[producer].address;
+    let evidence = move |_: usize| {
+        let mut ev = double_vote(&offender_key, h);
+        let forged_pair = double_vote(&harness::consensus_key(99), h);
+        for (_, pairs) in forged_pair.votes {
+            for (mut a, mut b) in pairs {
+                a.message.validator = producer_address;
+                b.message.validator = producer_address;
+                ev.votes.add(a, b);
+            }
+        }
+        ev
+    };
+    pool.honest_height_with(0, &evidence).await;
+    // Height 3: the producer's block carries the evidence; every validator checks it and votes for it.
+    pool.honest_height(0).await;
+    pool.assert_one_chain();
+    for i in 0..pool.nodes.len() {
+        let ledger = pool.ledger(i);
+        let jail = ledger.offences().jail(offender_id);
+        assert!(jail.is_some(), "node {i} jailed the offender");
+        assert!(
+            ledger.offences().jail(pool.nodes[producer].sequencer).is_none(),
+            "forged evidence jailed nobody"
+        );
+        assert_eq!(
+            ledger.offences().slashes().count(),
+            1,
+            "node {i}: one slash asked of L1"
+        );
+        assert!(!ledger.schedule().contains(&offender_id), "out of the proposer order");
+    }
+    let offence = pool.ledger(0).offences().offences()[0].clone();
+    assert_eq!((offence.misbehaviour.height, offence.included), (2, 3));
+
+    // The producer replays the spent evidence in its next block (re-signed, extra data fixed up): refused.
+    pool.start_round(0).await;
+    let p = pool.proposer(0);
+    let (honest, parts) = pool.get_value(p, 0).await;
+    let key = pool.nodes[p].key.clone();
+    let spent = metis_wire::evidence::Evidence::double_vote(
+        vote_record(&pool.nodes[offender].key, h, 1),
+        vote_record(&pool.nodes[offender].key, h, 2),
+    )
+    .expect("a double vote");
+    let replay = forged(&parts, pool.nodes[p].address, &key, |d| {
+        d.evidence = vec![spent];
+        let ledger_hash = B256::from_slice(&d.header.extra_data[..32]);
+        d.header.extra_data = metis_wire::block::extra_data(ledger_hash, &d.pos_txs, &d.evidence)
+            .expect("extra data")
+            .into();
+    });
+    for (i, v) in pool.deliver(p, &replay).await.iter().enumerate() {
+        if i != p {
+            assert!(
+                matches!(v, Some((_, Validity::Invalid))),
+                "node {i} takes spent evidence: {v:?}"
+            );
+        }
+    }
+    // The same block with fresh evidence against another validator is valid: the refusal above was the
+    // spending, not the re-signing.
+    let third = (0..pool.nodes.len())
+        .find(|i| *i != p && *i != offender)
+        .expect("a third node");
+    let fresh = metis_wire::evidence::Evidence::double_vote(
+        vote_record(&pool.nodes[third].key, h, 1),
+        vote_record(&pool.nodes[third].key, h, 2),
+    )
+    .expect("a double vote");
+    let with_fresh = forged(&parts, pool.nodes[p].address, &key, |d| {
+        d.evidence = vec![fresh];
+        let ledger_hash = B256::from_slice(&d.header.extra_data[..32]);
+        d.header.extra_data = metis_wire::block::extra_data(ledger_hash, &d.pos_txs, &d.evidence)
+            .expect("extra data")
+            .into();
+    });
+    for (i, v) in pool.deliver(p, &with_fresh).await.iter().enumerate() {
+        if i != p {
+            assert!(
+                matches!(v, Some((_, Validity::Valid))),
+                "node {i} refuses fresh evidence: {v:?}"
+            );
+        }
+    }
+    for (i, v) in pool.deliver(p, &parts).await.iter().enumerate() {
+        if i != p {
+            assert_eq!(*v, Some((honest, Validity::Valid)), "node {i}");
+        }
+    }
+    pool.decide(0, honest).await;
+    pool.assert_one_chain();
+    assert_eq!(pool.ledger(0).offences().offences().len(), 1, "punished once");
+}
+
+fn vote_record(
+    key: &ed25519_dalek::SigningKey,
+    height: metis_wire::types::Height,
+    value: u8,
+) -> metis_wire::evidence::SignedVoteRecord {
+    let vote = metis_wire::types::Vote {
+        vote_type: malachitebft_core_types::VoteType::Prevote,
+        height,
+        round: malachitebft_core_types::Round::new(0),
+        value: malachitebft_core_types::NilOrVal::Val(BlockHash([value; 32])),
+        validator: Address(key.verifying_key().to_bytes()),
+        extension: None,
+    };
+    let signature = metis_wire::signing::ConsensusSigner::new(key.clone()).sign_bytes(&vote.signing_bytes());
+    metis_wire::evidence::SignedVoteRecord { vote, signature }
+}
+
+/// A proposer restarted after it proposed (its WAL replays the round and consensus asks again) proposes the
+/// same block, never a second one: a different block for the same round would be a double proposal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_proposer_proposes_the_same_block_again() {
+    let mut pool = Pool::start("inproc-repropose", params(100), &STAKES).await;
+    pool.honest_height(0).await;
+    let p = pool.proposer(0);
+    // A transaction arrives between the two asks: a fresh build would differ.
+    pool.start_round(0).await;
+    let (first, _) = pool.get_value(p, 0).await;
+    pool.restart(p).await;
+    submit_transfer(&pool, p, 0);
+    pool.start_round(0).await;
+    let (again, parts) = pool.get_value(p, 0).await;
+    assert_eq!(again, first, "the same block after the restart");
+    for (i, v) in pool.deliver(p, &parts).await.iter().enumerate() {
+        if i != p {
+            assert_eq!(*v, Some((first, Validity::Valid)), "node {i}");
+        }
+    }
+    pool.decide(0, first).await;
+    pool.assert_one_chain();
 }

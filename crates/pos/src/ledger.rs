@@ -5,6 +5,7 @@ use crate::election::{elect, fallback_order, weight_of};
 use crate::history::{Archived, ArchivedEpoch, History};
 use crate::key_state::{KeyError, KeyOutcome, KeyState};
 use crate::l1_events::{AppliedL1, L1Event, PosTx};
+use crate::offences::{Inadmissible, Misbehaviour, OffenceState};
 use crate::rewards::RewardState;
 use crate::types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus, SetChange};
 use alloy_primitives::{keccak256, B256, U256};
@@ -29,6 +30,12 @@ pub enum LedgerError {
     },
     #[error("no electable sequencer")]
     NoCandidates,
+    #[error("misbehaviour of sequencer {sequencer} at height {height}: {reason}")]
+    Inadmissible {
+        sequencer: SequencerId,
+        height: u64,
+        reason: Inadmissible,
+    },
     #[error(
         "L1 event at block {block} log {log} is not after the last applied one (block {last_block} log {last_log})"
     )]
@@ -84,6 +91,9 @@ pub struct Ledger {
     /// Records handed over to the node's store ([`Ledger::take_history`]).
     #[serde(default)]
     archived: Archived,
+    /// Jails, punished offences, slashes asked of L1, downtime windows.
+    #[serde(default)]
+    offences: OffenceState,
 }
 
 /// Whether 32 bytes fail to be an ed25519 public key. The contract checks shape only; a validator whose key
@@ -138,6 +148,10 @@ fn encode_epoch(e: &Epoch, out: &mut Vec<u8>) {
             out.extend_from_slice(&failed.to_be_bytes());
             out.extend_from_slice(&misses.to_be_bytes());
         }
+        ElectionReason::Jailed { producer } => {
+            out.push(3);
+            out.extend_from_slice(&producer.to_be_bytes());
+        }
     }
     out.extend_from_slice(e.seed.as_slice());
     out.extend_from_slice(&e.missed.to_be_bytes());
@@ -182,6 +196,7 @@ impl Ledger {
             batches: BatchState::default(),
             rewards: RewardState::default(),
             archived: Archived::default(),
+            offences: OffenceState::default(),
         };
         if ledger.validators().is_empty() {
             return Err(LedgerError::Genesis("no active sequencer with voting power"));
@@ -304,11 +319,12 @@ impl Ledger {
             .filter(|e| matches!(e.reason, ElectionReason::ReElection { .. }))
     }
 
-    /// The validator set: active sequencers with voting power (stake up to the cap, in power units).
+    /// The validator set: active sequencers with voting power (stake up to the cap, in power units), but those
+    /// jailed before the running epoch.
     pub fn validators(&self) -> Vec<(SequencerId, u64)> {
         self.sequencers
             .values()
-            .filter(|s| s.status == SequencerStatus::Active && !s.l1_jailed)
+            .filter(|s| s.status == SequencerStatus::Active && !s.l1_jailed && !self.offences.out_of_set(s.id))
             .filter_map(|s| {
                 let power = weight_of(s, &self.params) / self.params.power_unit;
                 let power = u64::try_from(power).unwrap_or(u64::MAX);
@@ -317,12 +333,22 @@ impl Ledger {
             .collect()
     }
 
+    /// Who may propose and be elected, by weight: validators not jailed (all validators if every one is:
+    /// liveness first).
     fn weights(&self) -> Vec<(SequencerId, U256)> {
-        self.sequencers
-            .values()
-            .filter(|s| s.status == SequencerStatus::Active && !s.l1_jailed)
+        let active = || {
+            self.sequencers
+                .values()
+                .filter(|s| s.status == SequencerStatus::Active && !s.l1_jailed && !self.offences.out_of_set(s.id))
+        };
+        let free: Vec<_> = active()
+            .filter(|s| !self.offences.jailed(s.id))
             .map(|s| (s.id, weight_of(s, &self.params)))
-            .collect()
+            .collect();
+        if !free.is_empty() {
+            return free;
+        }
+        active().map(|s| (s.id, weight_of(s, &self.params))).collect()
     }
 
     /// Who proposes the next block in `round`: the epoch's producer in round 0, then the fallback order.
@@ -438,6 +464,7 @@ impl Ledger {
                 got: b.proposer,
             });
         }
+        self.count_commit(b);
         let epoch_id = self.current_epoch().id;
         *self.produced.entry((epoch_id, b.proposer)).or_default() += 1;
         if b.round > 0 {
@@ -473,12 +500,88 @@ impl Ledger {
             self.params.batch_blocks,
             self.params.batch_interval_secs,
         );
+        self.replace_jailed_producer(b.seed)?;
         if self.params.key_phase_blocks > 0 {
             self.keys.expire(b.height);
             let ids: Vec<SequencerId> = self.validators().into_iter().map(|(id, _)| id).collect();
             self.keys.maybe_open(&ids, b.height + 1, self.params.key_phase_blocks);
         }
         Ok(())
+    }
+
+    /// Downtime: counts the parent's commit the block carries. Not for the first block of an epoch, whose
+    /// parent another set may have signed (a missed count there would not be provable against this set).
+    fn count_commit(&mut self, b: &BlockInfo) {
+        if self.params.downtime_window == 0 || b.height < 2 || b.height == self.current_epoch().first_block {
+            return;
+        }
+        let set: Vec<SequencerId> = self.validators().into_iter().map(|(id, _)| id).collect();
+        let window = self.params.downtime_window;
+        let min_signed = u128::from(window).saturating_mul(u128::from(self.params.min_signed_bps)) / 10_000;
+        let max_missed = u64::try_from(u128::from(window).saturating_sub(min_signed)).unwrap_or(u64::MAX);
+        let until = self.current_epoch().id + 1 + self.params.jail_epochs;
+        self.offences
+            .record_commit(b.height, &set, &b.signers, window, max_missed, until);
+    }
+
+    /// A producer jailed while its epoch runs is replaced from the next height: the epoch ends here and a new
+    /// one is drawn without it (or, if the epoch has no block yet, its producer is drawn again).
+    fn replace_jailed_producer(&mut self, seed: B256) -> Result<(), LedgerError> {
+        let e = self.current_epoch().clone();
+        if !self.offences.jailed(e.producer) || self.weights().iter().all(|(id, _)| *id == e.producer) {
+            return Ok(());
+        }
+        let reason = ElectionReason::Jailed { producer: e.producer };
+        if e.first_block > self.height {
+            let producer = self.draw(seed, e.id, Some(e.producer))?;
+            let last = self.epochs.len() - 1;
+            self.epochs[last].producer = producer;
+            self.epochs[last].reason = reason;
+            return Ok(());
+        }
+        self.end_current_epoch();
+        self.apply_pending_set_changes(e.id + 1);
+        self.start_epoch(seed, reason, Some(e.producer))
+    }
+
+    /// Takes the misbehaviour the block just applied carried (checked by consensus before voting), after
+    /// [`Ledger::apply_block`] with its `seed`: each offender is jailed, its offence recorded and a slash asked.
+    /// Inadmissible evidence is refused and changes nothing.
+    pub fn apply_misbehaviour(&mut self, reports: &[Misbehaviour], seed: B256) -> Result<(), LedgerError> {
+        let mut next = self.offences.clone();
+        for m in reports {
+            let refuse = |reason| LedgerError::Inadmissible {
+                sequencer: m.sequencer,
+                height: m.height,
+                reason,
+            };
+            let stake = self
+                .sequencers
+                .get(&m.sequencer)
+                .map(|s| s.stake)
+                .ok_or(refuse(Inadmissible::UnknownSequencer))?;
+            next.admissible(m, self.height, self.params.evidence_max_age)
+                .map_err(refuse)?;
+            let slash = stake.saturating_mul(U256::from(self.params.slash_double_sign_bps)) / U256::from(10_000u64);
+            let until = self.current_epoch().id + 1 + self.params.jail_epochs;
+            next.punish(m, self.height, slash, until);
+        }
+        self.offences = next;
+        self.replace_jailed_producer(seed)
+    }
+
+    /// Whether the next block may carry `m`.
+    pub fn admissible(&self, m: &Misbehaviour) -> Result<(), Inadmissible> {
+        if !self.sequencers.contains_key(&m.sequencer) {
+            return Err(Inadmissible::UnknownSequencer);
+        }
+        self.offences
+            .admissible(m, self.height + 1, self.params.evidence_max_age)
+    }
+
+    /// Jails, punished offences, open slashes and downtime windows.
+    pub fn offences(&self) -> &OffenceState {
+        &self.offences
     }
 
     /// Reward reports so far (the last one, and where the next starts).
@@ -603,9 +706,12 @@ impl Ledger {
                 }
                 self.pending_cap = Some(*amount);
             }
-            L1Event::Slashed { id, .. } | L1Event::Relocked { id, .. } | L1Event::Withdraw { id, .. } => {
-                self.known(*id)?
+            L1Event::Slashed { id, evidence, .. } => {
+                self.known(*id)?;
+                // The slash asked for this evidence is done (a slash L1 made on its own is only recorded).
+                self.offences.on_slashed(evidence);
             }
+            L1Event::Relocked { id, .. } | L1Event::Withdraw { id, .. } => self.known(*id)?,
             L1Event::WhitelistChanged { .. } | L1Event::SetMinLock { .. } | L1Event::ParameterChanged { .. } => {}
         }
         Ok(())
@@ -633,6 +739,9 @@ impl Ledger {
                 s.l1_jailed = jailed;
             }
         }
+        let sequencers = &self.sequencers;
+        self.offences
+            .on_boundary(new_epoch, |id| sequencers.get(&id).is_some_and(|s| s.l1_jailed));
         if let Some(cap) = self.pending_cap.take() {
             self.params.stake_cap = cap;
         }
@@ -648,7 +757,11 @@ impl Ledger {
             }
         }
         if self.validators().is_empty() {
-            // Keep the chain alive: undo the exits and retry at the next boundary.
+            // Keep the chain alive: jailed validators stay in the set (out of the schedule) ...
+            self.offences.keep_in_set();
+        }
+        if self.validators().is_empty() {
+            // ... and exits are undone, to be retried at the next boundary.
             for id in &exits {
                 if let Some(s) = self.sequencers.get_mut(id) {
                     s.status = SequencerStatus::Active;
@@ -732,6 +845,12 @@ impl Ledger {
         self.batches.hash_input(&mut buf);
         buf.extend_from_slice(&self.params.reward_epochs.to_be_bytes());
         self.rewards.hash_input(&mut buf);
+        buf.extend_from_slice(&self.params.slash_double_sign_bps.to_be_bytes());
+        buf.extend_from_slice(&self.params.evidence_max_age.to_be_bytes());
+        buf.extend_from_slice(&self.params.downtime_window.to_be_bytes());
+        buf.extend_from_slice(&self.params.min_signed_bps.to_be_bytes());
+        buf.push(self.params.batch_blobs as u8);
+        self.offences.hash_input(&mut buf);
         keccak256(buf)
     }
 }
@@ -753,6 +872,7 @@ mod tests {
                 seed: keccak256(h.to_be_bytes()),
                 timestamp: 0,
                 txs: 0,
+                signers: vec![],
             })
             .unwrap();
         }
@@ -812,6 +932,7 @@ mod tests {
             seed: seed(l.height() + 1),
             timestamp: 0,
             txs: 0,
+            signers: vec![],
         };
         l.apply_block(&b).unwrap();
         b
@@ -978,6 +1099,7 @@ mod tests {
             seed: B256::ZERO,
             timestamp: 0,
             txs: 0,
+            signers: vec![],
         };
         assert!(matches!(l.apply_block(&bad), Err(LedgerError::WrongProposer { .. })));
         let gap = BlockInfo {
@@ -987,6 +1109,7 @@ mod tests {
             seed: B256::ZERO,
             timestamp: 0,
             txs: 0,
+            signers: vec![],
         };
         assert!(matches!(l.apply_block(&gap), Err(LedgerError::OutOfOrder { .. })));
         assert_eq!(l, four(), "refused blocks change nothing");
@@ -1348,5 +1471,143 @@ mod tests {
         let share = by_2 / l.epochs().len() as f64;
         // Expected 0.8; 4-sigma over ~4000 draws is about 0.025.
         assert!((share - 0.8).abs() < 0.025, "share of the 80% staker: {share}");
+    }
+
+    fn misbehaviour(sequencer: SequencerId, height: u64, tag: u8) -> Misbehaviour {
+        Misbehaviour {
+            kind: crate::offences::OffenceKind::DoubleVote,
+            sequencer,
+            height,
+            evidence: B256::repeat_byte(tag),
+        }
+    }
+
+    /// Proven equivocation: jailed at once (out of the schedule, the producer replaced), a slash of 5% of its
+    /// stake asked, out of the set at the next boundary, the L1 slash closes the request; replays are refused
+    /// and change nothing.
+    #[test]
+    fn equivocation_jails_at_once_and_asks_l1_for_a_slash() {
+        let mut l = four();
+        for _ in 0..3 {
+            decide(&mut l, &[]);
+        }
+        let offender = l.current_epoch().producer;
+        let stake = l.sequencer(offender).unwrap().stake;
+        let b = decide(&mut l, &[]);
+        assert_eq!(b.height, 4);
+        let untouched = l.clone();
+        l.apply_misbehaviour(&[misbehaviour(offender, 2, 1)], seed(4)).unwrap();
+        assert_ne!(l.state_hash(), untouched.state_hash());
+        let e = l.current_epoch();
+        assert_eq!(e.reason, ElectionReason::Jailed { producer: offender });
+        assert_eq!(
+            e.first_block, 5,
+            "the epoch ended with the block that carried the evidence"
+        );
+        assert!(
+            !l.schedule().contains(&offender),
+            "out of the schedule from the next height"
+        );
+        let slashes: Vec<_> = l.offences().slashes_at(4).cloned().collect();
+        assert_eq!(slashes.len(), 1);
+        assert_eq!(slashes[0].amount, stake * U256::from(500u64) / U256::from(10_000u64));
+        // The ledger ended the epoch, so the set changed at once: the offender left it.
+        assert!(!l.validators().iter().any(|(id, _)| *id == offender));
+        assert_eq!(l.set_changes().last().map(|c| c.left.clone()), Some(vec![offender]));
+        // A replay, more evidence of the same incident, an unknown sequencer: refused, nothing changes.
+        let before = l.clone();
+        for bad in [
+            misbehaviour(offender, 2, 1),
+            misbehaviour(offender, 3, 2),
+            misbehaviour(99, 3, 3),
+        ] {
+            assert!(l.apply_misbehaviour(&[bad], seed(4)).is_err());
+            assert_eq!(l, before);
+        }
+        // L1 slashed: the request is done.
+        let slashed = PosTx {
+            position: crate::l1_events::L1Position {
+                block_number: 10,
+                block_hash: B256::repeat_byte(10),
+                tx_index: 0,
+                log_index: 0,
+            },
+            event: L1Event::Slashed {
+                id: offender,
+                amount: slashes[0].amount,
+                evidence: B256::repeat_byte(1),
+            },
+        };
+        l.apply_l1_event(&slashed).unwrap();
+        assert_eq!(l.offences().slashes().count(), 0);
+        // Released at the boundary after jail_epochs, when L1 does not hold it jailed.
+        for _ in 0..40 {
+            decide(&mut l, &[]);
+        }
+        assert!(l.offences().jail(offender).is_none());
+        assert!(l.validators().iter().any(|(id, _)| *id == offender));
+    }
+
+    /// A jailed sequencer that is not the producer stays a validator until the epoch ends, out of the
+    /// fallback order at once.
+    #[test]
+    fn a_jailed_validator_leaves_the_set_at_the_next_boundary() {
+        let mut l = four();
+        decide(&mut l, &[]);
+        decide(&mut l, &[]);
+        let producer = l.current_epoch().producer;
+        let offender = *l.schedule().iter().find(|id| **id != producer).unwrap();
+        l.apply_misbehaviour(&[misbehaviour(offender, 1, 7)], seed(2)).unwrap();
+        assert_eq!(l.current_epoch().producer, producer);
+        assert!(!l.schedule().contains(&offender));
+        assert!(
+            l.validators().iter().any(|(id, _)| *id == offender),
+            "still a validator this epoch"
+        );
+        while l.current_epoch().id == 0 {
+            decide(&mut l, &[]);
+        }
+        assert!(!l.validators().iter().any(|(id, _)| *id == offender));
+    }
+
+    /// Downtime: a validator missing from the commits past the window's limit is jailed without a slash.
+    #[test]
+    fn downtime_jails_without_a_slash() {
+        let mut l = Ledger::genesis(
+            Params {
+                epoch_length: 50,
+                downtime_window: 10,
+                min_signed_bps: 5_000,
+                ..Default::default()
+            },
+            vec![seq(1, 20_000), seq(2, 30_000), seq(3, 40_000), seq(4, 50_000)],
+            B256::ZERO,
+        )
+        .unwrap();
+        let absent = 1;
+        for h in 1..=20u64 {
+            let mut b = decide_info(&l);
+            b.signers = [1, 2, 3, 4].into_iter().filter(|id| *id != absent || h < 4).collect();
+            l.apply_block(&b).unwrap();
+        }
+        let jail = l.offences().jail(absent).expect("jailed");
+        assert!(matches!(
+            jail.reason,
+            crate::offences::JailReason::Downtime { missed: 6 }
+        ));
+        assert_eq!(l.offences().slashes().count(), 0);
+        assert!(!l.schedule().contains(&absent));
+    }
+
+    fn decide_info(l: &Ledger) -> BlockInfo {
+        BlockInfo {
+            height: l.height() + 1,
+            round: 0,
+            proposer: l.proposer(0),
+            seed: seed(l.height() + 1),
+            timestamp: 0,
+            txs: 0,
+            signers: vec![],
+        }
     }
 }

@@ -19,6 +19,8 @@
 //!   taken with the round's last block; the old sharing signs until the new one is in.
 //! - Reward reports ([`RewardState`]): blocks produced per sequencer over a range of epochs, for L1.
 //! - Batch cuts ([`BatchState`]): which blocks form the next batch for L1, whose header the threshold key signs.
+//! - Accountability ([`OffenceState`]): proven equivocation jails at once and asks L1 for a slash; downtime
+//!   (a signed-blocks window over the commits blocks carry) jails without a slash.
 
 mod batch_cuts;
 mod election;
@@ -26,6 +28,7 @@ mod history;
 mod key_state;
 mod l1_events;
 mod ledger;
+mod offences;
 mod rewards;
 mod types;
 
@@ -37,5 +40,8 @@ pub use key_state::{
 };
 pub use l1_events::{AppliedL1, L1Event, L1Position, L1Source, NoL1, PosTx};
 pub use ledger::{Ledger, LedgerError};
+pub use offences::{
+    Inadmissible, Jail, JailReason, Misbehaviour, Offence, OffenceKind, OffenceState, SigningWindow, SlashRequest,
+};
 pub use rewards::{RewardReport, RewardState};
 pub use types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus, SetChange};

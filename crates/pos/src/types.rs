@@ -33,6 +33,30 @@ pub struct Params {
     /// the ledger because the header every node signs depends on it.
     #[serde(default)]
     pub batch_blobs: bool,
+    /// Share of its stake (basis points) a sequencer proven to equivocate is slashed on L1.
+    #[serde(default = "default_slash_double_sign_bps")]
+    pub slash_double_sign_bps: u32,
+    /// Blocks between an offence and the block that carries its evidence at most.
+    #[serde(default = "default_evidence_max_age")]
+    pub evidence_max_age: u64,
+    /// Commits over which a validator's signatures are counted for downtime (0 = no downtime jailing).
+    #[serde(default)]
+    pub downtime_window: u64,
+    /// Share of the window's commits (basis points) a validator must sign to stay out of jail.
+    #[serde(default = "default_min_signed_bps")]
+    pub min_signed_bps: u32,
+}
+
+fn default_slash_double_sign_bps() -> u32 {
+    500
+}
+
+fn default_evidence_max_age() -> u64 {
+    1000
+}
+
+fn default_min_signed_bps() -> u32 {
+    500
 }
 
 impl Default for Params {
@@ -49,6 +73,10 @@ impl Default for Params {
             batch_interval_secs: 0,
             reward_epochs: 0,
             batch_blobs: false,
+            slash_double_sign_bps: default_slash_double_sign_bps(),
+            evidence_max_age: default_evidence_max_age(),
+            downtime_window: 0,
+            min_signed_bps: default_min_signed_bps(),
         }
     }
 }
@@ -91,6 +119,10 @@ pub enum ElectionReason {
         failed: SequencerId,
         misses: u32,
     },
+    /// The producer was jailed (proven equivocation, or downtime) while its epoch ran.
+    Jailed {
+        producer: SequencerId,
+    },
 }
 
 /// One epoch: its blocks and its producer. Kept for every epoch (rotation records).
@@ -122,6 +154,8 @@ pub struct BlockInfo {
     /// Block timestamp (seconds) and number of transactions: where batches are cut.
     pub timestamp: u64,
     pub txs: u64,
+    /// The validators whose precommit the parent's commit, carried by this block, holds (downtime counting).
+    pub signers: Vec<SequencerId>,
 }
 
 /// A change of the validator set at an epoch boundary.

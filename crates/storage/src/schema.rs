@@ -5,7 +5,7 @@
 //! output is the threshold library's encoding. Nothing outside this module names a key.
 
 /// The store's layout version: a data dir written with another one is refused at open.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 pub const STORE_VERSION: &str = "store/version";
 
 /// The head block (number and hash, fixed-width) and the genesis hash the chain was created with.
@@ -40,6 +40,11 @@ pub fn carried(h: u64) -> String {
 /// The PoS transactions block `h` carried (absent: none).
 pub fn pos_txs(h: u64) -> String {
     indexed("postxs", h)
+}
+
+/// The evidence block `h` carried (its encoded items), stored only for blocks that carried any.
+pub fn evidence_at(h: u64) -> String {
+    indexed("evidence", h)
 }
 
 /// The next batch index whose header is to be derived.

@@ -1,8 +1,10 @@
 //! The decided value's body as it travels (proposal parts, sync): the header, the transactions, the PoS
-//! transactions (L1 staking events) and the commit certificate of the parent block ("last commit").
+//! transactions (L1 staking events), evidence of equivocation, and the commit certificate of the parent block
+//! ("last commit").
 //!
 //! The header's extra data is 64 bytes: the PoS ledger's state hash before the block, then the root of the
-//! block's PoS transactions ([`pos_root`]), so the block hash (the value consensus decides) commits to both.
+//! block's PoS transactions and evidence ([`pos_root`]), so the block hash (the value consensus decides)
+//! commits to all of it.
 //!
 //! The last commit does two jobs. Its digest is the block's PREVRANDAO (`mix_hash`), which the header hash
 //! commits to, and the PoS ledger seeds each election with the `mix_hash` of the block that closes the epoch.
@@ -10,6 +12,7 @@
 //! sequencer can compute in advance (see docs/architecture.md, "Election seed").
 
 use crate::codec::WireCertificate;
+use crate::evidence::{Evidence, MAX_EVIDENCE_BYTES};
 use crate::signing::{extension_bytes, verify};
 use crate::types::{BlockHash, Height, MetisContext, ValidatorSet};
 use alloy_consensus::{Header, TxEnvelope};
@@ -29,12 +32,15 @@ pub const MAX_EXTENSION_BYTES: usize = 256 * 1024;
 pub const MAX_POS_TXS: usize = 64;
 /// Largest encoded PoS transaction.
 const MAX_POS_TX_BYTES: usize = 4096;
+/// Evidence items per block at most (more waits for the next blocks).
+pub const MAX_EVIDENCE_PER_BLOCK: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 struct WireBlock {
     header_rlp: Vec<u8>,
     txs: Vec<Vec<u8>>,
     pos_txs: Vec<Vec<u8>>,
+    evidence: Vec<Vec<u8>>,
     last_commit: Option<WireCertificate>,
 }
 
@@ -43,15 +49,23 @@ pub struct BlockData {
     pub header: Header,
     pub txs: Vec<RecoveredTx>,
     pub pos_txs: Vec<PosTx>,
+    pub evidence: Vec<Evidence>,
     pub last_commit: Option<WireCertificate>,
 }
 
-/// The root the header commits to: keccak over the PoS transactions' canonical encodings, length-prefixed.
-pub fn pos_root(pos_txs: &[PosTx]) -> Result<B256, BlockDataError> {
-    let mut buf = b"metis-seq/pos-txs/v2".to_vec();
+/// The root the header commits to: keccak over the canonical encodings of the PoS transactions, then of the
+/// evidence, each list counted and each item length-prefixed.
+pub fn pos_root(pos_txs: &[PosTx], evidence: &[Evidence]) -> Result<B256, BlockDataError> {
+    let mut buf = b"metis-seq/pos-txs/v3".to_vec();
     buf.extend_from_slice(&(pos_txs.len() as u64).to_be_bytes());
     for t in pos_txs {
         let b = pos_tx_bytes(t)?;
+        buf.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        buf.extend_from_slice(&b);
+    }
+    buf.extend_from_slice(&(evidence.len() as u64).to_be_bytes());
+    for e in evidence {
+        let b = e.to_bytes().map_err(|e| BlockDataError::Encoding(e.to_string()))?;
         buf.extend_from_slice(&(b.len() as u64).to_be_bytes());
         buf.extend_from_slice(&b);
     }
@@ -62,10 +76,11 @@ fn pos_tx_bytes(t: &PosTx) -> Result<Vec<u8>, BlockDataError> {
     t.to_bytes().map_err(|e| BlockDataError::Encoding(e.to_string()))
 }
 
-/// The header's extra data: the ledger hash before the block, then the PoS transactions' root.
-pub fn extra_data(ledger_hash: B256, pos_txs: &[PosTx]) -> Result<Vec<u8>, BlockDataError> {
+/// The header's extra data: the ledger hash before the block, then the root of its PoS transactions and
+/// evidence.
+pub fn extra_data(ledger_hash: B256, pos_txs: &[PosTx], evidence: &[Evidence]) -> Result<Vec<u8>, BlockDataError> {
     let mut v = ledger_hash.to_vec();
-    v.extend_from_slice(pos_root(pos_txs)?.as_slice());
+    v.extend_from_slice(pos_root(pos_txs, evidence)?.as_slice());
     Ok(v)
 }
 
@@ -87,12 +102,17 @@ pub fn encode_block<'a>(
     header: &Header,
     txs: impl IntoIterator<Item = &'a TxEnvelope>,
     pos_txs: &[PosTx],
+    evidence: &[Evidence],
     last_commit: Option<&WireCertificate>,
 ) -> Result<Vec<u8>, BlockDataError> {
     let wire = WireBlock {
         header_rlp: alloy_rlp::encode(header),
         txs: txs.into_iter().map(|t| t.encoded_2718()).collect(),
         pos_txs: pos_txs.iter().map(pos_tx_bytes).collect::<Result<_, _>>()?,
+        evidence: evidence
+            .iter()
+            .map(|e| e.to_bytes().map_err(|e| BlockDataError::Encoding(e.to_string())))
+            .collect::<Result<_, _>>()?,
         last_commit: last_commit.cloned(),
     };
     borsh::to_vec(&wire).map_err(|e| BlockDataError::Encoding(e.to_string()))
@@ -104,6 +124,7 @@ impl BlockData {
             &self.header,
             self.txs.iter().map(|t| &t.envelope),
             &self.pos_txs,
+            &self.evidence,
             self.last_commit.as_ref(),
         )
     }
@@ -148,6 +169,23 @@ impl BlockData {
                     .ok_or_else(|| BlockDataError::Encoding(format!("PoS transaction {i} does not decode")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if wire.evidence.len() > MAX_EVIDENCE_PER_BLOCK {
+            return Err(BlockDataError::Encoding(format!(
+                "{} evidence items, at most {MAX_EVIDENCE_PER_BLOCK}",
+                wire.evidence.len()
+            )));
+        }
+        let evidence = wire
+            .evidence
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                (b.len() <= MAX_EVIDENCE_BYTES)
+                    .then(|| Evidence::from_bytes(b).ok())
+                    .flatten()
+                    .ok_or_else(|| BlockDataError::Encoding(format!("evidence {i} does not decode")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut envelopes = Vec::with_capacity(wire.txs.len());
         for (index, raw) in wire.txs.iter().enumerate() {
             let mut b = raw.as_slice();
@@ -170,6 +208,7 @@ impl BlockData {
             header,
             txs,
             pos_txs,
+            evidence,
             last_commit: wire.last_commit,
         })
     }
@@ -339,7 +378,7 @@ mod tests {
             number: 3,
             ..Default::default()
         };
-        let bytes = encode_block(&header, txs.iter().map(|t| &t.envelope), &[], None).unwrap();
+        let bytes = encode_block(&header, txs.iter().map(|t| &t.envelope), &[], &[], None).unwrap();
         // Every third transaction is held (with its sender); the other 466 are recovered on several threads.
         let held: std::collections::HashMap<B256, RecoveredTx> =
             txs.iter().step_by(3).map(|t| (t.hash, t.clone())).collect();
@@ -366,6 +405,7 @@ mod tests {
             header_rlp,
             txs: tampered,
             pos_txs: vec![],
+            evidence: vec![],
             last_commit: None,
         };
         let bad = borsh::to_vec(&wire).expect("encode");

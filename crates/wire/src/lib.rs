@@ -5,6 +5,7 @@
 
 pub mod block;
 pub mod codec;
+pub mod evidence;
 pub mod signing;
 pub mod types;
 

@@ -9,7 +9,8 @@ use malachitebft_core_types::{SignedMessage, ValidatorProof, VoteExtensionScope}
 use malachitebft_signing::{Error, Signer, VerificationResult, Verifier};
 use sha2::{Digest, Sha256};
 
-fn proposal_bytes(p: &Proposal) -> Vec<u8> {
+/// What a proposal's signature covers: the proposal under its domain tag.
+pub(crate) fn proposal_bytes(p: &Proposal) -> Vec<u8> {
     let mut out = b"metis-seq/proposal/v1".to_vec();
     let _ = p.serialize(&mut out);
     out

@@ -68,11 +68,13 @@ impl App {
         };
         let meta: Vec<(&str, &[u8])> = rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
         let txs = c.executed.transactions.len();
+        let (evidence, offences) = (c.evidence.clone(), c.misbehaviour.clone());
         self.last_decision = Some(c.seen.min(Instant::now()));
         self.backend.commit_decided(c.executed, &meta, committed)?;
         let epoch_before = self.ledger.current_epoch().id;
         self.ledger = ledger;
         self.after_commit(height, set, wire, completed.as_ref());
+        self.evidence_decided(height, &evidence, &offences);
         self.log_decision(cert, round, txs, epoch_before);
         Ok(())
     }
@@ -112,8 +114,24 @@ impl App {
             seed: c.executed.header.mix_hash,
             timestamp: c.executed.header.timestamp,
             txs: c.executed.transactions.len() as u64,
+            signers: self.parent_signers(c),
         })?;
+        // Offences take effect from the next height (the block itself was proposed under the old schedule).
+        ledger.apply_misbehaviour(&c.misbehaviour, c.executed.header.mix_hash)?;
         Ok((ledger, completed))
+    }
+
+    /// The validators whose precommit the block's last commit (of its parent, checked against the parent's set
+    /// before voting) holds.
+    fn parent_signers(&self, c: &Candidate) -> Vec<u64> {
+        match (&c.last_commit, &self.head_set) {
+            (Some(commit), Some(set)) => commit
+                .signatures
+                .iter()
+                .filter_map(|(a, _, _)| set.by_address(a).map(|v| v.sequencer))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// The rows the block's commit writes: the ledger (after handing its old records to the store, so the
@@ -141,6 +159,7 @@ impl App {
         if !c.pos_txs.is_empty() {
             rows.push((schema::pos_txs(h), encode(&c.pos_txs)?));
         }
+        rows.extend(super::evidence::evidence_rows(h, &c.evidence)?);
         if let Some(d) = completed {
             rows.push((
                 schema::KEY_OUTPUT.to_string(),

@@ -11,6 +11,7 @@
 //! - [`sync`]: serve decided blocks with their certificates; validate synced blocks the same way as proposals.
 
 mod decide;
+pub mod evidence;
 mod height;
 mod propose;
 mod stream;
@@ -32,6 +33,7 @@ use metis_pos::{L1Source, Ledger, NoL1, PosTx};
 use metis_storage::schema;
 use metis_wire::block::BlockData;
 use metis_wire::codec::WireCertificate;
+use metis_wire::evidence::Evidence;
 use metis_wire::signing::ConsensusSigner;
 use metis_wire::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart, ValidatorSet};
 use std::collections::{BTreeMap, HashMap};
@@ -89,6 +91,9 @@ struct Candidate {
     executed: ExecutedBlock,
     /// L1 events the block carries, checked against this node's L1 view.
     pos_txs: Vec<PosTx>,
+    /// Equivocation evidence the block carries, and the offences it proves (checked before voting).
+    evidence: Vec<Evidence>,
+    misbehaviour: Vec<metis_pos::Misbehaviour>,
     /// The parent's commit certificate the block carries.
     last_commit: Option<WireCertificate>,
     /// The block as it travels (stored before voting, re-streamed on request).
@@ -159,6 +164,8 @@ pub struct App {
     /// The threshold key's rounds and this node's share.
     keys: metis_keyrounds::KeyEngine,
     share_sink: Option<ShareSink>,
+    /// Verified equivocation evidence waiting for a block, by hash (bounded: `evidence::MAX_PENDING_EVIDENCE`).
+    evidence: BTreeMap<B256, Evidence>,
 }
 
 fn now_secs() -> u64 {
@@ -170,6 +177,11 @@ fn now_secs() -> u64 {
 
 /// A stored validator set: (sequencer id, consensus key, power) and the proposer schedule.
 type SetRecord = (Vec<(u64, [u8; 32], u64)>, Vec<u64>);
+
+/// A stored validator set as the set it records.
+fn set_record_to_set((v, schedule): &SetRecord) -> Result<ValidatorSet, AppError> {
+    Ok(ValidatorSet::new(v, schedule)?)
+}
 
 fn set_record(set: &ValidatorSet) -> SetRecord {
     let v: Vec<(u64, [u8; 32], u64)> = set
@@ -245,6 +257,7 @@ impl App {
             l1_margin: 0,
             keys: metis_keyrounds::KeyEngine::new(None, None, None),
             share_sink: None,
+            evidence: BTreeMap::new(),
         })
     }
 
@@ -265,10 +278,10 @@ impl App {
                 ledger.height()
             )));
         }
-        let (v, schedule): SetRecord = store
+        let record: SetRecord = store
             .get(&schema::valset(head))?
             .ok_or_else(|| AppError::Corrupt(schema::valset(head)))?;
-        let set = ValidatorSet::new(&v, &schedule)?;
+        let set = set_record_to_set(&record)?;
         let cert: WireCertificate = store
             .get(&schema::cert(head))?
             .ok_or_else(|| AppError::Corrupt(schema::cert(head)))?;
@@ -368,10 +381,19 @@ impl App {
             let Ok(data) = BlockData::decode(&p.block) else {
                 continue;
             };
+            let offences = evidence::misbehaviour_of(&data.evidence, &self.ledger, &|e| self.offender(e));
+            let Ok(misbehaviour) = offences else {
+                warn!(
+                    height = next.0,
+                    "stored proposal's evidence is no longer admissible; dropped"
+                );
+                continue;
+            };
             let BlockData {
                 header,
                 txs,
                 pos_txs,
+                evidence,
                 last_commit,
             } = data;
             let executed = match self.backend.engine().validate(&header, txs) {
@@ -387,6 +409,8 @@ impl App {
                 Candidate {
                     executed,
                     pos_txs,
+                    evidence,
+                    misbehaviour,
                     last_commit,
                     encoded: p.block,
                     round: p.round,
@@ -535,9 +559,12 @@ impl App {
             AppMsg::Finalized {
                 certificate,
                 extensions,
+                evidence,
                 reply,
-                ..
-            } => self.on_finalized(&certificate, &extensions, reply)?,
+            } => {
+                self.take_evidence(&evidence);
+                self.on_finalized(&certificate, &extensions, reply)?
+            }
             AppMsg::GetDecidedValues { range, reply } => {
                 let _ = reply.send(self.decided_values(range.start().0, range.end().0)?);
             }

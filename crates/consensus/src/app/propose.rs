@@ -44,12 +44,17 @@ impl App {
         out
     }
 
-    /// Builds this node's proposal for (height, round) and the parts that carry it.
+    /// Builds this node's proposal for (height, round) and the parts that carry it. A block this node already
+    /// proposed for the same height and round (asked again after a restart, its WAL replayed) is proposed
+    /// again as it was: a second, different block would be a double proposal, and this node would be slashed.
     pub(super) fn propose(
         &mut self,
         height: Height,
         round: Round,
     ) -> Result<(BlockHash, Vec<StreamMessage<ProposalPart>>), AppError> {
+        if let Some(again) = self.own_proposal(height, round) {
+            return Ok(again);
+        }
         let started = Instant::now();
         let beneficiary = self
             .ledger
@@ -58,9 +63,12 @@ impl App {
             .map(|s| s.signer)
             .unwrap_or_default();
         let pos_txs = self.l1.includable(self.ledger.last_l1(), self.l1_margin, MAX_POS_TXS);
+        let evidence = self.includable_evidence();
+        let misbehaviour = super::evidence::misbehaviour_of(&evidence, &self.ledger, &|e| self.offender(e))
+            .map_err(|e| AppError::Corrupt(format!("own evidence: {e}")))?;
         let ctx = {
             let engine = self.backend.engine();
-            let extra = extra_data(self.ledger.state_hash(), &pos_txs)?;
+            let extra = extra_data(self.ledger.state_hash(), &pos_txs, &evidence)?;
             let mut ctx = engine.next_context(now_secs(), beneficiary);
             ctx.extra_data = ABytes::from(extra);
             ctx.prevrandao = commit_digest(height.0, engine.head_hash(), self.last_commit.as_ref());
@@ -78,11 +86,12 @@ impl App {
         let foreign: Option<metis_execution::RecoveredTx> = None;
         let hash = BlockHash(executed.hash.0);
         let txs = executed.transactions.iter().chain(&foreign).map(|t| &t.envelope);
-        let bytes = encode_block(&executed.header, txs, &pos_txs, self.last_commit.as_ref())?;
+        let bytes = encode_block(&executed.header, txs, &pos_txs, &evidence, self.last_commit.as_ref())?;
         info!(
             round = %round,
             txs = executed.transactions.len(),
             pos_txs = pos_txs.len(),
+            evidence = evidence.len(),
             gas_used = executed.header.gas_used,
             bytes = bytes.len(),
             build_ms = started.elapsed().as_millis() as u64,
@@ -99,6 +108,8 @@ impl App {
         let c = Candidate {
             executed,
             pos_txs,
+            evidence,
+            misbehaviour,
             last_commit: self.last_commit.clone(),
             encoded: bytes,
             round,
@@ -108,6 +119,23 @@ impl App {
         };
         self.keep(height, hash, c);
         Ok((hash, parts))
+    }
+
+    /// This node's own kept proposal for (height, round), streamed again.
+    fn own_proposal(&self, height: Height, round: Round) -> Option<(BlockHash, Vec<StreamMessage<ProposalPart>>)> {
+        let (hash, c) = self
+            .candidates
+            .iter()
+            .find(|(_, c)| c.proposer == self.address && c.round == round && c.executed.header.number == height.0)?;
+        info!(round = %round, "proposing again the block this node already proposed for this round: {hash}");
+        let init = PartInit {
+            height,
+            round,
+            pol_round: Round::Nil,
+            proposer: self.address,
+            total_len: 0,
+        };
+        Some((*hash, self.stream_parts(init, &c.encoded)))
     }
 
     pub(super) fn stream_parts(&self, mut init: PartInit, bytes: &[u8]) -> Vec<StreamMessage<ProposalPart>> {

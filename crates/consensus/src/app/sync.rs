@@ -1,5 +1,5 @@
-//! Sync: decided blocks served exactly as they travelled (with their carried last commit and PoS
-//! transactions) and their stored certificates; synced blocks validated like proposals.
+//! Sync: decided blocks served exactly as they travelled (with their carried last commit, PoS transactions and
+//! evidence) and their stored certificates; synced blocks validated like proposals.
 
 use super::{App, AppError, MAX_SYNC_BATCH};
 use bytes::Bytes;
@@ -36,7 +36,14 @@ impl App {
             };
             // Stored only for blocks that carried any: absent means none.
             let pos_txs: Vec<PosTx> = store.get(&schema::pos_txs(h))?.unwrap_or_default();
-            let data = encode_block(&header, txs.iter().map(|(_, e)| e), &pos_txs, last_commit.as_ref())?;
+            let evidence = super::evidence::stored_evidence(store, h)?;
+            let data = encode_block(
+                &header,
+                txs.iter().map(|(_, e)| e),
+                &pos_txs,
+                &evidence,
+                last_commit.as_ref(),
+            )?;
             out.push(RawDecidedValue::new(
                 Bytes::from(data),
                 ExtendedCommitCertificate::from(cert),

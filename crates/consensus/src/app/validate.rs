@@ -2,11 +2,12 @@
 //! block, the height's validator set, the parent, the ledger, this node's L1 view and the clock (all passed
 //! in); re-execution by the engine comes after it ([`App::validate`]).
 
+use super::evidence::{misbehaviour_of, EvidenceInvalid};
 use super::{now_secs, App, Candidate};
 use alloy_primitives::B256;
 use malachitebft_app_channel::app::types::core::{Round, Validity};
 use metis_execution::executor::ExecutedBlock;
-use metis_pos::{L1Source, Ledger, PosTx};
+use metis_pos::{L1Source, Ledger, Misbehaviour, PosTx};
 use metis_wire::block::{commit_digest, extra_data, verify_commit, BlockData};
 use metis_wire::types::{Address, BlockHash, Height, ValidatorSet};
 use std::time::Instant;
@@ -28,6 +29,8 @@ pub struct Rules<'a> {
     pub ledger: &'a Ledger,
     /// This node's own view of L1.
     pub l1: &'a dyn L1Source,
+    /// The sequencer id of an evidence item's offender, if it was a validator at the evidence's height.
+    pub offender: &'a dyn Fn(&metis_wire::evidence::Evidence) -> Option<u64>,
     /// The wall clock, in seconds.
     pub now_secs: u64,
 }
@@ -74,13 +77,16 @@ pub enum Invalid {
     #[error("timestamp {0} is in the future")]
     Future(u64),
     #[error("{0}")]
+    Evidence(#[from] EvidenceInvalid),
+    #[error("{0}")]
     Encoding(String),
     #[error("{0}")]
     Execution(String),
 }
 
-/// Everything about a proposal for `r.height` by `proposer` in `round` but its execution.
-pub fn check(r: &Rules<'_>, round: Round, proposer: Address, data: &BlockData) -> Result<(), Invalid> {
+/// Everything about a proposal for `r.height` by `proposer` in `round` but its execution; the offences its
+/// evidence proves.
+pub fn check(r: &Rules<'_>, round: Round, proposer: Address, data: &BlockData) -> Result<Vec<Misbehaviour>, Invalid> {
     let scheduled = r.set.proposer(round.as_u32().unwrap_or(0));
     if scheduled.address != proposer {
         return Err(Invalid::NotScheduled {
@@ -97,11 +103,13 @@ pub fn check(r: &Rules<'_>, round: Round, proposer: Address, data: &BlockData) -
         });
     }
     let ledger_hash = r.ledger.state_hash();
-    let expected = extra_data(ledger_hash, &data.pos_txs).map_err(|e| Invalid::Encoding(e.to_string()))?;
+    let expected =
+        extra_data(ledger_hash, &data.pos_txs, &data.evidence).map_err(|e| Invalid::Encoding(e.to_string()))?;
     if h.extra_data.as_ref() != expected.as_slice() {
         return Err(Invalid::ExtraData(ledger_hash));
     }
     check_pos_txs(r, &data.pos_txs)?;
+    let misbehaviour = misbehaviour_of(&data.evidence, r.ledger, r.offender)?;
     match (&data.last_commit, r.parent_set) {
         (None, None) if r.height.0 == 1 => {}
         (Some(c), Some(set)) => {
@@ -130,7 +138,7 @@ pub fn check(r: &Rules<'_>, round: Round, proposer: Address, data: &BlockData) -
     if h.timestamp > r.parent_timestamp + 1 && h.timestamp > r.now_secs + MAX_FUTURE_DRIFT_SECS {
         return Err(Invalid::Future(h.timestamp));
     }
-    Ok(())
+    Ok(misbehaviour)
 }
 
 /// A block's PoS transactions must be exactly the next L1 events after the ledger's cursor, as this node's
@@ -176,8 +184,9 @@ impl App {
         let txs = data.txs.len();
         let last_commit = data.last_commit.clone();
         let pos_txs = data.pos_txs.clone();
+        let evidence = data.evidence.clone();
         match tokio::task::block_in_place(|| self.check(height, round, proposer, data)) {
-            Ok(executed) => {
+            Ok((executed, misbehaviour)) => {
                 debug!(
                     round = %round,
                     %proposer,
@@ -194,6 +203,8 @@ impl App {
                 let c = Candidate {
                     executed,
                     pos_txs,
+                    evidence,
+                    misbehaviour,
                     last_commit,
                     encoded,
                     round,
@@ -211,14 +222,14 @@ impl App {
         }
     }
 
-    /// The rules of the height in progress, then re-execution on the head.
+    /// The rules of the height in progress, then re-execution on the head; the offences the block proves.
     fn check(
         &self,
         height: Height,
         round: Round,
         proposer: Address,
         data: BlockData,
-    ) -> Result<ExecutedBlock, Invalid> {
+    ) -> Result<(ExecutedBlock, Vec<Misbehaviour>), Invalid> {
         let Some((deciding, set)) = &self.set else {
             return Err(Invalid::NoHeight);
         };
@@ -228,6 +239,12 @@ impl App {
                 deciding: *deciding,
             });
         }
+        // Offenders resolved before the engine is locked (older sets are read from the store).
+        let offenders: Vec<Option<u64>> = data.evidence.iter().map(|e| self.offender(e)).collect();
+        let offender = |e: &metis_wire::evidence::Evidence| {
+            let i = data.evidence.iter().position(|x| x == e)?;
+            offenders.get(i).copied().flatten()
+        };
         let engine = self.backend.engine();
         let rules = Rules {
             height,
@@ -237,12 +254,14 @@ impl App {
             parent_timestamp: engine.head().timestamp,
             ledger: &self.ledger,
             l1: self.l1.as_ref(),
+            offender: &offender,
             now_secs: now_secs(),
         };
-        check(&rules, round, proposer, &data)?;
-        engine
+        let misbehaviour = check(&rules, round, proposer, &data)?;
+        let executed = engine
             .validate(&data.header, data.txs)
-            .map_err(|e| Invalid::Execution(e.to_string()))
+            .map_err(|e| Invalid::Execution(e.to_string()))?;
+        Ok((executed, misbehaviour))
     }
 
     /// Whether this node's L1 view holds every one of `pos_txs` (same event, same position, same block).
@@ -303,6 +322,7 @@ mod tests {
             parent_timestamp: 1_000,
             ledger: &f.ledger,
             l1,
+            offender: &|_| None,
             now_secs: 1_001,
         }
     }
@@ -316,7 +336,7 @@ mod tests {
             parent_hash: f.parent,
             timestamp: 1_001,
             beneficiary: signer,
-            extra_data: extra_data(f.ledger.state_hash(), &[]).expect("extra").into(),
+            extra_data: extra_data(f.ledger.state_hash(), &[], &[]).expect("extra").into(),
             mix_hash: commit_digest(1, f.parent, None),
             ..Default::default()
         };
@@ -324,6 +344,7 @@ mod tests {
             header,
             txs: vec![],
             pos_txs: vec![],
+            evidence: vec![],
             last_commit: None,
         };
         (proposer.address, data)
@@ -333,7 +354,7 @@ mod tests {
     fn the_scheduled_proposers_block_passes() {
         let f = fixture();
         let (proposer, data) = block(&f);
-        assert_eq!(check(&rules(&f, &NoL1), Round::new(0), proposer, &data), Ok(()));
+        assert_eq!(check(&rules(&f, &NoL1), Round::new(0), proposer, &data), Ok(vec![]));
     }
 
     #[test]
@@ -402,7 +423,9 @@ mod tests {
             },
         };
         data.pos_txs = vec![tx];
-        data.header.extra_data = extra_data(f.ledger.state_hash(), &data.pos_txs).expect("extra").into();
+        data.header.extra_data = extra_data(f.ledger.state_hash(), &data.pos_txs, &[])
+            .expect("extra")
+            .into();
         assert!(matches!(
             check(&rules(&f, &NoL1), Round::new(0), proposer, &data),
             Err(Invalid::UnknownPosTx { index: 0, .. })

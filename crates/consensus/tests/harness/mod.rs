@@ -303,6 +303,18 @@ impl Pool {
     }
 
     pub async fn decide_signed_by(&mut self, round: u32, value: BlockHash, signers: &[usize]) {
+        self.decide_with(round, value, signers, &no_evidence).await;
+    }
+
+    /// Decides as [`Pool::decide_signed_by`], handing node `i` the equivocation `evidence(i)` with the
+    /// finalized height, as Malachite does with what its vote and proposal keepers caught.
+    pub async fn decide_with(
+        &mut self,
+        round: u32,
+        value: BlockHash,
+        signers: &[usize],
+        evidence: &dyn Fn(usize) -> MisbehaviorEvidence<MetisContext>,
+    ) {
         let votes: Vec<SignedVote<MetisContext>> = signers
             .iter()
             .map(|&i| {
@@ -341,10 +353,7 @@ impl Pool {
                 AppMsg::Finalized {
                     certificate: cert.clone(),
                     extensions: VoteExtensions::default(),
-                    evidence: MisbehaviorEvidence {
-                        proposals: Default::default(),
-                        votes: Default::default(),
-                    },
+                    evidence: evidence(i),
                     reply: tx,
                 },
             )
@@ -360,6 +369,15 @@ impl Pool {
     /// One honest height: the scheduled proposer of `round` proposes (rounds before it pass with no proposal,
     /// as when their proposers are down), every node finds it valid, and it is decided. Returns its hash.
     pub async fn honest_height(&mut self, round: u32) -> BlockHash {
+        self.honest_height_with(round, &no_evidence).await
+    }
+
+    /// An honest height whose finalization hands node `i` the evidence `evidence(i)`.
+    pub async fn honest_height_with(
+        &mut self,
+        round: u32,
+        evidence: &dyn Fn(usize) -> MisbehaviorEvidence<MetisContext>,
+    ) -> BlockHash {
         for r in 0..=round {
             self.start_round(r).await;
         }
@@ -370,7 +388,8 @@ impl Pool {
                 assert_eq!(v, Some((value, Validity::Valid)), "node {i}'s verdict on {value}");
             }
         }
-        self.decide(round, value).await;
+        let signers: Vec<usize> = (0..self.nodes.len()).collect();
+        self.decide_with(round, value, &signers, evidence).await;
         value
     }
 
@@ -430,6 +449,37 @@ impl Drop for Pool {
     }
 }
 
+pub fn no_evidence(_: usize) -> MisbehaviorEvidence<MetisContext> {
+    MisbehaviorEvidence {
+        proposals: Default::default(),
+        votes: Default::default(),
+    }
+}
+
+/// Two prevotes by the holder of `key` for `height`, round 0, with different values: a double vote as
+/// Malachite's vote keeper records it.
+pub fn double_vote(key: &ed25519_dalek::SigningKey, height: Height) -> MisbehaviorEvidence<MetisContext> {
+    let signer = ConsensusSigner::new(key.clone());
+    let vote = |value: u8| {
+        let v = Vote {
+            vote_type: VoteType::Prevote,
+            height,
+            round: Round::new(0),
+            value: NilOrVal::Val(BlockHash([value; 32])),
+            validator: Address(key.verifying_key().to_bytes()),
+            extension: None,
+        };
+        let sig = signer.sign_bytes(&v.signing_bytes());
+        SignedMessage::new(v, sig)
+    };
+    let mut votes = malachitebft_core_votekeeper::EvidenceMap::new();
+    votes.add(vote(1), vote(2));
+    MisbehaviorEvidence {
+        proposals: Default::default(),
+        votes,
+    }
+}
+
 /// The parts of a proposal for the same (height, round) with the block changed by `edit`, naming `proposer`
 /// and signed by `key`: what a Byzantine proposer (its own key and name) or a forger (another key) streams.
 pub fn forged(
@@ -451,9 +501,14 @@ pub fn forged(
     let mut data = metis_wire::block::BlockData::decode(&bytes).expect("the honest block decodes");
     edit(&mut data);
     let envelopes: Vec<_> = data.txs.iter().map(|t| t.envelope.clone()).collect();
-    let bytes =
-        metis_wire::block::encode_block(&data.header, envelopes.iter(), &data.pos_txs, data.last_commit.as_ref())
-            .expect("encode");
+    let bytes = metis_wire::block::encode_block(
+        &data.header,
+        envelopes.iter(),
+        &data.pos_txs,
+        &data.evidence,
+        data.last_commit.as_ref(),
+    )
+    .expect("encode");
     init.proposer = proposer;
     init.total_len = bytes.len() as u32;
     let chunks = vec![bytes];
