@@ -9,6 +9,7 @@ use malachitebft_app_channel::app::types::core::Validity;
 use metis_execution::RecoveredTx;
 use metis_pos::{ElectionReason, Params};
 use metis_wire::types::{Address, BlockHash};
+use std::sync::Arc;
 
 const STAKES: [u64; 4] = [100, 90, 70, 50];
 
@@ -222,24 +223,51 @@ async fn an_equivocating_validator_is_jailed_by_the_next_block_and_bad_evidence_
     }
     let offence = pool.ledger(0).offences().offences()[0].clone();
     assert_eq!((offence.misbehaviour.height, offence.included), (2, 3));
+    // The PoS API shows it: the offence with both signed messages, and the validator's jail.
+    let api = metis_rpc::pos::module(pool.nodes[0].chain.clone(), Default::default(), Arc::new(NoNode));
+    let offences: serde_json::Value = api.call("metis_offences", [0u64, 10]).await.expect("metis_offences");
+    assert_eq!(offences.as_array().map(Vec::len), Some(1));
+    let o = &offences[0];
+    assert_eq!(o["sequencer"], offender_id);
+    assert_eq!(o["kind"], "DoubleVote");
+    assert_eq!(o["slash_open"], true);
+    assert_eq!(
+        o["slash_signature"],
+        serde_json::Value::Null,
+        "no signer runs in this pool"
+    );
+    assert_eq!(o["evidence"]["height"], 2);
+    assert_eq!(o["evidence"]["step"], "Prevote");
+    assert_ne!(o["evidence"]["first"]["value"], o["evidence"]["second"]["value"]);
+    let encoded: alloy_primitives::Bytes = serde_json::from_value(o["evidence"]["encoded"].clone()).expect("bytes");
+    assert_eq!(
+        serde_json::to_value(alloy_primitives::keccak256(&encoded)).expect("hash"),
+        o["evidence_hash"],
+        "the evidence hash is over the encoded evidence"
+    );
+    let validators: serde_json::Value = api.call("metis_validators", [(); 0]).await.expect("metis_validators");
+    let row = validators
+        .as_array()
+        .and_then(|v| v.iter().find(|s| s["id"] == offender_id))
+        .expect("the offender's row");
+    assert_eq!(row["jail"]["since"], 3);
 
     // The producer replays the spent evidence in its next block (re-signed, extra data fixed up): refused.
     pool.start_round(0).await;
     let p = pool.proposer(0);
     let (honest, parts) = pool.get_value(p, 0).await;
     let key = pool.nodes[p].key.clone();
-    let spent = metis_wire::evidence::Evidence::double_vote(
-        vote_record(&pool.nodes[offender].key, h, 1),
-        vote_record(&pool.nodes[offender].key, h, 2),
-    )
-    .expect("a double vote");
-    let replay = forged(&parts, pool.nodes[p].address, &key, |d| {
-        d.evidence = vec![spent];
-        let ledger_hash = B256::from_slice(&d.header.extra_data[..32]);
-        d.header.extra_data = metis_wire::block::extra_data(ledger_hash, &d.pos_txs, &d.evidence)
-            .expect("extra data")
-            .into();
-    });
+    // The honest block with `e` added, re-signed by the producer.
+    let carrying = |e: metis_wire::evidence::Evidence| {
+        forged(&parts, pool.nodes[p].address, &key, |d| {
+            d.evidence = vec![e];
+            let ledger_hash = B256::from_slice(&d.header.extra_data[..32]);
+            d.header.extra_data = metis_wire::block::extra_data(ledger_hash, &d.pos_txs, &d.evidence)
+                .expect("extra data")
+                .into();
+        })
+    };
+    let replay = carrying(double_vote_evidence(&pool.nodes[offender].key, h));
     for (i, v) in pool.deliver(p, &replay).await.iter().enumerate() {
         if i != p {
             assert!(
@@ -253,18 +281,7 @@ async fn an_equivocating_validator_is_jailed_by_the_next_block_and_bad_evidence_
     let third = (0..pool.nodes.len())
         .find(|i| *i != p && *i != offender)
         .expect("a third node");
-    let fresh = metis_wire::evidence::Evidence::double_vote(
-        vote_record(&pool.nodes[third].key, h, 1),
-        vote_record(&pool.nodes[third].key, h, 2),
-    )
-    .expect("a double vote");
-    let with_fresh = forged(&parts, pool.nodes[p].address, &key, |d| {
-        d.evidence = vec![fresh];
-        let ledger_hash = B256::from_slice(&d.header.extra_data[..32]);
-        d.header.extra_data = metis_wire::block::extra_data(ledger_hash, &d.pos_txs, &d.evidence)
-            .expect("extra data")
-            .into();
-    });
+    let with_fresh = carrying(double_vote_evidence(&pool.nodes[third].key, h));
     for (i, v) in pool.deliver(p, &with_fresh).await.iter().enumerate() {
         if i != p {
             assert!(
@@ -281,6 +298,27 @@ async fn an_equivocating_validator_is_jailed_by_the_next_block_and_bad_evidence_
     pool.decide(0, honest).await;
     pool.assert_one_chain();
     assert_eq!(pool.ledger(0).offences().offences().len(), 1, "punished once");
+}
+
+/// The double prevote (values 1 and 2, round 0) [`harness::double_vote`] hands Malachite's way, as evidence.
+fn double_vote_evidence(
+    key: &ed25519_dalek::SigningKey,
+    height: metis_wire::types::Height,
+) -> metis_wire::evidence::Evidence {
+    metis_wire::evidence::Evidence::double_vote(vote_record(key, height, 1), vote_record(key, height, 2))
+        .expect("a double vote")
+}
+
+/// The node's L1 view and poster, which this in-process pool has neither of.
+struct NoNode;
+
+impl metis_rpc::pos::NodeStatus for NoNode {
+    fn l1(&self, _: Option<(u64, u64)>) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn poster(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 fn vote_record(

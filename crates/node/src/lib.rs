@@ -318,13 +318,17 @@ fn start_signer(
         mode,
     };
     let last_report = app.ledger().rewards().last.clone();
+    let open_slashes = app.ledger().offences().slashes().cloned().collect();
     Some(metis_signer::spawn(
         config,
         chain,
         hub,
         from_peers,
-        app.signing_key(),
-        last_report,
+        metis_signer::Resume {
+            key: app.signing_key(),
+            last_report,
+            open_slashes,
+        },
         status,
     ))
 }

@@ -73,6 +73,8 @@ pub struct Jail {
 /// A slash the pool asks of L1, open until L1's `Slashed` event for its evidence is applied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct SlashRequest {
+    /// The ordinal of the offence that asked for it (the signer's request index).
+    pub id: u64,
     pub sequencer: SequencerId,
     pub amount: U256,
     pub evidence: B256,
@@ -236,6 +238,7 @@ impl OffenceState {
             self.slashes.insert(
                 m.evidence,
                 SlashRequest {
+                    id: self.offences.len() as u64 - 1,
                     sequencer: m.sequencer,
                     amount: slash,
                     evidence: m.evidence,
@@ -341,6 +344,7 @@ impl OffenceState {
         buf.extend_from_slice(&(self.offences.len() as u64).to_be_bytes());
         buf.extend_from_slice(self.acc.as_slice());
         for r in self.slashes.values() {
+            buf.extend_from_slice(&r.id.to_be_bytes());
             buf.extend_from_slice(r.evidence.as_slice());
             buf.extend_from_slice(&r.sequencer.to_be_bytes());
             buf.extend_from_slice(&r.amount.to_be_bytes::<32>());

@@ -9,6 +9,7 @@ use metis_chain::archive;
 use metis_chain::Chain;
 use metis_pos::{Epoch, Ledger, Sequencer};
 use metis_storage::{schema, StoreError};
+use metis_wire::evidence::Evidence;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -42,16 +43,18 @@ fn epoch_json(l: &Ledger, e: &Epoch) -> RpcResult<Value> {
 }
 
 /// What the sequencer views need from the ledger beyond the record: computed once per call.
-struct SetView {
+struct SetView<'a> {
     powers: std::collections::BTreeMap<u64, u64>,
     produced: std::collections::BTreeMap<u64, u64>,
+    offences: &'a metis_pos::OffenceState,
 }
 
-impl SetView {
-    fn of(l: &Ledger) -> Self {
+impl<'a> SetView<'a> {
+    fn of(l: &'a Ledger) -> Self {
         Self {
             powers: l.validators().into_iter().collect(),
             produced: l.produced_in(l.current_epoch().id),
+            offences: l.offences(),
         }
     }
 }
@@ -69,6 +72,51 @@ fn sequencer_json(v: &SetView, s: &Sequencer) -> Value {
         "l1_jailed": s.l1_jailed,
         "voting_power": powers.get(&s.id).copied().unwrap_or(0),
         "produced_this_epoch": produced.get(&s.id).copied().unwrap_or(0),
+        "jail": v.offences.jail(s.id),
+        "missed_in_window": v.offences.window(s.id).map(metis_pos::SigningWindow::missed),
+    })
+}
+
+/// Offences returned per call at most.
+const MAX_OFFENCES: u64 = 100;
+
+fn signed_json(value: Value, signature: &metis_wire::types::Signature) -> Value {
+    json!({ "value": value, "signature": alloy_primitives::Bytes::from(signature.0.to_vec()) })
+}
+
+/// Both signed messages of an evidence item, readable; `encoded` is what its hash is over.
+fn evidence_json(e: &Evidence, encoded: &[u8]) -> Value {
+    use metis_wire::NilOrVal;
+    let vote_value = |v: &NilOrVal<metis_wire::BlockHash>| match v {
+        NilOrVal::Nil => Value::Null,
+        NilOrVal::Val(h) => json!(alloy_primitives::B256::from(h.0)),
+    };
+    let (first, second, step) = match e {
+        Evidence::DoubleVote { first, second } => (
+            signed_json(vote_value(&first.vote.value), &first.signature),
+            signed_json(vote_value(&second.vote.value), &second.signature),
+            json!(format!("{:?}", first.vote.vote_type)),
+        ),
+        Evidence::DoubleProposal { first, second } => (
+            signed_json(
+                json!(alloy_primitives::B256::from(first.proposal.value.0)),
+                &first.signature,
+            ),
+            signed_json(
+                json!(alloy_primitives::B256::from(second.proposal.value.0)),
+                &second.signature,
+            ),
+            json!("Proposal"),
+        ),
+    };
+    json!({
+        "offender_key": alloy_primitives::B256::from(e.offender().0),
+        "height": e.height().0,
+        "round": e.round().as_i64(),
+        "step": step,
+        "first": first,
+        "second": second,
+        "encoded": alloy_primitives::Bytes::from(encoded.to_vec()),
     })
 }
 
@@ -361,6 +409,47 @@ impl PosApiServer for PosRpc {
         let l = current(&self.chain)?;
         let view = SetView::of(&l);
         Ok(Value::Array(l.sequencers().map(|s| sequencer_json(&view, s)).collect()))
+    }
+
+    fn offences(&self, from: Option<u64>, count: Option<u64>) -> RpcResult<Value> {
+        let (from, count) = page(from, count, MAX_OFFENCES, "offences")?;
+        let l = current(&self.chain)?;
+        let store = self.store();
+        let open: std::collections::BTreeMap<_, _> = l.offences().slashes().map(|r| (r.evidence, r.id)).collect();
+        let mut out = Vec::new();
+        for o in l
+            .offences()
+            .offences()
+            .iter()
+            .skip(usize::try_from(from).unwrap_or(usize::MAX))
+            .take(usize::try_from(count).unwrap_or(usize::MAX))
+        {
+            let m = &o.misbehaviour;
+            // The evidence as the including block carried it.
+            let carried: Option<Vec<Vec<u8>>> = stored(store.get(&schema::evidence_at(o.included)))?;
+            let evidence = carried.as_ref().and_then(|items| {
+                let b = items.iter().find(|b| alloy_primitives::keccak256(b) == m.evidence)?;
+                Evidence::from_bytes(b).ok().map(|e| evidence_json(&e, b))
+            });
+            out.push(json!({
+                "sequencer": m.sequencer,
+                "signer": l.sequencer(m.sequencer).map(|s| s.signer),
+                "kind": m.kind,
+                "offence_height": m.height,
+                "included": o.included,
+                "evidence_hash": m.evidence,
+                "slash": o.slash,
+                "slash_open": open.contains_key(&m.evidence),
+                "slash_signature": match open.get(&m.evidence) {
+                    Some(id) => stored(store.get::<metis_signer::SignatureRecord>(&schema::slash_signature(*id)))?
+                        .map(|r| alloy_primitives::Bytes::from(r.signature)),
+                    None => None,
+                },
+                "jail": l.offences().jail(m.sequencer),
+                "evidence": evidence,
+            }));
+        }
+        Ok(Value::Array(out))
     }
 
     fn ledger(&self) -> RpcResult<Value> {

@@ -11,6 +11,7 @@ mod state;
 pub mod task;
 
 pub use state::{
-    batch_request, rewards_request, SharedSignerStatus, SignatureRecord, SignerConfig, SignerStatus, SigningKey,
+    batch_request, rewards_request, slash_request, SharedSignerStatus, SignatureRecord, SignerConfig, SignerStatus,
+    SigningKey,
 };
-pub use task::spawn;
+pub use task::{spawn, Resume};

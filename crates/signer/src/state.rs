@@ -47,6 +47,7 @@ const MUTE: Duration = Duration::from_secs(10);
 const MAX_LATENCIES: usize = 256;
 
 const KIND_REWARDS: u64 = 2 << 56;
+const KIND_SLASH: u64 = 3 << 56;
 const INDEX_MASK: u64 = (1 << 56) - 1;
 
 pub fn batch_request(index: u64) -> u64 {
@@ -57,12 +58,17 @@ pub fn rewards_request(batch_id: u64) -> u64 {
     KIND_REWARDS | batch_id
 }
 
+pub fn slash_request(id: u64) -> u64 {
+    KIND_SLASH | id
+}
+
 /// Where the signature of request `id` is stored, and what to call it in logs.
 fn signature_key(id: u64) -> Option<(String, &'static str)> {
     let index = id & INDEX_MASK;
     match id & !INDEX_MASK {
         KIND_BATCH => Some((metis_storage::schema::batch_signature(index), "batch")),
         KIND_REWARDS => Some((metis_storage::schema::reward_signature(index), "reward report")),
+        KIND_SLASH => Some((metis_storage::schema::slash_signature(index), "slash")),
         _ => None,
     }
 }
@@ -153,13 +159,21 @@ impl Signer {
     /// Starts with `key` (the key the node starts with): batches derived before a restart whose signature had
     /// not come yet, the ledger's last reward report, then cuts decided before it (or while syncing) that have
     /// no header yet.
-    pub(crate) fn start(&mut self, key: Option<SigningKey>, last_report: Option<metis_pos::RewardReport>) {
+    pub(crate) fn start(
+        &mut self,
+        key: Option<SigningKey>,
+        last_report: Option<metis_pos::RewardReport>,
+        open_slashes: &[metis_pos::SlashRequest],
+    ) {
         if let Some(k) = key {
             self.set_key(k);
         }
         self.reopen_unsigned();
         if let Some(r) = last_report {
             self.rewards(&r, Instant::now());
+        }
+        for r in open_slashes {
+            self.slash(r, Instant::now());
         }
         self.derive(None);
     }
@@ -189,6 +203,9 @@ impl Signer {
         }
         if let Some(report) = c.ledger.rewards().report_at(c.height) {
             self.rewards(report, c.decided_at);
+        }
+        for r in c.ledger.offences().slashes_at(c.height) {
+            self.slash(r, c.decided_at);
         }
         if let Some(b) = cut {
             self.derive(Some((b.index, c.decided_at)));
@@ -255,6 +272,33 @@ impl Signer {
             id,
             Request {
                 index: r.batch_id,
+                digest: digest.0,
+                decided_at,
+                published: Instant::now(),
+            },
+        );
+        self.open(id, digest.0);
+    }
+
+    /// Opens the signing request of a slash the ledger asked for (LockingPool.slashDigest over it).
+    fn slash(&mut self, r: &metis_pos::SlashRequest, decided_at: Instant) {
+        use alloy_primitives::U256;
+        if self.stored(&metis_storage::schema::slash_signature(r.id)) {
+            return;
+        }
+        let digest = metis_contracts::digest::slash_digest(
+            self.cfg.l1_chain_id,
+            self.cfg.locking_pool,
+            U256::from(r.sequencer),
+            r.amount,
+            r.evidence,
+        );
+        let id = slash_request(r.id);
+        info!(slash = r.id, sequencer = r.sequencer, amount = %r.amount, evidence = %r.evidence, "slash to sign");
+        self.requests.insert(
+            id,
+            Request {
+                index: r.id,
                 digest: digest.0,
                 decided_at,
                 published: Instant::now(),
@@ -632,6 +676,114 @@ mod tests {
         s.on_peer(holder(3), partial(&shares[3], &digest));
         assert!(s.stored(&metis_storage::schema::batch_signature(0)));
         assert!(s.requests.is_empty() && s.done.contains(&id));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A ledger whose block 4 carried evidence against sequencer 2: a slash is open at height 4.
+    fn ledger_with_a_slash() -> metis_pos::Ledger {
+        use alloy_primitives::{keccak256, B256, U256};
+        let seq = |id: u64| metis_pos::Sequencer {
+            id,
+            signer: alloy_primitives::Address::with_last_byte(id as u8),
+            consensus_key: B256::from(
+                ed25519_dalek::SigningKey::from_bytes(&keccak256(format!("signer-test-{id}")).0)
+                    .verifying_key()
+                    .to_bytes(),
+            ),
+            dkg_key: keccak256(format!("dkg{id}")),
+            stake: U256::from(1000u64),
+            status: metis_pos::SequencerStatus::Active,
+            jailed_until_epoch: 0,
+            l1_jailed: false,
+        };
+        let mut l = metis_pos::Ledger::genesis(
+            metis_pos::Params {
+                power_unit: U256::from(1u64),
+                ..Default::default()
+            },
+            (1..=4).map(seq).collect(),
+            B256::ZERO,
+        )
+        .unwrap();
+        for h in 1..=4u64 {
+            let proposer = l.proposer(0);
+            l.apply_block(&metis_pos::BlockInfo {
+                height: h,
+                round: 0,
+                proposer,
+                seed: keccak256(h.to_be_bytes()),
+                timestamp: 0,
+                txs: 0,
+                signers: vec![],
+            })
+            .unwrap();
+        }
+        let m = metis_pos::Misbehaviour {
+            kind: metis_pos::OffenceKind::DoubleVote,
+            sequencer: 2,
+            height: 3,
+            evidence: B256::repeat_byte(3),
+        };
+        l.apply_misbehaviour(&[m], B256::ZERO).unwrap();
+        l
+    }
+
+    #[test]
+    fn a_slash_the_ledger_asks_for_is_signed_by_the_pool() {
+        let dir = std::env::temp_dir().join(format!("metis-signer-slash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (sharing, shares) = metis_testkit::deal(4, 9);
+        let holder = |i: u32| [i as u8 + 1; 32];
+        let mut s = signer(
+            &dir,
+            SigningKey {
+                round: 0,
+                sharing: sharing.clone(),
+                share: Some(shares[0].clone()),
+                players: (0..4).map(holder).collect(),
+            },
+        );
+        let ledger = std::sync::Arc::new(ledger_with_a_slash());
+        let request = ledger
+            .offences()
+            .slashes_at(4)
+            .next()
+            .cloned()
+            .expect("a slash at height 4");
+        s.handle(Input::Committed(std::sync::Arc::new(Committed {
+            height: 4,
+            ledger,
+            decided_at: Instant::now(),
+            key: None,
+        })));
+        let id = slash_request(request.id);
+        let digest = s.requests.get(&id).expect("the slash is open").digest;
+        let expected = metis_contracts::digest::slash_digest(
+            1,
+            Default::default(),
+            alloy_primitives::U256::from(request.sequencer),
+            request.amount,
+            request.evidence,
+        );
+        assert_eq!(digest, expected.0, "the digest LockingPool.slash checks");
+        for i in 1..3u32 {
+            let p = threshold::sign_partial(&shares[i as usize], &digest);
+            s.handle(Input::Peer(
+                holder(i),
+                vec![SignMsg::Partial {
+                    round: 0,
+                    id,
+                    partial: p.encode().to_vec(),
+                }],
+            ));
+        }
+        let rec: SignatureRecord = s
+            .store
+            .get(&metis_storage::schema::slash_signature(request.id))
+            .unwrap()
+            .expect("stored");
+        let sig = metis_mpc::encoding::g1_from_eip2537(&rec.signature).unwrap();
+        assert!(threshold::verify(sharing.public(), &digest, &sig).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

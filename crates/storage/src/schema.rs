@@ -77,6 +77,11 @@ pub fn reward_signature(id: u64) -> String {
     indexed("rewardsig", id)
 }
 
+/// The pool's signature over slash request `id` (the offence's ordinal), as LockingPool.slash takes it.
+pub fn slash_signature(id: u64) -> String {
+    indexed("slashsig", id)
+}
+
 /// The ledger's archived history, each record under its position in the full history, and the count of
 /// archived re-elections (the length of their index).
 pub const RE_ELECTIONS: &str = "pos/hist/re_elections";

@@ -11,5 +11,6 @@ pub mod types;
 
 pub use block::BlockData;
 pub use codec::{WireCertificate, WireCodec};
+pub use malachitebft_core_types::{NilOrVal, Round};
 pub use signing::{ConsensusSigner, ConsensusVerifier};
 pub use types::{Address, BlockHash, Height, MetisContext, ValidatorSet};

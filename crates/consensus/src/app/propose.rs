@@ -97,14 +97,7 @@ impl App {
             build_ms = started.elapsed().as_millis() as u64,
             "proposing block {hash}"
         );
-        let init = PartInit {
-            height,
-            round,
-            pol_round: Round::Nil,
-            proposer: self.address,
-            total_len: 0,
-        };
-        let parts = self.stream_parts(init, &bytes);
+        let parts = self.stream_parts(self.own_init(height, round, Round::Nil), &bytes);
         let c = Candidate {
             executed,
             pos_txs,
@@ -128,14 +121,21 @@ impl App {
             .iter()
             .find(|(_, c)| c.proposer == self.address && c.round == round && c.executed.header.number == height.0)?;
         info!(round = %round, "proposing again the block this node already proposed for this round: {hash}");
-        let init = PartInit {
+        Some((
+            *hash,
+            self.stream_parts(self.own_init(height, round, Round::Nil), &c.encoded),
+        ))
+    }
+
+    /// The Init part of a stream of this node's (its length is filled in by [`App::stream_parts`]).
+    fn own_init(&self, height: Height, round: Round, pol_round: Round) -> PartInit {
+        PartInit {
             height,
             round,
-            pol_round: Round::Nil,
+            pol_round,
             proposer: self.address,
             total_len: 0,
-        };
-        Some((*hash, self.stream_parts(init, &c.encoded)))
+        }
     }
 
     pub(super) fn stream_parts(&self, mut init: PartInit, bytes: &[u8]) -> Vec<StreamMessage<ProposalPart>> {
@@ -177,13 +177,6 @@ impl App {
         let Some(c) = self.candidates.get(&value_id) else {
             return Vec::new();
         };
-        let init = PartInit {
-            height,
-            round,
-            pol_round: valid_round,
-            proposer: self.address,
-            total_len: 0,
-        };
-        self.stream_parts(init, &c.encoded)
+        self.stream_parts(self.own_init(height, round, valid_round), &c.encoded)
     }
 }
