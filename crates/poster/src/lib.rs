@@ -1,10 +1,10 @@
-//! The batch poster: lands the pool's signed batches (BatchInbox.appendBatch) and reward reports
-//! (LockingPool.batchSubmitRewards) on L1.
+//! The batch poster: lands the pool's signed batches (BatchInbox.appendBatch), reward reports
+//! (LockingPool.batchSubmitRewards) and slashes (LockingPool.slash) on L1.
 //!
 //! Whose turn it is comes from the ledger: the current epoch's sequencer posts at once, the next in the fallback
 //! order once an item has waited one `turn_timeout` without landing, the one after that after two, and so on.
-//! What to post comes from L1 itself: the inbox's next index and the pool's last reward id, read each step at the
-//! head, so an item someone else landed is dropped, one an L1 reorg un-mined is posted again, and a restart
+//! What to post comes from L1 itself: the inbox's next index, the pool's last reward id and whether a slash's
+//! evidence is used, read each step at the head, so an item someone else landed is dropped, one an L1 reorg un-mined is posted again, and a restart
 //! loses nothing (the contracts' index checks make a double post a harmless revert). The nonces, fees, bumps and
 //! replacements are [`metis_l1::sender`]'s.
 
@@ -61,6 +61,8 @@ pub struct PosterSettings {
 pub enum Item {
     Batch(u64),
     Rewards(u64),
+    /// The ledger's slash request with this id.
+    Slash(u64),
 }
 
 /// What the API shows of the poster.
@@ -75,6 +77,8 @@ pub struct PosterStatus {
     /// LockingPool.lastRewardBatchId at the L1 head.
     pub l1_last_reward: Option<u64>,
     pub in_flight: Vec<(u64, Slot<Item>)>,
+    /// Slashes L1 refused (stake gone, sequencer inactive, ...): recorded with the reason, not tried again.
+    pub refused_slashes: BTreeMap<u64, String>,
     /// Items this node's transactions carried that were mined (whatever their outcome).
     pub mined: u64,
     pub last_error: Option<String>,
@@ -194,13 +198,14 @@ impl Poster {
         self.sidecars = self.sidecars.split_off(&next);
 
         // Due: signed here and not on L1, in the order L1 takes them.
-        let due = turns::due(
+        let mut due = turns::due(
             next,
             self.cfg.sender.max_in_flight,
             |i| self.has(&schema::batch_signature(i)),
             last_reward,
             |id| self.has(&schema::reward_signature(id)),
         );
+        due.extend(self.due_slashes(&pool, head).await?);
         let now = Instant::now();
         self.due_since.retain(|k, _| due.contains(k));
         for d in &due {
@@ -235,6 +240,10 @@ impl Poster {
             if first && !in_flight.contains(&o.key) {
                 if let Err(e) = self.simulate(&o).await {
                     warn!(item = ?o.key, error = %e, "L1 would refuse this item now; not sent");
+                    if let Item::Slash(id) = o.key {
+                        // A slash L1 refuses now it will refuse later too: recorded, not retried.
+                        self.status.write().refused_slashes.insert(id, e);
+                    }
                     // Later batches build on this one.
                     batches_ok &= !is_batch;
                     continue;
@@ -251,6 +260,35 @@ impl Poster {
         s.in_flight = self.sender.in_flight().iter().map(|(n, x)| (*n, x.clone())).collect();
         s.last_error = None;
         Ok(())
+    }
+
+    /// The slashes the ledger asked for that are signed here, not refused before, and whose evidence L1 has
+    /// not used yet (once it has, the listener brings the `Slashed` event back and the ledger closes them).
+    async fn due_slashes(
+        &self,
+        pool: &LockingPool::LockingPoolInstance<DynProvider>,
+        head: u64,
+    ) -> Result<Vec<Item>, String> {
+        let Some(ledger) = self.chain.ledger() else {
+            return Ok(Vec::new());
+        };
+        let refused: Vec<u64> = self.status.read().refused_slashes.keys().copied().collect();
+        let mut out = Vec::new();
+        for r in ledger.offences().slashes() {
+            if refused.contains(&r.id) || !self.has(&schema::slash_signature(r.id)) {
+                continue;
+            }
+            let used = pool
+                .usedEvidence(r.evidence)
+                .block(head.into())
+                .call()
+                .await
+                .map_err(|e| format!("LockingPool.usedEvidence: {e}"))?;
+            if !used {
+                out.push(Item::Slash(r.id));
+            }
+        }
+        Ok(out)
     }
 
     async fn simulate(&self, o: &Outgoing<Item>) -> Result<(), String> {
@@ -333,6 +371,32 @@ impl Poster {
                     key: item,
                     to: self.cfg.locking_pool,
                     gas_limit: 200_000 + 40_000 * r.blocks.len() as u64 + 40 * input.len() as u64,
+                    input,
+                    sidecar: None,
+                })
+            }
+            Item::Slash(id) => {
+                let ledger = self.chain.ledger().ok_or("no ledger")?;
+                let r = ledger
+                    .offences()
+                    .slashes()
+                    .find(|r| r.id == id)
+                    .cloned()
+                    .ok_or_else(|| format!("slash {id} is no longer open"))?;
+                let sig = self.signature(&schema::slash_signature(id))?;
+                let input: Bytes = LockingPool::slashCall {
+                    seqId: U256::from(r.sequencer),
+                    amount: r.amount,
+                    evidenceHash: r.evidence,
+                    signature: sig,
+                }
+                .abi_encode()
+                .into();
+                Ok(Outgoing {
+                    key: item,
+                    to: self.cfg.locking_pool,
+                    // The BLS check and the stake, escrow and event writes (~240k measured), with room.
+                    gas_limit: 350_000 + 40 * input.len() as u64,
                     input,
                     sidecar: None,
                 })
