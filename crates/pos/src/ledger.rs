@@ -527,8 +527,12 @@ impl Ledger {
     /// A producer jailed while its epoch runs is replaced from the next height: the epoch ends here and a new
     /// one is drawn without it (or, if the epoch has no block yet, its producer is drawn again).
     fn replace_jailed_producer(&mut self, seed: B256) -> Result<(), LedgerError> {
+        // Every block asks: answered without a copy when the producer is free.
+        if !self.offences.jailed(self.current_epoch().producer) {
+            return Ok(());
+        }
         let e = self.current_epoch().clone();
-        if !self.offences.jailed(e.producer) || self.weights().iter().all(|(id, _)| *id == e.producer) {
+        if self.weights().iter().all(|(id, _)| *id == e.producer) {
             return Ok(());
         }
         let reason = ElectionReason::Jailed { producer: e.producer };

@@ -30,55 +30,21 @@ async fn the_poster_lands_a_signed_slash_and_l1_jails_the_sequencer() {
     let consensus_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32])
         .verifying_key()
         .to_bytes();
-    let mined = |r: alloy::rpc::types::TransactionReceipt, what: &str| assert!(r.status(), "{what} reverted");
-    mined(
-        pool.setWhitelist(owner.address(), true)
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-        "setWhitelist",
-    );
-    mined(
-        token
-            .mint(owner.address(), stake)
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-        "mint",
-    );
-    mined(
-        token
-            .approve(d.locking_info, stake)
-            .from(owner.address())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-        "approve",
-    );
-    mined(
-        pool.lockFor(
-            signer.address(),
-            stake,
-            Bytes::from(consensus_key.to_vec()),
-            Bytes::from(vec![9u8; 32]),
-        )
-        .from(owner.address())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap(),
-        "lockFor",
+    /// Sends a call and checks that it was mined without a revert.
+    macro_rules! mined {
+        ($call:expr, $what:literal) => {{
+            let receipt = $call.send().await.expect("sent").get_receipt().await.expect("mined");
+            assert!(receipt.status(), "{} reverted", $what);
+        }};
+    }
+    mined!(pool.setWhitelist(owner.address(), true), "setWhitelist");
+    mined!(token.mint(owner.address(), stake), "mint");
+    mined!(token.approve(d.locking_info, stake).from(owner.address()), "approve");
+    let (consensus, dkg) = (Bytes::from(consensus_key.to_vec()), Bytes::from(vec![9u8; 32]));
+    mined!(
+        pool.lockFor(signer.address(), stake, consensus, dkg)
+            .from(owner.address()),
+        "lockFor"
     );
 
     // The ledger as the pool decided it: sequencer 1 double-voted at height 2, the block at height 3 proved it.

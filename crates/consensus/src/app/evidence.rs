@@ -134,15 +134,20 @@ impl App {
         self.evidence.insert(hash, e);
     }
 
-    /// The evidence this node's next block carries: pooled items the ledger still takes, one per offender.
-    /// Items it will never take (spent, too old, not a validator) leave the pool.
-    pub(super) fn includable_evidence(&mut self) -> Vec<Evidence> {
+    /// The evidence this node's next block carries (pooled items the ledger still takes, one per offender) and
+    /// the offences it proves. Items the ledger will never take (spent, too old, not a validator) leave the
+    /// pool.
+    pub(super) fn includable_evidence(&mut self) -> (Vec<Evidence>, Vec<Misbehaviour>) {
         let mut out = Vec::new();
+        let mut offences = Vec::new();
         let mut offenders = BTreeSet::new();
         let mut spent = Vec::new();
         for (hash, e) in &self.evidence {
             match misbehaviour_of(std::slice::from_ref(e), &self.ledger, &|e| self.offender(e)) {
-                Ok(m) if out.len() < MAX_EVIDENCE_PER_BLOCK && offenders.insert(m[0].sequencer) => out.push(e.clone()),
+                Ok(mut m) if out.len() < MAX_EVIDENCE_PER_BLOCK && offenders.insert(m[0].sequencer) => {
+                    out.push(e.clone());
+                    offences.append(&mut m);
+                }
                 Ok(_) => {}
                 Err(err) => {
                     info!(offender = %e.offender(), reason = %err, "evidence no longer includable; dropped");
@@ -153,7 +158,7 @@ impl App {
         for h in spent {
             self.evidence.remove(&h);
         }
-        out
+        (out, offences)
     }
 
     /// The sequencer id of `e`'s offender, if it was a validator at the evidence's height.

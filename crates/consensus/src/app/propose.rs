@@ -63,9 +63,7 @@ impl App {
             .map(|s| s.signer)
             .unwrap_or_default();
         let pos_txs = self.l1.includable(self.ledger.last_l1(), self.l1_margin, MAX_POS_TXS);
-        let evidence = self.includable_evidence();
-        let misbehaviour = super::evidence::misbehaviour_of(&evidence, &self.ledger, &|e| self.offender(e))
-            .map_err(|e| AppError::Corrupt(format!("own evidence: {e}")))?;
+        let (evidence, misbehaviour) = self.includable_evidence();
         let ctx = {
             let engine = self.backend.engine();
             let extra = extra_data(self.ledger.state_hash(), &pos_txs, &evidence)?;
