@@ -35,6 +35,9 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         bool jailed;
         bytes32 consensusKey;
         bytes32 dkgKey;
+        /// Stake withdrawn but not yet claimed: out of the voting power, still slashable until claimed.
+        uint256 withdrawing;
+        uint64 withdrawClaimTime;
     }
 
     bytes32 public constant REWARDS_TAG = keccak256("metis-seq/LockingPool.batchSubmitRewards/v1");
@@ -79,7 +82,9 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         bytes32 dkgKey
     );
     event Relocked(uint256 indexed sequencerId, uint256 amount, uint256 total);
+    /// Stake left the voting power now; it is paid by `withdrawClaim` after the exit delay.
     event Withdraw(uint256 indexed sequencerId, uint256 amount);
+    event WithdrawClaimed(uint256 indexed sequencerId, address to, uint256 amount);
     event LockUpdate(uint256 indexed sequencerId, uint256 indexed nonce, uint256 indexed newAmount);
     event ClaimRewards(
         uint256 indexed sequencerId, address recipient, uint256 indexed amount, uint256 indexed totalAmount
@@ -308,7 +313,10 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         emit LockUpdate(seqId, nonce, newAmount);
     }
 
-    /// @notice Withdraws part of an active sequencer's stake, keeping at least minLock locked.
+    /// @notice Withdraws part of an active sequencer's stake, keeping at least minLock locked. The amount leaves
+    /// the voting power at once but is paid only by `withdrawClaim` after the exit delay, and stays slashable
+    /// until then: a sequencer cannot empty its stake ahead of a slash for something it already did. A new
+    /// withdrawal restarts the delay for everything pending.
     function withdraw(uint256 seqId, uint256 amount) external whenNotPaused onlySequencerOwner(seqId) {
         Sequencer storage s = _requireActive(seqId);
         if (amount == 0) revert ZeroAmount();
@@ -317,10 +325,23 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         _checkBounds(newAmount);
         s.amount = newAmount;
         totalLocked -= amount;
+        s.withdrawing += amount;
+        // forge-lint: disable-next-line(unsafe-typecast) timestamps fit in 64 bits for billions of years
+        s.withdrawClaimTime = uint64(block.timestamp + exitDelay);
         uint64 nonce = ++s.nonce;
-        escrow.payOut(msg.sender, amount);
         emit Withdraw(seqId, amount);
         emit LockUpdate(seqId, nonce, newAmount);
+    }
+
+    /// @notice Pays out what `withdraw` set aside, once the exit delay has passed.
+    function withdrawClaim(uint256 seqId) external whenNotPaused onlySequencerOwner(seqId) {
+        Sequencer storage s = _sequencers[seqId];
+        uint256 amount = s.withdrawing;
+        if (amount == 0) revert NothingToClaim();
+        if (block.timestamp < s.withdrawClaimTime) revert ExitNotReady(s.withdrawClaimTime);
+        s.withdrawing = 0;
+        escrow.payOut(msg.sender, amount);
+        emit WithdrawClaimed(seqId, msg.sender, amount);
     }
 
     /// @notice Starts the exit: the sequencer leaves the active set now and can claim its stake after exitDelay.
@@ -333,8 +354,11 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         Sequencer storage s = _sequencers[seqId];
         if (s.status != Status.Unlocked) revert InvalidSequencerStatus(seqId, s.status);
         if (block.timestamp < s.unlockClaimTime) revert ExitNotReady(s.unlockClaimTime);
+        if (s.withdrawing > 0 && block.timestamp < s.withdrawClaimTime) revert ExitNotReady(s.withdrawClaimTime);
         uint256 amount = s.amount;
+        uint256 pending = s.withdrawing;
         s.amount = 0;
+        s.withdrawing = 0;
         s.status = Status.Inactive;
         totalLocked -= amount;
         delete seqOwners[s.owner];
@@ -342,7 +366,7 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         ++s.nonce;
         uint256 reward = s.reward;
         if (reward > 0) _payReward(seqId, s, reward);
-        if (amount > 0) escrow.payOut(msg.sender, amount);
+        if (amount + pending > 0) escrow.payOut(msg.sender, amount + pending);
         emit Unlocked(msg.sender, seqId, amount, totalLocked);
     }
 
@@ -437,14 +461,18 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         Sequencer storage s = _sequencers[seqId];
         if (s.status == Status.Inactive) revert InvalidSequencerStatus(seqId, s.status);
         if (usedEvidence[evidenceHash]) revert EvidenceAlreadyUsed(evidenceHash);
-        if (amount == 0 || amount > s.amount) revert AmountOutOfBounds(amount, 1, s.amount);
+        uint256 slashable = s.amount + s.withdrawing;
+        if (amount == 0 || amount > slashable) revert AmountOutOfBounds(amount, 1, slashable);
         _verifyGroupSignature(slashDigest(seqId, amount, evidenceHash), signature);
 
         usedEvidence[evidenceHash] = true;
-        uint256 newAmount = s.amount - amount;
+        // The locked stake first, then what is being withdrawn.
+        uint256 fromLocked = amount < s.amount ? amount : s.amount;
+        uint256 newAmount = s.amount - fromLocked;
         s.amount = newAmount;
+        s.withdrawing -= amount - fromLocked;
         s.jailed = true;
-        totalLocked -= amount;
+        totalLocked -= fromLocked;
         uint64 nonce = ++s.nonce;
         address to = treasury == address(0) ? BURN_ADDRESS : treasury;
         escrow.payOut(to, amount);

@@ -155,14 +155,95 @@ contract LockingPoolTest is Fixture {
         emit LockingPool.Withdraw(id, 4_000 ether);
         vm.prank(_user(1));
         pool.withdraw(id, 4_000 ether);
-        assertEq(token.balanceOf(_user(1)) - before, 4_000 ether, "paid out");
+        assertEq(token.balanceOf(_user(1)), before, "nothing paid before the exit delay");
         assertEq(pool.sequencers(id).amount, MIN + 6_000 ether, "left");
+        assertEq(pool.sequencers(id).withdrawing, 4_000 ether, "set aside");
+        assertEq(pool.totalLocked(), MIN + 6_000 ether, "out of the locked total");
         vm.prank(_user(1));
         vm.expectRevert(abi.encodeWithSelector(LockingPool.AmountOutOfBounds.selector, MIN - 1 ether, MIN, MAX));
         pool.withdraw(id, 6_001 ether);
         vm.prank(_user(1));
         vm.expectRevert(LockingPool.ZeroAmount.selector);
         pool.withdraw(id, 0);
+    }
+
+    function test_withdraw_claimAfterTheExitDelay() public {
+        uint256 id = _lock(1, MIN + 10_000 ether);
+        uint256 before = token.balanceOf(_user(1));
+        vm.prank(_user(1));
+        pool.withdraw(id, 4_000 ether);
+        uint256 claimAt = block.timestamp + 21 days;
+        assertEq(pool.sequencers(id).withdrawClaimTime, claimAt, "claim time");
+        vm.prank(_user(1));
+        vm.expectRevert(abi.encodeWithSelector(LockingPool.ExitNotReady.selector, claimAt));
+        pool.withdrawClaim(id);
+        vm.warp(claimAt);
+        vm.expectEmit(true, true, true, true, address(pool));
+        emit LockingPool.WithdrawClaimed(id, _user(1), 4_000 ether);
+        vm.prank(_user(1));
+        pool.withdrawClaim(id);
+        assertEq(token.balanceOf(_user(1)) - before, 4_000 ether, "paid out");
+        assertEq(pool.sequencers(id).withdrawing, 0, "nothing pending");
+        vm.prank(_user(1));
+        vm.expectRevert(LockingPool.NothingToClaim.selector);
+        pool.withdrawClaim(id);
+        vm.prank(_user(2));
+        vm.expectRevert(abi.encodeWithSelector(LockingPool.NotSequencerOwner.selector, id));
+        pool.withdrawClaim(id);
+    }
+
+    function test_withdraw_staysSlashableUntilClaimed() public {
+        _registerGroupKey();
+        uint256 id = _lock(1, MIN + 10_000 ether);
+        // Expecting a slash, the owner takes out all it may: the stake withdrawn is still slashable.
+        vm.prank(_user(1));
+        pool.withdraw(id, 10_000 ether);
+        _slash(id, MIN + 2_000 ether, keccak256("double vote"));
+        assertEq(pool.sequencers(id).amount, 0, "locked stake taken first");
+        assertEq(pool.sequencers(id).withdrawing, 8_000 ether, "then the withdrawal");
+        assertEq(token.balanceOf(pool.BURN_ADDRESS()), MIN + 2_000 ether, "burnt");
+        assertEq(pool.totalLocked(), 0, "total");
+        bytes32 ev = keccak256("more");
+        bytes memory sig = BlsTestSigner.sign(GROUP_SK, pool.slashDigest(id, 8_001 ether, ev));
+        vm.expectRevert(abi.encodeWithSelector(LockingPool.AmountOutOfBounds.selector, 8_001 ether, 1, 8_000 ether));
+        pool.slash(id, 8_001 ether, ev, sig);
+    }
+
+    function test_unlockClaim_waitsForAPendingWithdrawal() public {
+        uint256 id = _lock(1, MIN + 10_000 ether);
+        uint256 before = token.balanceOf(_user(1));
+        vm.prank(_user(1));
+        pool.unlock(id);
+        vm.warp(block.timestamp + 10 days);
+        // Unlocked sequencers cannot withdraw; the withdrawal must come first.
+        vm.prank(_user(1));
+        vm.expectRevert(
+            abi.encodeWithSelector(LockingPool.InvalidSequencerStatus.selector, id, LockingPool.Status.Unlocked)
+        );
+        pool.withdraw(id, 1 ether);
+        vm.warp(block.timestamp + 11 days);
+        vm.prank(_user(1));
+        pool.unlockClaim(id);
+        assertEq(token.balanceOf(_user(1)) - before, MIN + 10_000 ether, "all paid");
+
+        // A withdrawal still pending when the exit could be claimed (the delay was shortened in between).
+        uint256 id2 = _lock(2, MIN + 10_000 ether);
+        vm.prank(_user(2));
+        pool.withdraw(id2, 5_000 ether);
+        uint256 withdrawAt = pool.sequencers(id2).withdrawClaimTime;
+        vm.prank(OWNER);
+        pool.setExitDelay(1 days);
+        vm.prank(_user(2));
+        pool.unlock(id2);
+        vm.warp(block.timestamp + 1 days);
+        vm.prank(_user(2));
+        vm.expectRevert(abi.encodeWithSelector(LockingPool.ExitNotReady.selector, withdrawAt));
+        pool.unlockClaim(id2);
+        vm.warp(withdrawAt);
+        uint256 before2 = token.balanceOf(_user(2));
+        vm.prank(_user(2));
+        pool.unlockClaim(id2);
+        assertEq(token.balanceOf(_user(2)) - before2, MIN + 10_000 ether, "stake and withdrawal paid");
     }
 
     // ------------------------------------------------------------------ unlock

@@ -13,6 +13,17 @@ pub enum Fault {
     BadStateRoot,
     /// Propose blocks carrying a transaction from an unfunded account that was never executed.
     ForeignTx,
+    /// Sign and send a second, conflicting vote for every vote (done by Malachite's Byzantine network proxy).
+    DoubleVote,
+    /// Sign and send a second proposal for a different value with every proposal (Malachite's proxy).
+    DoublePropose,
+}
+
+impl Fault {
+    /// Faults Malachite's engine commits (through its Byzantine network proxy), not this app.
+    pub fn in_engine(self) -> bool {
+        matches!(self, Self::DoubleVote | Self::DoublePropose)
+    }
 }
 
 impl std::str::FromStr for Fault {
@@ -21,28 +32,61 @@ impl std::str::FromStr for Fault {
         match s {
             "bad-state-root" => Ok(Self::BadStateRoot),
             "foreign-tx" => Ok(Self::ForeignTx),
-            _ => Err(format!("unknown fault {s:?} (bad-state-root, foreign-tx)")),
+            "double-vote" => Ok(Self::DoubleVote),
+            "double-propose" => Ok(Self::DoublePropose),
+            _ => Err(format!(
+                "unknown fault {s:?} (bad-state-root, foreign-tx, double-vote, double-propose)"
+            )),
         }
     }
 }
 
-/// The fault the environment asks for, if any.
-pub fn from_env() -> Result<Option<Fault>, String> {
+/// A fault and the first height it is committed at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultSpec {
+    pub fault: Fault,
+    pub from_height: u64,
+}
+
+impl FaultSpec {
+    /// Parses `[moniker:]fault[@height]`; `None` when the spec names another node. A devnet's nodes inherit one
+    /// environment, so the moniker picks the one that misbehaves.
+    pub fn parse(spec: &str, moniker: &str) -> Result<Option<Self>, String> {
+        let (who, rest) = match spec.split_once(':') {
+            Some((who, rest)) => (Some(who), rest),
+            None => (None, spec),
+        };
+        let (name, from_height) = match rest.split_once('@') {
+            Some((name, h)) => (name, h.parse().map_err(|e| format!("fault height {h:?}: {e}"))?),
+            None => (rest, 0),
+        };
+        let fault = name.parse()?;
+        if who.is_some_and(|w| w != moniker) {
+            return Ok(None);
+        }
+        Ok(Some(Self { fault, from_height }))
+    }
+}
+
+/// The fault the environment asks of the node named `moniker`, if any.
+pub fn from_env(moniker: &str) -> Result<Option<FaultSpec>, String> {
     match std::env::var(ENV) {
-        Ok(f) => f.parse().map(Some),
+        Ok(f) => FaultSpec::parse(&f, moniker),
         Err(_) => Ok(None),
     }
 }
 
 /// Spoils a block this node built; returns a transaction to add to it unexecuted, if the fault wants one.
-pub fn apply(fault: Option<Fault>, block: &mut ExecutedBlock, chain_id: u64) -> Option<RecoveredTx> {
-    match fault? {
+pub fn apply(fault: Option<FaultSpec>, block: &mut ExecutedBlock, chain_id: u64) -> Option<RecoveredTx> {
+    let spec = fault.filter(|f| block.header.number >= f.from_height)?;
+    match spec.fault {
         Fault::BadStateRoot => {
             block.header.state_root = alloy_primitives::keccak256(block.header.state_root);
             block.hash = block.header.hash_slow();
             None
         }
         Fault::ForeignTx => foreign_tx(chain_id),
+        Fault::DoubleVote | Fault::DoublePropose => None,
     }
 }
 
@@ -66,4 +110,31 @@ fn foreign_tx(chain_id: u64) -> Option<RecoveredTx> {
     };
     let sig = key.sign_hash_sync(&tx.signature_hash()).ok()?;
     RecoveredTx::from_envelope(alloy_consensus::TxEnvelope::from(tx.into_signed(sig))).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_names_its_node_and_height() {
+        let f = |s: &str, m: &str| FaultSpec::parse(s, m);
+        assert_eq!(
+            f("double-vote", "node0"),
+            Ok(Some(FaultSpec {
+                fault: Fault::DoubleVote,
+                from_height: 0
+            }))
+        );
+        assert_eq!(
+            f("node3:double-propose@40", "node3"),
+            Ok(Some(FaultSpec {
+                fault: Fault::DoublePropose,
+                from_height: 40
+            }))
+        );
+        assert_eq!(f("node3:double-vote@40", "node1"), Ok(None));
+        assert!(f("node3:nosuch", "node1").is_err(), "a typo is an error on every node");
+        assert!(f("double-vote@x", "node1").is_err());
+    }
 }

@@ -225,7 +225,7 @@ async fn an_equivocating_validator_is_jailed_by_the_next_block_and_bad_evidence_
     assert_eq!((offence.misbehaviour.height, offence.included), (2, 3));
     // The PoS API shows it: the offence with both signed messages, and the validator's jail.
     let api = metis_rpc::pos::module(pool.nodes[0].chain.clone(), Default::default(), Arc::new(NoNode));
-    let offences: serde_json::Value = api.call("metis_offences", [0u64, 10]).await.expect("metis_offences");
+    let offences: serde_json::Value = api.call("metis_evidence", [0u64, 10]).await.expect("metis_evidence");
     assert_eq!(offences.as_array().map(Vec::len), Some(1));
     let o = &offences[0];
     assert_eq!(o["sequencer"], offender_id);

@@ -64,7 +64,8 @@ pub enum L1Command {
         #[arg(long)]
         amount: u64,
     },
-    /// As a sequencer's owner: take stake out (the rest must stay at or above the minimum lock).
+    /// As a sequencer's owner: take stake out (the rest must stay at or above the minimum lock). It leaves the
+    /// voting power at once, stays slashable, and is paid by `withdraw-claim` after the exit delay.
     Withdraw {
         #[command(flatten)]
         pool: PoolConnection,
@@ -72,10 +73,28 @@ pub enum L1Command {
         #[arg(long)]
         amount: u64,
     },
+    /// As a sequencer's owner: collect what `withdraw` set aside, once the exit delay has passed.
+    WithdrawClaim {
+        #[command(flatten)]
+        pool: PoolConnection,
+    },
     /// As a sequencer's owner: leave the set (the stake is claimable after the exit delay).
     Unlock {
         #[command(flatten)]
         pool: PoolConnection,
+    },
+    /// As a sequencer's owner: collect the stake (and any pending withdrawal) after the exit delay.
+    UnlockClaim {
+        #[command(flatten)]
+        pool: PoolConnection,
+    },
+    /// As the contracts' owner: release a sequencer LockingPool holds jailed (after a slash); the PoS ledger
+    /// follows the `Jailed` event and lets it back at an epoch boundary once its PoS jail has run out.
+    Unjail {
+        #[command(flatten)]
+        pool: PoolConnection,
+        #[arg(long)]
+        sequencer_id: u64,
     },
     /// The sender's sequencer as LockingPool has it (JSON).
     Sequencer {
@@ -256,10 +275,40 @@ pub async fn run(cmd: L1Command) -> Result<()> {
             println!("{}", serde_json::json!({ "tx": tx, "sequencer_id": id }));
             Ok(())
         }
+        L1Command::WithdrawClaim { pool } => {
+            let (pool, id) = pool.owned().await?;
+            let tx = confirm("withdrawClaim", pool.withdrawClaim(id).send().await).await?;
+            println!("{}", serde_json::json!({ "tx": tx, "sequencer_id": id }));
+            Ok(())
+        }
         L1Command::Unlock { pool } => {
             let (pool, id) = pool.owned().await?;
             let tx = confirm("unlock", pool.unlock(id).send().await).await?;
             println!("{}", serde_json::json!({ "tx": tx, "sequencer_id": id }));
+            Ok(())
+        }
+        L1Command::UnlockClaim { pool } => {
+            let (pool, id) = pool.owned().await?;
+            let tx = confirm("unlockClaim", pool.unlockClaim(id).send().await).await?;
+            println!("{}", serde_json::json!({ "tx": tx, "sequencer_id": id }));
+            Ok(())
+        }
+        L1Command::Unjail { pool, sequencer_id } => {
+            let (pool, _) = pool.pool().await?;
+            let id = U256::from(sequencer_id);
+            let s = pool
+                .sequencers(id)
+                .call()
+                .await
+                .context("reading LockingPool.sequencers")?;
+            if !s.jailed {
+                bail!("sequencer {sequencer_id} is not jailed on L1");
+            }
+            let tx = confirm("unjail", pool.unjail(id).send().await).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "tx": tx, "sequencer_id": id, "jailed": false })
+            );
             Ok(())
         }
         L1Command::Sequencer { pool } => {
@@ -274,6 +323,9 @@ pub async fn run(cmd: L1Command) -> Result<()> {
                 serde_json::json!({
                     "sequencer_id": id,
                     "amount": s.amount,
+                    "withdrawing": s.withdrawing,
+                    "withdraw_claim_time": s.withdrawClaimTime,
+                    "unlock_claim_time": s.unlockClaimTime,
                     "signer": s.signer,
                     "owner": s.owner,
                     "status": s.status,

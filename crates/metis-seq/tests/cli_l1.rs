@@ -1,6 +1,9 @@
 //! `metis-seq l1 deploy` and `l1 set-group-key` as an operator runs them, against a real anvil.
 
-use alloy::{primitives::Address, providers::ProviderBuilder};
+use alloy::{
+    primitives::Address,
+    providers::{Provider, ProviderBuilder},
+};
 use commonware_codec::Encode;
 use commonware_cryptography::bls12381::primitives::{ops, variant::MinSig};
 use metis_contracts::LockingPool;
@@ -219,6 +222,17 @@ async fn a_sequencer_locks_with_its_own_keys() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["amount"], serde_json::json!(tokens(22_000)), "{v}");
+    assert_eq!(
+        v["withdrawing"],
+        serde_json::json!(tokens(8_000)),
+        "set aside, still slashable: {v}"
+    );
+    let out = run(&owner_key, &["withdraw-claim"]);
+    assert!(!out.status.success(), "claimed before the exit delay");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("withdrawClaim"));
+    // Only a jailed sequencer can be unjailed; the CLI says so before sending anything.
+    let out = run(&deployer_key, &["unjail", "--sequencer-id", "1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not jailed"), "{out:?}");
     // Below the minimum lock (20,000) is refused by the pool, with the error reported.
     let out = run(&owner_key, &["withdraw", "--amount", "5000"]);
     assert!(!out.status.success());
@@ -228,6 +242,21 @@ async fn a_sequencer_locks_with_its_own_keys() {
     let seq = pool.sequencers(alloy::primitives::U256::from(1)).call().await.unwrap();
     assert_eq!(seq.amount, tokens(22_000));
     assert_ne!(seq.status, 1, "no longer Active after unlock");
+    let out = run(&owner_key, &["unlock-claim"]);
+    assert!(!out.status.success(), "claimed before the exit delay");
+    // Three weeks later (anvil's clock) the stake and the withdrawal are paid.
+    let provider = alloy::providers::ProviderBuilder::new().connect_http(rpc.parse().unwrap());
+    let _: serde_json::Value = provider
+        .raw_request("evm_increaseTime".into(), (22u64 * 24 * 3600,))
+        .await
+        .unwrap();
+    let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let before = token.balanceOf(owner).call().await.unwrap();
+    let out = run(&owner_key, &["withdraw-claim"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&owner_key, &["unlock-claim"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(token.balanceOf(owner).call().await.unwrap() - before, tokens(30_000));
     // Someone without a sequencer is told so; the owner can remove a whitelisting.
     let stranger = format!("0x{}", alloy::hex::encode(anvil.keys()[2].to_bytes()));
     let out = run(&stranger, &["unlock"]);

@@ -209,7 +209,9 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     }
     // Test builds only: the test that starts this node's process asks it to misbehave.
     #[cfg(feature = "test-faults")]
-    if let Some(f) = metis_consensus::faults::from_env().map_err(NodeError::Consensus)? {
+    let fault = metis_consensus::faults::from_env(&s.moniker).map_err(NodeError::Consensus)?;
+    #[cfg(feature = "test-faults")]
+    if let Some(f) = fault.filter(|f| !f.fault.in_engine()) {
         app.inject_fault(f);
     }
     let (hub, from_peers) = metis_net::SignHub::new();
@@ -234,6 +236,12 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     .await
     .map_err(|source| NodeError::Rpc { addr: rpc_addr, source })?;
     let gossip_addr = start_gossip(&s, chain_id, &chain, hub).await?;
+    #[cfg(feature = "test-faults")]
+    let (channels, engine) = match fault.filter(|f| f.fault.in_engine()) {
+        Some(f) => start_byzantine_consensus(&s, address, &consensus_signer, f).await?,
+        None => start_consensus(&s, address, &consensus_signer).await?,
+    };
+    #[cfg(not(feature = "test-faults"))]
     let (channels, engine) = start_consensus(&s, address, &consensus_signer).await?;
     info!(address = ?address, rpc = %rpc.local_addr, gossip = %gossip_addr, "node started");
     let app = tokio::spawn(app.run(channels));
@@ -419,13 +427,12 @@ fn malachite_config(s: &NodeSettings) -> Result<MalachiteConfig, NodeError> {
     })
 }
 
-/// Malachite's engine (libp2p, WAL, sync) under this node's validator identity.
-async fn start_consensus(
+/// This node's identity on Malachite's network: its libp2p key and the proof binding it to the consensus key.
+async fn network_identity(
     s: &NodeSettings,
     address: Address,
     signer: &ConsensusSigner,
-) -> Result<(malachitebft_app_channel::Channels<MetisContext>, EngineHandle), NodeError> {
-    let config = malachite_config(s)?;
+) -> Result<NetworkIdentity, NodeError> {
     let keypair =
         Keypair::ed25519_from_bytes(s.key.to_bytes()).map_err(|e| NodeError::Consensus(format!("network key: {e}")))?;
     let peer_id = keypair.public().to_peer_id();
@@ -436,12 +443,31 @@ async fn start_consensus(
     let proof_bytes = WireCodec
         .encode(&proof)
         .map_err(|e| NodeError::Consensus(format!("validator proof: {e}")))?;
-    let identity = NetworkIdentity::new_validator(s.moniker.clone(), keypair, address.to_string(), proof_bytes);
     info!(%peer_id, "starting consensus");
+    Ok(NetworkIdentity::new_validator(
+        s.moniker.clone(),
+        keypair,
+        address.to_string(),
+        proof_bytes,
+    ))
+}
+
+fn wal_path(s: &NodeSettings) -> PathBuf {
+    s.data_dir.join("wal").join("consensus.wal")
+}
+
+/// Malachite's engine (libp2p, WAL, sync) under this node's validator identity.
+async fn start_consensus(
+    s: &NodeSettings,
+    address: Address,
+    signer: &ConsensusSigner,
+) -> Result<(malachitebft_app_channel::Channels<MetisContext>, EngineHandle), NodeError> {
+    let config = malachite_config(s)?;
+    let identity = network_identity(s, address, signer).await?;
     malachitebft_app_channel::start_engine(
         MetisContext,
         config,
-        WalContext::new(s.data_dir.join("wal").join("consensus.wal"), WireCodec),
+        WalContext::new(wal_path(s), WireCodec),
         NetworkContext::new(identity, WireCodec),
         ConsensusContext::new_validator(
             address,
@@ -453,6 +479,63 @@ async fn start_consensus(
     )
     .await
     .map_err(|e| NodeError::Consensus(format!("{e:#}")))
+}
+
+/// Malachite's engine behind its Byzantine network proxy, which signs and sends a conflicting vote or proposal
+/// next to this node's own (test builds only: accountability tests need a real equivocator).
+#[cfg(feature = "test-faults")]
+async fn start_byzantine_consensus(
+    s: &NodeSettings,
+    address: Address,
+    signer: &ConsensusSigner,
+    fault: metis_consensus::faults::FaultSpec,
+) -> Result<(malachitebft_app_channel::Channels<MetisContext>, EngineHandle), NodeError> {
+    use malachitebft_engine_byzantine::{ByzantineConfig, Trigger};
+    use metis_consensus::faults::Fault;
+    use metis_wire::types::BlockHash;
+    let from = Trigger::HeightRange {
+        from: fault.from_height,
+        to: u64::MAX,
+    };
+    let config = match fault.fault {
+        Fault::DoubleVote => ByzantineConfig::default().with_equivocate_votes(from),
+        _ => ByzantineConfig::default().with_equivocate_proposals(from),
+    };
+    tracing::warn!(?fault, "FAULT INJECTION: this node's engine will equivocate");
+    // The conflicting value: the block hash with its last byte flipped (nil votes conflict with a fixed hash).
+    let flip = |h: &BlockHash| {
+        let mut b = h.0;
+        b[31] ^= 0xff;
+        BlockHash(b)
+    };
+    let byzantine = malachitebft_app_channel::ByzantineContext {
+        identity: network_identity(s, address, signer).await?,
+        codec: WireCodec,
+        config,
+        signer: Box::new(ConsensusSigner::new(s.key.clone())),
+        address,
+        conflicting_value_fn: Some(Box::new(flip)),
+        conflicting_vote_value_fn: Some(Box::new(move |v: Option<&BlockHash>| match v {
+            Some(h) => flip(h),
+            None => BlockHash([0xee; 32]),
+        })),
+    };
+    let e = |e: eyre::Report| NodeError::Consensus(format!("{e:#}"));
+    malachitebft_app_channel::EngineBuilder::new(MetisContext, malachite_config(s)?)
+        .with_default_wal(WalContext::new(wal_path(s), WireCodec))
+        .with_byzantine_network(byzantine)
+        .await
+        .map_err(e)?
+        .with_default_sync(SyncContext::new(WireCodec))
+        .with_default_consensus(ConsensusContext::new_validator(
+            address,
+            Box::new(ConsensusVerifier),
+            Box::new(ConsensusSigner::new(s.key.clone())),
+        ))
+        .with_default_request(RequestContext::new(100))
+        .build()
+        .await
+        .map_err(e)
 }
 
 fn commonware_identity(key: &ed25519_dalek::SigningKey) -> commonware_cryptography::ed25519::PrivateKey {

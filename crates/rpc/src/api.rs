@@ -171,10 +171,11 @@ pub trait PosApi {
     /// in the downtime window.
     #[method(name = "validators")]
     fn validators(&self) -> RpcResult<Value>;
-    /// Punished offences, oldest first: what the ledger decided (jail, slash asked, whether L1 carried it out,
-    /// the pool's signature over an open slash once this node has it) and the evidence with both signed messages (`encoded`: its canonical bytes, whose keccak is its hash).
-    #[method(name = "offences")]
-    fn offences(&self, from: Option<u64>, count: Option<u64>) -> RpcResult<Value>;
+    /// Punished offences, oldest first: what the ledger decided (jail, slash asked, whether L1 carried it out
+    /// and the L1 event that did, the pool's signature over an open slash once this node has it) and the
+    /// evidence with both signed messages (`encoded`: its canonical bytes, whose keccak is its hash).
+    #[method(name = "evidence", aliases = ["metis_offences"])]
+    fn evidence(&self, from: Option<u64>, count: Option<u64>) -> RpcResult<Value>;
     /// The ledger's height, state hash, parameters, schedule and archive counters.
     #[method(name = "ledger")]
     fn ledger(&self) -> RpcResult<Value>;

@@ -77,6 +77,22 @@ fn sequencer_json(v: &SetView, s: &Sequencer) -> Value {
     })
 }
 
+/// The `Slashed` event L1 emitted for this evidence, while the ledger still holds it (recent L1 events).
+fn slashed_on_l1(l: &Ledger, evidence: &alloy_primitives::B256) -> Option<Value> {
+    l.applied_l1().iter().find_map(|a| match &a.tx.event {
+        metis_pos::L1Event::Slashed {
+            amount, evidence: e, ..
+        } if e == evidence => Some(json!({
+            "amount": amount,
+            "l1_block": a.tx.position.block_number,
+            "l1_block_hash": a.tx.position.block_hash,
+            "l1_tx_index": a.tx.position.tx_index,
+            "l2_block": a.height,
+        })),
+        _ => None,
+    })
+}
+
 /// Offences returned per call at most.
 const MAX_OFFENCES: u64 = 100;
 
@@ -411,7 +427,7 @@ impl PosApiServer for PosRpc {
         Ok(Value::Array(l.sequencers().map(|s| sequencer_json(&view, s)).collect()))
     }
 
-    fn offences(&self, from: Option<u64>, count: Option<u64>) -> RpcResult<Value> {
+    fn evidence(&self, from: Option<u64>, count: Option<u64>) -> RpcResult<Value> {
         let (from, count) = page(from, count, MAX_OFFENCES, "offences")?;
         let l = current(&self.chain)?;
         let store = self.store();
@@ -446,6 +462,7 @@ impl PosApiServer for PosRpc {
                     None => None,
                 },
                 "jail": l.offences().jail(m.sequencer),
+                "l1_slash": slashed_on_l1(&l, &m.evidence),
                 "evidence": evidence,
             }));
         }

@@ -26,6 +26,8 @@ pub struct Devnet {
     pub l1_port: u16,
     pub base_port: u16,
     args: Vec<String>,
+    /// Environment the supervisor (and so every node) starts with.
+    env: Vec<(String, String)>,
     child: Option<Child>,
     /// The manifest as last read.
     pub m: Value,
@@ -38,6 +40,11 @@ impl Devnet {
     /// Starts `metis-seq devnet` with its own directory and ports (`slot` picks them) and waits until it is
     /// ready. Ports stay below the ephemeral range so no outgoing connection takes them.
     pub async fn start(name: &str, slot: u16, extra: &[&str]) -> Self {
+        Self::start_with_env(name, slot, extra, &[]).await
+    }
+
+    /// [`Devnet::start`] with environment variables for the supervisor and its nodes (e.g. a test fault).
+    pub async fn start_with_env(name: &str, slot: u16, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let l1_port = 18600 + slot;
         let base_port = 29100 + 100 * slot;
         let dir = tempdir(name);
@@ -58,6 +65,7 @@ impl Devnet {
             l1_port,
             base_port,
             args,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
             m: Value::Null,
             client: reqwest::Client::new(),
@@ -80,6 +88,7 @@ impl Devnet {
             .expect("devnet output file");
         let child = Command::new(metis_seq_bin())
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out)

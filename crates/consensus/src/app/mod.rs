@@ -152,7 +152,7 @@ pub struct App {
     pending_start: Option<(Height, Instant, tokio::sync::oneshot::Sender<Next<MetisContext>>)>,
     history_keep: usize,
     #[cfg(feature = "test-faults")]
-    fault: Option<crate::faults::Fault>,
+    fault: Option<crate::faults::FaultSpec>,
     proposals: Option<ProposalStore>,
     /// A height decided on a block not held here, to be restarted (and synced).
     restart: Option<Height>,
@@ -449,8 +449,8 @@ impl App {
 
     /// Makes this node misbehave as a proposer (tests only).
     #[cfg(feature = "test-faults")]
-    pub fn inject_fault(&mut self, fault: crate::faults::Fault) {
-        warn!(?fault, "FAULT INJECTION: this node will propose invalid blocks");
+    pub fn inject_fault(&mut self, fault: crate::faults::FaultSpec) {
+        warn!(?fault, "FAULT INJECTION: this node will misbehave");
         self.fault = Some(fault);
     }
 

@@ -1,5 +1,6 @@
 //! End-to-end: `metis-seq devnet` driven as a user drives it (RPC, API, L1, CLI). One devnet at a time.
 
+mod accountability;
 mod anchor;
 mod chain;
 mod faults;
