@@ -371,6 +371,65 @@ async fn producer_with_tx_from_nowhere_gets_no_votes() {
     faulty_producer_is_refused("net-foreign", "foreign-tx").await;
 }
 
+/// A producer whose engine signs a second proposal for a different value in every round (Malachite's Byzantine
+/// proxy, test builds only) is caught by the others: the next block carries the evidence, every node jails it
+/// and asks for the same slash, a fallback producer takes over, and the chain goes on as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_proposer_is_jailed_by_the_next_block() {
+    let _one = exclusive().await;
+    let mut net = Testnet::generate("net-double-propose", NetOptions::default());
+    let genesis = net.pos_genesis();
+    let weights = election_weights(&genesis);
+    let seed: B256 = genesis["seed"].as_str().unwrap().parse().unwrap();
+    let producer_id = metis_pos::elect(&weights, seed, 0).unwrap();
+    let p = Testnet::node_of(producer_id);
+    for i in 0..4 {
+        net.start(i, (i == p).then_some("double-propose@3"));
+    }
+    let all: Vec<usize> = (0..4).collect();
+    let honest: Vec<usize> = all.iter().copied().filter(|i| *i != p).collect();
+    let offence = wait_for(60, "the double proposal punished", || async {
+        let o = net.call(honest[0], "metis_evidence", json!([])).await.ok()?;
+        o.as_array()?.first().cloned()
+    })
+    .await;
+    eprintln!("double proposal: {offence}");
+    assert_eq!(offence["sequencer"].as_u64(), Some(producer_id), "{offence}");
+    assert_eq!(offence["kind"], "DoubleProposal");
+    let (at, included) = (hex_or_u64(&offence["offence_height"]), hex_or_u64(&offence["included"]));
+    assert!(at >= 3, "evidence before the fault started: {offence}");
+    assert!(included <= at + 2, "jailed {} blocks after the evidence", included - at);
+    assert_ne!(
+        offence["evidence"]["first"]["value"],
+        offence["evidence"]["second"]["value"]
+    );
+    // Every node holds the same offence, and the chain goes on without the offender producing.
+    for i in &honest {
+        let o = net.call(*i, "metis_evidence", json!([])).await.unwrap();
+        assert_eq!(o[0]["evidence_hash"], offence["evidence_hash"], "node {i}");
+        assert_eq!(o.as_array().unwrap().len(), 1, "one incident, punished once: {o}");
+    }
+    // The producer left the evidence against itself out of its next block: refused, a fallback included it.
+    let log = std::fs::read_to_string(net.log_path(honest[0])).unwrap();
+    assert!(log.contains("leaves out evidence against itself"), "no refusal logged");
+    let to = included + 5;
+    net.wait_height(&honest, to, 60).await;
+    net.assert_same_chain(&honest, to).await;
+    let signer = genesis["sequencers"][p]["signer"].as_str().unwrap().to_lowercase();
+    for n in included + 1..=to {
+        let b = net.block(honest[0], n).await.unwrap();
+        assert_ne!(
+            b["miner"].as_str().unwrap().to_lowercase(),
+            signer,
+            "block {n} by the jailed producer"
+        );
+    }
+}
+
+fn hex_or_u64(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| hex_u64(v))
+}
+
 #[test]
 fn hex_helper() {
     assert_eq!(hex_u64(&json!("0x10")), 16);

@@ -3,13 +3,14 @@
 //! ledger would still take into its block; validators check every item before voting ([`misbehaviour_of`]);
 //! the decision hands the offences to the ledger, which jails and asks L1 for a slash.
 
+use super::validate::Invalid;
 use super::{set_record_to_set, App, AppError};
 use malachitebft_core_consensus::MisbehaviorEvidence;
 use metis_pos::{Ledger, Misbehaviour};
 use metis_storage::schema;
 use metis_wire::block::MAX_EVIDENCE_PER_BLOCK;
 use metis_wire::evidence::{Evidence, SignedProposalRecord, SignedVoteRecord};
-use metis_wire::types::{Height, MetisContext, ValidatorSet};
+use metis_wire::types::{Address, Height, MetisContext, ValidatorSet};
 use std::collections::BTreeSet;
 use tracing::{info, warn};
 
@@ -159,6 +160,23 @@ impl App {
             self.evidence.remove(&h);
         }
         (out, offences)
+    }
+
+    /// Why this node will not vote for a block by `proposer` that proves `misbehaviour`: it holds includable
+    /// evidence against the proposer itself, and the block leaves it out. A scheduled producer could otherwise
+    /// keep its own jail out of the chain for a whole epoch; refused here, the round goes to a fallback proposer,
+    /// which includes it. (Evidence against others may be left out: a block has room for 8 offences.)
+    pub(super) fn withheld_evidence(&self, proposer: Address, misbehaviour: &[Misbehaviour]) -> Option<Invalid> {
+        let e = self.evidence.values().find(|e| e.offender() == proposer)?;
+        let m = misbehaviour_of(std::slice::from_ref(e), &self.ledger, &|e| self.offender(e)).ok()?;
+        let id = m.first()?.sequencer;
+        if misbehaviour.iter().any(|m| m.sequencer == id) {
+            return None;
+        }
+        Some(Invalid::WithheldEvidence {
+            kind: e.kind(),
+            height: e.height().0,
+        })
     }
 
     /// The sequencer id of `e`'s offender, if it was a validator at the evidence's height.

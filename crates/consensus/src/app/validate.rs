@@ -78,6 +78,8 @@ pub enum Invalid {
     Future(u64),
     #[error("{0}")]
     Evidence(#[from] EvidenceInvalid),
+    #[error("the proposer leaves out evidence against itself ({kind:?} at height {height}) that this node holds")]
+    WithheldEvidence { kind: metis_pos::OffenceKind, height: u64 },
     #[error("{0}")]
     Encoding(String),
     #[error("{0}")]
@@ -185,7 +187,13 @@ impl App {
         let last_commit = data.last_commit.clone();
         let pos_txs = data.pos_txs.clone();
         let evidence = data.evidence.clone();
-        match tokio::task::block_in_place(|| self.check(height, round, proposer, data)) {
+        let checked = tokio::task::block_in_place(|| self.check(height, round, proposer, data)).and_then(
+            |(executed, misbehaviour)| match self.withheld_evidence(proposer, &misbehaviour) {
+                Some(reason) => Err(reason),
+                None => Ok((executed, misbehaviour)),
+            },
+        );
+        match checked {
             Ok((executed, misbehaviour)) => {
                 debug!(
                     round = %round,
