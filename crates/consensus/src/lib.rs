@@ -7,6 +7,7 @@
 pub mod app;
 #[cfg(feature = "test-faults")]
 pub mod faults;
+pub mod guard;
 pub mod pacing;
 pub mod proposals;
 

@@ -158,6 +158,7 @@ pub fn run_init(args: InitArgs) -> Result<()> {
         moniker: args.moniker,
         data_dir: "data".into(),
         keys_dir: "keys".into(),
+        signing_guard: None,
         genesis: "genesis.json".into(),
         pos_genesis: "pos_genesis.json".into(),
         rpc: RpcSection {
@@ -334,6 +335,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
             moniker: format!("node{i}"),
             data_dir: "data".into(),
             keys_dir: "keys".into(),
+            signing_guard: None,
             genesis: "../genesis.json".into(),
             pos_genesis: "../pos_genesis.json".into(),
             rpc: RpcSection {

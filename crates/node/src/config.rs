@@ -28,6 +28,10 @@ pub struct NodeConfigFile {
     /// Paths are relative to the config file's directory.
     pub data_dir: PathBuf,
     pub keys_dir: PathBuf,
+    /// Where the consensus key's signing guard lives (default: `<keys_dir>/signing-guard`). Keep it off the data
+    /// dir: a data dir restored from an older copy must not take the guard back in time with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_guard: Option<PathBuf>,
     /// geth-style L2 genesis.
     pub genesis: PathBuf,
     /// PoS genesis: ledger parameters and the genesis sequencers.
@@ -251,6 +255,10 @@ impl NodeConfigFile {
             spec,
             pos,
             key: secrets.consensus,
+            signing_guard: match &self.signing_guard {
+                Some(p) => rel(base, p),
+                None => rel(base, &self.keys_dir).join("signing-guard"),
+            },
             p2p_listen: self.p2p.listen.clone(),
             p2p_peers: self.p2p.peers.clone(),
             rpc: RpcConfig {

@@ -122,6 +122,9 @@ pub struct NodeSettings {
     pub pos: PosGenesis,
     /// The ed25519 consensus key (32-byte seed).
     pub key: ed25519_dalek::SigningKey,
+    /// The signing guard of that key (see `metis_consensus::guard`): next to the key, outside the data dir, so a
+    /// data dir restored from an older copy cannot make the key sign twice for one slot.
+    pub signing_guard: PathBuf,
     pub p2p_listen: String,
     pub p2p_peers: Vec<String>,
     pub rpc: RpcConfig,
@@ -469,16 +472,31 @@ async fn start_consensus(
         config,
         WalContext::new(wal_path(s), WireCodec),
         NetworkContext::new(identity, WireCodec),
-        ConsensusContext::new_validator(
-            address,
-            Box::new(ConsensusVerifier),
-            Box::new(ConsensusSigner::new(s.key.clone())),
-        ),
+        ConsensusContext::new_validator(address, Box::new(ConsensusVerifier), guarded_signer(s)?),
         SyncContext::new(WireCodec),
         RequestContext::new(100),
     )
     .await
     .map_err(|e| NodeError::Consensus(format!("{e:#}")))
+}
+
+/// The consensus key as Malachite's signing provider, every vote and proposal past the signing guard first.
+fn guarded_signer(s: &NodeSettings) -> Result<Box<metis_consensus::guard::GuardedSigner>, NodeError> {
+    let guard = metis_consensus::guard::SigningGuard::open(&s.signing_guard)
+        .map_err(|e| NodeError::Consensus(e.to_string()))?;
+    if let Some(last) = guard.last() {
+        info!(
+            height = last.height,
+            round = last.round,
+            step = last.step,
+            path = %s.signing_guard.display(),
+            "signing guard: the key last signed here"
+        );
+    }
+    Ok(Box::new(metis_consensus::guard::GuardedSigner::new(
+        ConsensusSigner::new(s.key.clone()),
+        guard,
+    )))
 }
 
 /// Malachite's engine behind its Byzantine network proxy, which signs and sends a conflicting vote or proposal
@@ -530,7 +548,7 @@ async fn start_byzantine_consensus(
         .with_default_consensus(ConsensusContext::new_validator(
             address,
             Box::new(ConsensusVerifier),
-            Box::new(ConsensusSigner::new(s.key.clone())),
+            guarded_signer(s)?,
         ))
         .with_default_request(RequestContext::new(100))
         .build()

@@ -10,7 +10,7 @@ use malachitebft_signing::{Error, Signer, VerificationResult, Verifier};
 use sha2::{Digest, Sha256};
 
 /// What a proposal's signature covers: the proposal under its domain tag.
-pub(crate) fn proposal_bytes(p: &Proposal) -> Vec<u8> {
+pub fn proposal_bytes(p: &Proposal) -> Vec<u8> {
     let mut out = b"metis-seq/proposal/v1".to_vec();
     let _ = p.serialize(&mut out);
     out
