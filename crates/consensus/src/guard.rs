@@ -9,8 +9,9 @@
 //! - anything for a slot older than the last one signed (the node is behind what its key already did), and
 //! - different bytes for the slot last signed (the same bytes again, as in a replay, are signed again).
 //!
-//! A refusal is an error of Malachite's signing provider; the engine then stops the height instead of sending
-//! anything. A node behind its own guard must first catch up (sync) to the guard's height.
+//! A refusal is an error of Malachite's signing provider: the engine sends nothing, logs a liveness failure for
+//! that input and fails its consensus actor, so the node stops at that height (safe, not live). A node behind
+//! its own guard must first catch up (sync) past the guard's height.
 
 use async_trait::async_trait;
 use borsh::{BorshDeserialize, BorshSerialize};
