@@ -361,3 +361,152 @@ async fn a_restarted_proposer_proposes_the_same_block_again() {
     pool.decide(0, first).await;
     pool.assert_one_chain();
 }
+
+/// Evidence travels over the gossip links: only one node's Malachite saw the equivocation, the node passes it on
+/// through its evidence hub, and the producer (which never saw it) carries it in its block. Evidence that does
+/// not hold costs the peer that sent it: three forged items and its link is refused; nobody is jailed by them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_one_node_saw_reaches_the_producer_and_forged_evidence_costs_the_sender() {
+    let mut pool = Pool::start("inproc-evidence-gossip", params(100), &STAKES).await;
+    pool.honest_height(0).await;
+    let producer = pool.proposer(0);
+    let offender = pool.proposer(1);
+    let witness = (0..pool.nodes.len())
+        .find(|i| *i != producer && *i != offender)
+        .expect("a third node");
+    let (offender_id, offender_key) = (pool.nodes[offender].sequencer, pool.nodes[offender].key.clone());
+    let h = pool.height;
+    // Only the witness's Malachite caught the double vote of height 2.
+    let only_witness = move |i: usize| {
+        if i == witness {
+            double_vote(&offender_key, h)
+        } else {
+            harness::no_evidence(i)
+        }
+    };
+    pool.honest_height_with(0, &only_witness).await;
+    let item = wait(|| pool.nodes[witness].evidence.snapshot().first().cloned()).await;
+    // The gossip link carries it to the producer, as a frame from the witness's key.
+    let witness_key = pool.nodes[witness].key.verifying_key().to_bytes();
+    pool.nodes[producer].evidence.deliver(witness_key, vec![item.clone()]);
+    wait(|| pool.nodes[producer].evidence.snapshot().contains(&item).then_some(())).await;
+    pool.honest_height(0).await;
+    pool.assert_one_chain();
+    for i in 0..pool.nodes.len() {
+        assert!(
+            pool.ledger(i).offences().jail(offender_id).is_some(),
+            "node {i} jailed the offender"
+        );
+    }
+    assert!(!pool.nodes[producer]
+        .evidence
+        .banned(&witness_key, std::time::Instant::now()));
+
+    // A peer sends three items that do not hold (a pair the framed validator never signed, junk, and a
+    // non-canonical encoding): its link budget is spent, and nobody is jailed.
+    let stranger = [0x55u8; 32];
+    let framed = pool.nodes[producer].address;
+    let forged_pair = double_vote(&harness::consensus_key(99), pool.height);
+    let mut forged_item = None;
+    for (_, pairs) in forged_pair.votes {
+        for (mut a, mut b) in pairs {
+            a.message.validator = framed;
+            b.message.validator = framed;
+            let rec = |v: &malachitebft_core_types::SignedVote<metis_wire::types::MetisContext>| {
+                metis_wire::evidence::SignedVoteRecord {
+                    vote: v.message.clone(),
+                    signature: v.signature.clone(),
+                }
+            };
+            let e = metis_wire::evidence::Evidence::double_vote(rec(&a), rec(&b)).expect("a conflict in shape");
+            forged_item = Some(e.to_bytes().expect("encode"));
+        }
+    }
+    let target = pool.proposer(0);
+    let hub = pool.nodes[target].evidence.clone();
+    let mut padded = item.clone();
+    padded.push(0);
+    hub.deliver(stranger, vec![forged_item.expect("forged"), vec![1, 2, 3], padded]);
+    wait(|| hub.banned(&stranger, std::time::Instant::now()).then_some(())).await;
+    pool.honest_height(0).await;
+    for i in 0..pool.nodes.len() {
+        let l = pool.ledger(i);
+        assert_eq!(l.offences().offences().len(), 1, "node {i}: only the real offence");
+        assert!(
+            l.offences().jail(pool.nodes[producer].sequencer).is_none(),
+            "node {i}: forged evidence jailed nobody"
+        );
+    }
+}
+
+/// Polls `f` until it gives a value (the apps work on their own tasks), for at most 10 s.
+async fn wait<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "condition not met within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// The app's own double-proposal check: the scheduled proposer streams two different blocks for one round, each
+/// signed (the Fin signature names the block). Every node that got both keeps the pair as evidence, the next
+/// block carries it, and the proposer is jailed. The same block streamed again is no offence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposer_that_streams_two_blocks_for_one_round_is_jailed() {
+    let mut pool = Pool::start("inproc-double-stream", params(100), &STAKES).await;
+    pool.honest_height(0).await;
+    pool.start_round(0).await;
+    let p = pool.proposer(0);
+    let (offender_id, key, address) = (
+        pool.nodes[p].sequencer,
+        pool.nodes[p].key.clone(),
+        pool.nodes[p].address,
+    );
+    let (honest, parts) = pool.get_value(p, 0).await;
+    pool.deliver(p, &parts).await;
+    pool.deliver(p, &parts).await;
+    for i in 0..pool.nodes.len() {
+        assert!(
+            pool.nodes[i].evidence.snapshot().is_empty(),
+            "node {i}: a repeat is no offence"
+        );
+    }
+    let other = forged(&parts, address, &key, |d| d.header.timestamp += 1);
+    pool.deliver(p, &other).await;
+    for i in (0..pool.nodes.len()).filter(|i| *i != p) {
+        assert_eq!(pool.nodes[i].evidence.snapshot().len(), 1, "node {i} keeps the pair");
+    }
+    pool.decide(0, honest).await;
+    // The offender, still the epoch's producer, leaves it out of its round-0 block: every node holding the
+    // evidence refuses that block, and the round-1 proposer carries it.
+    pool.start_round(0).await;
+    let (_, without) = pool.get_value(p, 0).await;
+    for (i, v) in pool.deliver(p, &without).await.iter().enumerate() {
+        if i != p {
+            assert!(
+                matches!(v, Some((_, Validity::Invalid))),
+                "node {i} votes for a block hiding its producer's offence: {v:?}"
+            );
+        }
+    }
+    pool.start_round(1).await;
+    let q = pool.proposer(1);
+    let (with, parts) = pool.get_value(q, 1).await;
+    for (i, v) in pool.deliver(q, &parts).await.iter().enumerate() {
+        if i != q {
+            assert_eq!(*v, Some((with, Validity::Valid)), "node {i}");
+        }
+    }
+    pool.decide(1, with).await;
+    pool.assert_one_chain();
+    for i in 0..pool.nodes.len() {
+        let l = pool.ledger(i);
+        let o = &l.offences().offences()[0];
+        assert_eq!(o.misbehaviour.sequencer, offender_id, "node {i}");
+        assert_eq!(o.misbehaviour.kind, metis_pos::OffenceKind::DoubleProposal);
+        assert!(l.offences().jail(offender_id).is_some(), "node {i} jailed the proposer");
+    }
+}

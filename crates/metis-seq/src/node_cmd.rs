@@ -128,6 +128,8 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let mut node = node;
+    let mut caught_up = node.caught_up.take();
+    let mut restart = false;
     let result = tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = term.recv() => Ok(()),
@@ -136,10 +138,32 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
             Ok(Err(e)) => Err(anyhow::Error::new(e).context("the consensus app stopped")),
             Err(e) => Err(anyhow::anyhow!("the consensus app failed: {e}")),
         },
+        Ok(height) = async { match caught_up.as_mut() { Some(rx) => rx.await, None => std::future::pending().await } } => {
+            info!(height, "past the signing guard: starting again as a validator");
+            restart = true;
+            Ok(())
+        }
     };
     info!("shutting down");
     node.shutdown().await;
+    if restart {
+        return Err(exec_self());
+    }
     result
+}
+
+/// Replaces this process with a fresh run of the same command (same arguments and environment): every port,
+/// file lock and task of the old run is gone, and the node opens its data dir again as a validator.
+fn exec_self() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return anyhow::Error::new(e).context("finding this executable to start it again"),
+    };
+    let err = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::Error::new(err).context(format!("starting {} again", exe.display()))
 }
 
 fn toml_config(cfg: &NodeConfigFile) -> Result<String> {

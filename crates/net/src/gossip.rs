@@ -11,9 +11,12 @@
 //! read. On (re)connecting, a node sends its whole mempool, so transactions admitted while a peer was down reach
 //! it too.
 //!
-//! A frame starts with its type: transactions, or threshold-signing messages ([`crate::sighub`]), which go out
-//! as soon as they are published, ahead of queued transactions.
+//! A frame starts with its type: transactions, threshold-signing messages ([`crate::sighub`]) or equivocation
+//! evidence ([`crate::evidence`]); the last two go out as soon as they are published, ahead of queued
+//! transactions. A peer whose evidence the consensus app refuses too often has its link cut and refused for a
+//! while.
 
+use crate::evidence::{decode_items, encode_items, EvidenceHub, MAX_EVIDENCE_PER_FRAME};
 use crate::sighub::{decode_msgs, encode_msgs, SignHub, SignMsg, MAX_SIGN_MSGS};
 use crate::PeerKey;
 use alloy_eips::eip2718::Encodable2718;
@@ -35,6 +38,7 @@ use x25519_dalek::{PublicKey as XPublic, StaticSecret};
 const VERSION: u8 = 2;
 const FRAME_TXS: u8 = 0;
 const FRAME_SIGN: u8 = 1;
+const FRAME_EVIDENCE: u8 = 2;
 const HELLO_LEN: usize = 1 + 8 + 32 + 32;
 /// Largest sealed frame (plaintext limit plus the tag).
 pub const MAX_FRAME: usize = 1024 * 1024;
@@ -53,6 +57,8 @@ pub enum GossipError {
     BadFrame,
     #[error("no randomness")]
     Random,
+    #[error("the peer sent evidence that was refused too often; its link is refused for a while")]
+    Banned,
 }
 
 #[derive(Clone, Debug)]
@@ -260,6 +266,7 @@ struct Ctx {
     allowed: Allowed,
     backend: Arc<Chain>,
     hub: Arc<SignHub>,
+    evidence: Arc<EvidenceHub>,
     dialled: Dialled,
 }
 
@@ -271,6 +278,7 @@ pub async fn start(
     allowed: Allowed,
     backend: Arc<Chain>,
     hub: Arc<SignHub>,
+    evidence: Arc<EvidenceHub>,
 ) -> Result<SocketAddr, GossipError> {
     let listener = TcpListener::bind(cfg.listen).await?;
     let local = listener.local_addr()?;
@@ -280,6 +288,7 @@ pub async fn start(
         allowed,
         backend,
         hub,
+        evidence,
         dialled: Dialled::default(),
     };
     {
@@ -312,12 +321,16 @@ pub async fn start(
 /// The authenticated handshake on a fresh connection, within its deadline.
 async fn secure(stream: &mut TcpStream, ctx: &Ctx) -> Result<Session, GossipError> {
     stream.set_nodelay(true)?;
-    tokio::time::timeout(
+    let s = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         handshake(stream, &ctx.key, ctx.chain_id, &ctx.allowed),
     )
     .await
-    .map_err(|_| GossipError::Handshake("timed out"))?
+    .map_err(|_| GossipError::Handshake("timed out"))??;
+    if ctx.evidence.banned(&s.peer.to_bytes(), std::time::Instant::now()) {
+        return Err(GossipError::Banned);
+    }
+    Ok(s)
 }
 
 async fn accept(mut stream: TcpStream, ctx: &Ctx) -> Result<(), GossipError> {
@@ -375,9 +388,19 @@ async fn receive<R: AsyncRead + Unpin>(
 ) -> Result<(), GossipError> {
     loop {
         let frame = rx.read(stream).await?;
+        // The app's verdicts on this peer's evidence arrive after its frames: looked at before each next one.
+        if ctx.evidence.banned(&peer, std::time::Instant::now()) {
+            warn!(peer = %PeerKey(peer), "cutting the link: the peer's evidence was refused too often");
+            return Err(GossipError::Banned);
+        }
         let (kind, body) = frame.split_first().ok_or(GossipError::BadFrame)?;
         if *kind == FRAME_SIGN {
             ctx.hub.deliver(peer, decode_msgs(body).ok_or(GossipError::BadFrame)?);
+            continue;
+        }
+        if *kind == FRAME_EVIDENCE {
+            ctx.evidence
+                .deliver(peer, decode_items(body).ok_or(GossipError::BadFrame)?);
             continue;
         }
         if *kind != FRAME_TXS {
@@ -463,10 +486,12 @@ async fn send_while<W: AsyncWrite + Unpin>(
     // from here on (a transaction admitted in between may go twice; the peer refuses the copy).
     let mut cursor = backend.local_txs_head();
     let mut signing = hub.subscribe();
+    let mut evidence = ctx.evidence.subscribe();
     send_sign(s, stream, &hub.snapshot()).await?;
+    send_evidence(s, stream, &ctx.evidence.snapshot()).await?;
     send_pool(s, stream, backend).await?;
     while sending() {
-        // Signing messages first: their latency is the signature's.
+        // Signing messages and evidence first: their latency is the signature's, and the jail's.
         let mut out = Vec::new();
         loop {
             match signing.try_recv() {
@@ -476,6 +501,15 @@ async fn send_while<W: AsyncWrite + Unpin>(
             }
         }
         send_sign(s, stream, &out).await?;
+        let mut items = Vec::new();
+        loop {
+            match evidence.try_recv() {
+                Ok(e) => items.push(Vec::clone(&e)),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => items.extend(ctx.evidence.snapshot()),
+                Err(_) => break,
+            }
+        }
+        send_evidence(s, stream, &items).await?;
         let next = backend.local_txs_since(cursor, MAX_TXS_PER_FRAME);
         cursor = next.cursor;
         if next.gap {
@@ -492,6 +526,13 @@ async fn send_while<W: AsyncWrite + Unpin>(
                 m = signing.recv() => match m {
                     Ok(m) => send_sign(s, stream, std::slice::from_ref(&*m)).await?,
                     Err(broadcast::error::RecvError::Lagged(_)) => send_sign(s, stream, &hub.snapshot()).await?,
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
+                e = evidence.recv() => match e {
+                    Ok(e) => send_evidence(s, stream, std::slice::from_ref(&*e)).await?,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        send_evidence(s, stream, &ctx.evidence.snapshot()).await?
+                    }
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
@@ -513,6 +554,19 @@ async fn send_sign<W: AsyncWrite + Unpin>(
     for chunk in msgs.chunks(MAX_SIGN_MSGS) {
         let mut frame = vec![FRAME_SIGN];
         frame.extend(encode_msgs(chunk)?);
+        s.write(stream, &frame).await?;
+    }
+    Ok(())
+}
+
+async fn send_evidence<W: AsyncWrite + Unpin>(
+    s: &mut SendHalf,
+    stream: &mut W,
+    items: &[Vec<u8>],
+) -> Result<(), GossipError> {
+    for chunk in items.chunks(MAX_EVIDENCE_PER_FRAME) {
+        let mut frame = vec![FRAME_EVIDENCE];
+        frame.extend(encode_items(chunk)?);
         s.write(stream, &frame).await?;
     }
     Ok(())

@@ -1,9 +1,12 @@
 //! The pool's own authenticated transport beside Malachite's libp2p: sealed links between sequencers that
-//! carry transactions into every mempool ([`gossip`]) and threshold-signing messages ([`sighub`]).
+//! carry transactions into every mempool ([`gossip`]), threshold-signing messages ([`sighub`]) and equivocation
+//! evidence ([`evidence`]).
 
+pub mod evidence;
 pub mod gossip;
 pub mod sighub;
 
+pub use evidence::EvidenceHub;
 pub use gossip::{start, Allowed, GossipConfig, GossipError};
 pub use sighub::{Peer, SignHub, SignMsg};
 

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tracing::{info, Instrument};
+use tracing::{info, warn, Instrument};
 
 /// The PoS part of the genesis: ledger parameters, the genesis sequencers, and the seed of epoch 0's election.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,6 +150,9 @@ pub struct RunningNode {
     pub backend: Arc<Chain>,
     pub app: JoinHandle<Result<(), metis_consensus::AppError>>,
     engine: EngineHandle,
+    /// Set when the node started behind its signing guard (following without signing): resolves with the
+    /// guard's height once the chain is past it; the node must then be started again to sign.
+    pub caught_up: Option<tokio::sync::oneshot::Receiver<u64>>,
     /// The L1 listener, the pool's signer and the poster.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -218,6 +221,11 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
         app.inject_fault(f);
     }
     let (hub, from_peers) = metis_net::SignHub::new();
+    let (evidence_hub, evidence_from_peers) = metis_net::EvidenceHub::new();
+    app = app.with_evidence_gossip(metis_consensus::app::EvidenceGossip {
+        hub: evidence_hub.clone(),
+        from_peers: evidence_from_peers,
+    });
     let signer_status = metis_signer::SharedSignerStatus::default();
     let pool_signer = start_signer(&s, &chain, &app, hub.clone(), from_peers, signer_status.clone());
     let poster_status = metis_poster::SharedPosterStatus::default();
@@ -238,14 +246,32 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     )
     .await
     .map_err(|source| NodeError::Rpc { addr: rpc_addr, source })?;
-    let gossip_addr = start_gossip(&s, chain_id, &chain, hub).await?;
+    let gossip_addr = start_gossip(&s, chain_id, &chain, hub, evidence_hub).await?;
+    let guard = metis_consensus::guard::SigningGuard::open(&s.signing_guard)
+        .map_err(|e| NodeError::Consensus(e.to_string()))?;
+    let signer = match behind_guard(&guard, chain.engine().head().number) {
+        Some(g) => {
+            warn!(
+                signed_up_to = g,
+                head = chain.engine().head().number,
+                "this key signed beyond this data dir's head (restored from an older copy?): following the \
+                 chain without signing until it is past height {g}, then restarting to sign"
+            );
+            None
+        }
+        None => Some(guarded_signer(&s, guard)),
+    };
+    let caught_up = signer
+        .is_none()
+        .then(|| watch_guard(&chain, &s.signing_guard))
+        .flatten();
     #[cfg(feature = "test-faults")]
-    let (channels, engine) = match fault.filter(|f| f.fault.in_engine()) {
-        Some(f) => start_byzantine_consensus(&s, address, &consensus_signer, f).await?,
-        None => start_consensus(&s, address, &consensus_signer).await?,
+    let (channels, engine) = match (fault.filter(|f| f.fault.in_engine()), signer) {
+        (Some(f), Some(signer)) => start_byzantine_consensus(&s, address, &consensus_signer, signer, f).await?,
+        (_, signer) => start_consensus(&s, address, &consensus_signer, signer).await?,
     };
     #[cfg(not(feature = "test-faults"))]
-    let (channels, engine) = start_consensus(&s, address, &consensus_signer).await?;
+    let (channels, engine) = start_consensus(&s, address, &consensus_signer, signer).await?;
     info!(address = ?address, rpc = %rpc.local_addr, gossip = %gossip_addr, "node started");
     let app = tokio::spawn(app.run(channels));
     Ok(RunningNode {
@@ -254,8 +280,42 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
         backend: chain,
         app,
         engine,
+        caught_up,
         tasks: [l1, pool_signer, poster].into_iter().flatten().collect(),
     })
+}
+
+/// The height the key last signed at, when it is beyond the next height of this data dir: votes for the heights
+/// in between could differ from what the key signed there, so this node must not vote until it is past them.
+/// (The height in progress itself is fine: Malachite's WAL replays what was signed in it.)
+fn behind_guard(guard: &metis_consensus::guard::SigningGuard, head: u64) -> Option<u64> {
+    guard.last().map(|l| l.height).filter(|g| *g > head.saturating_add(1))
+}
+
+/// Resolves once the chain is past the height the signing guard names (the node then restarts as a validator).
+fn watch_guard(chain: &Arc<Chain>, path: &std::path::Path) -> Option<tokio::sync::oneshot::Receiver<u64>> {
+    let guard = metis_consensus::guard::SigningGuard::open(path).ok()?;
+    let until = guard.last()?.height;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut blocks = chain.subscribe_blocks();
+    let chain = chain.clone();
+    tokio::spawn(async move {
+        loop {
+            if chain.engine().head().number >= until {
+                info!(
+                    height = until,
+                    "past the signing guard's height: restarting to sign again"
+                );
+                let _ = tx.send(until);
+                return;
+            }
+            // Any new block (or a lagged receiver) is a reason to look at the head again.
+            if let Err(tokio::sync::broadcast::error::RecvError::Closed) = blocks.recv().await {
+                return;
+            }
+        }
+    });
+    Some(rx)
 }
 
 /// What the PoS API shows of the L1 listener's view and the poster.
@@ -384,6 +444,7 @@ async fn start_gossip(
     chain_id: u64,
     chain: &Arc<Chain>,
     hub: Arc<metis_net::SignHub>,
+    evidence: Arc<metis_net::EvidenceHub>,
 ) -> Result<SocketAddr, NodeError> {
     let c = chain.clone();
     let allowed: gossip::Allowed = Arc::new(move |key: &[u8; 32]| {
@@ -397,7 +458,7 @@ async fn start_gossip(
         peers: s.gossip_peers.clone(),
         chain_id,
     };
-    Ok(gossip::start(config, s.key.clone(), allowed, chain.clone(), hub).await?)
+    Ok(gossip::start(config, s.key.clone(), allowed, chain.clone(), hub, evidence).await?)
 }
 
 /// Malachite's settings: persistent peers, message size limits, value sync every 500 ms.
@@ -460,19 +521,25 @@ fn wal_path(s: &NodeSettings) -> PathBuf {
 }
 
 /// Malachite's engine (libp2p, WAL, sync) under this node's validator identity.
+/// With no signer (a node behind its signing guard), it follows the chain as a full node.
 async fn start_consensus(
     s: &NodeSettings,
     address: Address,
     signer: &ConsensusSigner,
+    guarded: Option<Box<metis_consensus::guard::GuardedSigner>>,
 ) -> Result<(malachitebft_app_channel::Channels<MetisContext>, EngineHandle), NodeError> {
     let config = malachite_config(s)?;
     let identity = network_identity(s, address, signer).await?;
+    let consensus = match guarded {
+        Some(g) => ConsensusContext::new_validator(address, Box::new(ConsensusVerifier), g),
+        None => ConsensusContext::new_full_node(address, Box::new(ConsensusVerifier)),
+    };
     malachitebft_app_channel::start_engine(
         MetisContext,
         config,
         WalContext::new(wal_path(s), WireCodec),
         NetworkContext::new(identity, WireCodec),
-        ConsensusContext::new_validator(address, Box::new(ConsensusVerifier), guarded_signer(s)?),
+        consensus,
         SyncContext::new(WireCodec),
         RequestContext::new(100),
     )
@@ -481,9 +548,10 @@ async fn start_consensus(
 }
 
 /// The consensus key as Malachite's signing provider, every vote and proposal past the signing guard first.
-fn guarded_signer(s: &NodeSettings) -> Result<Box<metis_consensus::guard::GuardedSigner>, NodeError> {
-    let guard = metis_consensus::guard::SigningGuard::open(&s.signing_guard)
-        .map_err(|e| NodeError::Consensus(e.to_string()))?;
+fn guarded_signer(
+    s: &NodeSettings,
+    guard: metis_consensus::guard::SigningGuard,
+) -> Box<metis_consensus::guard::GuardedSigner> {
     if let Some(last) = guard.last() {
         info!(
             height = last.height,
@@ -493,10 +561,10 @@ fn guarded_signer(s: &NodeSettings) -> Result<Box<metis_consensus::guard::Guarde
             "signing guard: the key last signed here"
         );
     }
-    Ok(Box::new(metis_consensus::guard::GuardedSigner::new(
+    Box::new(metis_consensus::guard::GuardedSigner::new(
         ConsensusSigner::new(s.key.clone()),
         guard,
-    )))
+    ))
 }
 
 /// Malachite's engine behind its Byzantine network proxy, which signs and sends a conflicting vote or proposal
@@ -506,6 +574,7 @@ async fn start_byzantine_consensus(
     s: &NodeSettings,
     address: Address,
     signer: &ConsensusSigner,
+    guarded: Box<metis_consensus::guard::GuardedSigner>,
     fault: metis_consensus::faults::FaultSpec,
 ) -> Result<(malachitebft_app_channel::Channels<MetisContext>, EngineHandle), NodeError> {
     use malachitebft_engine_byzantine::{ByzantineConfig, Trigger};
@@ -548,7 +617,7 @@ async fn start_byzantine_consensus(
         .with_default_consensus(ConsensusContext::new_validator(
             address,
             Box::new(ConsensusVerifier),
-            guarded_signer(s)?,
+            guarded,
         ))
         .with_default_request(RequestContext::new(100))
         .build()

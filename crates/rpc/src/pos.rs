@@ -124,6 +124,17 @@ fn evidence_json(e: &Evidence, encoded: &[u8]) -> Value {
             ),
             json!("Proposal"),
         ),
+        Evidence::DoubleStream { first, second } => (
+            signed_json(
+                json!(alloy_primitives::B256::from(first.init.value.0)),
+                &first.signature,
+            ),
+            signed_json(
+                json!(alloy_primitives::B256::from(second.init.value.0)),
+                &second.signature,
+            ),
+            json!("ProposalStream"),
+        ),
     };
     json!({
         "offender_key": alloy_primitives::B256::from(e.offender().0),

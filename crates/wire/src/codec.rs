@@ -211,6 +211,7 @@ mod tests {
             round: Round::new(1),
             pol_round: Round::Nil,
             proposer: Address([3; 32]),
+            value: BlockHash([4; 32]),
             total_len: 99,
         });
         let b = Codec::<ProposalPart>::encode(&WireCodec, &part).unwrap();

@@ -5,8 +5,8 @@
 //! The pair is kept in one canonical order (by value), so the same equivocation reported by different nodes
 //! has one encoding and one hash, and cannot be spent twice under two hashes.
 
-use crate::signing::{proposal_bytes, verify};
-use crate::types::{Address, BlockHash, Height, Proposal, Signature, Vote};
+use crate::signing::{proposal_bytes, stream_fin_bytes, verify};
+use crate::types::{Address, BlockHash, Height, PartInit, Proposal, Signature, Vote};
 use alloy_primitives::{keccak256, B256};
 use borsh::{BorshDeserialize, BorshSerialize};
 use malachitebft_core_types::{NilOrVal, Round};
@@ -27,6 +27,14 @@ pub struct SignedProposalRecord {
     pub signature: Signature,
 }
 
+/// A proposal stream as its Fin signature covers it: the Init (naming the block) and the digest of the chunks.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct SignedStreamRecord {
+    pub init: PartInit,
+    pub content: [u8; 32],
+    pub signature: Signature,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Evidence {
     DoubleVote {
@@ -36,6 +44,11 @@ pub enum Evidence {
     DoubleProposal {
         first: SignedProposalRecord,
         second: SignedProposalRecord,
+    },
+    /// Two signed proposal streams for one height and round naming different blocks (the app's own check).
+    DoubleStream {
+        first: SignedStreamRecord,
+        second: SignedStreamRecord,
     },
 }
 
@@ -95,10 +108,23 @@ impl Evidence {
         Ok(e)
     }
 
+    /// Two signed streams for one slot, in canonical order; refused unless they name different blocks.
+    pub fn double_stream(a: SignedStreamRecord, b: SignedStreamRecord) -> Result<Self, EvidenceError> {
+        let (first, second) = if a.init.value.0 <= b.init.value.0 {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let e = Self::DoubleStream { first, second };
+        e.check_shape()?;
+        Ok(e)
+    }
+
     pub fn offender(&self) -> Address {
         match self {
             Self::DoubleVote { first, .. } => first.vote.validator,
             Self::DoubleProposal { first, .. } => first.proposal.proposer,
+            Self::DoubleStream { first, .. } => first.init.proposer,
         }
     }
 
@@ -106,6 +132,7 @@ impl Evidence {
         match self {
             Self::DoubleVote { first, .. } => first.vote.height,
             Self::DoubleProposal { first, .. } => first.proposal.height,
+            Self::DoubleStream { first, .. } => first.init.height,
         }
     }
 
@@ -113,13 +140,14 @@ impl Evidence {
         match self {
             Self::DoubleVote { first, .. } => first.vote.round,
             Self::DoubleProposal { first, .. } => first.proposal.round,
+            Self::DoubleStream { first, .. } => first.init.round,
         }
     }
 
     pub fn kind(&self) -> metis_pos::OffenceKind {
         match self {
             Self::DoubleVote { .. } => metis_pos::OffenceKind::DoubleVote,
-            Self::DoubleProposal { .. } => metis_pos::OffenceKind::DoubleProposal,
+            Self::DoubleProposal { .. } | Self::DoubleStream { .. } => metis_pos::OffenceKind::DoubleProposal,
         }
     }
 
@@ -171,6 +199,20 @@ impl Evidence {
                     std::cmp::Ordering::Less => Ok(()),
                 }
             }
+            Self::DoubleStream { first, second } => {
+                let (a, b) = (&first.init, &second.init);
+                if a.proposer != b.proposer {
+                    return Err(EvidenceError::DifferentSigners);
+                }
+                if (a.height, a.round) != (b.height, b.round) {
+                    return Err(EvidenceError::DifferentSlots);
+                }
+                match a.value.0.cmp(&b.value.0) {
+                    std::cmp::Ordering::Equal => Err(EvidenceError::SameValue),
+                    std::cmp::Ordering::Greater => Err(EvidenceError::NotCanonical),
+                    std::cmp::Ordering::Less => Ok(()),
+                }
+            }
         }
     }
 
@@ -187,6 +229,10 @@ impl Evidence {
             Self::DoubleProposal { first, second } => [
                 (proposal_bytes(&first.proposal), &first.signature),
                 (proposal_bytes(&second.proposal), &second.signature),
+            ],
+            Self::DoubleStream { first, second } => [
+                (stream_fin_bytes(&first.init, &first.content), &first.signature),
+                (stream_fin_bytes(&second.init, &second.content), &second.signature),
             ],
         };
         for (i, (msg, sig)) in signed.iter().enumerate() {
@@ -267,6 +313,42 @@ mod tests {
         let k = key(2);
         let e = Evidence::double_proposal(proposal(&k, 9), proposal(&k, 4)).unwrap();
         assert_eq!(e.verify(), Ok(()));
+    }
+
+    fn stream(k: &ed25519_dalek::SigningKey, value: u8, content: u8) -> SignedStreamRecord {
+        let init = PartInit {
+            height: Height(7),
+            round: Round::new(0),
+            pol_round: Round::Nil,
+            proposer: Address(k.verifying_key().to_bytes()),
+            value: BlockHash([value; 32]),
+            total_len: 100,
+        };
+        let content = [content; 32];
+        let signature = ConsensusSigner::new(k.clone()).sign_bytes(&stream_fin_bytes(&init, &content));
+        SignedStreamRecord {
+            init,
+            content,
+            signature,
+        }
+    }
+
+    #[test]
+    fn two_streams_naming_different_blocks_verify_and_fit() {
+        let k = key(3);
+        let e = Evidence::double_stream(stream(&k, 9, 1), stream(&k, 4, 2)).unwrap();
+        assert_eq!(e.verify(), Ok(()));
+        assert_eq!(e.kind(), metis_pos::OffenceKind::DoubleProposal);
+        assert!(e.to_bytes().unwrap().len() <= MAX_EVIDENCE_BYTES);
+        // The same block streamed twice (another chunking) is no double proposal.
+        assert_eq!(
+            Evidence::double_stream(stream(&k, 9, 1), stream(&k, 9, 2)),
+            Err(EvidenceError::SameValue)
+        );
+        let mut forged = stream(&key(4), 5, 1);
+        forged.init.proposer = Address(k.verifying_key().to_bytes());
+        let e = Evidence::double_stream(stream(&k, 9, 1), forged).unwrap();
+        assert!(matches!(e.verify(), Err(EvidenceError::BadSignature(_))));
     }
 
     #[test]

@@ -25,19 +25,29 @@ pub fn extension_bytes(scope: &VoteExtensionScope<MetisContext>, extension: &[u8
     out
 }
 
-/// What the Fin part of a streamed proposal signs: the Init and every Data chunk, in order.
-pub fn stream_digest(init: &PartInit, chunks: &[Vec<u8>]) -> [u8; 32] {
+/// The digest of a stream's Data chunks, in order (each with its length).
+pub fn content_digest(chunks: &[Vec<u8>]) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"metis-seq/proposal-parts/v1");
-    let mut buf = Vec::new();
-    let _ = init.serialize(&mut buf);
-    h.update((buf.len() as u64).to_be_bytes());
-    h.update(&buf);
     for c in chunks {
         h.update((c.len() as u64).to_be_bytes());
         h.update(c);
     }
     h.finalize().into()
+}
+
+/// What the Fin part of a streamed proposal signs: the Init (which names the block's hash) and the digest of the
+/// Data chunks. Small on purpose: two such signatures for one height and round with different blocks are
+/// evidence anyone can check without the blocks.
+pub fn stream_fin_bytes(init: &PartInit, content: &[u8; 32]) -> Vec<u8> {
+    let mut out = b"metis-seq/proposal-parts/v2".to_vec();
+    let _ = init.serialize(&mut out);
+    out.extend_from_slice(content);
+    out
+}
+
+/// [`stream_fin_bytes`] of a whole stream.
+pub fn stream_digest(init: &PartInit, chunks: &[Vec<u8>]) -> Vec<u8> {
+    stream_fin_bytes(init, &content_digest(chunks))
 }
 
 pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &Signature) -> bool {

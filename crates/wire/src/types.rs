@@ -215,6 +215,9 @@ pub struct PartInit {
     pub round: Round,
     pub pol_round: Round,
     pub proposer: Address,
+    /// The hash of the block the stream carries: what the proposer's signature commits to, so two signed
+    /// streams for one height and round naming different blocks prove a double proposal on their own.
+    pub value: BlockHash,
     /// Length of the encoded block, so a receiver can refuse oversize streams before buffering them.
     pub total_len: u32,
 }

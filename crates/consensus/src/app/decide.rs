@@ -201,6 +201,7 @@ impl App {
         }
         self.streams
             .retain(|_, s| s.init.as_ref().is_none_or(|i| i.height > height));
+        self.stream_claims.retain(|(h, _), _| *h > height);
     }
 
     fn log_decision(&self, cert: &CommitCertificate<MetisContext>, round: u32, txs: usize, epoch_before: u64) {

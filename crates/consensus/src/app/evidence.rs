@@ -12,7 +12,7 @@ use metis_wire::block::MAX_EVIDENCE_PER_BLOCK;
 use metis_wire::evidence::{Evidence, SignedProposalRecord, SignedVoteRecord};
 use metis_wire::types::{Address, Height, MetisContext, ValidatorSet};
 use std::collections::BTreeSet;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Evidence items waiting for a block at most (beyond, new items are dropped until some are included or expire).
 pub(super) const MAX_PENDING_EVIDENCE: usize = 64;
@@ -112,18 +112,25 @@ impl App {
         }
     }
 
-    pub(super) fn add_evidence(&mut self, e: Evidence) {
+    /// Keeps verified evidence for the next block and passes it on to the peers; false if it was not new (or did
+    /// not fit).
+    pub(super) fn add_evidence(&mut self, e: Evidence) -> bool {
         if let Err(err) = e.verify() {
             warn!(error = %err, offender = %e.offender(), "evidence does not verify; dropped");
-            return;
+            return false;
         }
-        let Ok(hash) = e.hash() else { return };
+        let (Ok(hash), Ok(bytes)) = (e.hash(), e.to_bytes()) else {
+            return false;
+        };
         if self.evidence.contains_key(&hash) {
-            return;
+            return false;
         }
         if self.evidence.len() >= MAX_PENDING_EVIDENCE {
             warn!(offender = %e.offender(), "evidence pool full; dropped");
-            return;
+            return false;
+        }
+        if let Some(hub) = &self.evidence_hub {
+            hub.publish(bytes);
         }
         warn!(
             offender = %e.offender(),
@@ -133,6 +140,43 @@ impl App {
             "equivocation seen: evidence kept for the next block"
         );
         self.evidence.insert(hash, e);
+        true
+    }
+
+    /// Evidence a peer sent over the gossip links: kept (and passed on) when it proves an equivocation by a
+    /// validator of its height that the ledger still takes. A forged or malformed item costs the peer its link
+    /// budget ([`metis_net::EvidenceHub::penalize`]); an item that is only no longer admissible (spent, too old,
+    /// its offender already jailed) or of a height this node has not reached is dropped without blame, as an
+    /// honest peer may send it a moment early or late.
+    pub(super) fn on_peer_evidence(&mut self, peer: metis_net::Peer, items: Vec<Vec<u8>>) {
+        let next = self.set.as_ref().map(|(h, _)| *h).unwrap_or_else(|| self.next_height());
+        for bytes in items {
+            let refused = match Evidence::from_bytes(&bytes) {
+                Err(err) => Some(err.to_string()),
+                // The canonical bytes only: another encoding of the same pair would have another hash.
+                Ok(e) if e.to_bytes().ok().as_deref() != Some(bytes.as_slice()) => {
+                    Some("not in its canonical encoding".into())
+                }
+                Ok(e) => match misbehaviour_of(std::slice::from_ref(&e), &self.ledger, &|e| self.offender(e)) {
+                    Ok(_) => {
+                        self.add_evidence(e);
+                        None
+                    }
+                    Err(err @ EvidenceInvalid::Proof { .. }) => Some(err.to_string()),
+                    Err(err @ EvidenceInvalid::NotAValidator { .. }) if e.height() <= next => Some(err.to_string()),
+                    Err(err) => {
+                        debug!(reason = %err, "peer's evidence not taken (no fault of the peer)");
+                        None
+                    }
+                },
+            };
+            if let Some(reason) = refused {
+                warn!(%reason, "peer sent evidence that does not hold; its link budget is charged");
+                if let Some(hub) = &self.evidence_hub {
+                    hub.penalize(peer, std::time::Instant::now());
+                }
+            }
+        }
     }
 
     /// The evidence this node's next block carries (pooled items the ledger still takes, one per offender) and
@@ -167,7 +211,12 @@ impl App {
     /// keep its own jail out of the chain for a whole epoch; refused here, the round goes to a fallback proposer,
     /// which includes it. (Evidence against others may be left out: a block has room for 8 offences.)
     pub(super) fn withheld_evidence(&self, proposer: Address, misbehaviour: &[Misbehaviour]) -> Option<Invalid> {
-        let e = self.evidence.values().find(|e| e.offender() == proposer)?;
+        // Evidence of the height being decided cannot be in that height's block: only earlier heights count.
+        let deciding = self.set.as_ref().map(|(h, _)| *h)?;
+        let e = self
+            .evidence
+            .values()
+            .find(|e| e.offender() == proposer && e.height() < deciding)?;
         let m = misbehaviour_of(std::slice::from_ref(e), &self.ledger, &|e| self.offender(e)).ok()?;
         let id = m.first()?.sequencer;
         if misbehaviour.iter().any(|m| m.sequencer == id) {

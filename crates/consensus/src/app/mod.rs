@@ -40,12 +40,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::{Receiver, Sender};
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Bytes of the encoded block per Data part.
 const CHUNK: usize = 512 * 1024;
 /// Streams being reassembled at once (beyond, the oldest is dropped).
 const MAX_STREAMS: usize = 64;
+/// Rounds of the height in progress whose first stream is kept for the double-proposal check.
+const MAX_STREAM_CLAIMS: usize = 256;
 /// Heights ahead of ours whose complete proposals are kept until we get there.
 const FUTURE_HEIGHTS: u64 = 2;
 /// Decided values served per sync request at most.
@@ -166,6 +168,26 @@ pub struct App {
     share_sink: Option<ShareSink>,
     /// Verified equivocation evidence waiting for a block, by hash (bounded: `evidence::MAX_PENDING_EVIDENCE`).
     evidence: BTreeMap<B256, Evidence>,
+    /// The first authentic stream of the scheduled proposer per round of the height in progress (bounded:
+    /// [`MAX_STREAM_CLAIMS`]): a second one naming another block is a double proposal.
+    stream_claims: BTreeMap<(Height, u32), metis_wire::evidence::SignedStreamRecord>,
+    /// Evidence to the peers over the gossip links (none in a test without links), and what they send.
+    evidence_hub: Option<Arc<metis_net::EvidenceHub>>,
+    evidence_from_peers: Option<Receiver<metis_net::evidence::PeerItems>>,
+}
+
+/// The next item of an optional channel (never, without one).
+async fn next_from<T>(rx: &mut Option<Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The gossip links' evidence hub and what peers send through it.
+pub struct EvidenceGossip {
+    pub hub: Arc<metis_net::EvidenceHub>,
+    pub from_peers: Receiver<metis_net::evidence::PeerItems>,
 }
 
 fn now_secs() -> u64 {
@@ -258,6 +280,9 @@ impl App {
             keys: metis_keyrounds::KeyEngine::new(None, None, None),
             share_sink: None,
             evidence: BTreeMap::new(),
+            stream_claims: BTreeMap::new(),
+            evidence_hub: None,
+            evidence_from_peers: None,
         })
     }
 
@@ -470,24 +495,34 @@ impl App {
         mut consensus: Receiver<AppMsg<MetisContext>>,
         network: Sender<NetworkMsg<MetisContext>>,
     ) -> Result<(), AppError> {
+        let mut from_peers = self.evidence_from_peers.take();
         loop {
-            let msg = match self.pending_start.as_ref().map(|(_, at, _)| *at) {
-                Some(at) => tokio::select! {
-                    m = consensus.recv() => m,
-                    _ = tokio::time::sleep_until(at.into()) => {
-                        self.start_pending()?;
-                        continue;
-                    }
-                },
-                None => consensus.recv().await,
+            let start_at = self.pending_start.as_ref().map(|(_, at, _)| *at);
+            let msg = tokio::select! {
+                m = consensus.recv() => m,
+                _ = tokio::time::sleep_until(start_at.unwrap_or_else(Instant::now).into()), if start_at.is_some() => {
+                    self.start_pending()?;
+                    continue;
+                }
+                Some((peer, items)) = next_from(&mut from_peers) => {
+                    let span = info_span!("evidence", peer = %metis_net::PeerKey(peer));
+                    span.in_scope(|| self.on_peer_evidence(peer, items));
+                    continue;
+                }
             };
             let Some(msg) = msg else { break };
             let height = self.next_height();
             let span = info_span!("consensus", height = height.0, epoch = self.ledger.current_epoch().id);
-            let _g = span.enter();
-            self.handle(msg, &network).await?;
+            self.handle(msg, &network).instrument(span).await?;
         }
         Err(AppError::Closed)
+    }
+
+    /// Evidence travels between the sequencers over the gossip links through `hub` (see `evidence.rs`).
+    pub fn with_evidence_gossip(mut self, gossip: EvidenceGossip) -> Self {
+        self.evidence_hub = Some(gossip.hub);
+        self.evidence_from_peers = Some(gossip.from_peers);
+        self
     }
 
     /// One message from consensus, answered by the step it belongs to; proposal parts go out to the network.

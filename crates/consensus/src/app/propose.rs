@@ -95,7 +95,7 @@ impl App {
             build_ms = started.elapsed().as_millis() as u64,
             "proposing block {hash}"
         );
-        let parts = self.stream_parts(self.own_init(height, round, Round::Nil), &bytes);
+        let parts = self.stream_parts(self.own_init(height, round, Round::Nil, hash), &bytes);
         let c = Candidate {
             executed,
             pos_txs,
@@ -121,17 +121,18 @@ impl App {
         info!(round = %round, "proposing again the block this node already proposed for this round: {hash}");
         Some((
             *hash,
-            self.stream_parts(self.own_init(height, round, Round::Nil), &c.encoded),
+            self.stream_parts(self.own_init(height, round, Round::Nil, *hash), &c.encoded),
         ))
     }
 
     /// The Init part of a stream of this node's (its length is filled in by [`App::stream_parts`]).
-    fn own_init(&self, height: Height, round: Round, pol_round: Round) -> PartInit {
+    fn own_init(&self, height: Height, round: Round, pol_round: Round, value: BlockHash) -> PartInit {
         PartInit {
             height,
             round,
             pol_round,
             proposer: self.address,
+            value,
             total_len: 0,
         }
     }
@@ -175,6 +176,6 @@ impl App {
         let Some(c) = self.candidates.get(&value_id) else {
             return Vec::new();
         };
-        self.stream_parts(self.own_init(height, round, valid_round), &c.encoded)
+        self.stream_parts(self.own_init(height, round, valid_round, value_id), &c.encoded)
     }
 }

@@ -1,11 +1,12 @@
 //! Reassembly of a peer's proposal stream: bounded, authenticated by the proposer's signature over the whole
 //! stream, then handed to validation (or kept for a height this node has not reached).
 
-use super::{App, Future, PartialStream, CHUNK, FUTURE_HEIGHTS, MAX_STREAMS};
+use super::{App, Future, PartialStream, CHUNK, FUTURE_HEIGHTS, MAX_STREAMS, MAX_STREAM_CLAIMS};
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamMessage};
 use malachitebft_app_channel::app::types::{PeerId, ProposedValue};
 use metis_wire::block::{BlockData, MAX_BLOCK_BYTES};
-use metis_wire::signing::{stream_digest, verify};
+use metis_wire::evidence::{Evidence, SignedStreamRecord};
+use metis_wire::signing::{content_digest, stream_fin_bytes, verify};
 use metis_wire::types::{MetisContext, ProposalPart};
 use std::time::Instant;
 use tracing::warn;
@@ -80,10 +81,16 @@ impl App {
         let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&init.proposer.0) else {
             return None;
         };
-        if !verify(&key, &stream_digest(&init, &chunks), &sig) {
+        let content = content_digest(&chunks);
+        if !verify(&key, &stream_fin_bytes(&init, &content), &sig) {
             warn!(height = init.height.0, proposer = %init.proposer, "proposal stream with a bad signature, dropped");
             return None;
         }
+        self.note_stream(SignedStreamRecord {
+            init: init.clone(),
+            content,
+            signature: sig,
+        });
         let bytes: Vec<u8> = chunks.concat();
         if bytes.len() != init.total_len as usize {
             return None;
@@ -103,6 +110,10 @@ impl App {
                 return None;
             }
         };
+        if data.header.hash_slow().0 != init.value.0 {
+            warn!(height = init.height.0, proposer = %init.proposer, "proposal stream names another block, dropped");
+            return None;
+        }
         // The height consensus is on: between Decided and Finalized that is still the decided one, and a
         // proposal for the next height (from a node that moved on first) waits until we start it.
         let next = self.set.as_ref().map(|(h, _)| *h).unwrap_or_else(|| self.next_height());
@@ -133,5 +144,31 @@ impl App {
             value: hash,
             validity,
         })
+    }
+
+    /// Keeps the first authentic stream of the scheduled proposer for each round of the height in progress; a
+    /// second one naming another block is a double proposal, and its evidence goes to the pool.
+    fn note_stream(&mut self, record: SignedStreamRecord) {
+        let Some((deciding, set)) = &self.set else { return };
+        let init = &record.init;
+        let round = init.round.as_u32().unwrap_or(0);
+        if init.height != *deciding || set.proposer(round).address != init.proposer {
+            return;
+        }
+        let key = (init.height, round);
+        match self.stream_claims.get(&key) {
+            None => {
+                if self.stream_claims.len() < MAX_STREAM_CLAIMS {
+                    self.stream_claims.insert(key, record);
+                }
+            }
+            Some(first) if first.init.value == record.init.value => {}
+            Some(first) => match Evidence::double_stream(first.clone(), record) {
+                Ok(e) => {
+                    self.add_evidence(e);
+                }
+                Err(err) => warn!(error = %err, "two streams of one slot that are no double proposal"),
+            },
+        }
     }
 }

@@ -44,6 +44,8 @@ pub struct Node {
     pub address: Address,
     pub sequencer: u64,
     pub peer: PeerId,
+    /// The evidence hub the gossip links would use: what the app passes on, and where peers' evidence enters.
+    pub evidence: Arc<metis_net::EvidenceHub>,
     consensus: mpsc::Sender<AppMsg<MetisContext>>,
     network: mpsc::Receiver<NetworkMsg<MetisContext>>,
     task: JoinHandle<Result<(), AppError>>,
@@ -148,6 +150,11 @@ impl Pool {
         .expect("app opens")
         .with_proposal_store(&data.join("proposals"))
         .expect("proposal store");
+        let (evidence, from_peers) = metis_net::EvidenceHub::new();
+        let app = app.with_evidence_gossip(metis_consensus::app::EvidenceGossip {
+            hub: evidence.clone(),
+            from_peers,
+        });
         let (consensus, from_conductor) = mpsc::channel(64);
         let (to_network, network) = mpsc::channel(1024);
         let task = tokio::spawn(app.serve(from_conductor, to_network));
@@ -155,6 +162,7 @@ impl Pool {
             chain,
             address: Address(key.verifying_key().to_bytes()),
             peer: peer_id(&key),
+            evidence,
             key,
             sequencer: id,
             consensus,
@@ -510,6 +518,7 @@ pub fn forged(
     )
     .expect("encode");
     init.proposer = proposer;
+    init.value = BlockHash(data.header.hash_slow().0);
     init.total_len = bytes.len() as u32;
     let chunks = vec![bytes];
     let sig = ConsensusSigner::new(key.clone()).sign_bytes(&metis_wire::signing::stream_digest(&init, &chunks));
