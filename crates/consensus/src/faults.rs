@@ -41,30 +41,45 @@ impl std::str::FromStr for Fault {
     }
 }
 
-/// A fault and the first height it is committed at.
+/// A fault and the heights it is committed at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FaultSpec {
     pub fault: Fault,
     pub from_height: u64,
+    /// The last height (inclusive); none: for good.
+    pub to_height: Option<u64>,
 }
 
 impl FaultSpec {
-    /// Parses `[moniker:]fault[@height]`; `None` when the spec names another node. A devnet's nodes inherit one
-    /// environment, so the moniker picks the one that misbehaves.
+    /// Parses `[moniker:]fault[@from[-to]]`; `None` when the spec names another node. A devnet's nodes inherit
+    /// one environment, so the moniker picks the one that misbehaves.
     pub fn parse(spec: &str, moniker: &str) -> Result<Option<Self>, String> {
         let (who, rest) = match spec.split_once(':') {
             Some((who, rest)) => (Some(who), rest),
             None => (None, spec),
         };
-        let (name, from_height) = match rest.split_once('@') {
-            Some((name, h)) => (name, h.parse().map_err(|e| format!("fault height {h:?}: {e}"))?),
-            None => (rest, 0),
+        let height = |h: &str| h.parse::<u64>().map_err(|e| format!("fault height {h:?}: {e}"));
+        let (name, from_height, to_height) = match rest.split_once('@') {
+            Some((name, range)) => match range.split_once('-') {
+                Some((from, to)) => (name, height(from)?, Some(height(to)?)),
+                None => (name, height(range)?, None),
+            },
+            None => (rest, 0, None),
         };
         let fault = name.parse()?;
         if who.is_some_and(|w| w != moniker) {
             return Ok(None);
         }
-        Ok(Some(Self { fault, from_height }))
+        Ok(Some(Self {
+            fault,
+            from_height,
+            to_height,
+        }))
+    }
+
+    /// Whether the fault is committed at `height`.
+    pub fn at(&self, height: u64) -> bool {
+        height >= self.from_height && self.to_height.is_none_or(|to| height <= to)
     }
 }
 
@@ -78,7 +93,7 @@ pub fn from_env(moniker: &str) -> Result<Option<FaultSpec>, String> {
 
 /// Spoils a block this node built; returns a transaction to add to it unexecuted, if the fault wants one.
 pub fn apply(fault: Option<FaultSpec>, block: &mut ExecutedBlock, chain_id: u64) -> Option<RecoveredTx> {
-    let spec = fault.filter(|f| block.header.number >= f.from_height)?;
+    let spec = fault.filter(|f| f.at(block.header.number))?;
     match spec.fault {
         Fault::BadStateRoot => {
             block.header.state_root = alloy_primitives::keccak256(block.header.state_root);
@@ -123,16 +138,21 @@ mod tests {
             f("double-vote", "node0"),
             Ok(Some(FaultSpec {
                 fault: Fault::DoubleVote,
-                from_height: 0
+                from_height: 0,
+                to_height: None
             }))
         );
         assert_eq!(
             f("node3:double-propose@40", "node3"),
             Ok(Some(FaultSpec {
                 fault: Fault::DoublePropose,
-                from_height: 40
+                from_height: 40,
+                to_height: None
             }))
         );
+        let range = f("node3:double-vote@25-30", "node3").unwrap().unwrap();
+        assert_eq!((range.from_height, range.to_height), (25, Some(30)));
+        assert!(!range.at(24) && range.at(25) && range.at(30) && !range.at(31));
         assert_eq!(f("node3:double-vote@40", "node1"), Ok(None));
         assert!(f("node3:nosuch", "node1").is_err(), "a typo is an error on every node");
         assert!(f("double-vote@x", "node1").is_err());

@@ -337,9 +337,10 @@ async fn kills_and_an_older_data_dir_never_make_an_honest_node_equivocate() {
     let top = net.head(0).await.unwrap();
     net.wait_height(&all, top + 2, 60).await;
 
-    // Node 2 is stopped, its data dir copied, and it runs on for some heights before it is killed and the old
-    // copy put back.
-    let r = 2;
+    // The epoch's producer is stopped, its data dir copied, and it runs on for some heights before it is killed
+    // and the old copy put back: it is then asked to propose the very heights it already signed.
+    let e = current_epoch(&net, 0).await;
+    let r = Testnet::node_of(e["producer"].as_u64().expect("producer"));
     let data = net.net_dir().join(format!("node{r}/data"));
     let copy = net.net_dir().join(format!("node{r}/data-copy"));
     net.kill(r);
@@ -348,39 +349,44 @@ async fn kills_and_an_older_data_dir_never_make_an_honest_node_equivocate() {
     let h = net.head(0).await.unwrap();
     net.wait_height(&all, h + 8, 60).await;
     net.kill(r);
+    // The guard file starts with the last signed height, little-endian.
+    let guard = net.net_dir().join(format!("node{r}/keys/signing-guard"));
+    let signed_height = || {
+        let b = std::fs::read(&guard).unwrap();
+        u64::from_le_bytes(b[..8].try_into().unwrap())
+    };
+    let signed_before = signed_height();
     std::fs::remove_dir_all(&data).unwrap();
     std::fs::rename(&copy, &data).unwrap();
     net.start(r, None);
     // Its signing guard (next to its key) knows it signed 8+ heights beyond its head: it follows the chain
     // without signing until it is past them, then starts again as a validator and votes.
-    let top = net.head(0).await.unwrap();
+    let other = (r + 1) % all.len();
+    let top = net.head(other).await.unwrap();
     net.wait_height(&all, top + 5, 90).await;
     net.assert_same_chain(&all, top + 5).await;
     for i in &all {
         let o = net.call(*i, "metis_evidence", json!([])).await.unwrap();
         assert_eq!(o, json!([]), "node {i} holds an offence against an honest node");
     }
-    let log = std::fs::read_to_string(net.log_path(r)).unwrap();
+    let log = wait_for(60, "the restored node back as a validator", || async {
+        let log = std::fs::read_to_string(net.log_path(r)).ok()?;
+        log.contains("starting again as a validator").then_some(log)
+    })
+    .await;
     assert!(
         log.contains("following the chain without signing"),
         "{}",
         net.log_tail(r)
     );
-    assert!(log.contains("starting again as a validator"), "{}", net.log_tail(r));
     assert_eq!(
         log.matches("refused to sign").count(),
         0,
         "the guard never had to refuse"
     );
-    // Back as a validator: its key signs heights beyond where the chain was when it came back (the guard file
-    // starts with the last signed height, little-endian).
-    let guard = net.net_dir().join(format!("node{r}/keys/signing-guard"));
-    let signed_height = || {
-        let b = std::fs::read(&guard).unwrap();
-        u64::from_le_bytes(b[..8].try_into().unwrap())
-    };
+    // Back as a validator: its key signs heights beyond what it had signed before the restore.
     wait_for(60, "the restored node signing again", || async {
-        (signed_height() > top).then_some(())
+        (signed_height() > signed_before).then_some(())
     })
     .await;
 }

@@ -532,7 +532,9 @@ async fn start_consensus(
     let identity = network_identity(s, address, signer).await?;
     let consensus = match guarded {
         Some(g) => ConsensusContext::new_validator(address, Box::new(ConsensusVerifier), g),
-        None => ConsensusContext::new_full_node(address, Box::new(ConsensusVerifier)),
+        // Malachite asks a node to sign whenever its address is in the height's validator set, full node or
+        // not: following without signing, it goes by an address no sequencer can have (L1 refuses a zero key).
+        None => ConsensusContext::new_full_node(Address([0; 32]), Box::new(ConsensusVerifier)),
     };
     malachitebft_app_channel::start_engine(
         MetisContext,
@@ -582,7 +584,7 @@ async fn start_byzantine_consensus(
     use metis_wire::types::BlockHash;
     let from = Trigger::HeightRange {
         from: fault.from_height,
-        to: u64::MAX,
+        to: fault.to_height.unwrap_or(u64::MAX),
     };
     let config = match fault.fault {
         Fault::DoubleVote => ByzantineConfig::default().with_equivocate_votes(from),

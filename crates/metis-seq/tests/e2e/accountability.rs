@@ -1,9 +1,10 @@
 //! Accountability end to end: one of the devnet's sequencers (node3, started with the test-only fault
-//! `double-vote`: Malachite's Byzantine proxy signs a second, conflicting vote next to each of its votes) is
-//! caught by the others, jailed on the PoS layer, slashed and jailed on L1 by the pool's key, and leaves the
-//! validator set and the threshold key; the chain never stops and nobody else is touched.
+//! `double-vote` for heights 25-27: Malachite's Byzantine proxy signs a second, conflicting vote next to each of
+//! its votes) is caught by the others, jailed on the PoS layer, slashed and jailed on L1 by the pool's key, and
+//! leaves the validator set and the threshold key; the chain never stops and nobody else is touched. Unjailed
+//! on L1 later, it comes back into the set and the key.
 
-use crate::harness::{serial, wait_for, Devnet};
+use crate::harness::{cli, serial, wait_for, Devnet};
 use alloy::primitives::{utils::parse_ether, B256, U256};
 use metis_contracts::LockingPool;
 use serde_json::{json, Value};
@@ -33,7 +34,7 @@ async fn key_members(net: &Devnet) -> Option<(Vec<u64>, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_double_voter_is_jailed_slashed_on_l1_and_leaves_the_set_and_the_key() {
     let _one = serial().await;
-    let fault = format!("node3:double-vote@{FROM}");
+    let fault = format!("node3:double-vote@{FROM}-{}", FROM + 2);
     let net = Devnet::start_with_env(
         "slash",
         6,
@@ -173,4 +174,35 @@ async fn a_double_voter_is_jailed_slashed_on_l1_and_leaves_the_set_and_the_key()
     }
     let expected = parse_ether("2500").expect("amount");
     assert_eq!(slash, expected, "the devnet's node3 locks 50,000 METIS");
+
+    // 6. The contracts' owner unjails it on L1 (`metis-seq l1 unjail`): once its PoS jail has run out, it is back
+    //    in the set at an epoch boundary and the key is reshared to the four again, same group key.
+    let deployer = format!("0x{}", alloy::hex::encode(net.deployer().to_bytes()));
+    let out: Value = serde_json::from_str(&cli(
+        &[
+            "l1",
+            "unjail",
+            "--l1-rpc",
+            &net.l1_rpc(),
+            "--locking-pool",
+            &net.contract("locking_pool").to_string(),
+            "--sequencer-id",
+            &offender.to_string(),
+        ],
+        &[("METIS_L1_PRIVATE_KEY", &deployer), ("RUST_LOG", "warn")],
+    ))
+    .expect("unjail json");
+    assert_eq!(out["jailed"], json!(false));
+    wait_for(90, "the offender back in the set", || async {
+        let s = net.call(0, "metis_sequencer", json!([offender])).await.ok()?;
+        (s["l1_jailed"] == json!(false) && s["voting_power"].as_u64()? > 0 && s["jail"].is_null()).then_some(())
+    })
+    .await;
+    let (_, key) = wait_for(150, "the key reshared to the four again", || async {
+        let (m, k) = key_members(&net).await?;
+        (m == genesis_members).then_some((m, k))
+    })
+    .await;
+    assert_eq!(key, group_key, "resharing keeps the group key");
+    assert_eq!(offences(&net, 0).await.len(), 1, "one incident, punished once");
 }
