@@ -70,6 +70,24 @@ pub enum EvidenceError {
     Encoding(String),
 }
 
+/// Two proposals (or streams) conflict: one proposer, one height and round, different blocks, in order.
+fn proposal_pair(
+    a: (Address, Height, Round, BlockHash),
+    b: (Address, Height, Round, BlockHash),
+) -> Result<(), EvidenceError> {
+    if a.0 != b.0 {
+        return Err(EvidenceError::DifferentSigners);
+    }
+    if (a.1, a.2) != (b.1, b.2) {
+        return Err(EvidenceError::DifferentSlots);
+    }
+    match a.3 .0.cmp(&b.3 .0) {
+        std::cmp::Ordering::Equal => Err(EvidenceError::SameValue),
+        std::cmp::Ordering::Greater => Err(EvidenceError::NotCanonical),
+        std::cmp::Ordering::Less => Ok(()),
+    }
+}
+
 /// The order key of a vote's value: nil first, then by block hash.
 fn vote_key(v: &NilOrVal<BlockHash>) -> (u8, [u8; 32]) {
     match v {
@@ -187,31 +205,17 @@ impl Evidence {
             }
             Self::DoubleProposal { first, second } => {
                 let (a, b) = (&first.proposal, &second.proposal);
-                if a.proposer != b.proposer {
-                    return Err(EvidenceError::DifferentSigners);
-                }
-                if (a.height, a.round) != (b.height, b.round) {
-                    return Err(EvidenceError::DifferentSlots);
-                }
-                match a.value.0.cmp(&b.value.0) {
-                    std::cmp::Ordering::Equal => Err(EvidenceError::SameValue),
-                    std::cmp::Ordering::Greater => Err(EvidenceError::NotCanonical),
-                    std::cmp::Ordering::Less => Ok(()),
-                }
+                proposal_pair(
+                    (a.proposer, a.height, a.round, a.value),
+                    (b.proposer, b.height, b.round, b.value),
+                )
             }
             Self::DoubleStream { first, second } => {
                 let (a, b) = (&first.init, &second.init);
-                if a.proposer != b.proposer {
-                    return Err(EvidenceError::DifferentSigners);
-                }
-                if (a.height, a.round) != (b.height, b.round) {
-                    return Err(EvidenceError::DifferentSlots);
-                }
-                match a.value.0.cmp(&b.value.0) {
-                    std::cmp::Ordering::Equal => Err(EvidenceError::SameValue),
-                    std::cmp::Ordering::Greater => Err(EvidenceError::NotCanonical),
-                    std::cmp::Ordering::Less => Ok(()),
-                }
+                proposal_pair(
+                    (a.proposer, a.height, a.round, a.value),
+                    (b.proposer, b.height, b.round, b.value),
+                )
             }
         }
     }

@@ -4,7 +4,7 @@
 //! leaves the validator set and the threshold key; the chain never stops and nobody else is touched. Unjailed
 //! on L1 later, it comes back into the set and the key.
 
-use crate::harness::{cli, serial, wait_for, Devnet};
+use crate::harness::{cli, key_members, serial, wait_for, Devnet};
 use alloy::primitives::{utils::parse_ether, B256, U256};
 use metis_contracts::LockingPool;
 use serde_json::{json, Value};
@@ -19,16 +19,6 @@ async fn offences(net: &Devnet, i: usize) -> Vec<Value> {
         .ok()
         .and_then(|v| v.as_array().cloned())
         .unwrap_or_default()
-}
-
-async fn key_members(net: &Devnet) -> Option<(Vec<u64>, String)> {
-    let k = net.call(0, "metis_thresholdKey", json!([])).await.ok()?;
-    let members = k["current"]["members"]
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_u64)
-        .collect();
-    Some((members, k["current"]["group_key"].as_str()?.to_string()))
 }
 
 #[tokio::test(flavor = "multi_thread")]

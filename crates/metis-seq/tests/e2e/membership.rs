@@ -2,7 +2,7 @@
 //! devnet's sequencers leaves through L1 (unlock): both times the pool reshares its threshold key, keeping the
 //! group key L1 knows, and batches keep landing on L1 under it.
 
-use crate::harness::{cli, serial, tempdir, wait_for, ChildGuard, Devnet, BIN};
+use crate::harness::{cli, key_members, serial, tempdir, wait_for, ChildGuard, Devnet, BIN};
 use alloy::primitives::{utils::parse_ether, Address};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
@@ -11,16 +11,6 @@ use serde_json::{json, Value};
 use std::process::Command;
 
 const PASS: &str = "joiner passphrase, devnet only";
-
-async fn key_members(net: &Devnet) -> Option<(Vec<u64>, String)> {
-    let k = net.call(0, "metis_thresholdKey", json!([])).await.ok()?;
-    let members: Vec<u64> = k["current"]["members"]
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_u64)
-        .collect();
-    Some((members, k["current"]["group_key"].as_str()?.to_string()))
-}
 
 async fn next_index(net: &Devnet) -> u64 {
     let inbox = BatchInbox::new(net.contract("batch_inbox"), net.l1());
