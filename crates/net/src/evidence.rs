@@ -5,7 +5,7 @@
 
 use crate::sighub::Peer;
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
@@ -122,15 +122,6 @@ impl EvidenceHub {
     }
 }
 
-/// Bans as a sorted list, for status output.
-pub fn bans(hub: &EvidenceHub, now: Instant) -> BTreeMap<Peer, Duration> {
-    hub.budgets
-        .lock()
-        .iter()
-        .filter_map(|(p, b)| Some((*p, b.banned_until?.checked_duration_since(now)?)))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,7 +151,6 @@ mod tests {
         assert!(hub.banned(&p, t));
         assert!(!hub.banned(&q, t), "only the sender pays");
         assert!(!hub.banned(&p, t + BAN), "the ban ends");
-        assert_eq!(bans(&hub, t).len(), 1);
     }
 
     #[test]

@@ -249,7 +249,8 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     let gossip_addr = start_gossip(&s, chain_id, &chain, hub, evidence_hub).await?;
     let guard = metis_consensus::guard::SigningGuard::open(&s.signing_guard)
         .map_err(|e| NodeError::Consensus(e.to_string()))?;
-    let signer = match behind_guard(&guard, chain.engine().head().number) {
+    let behind = behind_guard(&guard, chain.engine().head().number);
+    let signer = match behind {
         Some(g) => {
             warn!(
                 signed_up_to = g,
@@ -261,10 +262,7 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
         }
         None => Some(guarded_signer(&s, guard)),
     };
-    let caught_up = signer
-        .is_none()
-        .then(|| watch_guard(&chain, &s.signing_guard))
-        .flatten();
+    let caught_up = behind.map(|g| watch_guard(&chain, g));
     #[cfg(feature = "test-faults")]
     let (channels, engine) = match (fault.filter(|f| f.fault.in_engine()), signer) {
         (Some(f), Some(signer)) => start_byzantine_consensus(&s, address, &consensus_signer, signer, f).await?,
@@ -293,9 +291,7 @@ fn behind_guard(guard: &metis_consensus::guard::SigningGuard, head: u64) -> Opti
 }
 
 /// Resolves once the chain is past the height the signing guard names (the node then restarts as a validator).
-fn watch_guard(chain: &Arc<Chain>, path: &std::path::Path) -> Option<tokio::sync::oneshot::Receiver<u64>> {
-    let guard = metis_consensus::guard::SigningGuard::open(path).ok()?;
-    let until = guard.last()?.height;
+fn watch_guard(chain: &Arc<Chain>, until: u64) -> tokio::sync::oneshot::Receiver<u64> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut blocks = chain.subscribe_blocks();
     let chain = chain.clone();
@@ -315,7 +311,7 @@ fn watch_guard(chain: &Arc<Chain>, path: &std::path::Path) -> Option<tokio::sync
             }
         }
     });
-    Some(rx)
+    rx
 }
 
 /// What the PoS API shows of the L1 listener's view and the poster.
