@@ -3,6 +3,8 @@
 
 use metis_execution::executor::ExecutedBlock;
 use metis_execution::RecoveredTx;
+use metis_wire::codec::WireCertificate;
+use metis_wire::types::{Address, ValidatorSet};
 
 /// The environment variable a test sets on a node process to make it misbehave.
 pub const ENV: &str = "METIS_SEQ_TEST_FAULT";
@@ -17,6 +19,9 @@ pub enum Fault {
     DoubleVote,
     /// Sign and send a second proposal for a different value with every proposal (Malachite's proxy).
     DoublePropose,
+    /// Leave one validator (the first of the set but this node that the quorum can spare) out of the commit
+    /// every proposed block carries, to get it jailed for downtime.
+    CensorCommit,
 }
 
 impl Fault {
@@ -34,8 +39,9 @@ impl std::str::FromStr for Fault {
             "foreign-tx" => Ok(Self::ForeignTx),
             "double-vote" => Ok(Self::DoubleVote),
             "double-propose" => Ok(Self::DoublePropose),
+            "censor-commit" => Ok(Self::CensorCommit),
             _ => Err(format!(
-                "unknown fault {s:?} (bad-state-root, foreign-tx, double-vote, double-propose)"
+                "unknown fault {s:?} (bad-state-root, foreign-tx, double-vote, double-propose, censor-commit)"
             )),
         }
     }
@@ -101,8 +107,39 @@ pub fn apply(fault: Option<FaultSpec>, block: &mut ExecutedBlock, chain_id: u64)
             None
         }
         Fault::ForeignTx => foreign_tx(chain_id),
-        Fault::DoubleVote | Fault::DoublePropose => None,
+        Fault::DoubleVote | Fault::DoublePropose | Fault::CensorCommit => None,
     }
+}
+
+/// The commit a censoring proposer carries: `commit` without the precommit of the first validator of `set` (not
+/// `own`) whose removal still leaves more than two thirds of the power, so validators accept it.
+pub fn censor(
+    fault: Option<FaultSpec>,
+    height: u64,
+    commit: Option<&WireCertificate>,
+    set: Option<&ValidatorSet>,
+    own: Address,
+) -> Option<WireCertificate> {
+    let (commit, set) = (commit?, set?);
+    if !fault.is_some_and(|f| f.fault == Fault::CensorCommit && f.at(height)) {
+        return Some(commit.clone());
+    }
+    let total: u128 = set.validators().iter().map(|v| u128::from(v.voting_power)).sum();
+    let power = |c: &WireCertificate| -> u128 {
+        c.signatures
+            .iter()
+            .filter_map(|(a, _, _)| set.by_address(a))
+            .map(|v| u128::from(v.voting_power))
+            .sum()
+    };
+    for victim in set.validators().iter().filter(|v| v.address != own) {
+        let mut out = commit.clone();
+        out.signatures.retain(|(a, _, _)| *a != victim.address);
+        if out.signatures.len() < commit.signatures.len() && power(&out) * 3 > total * 2 {
+            return Some(out);
+        }
+    }
+    Some(commit.clone())
 }
 
 /// A correctly signed transfer from a fresh key nobody funded.

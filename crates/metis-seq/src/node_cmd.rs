@@ -85,6 +85,12 @@ pub struct TestnetArgs {
     /// Batch payloads go to L1 in EIP-4844 blobs (default: calldata).
     #[arg(long)]
     batch_blobs: bool,
+    /// Commits over which each validator's signatures are counted for downtime (0: no downtime jailing).
+    #[arg(long, default_value_t = 100)]
+    downtime_window: u64,
+    /// Share of the window's commits (basis points) a validator must be in to stay out of jail.
+    #[arg(long, default_value_t = 5_000)]
+    min_signed_bps: u32,
     /// The nodes do not post batches and reward reports to L1 (they still sign them).
     #[arg(long)]
     no_posting: bool,
@@ -323,8 +329,13 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
         batch_interval_secs: args.batch_interval_secs,
         reward_epochs: args.reward_epochs,
         batch_blobs: args.batch_blobs,
+        downtime_window: args.downtime_window,
+        min_signed_bps: args.min_signed_bps,
         ..Params::default()
     };
+    params
+        .check_downtime()
+        .map_err(|e| anyhow::anyhow!("--downtime-window/--min-signed-bps: {e}"))?;
     let mut l1_genesis = None;
     if with_l1 {
         let setup = crate::testnet_l1::lock_genesis(&args.l1, &members, &owners).await?;

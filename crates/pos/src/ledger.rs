@@ -5,7 +5,7 @@ use crate::election::{elect, fallback_order, weight_of};
 use crate::history::{Archived, ArchivedEpoch, History};
 use crate::key_state::{KeyError, KeyOutcome, KeyState};
 use crate::l1_events::{AppliedL1, L1Event, PosTx};
-use crate::offences::{Inadmissible, Misbehaviour, OffenceState};
+use crate::offences::{CountedCommit, Inadmissible, Misbehaviour, OffenceState};
 use crate::rewards::RewardState;
 use crate::types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus, SetChange};
 use alloy_primitives::{keccak256, B256, U256};
@@ -170,6 +170,7 @@ impl Ledger {
         if params.power_unit.is_zero() {
             return Err(LedgerError::Genesis("power_unit must be positive"));
         }
+        params.check_downtime().map_err(LedgerError::Genesis)?;
         let mut map = BTreeMap::new();
         let mut keys = std::collections::BTreeSet::new();
         for s in sequencers {
@@ -509,19 +510,27 @@ impl Ledger {
         Ok(())
     }
 
-    /// Downtime: counts the parent's commit the block carries. Not for the first block of an epoch, whose
-    /// parent another set may have signed (a missed count there would not be provable against this set).
+    /// Downtime: counts the parent's commit the block carries. Not at the first block of an epoch, whose
+    /// parent another set may have signed (a miss there would not be provable against this set).
     fn count_commit(&mut self, b: &BlockInfo) {
-        if self.params.downtime_window == 0 || b.height < 2 || b.height == self.current_epoch().first_block {
+        let window = self.params.downtime_window;
+        if window == 0 {
             return;
         }
         let set: Vec<SequencerId> = self.validators().into_iter().map(|(id, _)| id).collect();
-        let window = self.params.downtime_window;
-        let min_signed = u128::from(window).saturating_mul(u128::from(self.params.min_signed_bps)) / 10_000;
-        let max_missed = u64::try_from(u128::from(window).saturating_sub(min_signed)).unwrap_or(u64::MAX);
+        let counted = b.height >= 2 && b.height != self.current_epoch().first_block;
         let until = self.current_epoch().id + 1 + self.params.jail_epochs;
-        self.offences
-            .record_commit(b.height, &set, &b.signers, window, max_missed, until);
+        self.offences.record_commit(
+            CountedCommit {
+                height: b.height,
+                proposer: b.proposer,
+                set: &set,
+                signers: counted.then_some(b.signers.as_slice()),
+            },
+            window,
+            self.params.max_missed(),
+            until,
+        );
     }
 
     /// A producer jailed while its epoch runs is replaced from the next height: the epoch ends here and a new

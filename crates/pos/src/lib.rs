@@ -23,6 +23,7 @@
 //!   (a signed-blocks window over the commits blocks carry) jails without a slash.
 
 mod batch_cuts;
+mod downtime;
 mod election;
 mod history;
 mod key_state;
@@ -33,6 +34,7 @@ mod rewards;
 mod types;
 
 pub use batch_cuts::{BatchCut, BatchState};
+pub use downtime::{per_proposer_cap, DowntimeWindow};
 pub use election::{elect, fallback_order, weight_of};
 pub use history::{Archived, ArchivedEpoch, History};
 pub use key_state::{
@@ -40,8 +42,6 @@ pub use key_state::{
 };
 pub use l1_events::{AppliedL1, L1Event, L1Position, L1Source, NoL1, PosTx};
 pub use ledger::{Ledger, LedgerError};
-pub use offences::{
-    Inadmissible, Jail, JailReason, Misbehaviour, Offence, OffenceKind, OffenceState, SigningWindow, SlashRequest,
-};
+pub use offences::{Inadmissible, Jail, JailReason, Misbehaviour, Offence, OffenceKind, OffenceState, SlashRequest};
 pub use rewards::{RewardReport, RewardState};
 pub use types::{BlockInfo, ElectionReason, Epoch, Params, Sequencer, SequencerId, SequencerStatus, SetChange};

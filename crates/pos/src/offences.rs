@@ -11,6 +11,7 @@
 //!   jailed (no slash). A jail ends at an epoch boundary once `jail_epochs` have passed (for equivocation, and
 //!   only when L1 does not hold the sequencer jailed: its owner unjails it there).
 
+use crate::downtime::{per_proposer_cap, DowntimeWindow};
 use crate::types::SequencerId;
 use alloy_primitives::{keccak256, B256, U256};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -82,44 +83,12 @@ pub struct SlashRequest {
     pub height: u64,
 }
 
-/// One validator's signatures over the last `window` commits: a ring of bits (1 = missed).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
-pub struct SigningWindow {
-    missed_bits: Vec<u8>,
-    /// Commits counted so far (the ring's write position is `seen % window`).
-    seen: u64,
-    missed: u32,
-}
-
-impl SigningWindow {
-    pub fn missed(&self) -> u32 {
-        self.missed
-    }
-
-    /// Counts one commit; returns the missed count over the window.
-    fn record(&mut self, window: u64, signed: bool) -> u32 {
-        let bytes = usize::try_from(window.div_ceil(8)).unwrap_or(usize::MAX);
-        if self.missed_bits.len() != bytes {
-            // The window changed size (a parameter change): count afresh.
-            *self = Self {
-                missed_bits: vec![0; bytes],
-                ..Self::default()
-            };
-        }
-        let i = usize::try_from(self.seen % window).unwrap_or(0);
-        let (byte, bit) = (i / 8, 1u8 << (i % 8));
-        let was = self.missed_bits[byte] & bit != 0;
-        if was {
-            self.missed = self.missed.saturating_sub(1);
-            self.missed_bits[byte] &= !bit;
-        }
-        if !signed {
-            self.missed = self.missed.saturating_add(1);
-            self.missed_bits[byte] |= bit;
-        }
-        self.seen = self.seen.saturating_add(1);
-        self.missed
-    }
+/// One commit for the downtime count: the block `height` by `proposer` carried it.
+pub(crate) struct CountedCommit<'a> {
+    pub height: u64,
+    pub proposer: SequencerId,
+    pub set: &'a [SequencerId],
+    pub signers: Option<&'a [SequencerId]>,
 }
 
 /// Why evidence is inadmissible.
@@ -149,7 +118,7 @@ pub struct OffenceState {
     acc: B256,
     /// Slashes not yet seen on L1, by evidence hash.
     slashes: BTreeMap<B256, SlashRequest>,
-    windows: BTreeMap<SequencerId, SigningWindow>,
+    downtime: DowntimeWindow,
 }
 
 impl OffenceState {
@@ -175,8 +144,9 @@ impl OffenceState {
         self.slashes.values().filter(move |r| r.height == height)
     }
 
-    pub fn window(&self, id: SequencerId) -> Option<&SigningWindow> {
-        self.windows.get(&id)
+    /// Who the last commits left out, and which proposers' blocks said so.
+    pub fn downtime(&self) -> &DowntimeWindow {
+        &self.downtime
     }
 
     /// Out of the proposer schedule and of elections.
@@ -248,13 +218,12 @@ impl OffenceState {
         }
     }
 
-    /// Counts the commit of block `height - 1`: `set` are its validators, `signers` those whose precommit it
-    /// holds. Returns the validators that crossed the downtime limit (and are jailed now, until `until_epoch`).
+    /// Counts the commit block `height` (proposed by `proposer`) carried: `set` are the validators of its parent,
+    /// `signers` those whose precommit it holds (`None`: not counted at this height). Returns the validators
+    /// whose counted misses crossed `max_missed` (jailed now, until `until_epoch`).
     pub(crate) fn record_commit(
         &mut self,
-        height: u64,
-        set: &[SequencerId],
-        signers: &[SequencerId],
+        c: CountedCommit<'_>,
         window: u64,
         max_missed: u64,
         until_epoch: u64,
@@ -262,30 +231,26 @@ impl OffenceState {
         if window == 0 {
             return Vec::new();
         }
-        self.windows.retain(|id, _| set.contains(id));
+        self.downtime.record(window, c.height, c.proposer, c.set, c.signers);
+        let cap = per_proposer_cap(max_missed);
         let mut jailed = Vec::new();
-        for id in set {
-            let missed = self
-                .windows
-                .entry(*id)
-                .or_default()
-                .record(window, signers.contains(id));
-            if u64::from(missed) > max_missed && !self.jails.contains_key(id) {
-                self.jails.insert(
-                    *id,
-                    Jail {
-                        reason: JailReason::Downtime { missed },
-                        since: height,
-                        until_epoch,
-                        in_set: true,
-                    },
-                );
-                jailed.push((*id, missed));
+        for id in c.set {
+            if self.jails.contains_key(id) || self.downtime.counted(*id, cap) <= max_missed {
+                continue;
             }
-        }
-        for (id, _) in &jailed {
+            let missed = self.downtime.missed(*id);
+            self.jails.insert(
+                *id,
+                Jail {
+                    reason: JailReason::Downtime { missed },
+                    since: c.height,
+                    until_epoch,
+                    in_set: true,
+                },
+            );
             // A released validator starts with a clean window.
-            self.windows.remove(id);
+            self.downtime.clear(*id);
+            jailed.push((*id, missed));
         }
         jailed
     }
@@ -350,12 +315,7 @@ impl OffenceState {
             buf.extend_from_slice(&r.amount.to_be_bytes::<32>());
             buf.extend_from_slice(&r.height.to_be_bytes());
         }
-        for (id, w) in &self.windows {
-            buf.extend_from_slice(&id.to_be_bytes());
-            buf.extend_from_slice(&w.seen.to_be_bytes());
-            buf.extend_from_slice(&w.missed.to_be_bytes());
-            buf.extend_from_slice(&w.missed_bits);
-        }
+        self.downtime.hash_input(buf);
     }
 }
 
@@ -375,22 +335,6 @@ fn encode_offence(o: &Offence, buf: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_window_counts_only_the_last_commits() {
-        let mut w = SigningWindow::default();
-        for _ in 0..10 {
-            w.record(10, false);
-        }
-        assert_eq!(w.missed(), 10);
-        // Signing again pushes the misses out of the window one by one.
-        for i in 1..=10 {
-            assert_eq!(w.record(10, true), 10 - i);
-        }
-        assert_eq!(w.record(10, false), 1);
-        // A new window size counts afresh.
-        assert_eq!(w.record(20, true), 0);
-    }
 
     fn m(sequencer: SequencerId, height: u64, tag: u8) -> Misbehaviour {
         Misbehaviour {
@@ -431,8 +375,15 @@ mod tests {
         let mut jailed_at = None;
         for h in 2..=9 {
             // 4 signs nothing; 3 signs the first two commits only (6 of 8 missed: at the limit, not past it).
+            // The blocks come from two proposers in turn (one alone could never jail anyone).
             let signers: Vec<SequencerId> = if h <= 3 { vec![1, 2, 3] } else { vec![1, 2] };
-            let jailed = s.record_commit(h, &set, &signers, 8, 6, 2);
+            let c = CountedCommit {
+                height: h,
+                proposer: 1 + h % 2,
+                set: &set,
+                signers: Some(&signers),
+            };
+            let jailed = s.record_commit(c, 8, 6, 2);
             if !jailed.is_empty() {
                 assert_eq!(jailed, vec![(4, 7)], "height {h}");
                 jailed_at = Some(h);
@@ -440,11 +391,28 @@ mod tests {
         }
         assert_eq!(jailed_at, Some(8), "the 7th miss of 8 crosses the limit of 6");
         assert!(s.jailed(4) && !s.out_of_set(4) && !s.jailed(3));
-        assert_eq!(s.window(3).map(SigningWindow::missed), Some(6));
+        assert_eq!(s.downtime().missed(3), 6);
         s.on_boundary(1, |_| true);
         assert!(s.out_of_set(4), "out of the set from the next epoch");
         // Downtime does not wait for L1.
         s.on_boundary(2, |_| true);
+        assert!(!s.jailed(4));
+    }
+
+    #[test]
+    fn a_producer_leaving_a_validator_out_of_every_commit_cannot_jail_it() {
+        let mut s = OffenceState::default();
+        let set = [1, 2, 3, 4];
+        for h in 2..=40 {
+            let c = CountedCommit {
+                height: h,
+                proposer: 1,
+                set: &set,
+                signers: Some(&[1, 2, 3]),
+            };
+            assert!(s.record_commit(c, 8, 6, 2).is_empty(), "height {h}");
+        }
+        assert_eq!(s.downtime().missed(4), 8);
         assert!(!s.jailed(4));
     }
 }

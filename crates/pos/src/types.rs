@@ -39,10 +39,11 @@ pub struct Params {
     /// Blocks between an offence and the block that carries its evidence at most.
     #[serde(default = "default_evidence_max_age")]
     pub evidence_max_age: u64,
-    /// Commits over which a validator's signatures are counted for downtime (0 = no downtime jailing).
+    /// Commits over which a validator's signatures are counted for downtime (0 = no downtime jailing; a genesis
+    /// without the field has none, `metis-seq testnet` writes 100).
     #[serde(default)]
     pub downtime_window: u64,
-    /// Share of the window's commits (basis points) a validator must sign to stay out of jail.
+    /// Share of the window's commits (basis points) a validator must sign to stay out of jail (Cosmos' 50%).
     #[serde(default = "default_min_signed_bps")]
     pub min_signed_bps: u32,
 }
@@ -56,7 +57,37 @@ fn default_evidence_max_age() -> u64 {
 }
 
 fn default_min_signed_bps() -> u32 {
-    500
+    5_000
+}
+
+/// The largest downtime window (slots kept per validator).
+pub const MAX_DOWNTIME_WINDOW: u64 = 100_000;
+
+impl Params {
+    /// Misses of the downtime window a validator may have without being jailed.
+    pub fn max_missed(&self) -> u64 {
+        let window = u128::from(self.downtime_window);
+        let min_signed = window.saturating_mul(u128::from(self.min_signed_bps)) / 10_000;
+        u64::try_from(window.saturating_sub(min_signed)).unwrap_or(u64::MAX)
+    }
+
+    /// The downtime parameters make sense: a bounded window, a share at most 100%, and room for two misses (one
+    /// proposer alone must never be able to cross the limit, see [`crate::per_proposer_cap`]).
+    pub fn check_downtime(&self) -> Result<(), &'static str> {
+        if self.downtime_window == 0 {
+            return Ok(());
+        }
+        if self.downtime_window > MAX_DOWNTIME_WINDOW {
+            return Err("downtime_window is above 100000");
+        }
+        if self.min_signed_bps > 10_000 {
+            return Err("min_signed_bps is above 10000");
+        }
+        if self.max_missed() < 2 {
+            return Err("downtime_window and min_signed_bps leave fewer than two misses");
+        }
+        Ok(())
+    }
 }
 
 impl Default for Params {

@@ -47,6 +47,8 @@ struct SetView<'a> {
     powers: std::collections::BTreeMap<u64, u64>,
     produced: std::collections::BTreeMap<u64, u64>,
     offences: &'a metis_pos::OffenceState,
+    /// The downtime limit and what one proposer's blocks may count towards it.
+    max_missed: u64,
 }
 
 impl<'a> SetView<'a> {
@@ -55,6 +57,7 @@ impl<'a> SetView<'a> {
             powers: l.validators().into_iter().collect(),
             produced: l.produced_in(l.current_epoch().id),
             offences: l.offences(),
+            max_missed: l.params().max_missed(),
         }
     }
 }
@@ -73,7 +76,10 @@ fn sequencer_json(v: &SetView, s: &Sequencer) -> Value {
         "voting_power": powers.get(&s.id).copied().unwrap_or(0),
         "produced_this_epoch": produced.get(&s.id).copied().unwrap_or(0),
         "jail": v.offences.jail(s.id),
-        "missed_in_window": v.offences.window(s.id).map(metis_pos::SigningWindow::missed),
+        "missed_in_window": v.offences.downtime().missed(s.id),
+        // Misses counted towards the downtime jail (at most a little over half the limit from any one proposer).
+        "downtime_counted": v.offences.downtime().counted(s.id, metis_pos::per_proposer_cap(v.max_missed)),
+        "downtime_limit": v.max_missed,
     })
 }
 

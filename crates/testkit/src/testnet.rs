@@ -39,6 +39,9 @@ pub struct NetOptions {
     pub batch_blobs: bool,
     /// The producer's time to land an item before the next sequencer posts it.
     pub post_turn_timeout_ms: u64,
+    /// Commits counted for downtime, and the share (basis points) a validator must be in.
+    pub downtime_window: u64,
+    pub min_signed_bps: u32,
 }
 
 pub struct L1Options {
@@ -67,6 +70,8 @@ impl Default for NetOptions {
             posting: false,
             batch_blobs: false,
             post_turn_timeout_ms: 3_000,
+            downtime_window: 100,
+            min_signed_bps: 5_000,
         }
     }
 }
@@ -147,6 +152,8 @@ impl Testnet {
             .args(["--epoch-length", &opts.epoch_length.to_string()])
             .args(["--missed-limit", &opts.missed_limit.to_string()])
             .args(["--block-time-ms", &opts.block_time_ms.to_string()])
+            .args(["--downtime-window", &opts.downtime_window.to_string()])
+            .args(["--min-signed-bps", &opts.min_signed_bps.to_string()])
             .arg("--out")
             .arg(dir.join("net"))
             .output()

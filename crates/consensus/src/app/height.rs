@@ -18,14 +18,18 @@ impl App {
         let set = validator_set(&self.ledger)?;
         self.set = Some((height, set.clone()));
         self.height_started = Some(start);
-        // While a key round runs, every precommit carries this node's key messages (possibly none), and
-        // Malachite waits a quarter block time from the height's start before finalizing, so the certificate the
-        // next block carries holds the late precommits (and their messages) too, not just the fastest quorum;
-        // the pacing above still decides when the next height starts.
-        let (policy, collect) = if self.ledger.keys().running.is_some() {
-            (VoteExtensionPolicy::Required, Some(self.timing.block_time / 4))
+        // Malachite goes on collecting precommits after the decision until three quarters of a block time from
+        // the height's start, so the commit the next block carries holds the late ones too, not just the fastest
+        // quorum: downtime counts who is missing from it, and while a key round runs every precommit carries
+        // this node's key messages (possibly none). The pacing (`next_start`) still decides when the next height starts;
+        // a node catching up does not wait.
+        let keys = self.ledger.keys().running.is_some();
+        let collect = ((keys || self.ledger.params().downtime_window > 0) && !self.behind())
+            .then(|| self.timing.block_time.saturating_mul(3) / 4);
+        let policy = if keys {
+            VoteExtensionPolicy::Required
         } else {
-            (VoteExtensionPolicy::Disabled, None)
+            VoteExtensionPolicy::Disabled
         };
         Ok(HeightParams::new(set, self.propose_timeouts(), collect).with_vote_extension_policy(policy))
     }
@@ -63,15 +67,19 @@ impl App {
     /// failover height is longer by the timeouts, never shorter. A node catching up does not pause.
     fn next_start(&self) -> Instant {
         let now = Instant::now();
-        let head_ts = self.backend.engine().head().timestamp;
-        let behind = now_secs().saturating_sub(head_ts);
-        if behind > 2 * self.timing.block_time.as_secs().max(1) {
+        if self.behind() {
             return now;
         }
         match self.last_decision {
             None => now,
             Some(anchor) => (anchor + self.timing.block_time).max(now),
         }
+    }
+
+    /// The head is more than two block times (at least two seconds) old: this node is catching up.
+    fn behind(&self) -> bool {
+        let head_ts = self.backend.engine().head().timestamp;
+        now_secs().saturating_sub(head_ts) > 2 * self.timing.block_time.as_secs().max(1)
     }
 
     /// Starts the height consensus is waiting for, now that its time has come.

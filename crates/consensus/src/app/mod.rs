@@ -77,6 +77,8 @@ pub enum AppError {
     Corrupt(String),
     #[error("consensus channel closed")]
     Closed,
+    #[error("asked to propose, but this node's consensus key is no sequencer's in the ledger")]
+    NotASequencer,
 }
 
 /// Consensus timing.

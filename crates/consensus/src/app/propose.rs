@@ -61,15 +61,25 @@ impl App {
             .sequencers()
             .find(|s| s.consensus_key.0 == self.address.0)
             .map(|s| s.signer)
-            .unwrap_or_default();
+            .ok_or(AppError::NotASequencer)?;
         let pos_txs = self.l1.includable(self.ledger.last_l1(), self.l1_margin, MAX_POS_TXS);
         let (evidence, misbehaviour) = self.includable_evidence();
+        #[cfg(feature = "test-faults")]
+        let last_commit = crate::faults::censor(
+            self.fault,
+            height.0,
+            self.last_commit.as_ref(),
+            self.head_set.as_ref(),
+            self.address,
+        );
+        #[cfg(not(feature = "test-faults"))]
+        let last_commit = self.last_commit.clone();
         let ctx = {
             let engine = self.backend.engine();
             let extra = extra_data(self.ledger.state_hash(), &pos_txs, &evidence)?;
             let mut ctx = engine.next_context(now_secs(), beneficiary);
             ctx.extra_data = ABytes::from(extra);
-            ctx.prevrandao = commit_digest(height.0, engine.head_hash(), self.last_commit.as_ref());
+            ctx.prevrandao = commit_digest(height.0, engine.head_hash(), last_commit.as_ref());
             ctx
         };
         // Building and re-executing blocks is CPU work: block_in_place lets the runtime move the network and
@@ -84,7 +94,7 @@ impl App {
         let foreign: Option<metis_execution::RecoveredTx> = None;
         let hash = BlockHash(executed.hash.0);
         let txs = executed.transactions.iter().chain(&foreign).map(|t| &t.envelope);
-        let bytes = encode_block(&executed.header, txs, &pos_txs, &evidence, self.last_commit.as_ref())?;
+        let bytes = encode_block(&executed.header, txs, &pos_txs, &evidence, last_commit.as_ref())?;
         info!(
             round = %round,
             txs = executed.transactions.len(),
@@ -101,7 +111,7 @@ impl App {
             pos_txs,
             evidence,
             misbehaviour,
-            last_commit: self.last_commit.clone(),
+            last_commit,
             encoded: bytes,
             round,
             proposer: self.address,

@@ -1,6 +1,9 @@
 //! Four real `metis-seq node` processes over loopback: one chain decided by Tendermint, transactions gossiped,
-//! producers elected by stake, failover when the producer dies, sync after restart, invalid proposals refused.
+//! producers elected by stake, failover when the producer dies, sync after restart, invalid proposals refused;
+//! accountability (evidence, downtime, no honest node punished) in `accountability`.
 
+mod accountability;
+#[path = "../common/mod.rs"]
 mod common;
 
 use alloy::primitives::{B256, U256};
@@ -14,16 +17,16 @@ use std::time::Instant;
 /// machine, not the protocol.
 static ONE_NETWORK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+pub(crate) async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     ONE_NETWORK_AT_A_TIME.lock().await
 }
 
-fn hex_u256(v: &Value) -> U256 {
+pub(crate) fn hex_u256(v: &Value) -> U256 {
     U256::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
 }
 
 /// (sequencer id, election weight = stake up to the cap) from the PoS genesis, as the ledger computes them.
-fn election_weights(genesis: &Value) -> Vec<(u64, U256)> {
+pub(crate) fn election_weights(genesis: &Value) -> Vec<(u64, U256)> {
     let cap = hex_u256(&genesis["params"]["stake_cap"]);
     genesis["sequencers"]
         .as_array()
@@ -33,12 +36,18 @@ fn election_weights(genesis: &Value) -> Vec<(u64, U256)> {
         .collect()
 }
 
-fn hex_u64(v: &Value) -> u64 {
+pub(crate) fn hex_u64(v: &Value) -> u64 {
     u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16).unwrap()
 }
 
 /// Sends `count` transfers from dev account `account` to node `node`; returns their hashes.
-async fn send_transfers(net: &Testnet, node: usize, account: u32, first_nonce: u64, count: u64) -> Vec<String> {
+pub(crate) async fn send_transfers(
+    net: &Testnet,
+    node: usize,
+    account: u32,
+    first_nonce: u64,
+    count: u64,
+) -> Vec<String> {
     let key = dev_key(account);
     let mut hashes = Vec::new();
     for n in first_nonce..first_nonce + count {
@@ -52,7 +61,12 @@ async fn send_transfers(net: &Testnet, node: usize, account: u32, first_nonce: u
 }
 
 /// Waits until every node in `nodes` has a successful receipt for every hash; returns hash -> block hash.
-async fn wait_receipts(net: &Testnet, nodes: &[usize], hashes: &[String], secs: u64) -> BTreeMap<String, String> {
+pub(crate) async fn wait_receipts(
+    net: &Testnet,
+    nodes: &[usize],
+    hashes: &[String],
+    secs: u64,
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for h in hashes {
         for &i in nodes {
@@ -71,7 +85,15 @@ async fn wait_receipts(net: &Testnet, nodes: &[usize], hashes: &[String], secs: 
     out
 }
 
-async fn current_epoch(net: &Testnet, i: usize) -> Value {
+/// Epoch 0's producer as the ledger draws it from the genesis seed: (sequencer id, node index).
+pub(crate) fn genesis_producer(genesis: &Value) -> (u64, usize) {
+    let weights = election_weights(genesis);
+    let seed: B256 = genesis["seed"].as_str().unwrap().parse().unwrap();
+    let id = metis_pos::elect(&weights, seed, 0).unwrap();
+    (id, Testnet::node_of(id))
+}
+
+pub(crate) async fn current_epoch(net: &Testnet, i: usize) -> Value {
     net.call(i, "metis_currentEpoch", json!([]))
         .await
         .expect("metis_currentEpoch")
@@ -315,95 +337,6 @@ async fn crash_all_at_any_point_and_resume() {
     }
 }
 
-/// The false-positive suite: no honest node is ever accused. One node at a time is killed -9 twenty times, each
-/// time at another point of a height (proposing, prevoting, precommitting, committing), and restarted; then a node
-/// is restored from a copy of its own data dir taken some heights earlier (its WAL and proposals forget what it
-/// signed since; the signing guard next to its key does not). The chain stays one chain and nobody has an offence.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kills_and_an_older_data_dir_never_make_an_honest_node_equivocate() {
-    let _one = exclusive().await;
-    let mut net = Testnet::new("net-honest", NetOptions::default());
-    let all: Vec<usize> = (0..4).collect();
-    net.wait_height(&all, 2, 60).await;
-    for i in 0..20u64 {
-        let n = (i % 4) as usize;
-        let h = net.head((n + 1) % 4).await.unwrap();
-        net.wait_height(&all, h + 1, 30).await;
-        // Fault timing, not synchronisation: the kill lands at another point of the height each time.
-        tokio::time::sleep(std::time::Duration::from_millis(i * 47 % 1000)).await;
-        net.kill(n);
-        net.start(n, None);
-    }
-    let top = net.head(0).await.unwrap();
-    net.wait_height(&all, top + 2, 60).await;
-
-    // The epoch's producer is stopped, its data dir copied, and it runs on for some heights before it is killed
-    // and the old copy put back: it is then asked to propose the very heights it already signed.
-    let e = current_epoch(&net, 0).await;
-    let r = Testnet::node_of(e["producer"].as_u64().expect("producer"));
-    let data = net.net_dir().join(format!("node{r}/data"));
-    let copy = net.net_dir().join(format!("node{r}/data-copy"));
-    net.kill(r);
-    copy_dir(&data, &copy);
-    net.start(r, None);
-    let h = net.head(0).await.unwrap();
-    net.wait_height(&all, h + 8, 60).await;
-    net.kill(r);
-    // The guard file starts with the last signed height, little-endian.
-    let guard = net.net_dir().join(format!("node{r}/keys/signing-guard"));
-    let signed_height = || {
-        let b = std::fs::read(&guard).unwrap();
-        u64::from_le_bytes(b[..8].try_into().unwrap())
-    };
-    let signed_before = signed_height();
-    std::fs::remove_dir_all(&data).unwrap();
-    std::fs::rename(&copy, &data).unwrap();
-    net.start(r, None);
-    // Its signing guard (next to its key) knows it signed 8+ heights beyond its head: it follows the chain
-    // without signing until it is past them, then starts again as a validator and votes.
-    let other = (r + 1) % all.len();
-    let top = net.head(other).await.unwrap();
-    net.wait_height(&all, top + 5, 90).await;
-    net.assert_same_chain(&all, top + 5).await;
-    for i in &all {
-        let o = net.call(*i, "metis_evidence", json!([])).await.unwrap();
-        assert_eq!(o, json!([]), "node {i} holds an offence against an honest node");
-    }
-    let log = wait_for(60, "the restored node back as a validator", || async {
-        let log = std::fs::read_to_string(net.log_path(r)).ok()?;
-        log.contains("starting again as a validator").then_some(log)
-    })
-    .await;
-    assert!(
-        log.contains("following the chain without signing"),
-        "{}",
-        net.log_tail(r)
-    );
-    assert_eq!(
-        log.matches("refused to sign").count(),
-        0,
-        "the guard never had to refuse"
-    );
-    // Back as a validator: its key signs heights beyond what it had signed before the restore.
-    wait_for(60, "the restored node signing again", || async {
-        (signed_height() > signed_before).then_some(())
-    })
-    .await;
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 /// A node that proposes invalid blocks gets no votes: its blocks never enter the chain, the fallback decides
 /// each height, and after K misses it is replaced.
 async fn faulty_producer_is_refused(name: &str, fault: &str) {
@@ -411,10 +344,7 @@ async fn faulty_producer_is_refused(name: &str, fault: &str) {
     let mut net = Testnet::generate(name, NetOptions::default());
     // Epoch 0's producer follows from the genesis seed: make exactly that node misbehave from the start.
     let genesis = net.pos_genesis();
-    let weights = election_weights(&genesis);
-    let seed: B256 = genesis["seed"].as_str().unwrap().parse().unwrap();
-    let producer_id = metis_pos::elect(&weights, seed, 0).unwrap();
-    let p = Testnet::node_of(producer_id);
+    let (producer_id, p) = genesis_producer(&genesis);
     for i in 0..4 {
         net.start(i, (i == p).then_some(fault));
     }
@@ -458,64 +388,6 @@ async fn producer_with_wrong_state_root_gets_no_votes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_with_tx_from_nowhere_gets_no_votes() {
     faulty_producer_is_refused("net-foreign", "foreign-tx").await;
-}
-
-/// A producer whose engine signs a second proposal for a different value in every round (Malachite's Byzantine
-/// proxy, test builds only) is caught by the others: the next block carries the evidence, every node jails it
-/// and asks for the same slash, a fallback producer takes over, and the chain goes on as one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_double_proposer_is_jailed_by_the_next_block() {
-    let _one = exclusive().await;
-    let mut net = Testnet::generate("net-double-propose", NetOptions::default());
-    let genesis = net.pos_genesis();
-    let weights = election_weights(&genesis);
-    let seed: B256 = genesis["seed"].as_str().unwrap().parse().unwrap();
-    let producer_id = metis_pos::elect(&weights, seed, 0).unwrap();
-    let p = Testnet::node_of(producer_id);
-    for i in 0..4 {
-        net.start(i, (i == p).then_some("double-propose@3"));
-    }
-    let all: Vec<usize> = (0..4).collect();
-    let honest: Vec<usize> = all.iter().copied().filter(|i| *i != p).collect();
-    let offence = wait_for(60, "the double proposal punished", || async {
-        let o = net.call(honest[0], "metis_evidence", json!([])).await.ok()?;
-        o.as_array()?.first().cloned()
-    })
-    .await;
-    eprintln!("double proposal: {offence}");
-    assert_eq!(offence["sequencer"].as_u64(), Some(producer_id), "{offence}");
-    assert_eq!(offence["kind"], "DoubleProposal");
-    let (at, included) = (hex_or_u64(&offence["offence_height"]), hex_or_u64(&offence["included"]));
-    assert!(at >= 3, "evidence before the fault started: {offence}");
-    assert!(included <= at + 2, "jailed {} blocks after the evidence", included - at);
-    assert_ne!(
-        offence["evidence"]["first"]["value"],
-        offence["evidence"]["second"]["value"]
-    );
-    // Every node holds the same offence, and the chain goes on without the offender producing.
-    for i in &honest {
-        let o = net.call(*i, "metis_evidence", json!([])).await.unwrap();
-        assert_eq!(o[0]["evidence_hash"], offence["evidence_hash"], "node {i}");
-        assert_eq!(o.as_array().unwrap().len(), 1, "one incident, punished once: {o}");
-    }
-    // Its next block carried the evidence against itself (its app got it over the evidence gossip), or the
-    // others refused the block without it and a fallback carried it: either way within two blocks (above).
-    let to = included + 5;
-    net.wait_height(&honest, to, 60).await;
-    net.assert_same_chain(&honest, to).await;
-    let signer = genesis["sequencers"][p]["signer"].as_str().unwrap().to_lowercase();
-    for n in included + 1..=to {
-        let b = net.block(honest[0], n).await.unwrap();
-        assert_ne!(
-            b["miner"].as_str().unwrap().to_lowercase(),
-            signer,
-            "block {n} by the jailed producer"
-        );
-    }
-}
-
-fn hex_or_u64(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| hex_u64(v))
 }
 
 #[test]
