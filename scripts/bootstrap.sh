@@ -2,6 +2,7 @@
 # Installs the pinned tools the project needs into .tools/ (git-ignored), idempotently:
 # Foundry 1.7.1 (anvil, forge, cast) and solc-js from the npm registry, a `solc` wrapper forge
 # can use, and OpenZeppelin contracts. Versions are pinned in tools/package.json + package-lock.json.
+# From Debian (as root, when missing): nodejs/npm, a C compiler, faketime.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +35,16 @@ if ! have cc; then
     apt-get update -qq >/dev/null && apt-get install -y -qq gcc libc6-dev >/dev/null || die "could not install gcc"
   else
     die "a C compiler (cc) is required to build blst and c-kzg"
+  fi
+fi
+
+# The skewed-clock tests run nodes under libfaketime (Debian's faketime).
+if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
+  if have apt-get && [ "$(id -u)" = 0 ]; then
+    say "installing faketime from Debian packages"
+    apt-get update -qq >/dev/null && apt-get install -y -qq faketime >/dev/null || die "could not install faketime"
+  else
+    die "libfaketime is required by the skewed-clock tests (Debian: apt-get install faketime)"
   fi
 fi
 

@@ -155,12 +155,21 @@ impl metis_pos::L1Source for SharedView {
 /// The PoS transaction a log stands for, if the ledger acts on it. LockingInfo events count only from the
 /// configured escrow; all others only from `pool` (the filter asks for both addresses).
 fn decode(log: &Log, pool: Address, info: Option<Address>) -> Result<Option<PosTx>, L1Error> {
-    let block = log.block_number.unwrap_or_default();
-    let index = log.log_index.unwrap_or_default();
-    let bad = |reason: String| L1Error::BadLog { block, index, reason };
-    let (Some(block_hash), Some(tx_index)) = (log.block_hash, log.transaction_index) else {
-        return Err(bad("log without block hash or transaction index".into()));
+    let (Some(block), Some(index), Some(block_hash), Some(tx_index), Some(tx_hash)) = (
+        log.block_number,
+        log.log_index,
+        log.block_hash,
+        log.transaction_index,
+        log.transaction_hash,
+    ) else {
+        return Err(L1Error::BadLog {
+            // Only to name the log in the error.
+            block: log.block_number.unwrap_or_default(),
+            index: log.log_index.unwrap_or_default(),
+            reason: "a log without its block number, log index, block hash, transaction index or hash".into(),
+        });
     };
+    let bad = |reason: String| L1Error::BadLog { block, index, reason };
     let topic0 = log.topic0().copied().unwrap_or_default();
     if Some(log.address()) != info && log.address() != pool {
         return Ok(None);
@@ -268,6 +277,7 @@ fn decode(log: &Log, pool: Address, info: Option<Address>) -> Result<Option<PosT
             block_hash,
             tx_index,
             log_index: index,
+            tx_hash,
         },
         event,
     }))

@@ -7,14 +7,15 @@ use alloy_primitives::{Address, B256, U256};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
-/// Where an event sits on L1: block, transaction and log index (its order), and the block hash (to tell a
-/// reorged copy from the canonical one).
+/// Where an event sits on L1: block, transaction and log index (its order), the block hash (to tell a reorged
+/// copy from the canonical one) and the transaction's hash (what an operator looks the event up by).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct L1Position {
     pub block_number: u64,
     pub block_hash: B256,
     pub tx_index: u64,
     pub log_index: u64,
+    pub tx_hash: B256,
 }
 
 impl L1Position {

@@ -1182,6 +1182,7 @@ mod tests {
             block_hash: keccak256(block.to_be_bytes()),
             tx_index: 0,
             log_index: log,
+            tx_hash: keccak256(log.to_be_bytes()),
         }
     }
 

@@ -105,6 +105,7 @@ fn equivocation_jails_at_once_and_asks_l1_for_a_slash() {
             block_hash: B256::repeat_byte(10),
             tx_index: 0,
             log_index: 0,
+            tx_hash: B256::repeat_byte(11),
         },
         event: L1Event::Slashed {
             id: offender,

@@ -108,6 +108,21 @@ fn free_base(n: usize) -> u16 {
     panic!("no free port range");
 }
 
+/// The environment that runs a process with its wall clock `offset` off ("+20s", "-20s"), through Debian's
+/// libfaketime (scripts/bootstrap.sh installs it). The monotonic clock is left alone.
+pub fn skewed_clock(offset: &str) -> Vec<(&'static str, String)> {
+    const LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+    assert!(
+        Path::new(LIB).exists(),
+        "{LIB} is missing: run scripts/bootstrap.sh (it installs Debian's faketime)"
+    );
+    vec![
+        ("LD_PRELOAD", LIB.to_string()),
+        ("FAKETIME", offset.to_string()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+    ]
+}
+
 impl Testnet {
     /// Generates and starts a network.
     pub fn new(name: &str, opts: NetOptions) -> Self {
@@ -321,6 +336,11 @@ impl Testnet {
     }
 
     pub fn start(&mut self, i: usize, fault: Option<&str>) {
+        self.start_with_env(i, fault, &[]);
+    }
+
+    /// Starts node `i` with extra environment variables (a clock skew through libfaketime, say).
+    pub fn start_with_env(&mut self, i: usize, fault: Option<&str>, env: &[(&str, &str)]) {
         assert!(self.nodes[i].is_none(), "node {i} is running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -342,6 +362,7 @@ impl Testnet {
         if let Some(f) = fault {
             cmd.env("METIS_SEQ_TEST_FAULT", f);
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("spawning metis-seq node");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();

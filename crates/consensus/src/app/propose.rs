@@ -1,5 +1,6 @@
 //! This node's proposals: building a block on the head, and the signed stream that carries it.
 
+use super::validate::Origin;
 use super::{now_secs, App, AppError, Candidate, CHUNK};
 use alloy_primitives::Bytes as ABytes;
 use bytes::Bytes;
@@ -30,7 +31,14 @@ impl App {
         // Proposals that arrived before we reached this height are checked now.
         let r = round.as_u32().unwrap_or(0);
         if let Some(f) = self.future.remove(&(height, r)) {
-            let (hash, validity) = self.validate(height, round, f.init.proposer, f.data, f.encoded, f.received);
+            let (hash, validity) = self.validate(
+                height,
+                round,
+                f.init.proposer,
+                f.data,
+                f.encoded,
+                (f.received, Origin::Proposal),
+            );
             out.push(ProposedValue {
                 height,
                 round,

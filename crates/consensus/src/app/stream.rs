@@ -1,6 +1,7 @@
 //! Reassembly of a peer's proposal stream: bounded, authenticated by the proposer's signature over the whole
 //! stream, then handed to validation (or kept for a height this node has not reached).
 
+use super::validate::Origin;
 use super::{App, Future, PartialStream, CHUNK, FUTURE_HEIGHTS, MAX_STREAMS, MAX_STREAM_CLAIMS};
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamMessage};
 use malachitebft_app_channel::app::types::{PeerId, ProposedValue};
@@ -135,7 +136,14 @@ impl App {
         if init.height < next {
             return None;
         }
-        let (hash, validity) = self.validate(init.height, init.round, init.proposer, data, bytes, Instant::now());
+        let (hash, validity) = self.validate(
+            init.height,
+            init.round,
+            init.proposer,
+            data,
+            bytes,
+            (Instant::now(), Origin::Proposal),
+        );
         Some(ProposedValue {
             height: init.height,
             round: init.round,

@@ -1,6 +1,7 @@
 //! Sync: decided blocks served exactly as they travelled (with their carried last commit, PoS transactions and
 //! evidence) and their stored certificates; synced blocks validated like proposals.
 
+use super::validate::Origin;
 use super::{App, AppError, MAX_SYNC_BATCH};
 use bytes::Bytes;
 use malachitebft_app_channel::app::engine::host::SyncedValueOutcome;
@@ -83,7 +84,14 @@ impl App {
                 SyncedValueOutcome::LocalTransientError
             }
             Ok(data) => {
-                let (hash, validity) = self.validate(height, round, proposer, data, bytes.to_vec(), Instant::now());
+                let (hash, validity) = self.validate(
+                    height,
+                    round,
+                    proposer,
+                    data,
+                    bytes.to_vec(),
+                    (Instant::now(), Origin::Synced),
+                );
                 SyncedValueOutcome::Verdict(ProposedValue {
                     height,
                     round,

@@ -31,8 +31,19 @@ pub struct Rules<'a> {
     pub l1: &'a dyn L1Source,
     /// The sequencer id of an evidence item's offender, if it was a validator at the evidence's height.
     pub offender: &'a dyn Fn(&metis_wire::evidence::Evidence) -> Option<u64>,
-    /// The wall clock, in seconds.
-    pub now_secs: u64,
+    /// The wall clock, in seconds, for a proposal this node votes on; none for a block sync brings with its
+    /// commit certificate (the pool decided it: a rule of this node's clock is a vote rule, and a node whose
+    /// clock is off must still follow the chain).
+    pub now_secs: Option<u64>,
+}
+
+/// How a block reached this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Proposed for the height in progress: this node's vote depends on the verdict.
+    Proposal,
+    /// Synced from a peer, decided already (Malachite has checked its certificate).
+    Synced,
 }
 
 /// Why a proposal is refused.
@@ -137,7 +148,8 @@ pub fn check(r: &Rules<'_>, round: Round, proposer: Address, data: &BlockData) -
             expected: expected_beneficiary,
         });
     }
-    if h.timestamp > r.parent_timestamp + 1 && h.timestamp > r.now_secs + MAX_FUTURE_DRIFT_SECS {
+    let future = |now: u64| h.timestamp > now.saturating_add(MAX_FUTURE_DRIFT_SECS);
+    if h.timestamp > r.parent_timestamp.saturating_add(1) && r.now_secs.is_some_and(future) {
         return Err(Invalid::Future(h.timestamp));
     }
     Ok(misbehaviour)
@@ -167,8 +179,8 @@ fn check_pos_txs(r: &Rules<'_>, pos_txs: &[PosTx]) -> Result<(), Invalid> {
 }
 
 impl App {
-    /// Checks a block proposed for the next height in `round` by `proposer`, and keeps it (valid or not) so a
-    /// decision on it can be committed. Returns its hash and verdict.
+    /// Checks a block for the next height in `round` by `proposer` (first seen at `seen`), and keeps it if
+    /// valid, so a decision on it can be committed. Returns its hash and verdict.
     pub(super) fn validate(
         &mut self,
         height: Height,
@@ -176,7 +188,7 @@ impl App {
         proposer: Address,
         data: BlockData,
         encoded: Vec<u8>,
-        seen: Instant,
+        (seen, origin): (Instant, Origin),
     ) -> (BlockHash, Validity) {
         let hash = BlockHash(data.header.hash_slow().0);
         if let Some(c) = self.candidates.get(&hash) {
@@ -187,10 +199,11 @@ impl App {
         let last_commit = data.last_commit.clone();
         let pos_txs = data.pos_txs.clone();
         let evidence = data.evidence.clone();
-        let checked = tokio::task::block_in_place(|| self.check(height, round, proposer, data)).and_then(
-            |(executed, misbehaviour)| match self.withheld_evidence(proposer, &misbehaviour) {
-                Some(reason) => Err(reason),
-                None => Ok((executed, misbehaviour)),
+        // Withheld evidence is a vote rule too: a decided block is taken whatever this node holds.
+        let checked = tokio::task::block_in_place(|| self.check(height, round, proposer, data, origin)).and_then(
+            |(executed, misbehaviour)| match (origin, self.withheld_evidence(proposer, &misbehaviour)) {
+                (Origin::Proposal, Some(reason)) => Err(reason),
+                _ => Ok((executed, misbehaviour)),
             },
         );
         match checked {
@@ -237,6 +250,7 @@ impl App {
         round: Round,
         proposer: Address,
         data: BlockData,
+        origin: Origin,
     ) -> Result<(ExecutedBlock, Vec<Misbehaviour>), Invalid> {
         let Some((deciding, set)) = &self.set else {
             return Err(Invalid::NoHeight);
@@ -263,7 +277,7 @@ impl App {
             ledger: &self.ledger,
             l1: self.l1.as_ref(),
             offender: &offender,
-            now_secs: now_secs(),
+            now_secs: (origin == Origin::Proposal).then(now_secs),
         };
         let misbehaviour = check(&rules, round, proposer, &data)?;
         let executed = engine
@@ -331,7 +345,7 @@ mod tests {
             ledger: &f.ledger,
             l1,
             offender: &|_| None,
-            now_secs: 1_001,
+            now_secs: Some(1_001),
         }
     }
 
@@ -402,6 +416,17 @@ mod tests {
             spoil(&|d| d.header.timestamp = 1_001 + MAX_FUTURE_DRIFT_SECS + 1),
             Err(Invalid::Future(_))
         ));
+        // A decided block from sync is not held to this node's clock.
+        let synced = Rules {
+            now_secs: None,
+            ..rules(&f, &NoL1)
+        };
+        let mut ahead = good.clone();
+        ahead.header.timestamp = 1_001 + MAX_FUTURE_DRIFT_SECS + 1;
+        assert!(!matches!(
+            check(&synced, Round::new(0), proposer, &ahead),
+            Err(Invalid::Future(_))
+        ));
         // A first block carrying a last commit, or a later block without one.
         let later = Rules {
             height: Height(2),
@@ -425,6 +450,7 @@ mod tests {
                 block_hash: B256::repeat_byte(5),
                 tx_index: 0,
                 log_index: 0,
+                tx_hash: B256::repeat_byte(6),
             },
             event: L1Event::SetMaxLock {
                 amount: U256::from(1u64),

@@ -6,6 +6,7 @@
 
 use crate::harness::{cli, key_members, serial, wait_for, Devnet};
 use alloy::primitives::{utils::parse_ether, B256, U256};
+use alloy::providers::Provider;
 use metis_contracts::LockingPool;
 use serde_json::{json, Value};
 
@@ -115,6 +116,21 @@ async fn a_double_voter_is_jailed_slashed_on_l1_and_leaves_the_set_and_the_key()
     assert!(
         closed["l1_slash"].is_object(),
         "the Slashed event is not linked: {closed}"
+    );
+    // The linked L1 transaction is the slash itself: sent to LockingPool, successful, in the named block.
+    let tx: B256 = serde_json::from_value(closed["l1_slash"]["l1_tx_hash"].clone()).expect("l1 tx hash");
+    let receipt = net
+        .l1()
+        .get_transaction_receipt(tx)
+        .await
+        .expect("L1 receipt")
+        .expect("the slash transaction is on L1");
+    assert!(receipt.status(), "{receipt:?}");
+    assert_eq!(receipt.to, Some(net.contract("locking_pool")));
+    assert_eq!(
+        receipt.block_number,
+        closed["l1_slash"]["l1_block"].as_u64(),
+        "{closed}"
     );
 
     // 3. Out of the validator set at the next epoch, and the key reshared without it (same group key).

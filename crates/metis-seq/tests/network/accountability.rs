@@ -1,7 +1,7 @@
 //! Accountability over real processes: equivocation caught and punished, downtime jailed (and only real
 //! downtime), and no honest node ever accused, whatever kills and restores it goes through.
 
-use crate::common::testnet::{NetOptions, Testnet};
+use crate::common::testnet::{skewed_clock, NetOptions, Testnet};
 use crate::common::wait_for;
 use crate::{current_epoch, exclusive, genesis_producer, hex_u64};
 use serde_json::{json, Value};
@@ -292,5 +292,72 @@ async fn a_producer_leaving_a_validator_out_of_its_commits_cannot_get_it_jailed(
     }
     for i in &all {
         nobody_else_punished(&net, *i, None).await;
+    }
+}
+
+/// A node whose wall clock is 20 s off never signs two conflicting messages, and never gets anyone punished.
+/// Fast (+20 s, libfaketime), it is the genesis producer: the others refuse its blocks (timestamps in their
+/// future), decide each height by a fallback and re-elect; restarted slow (-20 s), it refuses the others' blocks
+/// the same way (it prevotes nil), yet follows the chain, since a decided block from sync is not held to its
+/// clock. One chain throughout, no evidence, no jail, its signing guard never had to refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_skewed_clock_never_equivocates_and_still_follows() {
+    let _one = exclusive().await;
+    // Two-second blocks: every block's timestamp is then more than its parent's + 1, the slack the future rule
+    // grants, so the slow node refuses every proposal, not only those after a gap.
+    let opts = NetOptions {
+        block_time_ms: 2_000,
+        ..NetOptions::default()
+    };
+    let mut net = Testnet::generate("net-skew", opts);
+    let genesis = net.pos_genesis();
+    let (producer_id, s) = genesis_producer(&genesis);
+    let start_skewed = |net: &mut Testnet, offset: &str| {
+        let env = skewed_clock(offset);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        net.start_with_env(s, None, &env);
+    };
+    for i in 0..4 {
+        if i == s {
+            start_skewed(&mut net, "+20s");
+        } else {
+            net.start(i, None);
+        }
+    }
+    let all: Vec<usize> = (0..4).collect();
+    let others: Vec<usize> = all.iter().copied().filter(|i| *i != s).collect();
+    let re = wait_for(60, "the fast producer re-elected", || async {
+        let e = current_epoch(&net, others[0]).await;
+        (e["reason"]["ReElection"]["failed"].as_u64() == Some(producer_id)).then_some(e)
+    })
+    .await;
+    eprintln!("fast clock: re-election {re}");
+    let log = std::fs::read_to_string(net.log_path(others[0])).unwrap();
+    assert!(log.contains("is in the future"), "the skew did not show");
+    let h = net.head(others[0]).await.unwrap();
+    net.wait_height(&all, h + 5, 60).await;
+
+    net.kill(s);
+    let fast_log = std::fs::read_to_string(net.log_path(s)).unwrap().len();
+    start_skewed(&mut net, "-20s");
+    let h = net.head(others[0]).await.unwrap();
+    net.wait_height(&all, h + 10, 90).await;
+    let top = net.head(others[0]).await.unwrap();
+    net.wait_height(&all, top, 60).await;
+    net.assert_same_chain(&all, top).await;
+    let log = std::fs::read_to_string(net.log_path(s)).unwrap();
+    assert!(
+        log[fast_log..].contains("is in the future"),
+        "the slow node refused nothing"
+    );
+    assert_eq!(log.matches("refused to sign").count(), 0, "the guard had to refuse");
+    for i in &all {
+        let o = net.call(*i, "metis_evidence", json!([])).await.unwrap();
+        assert_eq!(o, json!([]), "node {i} holds an offence");
+        let v = net.call(*i, "metis_validators", json!([])).await.unwrap();
+        assert!(
+            v.as_array().unwrap().iter().all(|x| x["jail"].is_null()),
+            "node {i}: {v}"
+        );
     }
 }
