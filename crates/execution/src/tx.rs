@@ -133,9 +133,12 @@ impl RecoveredTx {
         self.envelope.effective_tip_per_gas(base_fee).unwrap_or(0)
     }
 
-    /// Upper bound of what the sender pays: gas_limit * max fee + value.
-    pub fn max_cost(&self) -> U256 {
-        U256::from(self.gas_limit()) * U256::from(self.max_fee_per_gas()) + self.envelope.value()
+    /// Upper bound of what the sender pays: gas_limit * max fee + value; none if that is beyond 2^256 - 1 (a
+    /// value near the top would otherwise wrap to a cost anyone can pay).
+    pub fn max_cost(&self) -> Option<U256> {
+        U256::from(self.gas_limit())
+            .checked_mul(U256::from(self.max_fee_per_gas()))?
+            .checked_add(self.envelope.value())
     }
 
     /// The transaction as revm executes it.
@@ -218,8 +221,9 @@ impl RecoveredTx {
             });
         }
         let balance = account.map_or(U256::ZERO, |a| a.balance);
-        let cost = self.max_cost();
-        if balance < cost {
+        // A cost beyond 2^256 - 1 is more than any balance.
+        let cost = self.max_cost().unwrap_or(U256::MAX);
+        if self.max_cost().is_none_or(|c| balance < c) {
             return Err(TxError::InsufficientFunds {
                 sender: self.sender,
                 balance,

@@ -238,7 +238,7 @@ impl Mempool {
             let nonce = account.map_or(0, |a| a.nonce);
             let balance = account.map(|a| a.balance).unwrap_or_default();
             for tx in txs.values() {
-                if tx.nonce() < nonce || tx.max_cost() > balance {
+                if tx.nonce() < nonce || tx.max_cost().is_none_or(|c| c > balance) {
                     stale.push(tx.hash);
                 }
             }
@@ -422,6 +422,21 @@ mod tests {
         );
         assert!(mempool
             .add(rich, &spec, acct.as_ref(), 1)
+            .unwrap_err()
+            .to_string()
+            .starts_with("insufficient funds"));
+        // A value near 2^256: gas * fee + value would wrap to almost nothing.
+        let wraps = eip1559(
+            &ks[0],
+            CHAIN,
+            0,
+            TxKind::Call(Address::ZERO),
+            U256::MAX,
+            Bytes::new(),
+            21_000,
+        );
+        assert!(mempool
+            .add(wraps, &spec, acct.as_ref(), 1)
             .unwrap_err()
             .to_string()
             .starts_with("insufficient funds"));

@@ -35,6 +35,20 @@ fn raw_tx(
     tip: u128,
     input: Bytes,
 ) -> Bytes {
+    raw_tx_with_value(key, chain_id, nonce, to, max_fee, tip, input, U256::from(1))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn raw_tx_with_value(
+    key: &PrivateKeySigner,
+    chain_id: u64,
+    nonce: u64,
+    to: Address,
+    max_fee: u128,
+    tip: u128,
+    input: Bytes,
+    value: U256,
+) -> Bytes {
     let tx = TxEip1559 {
         chain_id,
         nonce,
@@ -42,7 +56,7 @@ fn raw_tx(
         max_fee_per_gas: max_fee,
         max_priority_fee_per_gas: tip,
         to: TxKind::Call(to),
-        value: U256::from(1),
+        value,
         input,
         access_list: Default::default(),
     };
@@ -374,6 +388,20 @@ async fn mempool_replacement_gaps_and_bad_input() {
                 10_000_000_000,
                 1,
                 Bytes::new()
+            )]),
+            "insufficient funds for gas * price + value",
+        ),
+        // gas * fee + value beyond 2^256 - 1: wrapped, it would be a cost this funded account can pay.
+        (
+            serde_json::json!([raw_tx_with_value(
+                &k,
+                CHAIN_ID,
+                3,
+                to,
+                10_000_000_000,
+                1,
+                Bytes::new(),
+                U256::MAX
             )]),
             "insufficient funds for gas * price + value",
         ),
