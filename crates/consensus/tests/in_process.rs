@@ -4,11 +4,12 @@
 mod harness;
 
 use alloy_primitives::B256;
-use harness::{double_vote, forged, Pool};
-use malachitebft_app_channel::app::types::core::Validity;
+use harness::{double_vote, forged, peer_id, restreamed, Parts, Pool};
+use malachitebft_app_channel::app::streaming::StreamContent;
+use malachitebft_app_channel::app::types::core::{Round, Validity};
 use metis_execution::RecoveredTx;
 use metis_pos::{ElectionReason, Params};
-use metis_wire::types::{Address, BlockHash};
+use metis_wire::types::{Address, BlockHash, Height, ProposalPart};
 use std::sync::Arc;
 
 const STAKES: [u64; 4] = [100, 90, 70, 50];
@@ -107,16 +108,11 @@ async fn proposals_off_the_rules_are_refused_and_the_height_goes_on() {
     let scheduled = pool.nodes[p].address;
     let not_valid = |v: &Option<(BlockHash, Validity)>| !matches!(v, Some((_, Validity::Valid)));
 
-    // A validator proposing out of turn: every other node refuses its block.
+    // A validator proposing out of turn: every other node refuses its stream at the Init, before any work.
     let q = pool.proposer(1);
     let (_, parts) = pool.get_value(q, 0).await;
     for (i, v) in pool.deliver(q, &parts).await.iter().enumerate() {
-        if i != q {
-            assert!(
-                matches!(v, Some((_, Validity::Invalid))),
-                "node {i} takes an out-of-turn block: {v:?}"
-            );
-        }
+        assert_eq!(*v, None, "node {i} takes an out-of-turn block");
     }
 
     let (honest, parts) = pool.get_value(p, 0).await;
@@ -127,7 +123,7 @@ async fn proposals_off_the_rules_are_refused_and_the_height_goes_on() {
     let invalid = |v: &Option<(BlockHash, Validity)>| matches!(v, Some((_, Validity::Invalid)));
     let dropped = |v: &Option<(BlockHash, Validity)>| v.is_none();
     type Expect = fn(&Option<(BlockHash, Validity)>) -> bool;
-    let hostile: [(&str, harness::Parts, Expect); 4] = [
+    let hostile: [(&str, harness::Parts, Expect); 3] = [
         // The scheduled proposer signs a block whose state root is not its transactions' outcome.
         (
             "a wrong state root",
@@ -150,12 +146,6 @@ async fn proposals_off_the_rules_are_refused_and_the_height_goes_on() {
             forged(&parts, scheduled, &harness::consensus_key(99), |_| {}),
             dropped,
         ),
-        // A stranger proposing under its own name.
-        (
-            "a stranger's block",
-            forged(&parts, stranger, &harness::consensus_key(99), |_| {}),
-            not_valid,
-        ),
     ];
     for (what, forged_parts, expect) in &hostile {
         for (i, v) in pool.deliver(p, forged_parts).await.iter().enumerate() {
@@ -163,6 +153,13 @@ async fn proposals_off_the_rules_are_refused_and_the_height_goes_on() {
                 assert!(expect(v), "node {i} on {what}: {v:?}");
             }
         }
+    }
+    // A stranger proposing under its own name, from its own peer: dropped at the Init.
+    let from_stranger = forged(&parts, stranger, &harness::consensus_key(99), |_| {});
+    let stranger_peer = peer_id(&harness::consensus_key(99));
+    for i in (0..pool.nodes.len()).filter(|i| *i != p) {
+        let v = pool.deliver_to(i, stranger_peer, &from_stranger).await;
+        assert!(not_valid(&v) && dropped(&v), "node {i} on a stranger's block: {v:?}");
     }
     // The scheduled proposer's own stream still counts, and the height is decided on it.
     for (i, v) in pool.deliver(p, &parts).await.iter().enumerate() {
@@ -509,4 +506,50 @@ async fn a_proposer_that_streams_two_blocks_for_one_round_is_jailed() {
         assert_eq!(o.misbehaviour.kind, metis_pos::OffenceKind::DoubleProposal);
         assert!(l.offences().jail(offender_id).is_some(), "node {i} jailed the proposer");
     }
+}
+
+/// Nobody outside the pool gets work done for it or displaces an honest proposal. Streams signed by a stranger's
+/// key for this height (any round) and the next one are refused at their Init: never validated, never kept.
+/// Parts without an Init under 300 stream ids from one publisher are capped to that publisher's share. The
+/// honest proposer's stream, open all along, completes and is valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_streams_are_refused_before_any_work_and_displace_nothing() {
+    let mut pool = Pool::start("inproc-stranger", params(100), &STAKES).await;
+    pool.honest_height(0).await;
+    pool.start_round(0).await;
+    let p = pool.proposer(0);
+    let (honest, parts) = pool.get_value(p, 0).await;
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let peer = peer_id(&stranger);
+    let target = (p + 1) % pool.nodes.len();
+    // The honest stream's parts but its end reach the node; the end comes after the flood.
+    let (head, tail) = parts.split_at(parts.len() - 1);
+    let honest_peer = pool.nodes[p].peer;
+    assert_eq!(pool.deliver_to(target, honest_peer, &head.to_vec()).await, None);
+    for n in 0..300u64 {
+        let height = Height(pool.height.0 + n % 2);
+        let s = restreamed(&parts, &stranger, 1_000 + n, |i| {
+            i.height = height;
+            i.round = Round::new(n as u32 / 2);
+        });
+        assert_eq!(pool.deliver_to(target, peer, &s).await, None, "stream {n}");
+    }
+    for n in 0..300u64 {
+        let data: Parts = restreamed(&parts, &stranger, 5_000 + n, |_| {})
+            .into_iter()
+            .filter(|m| matches!(m.content, StreamContent::Data(ProposalPart::Data(_))))
+            .collect();
+        assert_eq!(pool.deliver_to(target, peer, &data).await, None);
+    }
+    // A validator of the set, not scheduled for round 0, is refused the same way.
+    let q = pool.proposer(1);
+    let other = restreamed(&parts, &pool.nodes[q].key.clone(), 9_000, |_| {});
+    assert_eq!(pool.deliver_to(target, pool.nodes[q].peer, &other).await, None);
+    assert_eq!(
+        pool.deliver_to(target, honest_peer, &tail.to_vec()).await,
+        Some((honest, Validity::Valid))
+    );
+    pool.deliver(p, &parts).await;
+    pool.decide(0, honest).await;
+    pool.assert_one_chain();
 }

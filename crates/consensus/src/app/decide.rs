@@ -199,8 +199,7 @@ impl App {
         if let Some(store) = &self.proposals {
             store.prune(height);
         }
-        self.streams
-            .retain(|_, s| s.init.as_ref().is_none_or(|i| i.height > height));
+        self.inbound.after_commit(height);
         self.stream_claims.retain(|(h, _), _| *h > height);
     }
 

@@ -22,10 +22,9 @@ use crate::pacing::ProposalDelay;
 use crate::proposals::{ProposalStore, StoredProposal};
 use alloy_primitives::B256;
 use malachitebft_app_channel::app::engine::host::Next;
-use malachitebft_app_channel::app::streaming::StreamId;
 pub use malachitebft_app_channel::app::types::core::LinearTimeouts;
 use malachitebft_app_channel::app::types::core::{Round, Validity};
-use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId};
+use malachitebft_app_channel::app::types::LocallyProposedValue;
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use metis_chain::Chain;
 use metis_execution::executor::ExecutedBlock;
@@ -35,7 +34,7 @@ use metis_wire::block::BlockData;
 use metis_wire::codec::WireCertificate;
 use metis_wire::evidence::Evidence;
 use metis_wire::signing::ConsensusSigner;
-use metis_wire::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart, ValidatorSet};
+use metis_wire::types::{Address, BlockHash, Height, MetisContext, ProposalPart, ValidatorSet};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -44,12 +43,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Bytes of the encoded block per Data part.
 const CHUNK: usize = 512 * 1024;
-/// Streams being reassembled at once (beyond, the oldest is dropped).
-const MAX_STREAMS: usize = 64;
 /// Rounds of the height in progress whose first stream is kept for the double-proposal check.
 const MAX_STREAM_CLAIMS: usize = 256;
-/// Heights ahead of ours whose complete proposals are kept until we get there.
-const FUTURE_HEIGHTS: u64 = 2;
 /// Decided values served per sync request at most.
 const MAX_SYNC_BATCH: u64 = 20;
 
@@ -110,23 +105,6 @@ struct Candidate {
     seen: Instant,
 }
 
-#[derive(Default)]
-struct PartialStream {
-    init: Option<PartInit>,
-    parts: BTreeMap<u64, ProposalPart>,
-    fin_seq: Option<u64>,
-    bytes: usize,
-    started: Option<Instant>,
-}
-
-/// A complete, signature-checked proposal for a height we have not reached.
-struct Future {
-    init: PartInit,
-    data: BlockData,
-    encoded: Vec<u8>,
-    received: Instant,
-}
-
 pub struct App {
     backend: Arc<Chain>,
     /// The ledger after the head block; the PoS API reads the same snapshot (shared, not copied).
@@ -141,8 +119,8 @@ pub struct App {
     /// Commit certificate of the head block.
     last_commit: Option<WireCertificate>,
     candidates: HashMap<BlockHash, Candidate>,
-    streams: HashMap<(PeerId, StreamId), PartialStream>,
-    future: BTreeMap<(Height, u32), Future>,
+    /// Proposal streams being reassembled, complete ones for heights not reached yet, refused ones.
+    inbound: stream::Inbound,
     height_started: Option<Instant>,
     /// When this node first had the last decided block (the pacing anchor).
     last_decision: Option<Instant>,
@@ -264,8 +242,7 @@ impl App {
             head_set,
             last_commit,
             candidates: HashMap::new(),
-            streams: HashMap::new(),
-            future: BTreeMap::new(),
+            inbound: stream::Inbound::default(),
             height_started: None,
             last_decision: None,
             proposal_delay: ProposalDelay::default(),

@@ -30,7 +30,8 @@ impl App {
             .collect();
         // Proposals that arrived before we reached this height are checked now.
         let r = round.as_u32().unwrap_or(0);
-        if let Some(f) = self.future.remove(&(height, r)) {
+        let scheduled = self.set.as_ref().map(|(_, set)| set.proposer(r).address);
+        if let Some(f) = scheduled.and_then(|p| self.inbound.take_future(height, r, p)) {
             let (hash, validity) = self.validate(
                 height,
                 round,
@@ -48,7 +49,6 @@ impl App {
                 validity,
             });
         }
-        self.future.retain(|(h, _), _| *h >= height);
         out
     }
 

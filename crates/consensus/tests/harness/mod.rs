@@ -83,7 +83,7 @@ fn sequencer(id: u64, stake_eth: u64) -> Sequencer {
 }
 
 /// A peer id for the node with `key` (an identity multihash of its public key: code 0, length 32).
-fn peer_id(key: &ed25519_dalek::SigningKey) -> PeerId {
+pub fn peer_id(key: &ed25519_dalek::SigningKey) -> PeerId {
     let mut bytes = vec![0u8, 32];
     bytes.extend_from_slice(&key.verifying_key().to_bytes());
     PeerId::from_bytes(&bytes).expect("an identity multihash is a peer id")
@@ -539,5 +539,41 @@ pub fn forged(
         StreamContent::Data(ProposalPart::Fin(sig)),
     ));
     out.push(StreamMessage::new(id, 3, StreamContent::Fin));
+    out
+}
+
+/// `parts` streamed again under stream id `id` by `key` (its own name), with the Init edited (height, round):
+/// what a stranger or a flooding validator publishes.
+pub fn restreamed(
+    parts: &Parts,
+    key: &ed25519_dalek::SigningKey,
+    id: u64,
+    edit: impl FnOnce(&mut metis_wire::types::PartInit),
+) -> Parts {
+    let proposer = Address(key.verifying_key().to_bytes());
+    let mut out = forged(parts, proposer, key, |_| {});
+    let StreamContent::Data(ProposalPart::Init(mut init)) = out[0].content.clone() else {
+        panic!("a stream starts with its Init");
+    };
+    edit(&mut init);
+    let chunks: Vec<Vec<u8>> = out
+        .iter()
+        .filter_map(|p| match &p.content {
+            StreamContent::Data(ProposalPart::Data(d)) => Some(d.to_vec()),
+            _ => None,
+        })
+        .collect();
+    let sig = ConsensusSigner::new(key.clone()).sign_bytes(&metis_wire::signing::stream_digest(&init, &chunks));
+    let stream = malachitebft_app_channel::app::streaming::StreamId::new(bytes::Bytes::from(id.to_be_bytes().to_vec()));
+    out[0].content = StreamContent::Data(ProposalPart::Init(init));
+    if let Some(fin) = out
+        .iter_mut()
+        .find(|p| matches!(p.content, StreamContent::Data(ProposalPart::Fin(_))))
+    {
+        fin.content = StreamContent::Data(ProposalPart::Fin(sig));
+    }
+    for p in &mut out {
+        p.stream_id = stream.clone();
+    }
     out
 }
