@@ -119,6 +119,15 @@ impl KdfParams {
             p_cost: 1,
         }
     }
+
+    /// The most a key file may ask for: 2 GiB of memory, 32 passes, 16 lanes (the defaults are 64 MiB, 3, 1).
+    pub fn ceiling() -> Self {
+        Self {
+            m_cost: 2 * 1024 * 1024,
+            t_cost: 32,
+            p_cost: 16,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -253,6 +262,14 @@ pub fn load(path: &Path, label: &str, pass: &Passphrase) -> Result<Zeroizing<Vec
     if file.kdf_params.m_cost < floor.m_cost || file.kdf_params.t_cost < floor.t_cost || file.kdf_params.p_cost == 0 {
         return Err(bad("KDF parameters below the minimum"));
     }
+    // And absurd ones, so an edited header cannot make argon2 allocate or spin without bound.
+    let ceiling = KdfParams::ceiling();
+    if file.kdf_params.m_cost > ceiling.m_cost
+        || file.kdf_params.t_cost > ceiling.t_cost
+        || file.kdf_params.p_cost > ceiling.p_cost
+    {
+        return Err(bad("KDF parameters above the maximum"));
+    }
     let salt = hex::decode(&file.salt).map_err(|_| bad("salt is not hex"))?;
     let nonce = hex::decode(&file.nonce).map_err(|_| bad("nonce is not hex"))?;
     let ct = hex::decode(&file.ciphertext).map_err(|_| bad("ciphertext is not hex"))?;
@@ -335,6 +352,13 @@ mod tests {
         ));
         // A weakened KDF is refused outright.
         json["kdf_params"]["m_cost"] = 8.into();
+        write_private(&path, &serde_json::to_vec(&json).unwrap()).unwrap();
+        assert!(matches!(
+            load(&path, "bls-share", &pass),
+            Err(KeystoreError::Format { .. })
+        ));
+        // An absurd one too (4 TiB of memory), before argon2 runs.
+        json["kdf_params"]["m_cost"] = (u32::MAX).into();
         write_private(&path, &serde_json::to_vec(&json).unwrap()).unwrap();
         assert!(matches!(
             load(&path, "bls-share", &pass),

@@ -124,7 +124,7 @@ impl Mempool {
         tx.check_static(spec)?;
         tx.check_against(account, base_fee)?;
         let account_nonce = account.map_or(0, |a| a.nonce);
-        if tx.nonce() > account_nonce + self.config.max_nonce_gap {
+        if tx.nonce() > account_nonce.saturating_add(self.config.max_nonce_gap) {
             return Err(MempoolError::NonceGapTooLarge);
         }
         let sender = tx.sender;

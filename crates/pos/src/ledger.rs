@@ -806,6 +806,14 @@ impl Ledger {
     /// `expected_hash` so a corrupt or foreign record is refused.
     pub fn from_bytes(bytes: &[u8], expected_hash: B256) -> Result<Self, LedgerError> {
         let l: Self = borsh::from_slice(bytes).map_err(|_| LedgerError::Stored("does not decode"))?;
+        // Every ledger has its running epoch (genesis creates epoch 0; epochs are only appended).
+        if l.epochs.is_empty() {
+            return Err(LedgerError::Stored("has no epoch"));
+        }
+        // The state hash covers each sequencer by its record; the map's key must be the record's id.
+        if l.sequencers.iter().any(|(k, s)| *k != s.id) {
+            return Err(LedgerError::Stored("a sequencer under another id"));
+        }
         if l.state_hash() != expected_hash {
             return Err(LedgerError::Stored("does not match its state hash"));
         }
@@ -893,6 +901,24 @@ mod tests {
         assert_eq!(Ledger::from_bytes(&bytes, l.state_hash()).unwrap(), l);
         assert!(Ledger::from_bytes(&bytes, B256::ZERO).is_err());
         assert!(Ledger::from_bytes(b"{}", l.state_hash()).is_err());
+        // Corrupt records are errors, never panics: a ledger without its running epoch, a sequencer filed under
+        // another id, truncations. A flipped bit decodes to an error or to a ledger whose hash differs, except in
+        // records only the accumulators cover (ended epochs kept for the API): those must at least not panic.
+        let mut empty = l.clone();
+        empty.epochs.clear();
+        assert!(Ledger::from_bytes(&empty.to_bytes().unwrap(), l.state_hash()).is_err());
+        let mut moved = l.clone();
+        let s4 = moved.sequencers.remove(&4).unwrap();
+        moved.sequencers.insert(40, s4);
+        assert!(Ledger::from_bytes(&moved.to_bytes().unwrap(), moved.state_hash()).is_err());
+        for cut in (0..bytes.len()).step_by(7) {
+            assert!(Ledger::from_bytes(&bytes[..cut], l.state_hash()).is_err());
+        }
+        for i in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 0x40;
+            let _ = Ledger::from_bytes(&flipped, l.state_hash());
+        }
     }
 
     fn seq(id: u64, stake_tokens: u64) -> Sequencer {

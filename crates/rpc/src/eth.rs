@@ -262,7 +262,7 @@ fn fee_history(
             for ((_, tx), r) in txs.iter().zip(&receipts) {
                 tips.push((
                     tx.effective_tip_per_gas(base_fee).unwrap_or(0),
-                    r.cumulative_gas_used() - prev,
+                    r.cumulative_gas_used().saturating_sub(prev),
                 ));
                 prev = r.cumulative_gas_used();
             }
