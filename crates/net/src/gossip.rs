@@ -44,6 +44,13 @@ const HELLO_LEN: usize = 1 + 8 + 32 + 32;
 pub const MAX_FRAME: usize = 1024 * 1024;
 const MAX_TXS_PER_FRAME: usize = 4096;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Inbound connections in their handshake at once; beyond, a new one is closed at once (a stranger holding many
+/// costs each one [`HANDSHAKE_TIMEOUT`] of one slot, and this node's own dials still reach its peers).
+const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Authenticated inbound links at once (one per peer and direction in normal operation).
+const MAX_INBOUND_LINKS: usize = 256;
+/// How long the accept loop waits after a failed accept (out of descriptors, say) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GossipError {
@@ -57,8 +64,10 @@ pub enum GossipError {
     BadFrame,
     #[error("no randomness")]
     Random,
-    #[error("the peer sent evidence that was refused too often; its link is refused for a while")]
+    #[error("the peer sent evidence or transactions that were refused too often; its link is refused for a while")]
     Banned,
+    #[error("too many inbound links")]
+    TooManyLinks,
 }
 
 #[derive(Clone, Debug)]
@@ -291,31 +300,50 @@ pub async fn start(
         evidence,
         dialled: Dialled::default(),
     };
-    {
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, addr)) = listener.accept().await else {
-                    continue;
-                };
-                let ctx = ctx.clone();
-                tokio::spawn(
-                    async move {
-                        if let Err(e) = accept(stream, &ctx).await {
-                            debug!(error = %e, "gossip connection closed");
-                        }
-                    }
-                    .instrument(info_span!("gossip-in", peer = %addr)),
-                );
-            }
-        });
-    }
+    tokio::spawn(accept_loop(listener, ctx.clone()));
     for peer in cfg.peers {
         let ctx = ctx.clone();
         tokio::spawn(dial_loop(peer, ctx).instrument(info_span!("gossip-out", peer = %peer)));
     }
     info!(%local, "transaction gossip listening");
     Ok(local)
+}
+
+/// Accepts inbound connections, each in its own task, within the pending-handshake and link limits.
+async fn accept_loop(listener: TcpListener, ctx: Ctx) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let links = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_LINKS));
+    let mut closed = 0u64;
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of descriptors, say: retrying at once would spin.
+                warn!(error = %e, "gossip accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let Ok(handshake) = pending.clone().try_acquire_owned() else {
+            closed += 1;
+            if closed.is_power_of_two() {
+                warn!(
+                    closed,
+                    "gossip: too many connections in their handshake; closing new ones"
+                );
+            }
+            continue;
+        };
+        let (ctx, links) = (ctx.clone(), links.clone());
+        tokio::spawn(
+            async move {
+                if let Err(e) = accept(stream, &ctx, handshake, &links).await {
+                    debug!(error = %e, "gossip connection closed");
+                }
+            }
+            .instrument(info_span!("gossip-in", peer = %addr)),
+        );
+    }
 }
 
 /// The authenticated handshake on a fresh connection, within its deadline.
@@ -333,8 +361,18 @@ async fn secure(stream: &mut TcpStream, ctx: &Ctx) -> Result<Session, GossipErro
     Ok(s)
 }
 
-async fn accept(mut stream: TcpStream, ctx: &Ctx) -> Result<(), GossipError> {
+async fn accept(
+    mut stream: TcpStream,
+    ctx: &Ctx,
+    handshake: tokio::sync::OwnedSemaphorePermit,
+    links: &Arc<tokio::sync::Semaphore>,
+) -> Result<(), GossipError> {
     let s = secure(&mut stream, ctx).await?;
+    drop(handshake);
+    let _link = links
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| GossipError::TooManyLinks)?;
     let peer = s.peer.to_bytes();
     debug!(peer = %PeerKey(peer), "gossip peer connected (inbound)");
     let dialled = ctx.dialled.clone();
@@ -413,8 +451,8 @@ async fn receive<R: AsyncRead + Unpin>(
         // Recovering thousands of senders is CPU work: off the async workers, so consensus and the RPC keep
         // running while a big frame is checked.
         let backend = &ctx.backend;
-        let (added, refused, dup, recover, admit) = tokio::task::block_in_place(|| {
-            let (mut added, mut refused, mut dup) = (0usize, 0usize, 0usize);
+        let (added, refused, malformed, dup, recover, admit) = tokio::task::block_in_place(|| {
+            let (mut added, mut refused, mut malformed, mut dup) = (0usize, 0usize, 0usize, 0usize);
             let (mut recover, mut admit) = (Duration::ZERO, Duration::ZERO);
             // Copies of what this node has (its RPC took it too, or a block carried it before gossip did) are
             // dropped by hash before the sender recovery.
@@ -422,7 +460,7 @@ async fn receive<R: AsyncRead + Unpin>(
             for raw in &txs {
                 match RecoveredTx::decode_envelope(raw) {
                     Ok(env) => fresh.push(env),
-                    Err(_) => refused += 1,
+                    Err(_) => malformed += 1,
                 }
             }
             let hashes: Vec<_> = fresh.iter().map(|e| *e.tx_hash()).collect();
@@ -445,14 +483,21 @@ async fn receive<R: AsyncRead + Unpin>(
                             Err(_) => refused += 1,
                         }
                     }
-                    Err(_) => refused += 1,
+                    Err(_) => malformed += 1,
                 }
             }
-            (added, refused, dup, recover, admit)
+            (added, refused, malformed, dup, recover, admit)
         });
+        // A peer only relays what it admitted, and admission decodes and recovers: an undecodable transaction or
+        // a bad signature is never an honest peer's (a refused one may be: stale by a block, underpriced since).
+        if malformed > 0 {
+            warn!(peer = %PeerKey(peer), malformed, "gossip frame with malformed transactions");
+            ctx.evidence.penalize(peer, std::time::Instant::now());
+        }
         debug!(
             added,
             refused,
+            malformed,
             dup,
             recover_us = recover.as_micros() as u64,
             admit_us = admit.as_micros() as u64,

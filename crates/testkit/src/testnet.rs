@@ -391,6 +391,16 @@ impl Testnet {
         self.nodes[i] = Some(child);
     }
 
+    /// The process id of node `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].as_ref().map(Child::id)
+    }
+
+    /// Node `i`'s transaction gossip address.
+    pub fn gossip_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.base_port + 10 * i as u16 + 1)
+    }
+
     /// kill -9.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].take() {
