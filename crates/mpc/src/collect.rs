@@ -2,16 +2,18 @@
 //!
 //! A request is opened only from decided state (the node re-derives the digest it signs; nothing else opens
 //! one). Partials may come from any transport and may arrive before this node opened the request: those are
-//! kept, bounded, and checked when it opens. Each partial is verified against the public sharing before it
+//! kept, at most [`MAX_EARLY_PER_PLAYER`] per share index (its oldest go first: a player filling its room with
+//! ids that never open crowds out only itself), and checked when it opens. Each partial is verified against the public sharing before it
 //! counts (a bad one is refused and attributed to its index), duplicates count once, and the request completes
 //! as soon as a quorum of valid partials recovers a signature that verifies under the group key.
 
 use crate::{threshold, MinSig, PartialSignature, Sharing, G1};
 use commonware_utils::Participant;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
-/// Partials kept per request that is not open here yet.
-const MAX_EARLY_PER_REQUEST: usize = 256;
+/// Early partials kept per share index (requests not open here yet). An honest player runs at most a few
+/// requests ahead of this node, and publishes its partial again while the request is open.
+pub const MAX_EARLY_PER_PLAYER: usize = 64;
 
 /// What adding a partial did.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,9 +24,9 @@ pub enum Added {
     Complete,
     /// Already complete, or a duplicate of a partial already counted.
     Ignored,
-    /// Kept until the request opens here.
+    /// Kept until the request opens here (an older early partial of the same player may have made room).
     Early,
-    /// Does not verify against the sharing (or too many early partials).
+    /// Does not verify against the sharing: the sender's fault.
     Refused(&'static str),
 }
 
@@ -37,20 +39,60 @@ struct Request {
 pub struct Collector {
     sharing: Sharing<MinSig>,
     open: BTreeMap<u64, Request>,
-    early: BTreeMap<u64, Vec<PartialSignature<MinSig>>>,
+    /// Per share index: the ids of its early partials, oldest first, and the partials.
+    early: BTreeMap<Participant, VecDeque<u64>>,
+    early_partials: BTreeMap<(u64, Participant), PartialSignature<MinSig>>,
     max_requests: usize,
 }
 
 impl Collector {
     /// A collector for the key `sharing` (a new key epoch gets a new collector); at most `max_requests` open
-    /// or early requests at once.
+    /// requests at once.
     pub fn new(sharing: Sharing<MinSig>, max_requests: usize) -> Self {
         Self {
             sharing,
             open: BTreeMap::new(),
             early: BTreeMap::new(),
+            early_partials: BTreeMap::new(),
             max_requests: max_requests.max(1),
         }
+    }
+
+    /// Early partials held, in all.
+    pub fn early_len(&self) -> usize {
+        self.early_partials.len()
+    }
+
+    fn keep_early(&mut self, id: u64, partial: PartialSignature<MinSig>) {
+        let index = partial.index;
+        let ids = self.early.entry(index).or_default();
+        if self.early_partials.insert((id, index), partial).is_none() {
+            ids.push_back(id);
+        }
+        while ids.len() > MAX_EARLY_PER_PLAYER {
+            if let Some(old) = ids.pop_front() {
+                self.early_partials.remove(&(old, index));
+            }
+        }
+    }
+
+    fn take_early(&mut self, id: u64) -> Vec<PartialSignature<MinSig>> {
+        let keys: Vec<(u64, Participant)> = self
+            .early_partials
+            .range((id, Participant::new(0))..)
+            .take_while(|((i, _), _)| *i == id)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(p) = self.early_partials.remove(&k) {
+                out.push(p);
+            }
+            if let Some(ids) = self.early.get_mut(&k.1) {
+                ids.retain(|i| *i != id);
+            }
+        }
+        out
     }
 
     pub fn sharing(&self) -> &Sharing<MinSig> {
@@ -74,7 +116,7 @@ impl Collector {
                 signature: None,
             },
         );
-        for p in self.early.remove(&id).unwrap_or_default() {
+        for p in self.take_early(id) {
             let _ = self.add(id, p);
         }
         true
@@ -84,14 +126,7 @@ impl Collector {
     pub fn add(&mut self, id: u64, partial: PartialSignature<MinSig>) -> Added {
         let need = self.sharing.required() as usize;
         let Some(r) = self.open.get_mut(&id) else {
-            if !self.early.contains_key(&id) && self.early.len() >= self.max_requests {
-                return Added::Refused("too many requests not open here");
-            }
-            let v = self.early.entry(id).or_default();
-            if v.len() >= MAX_EARLY_PER_REQUEST {
-                return Added::Refused("too many early partials");
-            }
-            v.push(partial);
+            self.keep_early(id, partial);
             return Added::Early;
         };
         if r.signature.is_some() || r.partials.contains_key(&partial.index) {
@@ -142,7 +177,7 @@ impl Collector {
     /// Forgets request `id` (posted, or superseded).
     pub fn close(&mut self, id: u64) {
         self.open.remove(&id);
-        self.early.remove(&id);
+        drop(self.take_early(id));
     }
 }
 
@@ -210,15 +245,33 @@ mod tests {
         assert_eq!(c.add(5, forged), Added::Early);
         assert!(c.open(5, d));
         threshold::verify(sharing.public(), &d, c.signature(5).unwrap()).unwrap();
-        // Bounded: no more than max_requests ids waiting or open.
+        // Bounded: no more than max_requests ids open.
         assert!(c.open(6, d));
         assert!(!c.open(7, d));
-        for id in [8, 9] {
+    }
+
+    #[test]
+    fn a_player_flooding_early_ids_crowds_out_only_itself() {
+        let (sharing, shares) = deal(4);
+        let mut c = Collector::new(sharing.clone(), 16);
+        let d = [9u8; 32];
+        // Player 1's partial for request 100, before the request opens here.
+        assert_eq!(c.add(100, threshold::sign_partial(&shares[1], &d)), Added::Early);
+        // Player 0 sends early partials for 10,000 ids that never open: kept at most 64, never refused.
+        for id in 1_000..11_000 {
             assert_eq!(c.add(id, threshold::sign_partial(&shares[0], &d)), Added::Early);
         }
+        assert_eq!(c.early_len(), MAX_EARLY_PER_PLAYER + 1);
+        // Player 1's early partial is still there when 100 opens, and counts.
+        assert!(c.open(100, d));
+        assert_eq!(c.progress(100), (1, 3));
         assert_eq!(
-            c.add(10, threshold::sign_partial(&shares[0], &d)),
-            Added::Refused("too many requests not open here")
+            c.add(100, threshold::sign_partial(&shares[2], &d)),
+            Added::Counted { have: 2, need: 3 }
         );
+        assert_eq!(c.add(100, threshold::sign_partial(&shares[3], &d)), Added::Complete);
+        // Closing forgets early partials of the id too.
+        c.close(100);
+        assert_eq!(c.early_len(), MAX_EARLY_PER_PLAYER);
     }
 }

@@ -36,8 +36,10 @@ const MAX_OPEN: usize = 1024;
 const SIGN_BACKLOG: u64 = 64;
 /// An open request's own partial is published again this often (a peer that was down or behind gets it).
 pub(crate) const REPEAT: Duration = Duration::from_secs(1);
-/// Signatures kept for requests not open here yet.
+/// Signatures kept for requests not open here yet, in all and per peer (a peer's lowest ids go first, so junk from
+/// one peer crowds out only its own).
 const MAX_EARLY_SIGS: usize = 256;
+const MAX_EARLY_SIGS_PER_PEER: usize = 32;
 /// Completed ids remembered (later partials for them are answered with the signature, not collected).
 const MAX_DONE: usize = 4096;
 /// Bad messages (undecodable, not the sender's share, not verifying) after which a peer is ignored for `MUTE`.
@@ -130,7 +132,7 @@ pub(crate) struct Signer {
     collector: Option<Collector>,
     requests: BTreeMap<u64, Request>,
     done: BTreeSet<u64>,
-    early_sigs: BTreeMap<u64, Vec<u8>>,
+    early_sigs: BTreeMap<u64, (Vec<u8>, Peer)>,
     answered: BTreeMap<u64, Instant>,
     /// The batch being filled, block by block.
     builder: Option<BatchBuilder>,
@@ -387,7 +389,7 @@ impl Signer {
             warn!(id, "too many signing requests open; this one waits");
             return;
         }
-        if let Some(sig) = self.early_sigs.remove(&id) {
+        if let Some((sig, _)) = self.early_sigs.remove(&id) {
             if self.take_signature(id, &sig) {
                 return;
             }
@@ -463,10 +465,28 @@ impl Signer {
                     if !self.take_signature(id, &signature) {
                         self.bad(peer, "signature does not verify");
                     }
-                } else if self.early_sigs.len() < MAX_EARLY_SIGS {
-                    self.early_sigs.insert(id, signature);
+                } else {
+                    self.keep_early_sig(peer, id, signature);
                 }
             }
+        }
+    }
+
+    /// A signature for a request not open here: kept (checked when it opens), within the bounds.
+    fn keep_early_sig(&mut self, peer: Peer, id: u64, signature: Vec<u8>) {
+        let own: Vec<u64> = self
+            .early_sigs
+            .iter()
+            .filter(|(_, (_, p))| *p == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        if own.len() >= MAX_EARLY_SIGS_PER_PEER {
+            if let Some(oldest) = own.first() {
+                self.early_sigs.remove(oldest);
+            }
+        }
+        if self.early_sigs.len() < MAX_EARLY_SIGS || self.early_sigs.contains_key(&id) {
+            self.early_sigs.insert(id, (signature, peer));
         }
     }
 
@@ -676,6 +696,67 @@ mod tests {
         s.on_peer(holder(3), partial(&shares[3], &digest));
         assert!(s.stored(&metis_storage::schema::batch_signature(0)));
         assert!(s.requests.is_empty() && s.done.contains(&id));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A player sending early partials and signatures for thousands of ids that never open fills only its own
+    /// room: an honest early partial still counts when its request opens, and nobody is muted for it.
+    #[test]
+    fn junk_for_requests_that_never_open_crowds_out_only_its_sender() {
+        let dir = std::env::temp_dir().join(format!("metis-signer-junk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (sharing, shares) = metis_testkit::deal(4, 7);
+        let holder = |i: u32| [i as u8 + 1; 32];
+        let players = (0..4).map(holder).collect();
+        let mut s = signer(
+            &dir,
+            SigningKey {
+                round: 0,
+                sharing,
+                share: Some(shares[0].clone()),
+                players,
+            },
+        );
+        let (id, digest) = (batch_request(0), [5u8; 32]);
+        // Holder 1's partial comes before this node opens the request.
+        s.on_peer(holder(1), partial(&shares[1], &digest));
+        for junk in 1..10_000u64 {
+            let m = SignMsg::Partial {
+                round: 0,
+                id: batch_request(junk),
+                partial: threshold::sign_partial(&shares[2], &digest).encode().to_vec(),
+            };
+            s.on_peer(holder(2), m);
+            s.on_peer(
+                [9; 32],
+                SignMsg::Signature {
+                    id: batch_request(junk),
+                    signature: vec![0; 96],
+                },
+            );
+        }
+        let c = s.collector.as_ref().unwrap();
+        assert_eq!(c.early_len(), metis_mpc::collect::MAX_EARLY_PER_PLAYER + 1);
+        assert_eq!(s.early_sigs.len(), MAX_EARLY_SIGS_PER_PEER);
+        assert!(
+            s.peers.values().all(|(bad, _)| *bad == 0),
+            "an honest sender was counted bad"
+        );
+        s.requests.insert(
+            id,
+            Request {
+                index: 0,
+                digest,
+                decided_at: Instant::now(),
+                published: Instant::now(),
+            },
+        );
+        s.open(id, digest);
+        assert_eq!(
+            s.collector.as_ref().unwrap().progress(id),
+            (2, 3),
+            "own and holder 1's early one"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
