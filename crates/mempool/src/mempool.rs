@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 pub struct MempoolConfig {
     /// Transactions in the mempool at most.
     pub max_txs: usize,
+    /// Encoded bytes of all its transactions at most (20,000 transactions of up to 128 KiB each would be 2.5 GiB).
+    pub max_bytes: usize,
     /// Transactions of one sender at most (pending + queued).
     pub max_per_sender: usize,
     /// How far ahead of the account nonce a transaction may be.
@@ -26,6 +28,7 @@ impl Default for MempoolConfig {
     fn default() -> Self {
         Self {
             max_txs: 20_000,
+            max_bytes: 128 * 1024 * 1024,
             max_per_sender: 1_000,
             max_nonce_gap: 1_000,
             price_bump_percent: 10,
@@ -68,6 +71,8 @@ pub struct Mempool {
     config: MempoolConfig,
     by_sender: HashMap<Address, BTreeMap<u64, RecoveredTx>>,
     by_hash: HashMap<B256, (Address, u64)>,
+    /// Encoded bytes of the transactions held.
+    bytes: usize,
 }
 
 fn bumped(old: u128, percent: u128) -> u128 {
@@ -88,6 +93,11 @@ impl Mempool {
 
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
+    }
+
+    /// Encoded bytes of the transactions held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn contains(&self, hash: &B256) -> bool {
@@ -145,9 +155,22 @@ impl Mempool {
                 self.evict_cheapest_below(tx.effective_tip(base_fee), base_fee)?;
             }
         }
-        if let Some(old) = existing {
-            self.by_hash.remove(&old.hash);
+        // The byte budget: cheaper transactions make room, or this one is refused.
+        loop {
+            // The transaction this one replaces frees its bytes (unless it was evicted meanwhile).
+            let freed = existing
+                .as_ref()
+                .filter(|o| self.by_hash.contains_key(&o.hash))
+                .map_or(0, |o| o.encoded_len);
+            if self.bytes.saturating_sub(freed).saturating_add(tx.encoded_len) <= self.config.max_bytes {
+                break;
+            }
+            self.evict_cheapest_below(tx.effective_tip(base_fee), base_fee)?;
         }
+        if let Some(old) = existing {
+            self.remove(&old.hash);
+        }
+        self.bytes = self.bytes.saturating_add(tx.encoded_len);
         self.by_hash.insert(tx.hash, (sender, nonce));
         self.by_sender.entry(sender).or_default().insert(nonce, tx);
         Ok(if self.next_nonce(&sender, account_nonce) > nonce {
@@ -181,6 +204,9 @@ impl Mempool {
         let tx = txs.remove(&nonce);
         if txs.is_empty() {
             self.by_sender.remove(&sender);
+        }
+        if let Some(t) = &tx {
+            self.bytes = self.bytes.saturating_sub(t.encoded_len);
         }
         tx
     }
@@ -390,6 +416,50 @@ mod tests {
             .unwrap();
         assert!(!mempool.contains(&cheap.hash), "the cheapest was evicted");
         assert_eq!(mempool.len(), 2);
+    }
+
+    /// The byte budget holds however big the transactions: a full pool refuses a transaction that pays no more
+    /// than what it holds, and makes room for one that pays more.
+    #[test]
+    fn the_byte_budget_holds() {
+        let (spec, state, ks) = setup(6);
+        let mut mempool = Mempool::new(MempoolConfig {
+            max_bytes: 300 * 1024,
+            ..Default::default()
+        });
+        let big = |k: &alloy_signer_local::PrivateKeySigner| {
+            eip1559(
+                k,
+                CHAIN,
+                0,
+                TxKind::Call(Address::ZERO),
+                U256::from(1),
+                Bytes::from(vec![1u8; 100 * 1024]),
+                5_000_000,
+            )
+        };
+        for k in &ks[..2] {
+            mempool.add(big(k), &spec, state.account(&k.address()), 1).unwrap();
+        }
+        assert!(mempool.bytes() > 200 * 1024);
+        assert_eq!(
+            mempool.add(big(&ks[2]), &spec, state.account(&ks[2].address()), 1),
+            Err(MempoolError::Full)
+        );
+        assert!(mempool.bytes() <= 300 * 1024);
+        let rich = eip1559_priced(&ks[3], CHAIN, 0, 10u128.pow(12), 10u128.pow(11));
+        let big_bytes = mempool.bytes();
+        mempool
+            .add(rich.clone(), &spec, state.account(&ks[3].address()), 1)
+            .unwrap_or_else(|e| panic!("{e}: with {big_bytes} bytes held"));
+        assert!(mempool.contains(&rich.hash));
+        assert!(mempool.bytes() <= 300 * 1024);
+        // Removal gives the bytes back.
+        let held: Vec<B256> = mempool.all().map(|t| t.hash).collect();
+        for h in held {
+            mempool.remove(&h);
+        }
+        assert_eq!(mempool.bytes(), 0);
     }
 
     #[test]

@@ -190,11 +190,21 @@ impl ConsensusSection {
 #[serde(deny_unknown_fields)]
 pub struct TxpoolSection {
     pub max_txs: usize,
+    /// Encoded bytes of all pooled transactions at most, in MiB.
+    #[serde(default = "default_max_mib")]
+    pub max_mib: usize,
+}
+
+fn default_max_mib() -> usize {
+    128
 }
 
 impl Default for TxpoolSection {
     fn default() -> Self {
-        Self { max_txs: 100_000 }
+        Self {
+            max_txs: 100_000,
+            max_mib: default_max_mib(),
+        }
     }
 }
 
@@ -270,6 +280,7 @@ impl NodeConfigFile {
             timing: self.consensus.timing()?,
             mempool: MempoolConfig {
                 max_txs: self.txpool.max_txs,
+                max_bytes: self.txpool.max_mib.saturating_mul(1024 * 1024),
                 ..Default::default()
             },
             dkg: Some(secrets.dkg),
