@@ -144,6 +144,7 @@ pub async fn run_node(args: NodeArgs) -> Result<()> {
             Ok(Err(e)) => Err(anyhow::Error::new(e).context("the consensus app stopped")),
             Err(e) => Err(anyhow::anyhow!("the consensus app failed: {e}")),
         },
+        (task, why) = node.tasks.ended() => Err(anyhow::anyhow!("the {task} stopped ({why}); stopping the node")),
         Ok(height) = async { match caught_up.as_mut() { Some(rx) => rx.await, None => std::future::pending().await } } => {
             info!(height, "past the signing guard: starting again as a validator");
             restart = true;

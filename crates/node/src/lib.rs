@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod shares;
+pub mod supervise;
 
 pub use config::{NodeConfigFile, NodeSecrets};
 
@@ -153,17 +154,16 @@ pub struct RunningNode {
     /// Set when the node started behind its signing guard (following without signing): resolves with the
     /// guard's height once the chain is past it; the node must then be started again to sign.
     pub caught_up: Option<tokio::sync::oneshot::Receiver<u64>>,
-    /// The L1 listener, the pool's signer and the poster.
-    tasks: Vec<JoinHandle<()>>,
+    /// The L1 listener, the pool's signer and the poster: `tasks.ended()` resolves if one of them ends (which
+    /// none does on its own), and the node must then stop rather than run on without it.
+    pub tasks: supervise::Supervisor,
 }
 
 impl RunningNode {
     /// Stops consensus and the RPC (graceful shutdown: the store is consistent after every block anyway).
     pub async fn shutdown(self) {
         self.rpc.stop();
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.tasks.abort_all();
         self.engine.actor.stop(Some("shutdown".into()));
         self.app.abort();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.engine.handle).await;
@@ -272,6 +272,12 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     let (channels, engine) = start_consensus(&s, address, &consensus_signer, signer).await?;
     info!(address = ?address, rpc = %rpc.local_addr, gossip = %gossip_addr, "node started");
     let app = tokio::spawn(app.run(channels));
+    let mut tasks = supervise::Supervisor::default();
+    for (name, task) in [("L1 listener", l1), ("pool signer", pool_signer), ("poster", poster)] {
+        if let Some(t) = task {
+            tasks.add(name, t);
+        }
+    }
     Ok(RunningNode {
         rpc,
         gossip_addr,
@@ -279,7 +285,7 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
         app,
         engine,
         caught_up,
-        tasks: [l1, pool_signer, poster].into_iter().flatten().collect(),
+        tasks,
     })
 }
 
