@@ -132,6 +132,9 @@ pub struct App {
     pool_gas_at_start: u64,
     /// The next height, its start time, and consensus's reply waiting for it.
     pending_start: Option<(Height, Instant, tokio::sync::oneshot::Sender<Next<MetisContext>>)>,
+    /// An error met while answering consensus in a way that cannot return it (a verdict): the app stops with it
+    /// after the answer.
+    failed: Option<AppError>,
     history_keep: usize,
     #[cfg(feature = "test-faults")]
     fault: Option<crate::faults::FaultSpec>,
@@ -249,6 +252,7 @@ impl App {
             round_started: None,
             pool_gas_at_start: 0,
             pending_start: None,
+            failed: None,
             history_keep: DEFAULT_HISTORY_KEEP,
             #[cfg(feature = "test-faults")]
             fault: None,
@@ -430,7 +434,9 @@ impl App {
 
     /// Keeps a valid proposal: on disk first (this node is about to vote for it, and a crash must not leave a
     /// decided hash without its block), then in memory.
-    fn keep(&mut self, height: Height, hash: BlockHash, c: Candidate) {
+    /// A block that cannot be stored (a full disk, say) is an error: this node neither votes for it nor
+    /// proposes it, and stops.
+    fn keep(&mut self, height: Height, hash: BlockHash, c: Candidate) -> Result<(), AppError> {
         if let Some(store) = &self.proposals {
             let p = StoredProposal {
                 height,
@@ -439,11 +445,12 @@ impl App {
                 hash,
                 block: c.encoded.clone(),
             };
-            if let Err(e) = store.put(&p) {
-                warn!(height = height.0, error = %e, "could not store proposal {hash}");
-            }
+            store
+                .put(&p)
+                .map_err(|e| AppError::Corrupt(format!("cannot store proposal {hash} of height {}: {e}", height.0)))?;
         }
         self.candidates.insert(hash, c);
+        Ok(())
     }
 
     /// The ledger as of the last decided block.
@@ -493,6 +500,9 @@ impl App {
             let height = self.next_height();
             let span = info_span!("consensus", height = height.0, epoch = self.ledger.current_epoch().id);
             self.handle(msg, &network).instrument(span).await?;
+            if let Some(e) = self.failed.take() {
+                return Err(e);
+            }
         }
         Err(AppError::Closed)
     }

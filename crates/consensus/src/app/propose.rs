@@ -126,7 +126,7 @@ impl App {
             validity: Validity::Valid,
             seen: started,
         };
-        self.keep(height, hash, c);
+        self.keep(height, hash, c)?;
         Ok((hash, parts))
     }
 

@@ -233,7 +233,11 @@ impl App {
                     validity: Validity::Valid,
                     seen,
                 };
-                self.keep(height, hash, c);
+                if let Err(e) = self.keep(height, hash, c) {
+                    warn!(error = %e, "not voting for a block this node cannot store");
+                    self.failed = Some(e);
+                    return (hash, Validity::Invalid);
+                }
                 (hash, Validity::Valid)
             }
             Err(reason) => {
