@@ -45,8 +45,10 @@ use tracing::{debug, info, info_span, warn, Instrument};
 const CHUNK: usize = 512 * 1024;
 /// Rounds of the height in progress whose first stream is kept for the double-proposal check.
 const MAX_STREAM_CLAIMS: usize = 256;
-/// Decided values served per sync request at most.
-const MAX_SYNC_BATCH: u64 = 20;
+/// Decided values served per sync request at most (the node asks its peers for two at a time), and their bytes:
+/// a request is answered on the consensus loop, so a peer must not make it read and encode much.
+const MAX_SYNC_BATCH: u64 = 2;
+const MAX_SYNC_BYTES: usize = 24 * 1024 * 1024;
 
 /// Records of each kind the ledger keeps before handing older ones to the store (see `metis_chain::archive`).
 pub const DEFAULT_HISTORY_KEEP: usize = 256;

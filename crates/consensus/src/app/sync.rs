@@ -2,7 +2,7 @@
 //! evidence) and their stored certificates; synced blocks validated like proposals.
 
 use super::validate::Origin;
-use super::{App, AppError, MAX_SYNC_BATCH};
+use super::{App, AppError, MAX_SYNC_BATCH, MAX_SYNC_BYTES};
 use bytes::Bytes;
 use malachitebft_app_channel::app::engine::host::SyncedValueOutcome;
 use malachitebft_app_channel::app::types::core::Round;
@@ -18,7 +18,8 @@ use std::time::Instant;
 use tracing::{debug, warn};
 
 impl App {
-    /// Stored blocks `from..=to` (at most [`MAX_SYNC_BATCH`]), each with its certificate.
+    /// Stored blocks `from..=to` (at most [`MAX_SYNC_BATCH`], and no more once [`MAX_SYNC_BYTES`] are
+    /// reached), each with its certificate.
     pub(super) fn decided_values(&self, from: u64, to: u64) -> Result<Vec<RawDecidedValue<MetisContext>>, AppError> {
         let engine = self.backend.engine();
         let store = engine.store();
@@ -26,6 +27,7 @@ impl App {
             .min(engine.head().number)
             .min(from.saturating_add(MAX_SYNC_BATCH - 1));
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for h in from.max(1)..=to {
             let (Some(header), Some(txs), Some(cert), Some(last_commit)) = (
                 store.header(h)?,
@@ -45,10 +47,14 @@ impl App {
                 &evidence,
                 last_commit.as_ref(),
             )?;
+            bytes = bytes.saturating_add(data.len());
             out.push(RawDecidedValue::new(
                 Bytes::from(data),
                 ExtendedCommitCertificate::from(cert),
             ));
+            if bytes >= MAX_SYNC_BYTES {
+                break;
+            }
         }
         Ok(out)
     }
