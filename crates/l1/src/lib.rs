@@ -55,6 +55,9 @@ pub struct L1View {
     hashes: BTreeMap<u64, B256>,
     /// Last confirmed block read.
     pub synced_to: Option<u64>,
+    /// The ledger's cursor: events at or before it are applied and forgotten here (the view stays small
+    /// however long the chain runs).
+    pub applied_through: Option<(u64, u64)>,
 }
 
 impl L1View {
@@ -62,8 +65,18 @@ impl L1View {
         self.events.values()
     }
 
+    /// Events held (read and not applied yet).
     pub fn len(&self) -> usize {
         self.events.len()
+    }
+
+    /// Forgets the events at or before `through` (applied by the ledger); a later call never goes back.
+    pub fn forget_applied(&mut self, through: Option<(u64, u64)>) {
+        let Some(t) = through.max(self.applied_through) else {
+            return;
+        };
+        self.applied_through = Some(t);
+        self.events = self.events.split_off(&(t.0, t.1.saturating_add(1)));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -136,6 +149,12 @@ impl SharedView {
     pub fn write(&self) -> parking_lot::RwLockWriteGuard<'_, L1View> {
         self.0.write()
     }
+
+    /// The ledger applied every event up to `through`: they are forgotten here and, at its next poll, by the
+    /// listener.
+    pub fn applied(&self, through: Option<(u64, u64)>) {
+        self.write().forget_applied(through);
+    }
 }
 
 impl metis_pos::L1Source for SharedView {
@@ -149,6 +168,10 @@ impl metis_pos::L1Source for SharedView {
 
     fn next_events(&self, after: Option<(u64, u64)>, n: usize) -> Vec<PosTx> {
         self.read().after(after).take(n).cloned().collect()
+    }
+
+    fn applied(&self, through: Option<(u64, u64)>) {
+        SharedView::applied(self, through);
     }
 }
 
@@ -440,6 +463,9 @@ impl<P: Provider + 'static> Listener<P> {
                     }
                     failures = 0;
                     if shared.read().synced_to != self.view.synced_to || !found.is_empty() {
+                        // Applied events are forgotten before the copy, so it stays small.
+                        let through = shared.read().applied_through;
+                        self.view.forget_applied(through);
                         *shared.write() = self.view.clone();
                     }
                     interval
@@ -464,7 +490,38 @@ impl<P: Provider + 'static> Listener<P> {
 
 #[cfg(test)]
 mod tests {
-    use super::ranges;
+    use super::*;
+
+    fn event(block: u64, log: u64) -> PosTx {
+        PosTx {
+            position: L1Position {
+                block_number: block,
+                block_hash: B256::repeat_byte(block as u8),
+                tx_index: 0,
+                log_index: log,
+                tx_hash: B256::repeat_byte(log as u8),
+            },
+            event: L1Event::Unlocked { id: 1 },
+        }
+    }
+
+    #[test]
+    fn applied_events_are_forgotten_and_never_come_back() {
+        let mut v = L1View::default();
+        for (b, l) in [(1, 0), (1, 1), (2, 0), (3, 5)] {
+            v.events.insert((b, l), event(b, l));
+            v.hashes.insert(b, B256::repeat_byte(b as u8));
+        }
+        v.forget_applied(Some((1, 1)));
+        assert_eq!(v.len(), 2);
+        assert!(v.confirms(&event(2, 0)) && !v.confirms(&event(1, 1)));
+        // An older cursor (another task's stale read) does not bring anything back or move it back.
+        v.forget_applied(Some((1, 0)));
+        assert_eq!((v.len(), v.applied_through), (2, Some((1, 1))));
+        v.forget_applied(Some((3, 5)));
+        assert!(v.is_empty());
+        assert_eq!(v.after(None).count(), 0);
+    }
 
     #[test]
     fn ranges_cover_the_span_in_bounded_steps() {

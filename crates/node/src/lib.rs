@@ -331,7 +331,8 @@ impl metis_rpc::pos::NodeStatus for Status {
         let v = self.view.read();
         serde_json::json!({
             "synced_to": v.synced_to,
-            "events_read": v.len(),
+            // Read and not applied yet (applied ones are forgotten).
+            "events_held": v.len(),
             "not_yet_applied": v.after(last_applied).count(),
         })
     }

@@ -157,6 +157,8 @@ pub trait L1Source: Send + Sync {
     fn confirms(&self, tx: &PosTx) -> bool;
     /// The first `n` events after `after`, in L1 order.
     fn next_events(&self, after: Option<(u64, u64)>, n: usize) -> Vec<PosTx>;
+    /// The ledger has applied every event up to `through`: the view may forget them.
+    fn applied(&self, _through: Option<(u64, u64)>) {}
 }
 
 /// The view of a node without an L1 endpoint: it proposes no PoS transactions and votes for no block that

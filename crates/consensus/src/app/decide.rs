@@ -191,6 +191,8 @@ impl App {
                 sink(k.round, share);
             }
         }
+        // Applied L1 events are of no use to this node's view any more.
+        self.l1.applied(self.ledger.last_l1());
         // A round the block opened starts here, so this node's first messages ride on its next precommit.
         self.keys.ensure_round(&self.ledger);
         self.head_set = Some(set);
