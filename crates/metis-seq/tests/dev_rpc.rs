@@ -526,3 +526,45 @@ async fn kill_9_and_restart_keeps_head_state_receipts_and_logs() {
     })
     .await;
 }
+
+/// On a chain with a 300M gas limit, an endless loop in eth_estimateGas or eth_call runs into the RPC gas cap
+/// (50M, geth's), not the block limit; and filter ids are random, not sequential.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_are_capped_below_a_big_block_limit_and_filter_ids_are_random() {
+    let dir = tempdir("gascap");
+    let node = DevNode::start_with(&dir, 3_600_000, &["--gas-limit", "300000000"]);
+    let provider = ProviderBuilder::new().connect_http(node.url.parse().unwrap());
+    // JUMPDEST PUSH1 0 JUMP: for ever, as creation code.
+    let endless = Bytes::from(vec![0x5b, 0x60, 0x00, 0x56]);
+    let from = signer(DEV_KEY_1).address();
+    let (code, msg) = rpc_error(
+        &provider,
+        "eth_estimateGas",
+        serde_json::json!([{"from": from, "data": endless.clone()}]),
+    )
+    .await;
+    assert!(msg.contains("(50000000)"), "{code} {msg}");
+    let (_, msg) = rpc_error(
+        &provider,
+        "eth_call",
+        serde_json::json!([{"from": from, "data": endless, "gas": "0x11e1a300"}, "latest"]),
+    )
+    .await;
+    assert!(msg.contains("OutOfGas"), "{msg}");
+    let ids: Vec<U256> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(
+                provider
+                    .raw_request::<_, U256>("eth_newBlockFilter".into(), ())
+                    .await
+                    .unwrap(),
+            );
+        }
+        v
+    };
+    assert!(
+        ids.windows(2).all(|w| w[0].abs_diff(w[1]) > U256::from(1_000_000u64)),
+        "filter ids look sequential: {ids:?}"
+    );
+}

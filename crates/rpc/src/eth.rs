@@ -30,6 +30,8 @@ pub struct RpcLimits {
     pub max_logs: usize,
     /// Most blocks eth_feeHistory covers.
     pub max_fee_history: u64,
+    /// Gas one eth_call or eth_estimateGas run may use at most (geth's `--rpc.gascap`).
+    pub gas_cap: u64,
 }
 
 impl Default for RpcLimits {
@@ -38,6 +40,7 @@ impl Default for RpcLimits {
             max_log_range: 10_000,
             max_logs: 10_000,
             max_fee_history: 1024,
+            gas_cap: 50_000_000,
         }
     }
 }
@@ -373,7 +376,11 @@ fn block_by(ctx: &Ctx, id: BlockId, full: bool) -> RpcResult<Option<Block>> {
 fn run_call(ctx: &Ctx, req: &TransactionRequest, id: Option<BlockId>, o: Option<StateOverride>) -> RpcResult<Bytes> {
     let engine = ctx.backend.engine();
     require_head_state(&engine, id)?;
-    let tx = call_tx(req, engine.spec().chain_id, engine.head().gas_limit)?;
+    let tx = call_tx(
+        req,
+        engine.spec().chain_id,
+        engine.head().gas_limit.min(ctx.limits.gas_cap),
+    )?;
     let out =
         call::call(engine.state(), engine.spec(), &head_context(&engine), tx, &overrides(o)).map_err(server_error)?;
     match out {
@@ -386,7 +393,8 @@ fn run_call(ctx: &Ctx, req: &TransactionRequest, id: Option<BlockId>, o: Option<
 fn estimate(ctx: &Ctx, req: &TransactionRequest, id: Option<BlockId>, o: Option<StateOverride>) -> RpcResult<U64> {
     let engine = ctx.backend.engine();
     require_head_state(&engine, id)?;
-    let cap = req.gas.unwrap_or(engine.head().gas_limit).min(engine.head().gas_limit);
+    let limit = engine.head().gas_limit.min(ctx.limits.gas_cap);
+    let cap = req.gas.unwrap_or(limit).min(limit);
     let tx = call_tx(req, engine.spec().chain_id, cap)?;
     let out = call::estimate_gas(
         engine.state(),

@@ -26,7 +26,6 @@ pub enum FilterKind {
 
 #[derive(Default)]
 pub struct Filters {
-    next_id: u64,
     active: HashMap<U256, (FilterKind, Instant)>,
 }
 
@@ -36,9 +35,13 @@ impl Filters {
         if self.active.len() >= MAX_FILTERS {
             return None;
         }
-        self.next_id += 1;
-        // Ids are not guessable from the order of installation alone.
-        let id = U256::from(self.next_id) ^ (U256::from(std::process::id()) << 64);
+        // 128 random bits: one client cannot guess (and read or remove) another's filter.
+        let mut seed = [0u8; 16];
+        getrandom::fill(&mut seed).ok()?;
+        let id = U256::from(u128::from_be_bytes(seed));
+        if self.active.contains_key(&id) {
+            return None;
+        }
         self.active.insert(id, (kind, Instant::now()));
         Some(id)
     }

@@ -22,6 +22,11 @@ pub struct DevNode {
 impl DevNode {
     /// Starts a node on `datadir` (kept when the node stops, so it can be restarted) and waits until its RPC is up.
     pub fn start(datadir: &Path, block_time_ms: u64) -> Self {
+        Self::start_with(datadir, block_time_ms, &[])
+    }
+
+    /// [`DevNode::start`] with more `metis-seq dev` arguments.
+    pub fn start_with(datadir: &Path, block_time_ms: u64, extra: &[&str]) -> Self {
         let mut child = Command::new(crate::metis_seq_bin())
             .args([
                 "dev",
@@ -30,6 +35,7 @@ impl DevNode {
                 "--block-time",
                 &block_time_ms.to_string(),
             ])
+            .args(extra)
             .arg("--datadir")
             .arg(datadir)
             .env("RUST_LOG", "warn")
