@@ -22,6 +22,8 @@ pub struct MempoolConfig {
     pub max_nonce_gap: u64,
     /// Percent a replacement must raise both the fee cap and the tip by.
     pub price_bump_percent: u128,
+    /// Blocks a queued transaction (behind a nonce gap) may wait before it is dropped (geth: 3 hours).
+    pub max_queued_blocks: u64,
 }
 
 impl Default for MempoolConfig {
@@ -32,6 +34,7 @@ impl Default for MempoolConfig {
             max_per_sender: 1_000,
             max_nonce_gap: 1_000,
             price_bump_percent: 10,
+            max_queued_blocks: 10_800,
         }
     }
 }
@@ -73,6 +76,9 @@ pub struct Mempool {
     by_hash: HashMap<B256, (Address, u64)>,
     /// Encoded bytes of the transactions held.
     bytes: usize,
+    /// Blocks seen, and the count at each transaction's admission (how long a queued one has waited).
+    blocks: u64,
+    added: HashMap<B256, u64>,
 }
 
 fn bumped(old: u128, percent: u128) -> u128 {
@@ -171,6 +177,7 @@ impl Mempool {
             self.remove(&old.hash);
         }
         self.bytes = self.bytes.saturating_add(tx.encoded_len);
+        self.added.insert(tx.hash, self.blocks);
         self.by_hash.insert(tx.hash, (sender, nonce));
         self.by_sender.entry(sender).or_default().insert(nonce, tx);
         Ok(if self.next_nonce(&sender, account_nonce) > nonce {
@@ -200,6 +207,7 @@ impl Mempool {
 
     pub fn remove(&mut self, hash: &B256) -> Option<RecoveredTx> {
         let (sender, nonce) = self.by_hash.remove(hash)?;
+        self.added.remove(hash);
         let txs = self.by_sender.get_mut(&sender)?;
         let tx = txs.remove(&nonce);
         if txs.is_empty() {
@@ -249,9 +257,10 @@ impl Mempool {
         out
     }
 
-    /// After a block: drops included and stale transactions (nonce below the account's) and those the sender
-    /// can no longer pay for; returns the hashes dropped.
+    /// After a block: drops included and stale transactions (nonce below the account's), those the sender can
+    /// no longer pay for, and queued ones that waited `max_queued_blocks`; returns the hashes dropped.
     pub fn on_block(&mut self, state: &WorldState, included: &[B256]) -> Vec<B256> {
+        self.blocks = self.blocks.saturating_add(1);
         let mut dropped = Vec::new();
         for h in included {
             if self.remove(h).is_some() {
@@ -263,8 +272,20 @@ impl Mempool {
             let account = state.account(sender);
             let nonce = account.map_or(0, |a| a.nonce);
             let balance = account.map(|a| a.balance).unwrap_or_default();
+            // Pending: the run of consecutive nonces from the account's; the rest is queued.
+            let mut next = nonce;
             for tx in txs.values() {
-                if tx.nonce() < nonce || tx.max_cost().is_none_or(|c| c > balance) {
+                let queued = tx.nonce() != next;
+                if !queued {
+                    next = next.saturating_add(1);
+                }
+                let waited = self
+                    .blocks
+                    .saturating_sub(self.added.get(&tx.hash).copied().unwrap_or(self.blocks));
+                if tx.nonce() < nonce
+                    || tx.max_cost().is_none_or(|c| c > balance)
+                    || (queued && waited >= self.config.max_queued_blocks)
+                {
                     stale.push(tx.hash);
                 }
             }
@@ -416,6 +437,33 @@ mod tests {
             .unwrap();
         assert!(!mempool.contains(&cheap.hash), "the cheapest was evicted");
         assert_eq!(mempool.len(), 2);
+    }
+
+    /// A transaction queued behind a nonce gap is dropped once it has waited `max_queued_blocks`; a pending one
+    /// waits as long as it must.
+    #[test]
+    fn queued_transactions_expire() {
+        let (spec, state, ks) = setup(1);
+        let acct = state.account(&ks[0].address()).cloned();
+        let mut mempool = Mempool::new(MempoolConfig {
+            max_queued_blocks: 3,
+            ..Default::default()
+        });
+        let pending = send(&ks[0], 0);
+        let queued = send(&ks[0], 5);
+        assert_eq!(
+            mempool.add(pending.clone(), &spec, acct.as_ref(), 1),
+            Ok(Added::Pending)
+        );
+        assert_eq!(mempool.add(queued.clone(), &spec, acct.as_ref(), 1), Ok(Added::Queued));
+        for _ in 0..2 {
+            assert!(mempool.on_block(&state, &[]).is_empty());
+        }
+        assert_eq!(mempool.on_block(&state, &[]), vec![queued.hash]);
+        for _ in 0..10 {
+            mempool.on_block(&state, &[]);
+        }
+        assert!(mempool.contains(&pending.hash));
     }
 
     /// The byte budget holds however big the transactions: a full pool refuses a transaction that pays no more
