@@ -636,6 +636,28 @@ mod tests {
         s
     }
 
+    /// Share i's holder, as a peer.
+    fn holder(i: u32) -> Peer {
+        [i as u8 + 1; 32]
+    }
+
+    /// The signer of player 0 of a 4-player key (3 needed), in a fresh directory; the four shares.
+    fn player_zero(name: &str) -> (std::path::PathBuf, Signer, Vec<metis_mpc::Share>) {
+        let dir = std::env::temp_dir().join(format!("metis-signer-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (sharing, shares) = metis_testkit::deal(4, 7);
+        let s = signer(
+            &dir,
+            SigningKey {
+                round: 0,
+                sharing,
+                share: Some(shares[0].clone()),
+                players: (0..4).map(holder).collect(),
+            },
+        );
+        (dir, s, shares)
+    }
+
     fn partial(share: &metis_mpc::Share, digest: &[u8; 32]) -> SignMsg {
         SignMsg::Partial {
             round: 0,
@@ -646,20 +668,7 @@ mod tests {
 
     #[test]
     fn partials_count_only_from_their_holders_and_bad_peers_are_muted() {
-        let dir = std::env::temp_dir().join(format!("metis-signer-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (sharing, shares) = metis_testkit::deal(4, 7);
-        let holder = |i: u32| [i as u8 + 1; 32];
-        let players = (0..4).map(holder).collect();
-        let mut s = signer(
-            &dir,
-            SigningKey {
-                round: 0,
-                sharing,
-                share: Some(shares[0].clone()),
-                players,
-            },
-        );
+        let (dir, mut s, shares) = player_zero("test");
         let (id, digest) = (batch_request(0), [5u8; 32]);
         s.requests.insert(
             id,
@@ -703,20 +712,7 @@ mod tests {
     /// room: an honest early partial still counts when its request opens, and nobody is muted for it.
     #[test]
     fn junk_for_requests_that_never_open_crowds_out_only_its_sender() {
-        let dir = std::env::temp_dir().join(format!("metis-signer-junk-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (sharing, shares) = metis_testkit::deal(4, 7);
-        let holder = |i: u32| [i as u8 + 1; 32];
-        let players = (0..4).map(holder).collect();
-        let mut s = signer(
-            &dir,
-            SigningKey {
-                round: 0,
-                sharing,
-                share: Some(shares[0].clone()),
-                players,
-            },
-        );
+        let (dir, mut s, shares) = player_zero("junk");
         let (id, digest) = (batch_request(0), [5u8; 32]);
         // Holder 1's partial comes before this node opens the request.
         s.on_peer(holder(1), partial(&shares[1], &digest));
