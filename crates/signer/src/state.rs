@@ -658,6 +658,20 @@ mod tests {
         (dir, s, shares)
     }
 
+    /// Opens batch request `id` for `digest`, as decided state would.
+    fn open_batch(s: &mut Signer, id: u64, digest: [u8; 32]) {
+        s.requests.insert(
+            id,
+            Request {
+                index: 0,
+                digest,
+                decided_at: Instant::now(),
+                published: Instant::now(),
+            },
+        );
+        s.open(id, digest);
+    }
+
     fn partial(share: &metis_mpc::Share, digest: &[u8; 32]) -> SignMsg {
         SignMsg::Partial {
             round: 0,
@@ -670,16 +684,7 @@ mod tests {
     fn partials_count_only_from_their_holders_and_bad_peers_are_muted() {
         let (dir, mut s, shares) = player_zero("test");
         let (id, digest) = (batch_request(0), [5u8; 32]);
-        s.requests.insert(
-            id,
-            Request {
-                index: 0,
-                digest,
-                decided_at: Instant::now(),
-                published: Instant::now(),
-            },
-        );
-        s.open(id, digest);
+        open_batch(&mut s, id, digest);
         let progress = |s: &Signer| s.collector.as_ref().unwrap().progress(id);
         assert_eq!(progress(&s), (1, 3), "own partial");
         // Share 1's partial relayed by a stranger: not counted.
@@ -738,16 +743,7 @@ mod tests {
             s.peers.values().all(|(bad, _)| *bad == 0),
             "an honest sender was counted bad"
         );
-        s.requests.insert(
-            id,
-            Request {
-                index: 0,
-                digest,
-                decided_at: Instant::now(),
-                published: Instant::now(),
-            },
-        );
-        s.open(id, digest);
+        open_batch(&mut s, id, digest);
         assert_eq!(
             s.collector.as_ref().unwrap().progress(id),
             (2, 3),
