@@ -196,6 +196,23 @@ pub fn from_blobs(sidecar: &BlobTransactionSidecarEip7594) -> Result<Vec<u8>, Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// A payload read from L1 (arbitrary bytes, or a real one with a byte changed) is refused or decodes;
+        /// no panic (the decompression bound has its own test below).
+        #[test]
+        fn any_payload_is_refused_or_decodes(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            at in proptest::prelude::any::<usize>(),
+            flip in 1u8..,
+        ) {
+            let _ = decode(&bytes);
+            let mut real = compress(&encode(&blocks(2, 2)).unwrap()).unwrap();
+            let i = at % real.len();
+            real[i] ^= flip;
+            let _ = decode(&real);
+        }
+    }
     use alloy_consensus::{SignableTransaction, TxEip1559};
     use alloy_primitives::{Signature, TxKind, U256};
 

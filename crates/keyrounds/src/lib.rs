@@ -230,3 +230,16 @@ impl KeyEngine {
         Some(outcome)
     }
 }
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// A vote extension from a peer (arbitrary bytes) is refused or decodes; no panic, whatever it claims.
+        #[test]
+        fn any_extension_is_refused_or_decodes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8192)) {
+            let _ = decode_ext(&bytes);
+        }
+    }
+}

@@ -126,6 +126,17 @@ impl EvidenceHub {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any evidence frame body from a peer is refused or decodes to bounded items that encode back to it.
+        #[test]
+        fn any_body_is_refused_or_canonical(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            if let Some(items) = decode_items(&body) {
+                proptest::prop_assert!(items.len() <= MAX_EVIDENCE_PER_FRAME);
+                proptest::prop_assert_eq!(encode_items(&items).unwrap(), body);
+            }
+        }
+    }
+
     #[test]
     fn frames_are_bounded() {
         let items = vec![vec![1u8; 100], vec![2u8; 10]];

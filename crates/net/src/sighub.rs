@@ -110,6 +110,16 @@ impl SignHub {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any frame body from a peer is refused or decodes to messages that encode back to it; no panic.
+        #[test]
+        fn any_body_is_refused_or_canonical(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            if let Some(msgs) = decode_msgs(&body) {
+                proptest::prop_assert_eq!(encode_msgs(&msgs).unwrap(), body);
+            }
+        }
+    }
+
     #[test]
     fn frames_are_bounded() {
         let m = SignMsg::Partial {
