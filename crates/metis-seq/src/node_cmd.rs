@@ -194,6 +194,7 @@ pub fn run_init(args: InitArgs) -> Result<()> {
         pos_genesis: "pos_genesis.json".into(),
         rpc: RpcSection {
             addr: "127.0.0.1:8545".parse()?,
+            gas_cap: metis_rpc::RpcLimits::default().gas_cap,
         },
         p2p: P2pSection {
             listen: "/ip4/0.0.0.0/tcp/26656".into(),
@@ -376,6 +377,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
             pos_genesis: "../pos_genesis.json".into(),
             rpc: RpcSection {
                 addr: SocketAddr::from(([127, 0, 0, 1], port(i, 2)?)),
+                gas_cap: metis_rpc::RpcLimits::default().gas_cap,
             },
             p2p: P2pSection {
                 listen: format!("/ip4/127.0.0.1/tcp/{}", port(i, 0)?),

@@ -112,6 +112,13 @@ pub fn default_max_range() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct RpcSection {
     pub addr: SocketAddr,
+    /// Gas one eth_call or eth_estimateGas run may use at most (geth's `rpc.gascap`).
+    #[serde(default = "default_gas_cap")]
+    pub gas_cap: u64,
+}
+
+fn default_gas_cap() -> u64 {
+    metis_rpc::RpcLimits::default().gas_cap
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -273,6 +280,10 @@ impl NodeConfigFile {
             p2p_peers: self.p2p.peers.clone(),
             rpc: RpcConfig {
                 addr: self.rpc.addr,
+                limits: metis_rpc::RpcLimits {
+                    gas_cap: self.rpc.gas_cap,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             gossip_listen: self.gossip.listen,
@@ -318,5 +329,19 @@ impl PosterSection {
             max_blob_fee_cap: u128::from(self.max_blob_fee_gwei) * 1_000_000_000,
             max_in_flight: self.max_in_flight,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rpc_gas_cap_defaults_to_geths_and_can_be_set() {
+        let s: RpcSection = toml::from_str(r#"addr = "127.0.0.1:8545""#).unwrap();
+        assert_eq!(s.gas_cap, 50_000_000);
+        let s: RpcSection = toml::from_str("addr = \"127.0.0.1:8545\"\ngas_cap = 1000").unwrap();
+        assert_eq!(s.gas_cap, 1000);
+        assert!(toml::from_str::<RpcSection>("addr = \"127.0.0.1:8545\"\ngas_cap = -1").is_err());
     }
 }
