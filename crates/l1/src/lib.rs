@@ -43,6 +43,8 @@ pub enum L1Error {
     DeepReorg { number: u64, had: B256, now: B256 },
     #[error("malformed LockingPool log at block {block} index {index}: {reason}")]
     BadLog { block: u64, index: u64, reason: String },
+    #[error("L1 log (block {block:?}, index {index:?}) without its block number, log index, block hash, transaction index or hash")]
+    IncompleteLog { block: Option<u64>, index: Option<u64> },
     #[error("L1 chain id is {got}, the genesis names {expected}")]
     WrongChain { expected: u64, got: u64 },
 }
@@ -185,11 +187,9 @@ fn decode(log: &Log, pool: Address, info: Option<Address>) -> Result<Option<PosT
         log.transaction_index,
         log.transaction_hash,
     ) else {
-        return Err(L1Error::BadLog {
-            // Only to name the log in the error.
-            block: log.block_number.unwrap_or_default(),
-            index: log.log_index.unwrap_or_default(),
-            reason: "a log without its block number, log index, block hash, transaction index or hash".into(),
+        return Err(L1Error::IncompleteLog {
+            block: log.block_number,
+            index: log.log_index,
         });
     };
     let bad = |reason: String| L1Error::BadLog { block, index, reason };
