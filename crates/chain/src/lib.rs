@@ -1,15 +1,17 @@
 //! The node's chain: the execution engine, the mempool, and the commit path. Whoever decides blocks (the dev
 //! producer, consensus, the replica) commits them here; each committed block is announced to subscribers
 //! (the RPC's subscriptions and filters; the pool's signer and poster through [`Committed`]), so the deciding
-//! side never calls them. Reads take the engine's read lock only briefly.
+//! side never calls them. Readers that may take long (the RPC's calls and log scans) work on a [`HeadView`], a
+//! snapshot of the head taken at each commit in O(1), and never hold the lock the commit needs.
 
 pub mod archive;
 
 use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
 use alloy_primitives::{Address, Bytes, B256};
 use metis_execution::executor::{BlockContext, ExecutedBlock};
-use metis_execution::{Engine, EngineError, RecoveredTx};
+use metis_execution::{ChainSpec, Engine, EngineError, RecoveredTx, WorldState};
 use metis_mempool::{LocalLog, LocalTxs, Mempool, MempoolConfig, MempoolError, LOCAL_LOG_CAP};
+use metis_storage::Store;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -48,8 +50,53 @@ struct PendingLog {
 
 const PENDING_LOG_CAP: usize = 10_000;
 
+/// The head block and the state after it, as of one commit. Cloning the state is O(1) (persistent maps and
+/// tries); the store handle reads through its own snapshots, so blocks and receipts up to `header` are there.
+pub struct HeadView {
+    header: Header,
+    hash: B256,
+    state: WorldState,
+    spec: Arc<ChainSpec>,
+    store: Store,
+}
+
+impl HeadView {
+    fn of(engine: &Engine, spec: Arc<ChainSpec>) -> Self {
+        Self {
+            header: engine.head().clone(),
+            hash: engine.head_hash(),
+            state: engine.state().clone(),
+            spec,
+            store: engine.store().clone(),
+        }
+    }
+
+    pub fn head(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn head_hash(&self) -> B256 {
+        self.hash
+    }
+
+    pub fn state(&self) -> &WorldState {
+        &self.state
+    }
+
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
 pub struct Chain {
     engine: RwLock<Engine>,
+    /// Replaced (under the engine's write lock) at every commit.
+    view: RwLock<Arc<HeadView>>,
+    spec: Arc<ChainSpec>,
     mempool: Mutex<Mempool>,
     new_blocks: broadcast::Sender<Arc<NewBlock>>,
     new_pending: broadcast::Sender<B256>,
@@ -66,8 +113,12 @@ pub struct Chain {
 
 impl Chain {
     pub fn new(engine: Engine, mempool: MempoolConfig) -> Arc<Self> {
+        let spec = Arc::new(engine.spec().clone());
+        let view = RwLock::new(Arc::new(HeadView::of(&engine, spec.clone())));
         Arc::new(Self {
             engine: RwLock::new(engine),
+            view,
+            spec,
             mempool: Mutex::new(Mempool::new(mempool)),
             new_blocks: broadcast::channel(256).0,
             new_pending: broadcast::channel(4096).0,
@@ -106,6 +157,11 @@ impl Chain {
 
     pub fn engine(&self) -> RwLockReadGuard<'_, Engine> {
         self.engine.read()
+    }
+
+    /// The head as of the last commit, for reads that may take long: holding it holds no lock.
+    pub fn view(&self) -> Arc<HeadView> {
+        self.view.read().clone()
     }
 
     pub fn mempool(&self) -> parking_lot::MutexGuard<'_, Mempool> {
@@ -285,6 +341,7 @@ impl Chain {
         {
             let mut engine = self.engine.write();
             engine.commit_with_meta(block, meta)?;
+            *self.view.write() = Arc::new(HeadView::of(&engine, self.spec.clone()));
             self.mempool.lock().on_block(engine.state(), &included);
             if let Some(c) = &committed {
                 *self.ledger.write() = Some(c.ledger.clone());

@@ -7,9 +7,11 @@ use crate::state::{Account, BlockOverlay, WorldState};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use revm::context::TxEnv;
 use revm::context_interface::result::{EVMError, ExecutionResult, HaltReason};
+use revm::interpreter::{InstructionResult, Interpreter};
 use revm::state::Bytecode;
-use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
+use revm::{Context, InspectEvm, Inspector, MainBuilder, MainContext};
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// A per-call change to one account (eth_call's state override set).
 #[derive(Clone, Debug, Default)]
@@ -29,6 +31,33 @@ pub enum CallError {
     Invalid(String),
     #[error("both state and stateDiff overrides given for {0}")]
     ConflictingOverride(Address),
+    #[error("execution aborted: it ran past its time limit")]
+    Timeout,
+}
+
+/// How often (in EVM steps) the clock is read: a step costs nanoseconds, a clock read tens of them.
+const STEPS_PER_CLOCK_READ: u32 = 4096;
+
+/// Stops a run at a wall-clock deadline (geth's `--rpc.evmtimeout`): the gas cap bounds the work, not its time
+/// (cheap opcodes in a loop, or a cold-state read per step).
+struct Deadline {
+    at: Instant,
+    steps: u32,
+    passed: bool,
+}
+
+impl<CTX> Inspector<CTX> for Deadline {
+    fn step(&mut self, interp: &mut Interpreter, _: &mut CTX) {
+        if !self.passed {
+            self.steps = self.steps.wrapping_add(1);
+            if !self.steps.is_multiple_of(STEPS_PER_CLOCK_READ) || Instant::now() < self.at {
+                return;
+            }
+            self.passed = true;
+        }
+        // Every frame still running stops at its next step, so the whole call unwinds.
+        interp.halt(InstructionResult::OutOfGas);
+    }
 }
 
 /// Outcome of a call.
@@ -82,13 +111,14 @@ impl BlockOverlay<'_> {
 }
 
 /// Runs `tx` on `state` in the environment of `ctx`. Without a gas price the base fee is not charged (as geth's
-/// eth_call), and the nonce is not checked.
+/// eth_call), and the nonce is not checked. A run still going at `deadline` is aborted.
 pub fn call(
     state: &WorldState,
     spec: &ChainSpec,
     ctx: &BlockContext,
     tx: TxEnv,
     overrides: &BTreeMap<Address, AccountOverride>,
+    deadline: Instant,
 ) -> Result<CallOutcome, CallError> {
     let mut overlay = state.overlay();
     for (addr, o) in overrides {
@@ -103,8 +133,16 @@ pub fn call(
         .with_db(overlay)
         .with_cfg(cfg)
         .with_block(evm_block_env(ctx))
-        .build_mainnet();
-    match evm.transact(tx) {
+        .build_mainnet_with_inspector(Deadline {
+            at: deadline,
+            steps: 0,
+            passed: false,
+        });
+    let result = evm.inspect_tx(tx);
+    if evm.inspector.passed {
+        return Err(CallError::Timeout);
+    }
+    match result {
         Ok(out) => {
             let gas_used = out.result.tx_gas_used();
             Ok(match out.result {
@@ -129,9 +167,10 @@ pub fn estimate_gas(
     mut tx: TxEnv,
     overrides: &BTreeMap<Address, AccountOverride>,
     cap: u64,
+    deadline: Instant,
 ) -> Result<Result<u64, CallOutcome>, CallError> {
     tx.gas_limit = cap;
-    let first = call(state, spec, ctx, tx.clone(), overrides)?;
+    let first = call(state, spec, ctx, tx.clone(), overrides, deadline)?;
     let used = match &first {
         CallOutcome::Success { gas_used, .. } => *gas_used,
         _ => return Ok(Err(first)),
@@ -141,7 +180,7 @@ pub fn estimate_gas(
     let mut hi = cap;
     tx.gas_limit = used;
     if matches!(
-        call(state, spec, ctx, tx.clone(), overrides)?,
+        call(state, spec, ctx, tx.clone(), overrides, deadline)?,
         CallOutcome::Success { .. }
     ) {
         return Ok(Ok(used));
@@ -149,7 +188,7 @@ pub fn estimate_gas(
     while lo + 1 < hi {
         let mid = lo + (hi - lo) / 2;
         tx.gas_limit = mid;
-        match call(state, spec, ctx, tx.clone(), overrides)? {
+        match call(state, spec, ctx, tx.clone(), overrides, deadline)? {
             CallOutcome::Success { .. } => hi = mid,
             _ => lo = mid,
         }
@@ -166,6 +205,10 @@ mod tests {
     use crate::testutil::{eip1559, initcode_for, keys};
     use crate::{build_block, BlockContext};
     use alloy_primitives::TxKind;
+
+    fn later() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(60)
+    }
 
     #[test]
     fn call_estimate_and_overrides() {
@@ -208,30 +251,30 @@ mod tests {
         let word = U256::from(7).to_be_bytes::<32>().to_vec();
         let none = BTreeMap::new();
         assert!(matches!(
-            call(&state, &spec, &ctx, tx(word.clone()), &none).unwrap(),
+            call(&state, &spec, &ctx, tx(word.clone()), &none, later()).unwrap(),
             CallOutcome::Success { .. }
         ));
         let dead = U256::from(0xdead).to_be_bytes::<32>().to_vec();
-        match call(&state, &spec, &ctx, tx(dead.clone()), &none).unwrap() {
+        match call(&state, &spec, &ctx, tx(dead.clone()), &none, later()).unwrap() {
             CallOutcome::Revert { output, .. } => assert_eq!(output.as_ref(), dead.as_slice()),
             other => panic!("expected a revert, got {other:?}"),
         }
         // The estimate is the exact minimum: one gas less fails.
-        let est = estimate_gas(&state, &spec, &ctx, tx(word.clone()), &none, 1_000_000)
+        let est = estimate_gas(&state, &spec, &ctx, tx(word.clone()), &none, 1_000_000, later())
             .unwrap()
             .unwrap();
         let mut t = tx(word.clone());
         t.gas_limit = est;
         assert!(matches!(
-            call(&state, &spec, &ctx, t.clone(), &none).unwrap(),
+            call(&state, &spec, &ctx, t.clone(), &none, later()).unwrap(),
             CallOutcome::Success { .. }
         ));
         t.gas_limit = est - 1;
         assert!(!matches!(
-            call(&state, &spec, &ctx, t, &none).unwrap(),
+            call(&state, &spec, &ctx, t, &none, later()).unwrap(),
             CallOutcome::Success { .. }
         ));
-        assert!(estimate_gas(&state, &spec, &ctx, tx(dead), &none, 1_000_000)
+        assert!(estimate_gas(&state, &spec, &ctx, tx(dead), &none, 1_000_000, later())
             .unwrap()
             .is_err());
 
@@ -256,10 +299,45 @@ mod tests {
         t.caller = stranger;
         t.value = U256::from(1);
         assert!(matches!(
-            call(&state, &spec, &ctx, t, &o).unwrap(),
+            call(&state, &spec, &ctx, t, &o, later()).unwrap(),
             CallOutcome::Success { .. }
         ));
         // And the real state is untouched.
         assert_eq!(state.storage_at(&contract, &U256::ZERO), U256::ZERO);
+    }
+
+    #[test]
+    fn an_endless_loop_stops_at_the_deadline_not_the_gas_cap() {
+        let mut spec = ChainSpec::dev(5, &[], U256::ZERO);
+        // Gas enough to loop for hours.
+        spec.gas_limit = 1 << 50;
+        let (state, root) = WorldState::genesis(&spec);
+        let genesis = crate::engine::genesis_header(&spec, root);
+        let ctx = BlockContext::child_of(&genesis, genesis.hash_slow(), &spec, 1, Address::ZERO);
+        // JUMPDEST; PUSH1 0; JUMP: loops until the gas runs out.
+        let looper = Address::repeat_byte(0x55);
+        let mut o = BTreeMap::new();
+        o.insert(
+            looper,
+            AccountOverride {
+                code: Some(Bytes::from_static(&[0x5b, 0x60, 0x00, 0x56])),
+                ..Default::default()
+            },
+        );
+        let tx = TxEnv {
+            caller: Address::repeat_byte(0x11),
+            kind: TxKind::Call(looper),
+            gas_limit: 1 << 50,
+            chain_id: Some(5),
+            ..Default::default()
+        };
+        let limit = std::time::Duration::from_millis(200);
+        let started = Instant::now();
+        let err = call(&state, &spec, &ctx, tx.clone(), &o, started + limit).unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, CallError::Timeout), "{err}");
+        assert!(took >= limit && took < limit * 10, "stopped after {took:?}");
+        let err = estimate_gas(&state, &spec, &ctx, tx, &o, 1 << 50, Instant::now() + limit).unwrap_err();
+        assert!(matches!(err, CallError::Timeout), "{err}");
     }
 }

@@ -6,10 +6,11 @@ use crate::genesis::{ChainSpec, KECCAK_EMPTY};
 use crate::trie::Trie;
 use alloy_primitives::{keccak256, Address, B256, U256};
 use alloy_rlp::{Encodable, RlpEncodable};
+use imbl::HashMap;
 use revm::database_interface::{DBErrorMarker, Database, DatabaseCommit};
 use revm::primitives::AddressMap;
 use revm::state::{Account as EvmAccount, AccountInfo, Bytecode};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Number of recent block hashes BLOCKHASH can see.
 pub const BLOCK_HASH_HISTORY: u64 = 256;
@@ -52,6 +53,8 @@ pub struct RootUpdate {
     pub root: B256,
 }
 
+/// Every map is persistent (structure-shared), so a clone costs O(1) and the clone stays valid while the
+/// original moves on: RPC reads run on a clone of the head without holding anything the commit needs.
 #[derive(Clone, Debug, Default)]
 pub struct WorldState {
     accounts: HashMap<Address, Account>,

@@ -192,10 +192,7 @@ pub fn run_init(args: InitArgs) -> Result<()> {
         signing_guard: None,
         genesis: "genesis.json".into(),
         pos_genesis: "pos_genesis.json".into(),
-        rpc: RpcSection {
-            addr: "127.0.0.1:8545".parse()?,
-            gas_cap: metis_rpc::RpcLimits::default().gas_cap,
-        },
+        rpc: RpcSection::at("127.0.0.1:8545".parse()?),
         p2p: P2pSection {
             listen: "/ip4/0.0.0.0/tcp/26656".into(),
             peers: vec![],
@@ -375,10 +372,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
             signing_guard: None,
             genesis: "../genesis.json".into(),
             pos_genesis: "../pos_genesis.json".into(),
-            rpc: RpcSection {
-                addr: SocketAddr::from(([127, 0, 0, 1], port(i, 2)?)),
-                gas_cap: metis_rpc::RpcLimits::default().gas_cap,
-            },
+            rpc: RpcSection::at(SocketAddr::from(([127, 0, 0, 1], port(i, 2)?))),
             p2p: P2pSection {
                 listen: format!("/ip4/127.0.0.1/tcp/{}", port(i, 0)?),
                 peers: others

@@ -5,6 +5,7 @@ use crate::{L1Settings, NodeSettings, PosGenesis};
 use metis_consensus::app::Timing;
 use metis_execution::ChainSpec;
 use metis_mempool::MempoolConfig;
+use metis_rpc::limits::HeavyLimits;
 use metis_rpc::RpcConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -115,10 +116,80 @@ pub struct RpcSection {
     /// Gas one eth_call or eth_estimateGas run may use at most (geth's `rpc.gascap`).
     #[serde(default = "default_gas_cap")]
     pub gas_cap: u64,
+    /// Longest an eth_call, eth_estimateGas or log scan may wait for a thread and then run (geth's
+    /// `rpc.evmtimeout`), in milliseconds.
+    #[serde(default = "default_evm_timeout_ms")]
+    pub evm_timeout_ms: u64,
+    /// Threads for those requests (default: half the cores, at least one).
+    #[serde(default = "default_call_threads")]
+    pub call_threads: usize,
+    /// Those requests one client address may have running or waiting.
+    #[serde(default = "default_calls_per_ip")]
+    pub calls_per_ip: u32,
+    /// Open connections from one client address (behind a proxy, raise it or let the proxy limit).
+    #[serde(default = "default_connections_per_ip")]
+    pub connections_per_ip: u32,
+}
+
+impl RpcSection {
+    /// Listens on `addr` with every limit at its default.
+    pub fn at(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            gas_cap: default_gas_cap(),
+            evm_timeout_ms: default_evm_timeout_ms(),
+            call_threads: default_call_threads(),
+            calls_per_ip: default_calls_per_ip(),
+            connections_per_ip: default_connections_per_ip(),
+        }
+    }
+
+    fn config(&self) -> Result<RpcConfig, ConfigError> {
+        if self.evm_timeout_ms == 0 || self.call_threads == 0 || self.calls_per_ip == 0 || self.connections_per_ip == 0
+        {
+            return Err(ConfigError::Invalid(
+                "[rpc] evm_timeout_ms, call_threads, calls_per_ip and connections_per_ip must be above 0",
+            ));
+        }
+        Ok(RpcConfig {
+            addr: self.addr,
+            max_connections_per_ip: self.connections_per_ip,
+            limits: metis_rpc::RpcLimits {
+                gas_cap: self.gas_cap,
+                heavy: HeavyLimits {
+                    slots: self.call_threads,
+                    per_ip: self.calls_per_ip,
+                    timeout: Duration::from_millis(self.evm_timeout_ms),
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
 }
 
 fn default_gas_cap() -> u64 {
     metis_rpc::RpcLimits::default().gas_cap
+}
+
+fn default_evm_timeout_ms() -> u64 {
+    HeavyLimits::default()
+        .timeout
+        .as_millis()
+        .try_into()
+        .unwrap_or(u64::MAX)
+}
+
+fn default_call_threads() -> usize {
+    HeavyLimits::default().slots
+}
+
+fn default_calls_per_ip() -> u32 {
+    HeavyLimits::default().per_ip
+}
+
+fn default_connections_per_ip() -> u32 {
+    RpcConfig::default().max_connections_per_ip
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -278,14 +349,7 @@ impl NodeConfigFile {
             },
             p2p_listen: self.p2p.listen.clone(),
             p2p_peers: self.p2p.peers.clone(),
-            rpc: RpcConfig {
-                addr: self.rpc.addr,
-                limits: metis_rpc::RpcLimits {
-                    gas_cap: self.rpc.gas_cap,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
+            rpc: self.rpc.config()?,
             gossip_listen: self.gossip.listen,
             gossip_peers: self.gossip.peers.clone(),
             timing: self.consensus.timing()?,

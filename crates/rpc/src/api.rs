@@ -53,15 +53,15 @@ pub trait EthApi {
     fn code(&self, address: Address, block: Option<BlockId>) -> RpcResult<Bytes>;
     #[method(name = "getStorageAt")]
     fn storage_at(&self, address: Address, slot: U256, block: Option<BlockId>) -> RpcResult<B256>;
-    #[method(name = "call", blocking)]
-    fn call(
+    #[method(name = "call", with_extensions)]
+    async fn call(
         &self,
         request: TransactionRequest,
         block: Option<BlockId>,
         overrides: Option<StateOverride>,
     ) -> RpcResult<Bytes>;
-    #[method(name = "estimateGas", blocking)]
-    fn estimate_gas(
+    #[method(name = "estimateGas", with_extensions)]
+    async fn estimate_gas(
         &self,
         request: TransactionRequest,
         block: Option<BlockId>,
@@ -101,18 +101,18 @@ pub trait EthApi {
         index: U64,
     ) -> RpcResult<Option<Transaction>>;
 
-    #[method(name = "getLogs", blocking)]
-    fn logs(&self, filter: Filter) -> RpcResult<Vec<Log>>;
+    #[method(name = "getLogs", with_extensions)]
+    async fn logs(&self, filter: Filter) -> RpcResult<Vec<Log>>;
     #[method(name = "newFilter")]
     fn new_filter(&self, filter: Filter) -> RpcResult<U256>;
     #[method(name = "newBlockFilter")]
     fn new_block_filter(&self) -> RpcResult<U256>;
     #[method(name = "newPendingTransactionFilter")]
     fn new_pending_transaction_filter(&self) -> RpcResult<U256>;
-    #[method(name = "getFilterChanges", blocking)]
-    fn filter_changes(&self, id: U256) -> RpcResult<Value>;
-    #[method(name = "getFilterLogs", blocking)]
-    fn filter_logs(&self, id: U256) -> RpcResult<Vec<Log>>;
+    #[method(name = "getFilterChanges", with_extensions)]
+    async fn filter_changes(&self, id: U256) -> RpcResult<Value>;
+    #[method(name = "getFilterLogs", with_extensions)]
+    async fn filter_logs(&self, id: U256) -> RpcResult<Vec<Log>>;
     #[method(name = "uninstallFilter")]
     fn uninstall_filter(&self, id: U256) -> RpcResult<bool>;
 

@@ -1,9 +1,11 @@
-//! The eth_*, net_* and web3_* methods ([`crate::api`]) over the chain's engine, mempool and filters.
+//! The eth_*, net_* and web3_* methods ([`crate::api`]) over snapshots of the chain's head ([`HeadView`]), its
+//! mempool and the installed filters. Calls and log scans go through [`HeavyWork`].
 
 use crate::api::{EthApiServer, NetApiServer, Web3ApiServer};
 use crate::convert::{block_logs, rpc_block, rpc_receipt, rpc_tx};
 use crate::error::{internal, invalid_params, limit_exceeded, not_found, reverted, server_error, RpcResult};
 use crate::filters::FilterKind;
+use crate::limits::{remote_ip, HeavyLimits, HeavyWork};
 use alloy_consensus::{Header, Transaction as _, TxEnvelope};
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256, U64};
@@ -13,13 +15,14 @@ use alloy_rpc_types_eth::{
 };
 use jsonrpsee::core::SubscriptionResult;
 use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::{PendingSubscriptionSink, RpcModule};
-use metis_chain::Chain;
+use jsonrpsee::{Extensions, PendingSubscriptionSink, RpcModule};
+use metis_chain::{Chain, HeadView};
 use metis_execution::call::{self, AccountOverride, CallOutcome};
 use metis_execution::executor::{next_base_fee, BlockContext};
-use metis_execution::{Engine, RecoveredTx};
+use metis_execution::RecoveredTx;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Limits that keep one request from taking the node down.
 #[derive(Clone, Debug)]
@@ -32,6 +35,8 @@ pub struct RpcLimits {
     pub max_fee_history: u64,
     /// Gas one eth_call or eth_estimateGas run may use at most (geth's `--rpc.gascap`).
     pub gas_cap: u64,
+    /// Threads, time and per-address share for calls and log scans.
+    pub heavy: HeavyLimits,
 }
 
 impl Default for RpcLimits {
@@ -41,6 +46,7 @@ impl Default for RpcLimits {
             max_logs: 10_000,
             max_fee_history: 1024,
             gas_cap: 50_000_000,
+            heavy: HeavyLimits::default(),
         }
     }
 }
@@ -57,6 +63,7 @@ pub struct Ctx {
     pub tip_cache: parking_lot::Mutex<Option<(B256, u128)>>,
     /// Installed polling filters.
     pub filters: parking_lot::Mutex<crate::filters::Filters>,
+    pub heavy: HeavyWork,
 }
 
 fn store_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
@@ -66,24 +73,24 @@ fn store_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
 /// A block's header, hash and transactions.
 type FullBlock = (Header, B256, Vec<(Address, TxEnvelope)>);
 
-fn block_number(engine: &Engine, tag: BlockNumberOrTag) -> u64 {
+fn block_number(view: &HeadView, tag: BlockNumberOrTag) -> u64 {
     match tag {
         BlockNumberOrTag::Earliest => 0,
         BlockNumberOrTag::Number(n) => n,
         // Every block is final once decided: latest, safe, finalized and pending are the head.
-        _ => engine.head().number,
+        _ => view.head().number,
     }
 }
 
-fn resolve(engine: &Engine, id: BlockId) -> RpcResult<Option<u64>> {
+fn resolve(view: &HeadView, id: BlockId) -> RpcResult<Option<u64>> {
     match id {
-        BlockId::Number(tag) => Ok(Some(block_number(engine, tag))),
-        BlockId::Hash(h) => engine.store().block_number(&h.block_hash).map_err(store_err),
+        BlockId::Number(tag) => Ok(Some(block_number(view, tag))),
+        BlockId::Hash(h) => view.store().block_number(&h.block_hash).map_err(store_err),
     }
 }
 
-fn load_block(engine: &Engine, number: u64) -> RpcResult<Option<FullBlock>> {
-    let store = engine.store();
+fn load_block(view: &HeadView, number: u64) -> RpcResult<Option<FullBlock>> {
+    let store = view.store();
     let Some(header) = store.header(number).map_err(store_err)? else {
         return Ok(None);
     };
@@ -93,13 +100,13 @@ fn load_block(engine: &Engine, number: u64) -> RpcResult<Option<FullBlock>> {
 }
 
 /// State reads are served at the head only (the node keeps no historical state).
-fn require_head_state(engine: &Engine, id: Option<BlockId>) -> RpcResult<()> {
+fn require_head_state(view: &HeadView, id: Option<BlockId>) -> RpcResult<()> {
     let id = id.unwrap_or_default();
-    let n = resolve(engine, id)?.ok_or_else(|| not_found("block not found"))?;
-    if n != engine.head().number {
+    let n = resolve(view, id)?.ok_or_else(|| not_found("block not found"))?;
+    if n != view.head().number {
         return Err(server_error(format!(
             "historical state not available: this node keeps the state of the head block {} only (asked for {n})",
-            engine.head().number
+            view.head().number
         )));
     }
     Ok(())
@@ -157,8 +164,8 @@ fn call_tx(req: &TransactionRequest, chain_id: u64, gas_cap: u64) -> RpcResult<r
     })
 }
 
-fn head_context(engine: &Engine) -> BlockContext {
-    let h = engine.head();
+fn head_context(view: &HeadView) -> BlockContext {
+    let h = view.head();
     BlockContext {
         parent_hash: h.parent_hash,
         number: h.number,
@@ -171,7 +178,7 @@ fn head_context(engine: &Engine) -> BlockContext {
     }
 }
 
-fn logs_in_range(ctx: &Ctx, engine: &Engine, filter: &Filter, from: u64, to: u64) -> RpcResult<Vec<RpcLog>> {
+fn logs_in_range(ctx: &Ctx, view: &HeadView, filter: &Filter, from: u64, to: u64) -> RpcResult<Vec<RpcLog>> {
     if to >= from && to - from >= ctx.limits.max_log_range {
         return Err(limit_exceeded(format!(
             "block range too large: at most {} blocks",
@@ -179,16 +186,16 @@ fn logs_in_range(ctx: &Ctx, engine: &Engine, filter: &Filter, from: u64, to: u64
         )));
     }
     let mut out = Vec::new();
-    for n in from..=to.min(engine.head().number) {
-        let Some(header) = engine.store().header(n).map_err(store_err)? else {
+    for n in from..=to.min(view.head().number) {
+        let Some(header) = view.store().header(n).map_err(store_err)? else {
             continue;
         };
         if !filter.matches_bloom(header.logs_bloom) {
             continue;
         }
         let hash = header.hash_slow();
-        let txs = engine.store().transactions(n).map_err(store_err)?.unwrap_or_default();
-        let receipts = engine.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+        let txs = view.store().transactions(n).map_err(store_err)?.unwrap_or_default();
+        let receipts = view.store().receipts(n).map_err(store_err)?.unwrap_or_default();
         for log in block_logs(hash, &header, &txs, &receipts) {
             if filter.matches(&log.inner) {
                 out.push(log);
@@ -205,23 +212,23 @@ fn logs_in_range(ctx: &Ctx, engine: &Engine, filter: &Filter, from: u64, to: u64
 }
 
 fn get_logs(ctx: &Ctx, filter: &Filter) -> RpcResult<Vec<RpcLog>> {
-    let engine = ctx.backend.engine();
+    let view = ctx.backend.view();
     match filter.block_option {
         FilterBlockOption::AtBlockHash(h) => {
-            let n = engine
+            let n = view
                 .store()
                 .block_number(&h)
                 .map_err(store_err)?
                 .ok_or_else(|| not_found("unknown block"))?;
-            logs_in_range(ctx, &engine, filter, n, n)
+            logs_in_range(ctx, &view, filter, n, n)
         }
         FilterBlockOption::Range { from_block, to_block } => {
-            let from = block_number(&engine, from_block.unwrap_or_default());
-            let to = block_number(&engine, to_block.unwrap_or_default());
+            let from = block_number(&view, from_block.unwrap_or_default());
+            let to = block_number(&view, to_block.unwrap_or_default());
             if from > to {
                 return Err(invalid_params("invalid block range params"));
             }
-            logs_in_range(ctx, &engine, filter, from, to)
+            logs_in_range(ctx, &view, filter, from, to)
         }
     }
 }
@@ -237,8 +244,8 @@ fn fee_history(
             return Err(invalid_params("invalid reward percentiles"));
         }
     }
-    let engine = ctx.backend.engine();
-    let newest = block_number(&engine, newest).min(engine.head().number);
+    let view = ctx.backend.view();
+    let newest = block_number(&view, newest).min(view.head().number);
     let count = count.min(ctx.limits.max_fee_history).min(newest + 1);
     if count == 0 {
         return Ok(FeeHistory::default());
@@ -249,7 +256,7 @@ fn fee_history(
     let mut rewards = Vec::new();
     let mut last_header = None;
     for n in oldest..=newest {
-        let header = engine
+        let header = view
             .store()
             .header(n)
             .map_err(store_err)?
@@ -258,8 +265,8 @@ fn fee_history(
         base_fee_per_gas.push(u128::from(base_fee));
         gas_used_ratio.push(header.gas_used as f64 / header.gas_limit.max(1) as f64);
         if let Some(p) = &percentiles {
-            let txs = engine.store().transactions(n).map_err(store_err)?.unwrap_or_default();
-            let receipts = engine.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+            let txs = view.store().transactions(n).map_err(store_err)?.unwrap_or_default();
+            let receipts = view.store().receipts(n).map_err(store_err)?.unwrap_or_default();
             let mut tips: Vec<(u128, u64)> = Vec::new();
             let mut prev = 0;
             for ((_, tx), r) in txs.iter().zip(&receipts) {
@@ -307,7 +314,7 @@ fn fee_history(
 
 /// Suggested tip: the 60th percentile of tips paid in the last 20 blocks, or 1 gwei when they are empty.
 fn suggested_tip(ctx: &Ctx) -> RpcResult<u128> {
-    let head = ctx.backend.engine().head_hash();
+    let head = ctx.backend.view().head_hash();
     if let Some((at, tip)) = *ctx.tip_cache.lock() {
         if at == head {
             return Ok(tip);
@@ -336,16 +343,15 @@ fn compute_suggested_tip(ctx: &Ctx) -> RpcResult<u128> {
 }
 
 fn tx_by_hash(ctx: &Ctx, hash: B256) -> RpcResult<Option<RpcTransaction>> {
-    let engine = ctx.backend.engine();
-    if let Some((n, i)) = engine.store().tx_location(&hash).map_err(store_err)? {
-        let Some((header, bh, txs)) = load_block(&engine, n)? else {
+    let view = ctx.backend.view();
+    if let Some((n, i)) = view.store().tx_location(&hash).map_err(store_err)? {
+        let Some((header, bh, txs)) = load_block(&view, n)? else {
             return Ok(None);
         };
         return Ok(txs
             .get(i as usize)
             .map(|(s, t)| rpc_tx(t, *s, Some((bh, &header, i as u64)))));
     }
-    drop(engine);
     Ok(ctx
         .backend
         .mempool()
@@ -354,35 +360,52 @@ fn tx_by_hash(ctx: &Ctx, hash: B256) -> RpcResult<Option<RpcTransaction>> {
 }
 
 fn receipt_by_hash(ctx: &Ctx, hash: B256) -> RpcResult<Option<TransactionReceipt>> {
-    let engine = ctx.backend.engine();
-    let Some((n, i)) = engine.store().tx_location(&hash).map_err(store_err)? else {
+    let view = ctx.backend.view();
+    let Some((n, i)) = view.store().tx_location(&hash).map_err(store_err)? else {
         return Ok(None);
     };
-    let Some((header, bh, txs)) = load_block(&engine, n)? else {
+    let Some((header, bh, txs)) = load_block(&view, n)? else {
         return Ok(None);
     };
-    let receipts = engine.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+    let receipts = view.store().receipts(n).map_err(store_err)?.unwrap_or_default();
     Ok(rpc_receipt(bh, &header, &txs, &receipts, i as usize))
 }
 
 fn block_by(ctx: &Ctx, id: BlockId, full: bool) -> RpcResult<Option<Block>> {
-    let engine = ctx.backend.engine();
-    let Some(n) = resolve(&engine, id)? else {
+    let view = ctx.backend.view();
+    let Some(n) = resolve(&view, id)? else {
         return Ok(None);
     };
-    Ok(load_block(&engine, n)?.map(|(h, hash, txs)| rpc_block(hash, &h, &txs, full)))
+    Ok(load_block(&view, n)?.map(|(h, hash, txs)| rpc_block(hash, &h, &txs, full)))
 }
 
-fn run_call(ctx: &Ctx, req: &TransactionRequest, id: Option<BlockId>, o: Option<StateOverride>) -> RpcResult<Bytes> {
-    let engine = ctx.backend.engine();
-    require_head_state(&engine, id)?;
-    let tx = call_tx(
-        req,
-        engine.spec().chain_id,
-        engine.head().gas_limit.min(ctx.limits.gas_cap),
-    )?;
-    let out =
-        call::call(engine.state(), engine.spec(), &head_context(&engine), tx, &overrides(o)).map_err(server_error)?;
+fn timed_out(ctx: &Ctx, e: call::CallError) -> ErrorObjectOwned {
+    match e {
+        // geth's words, which clients match on.
+        call::CallError::Timeout => server_error(format!("execution aborted (timeout = {:?})", ctx.heavy.timeout())),
+        e => server_error(e),
+    }
+}
+
+fn run_call(
+    ctx: &Ctx,
+    req: &TransactionRequest,
+    id: Option<BlockId>,
+    o: Option<StateOverride>,
+    deadline: Instant,
+) -> RpcResult<Bytes> {
+    let view = ctx.backend.view();
+    require_head_state(&view, id)?;
+    let tx = call_tx(req, view.spec().chain_id, view.head().gas_limit.min(ctx.limits.gas_cap))?;
+    let out = call::call(
+        view.state(),
+        view.spec(),
+        &head_context(&view),
+        tx,
+        &overrides(o),
+        deadline,
+    )
+    .map_err(|e| timed_out(ctx, e))?;
     match out {
         CallOutcome::Success { output, .. } => Ok(output),
         CallOutcome::Revert { output, .. } => Err(reverted(&output)),
@@ -390,21 +413,28 @@ fn run_call(ctx: &Ctx, req: &TransactionRequest, id: Option<BlockId>, o: Option<
     }
 }
 
-fn estimate(ctx: &Ctx, req: &TransactionRequest, id: Option<BlockId>, o: Option<StateOverride>) -> RpcResult<U64> {
-    let engine = ctx.backend.engine();
-    require_head_state(&engine, id)?;
-    let limit = engine.head().gas_limit.min(ctx.limits.gas_cap);
+fn estimate(
+    ctx: &Ctx,
+    req: &TransactionRequest,
+    id: Option<BlockId>,
+    o: Option<StateOverride>,
+    deadline: Instant,
+) -> RpcResult<U64> {
+    let view = ctx.backend.view();
+    require_head_state(&view, id)?;
+    let limit = view.head().gas_limit.min(ctx.limits.gas_cap);
     let cap = req.gas.unwrap_or(limit).min(limit);
-    let tx = call_tx(req, engine.spec().chain_id, cap)?;
+    let tx = call_tx(req, view.spec().chain_id, cap)?;
     let out = call::estimate_gas(
-        engine.state(),
-        engine.spec(),
-        &head_context(&engine),
+        view.state(),
+        view.spec(),
+        &head_context(&view),
         tx,
         &overrides(o),
         cap,
+        deadline,
     )
-    .map_err(server_error)?;
+    .map_err(|e| timed_out(ctx, e))?;
     match out {
         Ok(gas) => Ok(U64::from(gas)),
         Err(CallOutcome::Revert { output, .. }) => Err(reverted(&output)),
@@ -422,13 +452,13 @@ fn filter_changes(ctx: &Ctx, id: U256) -> RpcResult<serde_json::Value> {
         .get_mut(&id)
         .cloned()
         .ok_or_else(|| not_found("filter not found"))?;
-    let head = ctx.backend.engine().head().number;
+    let view = ctx.backend.view();
+    let head = view.head().number;
     let (value, next) = match kind {
         FilterKind::Logs { filter, next_block } => {
             let logs = if next_block > head {
                 vec![]
             } else {
-                let engine = ctx.backend.engine();
                 let to = match filter.block_option {
                     FilterBlockOption::Range {
                         to_block: Some(BlockNumberOrTag::Number(t)),
@@ -436,7 +466,7 @@ fn filter_changes(ctx: &Ctx, id: U256) -> RpcResult<serde_json::Value> {
                     } => t.min(head),
                     _ => head,
                 };
-                logs_in_range(ctx, &engine, &filter, next_block, to)?
+                logs_in_range(ctx, &view, &filter, next_block, to)?
             };
             (
                 serde_json::to_value(logs),
@@ -447,10 +477,9 @@ fn filter_changes(ctx: &Ctx, id: U256) -> RpcResult<serde_json::Value> {
             )
         }
         FilterKind::Blocks { next_block } => {
-            let engine = ctx.backend.engine();
             let mut hashes = Vec::new();
             for n in next_block..=head {
-                if let Some(h) = engine.store().header(n).map_err(store_err)? {
+                if let Some(h) = view.store().header(n).map_err(store_err)? {
                     hashes.push(h.hash_slow());
                 }
             }
@@ -508,7 +537,7 @@ impl Web3ApiServer for EthRpc {
 
 impl NetApiServer for EthRpc {
     fn version(&self) -> RpcResult<String> {
-        Ok(self.0.backend.engine().spec().chain_id.to_string())
+        Ok(self.0.backend.view().spec().chain_id.to_string())
     }
 
     fn listening(&self) -> RpcResult<bool> {
@@ -523,7 +552,7 @@ impl NetApiServer for EthRpc {
 #[jsonrpsee::core::async_trait]
 impl EthApiServer for EthRpc {
     fn chain_id(&self) -> RpcResult<U64> {
-        Ok(U64::from(self.0.backend.engine().spec().chain_id))
+        Ok(U64::from(self.0.backend.view().spec().chain_id))
     }
 
     fn syncing(&self) -> RpcResult<bool> {
@@ -539,63 +568,76 @@ impl EthApiServer for EthRpc {
     }
 
     fn block_number(&self) -> RpcResult<U64> {
-        Ok(U64::from(self.0.backend.engine().head().number))
+        Ok(U64::from(self.0.backend.view().head().number))
     }
 
     fn balance(&self, address: Address, block: Option<BlockId>) -> RpcResult<U256> {
-        let engine = self.0.backend.engine();
-        require_head_state(&engine, block)?;
-        Ok(engine.state().account(&address).map(|a| a.balance).unwrap_or_default())
+        let view = self.0.backend.view();
+        require_head_state(&view, block)?;
+        Ok(view.state().account(&address).map(|a| a.balance).unwrap_or_default())
     }
 
     fn transaction_count(&self, address: Address, block: Option<BlockId>) -> RpcResult<U64> {
-        let engine = self.0.backend.engine();
-        let nonce = engine.state().account(&address).map_or(0, |a| a.nonce);
+        let view = self.0.backend.view();
+        let nonce = view.state().account(&address).map_or(0, |a| a.nonce);
         if block == Some(BlockId::Number(BlockNumberOrTag::Pending)) {
-            drop(engine);
             return Ok(U64::from(self.0.backend.mempool().next_nonce(&address, nonce)));
         }
-        require_head_state(&engine, block)?;
+        require_head_state(&view, block)?;
         Ok(U64::from(nonce))
     }
 
     fn code(&self, address: Address, block: Option<BlockId>) -> RpcResult<Bytes> {
-        let engine = self.0.backend.engine();
-        require_head_state(&engine, block)?;
-        Ok(engine
+        let view = self.0.backend.view();
+        require_head_state(&view, block)?;
+        Ok(view
             .state()
             .account(&address)
-            .and_then(|a| engine.state().code(&a.code_hash))
+            .and_then(|a| view.state().code(&a.code_hash))
             .map(|b| b.original_bytes())
             .unwrap_or_default())
     }
 
     fn storage_at(&self, address: Address, slot: U256, block: Option<BlockId>) -> RpcResult<B256> {
-        let engine = self.0.backend.engine();
-        require_head_state(&engine, block)?;
-        Ok(B256::from(engine.state().storage_at(&address, &slot)))
+        let view = self.0.backend.view();
+        require_head_state(&view, block)?;
+        Ok(B256::from(view.state().storage_at(&address, &slot)))
     }
 
-    fn call(
+    async fn call(
         &self,
+        ext: &Extensions,
         request: TransactionRequest,
         block: Option<BlockId>,
         overrides: Option<StateOverride>,
     ) -> RpcResult<Bytes> {
-        run_call(&self.0, &request, block, overrides)
+        let ctx = self.0.clone();
+        self.0
+            .heavy
+            .run(remote_ip(ext), move |deadline| {
+                run_call(&ctx, &request, block, overrides, deadline)
+            })
+            .await
     }
 
-    fn estimate_gas(
+    async fn estimate_gas(
         &self,
+        ext: &Extensions,
         request: TransactionRequest,
         block: Option<BlockId>,
         overrides: Option<StateOverride>,
     ) -> RpcResult<U64> {
-        estimate(&self.0, &request, block, overrides)
+        let ctx = self.0.clone();
+        self.0
+            .heavy
+            .run(remote_ip(ext), move |deadline| {
+                estimate(&ctx, &request, block, overrides, deadline)
+            })
+            .await
     }
 
     fn gas_price(&self) -> RpcResult<U256> {
-        let base = next_base_fee(self.0.backend.engine().head());
+        let base = next_base_fee(self.0.backend.view().head());
         Ok(U256::from(u128::from(base) + suggested_tip(&self.0)?))
     }
 
@@ -630,14 +672,14 @@ impl EthApiServer for EthRpc {
     }
 
     fn block_receipts(&self, block: BlockId) -> RpcResult<Option<Vec<TransactionReceipt>>> {
-        let engine = self.0.backend.engine();
-        let Some(n) = resolve(&engine, block)? else {
+        let view = self.0.backend.view();
+        let Some(n) = resolve(&view, block)? else {
             return Ok(None);
         };
-        let Some((header, hash, txs)) = load_block(&engine, n)? else {
+        let Some((header, hash, txs)) = load_block(&view, n)? else {
             return Ok(None);
         };
-        let receipts = engine.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+        let receipts = view.store().receipts(n).map_err(store_err)?.unwrap_or_default();
         Ok(Some(
             (0..txs.len())
                 .filter_map(|i| rpc_receipt(hash, &header, &txs, &receipts, i))
@@ -666,21 +708,22 @@ impl EthApiServer for EthRpc {
         block: BlockNumberOrTag,
         index: U64,
     ) -> RpcResult<Option<RpcTransaction>> {
-        let engine = self.0.backend.engine();
-        let n = block_number(&engine, block);
-        let Some((h, bh, txs)) = load_block(&engine, n)? else {
+        let view = self.0.backend.view();
+        let n = block_number(&view, block);
+        let Some((h, bh, txs)) = load_block(&view, n)? else {
             return Ok(None);
         };
         let i: u64 = index.to();
         Ok(txs.get(i as usize).map(|(s, t)| rpc_tx(t, *s, Some((bh, &h, i)))))
     }
 
-    fn logs(&self, filter: Filter) -> RpcResult<Vec<RpcLog>> {
-        get_logs(&self.0, &filter)
+    async fn logs(&self, ext: &Extensions, filter: Filter) -> RpcResult<Vec<RpcLog>> {
+        let ctx = self.0.clone();
+        self.0.heavy.run(remote_ip(ext), move |_| get_logs(&ctx, &filter)).await
     }
 
     fn new_filter(&self, filter: Filter) -> RpcResult<U256> {
-        let head = self.0.backend.engine().head().number;
+        let head = self.0.backend.view().head().number;
         let next_block = match filter.block_option {
             FilterBlockOption::Range {
                 from_block: Some(BlockNumberOrTag::Number(n)),
@@ -698,7 +741,7 @@ impl EthApiServer for EthRpc {
     }
 
     fn new_block_filter(&self) -> RpcResult<U256> {
-        let next_block = self.0.backend.engine().head().number + 1;
+        let next_block = self.0.backend.view().head().number + 1;
         install(&self.0, FilterKind::Blocks { next_block })
     }
 
@@ -707,11 +750,15 @@ impl EthApiServer for EthRpc {
         install(&self.0, FilterKind::PendingTxs { last_seq: seq })
     }
 
-    fn filter_changes(&self, id: U256) -> RpcResult<serde_json::Value> {
-        filter_changes(&self.0, id)
+    async fn filter_changes(&self, ext: &Extensions, id: U256) -> RpcResult<serde_json::Value> {
+        let ctx = self.0.clone();
+        self.0
+            .heavy
+            .run(remote_ip(ext), move |_| filter_changes(&ctx, id))
+            .await
     }
 
-    fn filter_logs(&self, id: U256) -> RpcResult<Vec<RpcLog>> {
+    async fn filter_logs(&self, ext: &Extensions, id: U256) -> RpcResult<Vec<RpcLog>> {
         let kind = self
             .0
             .filters
@@ -719,10 +766,11 @@ impl EthApiServer for EthRpc {
             .get_mut(&id)
             .cloned()
             .ok_or_else(|| not_found("filter not found"))?;
-        match kind {
-            FilterKind::Logs { filter, .. } => get_logs(&self.0, &filter),
-            _ => Err(invalid_params("filter is not a log filter")),
-        }
+        let FilterKind::Logs { filter, .. } = kind else {
+            return Err(invalid_params("filter is not a log filter"));
+        };
+        let ctx = self.0.clone();
+        self.0.heavy.run(remote_ip(ext), move |_| get_logs(&ctx, &filter)).await
     }
 
     fn uninstall_filter(&self, id: U256) -> RpcResult<bool> {

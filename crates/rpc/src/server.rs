@@ -1,11 +1,23 @@
-//! The JSON-RPC server: HTTP and WebSocket on one port, batches, request/response size limits.
+//! The JSON-RPC server: HTTP and WebSocket on one port, batches, request/response size limits. The server runs
+//! its own accept loop (jsonrpsee's tower service per connection) so that it knows each client's address: the
+//! number of connections per address is capped, and heavy requests are counted per address
+//! ([`crate::limits`]).
 
 use crate::eth::{Ctx, EthRpc, RpcLimits};
-use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
+use crate::limits::{PerIp, RemoteIp};
+use jsonrpsee::server::{
+    serve_with_graceful_shutdown, stop_channel, BatchRequestConfig, HttpRequest, Methods, Server, ServerConfig,
+    ServerHandle, StopHandle,
+};
 use jsonrpsee::RpcModule;
 use metis_chain::Chain;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
 
 #[derive(Clone, Debug)]
 pub struct RpcConfig {
@@ -13,7 +25,9 @@ pub struct RpcConfig {
     /// Largest request body (bytes); a raw transaction is at most 128 KiB, hex doubles it.
     pub max_request_body: u32,
     pub max_response_body: u32,
+    /// Open TCP connections, in all and from one address.
     pub max_connections: u32,
+    pub max_connections_per_ip: u32,
     pub max_batch: u32,
     pub limits: RpcLimits,
 }
@@ -25,6 +39,7 @@ impl Default for RpcConfig {
             max_request_body: 5 * 1024 * 1024,
             max_response_body: 50 * 1024 * 1024,
             max_connections: 500,
+            max_connections_per_ip: 64,
             max_batch: 1000,
             limits: RpcLimits::default(),
         }
@@ -51,10 +66,11 @@ impl RpcServer {
 pub fn module(backend: Arc<Chain>, limits: RpcLimits) -> Result<RpcModule<()>, jsonrpsee::core::RegisterMethodError> {
     let ctx = Ctx {
         backend,
-        limits,
         client_version: format!("metis-seq/v{}", env!("CARGO_PKG_VERSION")),
         tip_cache: Default::default(),
         filters: Default::default(),
+        heavy: crate::limits::HeavyWork::new(limits.heavy.clone()),
+        limits,
     };
     EthRpc(Arc::new(ctx)).into_module()
 }
@@ -75,15 +91,99 @@ pub async fn start_with(
         .max_connections(cfg.max_connections)
         .set_batch_request_config(BatchRequestConfig::Limit(cfg.max_batch))
         .build();
-    let server = Server::builder().set_config(config).build(cfg.addr).await?;
-    let local_addr = server.local_addr()?;
+    let listener = TcpListener::bind(cfg.addr).await?;
+    let local_addr = listener.local_addr()?;
     // Registration fails only on a method name given twice.
     let invalid =
         |e: jsonrpsee::core::RegisterMethodError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string());
-    let mut m = module(backend, cfg.limits).map_err(invalid)?;
+    let mut m = module(backend, cfg.limits.clone()).map_err(invalid)?;
     for e in extra {
         m.merge(e).map_err(invalid)?;
     }
-    let handle = server.start(m);
+    let (stop, handle) = stop_channel();
+    let accept = Accept {
+        listener,
+        service: Server::builder().set_config(config).to_service_builder(),
+        methods: m.into(),
+        stop,
+        open: Arc::new(Semaphore::new(cfg.max_connections as usize)),
+        per_ip: Arc::default(),
+        max_per_ip: cfg.max_connections_per_ip,
+    };
+    tokio::spawn(accept.run());
     Ok(RpcServer { local_addr, handle })
+}
+
+struct Accept {
+    listener: TcpListener,
+    service: jsonrpsee::server::TowerServiceBuilder<tower::layer::util::Identity, tower::layer::util::Identity>,
+    methods: Methods,
+    stop: StopHandle,
+    open: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+    max_per_ip: u32,
+}
+
+impl Accept {
+    async fn run(self) {
+        loop {
+            let (socket, remote) = tokio::select! {
+                r = self.listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of descriptors, most likely: wait for some to close rather than spin.
+                        warn!(error = %e, "RPC accept failed; pausing");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = self.stop.clone().shutdown() => break,
+            };
+            let ip = remote.ip().to_canonical();
+            let Ok(slot) = self.open.clone().try_acquire_owned() else {
+                debug!(%remote, "RPC connection refused: the server is full");
+                continue;
+            };
+            let Some(ticket) = self.per_ip.enter(ip, self.max_per_ip) else {
+                debug!(%remote, "RPC connection refused: too many from this address");
+                continue;
+            };
+            let service = WithRemoteIp {
+                inner: self.service.clone().build(self.methods.clone(), self.stop.clone()),
+                ip,
+            };
+            let stopped = self.stop.clone().shutdown();
+            tokio::spawn(async move {
+                let _held = (slot, ticket);
+                if let Err(e) = serve_with_graceful_shutdown(socket, service, stopped).await {
+                    debug!(%remote, error = %e, "RPC connection ended");
+                }
+            });
+        }
+    }
+}
+
+/// Puts the client's address in every request's extensions, where methods and middleware read it.
+#[derive(Clone)]
+struct WithRemoteIp<S> {
+    inner: S,
+    ip: IpAddr,
+}
+
+impl<S, B> tower::Service<HttpRequest<B>> for WithRemoteIp<S>
+where
+    S: tower::Service<HttpRequest<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: HttpRequest<B>) -> Self::Future {
+        req.extensions_mut().insert(RemoteIp(self.ip));
+        self.inner.call(req)
+    }
 }
