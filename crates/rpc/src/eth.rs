@@ -178,7 +178,14 @@ fn head_context(view: &HeadView) -> BlockContext {
     }
 }
 
-fn logs_in_range(ctx: &Ctx, view: &HeadView, filter: &Filter, from: u64, to: u64) -> RpcResult<Vec<RpcLog>> {
+/// The logs `filter` matches in blocks `from..=to`; a scan still going at `deadline` is abandoned.
+fn logs_in_range(
+    ctx: &Ctx,
+    view: &HeadView,
+    filter: &Filter,
+    (from, to): (u64, u64),
+    deadline: Instant,
+) -> RpcResult<Vec<RpcLog>> {
     if to >= from && to - from >= ctx.limits.max_log_range {
         return Err(limit_exceeded(format!(
             "block range too large: at most {} blocks",
@@ -187,6 +194,12 @@ fn logs_in_range(ctx: &Ctx, view: &HeadView, filter: &Filter, from: u64, to: u64
     }
     let mut out = Vec::new();
     for n in from..=to.min(view.head().number) {
+        if n % 64 == 0 && Instant::now() > deadline {
+            return Err(limit_exceeded(format!(
+                "query timeout exceeded ({:?}): ask for fewer blocks",
+                ctx.heavy.timeout()
+            )));
+        }
         let Some(header) = view.store().header(n).map_err(store_err)? else {
             continue;
         };
@@ -211,7 +224,7 @@ fn logs_in_range(ctx: &Ctx, view: &HeadView, filter: &Filter, from: u64, to: u64
     Ok(out)
 }
 
-fn get_logs(ctx: &Ctx, filter: &Filter) -> RpcResult<Vec<RpcLog>> {
+fn get_logs(ctx: &Ctx, filter: &Filter, deadline: Instant) -> RpcResult<Vec<RpcLog>> {
     let view = ctx.backend.view();
     match filter.block_option {
         FilterBlockOption::AtBlockHash(h) => {
@@ -220,7 +233,7 @@ fn get_logs(ctx: &Ctx, filter: &Filter) -> RpcResult<Vec<RpcLog>> {
                 .block_number(&h)
                 .map_err(store_err)?
                 .ok_or_else(|| not_found("unknown block"))?;
-            logs_in_range(ctx, &view, filter, n, n)
+            logs_in_range(ctx, &view, filter, (n, n), deadline)
         }
         FilterBlockOption::Range { from_block, to_block } => {
             let from = block_number(&view, from_block.unwrap_or_default());
@@ -228,7 +241,7 @@ fn get_logs(ctx: &Ctx, filter: &Filter) -> RpcResult<Vec<RpcLog>> {
             if from > to {
                 return Err(invalid_params("invalid block range params"));
             }
-            logs_in_range(ctx, &view, filter, from, to)
+            logs_in_range(ctx, &view, filter, (from, to), deadline)
         }
     }
 }
@@ -445,7 +458,7 @@ fn estimate(
     }
 }
 
-fn filter_changes(ctx: &Ctx, id: U256) -> RpcResult<serde_json::Value> {
+fn filter_changes(ctx: &Ctx, id: U256, deadline: Instant) -> RpcResult<serde_json::Value> {
     let kind = ctx
         .filters
         .lock()
@@ -466,7 +479,7 @@ fn filter_changes(ctx: &Ctx, id: U256) -> RpcResult<serde_json::Value> {
                     } => t.min(head),
                     _ => head,
                 };
-                logs_in_range(ctx, &view, &filter, next_block, to)?
+                logs_in_range(ctx, &view, &filter, (next_block, to), deadline)?
             };
             (
                 serde_json::to_value(logs),
@@ -719,7 +732,10 @@ impl EthApiServer for EthRpc {
 
     async fn logs(&self, ext: &Extensions, filter: Filter) -> RpcResult<Vec<RpcLog>> {
         let ctx = self.0.clone();
-        self.0.heavy.run(remote_ip(ext), move |_| get_logs(&ctx, &filter)).await
+        self.0
+            .heavy
+            .run(remote_ip(ext), move |deadline| get_logs(&ctx, &filter, deadline))
+            .await
     }
 
     fn new_filter(&self, filter: Filter) -> RpcResult<U256> {
@@ -754,7 +770,7 @@ impl EthApiServer for EthRpc {
         let ctx = self.0.clone();
         self.0
             .heavy
-            .run(remote_ip(ext), move |_| filter_changes(&ctx, id))
+            .run(remote_ip(ext), move |deadline| filter_changes(&ctx, id, deadline))
             .await
     }
 
@@ -770,7 +786,10 @@ impl EthApiServer for EthRpc {
             return Err(invalid_params("filter is not a log filter"));
         };
         let ctx = self.0.clone();
-        self.0.heavy.run(remote_ip(ext), move |_| get_logs(&ctx, &filter)).await
+        self.0
+            .heavy
+            .run(remote_ip(ext), move |deadline| get_logs(&ctx, &filter, deadline))
+            .await
     }
 
     fn uninstall_filter(&self, id: U256) -> RpcResult<bool> {

@@ -214,22 +214,27 @@ impl Testnet {
     /// Node `i`'s PoS ledger keeps `n` records of each kind before handing older ones to its store (before
     /// `i` starts).
     pub fn set_ledger_history(&self, i: usize, n: usize) {
+        self.set_config(i, "ledger_history", &n.to_string());
+    }
+
+    /// Sets `key = value` (a TOML value) in node `i`'s config, where the key already is (before `i` starts).
+    pub fn set_config(&self, i: usize, key: &str, value: &str) {
         let path = self.net_dir().join(format!("node{i}/config.toml"));
         let text = std::fs::read_to_string(&path).expect("config");
+        let prefix = format!("{key} = ");
+        let mut found = false;
         let out: Vec<String> = text
             .lines()
             .map(|l| {
-                if l.starts_with("ledger_history = ") {
-                    format!("ledger_history = {n}")
+                if l.starts_with(&prefix) {
+                    found = true;
+                    format!("{key} = {value}")
                 } else {
                     l.to_string()
                 }
             })
             .collect();
-        assert!(
-            out.iter().any(|l| *l == format!("ledger_history = {n}")),
-            "no ledger_history in {text}"
-        );
+        assert!(found, "no {key} in {text}");
         std::fs::write(&path, out.join("\n") + "\n").expect("config");
     }
 
@@ -436,6 +441,11 @@ impl Testnet {
         let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Node `i`'s JSON-RPC address.
+    pub fn rpc_url(&self, i: usize) -> &str {
+        &self.rpc[i]
     }
 
     pub async fn call(&self, i: usize, method: &str, params: Value) -> Result<Value, String> {

@@ -69,3 +69,158 @@ async fn a_thousand_silent_connections_to_the_gossip_port_change_nothing() {
     );
     net.assert_same_chain(&all, h + 5).await;
 }
+
+/// What one attacking client saw.
+#[derive(Default)]
+struct Answers {
+    timed_out: u64,
+    refused_per_address: u64,
+    busy: u64,
+    other: Vec<String>,
+}
+
+/// Sends `body` to `url` again and again until `stop`, from a client bound to `from`; sorts the answers.
+async fn hammer(
+    url: String,
+    from: std::net::IpAddr,
+    body: serde_json::Value,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Answers {
+    let client = reqwest::Client::builder().local_address(from).build().expect("client");
+    let mut a = Answers::default();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let text = match client
+            .post(&url)
+            .json(&body)
+            .timeout(std::time::Duration::from_secs(30))
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => e.to_string(),
+        };
+        if text.contains("execution aborted (timeout = 250ms)") {
+            a.timed_out += 1;
+        } else if text.contains("too many heavy requests") {
+            a.refused_per_address += 1;
+        } else if text.contains("server busy") {
+            a.busy += 1;
+        } else if !text.contains("\"result\"") && a.other.len() < 4 {
+            a.other.push(text.chars().take(200).collect());
+        }
+        // A refusal comes back at once; the pause keeps the attackers from measuring their own loop on two cores.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    a
+}
+
+/// 64 endless eth_calls (a JUMP loop given by a state override, at the gas cap) from 8 client addresses, and
+/// eth_getLogs batches over the whole chain from 4 more, sent to node 0 again as soon as they are answered for
+/// 20 s: the calls run on the node's few call threads, each stops at its time limit, an address past its share
+/// is refused at once, and the node keeps the chain's pace (block interval p99 under twice the block time), its
+/// cheap methods answer fast, and a transfer sent to it lands everywhere. Node 0's time limit is 250 ms so that
+/// it, not the gas cap, stops the loop (50M gas of it take about a second in a debug build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_calls_and_log_scans_do_not_slow_the_chain() {
+    use serde_json::json;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let _one = exclusive().await;
+    let opts = NetOptions::default();
+    let block_time = std::time::Duration::from_millis(opts.block_time_ms);
+    let mut net = Testnet::generate("net-calls", opts);
+    net.set_config(0, "evm_timeout_ms", "250");
+    for i in 0..4 {
+        net.start(i, None);
+    }
+    let all: Vec<usize> = (0..4).collect();
+    net.wait_height(&all, 3, 60).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let looper = "0x00000000000000000000000000000000000c0de5";
+    let endless = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [
+        {"to": looper, "gas": "0x2faf080"}, "latest", {looper: {"code": "0x5b600056"}}
+    ]});
+    let scans: Vec<_> = (0..10)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "eth_getLogs", "params": [{"fromBlock": "0x0", "toBlock": "latest"}]}))
+        .collect();
+    let mut attackers = Vec::new();
+    for k in 0..64u8 {
+        let from = std::net::IpAddr::from([127, 0, 0, 10 + k % 8]);
+        attackers.push(tokio::spawn(hammer(
+            net.rpc_url(0).to_string(),
+            from,
+            endless.clone(),
+            stop.clone(),
+        )));
+    }
+    for k in 0..4u8 {
+        let from = std::net::IpAddr::from([127, 0, 0, 40 + k]);
+        attackers.push(tokio::spawn(hammer(
+            net.rpc_url(0).to_string(),
+            from,
+            json!(scans),
+            stop.clone(),
+        )));
+    }
+
+    // Node 0's head, polled every 25 ms: when each height appeared there, and how long the cheap call took.
+    let start = Instant::now();
+    let mut seen: Vec<(u64, Instant)> = Vec::new();
+    let mut slowest_poll = std::time::Duration::ZERO;
+    let mut transfer = None;
+    while start.elapsed() < std::time::Duration::from_secs(20) {
+        let t = Instant::now();
+        let head = net.head(0).await.expect("node 0 answers eth_blockNumber under attack");
+        slowest_poll = slowest_poll.max(t.elapsed());
+        if seen.last().is_none_or(|(h, _)| head > *h) {
+            seen.push((head, Instant::now()));
+        }
+        if transfer.is_none() && start.elapsed() > std::time::Duration::from_secs(5) {
+            transfer = Some(send_transfers(&net, 0, 0, 0, 1).await);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let hashes = transfer.expect("a transfer was sent");
+    wait_receipts(&net, &all, &hashes, 30).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Answers::default();
+    for a in attackers {
+        let a = a.await.expect("attacker");
+        total.timed_out += a.timed_out;
+        total.refused_per_address += a.refused_per_address;
+        total.busy += a.busy;
+        total.other.extend(a.other);
+    }
+
+    let mut intervals: Vec<f64> = seen
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1).as_secs_f64() * 1000.0 / (w[1].0 - w[0].0) as f64)
+        .collect();
+    intervals.sort_by(f64::total_cmp);
+    let p99 = intervals[(intervals.len() * 99 / 100).min(intervals.len() - 1)];
+    let p50 = intervals[intervals.len() / 2];
+    eprintln!(
+        "under attack: {} heights in 20 s, interval p50 {p50:.0} ms p99 {p99:.0} ms; slowest eth_blockNumber {slowest_poll:?}; \
+         calls stopped at the time limit {}, refused per address {}, busy {}; other answers {:?}",
+        seen.len(),
+        total.timed_out,
+        total.refused_per_address,
+        total.busy,
+        total.other
+    );
+    assert!(intervals.len() >= 10, "only {} heights in 20 s", seen.len());
+    assert!(
+        p99 < 2.0 * block_time.as_millis() as f64,
+        "the chain lost its pace: interval p99 {p99:.0} ms at a block time of {block_time:?}"
+    );
+    assert!(
+        slowest_poll < std::time::Duration::from_secs(1),
+        "eth_blockNumber took {slowest_poll:?}"
+    );
+    assert!(total.timed_out >= 2, "no endless call was stopped at its time limit");
+    assert!(total.refused_per_address > 0, "no address was held to its share");
+    assert!(total.other.is_empty(), "unexpected answers: {:?}", total.other);
+    let h = net.head(0).await.unwrap();
+    net.assert_same_chain(&all, h.min(net.head(3).await.unwrap())).await;
+}
