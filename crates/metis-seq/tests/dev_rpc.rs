@@ -568,3 +568,62 @@ async fn calls_are_capped_below_a_big_block_limit_and_filter_ids_are_random() {
         "filter ids look sequential: {ids:?}"
     );
 }
+
+/// Subscriptions are bounded: 64 per WebSocket connection, and 1,000 `logs` subscriptions node-wide (each is
+/// matched against every block); past either, eth_subscribe is refused and the node serves the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_are_bounded_per_connection_and_logs_node_wide() {
+    let dir = tempdir("subs");
+    let node = DevNode::start(&dir, 3_600_000);
+    let connect = || async {
+        ProviderBuilder::new()
+            .connect_ws(WsConnect::new(node.ws.clone()))
+            .await
+            .unwrap()
+    };
+    let mut conns = Vec::new();
+    let mut accepted = 0;
+    let mut refused_logs = None;
+    'open: for _ in 0..17 {
+        let ws = connect().await;
+        for _ in 0..63 {
+            let r = ws
+                .raw_request::<_, serde_json::Value>("eth_subscribe".into(), ("logs", serde_json::json!({})))
+                .await;
+            match r {
+                Ok(_) => accepted += 1,
+                Err(e) => {
+                    refused_logs = Some(e.to_string());
+                    break 'open;
+                }
+            }
+        }
+        conns.push(ws);
+    }
+    assert_eq!(accepted, 1000, "the node-wide cap on logs subscriptions");
+    let msg = refused_logs.expect("the 1001st logs subscription is refused");
+    assert!(msg.contains("too many logs subscriptions"), "{msg}");
+    // Heads still subscribe, up to 64 on a connection.
+    let ws = connect().await;
+    for i in 0..64 {
+        ws.raw_request::<_, serde_json::Value>("eth_subscribe".into(), ("newHeads",))
+            .await
+            .unwrap_or_else(|e| panic!("subscription {i}: {e}"));
+    }
+    let (_, msg) = rpc_error(&ws, "eth_subscribe", serde_json::json!(["newHeads"])).await;
+    assert!(msg.to_lowercase().contains("subscription"), "{msg}");
+    // Closing connections gives their logs subscriptions back.
+    drop(conns);
+    let fresh = connect().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = fresh
+            .raw_request::<_, serde_json::Value>("eth_subscribe".into(), ("logs", serde_json::json!({})))
+            .await;
+        if r.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the closed connections' subscriptions were not freed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

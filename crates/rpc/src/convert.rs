@@ -37,17 +37,22 @@ pub fn rpc_tx(tx: &TxEnvelope, sender: Address, block: Option<(B256, &Header, u6
     }
 }
 
-/// The logs of a block's receipts with their block, transaction and log positions.
-pub fn block_logs(
+/// The logs of a block that `wanted` picks, numbered as in the whole block; only those are built.
+pub fn block_logs_matching(
     hash: B256,
     header: &Header,
     txs: &[(Address, TxEnvelope)],
     receipts: &[ReceiptEnvelope],
+    wanted: impl Fn(&alloy_primitives::Log) -> bool,
 ) -> Vec<RpcLog> {
     let mut out = Vec::new();
     let mut log_index = 0u64;
     for (i, (r, (_, tx))) in receipts.iter().zip(txs).enumerate() {
         for l in r.logs() {
+            if !wanted(l) {
+                log_index += 1;
+                continue;
+            }
             out.push(RpcLog {
                 inner: l.clone(),
                 block_hash: Some(hash),

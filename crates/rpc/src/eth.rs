@@ -2,7 +2,7 @@
 //! mempool and the installed filters. Calls and log scans go through [`HeavyWork`].
 
 use crate::api::{EthApiServer, NetApiServer, Web3ApiServer};
-use crate::convert::{block_logs, rpc_block, rpc_receipt, rpc_tx};
+use crate::convert::{block_logs_matching, rpc_block, rpc_receipt, rpc_tx};
 use crate::error::{internal, invalid_params, limit_exceeded, not_found, reverted, server_error, RpcResult};
 use crate::filters::FilterKind;
 use crate::limits::{remote_ip, HeavyLimits, HeavyWork};
@@ -35,6 +35,8 @@ pub struct RpcLimits {
     pub max_fee_history: u64,
     /// Gas one eth_call or eth_estimateGas run may use at most (geth's `--rpc.gascap`).
     pub gas_cap: u64,
+    /// Live `logs` subscriptions, node-wide.
+    pub max_log_subscriptions: usize,
     /// Threads, time and per-address share for calls and log scans.
     pub heavy: HeavyLimits,
 }
@@ -46,6 +48,7 @@ impl Default for RpcLimits {
             max_logs: 10_000,
             max_fee_history: 1024,
             gas_cap: 50_000_000,
+            max_log_subscriptions: 1000,
             heavy: HeavyLimits::default(),
         }
     }
@@ -64,6 +67,8 @@ pub struct Ctx {
     /// Installed polling filters.
     pub filters: parking_lot::Mutex<crate::filters::Filters>,
     pub heavy: HeavyWork,
+    /// One permit per live `logs` subscription: each is matched against every new block.
+    pub log_subscriptions: Arc<tokio::sync::Semaphore>,
 }
 
 fn store_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
@@ -209,16 +214,14 @@ fn logs_in_range(
         let hash = header.hash_slow();
         let txs = view.store().transactions(n).map_err(store_err)?.unwrap_or_default();
         let receipts = view.store().receipts(n).map_err(store_err)?.unwrap_or_default();
-        for log in block_logs(hash, &header, &txs, &receipts) {
-            if filter.matches(&log.inner) {
-                out.push(log);
-                if out.len() > ctx.limits.max_logs {
-                    return Err(limit_exceeded(format!(
-                        "query returned more than {} results",
-                        ctx.limits.max_logs
-                    )));
-                }
-            }
+        out.extend(block_logs_matching(hash, &header, &txs, &receipts, |l| {
+            filter.matches(l)
+        }));
+        if out.len() > ctx.limits.max_logs {
+            return Err(limit_exceeded(format!(
+                "query returned more than {} results",
+                ctx.limits.max_logs
+            )));
         }
     }
     Ok(out)
@@ -802,6 +805,6 @@ impl EthApiServer for EthRpc {
         kind: String,
         params: Option<serde_json::Value>,
     ) -> SubscriptionResult {
-        crate::pubsub::subscribe(&self.0.backend, pending, kind, params).await
+        crate::pubsub::subscribe(&self.0, pending, kind, params).await
     }
 }

@@ -1,11 +1,11 @@
 //! eth_subscribe over WebSocket: newHeads, logs (with a filter), newPendingTransactions.
 
-use crate::convert::{block_logs, rpc_header};
-use crate::error::invalid_params;
+use crate::convert::{block_logs_matching, rpc_header};
+use crate::error::{invalid_params, limit_exceeded};
+use crate::eth::Ctx;
 use alloy_rpc_types_eth::Filter;
 use jsonrpsee::core::SubscriptionResult;
 use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
-use metis_chain::Chain;
 use serde::Serialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -39,11 +39,12 @@ async fn forward<T: Clone, U: Serialize>(
 
 /// Serves one eth_subscribe: newHeads, logs (`params` is the filter), newPendingTransactions, syncing.
 pub async fn subscribe(
-    chain: &Chain,
+    ctx: &Ctx,
     pending: PendingSubscriptionSink,
     kind: String,
     params: Option<serde_json::Value>,
 ) -> SubscriptionResult {
+    let chain = &ctx.backend;
     match kind.as_str() {
         "newHeads" => {
             forward(pending, chain.subscribe_blocks(), |b| {
@@ -62,11 +63,20 @@ pub async fn subscribe(
                     return Ok(());
                 }
             };
+            let Ok(_live) = ctx.log_subscriptions.clone().try_acquire_owned() else {
+                pending
+                    .reject(limit_exceeded(
+                        "too many logs subscriptions on this node; poll eth_getLogs instead",
+                    ))
+                    .await;
+                return Ok(());
+            };
             forward(pending, chain.subscribe_blocks(), move |b| {
-                block_logs(b.hash, &b.header, &b.txs, &b.receipts)
-                    .into_iter()
-                    .filter(|l| filter.matches(&l.inner))
-                    .collect()
+                // The bloom rules out most blocks for a narrow filter without looking at a log.
+                if !filter.matches_bloom(b.header.logs_bloom) {
+                    return Vec::new();
+                }
+                block_logs_matching(b.hash, &b.header, &b.txs, &b.receipts, |l| filter.matches(l))
             })
             .await
         }

@@ -28,6 +28,7 @@ pub struct RpcConfig {
     /// Open TCP connections, in all and from one address.
     pub max_connections: u32,
     pub max_connections_per_ip: u32,
+    pub max_subscriptions_per_connection: u32,
     pub max_batch: u32,
     pub limits: RpcLimits,
 }
@@ -40,6 +41,7 @@ impl Default for RpcConfig {
             max_response_body: 50 * 1024 * 1024,
             max_connections: 500,
             max_connections_per_ip: 64,
+            max_subscriptions_per_connection: 64,
             max_batch: 1000,
             limits: RpcLimits::default(),
         }
@@ -70,6 +72,7 @@ pub fn module(backend: Arc<Chain>, limits: RpcLimits) -> Result<RpcModule<()>, j
         tip_cache: Default::default(),
         filters: Default::default(),
         heavy: crate::limits::HeavyWork::new(limits.heavy.clone()),
+        log_subscriptions: Arc::new(tokio::sync::Semaphore::new(limits.max_log_subscriptions)),
         limits,
     };
     EthRpc(Arc::new(ctx)).into_module()
@@ -89,6 +92,7 @@ pub async fn start_with(
         .max_request_body_size(cfg.max_request_body)
         .max_response_body_size(cfg.max_response_body)
         .max_connections(cfg.max_connections)
+        .max_subscriptions_per_connection(cfg.max_subscriptions_per_connection)
         .set_batch_request_config(BatchRequestConfig::Limit(cfg.max_batch))
         .build();
     let listener = TcpListener::bind(cfg.addr).await?;
