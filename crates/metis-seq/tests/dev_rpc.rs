@@ -623,7 +623,10 @@ async fn subscriptions_are_bounded_per_connection_and_logs_node_wide() {
         if r.is_ok() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the closed connections' subscriptions were not freed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed connections' subscriptions were not freed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
