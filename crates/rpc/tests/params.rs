@@ -314,6 +314,8 @@ fn fixture() -> Fixture {
     let _ = std::fs::remove_dir_all(&dir);
     let spec = ChainSpec::dev(59902, &[Address::repeat_byte(1)], U256::from(10u64.pow(18)));
     let chain = Chain::new(Engine::open(&dir, spec).expect("engine"), MempoolConfig::default());
+    // The open database lives on without its name; nothing is left behind when the test process ends.
+    let _ = std::fs::remove_dir_all(&dir);
     let sequencers = (1..=4u64)
         .map(|id| metis_pos::Sequencer {
             id,
