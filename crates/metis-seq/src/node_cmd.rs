@@ -196,6 +196,7 @@ pub fn run_init(args: InitArgs) -> Result<()> {
         p2p: P2pSection {
             listen: "/ip4/0.0.0.0/tcp/26656".into(),
             peers: vec![],
+            open: false,
         },
         gossip: GossipSection {
             listen: "0.0.0.0:26657".parse()?,
@@ -379,6 +380,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
                     .iter()
                     .map(|j| Ok(format!("/ip4/127.0.0.1/tcp/{}", port(*j, 0)?)))
                     .collect::<Result<_>>()?,
+                open: false,
             },
             gossip: GossipSection {
                 listen: SocketAddr::from(([127, 0, 0, 1], port(i, 1)?)),

@@ -120,9 +120,9 @@ pub struct RpcSection {
     /// `rpc.evmtimeout`), in milliseconds.
     #[serde(default = "default_evm_timeout_ms")]
     pub evm_timeout_ms: u64,
-    /// Threads for those requests (default: half the cores, at least one).
-    #[serde(default = "default_call_threads")]
-    pub call_threads: usize,
+    /// Threads for those requests (unset: half the cores of the machine the node runs on, at least one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_threads: Option<usize>,
     /// Those requests one client address may have running or waiting.
     #[serde(default = "default_calls_per_ip")]
     pub calls_per_ip: u32,
@@ -138,14 +138,17 @@ impl RpcSection {
             addr,
             gas_cap: default_gas_cap(),
             evm_timeout_ms: default_evm_timeout_ms(),
-            call_threads: default_call_threads(),
+            call_threads: None,
             calls_per_ip: default_calls_per_ip(),
             connections_per_ip: default_connections_per_ip(),
         }
     }
 
     fn config(&self) -> Result<RpcConfig, ConfigError> {
-        if self.evm_timeout_ms == 0 || self.call_threads == 0 || self.calls_per_ip == 0 || self.connections_per_ip == 0
+        if self.evm_timeout_ms == 0
+            || self.call_threads == Some(0)
+            || self.calls_per_ip == 0
+            || self.connections_per_ip == 0
         {
             return Err(ConfigError::Invalid(
                 "[rpc] evm_timeout_ms, call_threads, calls_per_ip and connections_per_ip must be above 0",
@@ -157,7 +160,7 @@ impl RpcSection {
             limits: metis_rpc::RpcLimits {
                 gas_cap: self.gas_cap,
                 heavy: HeavyLimits {
-                    slots: self.call_threads,
+                    slots: self.call_threads.unwrap_or_else(|| HeavyLimits::default().slots),
                     per_ip: self.calls_per_ip,
                     timeout: Duration::from_millis(self.evm_timeout_ms),
                 },
@@ -180,10 +183,6 @@ fn default_evm_timeout_ms() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-fn default_call_threads() -> usize {
-    HeavyLimits::default().slots
-}
-
 fn default_calls_per_ip() -> u32 {
     HeavyLimits::default().per_ip
 }
@@ -198,6 +197,9 @@ pub struct P2pSection {
     /// libp2p multiaddr, e.g. /ip4/0.0.0.0/tcp/26656
     pub listen: String,
     pub peers: Vec<String>,
+    /// Accept any libp2p peer, not only `peers` and the ledger's sequencers (for a node that serves followers).
+    #[serde(default)]
+    pub open: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -349,6 +351,7 @@ impl NodeConfigFile {
             },
             p2p_listen: self.p2p.listen.clone(),
             p2p_peers: self.p2p.peers.clone(),
+            p2p_open: self.p2p.open,
             rpc: self.rpc.config()?,
             gossip_listen: self.gossip.listen,
             gossip_peers: self.gossip.peers.clone(),

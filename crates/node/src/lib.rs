@@ -3,6 +3,7 @@
 //! authenticated links (transactions, signing messages), and Malachite consensus, which decides the blocks.
 
 pub mod config;
+pub mod peers;
 pub mod shares;
 pub mod supervise;
 
@@ -128,6 +129,8 @@ pub struct NodeSettings {
     pub signing_guard: PathBuf,
     pub p2p_listen: String,
     pub p2p_peers: Vec<String>,
+    /// Any libp2p peer may connect, not only `p2p_peers` and the ledger's sequencers.
+    pub p2p_open: bool,
     pub rpc: RpcConfig,
     pub gossip_listen: SocketAddr,
     pub gossip_peers: Vec<SocketAddr>,
@@ -271,6 +274,11 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     #[cfg(not(feature = "test-faults"))]
     let (channels, engine) = start_consensus(&s, address, &consensus_signer, signer).await?;
     info!(address = ?address, rpc = %rpc.local_addr, gossip = %gossip_addr, "node started");
+    if !s.p2p_open {
+        let me = peers::peer_id_of(&B256::from(s.key.verifying_key().to_bytes()))
+            .ok_or_else(|| NodeError::Consensus("this node's consensus key is not an ed25519 point".into()))?;
+        peers::follow_ledger(chain.clone(), channels.net_requests.clone(), me);
+    }
     let app = tokio::spawn(app.run(channels));
     let mut tasks = supervise::Supervisor::default();
     for (name, task) in [("L1 listener", l1), ("pool signer", pool_signer), ("poster", poster)] {
@@ -473,6 +481,7 @@ fn malachite_config(s: &NodeSettings) -> Result<MalachiteConfig, NodeError> {
         ..Default::default()
     };
     // A proposal part is at most 512 KiB; a sync response carries at most two blocks of at most 16 MiB each.
+    p2p.persistent_peers_only = !s.p2p_open;
     p2p.pubsub_max_size = bytesize::ByteSize::mib(1);
     p2p.rpc_max_size = bytesize::ByteSize::mib(32);
     let value_sync = ValueSyncConfig {

@@ -249,6 +249,17 @@ impl Testnet {
         std::fs::write(&path, out.join("\n") + "\n").expect("config");
     }
 
+    /// Takes node `j` out of node `i`'s libp2p peers (before `i` starts): `i` no longer dials `j`, and accepts it
+    /// only if the ledger names it.
+    pub fn drop_p2p_peer(&self, i: usize, j: usize) {
+        let path = self.net_dir().join(format!("node{i}/config.toml"));
+        let text = std::fs::read_to_string(&path).expect("config");
+        let entry = format!("\"/ip4/127.0.0.1/tcp/{}\",", self.base_port + 10 * j as u16);
+        assert!(text.contains(&entry), "node {i} does not list node {j}");
+        let out: Vec<&str> = text.lines().filter(|l| l.trim() != entry).collect();
+        std::fs::write(&path, out.join("\n") + "\n").expect("config");
+    }
+
     /// Node `i`'s share of key round `round`, decrypted from its file once the node has written it, and the
     /// decrypted bytes.
     pub async fn share(&self, i: usize, round: u64) -> (metis_mpc::Share, Vec<u8>) {

@@ -224,3 +224,42 @@ async fn endless_calls_and_log_scans_do_not_slow_the_chain() {
     let h = net.head(0).await.unwrap();
     net.assert_same_chain(&all, h.min(net.head(3).await.unwrap())).await;
 }
+
+/// A libp2p peer that is neither in a node's `p2p.peers` nor a sequencer in the ledger (a real `metis-seq node`
+/// with its own key, listing the four as its peers) is refused by all four at its first message: it never gets
+/// a block, and the four go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_on_the_libp2p_port_gets_nothing() {
+    let _one = exclusive().await;
+    let mut net = Testnet::generate(
+        "net-stranger",
+        NetOptions {
+            standby: 1,
+            ..NetOptions::default()
+        },
+    );
+    for i in 0..4 {
+        net.drop_p2p_peer(i, 4);
+        net.drop_gossip_peer(i, 4);
+    }
+    for i in 0..5 {
+        net.start(i, None);
+    }
+    let all: Vec<usize> = (0..4).collect();
+    let hashes = send_transfers(&net, 0, 0, 0, 1).await;
+    wait_receipts(&net, &all, &hashes, 60).await;
+    net.wait_height(&all, 8, 60).await;
+    assert_eq!(net.head(4).await, Some(0), "the stranger got blocks");
+    // Refused, not merely never reached: the four saw it and turned it away.
+    crate::common::wait_for(30, "the four to log the stranger's refusal", || async {
+        (0..4)
+            .all(|i| {
+                std::fs::read_to_string(net.log_path(i))
+                    .unwrap_or_default()
+                    .contains("Rejecting connection from non-persistent peer")
+            })
+            .then_some(())
+    })
+    .await;
+    net.assert_same_chain(&all, 8).await;
+}
