@@ -10,7 +10,7 @@ use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
 use alloy_primitives::{Address, Bytes, B256};
 use metis_execution::executor::{BlockContext, ExecutedBlock};
 use metis_execution::{ChainSpec, Engine, EngineError, RecoveredTx, WorldState};
-use metis_mempool::{LocalLog, LocalTxs, Mempool, MempoolConfig, MempoolError, LOCAL_LOG_CAP};
+use metis_mempool::{LocalLog, LocalTxs, Mempool, MempoolConfig, MempoolError, LOCAL_LOG_CAP, LOCAL_LOG_MAX_BYTES};
 use metis_storage::Store;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use std::collections::VecDeque;
@@ -203,7 +203,7 @@ impl Chain {
     pub fn submit(&self, tx: RecoveredTx) -> Result<B256, MempoolError> {
         let raw = tx.encoded();
         let hash = self.submit_from_peer(tx)?;
-        self.local_log.lock().push(raw, LOCAL_LOG_CAP);
+        self.local_log.lock().push(raw, LOCAL_LOG_CAP, LOCAL_LOG_MAX_BYTES);
         self.local_arrived.notify_waiters();
         Ok(hash)
     }
@@ -281,17 +281,7 @@ impl Chain {
     pub fn build_block(&self, ctx: BlockContext, max_tx_bytes: usize) -> ExecutedBlock {
         let (block, rejected) = {
             let engine = self.engine.read();
-            let mut candidates = self.mempool.lock().best(engine.state(), ctx.base_fee);
-            // A prefix of the ordered candidates keeps every sender's nonce order.
-            let mut bytes = 0usize;
-            let fit = candidates
-                .iter()
-                .position(|t| {
-                    bytes = bytes.saturating_add(t.encoded_len);
-                    bytes > max_tx_bytes
-                })
-                .unwrap_or(candidates.len());
-            candidates.truncate(fit);
+            let candidates = self.mempool.lock().best(engine.state(), ctx.base_fee, max_tx_bytes);
             engine.build(ctx, candidates)
         };
         let mut mempool = self.mempool.lock();

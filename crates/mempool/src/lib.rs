@@ -4,5 +4,5 @@
 pub mod log;
 pub mod mempool;
 
-pub use log::{LocalLog, LocalTxs, LOCAL_LOG_CAP};
+pub use log::{LocalLog, LocalTxs, LOCAL_LOG_CAP, LOCAL_LOG_MAX_BYTES};
 pub use mempool::{Added, Mempool, MempoolConfig, MempoolError};

@@ -9,19 +9,33 @@ use std::collections::VecDeque;
 pub struct LocalLog {
     next_seq: u64,
     entries: VecDeque<(u64, Bytes)>,
+    /// Bytes of the entries kept.
+    bytes: usize,
 }
 
-/// Entries the log keeps (beyond, a reader that fell behind gets the whole mempool instead).
+/// Entries the log keeps, and their bytes (beyond either, a reader that fell behind gets the whole mempool
+/// instead): 200,000 transfers, or 512 transactions of the largest size.
 pub const LOCAL_LOG_CAP: usize = 200_000;
+pub const LOCAL_LOG_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 impl LocalLog {
-    pub fn push(&mut self, raw: Bytes, cap: usize) {
+    /// Appends `raw`, then drops the oldest entries until at most `cap` entries and `max_bytes` remain (the
+    /// newest entry always stays).
+    pub fn push(&mut self, raw: Bytes, cap: usize, max_bytes: usize) {
         self.next_seq += 1;
         let seq = self.next_seq;
+        self.bytes = self.bytes.saturating_add(raw.len());
         self.entries.push_back((seq, raw));
-        if self.entries.len() > cap {
-            self.entries.pop_front();
+        while self.entries.len() > 1 && (self.entries.len() > cap || self.bytes > max_bytes) {
+            if let Some((_, old)) = self.entries.pop_front() {
+                self.bytes = self.bytes.saturating_sub(old.len());
+            }
         }
+    }
+
+    /// Bytes of the entries kept.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn since(&self, cursor: u64, max: usize) -> LocalTxs {
@@ -76,7 +90,7 @@ mod tests {
         let r = log.since(0, 10);
         assert!(r.txs.is_empty() && !r.gap && r.cursor == 0);
         for i in 0..5u8 {
-            log.push(Bytes::from(vec![i]), 3);
+            log.push(Bytes::from(vec![i]), 3, usize::MAX);
         }
         // Entries 3, 4, 5 are kept; a reader at 0 missed 1 and 2.
         let r = log.since(0, 10);
@@ -90,5 +104,20 @@ mod tests {
         assert_eq!(r.txs, vec![Bytes::from(vec![4u8])]);
         assert_eq!(r.cursor, 5);
         assert!(log.since(5, 10).txs.is_empty());
+    }
+
+    #[test]
+    fn the_byte_cap_drops_the_oldest_first() {
+        let mut log = LocalLog::default();
+        for i in 0..10u8 {
+            log.push(Bytes::from(vec![i; 100]), usize::MAX, 350);
+        }
+        assert_eq!(log.bytes(), 300, "three entries of 100 bytes fit in 350");
+        let r = log.since(7, 10);
+        assert_eq!(r.txs.len(), 3);
+        assert!(log.since(6, 10).gap, "entry 7 is gone");
+        // One entry larger than the cap is still kept, alone.
+        log.push(Bytes::from(vec![0; 1000]), usize::MAX, 350);
+        assert_eq!(log.bytes(), 1000);
     }
 }

@@ -7,7 +7,7 @@ use metis_execution::ChainSpec;
 use metis_execution::{Account, WorldState};
 use metis_execution::{RecoveredTx, TxError};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 /// Pool limits.
 #[derive(Clone, Debug)]
@@ -79,6 +79,46 @@ pub struct Mempool {
     /// Blocks seen, and the count at each transaction's admission (how long a queued one has waited).
     blocks: u64,
     added: HashMap<B256, u64>,
+    tails: Tails,
+}
+
+/// The last transaction of each sender's line (the only ones eviction takes, so no gap opens), ordered by tip
+/// and by fee cap. A transaction's effective tip at base fee b is min(tip, fee cap - b), so the cheapest over all
+/// tails is min(smallest tip, smallest fee cap - b): two lookups instead of a scan of every sender.
+#[derive(Default)]
+struct Tails {
+    of: HashMap<Address, (u128, u128, B256)>,
+    by_tip: BTreeSet<(u128, B256)>,
+    by_fee: BTreeSet<(u128, B256)>,
+}
+
+impl Tails {
+    /// Records `tail` as `sender`'s last transaction (none: the sender has nothing left).
+    fn set(&mut self, sender: Address, tail: Option<&RecoveredTx>) {
+        if let Some((tip, fee, hash)) = self.of.remove(&sender) {
+            self.by_tip.remove(&(tip, hash));
+            self.by_fee.remove(&(fee, hash));
+        }
+        if let Some(t) = tail {
+            let (tip, fee) = (envelope_max_tip(t), t.max_fee_per_gas());
+            self.of.insert(sender, (tip, fee, t.hash));
+            self.by_tip.insert((tip, t.hash));
+            self.by_fee.insert((fee, t.hash));
+        }
+    }
+
+    /// The tail with the lowest effective tip at `base_fee`, and that tip.
+    fn cheapest(&self, base_fee: u64) -> Option<(B256, u128)> {
+        let by_tip = self.by_tip.first().map(|(tip, h)| (*h, *tip));
+        let by_fee = self
+            .by_fee
+            .first()
+            .map(|(fee, h)| (*h, fee.saturating_sub(u128::from(base_fee))));
+        match (by_tip, by_fee) {
+            (Some(a), Some(b)) => Some(if a.1 <= b.1 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 fn bumped(old: u128, percent: u128) -> u128 {
@@ -179,7 +219,9 @@ impl Mempool {
         self.bytes = self.bytes.saturating_add(tx.encoded_len);
         self.added.insert(tx.hash, self.blocks);
         self.by_hash.insert(tx.hash, (sender, nonce));
-        self.by_sender.entry(sender).or_default().insert(nonce, tx);
+        let line = self.by_sender.entry(sender).or_default();
+        line.insert(nonce, tx);
+        self.tails.set(sender, line.values().next_back());
         Ok(if self.next_nonce(&sender, account_nonce) > nonce {
             Added::Pending
         } else {
@@ -190,13 +232,7 @@ impl Mempool {
     /// Makes room by dropping the cheapest transaction that is last in its sender's line (so no gap opens),
     /// if it pays less than `tip`.
     fn evict_cheapest_below(&mut self, tip: u128, base_fee: u64) -> Result<(), MempoolError> {
-        let victim = self
-            .by_sender
-            .values()
-            .filter_map(|m| m.values().next_back())
-            .min_by_key(|t| t.effective_tip(base_fee))
-            .map(|t| (t.hash, t.effective_tip(base_fee)));
-        match victim {
+        match self.tails.cheapest(base_fee) {
             Some((hash, victim_tip)) if victim_tip < tip => {
                 self.remove(&hash);
                 Ok(())
@@ -210,6 +246,7 @@ impl Mempool {
         self.added.remove(hash);
         let txs = self.by_sender.get_mut(&sender)?;
         let tx = txs.remove(&nonce);
+        self.tails.set(sender, txs.values().next_back());
         if txs.is_empty() {
             self.by_sender.remove(&sender);
         }
@@ -220,8 +257,9 @@ impl Mempool {
     }
 
     /// Executable transactions for the next block: best tip first across senders, each sender in nonce order
-    /// from its account nonce, skipping senders whose next transaction cannot pay `base_fee`.
-    pub fn best(&self, state: &WorldState, base_fee: u64) -> Vec<RecoveredTx> {
+    /// from its account nonce, skipping senders whose next transaction cannot pay `base_fee`; the longest such
+    /// prefix within `max_bytes` of encoded transactions (only those are copied out).
+    pub fn best(&self, state: &WorldState, base_fee: u64, max_bytes: usize) -> Vec<RecoveredTx> {
         // Per sender: its run of consecutive nonces from the account nonce.
         let mut lanes: Vec<Vec<&RecoveredTx>> = Vec::with_capacity(self.by_sender.len());
         for (sender, txs) in &self.by_sender {
@@ -245,9 +283,15 @@ impl Mempool {
                 heap.push((tx.effective_tip(base_fee), Reverse(tx.hash), i));
             }
         }
-        let mut out = Vec::with_capacity(self.by_hash.len());
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
         while let Some((_, _, i)) = heap.pop() {
             if let Some(tx) = lanes[i].pop() {
+                bytes = bytes.saturating_add(tx.encoded_len);
+                // A prefix keeps every sender's nonce order; the next block starts where this one stops.
+                if bytes > max_bytes {
+                    break;
+                }
                 out.push(tx.clone());
             }
             if let Some(next) = lanes[i].last() {
@@ -358,13 +402,17 @@ mod tests {
             Ok(Added::Pending)
         );
         assert_eq!(mempool.add(send(&ks[0], 2), &spec, acct.as_ref(), 1), Ok(Added::Queued));
-        assert_eq!(mempool.best(&state, 1).len(), 1, "nonce 2 waits behind the gap");
+        assert_eq!(
+            mempool.best(&state, 1, usize::MAX).len(),
+            1,
+            "nonce 2 waits behind the gap"
+        );
         assert_eq!(mempool.next_nonce(&ks[0].address(), 0), 1);
         assert_eq!(
             mempool.add(send(&ks[0], 1), &spec, acct.as_ref(), 1),
             Ok(Added::Pending)
         );
-        let best = mempool.best(&state, 1);
+        let best = mempool.best(&state, 1, usize::MAX);
         assert_eq!(best.iter().map(|t| t.nonce()).collect::<Vec<_>>(), vec![0, 1, 2]);
         assert_eq!(
             mempool.add(send(&ks[0], 1), &spec, acct.as_ref(), 1),
@@ -406,11 +454,63 @@ mod tests {
         mempool
             .add(a(&ks[1], 0, 500), &spec, state.account(&ks[1].address()), 1)
             .unwrap();
-        let order: Vec<_> = mempool.best(&state, 1).iter().map(|t| (t.sender, t.nonce())).collect();
+        let order: Vec<_> = mempool
+            .best(&state, 1, usize::MAX)
+            .iter()
+            .map(|t| (t.sender, t.nonce()))
+            .collect();
         assert_eq!(
             order,
             vec![(ks[1].address(), 0), (ks[0].address(), 0), (ks[0].address(), 1)]
         );
+    }
+
+    #[test]
+    fn the_tail_index_finds_the_same_victim_as_a_scan_of_every_sender() {
+        let (spec, state, ks) = setup(12);
+        let mut mempool = Mempool::new(MempoolConfig::default());
+        // A small xorshift: fee caps and tips spread around the base fees tried below.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut held = Vec::new();
+        for step in 0..400u64 {
+            let k = &ks[(next() % 12) as usize];
+            if step % 5 == 4 && !held.is_empty() {
+                let h = held.swap_remove((next() as usize) % held.len());
+                mempool.remove(&h);
+            } else {
+                let nonce = mempool.next_nonce(&k.address(), 0) + next() % 2;
+                let fee = 1_000 + u128::from(next() % 2_000);
+                let tip = u128::from(next() % 1_500).min(fee);
+                let tx = eip1559_priced(k, CHAIN, nonce, fee, tip);
+                if mempool.add(tx.clone(), &spec, state.account(&k.address()), 1).is_ok() {
+                    held.push(tx.hash);
+                }
+            }
+            for base_fee in [1u64, 500, 1_000, 1_800, 2_500] {
+                let scan = mempool
+                    .by_sender
+                    .values()
+                    .filter_map(|m| m.values().next_back())
+                    .map(|t| t.effective_tip(base_fee))
+                    .min();
+                let indexed = mempool.tails.cheapest(base_fee).map(|(h, tip)| {
+                    assert_eq!(
+                        mempool.get(&h).map(|t| t.effective_tip(base_fee)),
+                        Some(tip),
+                        "step {step}"
+                    );
+                    tip
+                });
+                assert_eq!(indexed, scan, "step {step}, base fee {base_fee}");
+            }
+        }
+        assert_eq!(mempool.tails.of.len(), mempool.by_sender.len());
     }
 
     #[test]
