@@ -47,6 +47,37 @@ contract BatchInboxTest is Fixture {
         }
     }
 
+    /// A signed header with any one field changed (by any amount) is refused: the signature covers every field.
+    function testFuzz_aChangedFieldBreaksTheSignature(uint8 field, uint256 delta) public {
+        bytes memory payload = "compressed blocks 1..10";
+        BatchInbox.BatchHeader memory h = _header(0, 1, 10, bytes32(0), payload);
+        bytes memory sig = _sign(h);
+        field = field % 6;
+        delta = delta == 0 ? 1 : delta;
+        // forge-lint: disable-start(unsafe-typecast) truncation is the point: any different value
+        if (field == 0) h.l2FirstBlock = uint64(uint256(h.l2FirstBlock) ^ delta);
+        else if (field == 1) h.l2LastBlock = uint64(uint256(h.l2LastBlock) ^ delta);
+        // forge-lint: disable-end(unsafe-typecast)
+        else if (field == 2) h.parentHash = bytes32(uint256(h.parentHash) ^ delta);
+        else if (field == 3) h.txRoot = bytes32(uint256(h.txRoot) ^ delta);
+        else if (field == 4) h.stateRoot = bytes32(uint256(h.stateRoot) ^ delta);
+        else h.payloadHash = bytes32(uint256(h.payloadHash) ^ delta);
+        // A change only above the low 64 bits leaves a block number as it was; nothing changed then.
+        if (h.l2FirstBlock == 1 && h.l2LastBlock == 10 && field < 2) return;
+        vm.expectRevert();
+        inbox.appendBatch(h, payload, sig);
+    }
+
+    /// A payload other than the one the header names is refused, whatever it is.
+    function testFuzz_anotherPayloadIsRefused(bytes calldata other) public {
+        bytes memory payload = "compressed blocks 1..10";
+        if (keccak256(other) == keccak256(payload)) return;
+        BatchInbox.BatchHeader memory h = _header(0, 1, 10, bytes32(0), payload);
+        bytes memory sig = _sign(h);
+        vm.expectRevert();
+        inbox.appendBatch(h, other, sig);
+    }
+
     function test_appendBatch_calldata_chain() public {
         bytes memory payload = "compressed blocks 1..10";
         BatchInbox.BatchHeader memory h = _header(0, 1, 10, bytes32(0), payload);
