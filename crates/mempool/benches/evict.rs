@@ -42,7 +42,8 @@ fn main() {
     let started = Instant::now();
     for tx in newcomers {
         let sender = tx.sender;
-        pool.add(tx, &spec, state.account(&sender), 1).expect("evicts the cheapest");
+        pool.add(tx, &spec, state.account(&sender), 1)
+            .expect("evicts the cheapest");
     }
     let evicting = started.elapsed();
     assert_eq!(pool.len(), FULL);

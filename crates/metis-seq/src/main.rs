@@ -65,10 +65,27 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The whole context chain on one line; no backtrace for operator errors.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. A cause the text so far already says is left out: many errors print
+/// their source in their own message, and the chain would repeat it.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -82,5 +99,34 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Testnet(args) => node_cmd::run_testnet(args).await,
         Command::Devnet(args) => devnet::run(args).await,
         Command::Replica(args) => replica::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("opening the chain: {0}")]
+    struct Outer(#[from] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("database /d/chain.redb: not a redb file")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad config")]
+    struct Plain(#[source] Inner);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let e = anyhow::Error::from(Outer(Inner)).context("starting node node3");
+        assert_eq!(
+            report(&e),
+            "starting node node3: opening the chain: database /d/chain.redb: not a redb file"
+        );
+        // A cause its parent does not print is still shown.
+        let e = anyhow::Error::from(Plain(Inner));
+        assert_eq!(report(&e), "bad config: database /d/chain.redb: not a redb file");
     }
 }

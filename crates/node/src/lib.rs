@@ -532,6 +532,23 @@ fn wal_path(s: &NodeSettings) -> PathBuf {
     s.data_dir.join("wal").join("consensus.wal")
 }
 
+/// Malachite reports a damaged WAL ("Invalid WAL version") without naming the file: open it here first, as the
+/// engine is about to, so that the error does.
+fn check_wal(path: &std::path::Path) -> Result<(), NodeError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    malachitebft_app_channel::app::wal::Log::open(path)
+        .map(drop)
+        .map_err(|e| {
+            NodeError::Consensus(format!(
+                "consensus WAL {}: {e}. If it is damaged, move it aside: the node then starts without it, and the \
+                 signing guard still refuses any vote this key cast differently",
+                path.display()
+            ))
+        })
+}
+
 /// Malachite's engine (libp2p, WAL, sync) under this node's validator identity.
 /// With no signer (a node behind its signing guard), it follows the chain as a full node.
 async fn start_consensus(
@@ -541,6 +558,7 @@ async fn start_consensus(
     guarded: Option<Box<metis_consensus::guard::GuardedSigner>>,
 ) -> Result<(malachitebft_app_channel::Channels<MetisContext>, EngineHandle), NodeError> {
     let config = malachite_config(s)?;
+    check_wal(&wal_path(s))?;
     let identity = network_identity(s, address, signer).await?;
     let consensus = match guarded {
         Some(g) => ConsensusContext::new_validator(address, Box::new(ConsensusVerifier), g),

@@ -24,6 +24,8 @@ const CODE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("code");
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] redb::Error),
+    #[error("database {path}: {source}")]
+    Open { path: String, source: Box<redb::Error> },
     #[error("corrupt data: {0}")]
     Corrupt(String),
     #[error(
@@ -168,7 +170,10 @@ fn decode_receipts(mut b: &[u8]) -> Result<Vec<ReceiptEnvelope>, StoreError> {
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        let db = Database::create(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            source: Box::new(e.into()),
+        })?;
         let w = db.begin_write()?;
         {
             // Create every table so readers never meet a missing one.

@@ -5,6 +5,7 @@
 mod accountability;
 #[path = "../common/mod.rs"]
 mod common;
+mod corrupt;
 mod hostile;
 
 use alloy::primitives::{B256, U256};
