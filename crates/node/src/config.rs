@@ -129,6 +129,11 @@ pub struct RpcSection {
     /// Open connections from one client address (behind a proxy, raise it or let the proxy limit).
     #[serde(default = "default_connections_per_ip")]
     pub connections_per_ip: u32,
+    /// Calls per second from one client address (each call of a batch counts), and the burst above it.
+    #[serde(default = "default_requests_per_ip_per_sec")]
+    pub requests_per_ip_per_sec: u32,
+    #[serde(default = "default_requests_per_ip_burst")]
+    pub requests_per_ip_burst: u32,
 }
 
 impl RpcSection {
@@ -141,6 +146,8 @@ impl RpcSection {
             call_threads: None,
             calls_per_ip: default_calls_per_ip(),
             connections_per_ip: default_connections_per_ip(),
+            requests_per_ip_per_sec: default_requests_per_ip_per_sec(),
+            requests_per_ip_burst: default_requests_per_ip_burst(),
         }
     }
 
@@ -149,14 +156,19 @@ impl RpcSection {
             || self.call_threads == Some(0)
             || self.calls_per_ip == 0
             || self.connections_per_ip == 0
+            || self.requests_per_ip_per_sec == 0
+            || self.requests_per_ip_burst == 0
         {
             return Err(ConfigError::Invalid(
-                "[rpc] evm_timeout_ms, call_threads, calls_per_ip and connections_per_ip must be above 0",
+                "[rpc] evm_timeout_ms, call_threads, calls_per_ip, connections_per_ip, requests_per_ip_per_sec and \
+                 requests_per_ip_burst must be above 0",
             ));
         }
         Ok(RpcConfig {
             addr: self.addr,
             max_connections_per_ip: self.connections_per_ip,
+            requests_per_ip_per_sec: self.requests_per_ip_per_sec,
+            requests_per_ip_burst: self.requests_per_ip_burst,
             limits: metis_rpc::RpcLimits {
                 gas_cap: self.gas_cap,
                 heavy: HeavyLimits {
@@ -189,6 +201,14 @@ fn default_calls_per_ip() -> u32 {
 
 fn default_connections_per_ip() -> u32 {
     RpcConfig::default().max_connections_per_ip
+}
+
+fn default_requests_per_ip_per_sec() -> u32 {
+    RpcConfig::default().requests_per_ip_per_sec
+}
+
+fn default_requests_per_ip_burst() -> u32 {
+    RpcConfig::default().requests_per_ip_burst
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ pub mod filters;
 pub mod limits;
 pub mod pos;
 pub mod pubsub;
+pub mod rate;
 pub mod server;
 
 pub use eth::RpcLimits;

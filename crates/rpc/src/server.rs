@@ -5,6 +5,8 @@
 
 use crate::eth::{Ctx, EthRpc, RpcLimits};
 use crate::limits::{PerIp, RemoteIp};
+use crate::rate::{RateLimitLayer, RateLimiter};
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
     serve_with_graceful_shutdown, stop_channel, BatchRequestConfig, HttpRequest, Methods, Server, ServerConfig,
     ServerHandle, StopHandle,
@@ -29,6 +31,9 @@ pub struct RpcConfig {
     pub max_connections: u32,
     pub max_connections_per_ip: u32,
     pub max_subscriptions_per_connection: u32,
+    /// Calls per second from one address (each call of a batch counts), and the burst allowed above it.
+    pub requests_per_ip_per_sec: u32,
+    pub requests_per_ip_burst: u32,
     pub max_batch: u32,
     pub limits: RpcLimits,
 }
@@ -42,6 +47,8 @@ impl Default for RpcConfig {
             max_connections: 500,
             max_connections_per_ip: 64,
             max_subscriptions_per_connection: 64,
+            requests_per_ip_per_sec: 1000,
+            requests_per_ip_burst: 2000,
             max_batch: 1000,
             limits: RpcLimits::default(),
         }
@@ -107,7 +114,13 @@ pub async fn start_with(
     let (stop, handle) = stop_channel();
     let accept = Accept {
         listener,
-        service: Server::builder().set_config(config).to_service_builder(),
+        service: Server::builder()
+            .set_config(config)
+            .set_rpc_middleware(RpcServiceBuilder::new().layer(RateLimitLayer(Arc::new(RateLimiter::new(
+                cfg.requests_per_ip_per_sec,
+                cfg.requests_per_ip_burst,
+            )))))
+            .to_service_builder(),
         methods: m.into(),
         stop,
         open: Arc::new(Semaphore::new(cfg.max_connections as usize)),
@@ -120,7 +133,10 @@ pub async fn start_with(
 
 struct Accept {
     listener: TcpListener,
-    service: jsonrpsee::server::TowerServiceBuilder<tower::layer::util::Identity, tower::layer::util::Identity>,
+    service: jsonrpsee::server::TowerServiceBuilder<
+        tower::layer::util::Stack<RateLimitLayer, tower::layer::util::Identity>,
+        tower::layer::util::Identity,
+    >,
     methods: Methods,
     stop: StopHandle,
     open: Arc<Semaphore>,

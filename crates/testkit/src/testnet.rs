@@ -42,6 +42,8 @@ pub struct NetOptions {
     /// Commits counted for downtime, and the share (basis points) a validator must be in.
     pub downtime_window: u64,
     pub min_signed_bps: u32,
+    /// The genesis block gas limit.
+    pub gas_limit: u64,
 }
 
 pub struct L1Options {
@@ -72,6 +74,8 @@ impl Default for NetOptions {
             post_turn_timeout_ms: 3_000,
             downtime_window: 100,
             min_signed_bps: 5_000,
+            // The genesis default (metis_execution::genesis::DEFAULT_GAS_LIMIT).
+            gas_limit: 30_000_000,
         }
     }
 }
@@ -169,6 +173,7 @@ impl Testnet {
             .args(["--block-time-ms", &opts.block_time_ms.to_string()])
             .args(["--downtime-window", &opts.downtime_window.to_string()])
             .args(["--min-signed-bps", &opts.min_signed_bps.to_string()])
+            .args(["--gas-limit", &opts.gas_limit.to_string()])
             .arg("--out")
             .arg(dir.join("net"))
             .output()
