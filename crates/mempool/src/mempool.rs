@@ -155,6 +155,20 @@ impl Mempool {
         self.by_sender.get(sender)?.get(nonce)
     }
 
+    /// How many transactions can run now (pending: each sender's run of nonces from its account's) and how many
+    /// wait behind a gap (queued).
+    pub fn status(&self, state: &WorldState) -> (usize, usize) {
+        let mut pending = 0usize;
+        for (sender, txs) in &self.by_sender {
+            let mut n = state.account(sender).map_or(0, |a| a.nonce);
+            while txs.contains_key(&n) {
+                pending += 1;
+                n = n.saturating_add(1);
+            }
+        }
+        (pending, self.by_hash.len().saturating_sub(pending))
+    }
+
     /// The nonce the sender's next transaction should carry, counting its pending ones ("pending" tag).
     pub fn next_nonce(&self, sender: &Address, account_nonce: u64) -> u64 {
         let mut n = account_nonce;

@@ -40,6 +40,9 @@ pub struct DevArgs {
     /// Transactions the mempool holds at most (the cheapest are evicted beyond).
     #[arg(long, default_value_t = 100_000)]
     txpool_max_txs: usize,
+    /// Encoded bytes the mempool holds at most, in MiB.
+    #[arg(long, default_value_t = 128)]
+    txpool_max_mib: usize,
     /// Block gas limit of the dev genesis.
     #[arg(long, default_value_t = metis_execution::genesis::DEFAULT_GAS_LIMIT)]
     gas_limit: u64,
@@ -82,6 +85,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         engine,
         MempoolConfig {
             max_txs: args.txpool_max_txs,
+            max_bytes: args.txpool_max_mib.saturating_mul(1024 * 1024),
             ..Default::default()
         },
     );

@@ -630,3 +630,68 @@ async fn subscriptions_are_bounded_per_connection_and_logs_node_wide() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A flood of large transactions that can never run (each sender's line starts one nonce ahead of its account,
+/// so all are queued): 160 of 127 KiB (19.8 MiB) against a mempool of 16 MiB. The pool holds no more than its
+/// budget and refuses the rest with "txpool is full"; the node keeps making blocks, and an honest transfer that
+/// pays a better tip lands within 3 blocks.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_large_queued_transactions_stays_inside_the_byte_budget() {
+    let dir = tempdir("flood");
+    let node = DevNode::start_with(&dir, 500, &["--txpool-max-mib", "16"]);
+    let provider = ProviderBuilder::new().connect_http(node.url.parse().unwrap());
+    let to = Address::repeat_byte(0x42);
+    let big = Bytes::from(vec![0u8; 127 * 1024]);
+    let (mut admitted, mut refused) = (0usize, 0usize);
+    let mut size = 0usize;
+    for sender in 1..=4u32 {
+        let key = common::dev_key(sender);
+        for nonce in 1..=40u64 {
+            let raw = raw_tx(&key, CHAIN_ID, nonce, to, 2_000_000_000, 1, big.clone());
+            size = raw.len();
+            match provider
+                .raw_request::<_, B256>("eth_sendRawTransaction".into(), (raw,))
+                .await
+            {
+                Ok(_) => admitted += 1,
+                Err(e) => {
+                    assert!(e.to_string().contains("txpool is full"), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    let status: serde_json::Value = provider.raw_request("txpool_status".into(), ()).await.unwrap();
+    let queued = usize::from_str_radix(status["queued"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    eprintln!("flood: {admitted} admitted, {refused} refused, {queued} queued of {size} bytes each");
+    assert!(refused > 0, "nothing was refused");
+    assert!(
+        queued * size <= 16 * 1024 * 1024,
+        "{queued} x {size} bytes is over the budget"
+    );
+    assert_eq!(status["pending"], "0x0");
+    // An honest transfer with a better tip makes room and lands within 3 blocks.
+    let honest = signer(DEV_KEY);
+    let at = provider.get_block_number().await.unwrap();
+    let hash: B256 = provider
+        .raw_request(
+            "eth_sendRawTransaction".into(),
+            (raw_tx(
+                &honest,
+                CHAIN_ID,
+                0,
+                to,
+                10_000_000_000,
+                1_000_000_000,
+                Bytes::new(),
+            ),),
+        )
+        .await
+        .unwrap();
+    let receipt = wait_for(30, "the honest transfer's receipt", || async {
+        provider.get_transaction_receipt(hash).await.ok().flatten()
+    })
+    .await;
+    let landed = receipt.block_number.unwrap();
+    assert!(landed <= at + 3, "sent at block {at}, landed in {landed}");
+}

@@ -121,6 +121,14 @@ pub trait EthApi {
     async fn subscribe(&self, kind: String, params: Option<Value>) -> SubscriptionResult;
 }
 
+/// `txpool_*`: the mempool, as geth shows it.
+#[rpc(server, namespace = "txpool")]
+pub trait TxpoolApi {
+    /// Transactions that can run now (`pending`) and that wait behind a nonce gap (`queued`).
+    #[method(name = "status")]
+    fn status(&self) -> RpcResult<Value>;
+}
+
 /// `metis_*`: the PoS query API. Lists take `[from?, count?]` and answer at most 1000 items per call.
 #[rpc(server, namespace = "metis")]
 pub trait PosApi {

@@ -1,7 +1,7 @@
 //! The eth_*, net_* and web3_* methods ([`crate::api`]) over snapshots of the chain's head ([`HeadView`]), its
 //! mempool and the installed filters. Calls and log scans go through [`HeavyWork`].
 
-use crate::api::{EthApiServer, NetApiServer, Web3ApiServer};
+use crate::api::{EthApiServer, NetApiServer, TxpoolApiServer, Web3ApiServer};
 use crate::convert::{block_logs_matching, rpc_block, rpc_receipt, rpc_tx};
 use crate::error::{internal, invalid_params, limit_exceeded, not_found, reverted, server_error, RpcResult};
 use crate::filters::FilterKind;
@@ -532,6 +532,7 @@ impl EthRpc {
         let mut m = RpcModule::new(());
         m.merge(Web3ApiServer::into_rpc(self.clone()))?;
         m.merge(NetApiServer::into_rpc(self.clone()))?;
+        m.merge(TxpoolApiServer::into_rpc(self.clone()))?;
         m.merge(EthApiServer::into_rpc(self))?;
         Ok(m)
     }
@@ -548,6 +549,14 @@ impl Web3ApiServer for EthRpc {
 
     fn sha3(&self, data: Bytes) -> RpcResult<B256> {
         Ok(alloy_primitives::keccak256(data))
+    }
+}
+
+impl TxpoolApiServer for EthRpc {
+    fn status(&self) -> RpcResult<serde_json::Value> {
+        let view = self.0.backend.view();
+        let (pending, queued) = self.0.backend.mempool().status(view.state());
+        Ok(serde_json::json!({"pending": U64::from(pending), "queued": U64::from(queued)}))
     }
 }
 
