@@ -270,7 +270,7 @@ impl Signer {
             return;
         }
         info!(report = r.batch_id, epochs = ?(r.start_epoch, r.end_epoch), blocks = ?r.blocks, "reward report to sign");
-        self.requests.insert(
+        self.track(
             id,
             Request {
                 index: r.batch_id,
@@ -279,7 +279,6 @@ impl Signer {
                 published: Instant::now(),
             },
         );
-        self.open(id, digest.0);
     }
 
     /// Opens the signing request of a slash the ledger asked for (LockingPool.slashDigest over it).
@@ -297,7 +296,7 @@ impl Signer {
         );
         let id = slash_request(r.id);
         info!(slash = r.id, sequencer = r.sequencer, amount = %r.amount, evidence = %r.evidence, "slash to sign");
-        self.requests.insert(
+        self.track(
             id,
             Request {
                 index: r.id,
@@ -306,7 +305,6 @@ impl Signer {
                 published: Instant::now(),
             },
         );
-        self.open(id, digest.0);
     }
 
     /// Opens again the requests of recent batches that have a header but no signature here.
@@ -332,7 +330,7 @@ impl Signer {
     fn request(&mut self, h: &metis_contracts::bindings::BatchInbox::BatchHeader, decided_at: Instant) {
         let digest = metis_contracts::digest::batch_signing_digest(self.cfg.l1_chain_id, self.cfg.inbox, h);
         let id = batch_request(h.index);
-        self.requests.insert(
+        self.track(
             id,
             Request {
                 index: h.index,
@@ -341,7 +339,6 @@ impl Signer {
                 published: Instant::now(),
             },
         );
-        self.open(id, digest.0);
     }
 
     /// Derives the headers of every cut batch not derived yet, and opens their signing requests.
@@ -380,6 +377,23 @@ impl Signer {
             }
             self.request(&d.header, decided_at);
         }
+    }
+
+    /// Keeps `r` as request `id` and opens it, unless `MAX_OPEN` requests are waiting already (a pool that
+    /// cannot sign): then it is dropped with a warning, so the map stays bounded. A batch dropped here is opened
+    /// again from the store when the key changes (`reopen_unsigned`, the last `SIGN_BACKLOG` batches).
+    fn track(&mut self, id: u64, r: Request) {
+        if !self.requests.contains_key(&id) && self.requests.len() >= MAX_OPEN {
+            warn!(
+                id,
+                open = self.requests.len(),
+                "too many signing requests waiting; not tracking this one"
+            );
+            return;
+        }
+        let digest = r.digest;
+        self.requests.insert(id, r);
+        self.open(id, digest);
     }
 
     /// Opens `id` in the collector, adds this node's partial and publishes it.
@@ -660,16 +674,34 @@ mod tests {
 
     /// Opens batch request `id` for `digest`, as decided state would.
     fn open_batch(s: &mut Signer, id: u64, digest: [u8; 32]) {
-        s.requests.insert(
+        s.track(
             id,
             Request {
-                index: 0,
+                index: id & INDEX_MASK,
                 digest,
                 decided_at: Instant::now(),
                 published: Instant::now(),
             },
         );
-        s.open(id, digest);
+    }
+
+    /// While the pool cannot sign (here nobody else sends a partial), requests pile up only to `MAX_OPEN`; one
+    /// already tracked is still taken again (a key change reopens them).
+    #[test]
+    fn requests_stay_bounded_while_the_pool_cannot_sign() {
+        let (dir, mut s, _) = player_zero("bounded");
+        for i in 0..(MAX_OPEN as u64 + 500) {
+            let mut digest = [0u8; 32];
+            digest[..8].copy_from_slice(&i.to_be_bytes());
+            open_batch(&mut s, batch_request(i), digest);
+        }
+        assert_eq!(s.requests.len(), MAX_OPEN);
+        assert!(
+            s.requests.contains_key(&batch_request(0)) && !s.requests.contains_key(&batch_request(MAX_OPEN as u64))
+        );
+        open_batch(&mut s, batch_request(0), [0u8; 32]);
+        assert_eq!(s.requests.len(), MAX_OPEN);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn partial(share: &metis_mpc::Share, digest: &[u8; 32]) -> SignMsg {
