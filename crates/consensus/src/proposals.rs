@@ -7,7 +7,26 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use malachitebft_core_types::Round;
 use metis_wire::types::{Address, BlockHash, Height};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use tracing::warn;
+
+/// No stored proposal is larger: a 16 MiB block and its header, commit and evidence.
+const MAX_FILE: u64 = 20 * 1024 * 1024;
+
+/// Reads `path` whole unless it is larger than any proposal could be.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    let f = std::fs::File::open(path)?;
+    let mut out = Vec::new();
+    f.take(MAX_FILE + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > MAX_FILE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_FILE} bytes"),
+        ));
+    }
+    Ok(out)
+}
 
 #[derive(BorshSerialize, BorshDeserialize)]
 pub struct StoredProposal {
@@ -48,7 +67,8 @@ impl ProposalStore {
         std::fs::rename(&tmp, &path)
     }
 
-    /// Every stored proposal for `height` (unreadable files are skipped: they are re-fetched by sync).
+    /// Every stored proposal for `height`. A file that cannot be read (damaged, or larger than any proposal) is
+    /// skipped with a warning that names it: the block is fetched again by sync.
     pub fn at(&self, height: Height) -> Vec<StoredProposal> {
         let prefix = format!("{:020}-", height.0);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -58,9 +78,24 @@ impl ProposalStore {
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
             .filter(|e| e.file_name().to_string_lossy().ends_with(".bin"))
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| StoredProposal::try_from_slice(&b).ok())
-            .filter(|p| p.height == height)
+            .filter_map(|e| {
+                let path = e.path();
+                let read = read_bounded(&path).and_then(|b| {
+                    StoredProposal::try_from_slice(&b)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+                });
+                match read {
+                    Ok(p) if p.height == height => Some(p),
+                    Ok(p) => {
+                        warn!(file = %path.display(), height = p.height.0, "stored proposal is for another height; skipped");
+                        None
+                    }
+                    Err(e) => {
+                        warn!(file = %path.display(), error = %e, "stored proposal is unreadable; skipped (sync fetches the block again)");
+                        None
+                    }
+                }
+            })
             .collect()
     }
 

@@ -33,6 +33,7 @@ async fn damaged_files_stop_a_node_with_a_clear_error_and_the_pool_goes_on() {
     let mut net = Testnet::new("net-corrupt", NetOptions::default());
     let all: Vec<usize> = (0..4).collect();
     net.wait_height(&all, 3, 60).await;
+    let head3 = net.head(3).await.expect("node 3's head");
     let status = net.stop(3);
     assert!(status.success(), "node 3 did not stop cleanly: {status}");
     let node = net.net_dir().join("node3");
@@ -57,6 +58,32 @@ async fn damaged_files_stop_a_node_with_a_clear_error_and_the_pool_goes_on() {
             damage: |p| scribble(p, 0, 64),
             says: "move it aside",
             move_aside: true,
+        },
+        Case {
+            name: "key file with absurd KDF parameters",
+            file: node.join("keys/dkg.key"),
+            damage: |p| {
+                let text = std::fs::read_to_string(p).expect("key file");
+                let edited = text.replace("\"m_cost\": 8192", "\"m_cost\": 4000000000");
+                assert_ne!(text, edited, "no m_cost to edit in {text}");
+                std::fs::write(p, edited).expect("damage");
+            },
+            says: "KDF parameters above the maximum",
+            move_aside: false,
+        },
+        Case {
+            name: "truncated chain store",
+            file: node.join("data/chain/chain.redb"),
+            damage: |p| {
+                let len = std::fs::metadata(p).expect("store").len();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .and_then(|f| f.set_len(len / 3))
+                    .expect("truncate");
+            },
+            says: "database",
+            move_aside: false,
         },
         Case {
             name: "consensus key",
@@ -86,7 +113,7 @@ async fn damaged_files_stop_a_node_with_a_clear_error_and_the_pool_goes_on() {
             case.name
         );
         assert!(
-            stderr.to_lowercase().contains(case.says),
+            stderr.contains(case.says),
             "{}: unclear error:\n{stderr}",
             case.name
         );
@@ -102,6 +129,9 @@ async fn damaged_files_stop_a_node_with_a_clear_error_and_the_pool_goes_on() {
             std::fs::write(&case.file, backup).expect("restore");
         }
     }
+    // A damaged proposal file for the height node 3 resumes at is skipped with a warning that names it.
+    let junk = node.join(format!("data/proposals/{:020}-{}.bin", head3 + 1, "ab".repeat(32)));
+    std::fs::write(&junk, vec![0xff; 4096]).expect("junk proposal");
     // Meanwhile the other three went on; restored (its WAL moved aside), node 3 catches up and takes part again.
     let hashes = send_transfers(&net, 0, 0, 0, 1).await;
     wait_receipts(&net, &[0, 1, 2], &hashes, 60).await;
@@ -110,4 +140,9 @@ async fn damaged_files_stop_a_node_with_a_clear_error_and_the_pool_goes_on() {
     let h = net.head(0).await.unwrap();
     net.wait_height(&all, h + 2, 60).await;
     net.assert_same_chain(&all, h + 2).await;
+    let log = std::fs::read_to_string(net.log_path(3)).unwrap_or_default();
+    assert!(
+        log.contains("stored proposal is unreadable") && log.contains(&*junk.to_string_lossy()),
+        "node 3 did not name the damaged proposal file"
+    );
 }
