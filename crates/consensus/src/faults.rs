@@ -22,6 +22,9 @@ pub enum Fault {
     /// Leave one validator (the first of the set but this node that the quorum can spare) out of the commit
     /// every proposed block carries, to get it jailed for downtime.
     CensorCommit,
+    /// Publish 100 signed proposal streams a second for the next height, at rounds 0, 1, 2, ... 9,999 and again,
+    /// each with a 64 KiB junk block.
+    StreamFlood,
 }
 
 impl Fault {
@@ -40,8 +43,10 @@ impl std::str::FromStr for Fault {
             "double-vote" => Ok(Self::DoubleVote),
             "double-propose" => Ok(Self::DoublePropose),
             "censor-commit" => Ok(Self::CensorCommit),
+            "stream-flood" => Ok(Self::StreamFlood),
             _ => Err(format!(
-                "unknown fault {s:?} (bad-state-root, foreign-tx, double-vote, double-propose, censor-commit)"
+                "unknown fault {s:?} (bad-state-root, foreign-tx, double-vote, double-propose, censor-commit, \
+                 stream-flood)"
             )),
         }
     }
@@ -107,7 +112,7 @@ pub fn apply(fault: Option<FaultSpec>, block: &mut ExecutedBlock, chain_id: u64)
             None
         }
         Fault::ForeignTx => foreign_tx(chain_id),
-        Fault::DoubleVote | Fault::DoublePropose | Fault::CensorCommit => None,
+        Fault::DoubleVote | Fault::DoublePropose | Fault::CensorCommit | Fault::StreamFlood => None,
     }
 }
 

@@ -140,6 +140,9 @@ pub struct App {
     history_keep: usize,
     #[cfg(feature = "test-faults")]
     fault: Option<crate::faults::FaultSpec>,
+    /// The last round the stream-flood fault published for.
+    #[cfg(feature = "test-faults")]
+    flood_round: u32,
     proposals: Option<ProposalStore>,
     /// A height decided on a block not held here, to be restarted (and synced).
     restart: Option<Height>,
@@ -258,6 +261,8 @@ impl App {
             history_keep: DEFAULT_HISTORY_KEEP,
             #[cfg(feature = "test-faults")]
             fault: None,
+            #[cfg(feature = "test-faults")]
+            flood_round: 0,
             proposals: None,
             restart: None,
             l1: Arc::new(NoL1),
@@ -484,6 +489,7 @@ impl App {
         network: Sender<NetworkMsg<MetisContext>>,
     ) -> Result<(), AppError> {
         let mut from_peers = self.evidence_from_peers.take();
+        let mut flood = self.flood_interval();
         loop {
             let start_at = self.pending_start.as_ref().map(|(_, at, _)| *at);
             let msg = tokio::select! {
@@ -495,6 +501,10 @@ impl App {
                 Some((peer, items)) = next_from(&mut from_peers) => {
                     let span = info_span!("evidence", peer = %metis_net::PeerKey(peer));
                     span.in_scope(|| self.on_peer_evidence(peer, items));
+                    continue;
+                }
+                _ = next_tick(&mut flood) => {
+                    self.flood_streams(&network).await?;
                     continue;
                 }
             };
@@ -619,6 +629,54 @@ impl App {
                 None
             }
         }
+    }
+}
+
+/// The next tick of `interval`, or never without one.
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl App {
+    /// A timer for the stream-flood fault (test builds asked to misbehave so); none otherwise.
+    fn flood_interval(&self) -> Option<tokio::time::Interval> {
+        #[cfg(feature = "test-faults")]
+        if self.fault.is_some_and(|f| f.fault == crate::faults::Fault::StreamFlood) {
+            return Some(tokio::time::interval(std::time::Duration::from_millis(10)));
+        }
+        None
+    }
+
+    /// One stream of the flood: a signed Init, a 64 KiB junk block and a Fin for the next height, at the next
+    /// round of 0..10,000.
+    #[cfg(feature = "test-faults")]
+    async fn flood_streams(&mut self, network: &Sender<NetworkMsg<MetisContext>>) -> Result<(), AppError> {
+        let next = self.next_height();
+        if !self.fault.is_some_and(|f| f.at(next.0)) {
+            return Ok(());
+        }
+        self.flood_round = (self.flood_round + 1) % 10_000;
+        let junk = vec![0xab; 64 * 1024];
+        let init = metis_wire::types::PartInit {
+            height: Height(next.0 + 1),
+            round: Round::new(self.flood_round),
+            pol_round: Round::Nil,
+            proposer: self.address,
+            value: BlockHash(alloy_primitives::keccak256(self.flood_round.to_be_bytes()).0),
+            total_len: 0,
+        };
+        let parts = self.stream_parts(init, &junk);
+        publish(network, parts).await
+    }
+
+    #[cfg(not(feature = "test-faults"))]
+    async fn flood_streams(&mut self, _network: &Sender<NetworkMsg<MetisContext>>) -> Result<(), AppError> {
+        Ok(())
     }
 }
 

@@ -112,11 +112,7 @@ async fn damaged_files_stop_a_node_with_a_clear_error_and_the_pool_goes_on() {
             "{}: the error does not name the file:\n{stderr}",
             case.name
         );
-        assert!(
-            stderr.contains(case.says),
-            "{}: unclear error:\n{stderr}",
-            case.name
-        );
+        assert!(stderr.contains(case.says), "{}: unclear error:\n{stderr}", case.name);
         assert_eq!(
             std::fs::read(&case.file).expect("after"),
             damaged,

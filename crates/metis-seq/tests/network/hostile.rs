@@ -297,3 +297,97 @@ async fn a_stranger_on_the_libp2p_port_gets_nothing() {
     .await;
     net.assert_same_chain(&all, 8).await;
 }
+
+/// Resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kib / 1024.0
+}
+
+/// Resident memory each honest node may reach under the flood (a debug build that uses about 60-100 MiB).
+const FLOOD_RSS_CEILING_MIB: f64 = 400.0;
+
+/// A validator (node 3) publishes 100 signed proposal streams a second for the next height, at rounds 0, 1, 2
+/// ... 9,999, each with a 64 KiB junk block; a stranger with a fresh key (node 4, in nobody's peers nor in the
+/// ledger) does the same. For 20 s: blocks keep their pace (interval p99 under twice the block time), every
+/// height is decided in round 0 (no producer is replaced), and the honest nodes' memory stays under a fixed
+/// ceiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_flood_from_a_validator_and_a_stranger_changes_nothing() {
+    use serde_json::json;
+    let _one = exclusive().await;
+    let opts = NetOptions {
+        standby: 1,
+        ..NetOptions::default()
+    };
+    let block_time_ms = opts.block_time_ms as f64;
+    let mut net = Testnet::generate("net-flood", opts);
+    for i in 0..4 {
+        net.drop_p2p_peer(i, 4);
+        net.drop_gossip_peer(i, 4);
+    }
+    for i in 0..3 {
+        net.start(i, None);
+    }
+    net.start(3, Some("stream-flood@3"));
+    net.start(4, Some("stream-flood"));
+    let honest = [0usize, 1, 2];
+    let all: Vec<usize> = (0..4).collect();
+    net.wait_height(&all, 4, 60).await;
+    let pids: Vec<u32> = honest.iter().map(|&i| net.pid(i).expect("running")).collect();
+    let before: Vec<f64> = pids.iter().map(|&p| rss_mib(p)).collect();
+
+    let start = Instant::now();
+    let mut seen: Vec<(u64, Instant)> = Vec::new();
+    let mut most = before.clone();
+    while start.elapsed() < std::time::Duration::from_secs(20) {
+        let head = net.head(0).await.expect("node 0 answers");
+        if seen.last().is_none_or(|(h, _)| head > *h) {
+            seen.push((head, Instant::now()));
+        }
+        for (m, &p) in most.iter_mut().zip(&pids) {
+            *m = m.max(rss_mib(p));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let hashes = send_transfers(&net, 0, 0, 0, 1).await;
+    wait_receipts(&net, &all, &hashes, 30).await;
+
+    let mut intervals: Vec<f64> = seen
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1).as_secs_f64() * 1000.0 / (w[1].0 - w[0].0) as f64)
+        .collect();
+    intervals.sort_by(f64::total_cmp);
+    let p99 = intervals[(intervals.len() * 99 / 100).min(intervals.len() - 1)];
+    let log3 = std::fs::read_to_string(net.log_path(3)).unwrap_or_default();
+    eprintln!(
+        "stream flood: {} heights in 20 s, interval p99 {p99:.0} ms; honest nodes' memory {before:.0?} MiB before, \
+         at most {most:.0?} MiB during",
+        seen.len()
+    );
+    assert!(log3.contains("FAULT INJECTION"), "node 3 did not run the flood");
+    assert!(intervals.len() >= 10, "only {} heights in 20 s", seen.len());
+    assert!(
+        p99 < 2.0 * block_time_ms,
+        "the chain lost its pace: interval p99 {p99:.0} ms"
+    );
+    for (i, m) in most.iter().enumerate() {
+        assert!(*m < FLOOD_RSS_CEILING_MIB, "node {i} reached {m:.0} MiB");
+    }
+    let (first, last) = (seen[0].0, seen[seen.len() - 1].0);
+    for height in first.max(1)..=last {
+        let commit = net
+            .call(1, "metis_commit", json!([height]))
+            .await
+            .expect("metis_commit");
+        assert_eq!(commit["round"], 0, "height {height} needed a later round: {commit}");
+    }
+    assert_eq!(net.head(4).await, Some(0), "the stranger got blocks");
+    net.assert_same_chain(&all, last).await;
+}
