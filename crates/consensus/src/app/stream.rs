@@ -83,6 +83,36 @@ impl Inbound {
         }
     }
 
+    fn bytes(&self) -> usize {
+        self.streams.values().map(|s| s.bytes).sum()
+    }
+
+    /// While the open streams hold more than [`MAX_STREAM_BYTES`], drops the oldest stream of the publisher
+    /// holding the most bytes.
+    fn shed_bytes(&mut self) {
+        while self.bytes() > MAX_STREAM_BYTES {
+            let mut per: HashMap<PeerId, usize> = HashMap::new();
+            for ((p, _), s) in &self.streams {
+                *per.entry(*p).or_default() += s.bytes;
+            }
+            let Some(victim) = per.into_iter().max_by_key(|(_, b)| *b).map(|(p, _)| p) else {
+                return;
+            };
+            let oldest = self
+                .streams
+                .iter()
+                .filter(|((p, _), _)| *p == victim)
+                .min_by_key(|(_, s)| s.started)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    self.streams.remove(&k);
+                }
+                None => return,
+            }
+        }
+    }
+
     /// Streams and kept proposals of `height` (decided) and below are of no use any more.
     pub(super) fn after_commit(&mut self, height: Height) {
         self.streams
@@ -166,8 +196,15 @@ impl App {
             self.inbound.streams.remove(&key);
             return None;
         }
-        let fin = s.fin_seq?;
-        if s.parts.len() as u64 != fin || s.init.is_none() {
+        let (fin_seq, parts, has_init) = (s.fin_seq, s.parts.len() as u64, s.init.is_some());
+        // Streams grow after they open: the total is held on every part, not only when one opens.
+        self.inbound.shed_bytes();
+        if !self.inbound.streams.contains_key(&key) {
+            debug!(%peer, "proposal stream dropped: open streams over their byte budget");
+            return None;
+        }
+        let fin = fin_seq?;
+        if parts != fin || !has_init {
             return None;
         }
         let s = self.inbound.streams.remove(&key)?;
@@ -332,5 +369,48 @@ impl App {
                 Err(err) => warn!(error = %err, "two streams of one slot that are no double proposal"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn stream(bytes: usize, age_ms: u64) -> PartialStream {
+        PartialStream {
+            bytes,
+            started: Instant::now().checked_sub(std::time::Duration::from_millis(age_ms)),
+            ..Default::default()
+        }
+    }
+
+    /// Streams that grow after opening are held to the byte budget too: the publisher holding the most loses its
+    /// oldest stream first, and a small honest stream stays.
+    #[test]
+    fn the_byte_budget_holds_as_streams_grow() {
+        // Identity multihashes: code 0, length, bytes.
+        let peer = |n: u8| PeerId::from_bytes(&[0, 4, n, n, n, n]).unwrap();
+        let (flooder, honest) = (peer(1), peer(2));
+        let mut inbound = Inbound::default();
+        let id = |n: u8| StreamId::new(Bytes::from(vec![n]));
+        inbound.streams.insert((honest, id(0)), stream(1 << 20, 500));
+        for n in 1..=4u8 {
+            inbound
+                .streams
+                .insert((flooder, id(n)), stream(MAX_BLOCK_BYTES, 400 - u64::from(n)));
+        }
+        assert!(inbound.bytes() > MAX_STREAM_BYTES);
+        inbound.shed_bytes();
+        assert!(inbound.bytes() <= MAX_STREAM_BYTES);
+        assert!(
+            inbound.streams.contains_key(&(honest, id(0))),
+            "the honest stream stays"
+        );
+        assert!(
+            !inbound.streams.contains_key(&(flooder, id(1))),
+            "the flooder's oldest goes"
+        );
+        assert_eq!(inbound.streams.len(), 4);
     }
 }
