@@ -27,8 +27,8 @@ pub fn load(
     if !path.exists() {
         return Ok(None);
     }
-    let bytes = metis_keystore::load(&path, SHARE_LABEL, pass)
-        .map_err(|e| NodeError::Keys(format!("{}: {e}", path.display())))?;
+    // The keystore's errors name the file already.
+    let bytes = metis_keystore::load(&path, SHARE_LABEL, pass).map_err(|e| NodeError::Keys(e.to_string()))?;
     let mut c = commonware_codec::Copying(&bytes);
     let share =
         metis_mpc::Share::read_cfg(&mut c, &()).map_err(|e| NodeError::Keys(format!("{}: {e}", path.display())))?;

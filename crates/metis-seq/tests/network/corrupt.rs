@@ -30,9 +30,17 @@ struct Case {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_files_stop_a_node_with_a_clear_error_and_the_pool_goes_on() {
     let _one = exclusive().await;
-    let mut net = Testnet::new("net-corrupt", NetOptions::default());
+    let mut net = Testnet::new(
+        "net-corrupt",
+        NetOptions {
+            // The pool makes its threshold key, so node 3 has a share file to damage.
+            key_phase_blocks: 3,
+            ..NetOptions::default()
+        },
+    );
     let all: Vec<usize> = (0..4).collect();
     net.wait_height(&all, 3, 60).await;
+    net.share(3, 0).await;
     let head3 = net.head(3).await.expect("node 3's head");
     let status = net.stop(3);
     assert!(status.success(), "node 3 did not stop cleanly: {status}");
@@ -83,6 +91,13 @@ async fn damaged_files_stop_a_node_with_a_clear_error_and_the_pool_goes_on() {
                     .expect("truncate");
             },
             says: "database",
+            move_aside: false,
+        },
+        Case {
+            name: "threshold key share",
+            file: node.join("data/keys/share-0.key"),
+            damage: |p| scribble(p, 200, 32),
+            says: "share-0.key",
             move_aside: false,
         },
         Case {
