@@ -71,16 +71,20 @@ impl Inbound {
         } else {
             None
         };
-        let Some(victim) = victim else { return };
+        if let Some(victim) = victim {
+            self.drop_oldest_of(victim);
+        }
+    }
+
+    /// Drops `publisher`'s oldest open stream; false if it has none.
+    fn drop_oldest_of(&mut self, publisher: PeerId) -> bool {
         let oldest = self
             .streams
             .iter()
-            .filter(|((p, _), _)| *p == victim)
+            .filter(|((p, _), _)| *p == publisher)
             .min_by_key(|(_, s)| s.started)
             .map(|(k, _)| k.clone());
-        if let Some(k) = oldest {
-            self.streams.remove(&k);
-        }
+        oldest.is_some_and(|k| self.streams.remove(&k).is_some())
     }
 
     fn bytes(&self) -> usize {
@@ -98,17 +102,8 @@ impl Inbound {
             let Some(victim) = per.into_iter().max_by_key(|(_, b)| *b).map(|(p, _)| p) else {
                 return;
             };
-            let oldest = self
-                .streams
-                .iter()
-                .filter(|((p, _), _)| *p == victim)
-                .min_by_key(|(_, s)| s.started)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    self.streams.remove(&k);
-                }
-                None => return,
+            if !self.drop_oldest_of(victim) {
+                return;
             }
         }
     }
