@@ -109,6 +109,8 @@ pub struct Chain {
     /// The PoS ledger after the head block (None: a chain without one, the dev node and the replica).
     ledger: RwLock<Option<Arc<metis_pos::Ledger>>>,
     committed: Mutex<Vec<mpsc::UnboundedSender<Arc<Committed>>>>,
+    /// When the last block was committed here (the block interval metric).
+    last_commit: Mutex<Option<Instant>>,
 }
 
 impl Chain {
@@ -129,6 +131,7 @@ impl Chain {
             read_only: std::sync::atomic::AtomicBool::new(false),
             ledger: RwLock::new(None),
             committed: Mutex::new(Vec::new()),
+            last_commit: Mutex::new(None),
         })
     }
 
@@ -338,6 +341,7 @@ impl Chain {
             }
         }
         let gas_used = header.gas_used;
+        self.record_metrics(number);
         let _ = self.new_blocks.send(Arc::new(NewBlock {
             header,
             hash,
@@ -350,6 +354,25 @@ impl Chain {
         }
         info!(number, %hash, txs = included.len(), gas_used, "block committed");
         Ok((number, hash))
+    }
+}
+
+impl Chain {
+    /// The head, the time since the last commit, and the mempool's size, for Prometheus.
+    fn record_metrics(&self, number: u64) {
+        metrics::gauge!("metis_l2_head").set(number as f64);
+        // A decided block is final: the finalized head is the head.
+        metrics::gauge!("metis_l2_finalized").set(number as f64);
+        let now = Instant::now();
+        if let Some(last) = self.last_commit.lock().replace(now) {
+            metrics::histogram!("metis_block_interval_seconds").record(now.duration_since(last).as_secs_f64());
+        }
+        let (txs, bytes) = {
+            let m = self.mempool.lock();
+            (m.len(), m.bytes())
+        };
+        metrics::gauge!("metis_mempool_txs").set(txs as f64);
+        metrics::gauge!("metis_mempool_bytes").set(bytes as f64);
     }
 }
 

@@ -10,8 +10,8 @@ use commonware_codec::Encode;
 use commonware_cryptography::Signer as _;
 use metis_keystore::{KdfParams, Passphrase};
 use metis_node::config::{
-    rel, ConsensusSection, GossipSection, L1Section, NodeConfigFile, NodeSecrets, P2pSection, PosterSection,
-    RpcSection, TxpoolSection,
+    rel, ConsensusSection, GossipSection, L1Section, MetricsSection, NodeConfigFile, NodeSecrets, P2pSection,
+    PosterSection, RpcSection, TxpoolSection,
 };
 use metis_node::PosGenesis;
 use metis_pos::{Params, Sequencer, SequencerStatus};
@@ -205,6 +205,8 @@ pub fn run_init(args: InitArgs) -> Result<()> {
         consensus: ConsensusSection::default(),
         txpool: TxpoolSection::default(),
         l1: None,
+        // Off until an operator opens it (the endpoint has no authentication).
+        metrics: None,
     };
     std::fs::write(&config, toml_config(&cfg)?).with_context(|| format!("writing {}", config.display()))?;
     println!("{}", serde_json::to_string_pretty(&keys.public_json())?);
@@ -406,6 +408,9 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
                     turn_timeout_ms: args.post_turn_timeout_ms,
                     ..Default::default()
                 },
+            }),
+            metrics: Some(MetricsSection {
+                addr: SocketAddr::from(([127, 0, 0, 1], port(i, 3)?)),
             }),
         };
         std::fs::write(

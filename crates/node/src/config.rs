@@ -47,6 +47,16 @@ pub struct NodeConfigFile {
     /// The L1 endpoint the sequencer set is read from (required when the PoS genesis names L1 contracts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l1: Option<L1Section>,
+    /// Prometheus metrics (no section: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSection>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where Prometheus scrapes `/metrics`, e.g. 127.0.0.1:9100.
+    pub addr: SocketAddr,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -390,6 +400,7 @@ impl NodeConfigFile {
                 .filter(|l| l.poster.enabled)
                 .map(|l| l.poster.settings(secrets.l1_signer)),
             history_keep: self.consensus.ledger_history,
+            metrics: self.metrics.as_ref().map(|m| m.addr),
         })
     }
 }

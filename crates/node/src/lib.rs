@@ -90,6 +90,8 @@ pub enum NodeError {
     Multiaddr(String, String),
     #[error("consensus engine: {0}")]
     Consensus(String),
+    #[error("metrics endpoint on {addr}: {reason}")]
+    Metrics { addr: SocketAddr, reason: String },
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +146,8 @@ pub struct NodeSettings {
     pub passphrase: Option<metis_keystore::Passphrase>,
     /// Ended epochs, set changes and L1 events the ledger keeps before it hands them to the store.
     pub history_keep: usize,
+    /// Where Prometheus scrapes this node's metrics (none: no metrics endpoint).
+    pub metrics: Option<SocketAddr>,
     /// Post the pool's batches and reward reports to L1 in this node's turns (needs `l1` and a batch inbox).
     pub poster: Option<metis_poster::PosterSettings>,
 }
@@ -233,6 +237,9 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     let pool_signer = start_signer(&s, &chain, &app, hub.clone(), from_peers, signer_status.clone());
     let poster_status = metis_poster::SharedPosterStatus::default();
     let poster = start_poster(&s, &chain, poster_status.clone())?;
+    if let Some(addr) = s.metrics {
+        start_metrics(addr)?;
+    }
     let rpc_addr = s.rpc.addr;
     let rpc = metis_rpc::start_with(
         chain.clone(),
@@ -295,6 +302,23 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
         caught_up,
         tasks,
     })
+}
+
+/// Serves Prometheus metrics on `addr` (`GET /metrics`, or any path) from the `metrics` calls all over the node.
+fn start_metrics(addr: SocketAddr) -> Result<(), NodeError> {
+    let err = |reason: String| NodeError::Metrics { addr, reason };
+    let (recorder, exporter) = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    metrics::set_global_recorder(recorder).map_err(|e| err(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = exporter.await {
+            warn!(%addr, error = ?e, "the metrics endpoint stopped");
+        }
+    });
+    info!(%addr, "metrics on http://{addr}/metrics");
+    Ok(())
 }
 
 /// The height the key last signed at, when it is beyond the next height of this data dir: votes for the heights

@@ -1,5 +1,7 @@
 //! Requests per client address: a token bucket per address, one token per call (alone or in a batch). A call
-//! without a token is answered at once with -32005 and does no other work; the rest of a batch goes on.
+//! without a token is answered at once with -32005 and does no other work; the rest of a batch goes on. The same
+//! layer counts and times each call for Prometheus, by method (names this server does not serve count as
+//! "other", so a client cannot grow the label set).
 
 use crate::error::LIMIT_EXCEEDED;
 use crate::limits::RemoteIp;
@@ -7,7 +9,7 @@ use jsonrpsee::server::middleware::rpc::RpcServiceT;
 use jsonrpsee::server::middleware::rpc::{Batch, BatchEntry, BatchEntryErr, MethodResponse, Notification, Request};
 use jsonrpsee::types::ErrorObject;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -71,7 +73,11 @@ fn refused<'a>() -> ErrorObject<'a> {
 
 /// The layer that puts [`RateLimit`] in front of every connection's RPC service.
 #[derive(Clone)]
-pub struct RateLimitLayer(pub Arc<RateLimiter>);
+pub struct RateLimitLayer {
+    pub limiter: Arc<RateLimiter>,
+    /// The methods the server serves (metric labels).
+    pub methods: Arc<HashSet<&'static str>>,
+}
 
 impl<S> tower::Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
@@ -79,7 +85,8 @@ impl<S> tower::Layer<S> for RateLimitLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit {
             inner,
-            limiter: self.0.clone(),
+            limiter: self.limiter.clone(),
+            methods: self.methods.clone(),
         }
     }
 }
@@ -88,6 +95,14 @@ impl<S> tower::Layer<S> for RateLimitLayer {
 pub struct RateLimit<S> {
     inner: S,
     limiter: Arc<RateLimiter>,
+    methods: Arc<HashSet<&'static str>>,
+}
+
+impl<S> RateLimit<S> {
+    /// The metric label for `method`: itself if served here, "other" if not.
+    fn label(&self, method: &str) -> &'static str {
+        self.methods.get(method).copied().unwrap_or("other")
+    }
 }
 
 impl<S> RpcServiceT for RateLimit<S>
@@ -112,11 +127,17 @@ where
             .get::<RemoteIp>()
             .is_none_or(|ip| self.limiter.take(ip.0, 1, Instant::now()) == 1);
         let inner = self.inner.clone();
+        let method = self.label(req.method_name());
         async move {
+            metrics::counter!("metis_rpc_requests_total", "method" => method).increment(1);
             if !allowed {
+                metrics::counter!("metis_rpc_rate_limited_total").increment(1);
                 return MethodResponse::error(req.id(), refused());
             }
-            inner.call(req).await
+            let started = Instant::now();
+            let response = inner.call(req).await;
+            metrics::histogram!("metis_rpc_seconds", "method" => method).record(started.elapsed().as_secs_f64());
+            response
         }
     }
 
@@ -125,11 +146,16 @@ where
         if let Some(ip) = ip {
             let mut granted = self.limiter.take(ip, batch.len(), Instant::now());
             for entry in batch.iter_mut() {
+                if let Ok(BatchEntry::Call(req)) = entry {
+                    metrics::counter!("metis_rpc_requests_total", "method" => self.label(req.method_name()))
+                        .increment(1);
+                }
                 if granted > 0 {
                     granted -= 1;
                     continue;
                 }
                 if let Ok(BatchEntry::Call(req)) = entry {
+                    metrics::counter!("metis_rpc_rate_limited_total").increment(1);
                     *entry = Err(BatchEntryErr::new(req.id(), refused()));
                 }
             }

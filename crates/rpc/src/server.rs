@@ -111,15 +111,16 @@ pub async fn start_with(
     for e in extra {
         m.merge(e).map_err(invalid)?;
     }
+    let methods = Arc::new(m.method_names().collect::<std::collections::HashSet<&'static str>>());
     let (stop, handle) = stop_channel();
     let accept = Accept {
         listener,
         service: Server::builder()
             .set_config(config)
-            .set_rpc_middleware(RpcServiceBuilder::new().layer(RateLimitLayer(Arc::new(RateLimiter::new(
-                cfg.requests_per_ip_per_sec,
-                cfg.requests_per_ip_burst,
-            )))))
+            .set_rpc_middleware(RpcServiceBuilder::new().layer(RateLimitLayer {
+                limiter: Arc::new(RateLimiter::new(cfg.requests_per_ip_per_sec, cfg.requests_per_ip_burst)),
+                methods,
+            }))
             .to_service_builder(),
         methods: m.into(),
         stop,

@@ -103,7 +103,8 @@ fn free_base(n: usize) -> u16 {
         if taken.contains(&base) {
             continue;
         }
-        let ok = (0..n as u16).all(|i| (0..3).all(|k| TcpListener::bind(("127.0.0.1", base + 10 * i + k)).is_ok()));
+        // p2p, gossip, RPC, metrics.
+        let ok = (0..n as u16).all(|i| (0..4).all(|k| TcpListener::bind(("127.0.0.1", base + 10 * i + k)).is_ok()));
         if ok {
             taken.push(base);
             return base;
@@ -457,6 +458,11 @@ impl Testnet {
         let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Node `i`'s Prometheus endpoint.
+    pub fn metrics_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.base_port + 10 * i as u16 + 3)
     }
 
     /// Node `i`'s JSON-RPC address.

@@ -76,6 +76,7 @@ impl App {
         self.after_commit(height, set, wire, completed.as_ref());
         self.evidence_decided(height, &evidence, &offences);
         self.log_decision(cert, round, txs, epoch_before);
+        self.record_metrics(height.0, round, epoch_before);
         Ok(())
     }
 
@@ -203,6 +204,33 @@ impl App {
         }
         self.inbound.after_commit(height);
         self.stream_claims.retain(|(h, _), _| *h > height);
+    }
+
+    /// The decision and the pool after it, for Prometheus (labels are sequencer ids: as many as the ledger has).
+    fn record_metrics(&self, height: u64, round: u32, epoch_before: u64) {
+        metrics::gauge!("metis_consensus_height").set(height as f64);
+        metrics::gauge!("metis_consensus_round").set(f64::from(round));
+        if round > 0 {
+            metrics::counter!("metis_rounds_above_zero_total").increment(1);
+        }
+        if let Some(t) = self.height_started {
+            metrics::histogram!("metis_decision_seconds").record(t.elapsed().as_secs_f64());
+        }
+        let e = self.ledger.current_epoch();
+        metrics::gauge!("metis_epoch").set(e.id as f64);
+        metrics::gauge!("metis_producer_id").set(e.producer as f64);
+        if e.id != epoch_before && matches!(e.reason, metis_pos::ElectionReason::ReElection { .. }) {
+            metrics::counter!("metis_reelections_total").increment(1);
+        }
+        let validators = self.ledger.validators();
+        metrics::gauge!("metis_validators").set(validators.len() as f64);
+        for (id, power) in validators {
+            metrics::gauge!("metis_voting_power", "sequencer" => id.to_string()).set(power as f64);
+        }
+        for s in self.ledger.sequencers() {
+            let jailed = s.l1_jailed || s.jailed_until_epoch > e.id;
+            metrics::gauge!("metis_jailed", "sequencer" => s.id.to_string()).set(if jailed { 1.0 } else { 0.0 });
+        }
     }
 
     fn log_decision(&self, cert: &CommitCertificate<MetisContext>, round: u32, txs: usize, epoch_before: u64) {

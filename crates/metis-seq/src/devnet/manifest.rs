@@ -86,6 +86,9 @@ pub struct Node {
     pub api: String,
     pub p2p: String,
     pub gossip: String,
+    /// Prometheus metrics (`/metrics`).
+    #[serde(default)]
+    pub metrics: String,
     pub data_dir: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,

@@ -526,7 +526,7 @@ fn check_ports(d: &mut Devnet, o: &Options) -> Result<()> {
         port_free(o.l1_port, "L1 RPC")?;
     }
     for i in 0..o.nodes {
-        for (k, what) in [(0, "p2p"), (1, "gossip"), (2, "RPC")] {
+        for (k, what) in [(0, "p2p"), (1, "gossip"), (2, "RPC"), (3, "metrics")] {
             port_free(node_port(o.base_port, i, k)?, &format!("node{i} {what}"))?;
         }
     }
@@ -841,6 +841,7 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
             api: format!("http://127.0.0.1:{}", port(2)?),
             p2p: format!("/ip4/127.0.0.1/tcp/{}", port(0)?),
             gossip: format!("127.0.0.1:{}", port(1)?),
+            metrics: format!("http://127.0.0.1:{}/metrics", port(3)?),
             data_dir: home.join("data"),
             config: home.join("config.toml"),
             log: d.dir.join(format!("logs/node{i}.log")),
@@ -883,11 +884,12 @@ fn print_summary(d: &Devnet) {
     );
     for n in &m.nodes {
         println!(
-            "    {:<6} rpc {}  ws {}  api {}  stake {}  signer {}  log {}",
+            "    {:<6} rpc {}  ws {}  api {}  metrics {}  stake {}  signer {}  log {}",
             n.name,
             n.rpc,
             n.ws,
             n.api,
+            n.metrics,
             n.stake,
             n.signer,
             n.log.display()

@@ -396,3 +396,71 @@ async fn producer_with_tx_from_nowhere_gets_no_votes() {
 fn hex_helper() {
     assert_eq!(hex_u64(&json!("0x10")), 16);
 }
+
+/// Every node serves Prometheus metrics (`[metrics] addr`, written by `metis-seq testnet`): the exposition parses,
+/// the chain, consensus, pool and RPC metrics are there, and they move as the chain does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_exports_metrics_that_move_with_the_chain() {
+    let _one = exclusive().await;
+    let net = Testnet::new("net-metrics", NetOptions::default());
+    let all: Vec<usize> = (0..4).collect();
+    net.wait_height(&all, 3, 60).await;
+    // One RPC call so the RPC metrics have a sample.
+    net.head(0).await.expect("head");
+    /// `name{labels}` -> value, from the text exposition format.
+    async fn scrape(url: &str) -> BTreeMap<String, f64> {
+        let text = reqwest::get(url).await.expect("scrape").text().await.expect("body");
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {l}"));
+                let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {l}"));
+                (series.to_string(), value)
+            })
+            .collect()
+    }
+    let has = |m: &BTreeMap<String, f64>, name: &str| {
+        m.keys()
+            .any(|k| k == name || k.starts_with(&format!("{name}{{")) || k.starts_with(&format!("{name}_")))
+    };
+    for i in 0..4 {
+        let m = scrape(&net.metrics_url(i)).await;
+        for name in [
+            "metis_l2_head",
+            "metis_l2_finalized",
+            "metis_block_interval_seconds",
+            "metis_consensus_height",
+            "metis_consensus_round",
+            "metis_decision_seconds",
+            "metis_epoch",
+            "metis_producer_id",
+            "metis_validators",
+            "metis_voting_power",
+            "metis_jailed",
+            "metis_mempool_txs",
+            "metis_mempool_bytes",
+        ] {
+            assert!(has(&m, name), "node {i} does not export {name}");
+        }
+        assert_eq!(m["metis_validators"], 4.0, "node {i}");
+        assert!(
+            m.keys().any(|k| k.starts_with("metis_voting_power{sequencer=")),
+            "node {i}: no per-sequencer power"
+        );
+    }
+    let m0 = scrape(&net.metrics_url(0)).await;
+    assert!(
+        m0.keys()
+            .any(|k| k.starts_with("metis_rpc_requests_total{method=\"eth_blockNumber\"}")),
+        "no RPC request count by method"
+    );
+    let h0 = m0["metis_l2_head"];
+    net.wait_height(&all, h0 as u64 + 3, 60).await;
+    let m1 = scrape(&net.metrics_url(0)).await;
+    assert!(
+        m1["metis_l2_head"] >= h0 + 3.0,
+        "the head metric did not move: {h0} -> {}",
+        m1["metis_l2_head"]
+    );
+    assert!(m1["metis_consensus_height"] >= h0 + 3.0);
+}
