@@ -75,6 +75,9 @@ async fn a_sequencer_joins_and_one_leaves_through_l1_and_the_key_is_reshared() {
     gossip.insert("listen".into(), format!("127.0.0.1:{}", port(1)).into());
     gossip.insert("peers".into(), peers("gossip"));
     cfg.insert("gossip".into(), gossip.into());
+    let mut metrics = toml::Table::new();
+    metrics.insert("addr".into(), format!("127.0.0.1:{}", port(3)).into());
+    cfg.insert("metrics".into(), metrics.into());
     let config = home.join("config.toml");
     std::fs::write(&config, toml::to_string(&cfg).expect("toml")).expect("write config");
 
