@@ -2,7 +2,7 @@
 # Installs the pinned tools the project needs into .tools/ (git-ignored), idempotently:
 # Foundry 1.7.1 (anvil, forge, cast) and solc-js from the npm registry, a `solc` wrapper forge
 # can use, and OpenZeppelin contracts. Versions are pinned in tools/package.json + package-lock.json.
-# From Debian (as root, when missing): nodejs/npm, a C compiler, faketime.
+# From Debian (as root, when missing): nodejs/npm, a C compiler, faketime, chromium.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,6 +45,16 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
     apt-get update -qq >/dev/null && apt-get install -y -qq faketime >/dev/null || die "could not install faketime"
   else
     die "libfaketime is required by the skewed-clock tests (Debian: apt-get install faketime)"
+  fi
+fi
+
+# The dashboard's browser test drives headless Chromium (Debian's package).
+if ! have chromium; then
+  if have apt-get && [ "$(id -u)" = 0 ]; then
+    say "installing chromium from Debian packages"
+    apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null || die "could not install chromium"
+  else
+    die "chromium is required by the dashboard's browser test (Debian: apt-get install chromium)"
   fi
 fi
 

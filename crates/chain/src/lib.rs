@@ -39,7 +39,26 @@ pub struct Committed {
     pub decided_at: Instant,
     /// The new signing key, when a key round completed with this block.
     pub key: Option<metis_mpc::SigningKey>,
+    /// The round that decided it, and how long the height took here (from its start to the decision).
+    pub round: u32,
+    pub decision: Option<std::time::Duration>,
 }
+
+/// How one recent block was decided, for the dashboard's charts.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Pace {
+    pub height: u64,
+    pub round: u32,
+    /// The height's start to its decision here (ms).
+    pub decision_ms: Option<u64>,
+    /// Since the previous commit here (ms).
+    pub interval_ms: Option<u64>,
+    /// The block's timestamp (s).
+    pub timestamp: u64,
+}
+
+/// Recent blocks [`Chain::pace`] keeps.
+pub const MAX_PACE: usize = 600;
 
 /// Recent pending transaction hashes, numbered, for polling filters.
 #[derive(Default)]
@@ -111,6 +130,7 @@ pub struct Chain {
     committed: Mutex<Vec<mpsc::UnboundedSender<Arc<Committed>>>>,
     /// When the last block was committed here (the block interval metric).
     last_commit: Mutex<Option<Instant>>,
+    pace: Mutex<VecDeque<Pace>>,
 }
 
 impl Chain {
@@ -132,6 +152,7 @@ impl Chain {
             ledger: RwLock::new(None),
             committed: Mutex::new(Vec::new()),
             last_commit: Mutex::new(None),
+            pace: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -341,7 +362,8 @@ impl Chain {
             }
         }
         let gas_used = header.gas_used;
-        self.record_metrics(number);
+        let interval = self.record_metrics(number);
+        self.record_pace(number, header.timestamp, interval, committed.as_ref());
         let _ = self.new_blocks.send(Arc::new(NewBlock {
             header,
             hash,
@@ -358,21 +380,46 @@ impl Chain {
 }
 
 impl Chain {
-    /// The head, the time since the last commit, and the mempool's size, for Prometheus.
-    fn record_metrics(&self, number: u64) {
+    /// The head and the time since the last commit, for Prometheus; returns that time.
+    fn record_metrics(&self, number: u64) -> Option<std::time::Duration> {
         metrics::gauge!("metis_l2_head").set(number as f64);
         // A decided block is final: the finalized head is the head.
         metrics::gauge!("metis_l2_finalized").set(number as f64);
         let now = Instant::now();
-        if let Some(last) = self.last_commit.lock().replace(now) {
-            metrics::histogram!("metis_block_interval_seconds").record(now.duration_since(last).as_secs_f64());
+        let interval = self
+            .last_commit
+            .lock()
+            .replace(now)
+            .map(|last| now.duration_since(last));
+        if let Some(i) = interval {
+            metrics::histogram!("metis_block_interval_seconds").record(i.as_secs_f64());
         }
-        let (txs, bytes) = {
-            let m = self.mempool.lock();
-            (m.len(), m.bytes())
-        };
-        metrics::gauge!("metis_mempool_txs").set(txs as f64);
-        metrics::gauge!("metis_mempool_bytes").set(bytes as f64);
+        interval
+    }
+
+    fn record_pace(&self, height: u64, timestamp: u64, interval: Option<std::time::Duration>, c: Option<&Committed>) {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut pace = self.pace.lock();
+        pace.push_back(Pace {
+            height,
+            round: c.map_or(0, |c| c.round),
+            decision_ms: c.and_then(|c| c.decision).map(ms),
+            interval_ms: interval.map(ms),
+            timestamp,
+        });
+        while pace.len() > MAX_PACE {
+            pace.pop_front();
+        }
+    }
+
+    /// How the last blocks (at most [`MAX_PACE`]) were decided here, oldest first.
+    pub fn pace(&self) -> Vec<Pace> {
+        self.pace.lock().iter().cloned().collect()
+    }
+
+    /// When this node last committed a block.
+    pub fn last_commit(&self) -> Option<Instant> {
+        *self.last_commit.lock()
     }
 }
 

@@ -60,6 +60,9 @@ pub struct L1View {
     /// The ledger's cursor: events at or before it are applied and forgotten here (the view stays small
     /// however long the chain runs).
     pub applied_through: Option<(u64, u64)>,
+    /// The L1 head at the last poll, and when a poll last succeeded (what readiness checks).
+    pub l1_head: Option<u64>,
+    pub last_ok: Option<std::time::Instant>,
 }
 
 impl L1View {
@@ -371,7 +374,10 @@ impl<P: Provider> Listener<P> {
             }
             self.config.chain_id = None;
         }
-        let Some(safe) = confirmed_head(&self.provider, self.config.confirmations).await? else {
+        let head = self.provider.get_block_number().await?;
+        self.view.l1_head = Some(head);
+        metrics::gauge!("metis_l1_head").set(head as f64);
+        let Some(safe) = head.checked_sub(self.config.confirmations) else {
             return Ok(vec![]);
         };
         // Blocks we read must not have changed under us: by construction they are at depth. If they did (the
@@ -441,6 +447,7 @@ impl<P: Provider> Listener<P> {
                 .events
                 .extend(found.iter().map(|t| (t.position.order(), t.clone())));
             self.view.synced_to = Some(last);
+            metrics::gauge!("metis_l1_confirmed").set(last as f64);
             if !found.is_empty() {
                 info!(events = found.len(), synced_to = last, "L1 staking events confirmed");
             }
@@ -462,11 +469,16 @@ impl<P: Provider + 'static> Listener<P> {
                         info!(failures, synced_to = ?self.view.synced_to, "L1 endpoint back");
                     }
                     failures = 0;
+                    self.view.last_ok = Some(std::time::Instant::now());
                     if shared.read().synced_to != self.view.synced_to || !found.is_empty() {
                         // Applied events are forgotten before the copy, so it stays small.
                         let through = shared.read().applied_through;
                         self.view.forget_applied(through);
                         *shared.write() = self.view.clone();
+                    } else {
+                        let mut v = shared.write();
+                        v.last_ok = self.view.last_ok;
+                        v.l1_head = self.view.l1_head;
                     }
                     interval
                 }

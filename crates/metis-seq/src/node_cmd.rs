@@ -403,6 +403,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
                 poll_interval_ms: args.l1.l1_poll_ms,
                 margin: 1,
                 max_range: metis_node::config::default_max_range(),
+                explorer: args.l1.l1_explorer.clone(),
                 poster: PosterSection {
                     enabled: !args.no_posting,
                     turn_timeout_ms: args.post_turn_timeout_ms,

@@ -90,6 +90,7 @@ pub async fn run(args: ReplicaArgs) -> Result<()> {
             ..Default::default()
         },
         vec![metis_replica::module(replica.status())],
+        metis_rpc::http::Routes::default(),
     )
     .await
     .with_context(|| format!("binding the RPC on {}", args.rpc_addr))?;

@@ -32,6 +32,9 @@ pub struct L1TestnetArgs {
     pub l1_confirmations: u64,
     #[arg(long, default_value_t = 500)]
     pub l1_poll_ms: u64,
+    /// A block explorer for the L1 (e.g. https://sepolia.etherscan.io): the dashboard links L1 transactions.
+    #[arg(long)]
+    pub l1_explorer: Option<String>,
     /// The contract owner's key when the caller has it already (the devnet), instead of --l1-key-env.
     #[arg(skip)]
     pub admin: Option<Box<PrivateKeySigner>>,

@@ -247,6 +247,10 @@ impl Dialled {
         self.0.lock().get(peer).is_some_and(|n| *n > 0)
     }
 
+    fn peers(&self) -> usize {
+        self.0.lock().len()
+    }
+
     fn up(&self, peer: [u8; 32]) -> DialledGuard {
         *self.0.lock().entry(peer).or_default() += 1;
         DialledGuard(self.clone(), peer)
@@ -267,6 +271,27 @@ impl Drop for DialledGuard {
     }
 }
 
+/// Counts the distinct peers with a link of either direction up, for `metis_peers{transport="gossip"}`.
+fn linked(ctx: &Ctx, peer: [u8; 32]) -> LinkedGuard {
+    let guard = ctx.linked.up(peer);
+    metrics::gauge!("metis_peers", "transport" => "gossip").set(ctx.linked.peers() as f64);
+    LinkedGuard(guard)
+}
+
+struct LinkedGuard(DialledGuard);
+
+impl Drop for LinkedGuard {
+    fn drop(&mut self) {
+        // The inner guard drops after this body: the count it leaves is one lower.
+        let m = (self.0).0 .0.lock();
+        let after = m
+            .len()
+            .saturating_sub(usize::from(m.get(&self.0 .1).is_some_and(|n| *n == 1)));
+        drop(m);
+        metrics::gauge!("metis_peers", "transport" => "gossip").set(after as f64);
+    }
+}
+
 /// What every link needs.
 #[derive(Clone)]
 struct Ctx {
@@ -277,6 +302,8 @@ struct Ctx {
     hub: Arc<SignHub>,
     evidence: Arc<EvidenceHub>,
     dialled: Dialled,
+    /// Every link up, by peer (inbound and dialled).
+    linked: Dialled,
 }
 
 /// Starts gossip: the listener, one dialled link per configured peer, and the feed from this node's RPC (and its
@@ -299,6 +326,7 @@ pub async fn start(
         hub,
         evidence,
         dialled: Dialled::default(),
+        linked: Dialled::default(),
     };
     tokio::spawn(accept_loop(listener, ctx.clone()));
     for peer in cfg.peers {
@@ -404,6 +432,7 @@ async fn run_link(stream: TcpStream, s: Session, ctx: &Ctx, sending: impl Fn() -
     let (mut r, mut w) = stream.into_split();
     let (mut tx, mut rx, peer) = s.split();
     let peer = peer.to_bytes();
+    let _linked = linked(ctx, peer);
     let send = async {
         loop {
             if sending() {

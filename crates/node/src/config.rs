@@ -77,6 +77,10 @@ pub struct L1Section {
     /// Posting of the pool's batches and reward reports, with the sequencer's L1 signer key.
     #[serde(default)]
     pub poster: PosterSection,
+    /// A block explorer for this L1 (e.g. `https://etherscan.io`): the dashboard links L1 transactions to
+    /// `{explorer}/tx/{hash}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explorer: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -413,6 +417,7 @@ impl L1Section {
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
             margin: self.margin,
             max_range: self.max_range,
+            explorer: self.explorer.clone(),
         }
     }
 }

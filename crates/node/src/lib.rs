@@ -3,6 +3,7 @@
 //! authenticated links (transactions, signing messages), and Malachite consensus, which decides the blocks.
 
 pub mod config;
+pub mod observe;
 pub mod peers;
 pub mod shares;
 pub mod supervise;
@@ -68,6 +69,8 @@ pub struct L1Settings {
     /// validators' listeners to read it too).
     pub margin: u64,
     pub max_range: u64,
+    /// Where the dashboard links L1 transactions (`{explorer}/tx/{hash}`).
+    pub explorer: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +205,14 @@ fn check_p2p_listen(addr: &str) -> Result<(), NodeError> {
 pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     let address = Address(s.key.verifying_key().to_bytes());
     check_p2p_listen(&s.p2p_listen)?;
+    // The recorder comes first: what the parts record while they start counts.
+    let recorder = match s.metrics {
+        Some(addr) => Some((
+            addr,
+            observe::install_recorder().map_err(|reason| NodeError::Metrics { addr, reason })?,
+        )),
+        None => None,
+    };
     if !s.pos.sequencers.iter().any(|q| q.consensus_key.0 == address.0) {
         // A sequencer that locks after genesis: it follows the chain (sync) until the ledger makes it a
         // validator, and votes from then on.
@@ -237,9 +248,18 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     let pool_signer = start_signer(&s, &chain, &app, hub.clone(), from_peers, signer_status.clone());
     let poster_status = metis_poster::SharedPosterStatus::default();
     let poster = start_poster(&s, &chain, poster_status.clone())?;
-    if let Some(addr) = s.metrics {
-        start_metrics(addr)?;
-    }
+    let readiness: Arc<dyn metis_rpc::http::Probe> = Arc::new(observe::Readiness {
+        chain: chain.clone(),
+        l1: s.l1.as_ref().map(|_| view.clone()),
+        block_time: s.timing.block_time,
+    });
+    let metrics = match recorder {
+        Some((addr, handle)) => {
+            observe::serve(addr, handle.clone(), readiness.clone())?;
+            Some(handle)
+        }
+        None => None,
+    };
     let rpc_addr = s.rpc.addr;
     let rpc = metis_rpc::start_with(
         chain.clone(),
@@ -250,9 +270,14 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
             Arc::new(Status {
                 view,
                 poster: poster_status,
+                explorer: s.l1.as_ref().and_then(|l| l.explorer.clone()),
             }),
         )
         .into()],
+        metis_rpc::http::Routes {
+            probe: readiness,
+            dashboard: true,
+        },
     )
     .await
     .map_err(|source| NodeError::Rpc { addr: rpc_addr, source })?;
@@ -286,6 +311,9 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
             .ok_or_else(|| NodeError::Consensus("this node's consensus key is not an ed25519 point".into()))?;
         peers::follow_ledger(chain.clone(), channels.net_requests.clone(), me);
     }
+    if let Some(handle) = metrics {
+        observe::sample(chain.clone(), channels.net_requests.clone(), handle);
+    }
     let app = tokio::spawn(app.run(channels));
     let mut tasks = supervise::Supervisor::default();
     for (name, task) in [("L1 listener", l1), ("pool signer", pool_signer), ("poster", poster)] {
@@ -302,23 +330,6 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
         caught_up,
         tasks,
     })
-}
-
-/// Serves Prometheus metrics on `addr` (`GET /metrics`, or any path) from the `metrics` calls all over the node.
-fn start_metrics(addr: SocketAddr) -> Result<(), NodeError> {
-    let err = |reason: String| NodeError::Metrics { addr, reason };
-    let (recorder, exporter) = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .build()
-        .map_err(|e| err(e.to_string()))?;
-    metrics::set_global_recorder(recorder).map_err(|e| err(e.to_string()))?;
-    tokio::spawn(async move {
-        if let Err(e) = exporter.await {
-            warn!(%addr, error = ?e, "the metrics endpoint stopped");
-        }
-    });
-    info!(%addr, "metrics on http://{addr}/metrics");
-    Ok(())
 }
 
 /// The height the key last signed at, when it is beyond the next height of this data dir: votes for the heights
@@ -356,6 +367,7 @@ fn watch_guard(chain: &Arc<Chain>, until: u64) -> tokio::sync::oneshot::Receiver
 struct Status {
     view: metis_l1::SharedView,
     poster: metis_poster::SharedPosterStatus,
+    explorer: Option<String>,
 }
 
 impl metis_rpc::pos::NodeStatus for Status {
@@ -366,6 +378,8 @@ impl metis_rpc::pos::NodeStatus for Status {
             // Read and not applied yet (applied ones are forgotten).
             "events_held": v.len(),
             "not_yet_applied": v.after(last_applied).count(),
+            "head": v.l1_head,
+            "explorer": self.explorer,
         })
     }
 

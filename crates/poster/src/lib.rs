@@ -13,7 +13,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
-use alloy_sol_types::SolCall;
+use alloy_sol_types::{SolCall, SolEvent};
 use metis_chain::Chain;
 use metis_contracts::bindings::BatchInbox::{self, BatchHeader};
 use metis_contracts::bindings::LockingPool;
@@ -81,8 +81,26 @@ pub struct PosterStatus {
     pub refused_slashes: BTreeMap<u64, String>,
     /// Items this node's transactions carried that were mined (whatever their outcome).
     pub mined: u64,
+    /// The poster account's balance at the L1 head (wei).
+    pub balance: Option<U256>,
+    /// The last batches L1 confirmed, whoever posted them: where to find each on L1 (newest last).
+    pub landed: std::collections::VecDeque<Landed>,
     pub last_error: Option<String>,
 }
+
+/// A batch at the confirmation depth on L1, from its `BatchAppended` event.
+#[derive(Clone, Debug, Serialize)]
+pub struct Landed {
+    pub index: u64,
+    pub l1_block: u64,
+    pub l1_tx: Option<alloy::primitives::B256>,
+    pub submitter: Address,
+}
+
+/// Landed batches the status keeps.
+const MAX_LANDED: usize = 32;
+/// L1 blocks read per `BatchAppended` scan, and how far back the first scan starts.
+const LANDED_SCAN: u64 = 1000;
 
 pub type SharedPosterStatus = Arc<RwLock<PosterStatus>>;
 
@@ -112,6 +130,8 @@ struct Poster {
     /// When each item was first seen due (signed here, not on L1): the fallback clock.
     due_since: HashMap<Item, Instant>,
     sidecars: BTreeMap<u64, Arc<BlobTransactionSidecarEip7594>>,
+    /// The last L1 block scanned for `BatchAppended`.
+    scanned_to: Option<u64>,
 }
 
 /// Starts the poster task.
@@ -135,6 +155,8 @@ pub fn spawn(
         .erased();
     let provider = ProviderBuilder::new().connect_http(url).erased();
     status.write().address = Some(from);
+    // Present from the start, so a scrape tells "none posted" from "no poster".
+    metrics::counter!("metis_batches_posted_total").increment(0);
     let mut p = Poster {
         sender: Sender::new(signing, from, cfg.sender.clone()),
         cfg,
@@ -144,6 +166,7 @@ pub fn spawn(
         status,
         due_since: HashMap::new(),
         sidecars: BTreeMap::new(),
+        scanned_to: None,
     };
     Ok(tokio::spawn(
         async move {
@@ -188,12 +211,26 @@ impl Poster {
             .try_into()
             .ok();
         let turn = self.chain.ledger().and_then(|l| turns::turn(&l, self.sender.address()));
+        let balance = self
+            .provider
+            .get_balance(self.sender.address())
+            .block_id(head.into())
+            .await
+            .ok();
+        metrics::gauge!("metis_l1_inbox_next_index").set(next as f64);
+        if let Some(b) = balance {
+            metrics::gauge!("metis_poster_balance_wei").set(f64::from(b));
+        }
         {
             let mut s = self.status.write();
             s.turn = turn;
             s.l1_next_index = Some(next);
             s.l1_confirmed_index = confirmed;
             s.l1_last_reward = last_reward;
+            s.balance = balance;
+        }
+        if let Err(e) = self.scan_landed(head.saturating_sub(self.cfg.confirmations)).await {
+            debug!(error = %e, "BatchAppended scan failed; retrying next step");
         }
         self.sidecars = self.sidecars.split_off(&next);
 
@@ -254,11 +291,57 @@ impl Poster {
         let step = self.sender.step(&checked).await.map_err(|e| e.to_string())?;
         for (nonce, item, tx) in &step.mined {
             info!(nonce, ?item, %tx, "poster transaction mined");
+            if matches!(item, Item::Batch(_)) {
+                metrics::counter!("metis_batches_posted_total").increment(1);
+            }
         }
         let mut s = self.status.write();
         s.mined += step.mined.len() as u64;
         s.in_flight = self.sender.in_flight().iter().map(|(n, x)| (*n, x.clone())).collect();
         s.last_error = None;
+        Ok(())
+    }
+
+    /// Reads the `BatchAppended` events up to the confirmed L1 block `to` into the status (at most
+    /// [`LANDED_SCAN`] blocks per step, starting that far back).
+    async fn scan_landed(&mut self, to: u64) -> Result<(), String> {
+        let from = match self.scanned_to {
+            Some(s) if s >= to => return Ok(()),
+            Some(s) => s.saturating_add(1),
+            None => to.saturating_sub(LANDED_SCAN),
+        };
+        let to = to.min(from.saturating_add(LANDED_SCAN));
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.cfg.inbox)
+            .event_signature(BatchInbox::BatchAppended::SIGNATURE_HASH)
+            .from_block(from)
+            .to_block(to);
+        let logs = self.provider.get_logs(&filter).await.map_err(|e| e.to_string())?;
+        let mut landed = Vec::with_capacity(logs.len());
+        for log in &logs {
+            if log.removed {
+                continue;
+            }
+            // A log that does not decode is not the inbox's event: skipped, it changes nothing.
+            let Ok(e) = BatchInbox::BatchAppended::decode_log(&log.inner) else {
+                continue;
+            };
+            let (Ok(index), Some(l1_block)) = (u64::try_from(e.index), log.block_number) else {
+                continue;
+            };
+            landed.push(Landed {
+                index,
+                l1_block,
+                l1_tx: log.transaction_hash,
+                submitter: e.submitter,
+            });
+        }
+        self.scanned_to = Some(to);
+        let mut s = self.status.write();
+        s.landed.extend(landed);
+        while s.landed.len() > MAX_LANDED {
+            s.landed.pop_front();
+        }
         Ok(())
     }
 

@@ -187,4 +187,8 @@ pub trait PosApi {
     /// The ledger's height, state hash, parameters, schedule and archive counters.
     #[method(name = "ledger")]
     fn ledger(&self) -> RpcResult<Value>;
+    /// How the last blocks were decided here (at most 600): round, the height's start to its decision, the time
+    /// since the previous commit.
+    #[method(name = "pace")]
+    fn pace(&self) -> RpcResult<Value>;
 }

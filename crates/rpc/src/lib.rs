@@ -7,6 +7,7 @@ pub mod convert;
 pub mod error;
 pub mod eth;
 pub mod filters;
+pub mod http;
 pub mod limits;
 pub mod pos;
 pub mod pubsub;

@@ -498,6 +498,11 @@ impl PosApiServer for PosRpc {
             "archived": l.archived(),
             "schedule": l.schedule(),
             "last_l1_event": l.last_l1(),
+            "l1_events": l.archived().applied_l1.saturating_add(l.applied_l1().len() as u64),
         }))
+    }
+
+    fn pace(&self) -> RpcResult<Value> {
+        to_json(&self.chain.pace())
     }
 }

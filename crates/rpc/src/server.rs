@@ -4,9 +4,12 @@
 //! ([`crate::limits`]).
 
 use crate::eth::{Ctx, EthRpc, RpcLimits};
+use crate::http::Routes;
 use crate::limits::{PerIp, RemoteIp};
 use crate::rate::{RateLimitLayer, RateLimiter};
+use jsonrpsee::core::BoxError;
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
+use jsonrpsee::server::HttpResponse;
 use jsonrpsee::server::{
     serve_with_graceful_shutdown, stop_channel, BatchRequestConfig, HttpRequest, Methods, Server, ServerConfig,
     ServerHandle, StopHandle,
@@ -86,14 +89,16 @@ pub fn module(backend: Arc<Chain>, limits: RpcLimits) -> Result<RpcModule<()>, j
 }
 
 pub async fn start(backend: Arc<Chain>, cfg: RpcConfig) -> std::io::Result<RpcServer> {
-    start_with(backend, cfg, Vec::new()).await
+    start_with(backend, cfg, Vec::new(), Routes::default()).await
 }
 
-/// Starts the RPC with further namespaces (e.g. the PoS query API) merged in.
+/// Starts the RPC with further namespaces (e.g. the PoS query API) merged in, and the plain HTTP routes
+/// (health, readiness, dashboard).
 pub async fn start_with(
     backend: Arc<Chain>,
     cfg: RpcConfig,
     extra: Vec<jsonrpsee::Methods>,
+    routes: Routes,
 ) -> std::io::Result<RpcServer> {
     let config = ServerConfig::builder()
         .max_request_body_size(cfg.max_request_body)
@@ -127,6 +132,7 @@ pub async fn start_with(
         open: Arc::new(Semaphore::new(cfg.max_connections as usize)),
         per_ip: Arc::default(),
         max_per_ip: cfg.max_connections_per_ip,
+        routes: Arc::new(routes),
     };
     tokio::spawn(accept.run());
     Ok(RpcServer { local_addr, handle })
@@ -143,6 +149,7 @@ struct Accept {
     open: Arc<Semaphore>,
     per_ip: Arc<PerIp>,
     max_per_ip: u32,
+    routes: Arc<Routes>,
 }
 
 impl Accept {
@@ -172,6 +179,7 @@ impl Accept {
             let service = WithRemoteIp {
                 inner: self.service.clone().build(self.methods.clone(), self.stop.clone()),
                 ip,
+                routes: self.routes.clone(),
             };
             let stopped = self.stop.clone().shutdown();
             tokio::spawn(async move {
@@ -184,26 +192,36 @@ impl Accept {
     }
 }
 
-/// Puts the client's address in every request's extensions, where methods and middleware read it.
+/// Puts the client's address in every request's extensions, where methods and middleware read it, and answers
+/// the plain GET routes ([`crate::http`]) itself.
 #[derive(Clone)]
 struct WithRemoteIp<S> {
     inner: S,
     ip: IpAddr,
+    routes: Arc<Routes>,
 }
+
+type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<HttpResponse, BoxError>> + Send>>;
 
 impl<S, B> tower::Service<HttpRequest<B>> for WithRemoteIp<S>
 where
-    S: tower::Service<HttpRequest<B>>,
+    S: tower::Service<HttpRequest<B>, Response = HttpResponse, Error = BoxError, Future = BoxFuture>,
 {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Response = HttpResponse;
+    type Error = BoxError;
+    type Future = BoxFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: HttpRequest<B>) -> Self::Future {
+        // A WebSocket upgrade is JSON-RPC's, whatever its path.
+        if req.method() == ::http::Method::GET && !req.headers().contains_key("upgrade") {
+            if let Some(r) = crate::http::route(&self.routes, req.uri().path()) {
+                return Box::pin(async move { Ok(r) });
+            }
+        }
         req.extensions_mut().insert(RemoteIp(self.ip));
         self.inner.call(req)
     }

@@ -575,6 +575,8 @@ impl Signer {
         let mut st = self.status.write();
         st.signed += 1;
         if id & !INDEX_MASK == KIND_BATCH {
+            metrics::counter!("metis_batches_signed_total").increment(1);
+            metrics::histogram!("metis_batch_sign_seconds").record(r.decided_at.elapsed().as_secs_f64());
             st.latencies_ms.push_back((r.index, latency_ms));
             if st.latencies_ms.len() > MAX_LATENCIES {
                 st.latencies_ms.pop_front();
@@ -860,6 +862,8 @@ mod tests {
             ledger,
             decided_at: Instant::now(),
             key: None,
+            round: 0,
+            decision: None,
         })));
         let id = slash_request(request.id);
         let digest = s.requests.get(&id).expect("the slash is open").digest;

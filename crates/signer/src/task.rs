@@ -31,6 +31,7 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     let mut mailbox = Mailbox::new(chain.subscribe_committed(), from_peers, REPEAT);
     let mut s = Signer::new(cfg, chain.engine().store().clone(), hub, status);
+    metrics::counter!("metis_batches_signed_total").increment(0);
     tokio::spawn(
         async move {
             s.start(resume.key, resume.last_report, &resume.open_slashes);

@@ -6,6 +6,7 @@
 pub mod dev;
 pub mod devnet;
 pub mod rpc;
+pub mod scrape;
 pub mod testnet;
 pub mod wait;
 

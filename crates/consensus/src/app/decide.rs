@@ -65,10 +65,19 @@ impl App {
             ledger: ledger.clone(),
             decided_at,
             key: completed.as_ref().and_then(|_| self.signing_key_for(&ledger)),
+            round,
+            decision: self.height_started.map(|t| decided_at.saturating_duration_since(t)),
         };
         let meta: Vec<(&str, &[u8])> = rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
         let txs = c.executed.transactions.len();
         let (evidence, offences) = (c.evidence.clone(), c.misbehaviour.clone());
+        let parameter_changes = c
+            .pos_txs
+            .iter()
+            .filter(|t| matches!(t.event, metis_pos::L1Event::ParameterChanged { .. }))
+            .count();
+        // Each round before the deciding one had a proposer whose proposal did not make it.
+        let missed: Vec<u64> = (0..round).map(|r| set.proposer(r).sequencer).collect();
         self.last_decision = Some(c.seen.min(Instant::now()));
         self.backend.commit_decided(c.executed, &meta, committed)?;
         let epoch_before = self.ledger.current_epoch().id;
@@ -76,7 +85,7 @@ impl App {
         self.after_commit(height, set, wire, completed.as_ref());
         self.evidence_decided(height, &evidence, &offences);
         self.log_decision(cert, round, txs, epoch_before);
-        self.record_metrics(height.0, round, epoch_before);
+        self.record_metrics(height.0, round, epoch_before, &missed, parameter_changes);
         Ok(())
     }
 
@@ -207,11 +216,29 @@ impl App {
     }
 
     /// The decision and the pool after it, for Prometheus (labels are sequencer ids: as many as the ledger has).
-    fn record_metrics(&self, height: u64, round: u32, epoch_before: u64) {
+    fn record_metrics(&self, height: u64, round: u32, epoch_before: u64, missed: &[u64], parameter_changes: usize) {
         metrics::gauge!("metis_consensus_height").set(height as f64);
         metrics::gauge!("metis_consensus_round").set(f64::from(round));
-        if round > 0 {
-            metrics::counter!("metis_rounds_above_zero_total").increment(1);
+        // Counters are touched even when they stay, so a scrape shows them from the first block.
+        metrics::counter!("metis_rounds_above_zero_total").increment(u64::from(round > 0));
+        for s in self.ledger.sequencers() {
+            let n = missed.iter().filter(|id| **id == s.id).count() as u64;
+            metrics::counter!("metis_missed_proposals_total", "sequencer" => s.id.to_string()).increment(n);
+        }
+        // Totals the ledger keeps: right after a restart too.
+        let l = &self.ledger;
+        metrics::counter!("metis_batches_cut_total").absolute(l.batches().next_index);
+        metrics::counter!("metis_l1_events_applied_total")
+            .absolute(l.archived().applied_l1.saturating_add(l.applied_l1().len() as u64));
+        metrics::counter!("metis_evidence_total").absolute(l.offences().offences().len() as u64);
+        metrics::counter!("metis_governance_changes_total").increment(parameter_changes as u64);
+        let keys = l.keys();
+        if let Some(k) = &keys.current {
+            metrics::gauge!("metis_key_epoch").set(k.round as f64);
+        }
+        // The last key round started (running or finished).
+        if let Some(r) = keys.next_round.checked_sub(1) {
+            metrics::gauge!("metis_key_round").set(r as f64);
         }
         if let Some(t) = self.height_started {
             metrics::histogram!("metis_decision_seconds").record(t.elapsed().as_secs_f64());
@@ -219,9 +246,8 @@ impl App {
         let e = self.ledger.current_epoch();
         metrics::gauge!("metis_epoch").set(e.id as f64);
         metrics::gauge!("metis_producer_id").set(e.producer as f64);
-        if e.id != epoch_before && matches!(e.reason, metis_pos::ElectionReason::ReElection { .. }) {
-            metrics::counter!("metis_reelections_total").increment(1);
-        }
+        let reelected = e.id != epoch_before && matches!(e.reason, metis_pos::ElectionReason::ReElection { .. });
+        metrics::counter!("metis_reelections_total").increment(u64::from(reelected));
         let validators = self.ledger.validators();
         metrics::gauge!("metis_validators").set(validators.len() as f64);
         for (id, power) in validators {

@@ -21,6 +21,9 @@ pub struct Manifest {
     pub group_key: Option<GroupKey>,
     pub nodes: Vec<Node>,
     pub accounts: Vec<Account>,
+    /// The pool dashboard (node0's; every node serves one at `/dashboard` on its RPC port).
+    #[serde(default)]
+    pub dashboard: String,
 }
 
 /// How the devnet was first started; a restart of the same directory keeps them.
@@ -86,9 +89,12 @@ pub struct Node {
     pub api: String,
     pub p2p: String,
     pub gossip: String,
-    /// Prometheus metrics (`/metrics`).
+    /// Prometheus metrics (`/metrics`; `/health` and `/ready` on the same port).
     #[serde(default)]
     pub metrics: String,
+    /// The pool dashboard this node serves.
+    #[serde(default)]
+    pub dashboard: String,
     pub data_dir: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,

@@ -448,6 +448,7 @@ fn fresh_manifest(args: &StartArgs) -> Result<Manifest> {
         },
         group_key: None,
         nodes: Vec::new(),
+        dashboard: String::new(),
         accounts: crate::dev::dev_keys(DEV_ACCOUNTS)?
             .iter()
             .map(|k| Account {
@@ -842,6 +843,7 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
             p2p: format!("/ip4/127.0.0.1/tcp/{}", port(0)?),
             gossip: format!("127.0.0.1:{}", port(1)?),
             metrics: format!("http://127.0.0.1:{}/metrics", port(3)?),
+            dashboard: format!("http://127.0.0.1:{}/dashboard", port(2)?),
             data_dir: home.join("data"),
             config: home.join("config.toml"),
             log: d.dir.join(format!("logs/node{i}.log")),
@@ -851,6 +853,9 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
             owner: format!("{}", owner.address()),
             owner_key_file,
         });
+    }
+    if let Some(n) = d.manifest.nodes.first() {
+        d.manifest.dashboard = n.dashboard.clone();
     }
     Ok(())
 }
@@ -882,6 +887,7 @@ fn print_summary(d: &Devnet) {
         m.options.batch_blocks,
         if m.options.batch_blobs { "blobs" } else { "calldata" }
     );
+    println!("  dashboard  {}  (every node serves one at /dashboard)", m.dashboard);
     for n in &m.nodes {
         println!(
             "    {:<6} rpc {}  ws {}  api {}  metrics {}  stake {}  signer {}  log {}",

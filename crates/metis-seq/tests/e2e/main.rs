@@ -6,3 +6,4 @@ mod chain;
 mod faults;
 mod harness;
 mod membership;
+mod observe;

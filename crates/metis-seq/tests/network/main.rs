@@ -407,22 +407,7 @@ async fn every_node_exports_metrics_that_move_with_the_chain() {
     net.wait_height(&all, 3, 60).await;
     // One RPC call so the RPC metrics have a sample.
     net.head(0).await.expect("head");
-    /// `name{labels}` -> value, from the text exposition format.
-    async fn scrape(url: &str) -> BTreeMap<String, f64> {
-        let text = reqwest::get(url).await.expect("scrape").text().await.expect("body");
-        text.lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .map(|l| {
-                let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {l}"));
-                let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {l}"));
-                (series.to_string(), value)
-            })
-            .collect()
-    }
-    let has = |m: &BTreeMap<String, f64>, name: &str| {
-        m.keys()
-            .any(|k| k == name || k.starts_with(&format!("{name}{{")) || k.starts_with(&format!("{name}_")))
-    };
+    use metis_testkit::scrape::{has, scrape};
     for i in 0..4 {
         let m = scrape(&net.metrics_url(i)).await;
         for name in [
@@ -463,4 +448,25 @@ async fn every_node_exports_metrics_that_move_with_the_chain() {
         m1["metis_l2_head"]
     );
     assert!(m1["metis_consensus_height"] >= h0 + 3.0);
+    // Malachite's registry and the process collector are on the same endpoint; peers are counted per transport.
+    assert!(has(&m1, "malachitebft_core_consensus_height"), "no Malachite metrics");
+    assert!(m1["process_resident_memory_bytes"] > 0.0, "no process metrics");
+    metis_testkit::wait_for(20, "every peer counted on both transports", || async {
+        let m = scrape(&net.metrics_url(0)).await;
+        let peers = |t: &str| m.get(&format!("metis_peers{{transport=\"{t}\"}}")).copied();
+        (peers("libp2p") == Some(3.0) && peers("gossip") == Some(3.0)).then_some(())
+    })
+    .await;
+
+    // Health and readiness, on the metrics port and on the RPC port (what a load balancer probes).
+    let metrics_base = net.metrics_url(0).trim_end_matches("/metrics").to_string();
+    for base in [metrics_base, net.rpc_url(0).to_string()] {
+        let health = reqwest::get(format!("{base}/health")).await.expect("health");
+        assert_eq!(health.status().as_u16(), 200, "{base}/health");
+        let ready = reqwest::get(format!("{base}/ready")).await.expect("ready");
+        assert_eq!(ready.status().as_u16(), 200, "{base}/ready");
+        let body: serde_json::Value = ready.json().await.expect("ready body");
+        assert_eq!(body["ready"], true, "{body}");
+        assert_eq!(body["checks"]["consensus"], true, "{body}");
+    }
 }
