@@ -6,6 +6,7 @@ mod keys_cmd;
 mod l1_cmd;
 mod node_cmd;
 mod replica;
+mod status;
 mod testnet_l1;
 
 use anyhow::Result;
@@ -17,8 +18,24 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(name = "metis-seq", version, about = "Decentralized sequencer pool for an EVM L2")]
 struct Cli {
+    /// Log lines as text, or as one JSON object per line (for log shippers; spans such as height, epoch and
+    /// peer come as fields).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "METIS_SEQ_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -45,6 +62,8 @@ enum Command {
     /// Load generators (throughput and latency of any Ethereum JSON-RPC node).
     #[command(subcommand)]
     Bench(metis_bench::BenchCommand),
+    /// The pool at a glance from one node's API: head, epoch, producer, validators, batches on L1, the key.
+    Status(status::StatusArgs),
 }
 
 #[tokio::main]
@@ -56,11 +75,21 @@ async fn main() -> ExitCode {
     } else {
         "info"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -99,6 +128,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Testnet(args) => node_cmd::run_testnet(args).await,
         Command::Devnet(args) => devnet::run(args).await,
         Command::Replica(args) => replica::run(args).await,
+        Command::Status(args) => status::run(args).await,
     }
 }
 

@@ -695,3 +695,49 @@ async fn a_flood_of_large_queued_transactions_stays_inside_the_byte_budget() {
     let landed = receipt.block_number.unwrap();
     assert!(landed <= at + 3, "sent at block {at}, landed in {landed}");
 }
+
+/// `--log-format json`: every log line is one JSON object with level, target and fields, for log shippers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_come_as_json_lines_when_asked() {
+    let dir = metis_testkit::tempdir("json-logs");
+    let log = dir.join("dev.log");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_metis-seq"));
+    cmd.args([
+        "--log-format",
+        "json",
+        "dev",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--block-time",
+        "200",
+    ])
+    .arg("--datadir")
+    .arg(dir.join("data"))
+    .env("RUST_LOG", "info");
+    let _node = metis_testkit::devnet::ChildGuard::spawn(cmd, &log);
+    let line = metis_testkit::wait_for(30, "a block committed in the log", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let line = text.lines().find(|l| l.contains("block committed")).map(str::to_string);
+        async move { line }
+    })
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["level"], "INFO", "{v}");
+    assert_eq!(v["fields"]["message"], "block committed", "{v}");
+    assert!(v["fields"]["number"].is_u64(), "{v}");
+    assert!(v["timestamp"].is_string() && v["target"].is_string(), "{v}");
+    // Every line is JSON, the RPC banner on stdout aside.
+    let text = std::fs::read_to_string(&log).expect("log");
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with("RPC listening") && !l.trim().is_empty())
+    {
+        if serde_json::from_str::<serde_json::Value>(l).is_err() {
+            // stdout lines of the dev node (its accounts banner) are not logs.
+            assert!(
+                !l.contains("INFO") && !l.contains("WARN"),
+                "a log line that is not JSON: {l}"
+            );
+        }
+    }
+}

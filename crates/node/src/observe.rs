@@ -54,36 +54,78 @@ pub struct Readiness {
 impl Probe for Readiness {
     fn ready(&self) -> (bool, Value) {
         let head = self.chain.view().head().clone();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let lag = now.saturating_sub(Duration::from_secs(head.timestamp));
-        let block_ms = self.block_time.as_millis().max(1);
-        let behind = u64::try_from(lag.as_millis() / block_ms).unwrap_or(u64::MAX);
-        let allowed = (self.block_time * READY_MAX_BEHIND_BLOCKS as u32).max(READY_MIN_LAG);
-        let synced = lag <= allowed;
-        let since_commit = self.chain.last_commit().map(|t| t.elapsed());
-        let consensus = since_commit.is_some_and(|d| d <= allowed);
         let l1 = self.l1.as_ref().map(|v| {
             let v = v.read();
-            (v.last_ok.map(|t| t.elapsed()), v.l1_head, v.synced_to)
+            L1Seen {
+                since_poll: v.last_ok.map(|t| t.elapsed()),
+                head: v.l1_head,
+                confirmed: v.synced_to,
+            }
         });
-        let l1_ok = l1.is_none_or(|(since, _, _)| since.is_some_and(|d| d <= L1_STALE));
-        let ready = synced && consensus && l1_ok;
-        let checks = json!({
-            "head": head.number,
-            "head_age_ms": u64::try_from(lag.as_millis()).unwrap_or(u64::MAX),
-            "blocks_behind_estimate": behind,
-            "synced": synced,
-            "consensus": consensus,
-            "last_commit_ms_ago": since_commit.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            "l1": l1.map(|(since, head, synced_to)| json!({
-                "reachable": l1_ok,
-                "last_poll_ms_ago": since.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                "head": head,
-                "confirmed": synced_to,
-            })),
-        });
-        (ready, checks)
+        assess(&Inputs {
+            head: head.number,
+            head_timestamp: head.timestamp,
+            now: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default(),
+            block_time: self.block_time,
+            since_commit: self.chain.last_commit().map(|t| t.elapsed()),
+            l1,
+        })
     }
+}
+
+/// What this node last saw of L1.
+struct L1Seen {
+    since_poll: Option<Duration>,
+    head: Option<u64>,
+    confirmed: Option<u64>,
+}
+
+/// What readiness is judged on; the clock is an input, so the rule is tested without waiting.
+struct Inputs {
+    head: u64,
+    /// The head block's timestamp (s) and the wall clock (since the Unix epoch).
+    head_timestamp: u64,
+    now: Duration,
+    block_time: Duration,
+    since_commit: Option<Duration>,
+    /// None: the node follows no L1.
+    l1: Option<L1Seen>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Ready: the head is at most [`READY_MAX_BEHIND_BLOCKS`] blocks of the pool's pace old (at least
+/// `READY_MIN_LAG`), this node committed within that time, and L1 answered within [`L1_STALE`].
+fn assess(i: &Inputs) -> (bool, Value) {
+    let lag = i.now.saturating_sub(Duration::from_secs(i.head_timestamp));
+    let behind = u64::try_from(lag.as_millis() / i.block_time.as_millis().max(1)).unwrap_or(u64::MAX);
+    let allowed = i
+        .block_time
+        .saturating_mul(u32::try_from(READY_MAX_BEHIND_BLOCKS).unwrap_or(u32::MAX))
+        .max(READY_MIN_LAG);
+    let synced = lag <= allowed;
+    let consensus = i.since_commit.is_some_and(|d| d <= allowed);
+    let l1_ok =
+        i.l1.as_ref()
+            .is_none_or(|l| l.since_poll.is_some_and(|d| d <= L1_STALE));
+    let ready = synced && consensus && l1_ok;
+    let checks = json!({
+        "head": i.head,
+        "head_age_ms": ms(lag),
+        "blocks_behind_estimate": behind,
+        "synced": synced,
+        "consensus": consensus,
+        "last_commit_ms_ago": i.since_commit.map(ms),
+        "l1": i.l1.as_ref().map(|l| json!({
+            "reachable": l1_ok,
+            "last_poll_ms_ago": l.since_poll.map(ms),
+            "head": l.head,
+            "confirmed": l.confirmed,
+        })),
+    });
+    (ready, checks)
 }
 
 /// Serves `/metrics`, `/health` and `/ready` on `addr`. The port is bound before this returns, so a taken port
@@ -194,4 +236,75 @@ pub fn sample(chain: Arc<Chain>, net: mpsc::Sender<NetworkRequest>, handle: Prom
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> Inputs {
+        Inputs {
+            head: 100,
+            head_timestamp: 1_000,
+            now: Duration::from_secs(1_001),
+            block_time: Duration::from_secs(1),
+            since_commit: Some(Duration::from_millis(500)),
+            l1: Some(L1Seen {
+                since_poll: Some(Duration::from_secs(1)),
+                head: Some(50),
+                confirmed: Some(48),
+            }),
+        }
+    }
+
+    #[test]
+    fn ready_when_in_step_with_the_pool_and_l1() {
+        let (ready, checks) = assess(&inputs());
+        assert!(ready, "{checks}");
+        assert_eq!(checks["blocks_behind_estimate"], 1);
+        assert_eq!(checks["l1"]["confirmed"], 48);
+    }
+
+    #[test]
+    fn not_ready_behind_stalled_or_without_l1() {
+        // 21 blocks of 1 s behind: over both 20 blocks and the 15 s floor.
+        let behind = Inputs {
+            now: Duration::from_secs(1_021),
+            ..inputs()
+        };
+        let (ready, checks) = assess(&behind);
+        assert!(!ready);
+        assert_eq!(checks["synced"], false);
+        // A stall shorter than the floor is not unfit (a re-election takes seconds).
+        let short_stall = Inputs {
+            block_time: Duration::from_millis(200),
+            now: Duration::from_secs(1_010),
+            since_commit: Some(Duration::from_secs(9)),
+            ..inputs()
+        };
+        assert!(assess(&short_stall).0);
+        let never_committed = Inputs {
+            since_commit: None,
+            ..inputs()
+        };
+        assert_eq!(assess(&never_committed).1["consensus"], false);
+        let l1_gone = Inputs {
+            l1: Some(L1Seen {
+                since_poll: Some(L1_STALE + Duration::from_secs(1)),
+                head: None,
+                confirmed: None,
+            }),
+            ..inputs()
+        };
+        let (ready, checks) = assess(&l1_gone);
+        assert!(!ready);
+        assert_eq!(checks["l1"]["reachable"], false);
+        // A node without L1 is judged on the chain alone; a clock behind the head is no lag.
+        let no_l1 = Inputs {
+            l1: None,
+            now: Duration::from_secs(999),
+            ..inputs()
+        };
+        assert!(assess(&no_l1).0);
+    }
 }

@@ -32,6 +32,8 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `per_sec` calls a second from one address on average, up to `burst` at once.
     pub fn new(per_sec: u32, burst: u32) -> Self {
+        // Present from the start, so a scrape tells "none refused" from "not counted".
+        metrics::counter!("metis_rpc_rate_limited_total").increment(0);
         Self {
             per_sec: f64::from(per_sec.max(1)),
             burst: f64::from(burst.max(1)),

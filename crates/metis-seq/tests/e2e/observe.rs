@@ -67,6 +67,45 @@ fn eval(tab: &Tab, js: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// docs/grafana/metis-seq.json imports as is: panels with unique ids, and every metric its queries name is one
+/// a node exports.
+fn grafana_queries_name_exported_metrics(scraped: &std::collections::BTreeMap<String, f64>) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/grafana/metis-seq.json");
+    let text = std::fs::read_to_string(path).expect("the Grafana dashboard");
+    let d: Value = serde_json::from_str(&text).expect("the Grafana dashboard is JSON");
+    let panels = d["panels"].as_array().expect("panels");
+    let mut ids: Vec<u64> = panels.iter().map(|p| p["id"].as_u64().expect("panel id")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), panels.len(), "panel ids repeat");
+    let mut named = std::collections::BTreeSet::new();
+    for p in panels {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().expect("expr");
+            // Metric names: runs of [a-z0-9_] starting with metis_ or process_.
+            let mut rest = expr;
+            while let Some(i) = rest.find(|c: char| c.is_ascii_lowercase()) {
+                rest = &rest[i..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                    .unwrap_or(rest.len());
+                let word = &rest[..end];
+                if word.starts_with("metis_") || word.starts_with("process_") {
+                    named.insert(word.trim_end_matches("_bucket").to_string());
+                }
+                rest = &rest[end..];
+            }
+        }
+    }
+    assert!(named.len() >= 30, "{named:?}");
+    for name in &named {
+        assert!(
+            has(scraped, name),
+            "the Grafana dashboard queries {name}, which no node exports"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_metrics_and_the_dashboard_show_the_pool_and_a_kill_9_as_a_re_election() {
     let _one = serial().await;
@@ -103,6 +142,7 @@ async fn the_metrics_and_the_dashboard_show_the_pool_and_a_kill_9_as_a_re_electi
         assert!(m["metis_poster_balance_wei"] > 0.0, "node{i}");
         heads.push(m["metis_l2_head"]);
     }
+    grafana_queries_name_exported_metrics(&scrape(&metrics[0]).await);
     for (i, url) in metrics.iter().enumerate() {
         let h = heads[i];
         wait_for(20, &format!("node{i}'s head metric to move"), || async {
