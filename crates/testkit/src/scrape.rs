@@ -2,6 +2,35 @@
 
 use std::collections::BTreeMap;
 
+/// What every sequencer node exports, with or without L1 (the chain, consensus and the ledger, the mempool).
+pub const CHAIN_METRICS: &[&str] = &[
+    "metis_l2_head",
+    "metis_l2_finalized",
+    "metis_block_interval_seconds",
+    "metis_consensus_height",
+    "metis_consensus_round",
+    "metis_decision_seconds",
+    "metis_rounds_above_zero_total",
+    "metis_epoch",
+    "metis_producer_id",
+    "metis_reelections_total",
+    "metis_validators",
+    "metis_voting_power",
+    "metis_jailed",
+    "metis_peers",
+    "metis_mempool_txs",
+    "metis_mempool_bytes",
+    "metis_rpc_requests_total",
+    "metis_rpc_seconds",
+    "metis_evidence_total",
+    "metis_governance_changes_total",
+    "metis_missed_proposals_total",
+    // The process collector and Malachite's registry.
+    "process_resident_memory_bytes",
+    "process_cpu_seconds_total",
+    "malachitebft_core_consensus_height",
+];
+
 /// Every sample of the endpoint at `url`; panics on a line that is not one (a broken exposition fails the test).
 pub async fn scrape(url: &str) -> BTreeMap<String, f64> {
     let text = reqwest::get(url)

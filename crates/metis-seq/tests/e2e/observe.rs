@@ -4,31 +4,12 @@
 use crate::harness::{alive, kill, serial, wait_for, Devnet};
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
-use metis_testkit::scrape::{has, scrape, total};
+use metis_testkit::scrape::{has, scrape, total, CHAIN_METRICS};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// Every metric the node must export (issue 21's list; `metis_missed_proposals_total` is checked after the kill,
-/// which makes its first sample certain).
-const REQUIRED: &[&str] = &[
-    "metis_l2_head",
-    "metis_l2_finalized",
-    "metis_block_interval_seconds",
-    "metis_consensus_height",
-    "metis_consensus_round",
-    "metis_decision_seconds",
-    "metis_rounds_above_zero_total",
-    "metis_epoch",
-    "metis_producer_id",
-    "metis_reelections_total",
-    "metis_validators",
-    "metis_voting_power",
-    "metis_jailed",
-    "metis_peers",
-    "metis_mempool_txs",
-    "metis_mempool_bytes",
-    "metis_rpc_requests_total",
-    "metis_rpc_seconds",
+/// What a node with L1, batches and a threshold key exports beyond [`CHAIN_METRICS`].
+const L1_METRICS: &[&str] = &[
     "metis_l1_head",
     "metis_l1_confirmed",
     "metis_l1_events_applied_total",
@@ -40,12 +21,6 @@ const REQUIRED: &[&str] = &[
     "metis_poster_balance_wei",
     "metis_key_round",
     "metis_key_epoch",
-    "metis_evidence_total",
-    "metis_governance_changes_total",
-    // The process collector and Malachite's registry.
-    "process_resident_memory_bytes",
-    "process_cpu_seconds_total",
-    "malachitebft_core_consensus_height",
 ];
 
 fn chromium() -> std::path::PathBuf {
@@ -133,7 +108,7 @@ async fn the_metrics_and_the_dashboard_show_the_pool_and_a_kill_9_as_a_re_electi
     let mut heads = Vec::new();
     for (i, url) in metrics.iter().enumerate() {
         let m = scrape(url).await;
-        for name in REQUIRED {
+        for name in CHAIN_METRICS.iter().chain(L1_METRICS) {
             assert!(has(&m, name), "node{i} does not export {name}");
         }
         assert_eq!(m["metis_validators"], 4.0, "node{i}");

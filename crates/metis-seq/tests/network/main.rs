@@ -410,21 +410,7 @@ async fn every_node_exports_metrics_that_move_with_the_chain() {
     use metis_testkit::scrape::{has, scrape};
     for i in 0..4 {
         let m = scrape(&net.metrics_url(i)).await;
-        for name in [
-            "metis_l2_head",
-            "metis_l2_finalized",
-            "metis_block_interval_seconds",
-            "metis_consensus_height",
-            "metis_consensus_round",
-            "metis_decision_seconds",
-            "metis_epoch",
-            "metis_producer_id",
-            "metis_validators",
-            "metis_voting_power",
-            "metis_jailed",
-            "metis_mempool_txs",
-            "metis_mempool_bytes",
-        ] {
+        for name in metis_testkit::scrape::CHAIN_METRICS {
             assert!(has(&m, name), "node {i} does not export {name}");
         }
         assert_eq!(m["metis_validators"], 4.0, "node {i}");
