@@ -255,10 +255,11 @@ async fn an_equivocating_validator_is_jailed_by_the_next_block_and_bad_evidence_
     let (honest, parts) = pool.get_value(p, 0).await;
     let key = pool.nodes[p].key.clone();
     // The honest block with `e` added, re-signed by the producer.
+    // The ledger before the block: the one after the head.
+    let ledger_hash = pool.ledger(p).state_hash();
     let carrying = |e: metis_wire::evidence::Evidence| {
         forged(&parts, pool.nodes[p].address, &key, |d| {
             d.evidence = vec![e];
-            let ledger_hash = B256::from_slice(&d.header.extra_data[..32]);
             d.header.extra_data = metis_wire::block::extra_data(ledger_hash, &d.pos_txs, &d.evidence)
                 .expect("extra data")
                 .into();

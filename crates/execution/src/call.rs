@@ -3,7 +3,7 @@
 
 use crate::executor::{evm_block_env, evm_cfg, BlockContext};
 use crate::genesis::{ChainSpec, KECCAK_EMPTY};
-use crate::state::{Account, BlockOverlay, WorldState};
+use crate::state::{Account, BlockOverlay, StateSource};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use revm::context::TxEnv;
 use revm::context_interface::result::{EVMError, ExecutionResult, HaltReason};
@@ -76,12 +76,13 @@ impl CallOutcome {
     }
 }
 
-impl BlockOverlay<'_> {
+impl<S: StateSource + ?Sized> BlockOverlay<'_, S> {
     fn apply_override(&mut self, addr: Address, o: &AccountOverride) -> Result<(), CallError> {
         if o.state.is_some() && o.state_diff.is_some() {
             return Err(CallError::ConflictingOverride(addr));
         }
-        let mut acct = self.account(&addr).unwrap_or(Account {
+        let current = self.account(&addr).map_err(|e| CallError::Invalid(e.to_string()))?;
+        let mut acct = current.unwrap_or(Account {
             nonce: 0,
             balance: U256::ZERO,
             code_hash: KECCAK_EMPTY,
@@ -112,15 +113,15 @@ impl BlockOverlay<'_> {
 
 /// Runs `tx` on `state` in the environment of `ctx`. Without a gas price the base fee is not charged (as geth's
 /// eth_call), and the nonce is not checked. A run still going at `deadline` is aborted.
-pub fn call(
-    state: &WorldState,
+pub fn call<S: StateSource + ?Sized>(
+    state: &S,
     spec: &ChainSpec,
     ctx: &BlockContext,
     tx: TxEnv,
     overrides: &BTreeMap<Address, AccountOverride>,
     deadline: Instant,
 ) -> Result<CallOutcome, CallError> {
-    let mut overlay = state.overlay();
+    let mut overlay = BlockOverlay::over(state);
     for (addr, o) in overrides {
         overlay.apply_override(*addr, o)?;
     }
@@ -160,8 +161,8 @@ pub fn call(
 }
 
 /// The smallest gas limit with which `tx` succeeds, searched between its intrinsic cost and `cap`.
-pub fn estimate_gas(
-    state: &WorldState,
+pub fn estimate_gas<S: StateSource + ?Sized>(
+    state: &S,
     spec: &ChainSpec,
     ctx: &BlockContext,
     mut tx: TxEnv,
@@ -203,7 +204,7 @@ pub const EMPTY_CODE_HASH: B256 = KECCAK_EMPTY;
 mod tests {
     use super::*;
     use crate::testutil::{eip1559, initcode_for, keys};
-    use crate::{build_block, BlockContext};
+    use crate::{build_block, BlockContext, WorldState};
     use alloy_primitives::TxKind;
 
     fn later() -> Instant {

@@ -59,8 +59,13 @@ pub fn genesis_header(spec: &ChainSpec, state_root: B256) -> Header {
 impl Engine {
     /// Opens the chain in `dir` (creating it from `spec`'s genesis when empty).
     pub fn open(dir: &Path, spec: ChainSpec) -> Result<Self, EngineError> {
+        Self::open_with(dir, spec, metis_storage::StateHistory::Full)
+    }
+
+    /// [`Engine::open`] keeping `history` of the state (what state reads at older blocks can see).
+    pub fn open_with(dir: &Path, spec: ChainSpec, history: metis_storage::StateHistory) -> Result<Self, EngineError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("creating {}: {e}", dir.display())))?;
-        let store = Store::open(&dir.join("chain.redb"))?;
+        let store = Store::open(&dir.join("chain.redb"))?.with_history(history);
         let changeset = WorldState::genesis_changeset(&spec);
         let mut genesis_state = WorldState::default();
         let genesis_root = genesis_state.apply(&changeset);

@@ -19,5 +19,6 @@ pub mod testutil;
 pub use engine::{Engine, EngineError};
 pub use executor::{build_block, execute_block, BlockContext, BlockError, BlockExecutor, ExecutedBlock};
 pub use genesis::{ChainSpec, GenesisError};
-pub use state::{Account, AccountChange, BlockOverlay, Changeset, RootUpdate, WorldState};
+pub use metis_storage::StateHistory;
+pub use state::{Account, AccountChange, BlockOverlay, Changeset, RootUpdate, StateSource, WorldState};
 pub use tx::{RecoveredTx, TxError};

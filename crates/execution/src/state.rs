@@ -235,20 +235,81 @@ impl WorldState {
 
     /// A fresh overlay to execute a block (or a call) against this state.
     pub fn overlay(&self) -> BlockOverlay<'_> {
+        BlockOverlay::over(self)
+    }
+}
+
+/// A committed state an overlay reads through: the head's in memory ([`WorldState`]) or an older one from the
+/// store's state history (`metis_storage::StateAt`).
+pub trait StateSource {
+    fn read_account(&self, address: &Address) -> Result<Option<Account>, StateError>;
+    fn read_storage(&self, address: &Address, slot: &U256) -> Result<U256, StateError>;
+    fn read_code(&self, code_hash: &B256) -> Result<Option<Bytecode>, StateError>;
+    /// Whether the code is there already (a block's new code is recorded only when it is not).
+    fn has_code(&self, code_hash: &B256) -> bool;
+    fn read_block_hash(&self, number: u64) -> Result<B256, StateError>;
+}
+
+impl StateSource for WorldState {
+    fn read_account(&self, address: &Address) -> Result<Option<Account>, StateError> {
+        Ok(self.account(address).cloned())
+    }
+
+    fn read_storage(&self, address: &Address, slot: &U256) -> Result<U256, StateError> {
+        Ok(self.storage_at(address, slot))
+    }
+
+    fn read_code(&self, code_hash: &B256) -> Result<Option<Bytecode>, StateError> {
+        Ok(self.code(code_hash).cloned())
+    }
+
+    fn has_code(&self, code_hash: &B256) -> bool {
+        self.code.contains_key(code_hash)
+    }
+
+    fn read_block_hash(&self, number: u64) -> Result<B256, StateError> {
+        Ok(self.block_hash(number))
+    }
+}
+
+impl StateSource for metis_storage::StateAt {
+    fn read_account(&self, address: &Address) -> Result<Option<Account>, StateError> {
+        self.account(address).map_err(|e| StateError(e.to_string()))
+    }
+
+    fn read_storage(&self, address: &Address, slot: &U256) -> Result<U256, StateError> {
+        self.storage(address, slot).map_err(|e| StateError(e.to_string()))
+    }
+
+    fn read_code(&self, code_hash: &B256) -> Result<Option<Bytecode>, StateError> {
+        self.code(code_hash).map_err(|e| StateError(e.to_string()))
+    }
+
+    fn has_code(&self, code_hash: &B256) -> bool {
+        self.code(code_hash).is_ok_and(|c| c.is_some())
+    }
+
+    fn read_block_hash(&self, number: u64) -> Result<B256, StateError> {
+        self.block_hash(number).map_err(|e| StateError(e.to_string()))
+    }
+}
+
+/// The state as a block in progress (or a call) sees it: its own changes over a committed state.
+pub struct BlockOverlay<'a, S: StateSource + ?Sized = WorldState> {
+    base: &'a S,
+    changes: Changeset,
+}
+
+impl<'a, S: StateSource + ?Sized> BlockOverlay<'a, S> {
+    pub fn over(base: &'a S) -> Self {
         BlockOverlay {
-            base: self,
+            base,
             changes: Changeset::default(),
         }
     }
 }
 
-/// The state as a block in progress sees it: its own changes over the committed state.
-pub struct BlockOverlay<'a> {
-    base: &'a WorldState,
-    changes: Changeset,
-}
-
-impl BlockOverlay<'_> {
+impl<S: StateSource + ?Sized> BlockOverlay<'_, S> {
     pub fn changes(&self) -> &Changeset {
         &self.changes
     }
@@ -262,30 +323,30 @@ impl BlockOverlay<'_> {
     }
 
     /// The account as seen by the block in progress.
-    pub fn account(&self, address: &Address) -> Option<Account> {
+    pub fn account(&self, address: &Address) -> Result<Option<Account>, StateError> {
         match self.changes.accounts.get(address) {
-            Some(ch) => ch.info.clone(),
-            None => self.base.account(address).cloned(),
+            Some(ch) => Ok(ch.info.clone()),
+            None => self.base.read_account(address),
         }
     }
 }
 
-impl Database for BlockOverlay<'_> {
+impl<S: StateSource + ?Sized> Database for BlockOverlay<'_, S> {
     type Error = StateError;
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        Ok(self.account(&address).as_ref().map(account_to_info))
+        Ok(self.account(&address)?.as_ref().map(account_to_info))
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
         if code_hash == KECCAK_EMPTY {
             return Ok(Bytecode::default());
         }
-        self.changes
-            .new_code
-            .get(&code_hash)
-            .or_else(|| self.base.code(&code_hash))
-            .cloned()
+        if let Some(c) = self.changes.new_code.get(&code_hash) {
+            return Ok(c.clone());
+        }
+        self.base
+            .read_code(&code_hash)?
             .ok_or_else(|| StateError(format!("missing code {code_hash}")))
     }
 
@@ -298,15 +359,15 @@ impl Database for BlockOverlay<'_> {
                 return Ok(U256::ZERO);
             }
         }
-        Ok(self.base.storage_at(&address, &index))
+        self.base.read_storage(&address, &index)
     }
 
     fn block_hash(&mut self, number: u64) -> Result<B256, Self::Error> {
-        Ok(self.base.block_hash(number))
+        self.base.read_block_hash(number)
     }
 }
 
-impl DatabaseCommit for BlockOverlay<'_> {
+impl<S: StateSource + ?Sized> DatabaseCommit for BlockOverlay<'_, S> {
     fn commit(&mut self, changes: AddressMap<EvmAccount>) {
         for (address, account) in changes {
             if !account.is_touched() {
@@ -327,7 +388,7 @@ impl DatabaseCommit for BlockOverlay<'_> {
                 entry.storage.clear();
             }
             if let Some(code) = &account.info.code {
-                if account.info.code_hash != KECCAK_EMPTY && !self.base.code.contains_key(&account.info.code_hash) {
+                if account.info.code_hash != KECCAK_EMPTY && !self.base.has_code(&account.info.code_hash) {
                     self.changes
                         .new_code
                         .entry(account.info.code_hash)

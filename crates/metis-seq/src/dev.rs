@@ -46,6 +46,9 @@ pub struct DevArgs {
     /// Block gas limit of the dev genesis.
     #[arg(long, default_value_t = metis_execution::genesis::DEFAULT_GAS_LIMIT)]
     gas_limit: u64,
+    /// State history kept for reads at older blocks: full, none, or a number of recent blocks.
+    #[arg(long, default_value = "full")]
+    state_history: String,
 }
 
 /// The well-known dev accounts (anvil's and hardhat's mnemonic), so tools' default dev keys work here too.
@@ -79,7 +82,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
             spec
         }
     };
-    let engine = Engine::open(&args.datadir, spec).with_context(|| format!("opening {}", args.datadir.display()))?;
+    let history: metis_execution::StateHistory = args.state_history.parse().map_err(anyhow::Error::msg)?;
+    let engine = Engine::open_with(&args.datadir, spec, history)
+        .with_context(|| format!("opening {}", args.datadir.display()))?;
     let chain_id = engine.spec().chain_id;
     let backend = Chain::new(
         engine,

@@ -207,6 +207,7 @@ pub fn run_init(args: InitArgs) -> Result<()> {
         l1: None,
         // Off until an operator opens it (the endpoint has no authentication).
         metrics: None,
+        state_history: metis_node::config::default_state_history(),
     };
     std::fs::write(&config, toml_config(&cfg)?).with_context(|| format!("writing {}", config.display()))?;
     println!("{}", serde_json::to_string_pretty(&keys.public_json())?);
@@ -413,6 +414,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
             metrics: Some(MetricsSection {
                 addr: SocketAddr::from(([127, 0, 0, 1], port(i, 3)?)),
             }),
+            state_history: metis_node::config::default_state_history(),
         };
         std::fs::write(
             args.out.join(format!("node{i}")).join("config.toml"),

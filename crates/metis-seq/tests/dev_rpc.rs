@@ -741,3 +741,54 @@ async fn logs_come_as_json_lines_when_asked() {
         }
     }
 }
+
+/// What real clients tripped on: a subscription id is a hex string, as geth writes it (web3.py fails on a number),
+/// and a gas price with an access list makes an EIP-2930 call whose list counts (ethers estimated too little).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_ids_are_hex_strings_and_access_lists_count_with_a_gas_price() {
+    let dir = tempdir("compat");
+    let node = DevNode::start(&dir, 3_600_000);
+    // On the wire: a provider would hand back its own local id instead.
+    let (mut ws, _) = tokio_tungstenite::connect_async(node.ws.as_str()).await.unwrap();
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#,
+    ))
+    .await
+    .unwrap();
+    let answer = loop {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = ws.next().await.expect("an answer").unwrap() {
+            break t.to_string();
+        }
+    };
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let id = answer["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a subscription id that is not a string: {answer}"));
+    assert!(id.starts_with("0x") && id.len() == 34, "{id}");
+    assert!(id[2..].chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+
+    let provider = dev_provider(&node);
+    let from = signer(DEV_KEY_1).address();
+    let to = "0x000000000000000000000000000000000000bEEF";
+    let estimate = |extra: serde_json::Value| {
+        let provider = provider.clone();
+        async move {
+            let mut call = serde_json::json!({"from": from, "to": to, "value": "0x1", "gasPrice": "0x3b9aca00"});
+            if let (Some(c), Some(e)) = (call.as_object_mut(), extra.as_object()) {
+                c.extend(e.clone());
+            }
+            provider
+                .raw_request::<_, U256>("eth_estimateGas".into(), (call,))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(estimate(serde_json::json!({})).await, U256::from(21_000u64));
+    let list = serde_json::json!({"accessList": [{
+        "address": to,
+        "storageKeys": ["0x0000000000000000000000000000000000000000000000000000000000000001"],
+    }]});
+    // 2,400 per address and 1,900 per storage key (EIP-2930).
+    assert_eq!(estimate(list).await, U256::from(21_000u64 + 2_400 + 1_900));
+}

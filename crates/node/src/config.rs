@@ -50,6 +50,13 @@ pub struct NodeConfigFile {
     /// Prometheus metrics (no section: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSection>,
+    /// State history kept for reads at older blocks: "full" (default), "none", or a number of recent blocks.
+    #[serde(default = "default_state_history")]
+    pub state_history: String,
+}
+
+pub fn default_state_history() -> String {
+    "full".into()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -405,6 +412,10 @@ impl NodeConfigFile {
                 .map(|l| l.poster.settings(secrets.l1_signer)),
             history_keep: self.consensus.ledger_history,
             metrics: self.metrics.as_ref().map(|m| m.addr),
+            state_history: self.state_history.parse().map_err(|reason| ConfigError::Parse {
+                path: base.join("config.toml"),
+                reason,
+            })?,
         })
     }
 }

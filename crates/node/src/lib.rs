@@ -151,6 +151,8 @@ pub struct NodeSettings {
     pub history_keep: usize,
     /// Where Prometheus scrapes this node's metrics (none: no metrics endpoint).
     pub metrics: Option<SocketAddr>,
+    /// State history kept for reads at older blocks.
+    pub state_history: metis_storage::StateHistory,
     /// Post the pool's batches and reward reports to L1 in this node's turns (needs `l1` and a batch inbox).
     pub poster: Option<metis_poster::PosterSettings>,
 }
@@ -220,7 +222,7 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     }
     let chain_id = s.spec.chain_id;
     let chain = Chain::new(
-        Engine::open(&s.data_dir.join("chain"), s.spec.clone())?,
+        Engine::open_with(&s.data_dir.join("chain"), s.spec.clone(), s.state_history)?,
         s.mempool.clone(),
     );
     let consensus_signer = Arc::new(ConsensusSigner::new(s.key.clone()));

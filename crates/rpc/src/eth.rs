@@ -104,17 +104,60 @@ fn load_block(view: &HeadView, number: u64) -> RpcResult<Option<FullBlock>> {
     Ok(Some((header, hash, txs)))
 }
 
-/// State reads are served at the head only (the node keeps no historical state).
-fn require_head_state(view: &HeadView, id: Option<BlockId>) -> RpcResult<()> {
-    let id = id.unwrap_or_default();
-    let n = resolve(view, id)?.ok_or_else(|| not_found("block not found"))?;
-    if n != view.head().number {
-        return Err(server_error(format!(
-            "historical state not available: this node keeps the state of the head block {} only (asked for {n})",
-            view.head().number
-        )));
+/// The state a read is made on: the head's (in memory), or an older block's from the store's state history.
+enum StateRead {
+    Head,
+    Past(metis_storage::StateAt),
+}
+
+/// Where `id` points: the head, or an older block whose state the history still holds (or a clear error).
+fn state_for(view: &HeadView, id: Option<BlockId>) -> RpcResult<StateRead> {
+    let n = resolve(view, id.unwrap_or_default())?.ok_or_else(|| not_found("block not found"))?;
+    if n == view.head().number {
+        return Ok(StateRead::Head);
     }
-    Ok(())
+    match view.store().state_at(n) {
+        Ok(s) => Ok(StateRead::Past(s)),
+        Err(metis_storage::HistoryError::Store(e)) => Err(store_err(e)),
+        Err(metis_storage::HistoryError::Future { .. }) => Err(not_found("block not found")),
+        Err(e) => Err(server_error(e.to_string())),
+    }
+}
+
+impl StateRead {
+    fn account(&self, view: &HeadView, addr: &Address) -> RpcResult<Option<metis_execution::Account>> {
+        match self {
+            Self::Head => Ok(view.state().account(addr).cloned()),
+            Self::Past(s) => s.account(addr).map_err(store_err),
+        }
+    }
+
+    fn storage(&self, view: &HeadView, addr: &Address, slot: &U256) -> RpcResult<U256> {
+        match self {
+            Self::Head => Ok(view.state().storage_at(addr, slot)),
+            Self::Past(s) => s.storage(addr, slot).map_err(store_err),
+        }
+    }
+
+    fn code(&self, view: &HeadView, hash: &B256) -> RpcResult<Option<revm::state::Bytecode>> {
+        match self {
+            Self::Head => Ok(view.state().code(hash).cloned()),
+            Self::Past(s) => s.code(hash).map_err(store_err),
+        }
+    }
+
+    /// The block a call runs in: the head's, or the older block's own header (as geth: its number, time and
+    /// base fee, on the state after it).
+    fn context(&self, view: &HeadView) -> RpcResult<BlockContext> {
+        match self {
+            Self::Head => Ok(context_of(view.head())),
+            Self::Past(s) => s
+                .header(s.block())
+                .map_err(store_err)?
+                .map(|h| context_of(&h))
+                .ok_or_else(|| internal(format!("block {} has no header in the store", s.block()))),
+        }
+    }
 }
 
 fn overrides(o: Option<StateOverride>) -> BTreeMap<Address, AccountOverride> {
@@ -149,8 +192,15 @@ fn call_tx(req: &TransactionRequest, chain_id: u64, gas_cap: u64) -> RpcResult<r
     }
     let input = req.input.input().cloned().unwrap_or_default();
     let gas_price = req.gas_price.or(req.max_fee_per_gas).unwrap_or(0);
+    // A gas price with an access list is an EIP-2930 transaction, as geth and anvil take it: the list's
+    // intrinsic gas and warm slots count.
+    let tx_type = match (req.gas_price.is_some(), req.access_list.is_some()) {
+        (true, false) => 0,
+        (true, true) => 1,
+        (false, _) => 2,
+    };
     Ok(revm::context::TxEnv {
-        tx_type: if req.gas_price.is_some() { 0 } else { 2 },
+        tx_type,
         caller: req.from.unwrap_or_default(),
         gas_limit: req.gas.unwrap_or(gas_cap).min(gas_cap),
         gas_price,
@@ -169,8 +219,7 @@ fn call_tx(req: &TransactionRequest, chain_id: u64, gas_cap: u64) -> RpcResult<r
     })
 }
 
-fn head_context(view: &HeadView) -> BlockContext {
-    let h = view.head();
+fn context_of(h: &alloy_consensus::Header) -> BlockContext {
     BlockContext {
         parent_hash: h.parent_hash,
         number: h.number,
@@ -411,16 +460,13 @@ fn run_call(
     deadline: Instant,
 ) -> RpcResult<Bytes> {
     let view = ctx.backend.view();
-    require_head_state(&view, id)?;
-    let tx = call_tx(req, view.spec().chain_id, view.head().gas_limit.min(ctx.limits.gas_cap))?;
-    let out = call::call(
-        view.state(),
-        view.spec(),
-        &head_context(&view),
-        tx,
-        &overrides(o),
-        deadline,
-    )
+    let at = state_for(&view, id)?;
+    let block = at.context(&view)?;
+    let tx = call_tx(req, view.spec().chain_id, block.gas_limit.min(ctx.limits.gas_cap))?;
+    let out = match &at {
+        StateRead::Head => call::call(view.state(), view.spec(), &block, tx, &overrides(o), deadline),
+        StateRead::Past(s) => call::call(s, view.spec(), &block, tx, &overrides(o), deadline),
+    }
     .map_err(|e| timed_out(ctx, e))?;
     match out {
         CallOutcome::Success { output, .. } => Ok(output),
@@ -437,19 +483,16 @@ fn estimate(
     deadline: Instant,
 ) -> RpcResult<U64> {
     let view = ctx.backend.view();
-    require_head_state(&view, id)?;
-    let limit = view.head().gas_limit.min(ctx.limits.gas_cap);
+    let at = state_for(&view, id)?;
+    let block = at.context(&view)?;
+    let limit = block.gas_limit.min(ctx.limits.gas_cap);
     let cap = req.gas.unwrap_or(limit).min(limit);
     let tx = call_tx(req, view.spec().chain_id, cap)?;
-    let out = call::estimate_gas(
-        view.state(),
-        view.spec(),
-        &head_context(&view),
-        tx,
-        &overrides(o),
-        cap,
-        deadline,
-    )
+    let spec = view.spec();
+    let out = match &at {
+        StateRead::Head => call::estimate_gas(view.state(), spec, &block, tx, &overrides(o), cap, deadline),
+        StateRead::Past(s) => call::estimate_gas(s, spec, &block, tx, &overrides(o), cap, deadline),
+    }
     .map_err(|e| timed_out(ctx, e))?;
     match out {
         Ok(gas) => Ok(U64::from(gas)),
@@ -598,35 +641,36 @@ impl EthApiServer for EthRpc {
 
     fn balance(&self, address: Address, block: Option<BlockId>) -> RpcResult<U256> {
         let view = self.0.backend.view();
-        require_head_state(&view, block)?;
-        Ok(view.state().account(&address).map(|a| a.balance).unwrap_or_default())
+        let at = state_for(&view, block)?;
+        Ok(at.account(&view, &address)?.map(|a| a.balance).unwrap_or_default())
     }
 
     fn transaction_count(&self, address: Address, block: Option<BlockId>) -> RpcResult<U64> {
         let view = self.0.backend.view();
-        let nonce = view.state().account(&address).map_or(0, |a| a.nonce);
         if block == Some(BlockId::Number(BlockNumberOrTag::Pending)) {
+            let nonce = view.state().account(&address).map_or(0, |a| a.nonce);
             return Ok(U64::from(self.0.backend.mempool().next_nonce(&address, nonce)));
         }
-        require_head_state(&view, block)?;
-        Ok(U64::from(nonce))
+        let at = state_for(&view, block)?;
+        Ok(U64::from(at.account(&view, &address)?.map_or(0, |a| a.nonce)))
     }
 
     fn code(&self, address: Address, block: Option<BlockId>) -> RpcResult<Bytes> {
         let view = self.0.backend.view();
-        require_head_state(&view, block)?;
-        Ok(view
-            .state()
-            .account(&address)
-            .and_then(|a| view.state().code(&a.code_hash))
+        let at = state_for(&view, block)?;
+        let Some(account) = at.account(&view, &address)? else {
+            return Ok(Bytes::new());
+        };
+        Ok(at
+            .code(&view, &account.code_hash)?
             .map(|b| b.original_bytes())
             .unwrap_or_default())
     }
 
     fn storage_at(&self, address: Address, slot: U256, block: Option<BlockId>) -> RpcResult<B256> {
         let view = self.0.backend.view();
-        require_head_state(&view, block)?;
-        Ok(B256::from(view.state().storage_at(&address, &slot)))
+        let at = state_for(&view, block)?;
+        Ok(B256::from(at.storage(&view, &address, &slot)?))
     }
 
     async fn call(

@@ -106,6 +106,7 @@ pub async fn start_with(
         .max_connections(cfg.max_connections)
         .max_subscriptions_per_connection(cfg.max_subscriptions_per_connection)
         .set_batch_request_config(BatchRequestConfig::Limit(cfg.max_batch))
+        .set_id_provider(HexIdProvider)
         .build();
     let listener = TcpListener::bind(cfg.addr).await?;
     let local_addr = listener.local_addr()?;
@@ -136,6 +137,24 @@ pub async fn start_with(
     };
     tokio::spawn(accept.run());
     Ok(RpcServer { local_addr, handle })
+}
+
+/// Subscription ids as geth writes them: "0x" and 32 hex digits (128 random bits). Clients such as web3.py
+/// take the id as a string; jsonrpsee's default is a JSON number.
+#[derive(Debug)]
+struct HexIdProvider;
+
+impl jsonrpsee::core::traits::IdProvider for HexIdProvider {
+    fn next_id(&self) -> jsonrpsee::types::SubscriptionId<'static> {
+        let mut bytes = [0u8; 16];
+        if getrandom::fill(&mut bytes).is_err() {
+            // No OS randomness: a counter still gives distinct ids on this server (only guessable ones).
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            bytes[8..].copy_from_slice(&n.to_be_bytes());
+        }
+        jsonrpsee::types::SubscriptionId::Str(format!("0x{}", alloy_primitives::hex::encode(bytes)).into())
+    }
 }
 
 struct Accept {

@@ -1,6 +1,7 @@
 //! Durable chain data in redb: headers, bodies (with senders), receipts, the tx lookup, and the flat state.
 //! Everything one block writes goes in one write transaction, so a crash leaves the store at a block boundary.
 
+use crate::history::{HistoryError, StateAt, StateHistory};
 use crate::types::{Account, AccountChange, Changeset};
 use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
 use alloy_eips::eip2718::{Decodable2718, Encodable2718};
@@ -11,14 +12,14 @@ use revm::state::Bytecode;
 use std::path::Path;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
+pub(crate) const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 const HASHES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_hashes");
 const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
 const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
 const TX_LOOKUP: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("tx_lookup");
-const ACCOUNTS: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("accounts");
-const STORAGE: TableDefinition<&[u8; 52], &[u8; 32]> = TableDefinition::new("storage");
-const CODE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("code");
+pub(crate) const ACCOUNTS: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("accounts");
+pub(crate) const STORAGE: TableDefinition<&[u8; 52], &[u8; 32]> = TableDefinition::new("storage");
+pub(crate) const CODE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("code");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,7 +53,7 @@ db_err!(
     redb::CommitError
 );
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
@@ -77,6 +78,7 @@ pub struct BlockWrite<'a> {
 #[derive(Clone)]
 pub struct Store {
     db: std::sync::Arc<Database>,
+    history: StateHistory,
 }
 
 fn encode_account(a: &Account) -> [u8; 72] {
@@ -87,7 +89,7 @@ fn encode_account(a: &Account) -> [u8; 72] {
     out
 }
 
-fn decode_account(b: &[u8]) -> Result<Account, StoreError> {
+pub(crate) fn decode_account(b: &[u8]) -> Result<Account, StoreError> {
     if b.len() != 72 {
         return Err(corrupt("account record is not 72 bytes"));
     }
@@ -99,7 +101,7 @@ fn decode_account(b: &[u8]) -> Result<Account, StoreError> {
     })
 }
 
-fn storage_key(addr: &Address, slot: &U256) -> [u8; 52] {
+pub(crate) fn storage_key(addr: &Address, slot: &U256) -> [u8; 52] {
     let mut k = [0u8; 52];
     k[..20].copy_from_slice(addr.as_slice());
     k[20..].copy_from_slice(&slot.to_be_bytes::<32>());
@@ -192,13 +194,39 @@ impl Store {
             w.open_table(ACCOUNTS)?;
             w.open_table(STORAGE)?;
             w.open_table(CODE)?;
+            w.open_table(crate::history::ACCOUNT_HISTORY)?;
+            w.open_table(crate::history::STORAGE_HISTORY)?;
+            w.open_table(crate::history::HISTORY_BLOCKS)?;
+            w.open_table(crate::history::HISTORY_SINCE)?;
         }
         w.commit()?;
         let store = Self {
             db: std::sync::Arc::new(db),
+            history: StateHistory::None,
         };
         store.check_version()?;
         Ok(store)
+    }
+
+    /// Keeps state history from the next block on (`StateHistory::None`: drops what there was).
+    pub fn with_history(mut self, history: StateHistory) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// The state after block `block`: the head's, or an older one the state history still holds. Reads come
+    /// from one snapshot, whatever the chain commits meanwhile.
+    pub fn state_at(&self, block: u64) -> Result<StateAt, HistoryError> {
+        let r = self.db.begin_read().map_err(StoreError::from)?;
+        let head = {
+            let t = r.open_table(META).map_err(StoreError::from)?;
+            let v = t.get(crate::schema::HEAD).map_err(StoreError::from)?;
+            match v.map(|v| v.value().to_vec()) {
+                Some(v) if v.len() == 40 => u64::from_be_bytes(v[..8].try_into().map_err(corrupt)?),
+                _ => return Err(corrupt("head record").into()),
+            }
+        };
+        StateAt::open(r, block, head)
     }
 
     /// A new store is stamped with this build's layout version; an existing one must carry it.
@@ -264,6 +292,8 @@ impl Store {
         let w = self.db.begin_write()?;
         {
             let n = b.header.number;
+            // What the block overwrites, read before it does.
+            crate::history::record(&w, n, b.changeset, self.history)?;
             let mut hdr = Vec::with_capacity(600);
             b.header.encode(&mut hdr);
             w.open_table(HEADERS)?.insert(n, hdr.as_slice())?;

@@ -76,12 +76,13 @@ fn pos_tx_bytes(t: &PosTx) -> Result<Vec<u8>, BlockDataError> {
     t.to_bytes().map_err(|e| BlockDataError::Encoding(e.to_string()))
 }
 
-/// The header's extra data: the ledger hash before the block, then the root of its PoS transactions and
-/// evidence.
+/// The header's extra data: keccak256 of the ledger hash before the block and the root of its PoS transactions
+/// and evidence. 32 bytes, geth's limit (web3.py refuses longer extra data); every validator recomputes both
+/// preimages from the block and its own ledger.
 pub fn extra_data(ledger_hash: B256, pos_txs: &[PosTx], evidence: &[Evidence]) -> Result<Vec<u8>, BlockDataError> {
     let mut v = ledger_hash.to_vec();
     v.extend_from_slice(pos_root(pos_txs, evidence)?.as_slice());
-    Ok(v)
+    Ok(keccak256(v).to_vec())
 }
 
 #[derive(Debug, thiserror::Error)]
