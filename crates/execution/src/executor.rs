@@ -32,6 +32,20 @@ pub struct BlockContext {
 }
 
 impl BlockContext {
+    /// The context a stored block ran in, from its header (calls and traces at that block).
+    pub fn of(h: &Header) -> Self {
+        Self {
+            parent_hash: h.parent_hash,
+            number: h.number,
+            timestamp: h.timestamp,
+            beneficiary: h.beneficiary,
+            base_fee: h.base_fee_per_gas.unwrap_or_default(),
+            gas_limit: h.gas_limit,
+            prevrandao: h.mix_hash,
+            extra_data: h.extra_data.clone(),
+        }
+    }
+
     /// The context of the block after `parent`.
     pub fn child_of(
         parent: &Header,

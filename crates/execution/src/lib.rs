@@ -9,6 +9,7 @@ pub mod engine;
 pub mod executor;
 pub mod genesis;
 pub mod state;
+pub mod trace;
 pub mod trie;
 pub mod tx;
 

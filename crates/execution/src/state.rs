@@ -7,7 +7,7 @@ use crate::trie::Trie;
 use alloy_primitives::{keccak256, Address, B256, U256};
 use alloy_rlp::{Encodable, RlpEncodable};
 use imbl::HashMap;
-use revm::database_interface::{DBErrorMarker, Database, DatabaseCommit};
+use revm::database_interface::{DBErrorMarker, Database, DatabaseCommit, DatabaseRef};
 use revm::primitives::AddressMap;
 use revm::state::{Account as EvmAccount, AccountInfo, Bytecode};
 use std::collections::BTreeMap;
@@ -331,14 +331,16 @@ impl<S: StateSource + ?Sized> BlockOverlay<'_, S> {
     }
 }
 
-impl<S: StateSource + ?Sized> Database for BlockOverlay<'_, S> {
+/// Reads never change the overlay, so it reads by reference too (what tracers that look at the state before a
+/// transaction take).
+impl<S: StateSource + ?Sized> DatabaseRef for BlockOverlay<'_, S> {
     type Error = StateError;
 
-    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
         Ok(self.account(&address)?.as_ref().map(account_to_info))
     }
 
-    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
         if code_hash == KECCAK_EMPTY {
             return Ok(Bytecode::default());
         }
@@ -350,7 +352,7 @@ impl<S: StateSource + ?Sized> Database for BlockOverlay<'_, S> {
             .ok_or_else(|| StateError(format!("missing code {code_hash}")))
     }
 
-    fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
         if let Some(ch) = self.changes.accounts.get(&address) {
             if let Some(v) = ch.storage.get(&index) {
                 return Ok(*v);
@@ -362,8 +364,28 @@ impl<S: StateSource + ?Sized> Database for BlockOverlay<'_, S> {
         self.base.read_storage(&address, &index)
     }
 
-    fn block_hash(&mut self, number: u64) -> Result<B256, Self::Error> {
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
         self.base.read_block_hash(number)
+    }
+}
+
+impl<S: StateSource + ?Sized> Database for BlockOverlay<'_, S> {
+    type Error = StateError;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        self.basic_ref(address)
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        self.code_by_hash_ref(code_hash)
+    }
+
+    fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        self.storage_ref(address, index)
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, Self::Error> {
+        self.block_hash_ref(number)
     }
 }
 

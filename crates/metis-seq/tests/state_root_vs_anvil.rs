@@ -200,6 +200,76 @@ async fn state_at_every_older_block_matches_anvil() {
         chains[1].get_balance(r1).block_id(after[4].into()).await.unwrap(),
         U256::from(1000)
     );
+    // Traces of the same transactions (revm-inspectors' geth frames) equal anvil's: the deploy and both calls
+    // with callTracer, the last call with prestateTracer (the contract's entry: its slot before the write).
+    let receipts_of = |c: usize, k: usize| blocks[c][k];
+    for k in [2usize, 3, 6] {
+        let mut frames = Vec::new();
+        for (c, p) in chains.iter().enumerate() {
+            let block = p
+                .raw_request::<_, serde_json::Value>(
+                    "eth_getBlockByNumber".into(),
+                    (format!("0x{:x}", receipts_of(c, k)), false),
+                )
+                .await
+                .unwrap();
+            let hash = block["transactions"]
+                .as_array()
+                .and_then(|t| t.first())
+                .cloned()
+                .expect("the step's transaction");
+            let call: serde_json::Value = p
+                .raw_request(
+                    "debug_traceTransaction".into(),
+                    (hash.clone(), serde_json::json!({"tracer": "callTracer"})),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("callTracer on chain {c}: {e}"));
+            let pre: serde_json::Value = p
+                .raw_request(
+                    "debug_traceTransaction".into(),
+                    (hash, serde_json::json!({"tracer": "prestateTracer"})),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("prestateTracer on chain {c}: {e}"));
+            let key = format!("{contract:#x}");
+            frames.push((call, pre[key.as_str()].clone()));
+        }
+        assert_eq!(frames[0].0, frames[1].0, "callTracer of step {k}");
+        if k == 6 {
+            assert_eq!(frames[0].1, frames[1].1, "prestateTracer of step {k}");
+            assert_eq!(
+                frames[1].1["storage"][format!("0x{:064x}", 0)],
+                serde_json::json!(format!("0x{:064x}", 7))
+            );
+        }
+    }
+    let whole: serde_json::Value = chains[1]
+        .raw_request(
+            "debug_traceBlockByNumber".into(),
+            (
+                format!("0x{:x}", blocks[1][3]),
+                serde_json::json!({"tracer": "callTracer"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(whole.as_array().map(Vec::len), Some(1), "{whole}");
+    // geth's default struct logger is not served, and says what is.
+    let hash = whole[0]["txHash"].clone();
+    let refused = chains[1]
+        .raw_request::<_, serde_json::Value>("debug_traceTransaction".into(), (hash,))
+        .await
+        .expect_err("the struct logger is not served");
+    assert!(
+        refused.to_string().contains("callTracer and prestateTracer"),
+        "{refused}"
+    );
+    assert!(
+        whole[0]["txHash"].is_string() && whole[0]["result"]["to"].is_string(),
+        "{whole}"
+    );
+
     // A block beyond the head is not found; the head itself reads as before.
     let far = chains[1].get_balance(r1).block_id(1_000_000u64.into()).await;
     assert!(far.is_err(), "{far:?}");

@@ -121,6 +121,24 @@ pub trait EthApi {
     async fn subscribe(&self, kind: String, params: Option<Value>) -> SubscriptionResult;
 }
 
+/// `debug_*`: geth's built-in tracers (`callTracer`, `prestateTracer`) over stored blocks, replayed on the state
+/// history.
+#[rpc(server, namespace = "debug")]
+pub trait DebugApi {
+    #[method(name = "traceTransaction", with_extensions)]
+    async fn trace_transaction(
+        &self,
+        hash: B256,
+        opts: Option<alloy_rpc_types_trace::geth::GethDebugTracingOptions>,
+    ) -> RpcResult<alloy_rpc_types_trace::geth::GethTrace>;
+    #[method(name = "traceBlockByNumber", with_extensions)]
+    async fn trace_block_by_number(
+        &self,
+        block: BlockNumberOrTag,
+        opts: Option<alloy_rpc_types_trace::geth::GethDebugTracingOptions>,
+    ) -> RpcResult<Vec<alloy_rpc_types_trace::geth::TraceResult>>;
+}
+
 /// `txpool_*`: the mempool, as geth shows it.
 #[rpc(server, namespace = "txpool")]
 pub trait TxpoolApi {

@@ -1,7 +1,7 @@
 //! The eth_*, net_* and web3_* methods ([`crate::api`]) over snapshots of the chain's head ([`HeadView`]), its
 //! mempool and the installed filters. Calls and log scans go through [`HeavyWork`].
 
-use crate::api::{EthApiServer, NetApiServer, TxpoolApiServer, Web3ApiServer};
+use crate::api::{DebugApiServer, EthApiServer, NetApiServer, TxpoolApiServer, Web3ApiServer};
 use crate::convert::{block_logs_matching, rpc_block, rpc_receipt, rpc_tx};
 use crate::error::{internal, invalid_params, limit_exceeded, not_found, reverted, server_error, RpcResult};
 use crate::filters::FilterKind;
@@ -150,11 +150,11 @@ impl StateRead {
     /// base fee, on the state after it).
     fn context(&self, view: &HeadView) -> RpcResult<BlockContext> {
         match self {
-            Self::Head => Ok(context_of(view.head())),
+            Self::Head => Ok(BlockContext::of(view.head())),
             Self::Past(s) => s
                 .header(s.block())
                 .map_err(store_err)?
-                .map(|h| context_of(&h))
+                .map(|h| BlockContext::of(&h))
                 .ok_or_else(|| internal(format!("block {} has no header in the store", s.block()))),
         }
     }
@@ -217,19 +217,6 @@ fn call_tx(req: &TransactionRequest, chain_id: u64, gas_cap: u64) -> RpcResult<r
         },
         ..Default::default()
     })
-}
-
-fn context_of(h: &alloy_consensus::Header) -> BlockContext {
-    BlockContext {
-        parent_hash: h.parent_hash,
-        number: h.number,
-        timestamp: h.timestamp,
-        beneficiary: h.beneficiary,
-        base_fee: h.base_fee_per_gas.unwrap_or_default(),
-        gas_limit: h.gas_limit,
-        prevrandao: h.mix_hash,
-        extra_data: h.extra_data.clone(),
-    }
 }
 
 /// The logs `filter` matches in blocks `from..=to`; a scan still going at `deadline` is abandoned.
@@ -576,12 +563,96 @@ impl EthRpc {
         m.merge(Web3ApiServer::into_rpc(self.clone()))?;
         m.merge(NetApiServer::into_rpc(self.clone()))?;
         m.merge(TxpoolApiServer::into_rpc(self.clone()))?;
+        m.merge(DebugApiServer::into_rpc(self.clone()))?;
         m.merge(EthApiServer::into_rpc(self))?;
         Ok(m)
     }
 
     fn block_count(&self, id: BlockId) -> RpcResult<Option<U64>> {
         Ok(block_by(&self.0, id, false)?.map(|b| U64::from(b.transactions.len())))
+    }
+}
+
+/// Replays block `number` on the state after its parent under a geth tracer: every transaction, or the one at
+/// `only`.
+fn trace(
+    ctx: &Ctx,
+    number: u64,
+    only: Option<usize>,
+    opts: &alloy_rpc_types_trace::geth::GethDebugTracingOptions,
+) -> RpcResult<Vec<(B256, alloy_rpc_types_trace::geth::GethTrace)>> {
+    let view = ctx.backend.view();
+    let store = view.store();
+    let header = store
+        .header(number)
+        .map_err(store_err)?
+        .ok_or_else(|| not_found("block not found"))?;
+    let txs = store
+        .transactions(number)
+        .map_err(store_err)?
+        .ok_or_else(|| internal(format!("block {number} has no body in the store")))?;
+    let Some(parent_number) = number.checked_sub(1) else {
+        return Ok(Vec::new());
+    };
+    let parent = match store.state_at(parent_number) {
+        Ok(s) => s,
+        Err(metis_storage::HistoryError::Store(e)) => return Err(store_err(e)),
+        Err(e) => return Err(server_error(e.to_string())),
+    };
+    metis_execution::trace::trace_block(&parent, view.spec(), &header, &txs, only, opts).map_err(|e| match e {
+        metis_execution::trace::TraceError::Replay { .. } => internal(e.to_string()),
+        _ => invalid_params(e.to_string()),
+    })
+}
+
+#[jsonrpsee::core::async_trait]
+impl DebugApiServer for EthRpc {
+    async fn trace_transaction(
+        &self,
+        ext: &Extensions,
+        hash: B256,
+        opts: Option<alloy_rpc_types_trace::geth::GethDebugTracingOptions>,
+    ) -> RpcResult<alloy_rpc_types_trace::geth::GethTrace> {
+        let ctx = self.0.clone();
+        self.0
+            .heavy
+            .run(remote_ip(ext), move |_deadline| {
+                let (number, index) = ctx
+                    .backend
+                    .view()
+                    .store()
+                    .tx_location(&hash)
+                    .map_err(store_err)?
+                    .ok_or_else(|| not_found("transaction not found"))?;
+                let index = usize::try_from(index).map_err(|_| internal("transaction index"))?;
+                trace(&ctx, number, Some(index), &opts.unwrap_or_default())?
+                    .pop()
+                    .map(|(_, t)| t)
+                    .ok_or_else(|| internal(format!("transaction {index} is not in block {number}")))
+            })
+            .await
+    }
+
+    async fn trace_block_by_number(
+        &self,
+        ext: &Extensions,
+        block: BlockNumberOrTag,
+        opts: Option<alloy_rpc_types_trace::geth::GethDebugTracingOptions>,
+    ) -> RpcResult<Vec<alloy_rpc_types_trace::geth::TraceResult>> {
+        let ctx = self.0.clone();
+        self.0
+            .heavy
+            .run(remote_ip(ext), move |_deadline| {
+                let number = block_number(&ctx.backend.view(), block);
+                Ok(trace(&ctx, number, None, &opts.unwrap_or_default())?
+                    .into_iter()
+                    .map(|(hash, result)| alloy_rpc_types_trace::geth::TraceResult::Success {
+                        result,
+                        tx_hash: Some(hash),
+                    })
+                    .collect())
+            })
+            .await
     }
 }
 
