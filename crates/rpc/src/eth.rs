@@ -94,12 +94,29 @@ fn resolve(view: &HeadView, id: BlockId) -> RpcResult<Option<u64>> {
     }
 }
 
+/// The transactions of stored block `n`: a block with a header has a body, so a missing one is this node's
+/// fault and says so (it must not read as an empty block).
+fn body(view: &HeadView, n: u64) -> RpcResult<Vec<(Address, alloy_consensus::TxEnvelope)>> {
+    view.store()
+        .transactions(n)
+        .map_err(store_err)?
+        .ok_or_else(|| internal(format!("block {n} has no body in this node's store")))
+}
+
+/// The receipts of stored block `n` (likewise never missing).
+fn receipts_of(view: &HeadView, n: u64) -> RpcResult<Vec<alloy_consensus::ReceiptEnvelope>> {
+    view.store()
+        .receipts(n)
+        .map_err(store_err)?
+        .ok_or_else(|| internal(format!("block {n} has no receipts in this node's store")))
+}
+
 fn load_block(view: &HeadView, number: u64) -> RpcResult<Option<FullBlock>> {
     let store = view.store();
     let Some(header) = store.header(number).map_err(store_err)? else {
         return Ok(None);
     };
-    let txs = store.transactions(number).map_err(store_err)?.unwrap_or_default();
+    let txs = body(view, number)?;
     let hash = header.hash_slow();
     Ok(Some((header, hash, txs)))
 }
@@ -248,8 +265,8 @@ fn logs_in_range(
             continue;
         }
         let hash = header.hash_slow();
-        let txs = view.store().transactions(n).map_err(store_err)?.unwrap_or_default();
-        let receipts = view.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+        let txs = body(view, n)?;
+        let receipts = receipts_of(view, n)?;
         out.extend(block_logs_matching(hash, &header, &txs, &receipts, |l| {
             filter.matches(l)
         }));
@@ -317,8 +334,8 @@ fn fee_history(
         base_fee_per_gas.push(u128::from(base_fee));
         gas_used_ratio.push(header.gas_used as f64 / header.gas_limit.max(1) as f64);
         if let Some(p) = &percentiles {
-            let txs = view.store().transactions(n).map_err(store_err)?.unwrap_or_default();
-            let receipts = view.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+            let txs = body(&view, n)?;
+            let receipts = receipts_of(&view, n)?;
             let mut tips: Vec<(u128, u64)> = Vec::new();
             let mut prev = 0;
             for ((_, tx), r) in txs.iter().zip(&receipts) {
@@ -419,7 +436,7 @@ fn receipt_by_hash(ctx: &Ctx, hash: B256) -> RpcResult<Option<TransactionReceipt
     let Some((header, bh, txs)) = load_block(&view, n)? else {
         return Ok(None);
     };
-    let receipts = view.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+    let receipts = receipts_of(&view, n)?;
     Ok(rpc_receipt(bh, &header, &txs, &receipts, i as usize))
 }
 
@@ -819,7 +836,7 @@ impl EthApiServer for EthRpc {
         let Some((header, hash, txs)) = load_block(&view, n)? else {
             return Ok(None);
         };
-        let receipts = view.store().receipts(n).map_err(store_err)?.unwrap_or_default();
+        let receipts = receipts_of(&view, n)?;
         Ok(Some(
             (0..txs.len())
                 .filter_map(|i| rpc_receipt(hash, &header, &txs, &receipts, i))
