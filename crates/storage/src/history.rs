@@ -24,6 +24,8 @@ pub(crate) const HISTORY_BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::
 /// The first block whose changes are recorded (history answers for the state after `since - 1` onwards).
 pub(crate) const HISTORY_SINCE: TableDefinition<&str, u64> = TableDefinition::new("history_since");
 const SINCE: &str = "since";
+/// Blocks whose history one commit removes at most (`StateHistory::Recent`).
+const FORGET_PER_BLOCK: u64 = 64;
 
 /// How much state history a node keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -137,11 +139,14 @@ pub(crate) fn record(w: &WriteTransaction, n: u64, cs: &Changeset, mode: StateHi
         let since = since_t.get(SINCE)?.map_or(n, |v| v.value());
         // Blocks n-keep+1 ..= n keep their entries: the state after n-keep is answerable.
         let first_kept = n.saturating_add(1).saturating_sub(keep);
-        for b in since..first_kept {
+        // At most FORGET_PER_BLOCK blocks go per commit, so shrinking a long history spreads over the next
+        // commits instead of stalling one.
+        let upto = first_kept.min(since.saturating_add(FORGET_PER_BLOCK));
+        for b in since..upto {
             forget_block(w, b)?;
         }
-        if first_kept > since {
-            since_t.insert(SINCE, first_kept)?;
+        if upto > since {
+            since_t.insert(SINCE, upto)?;
         }
     }
     Ok(())

@@ -327,7 +327,8 @@ const FLOOD_RSS_CEILING_MIB: f64 = 400.0;
 
 /// A validator (node 3) publishes 100 signed proposal streams a second for the next height, at rounds 0, 1, 2
 /// ... 9,999, each with a 64 KiB junk block; a stranger with a fresh key (node 4, in nobody's peers nor in the
-/// ledger) does the same. For 20 s: blocks keep their pace (interval p99 under twice the block time), every
+/// ledger) does the same. For 20 s: blocks keep their pace (median interval within 25% of the block time, at
+/// least 15 heights, no interval of three block times), every
 /// height is decided in round 0 (no producer is replaced), and the honest nodes' memory stays under a fixed
 /// ceiling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,18 +371,25 @@ async fn a_stream_flood_from_a_validator_and_a_stranger_changes_nothing() {
     let hashes = send_transfers(&net, 0, 0, 0, 1).await;
     wait_receipts(&net, &all, &hashes, 30).await;
 
-    let (_, p99) = interval_percentiles(&seen);
+    let (p50, p99) = interval_percentiles(&seen);
     let log3 = std::fs::read_to_string(net.log_path(3)).unwrap_or_default();
     eprintln!(
-        "stream flood: {} heights in 20 s, interval p99 {p99:.0} ms; honest nodes' memory {before:.0?} MiB before, \
-         at most {most:.0?} MiB during",
+        "stream flood: {} heights in 20 s, interval p50 {p50:.0} ms, p99 {p99:.0} ms; honest nodes' memory \
+         {before:.0?} MiB before, at most {most:.0?} MiB during",
         seen.len()
     );
     assert!(log3.contains("FAULT INJECTION"), "node 3 did not run the flood");
-    assert!(seen.len() >= 11, "only {} heights in 20 s", seen.len());
+    // The pace over the window, and no gap a lost round would leave. With ~20 intervals p99 is the single
+    // slowest one, which on two cores shared by five nodes and a flooder has reached 2.25 s in round 0
+    // (CI, 2026-12-06); a replaced producer shows in the round-0 check below, whatever the time.
+    assert!(seen.len() >= 15, "only {} heights in 20 s", seen.len());
     assert!(
-        p99 < 2.0 * block_time_ms,
-        "the chain lost its pace: interval p99 {p99:.0} ms"
+        p50 < 1.25 * block_time_ms,
+        "the chain lost its pace: interval p50 {p50:.0} ms"
+    );
+    assert!(
+        p99 < 3.0 * block_time_ms,
+        "a gap in the chain: interval p99 {p99:.0} ms"
     );
     for (i, m) in most.iter().enumerate() {
         assert!(*m < FLOOD_RSS_CEILING_MIB, "node {i} reached {m:.0} MiB");
