@@ -753,8 +753,9 @@ impl Ledger {
             }
         }
         let sequencers = &self.sequencers;
-        self.offences
-            .on_boundary(new_epoch, |id| sequencers.get(&id).is_some_and(|s| s.l1_jailed));
+        self.offences.on_boundary(new_epoch, self.height, |id| {
+            sequencers.get(&id).is_some_and(|s| s.l1_jailed)
+        });
         if let Some(cap) = self.pending_cap.take() {
             self.params.stake_cap = cap;
         }

@@ -255,9 +255,12 @@ impl OffenceState {
         jailed
     }
 
-    /// An epoch boundary: jailed validators leave the set; jails whose time is over end (equivocation only if L1
-    /// does not hold the sequencer jailed).
-    pub(crate) fn on_boundary(&mut self, epoch: u64, l1_jailed: impl Fn(SequencerId) -> bool) {
+    /// An epoch boundary at block `height`: jailed validators leave the set; jails whose time is over end
+    /// (equivocation only if L1 does not hold the sequencer jailed). Equivocation a sequencer committed while
+    /// jailed for equivocation belongs to that incident: its release spends every offence up to `height`, as
+    /// Cosmos ignores evidence against a tombstoned validator.
+    pub(crate) fn on_boundary(&mut self, epoch: u64, height: u64, l1_jailed: impl Fn(SequencerId) -> bool) {
+        let mut released = Vec::new();
         self.jails.retain(|id, j| {
             let over = j.until_epoch <= epoch
                 && match j.reason {
@@ -265,8 +268,16 @@ impl OffenceState {
                     JailReason::Downtime { .. } => true,
                 };
             // Released only after at least one epoch out of the set.
-            !over || j.in_set
+            let release = over && !j.in_set;
+            if release && matches!(j.reason, JailReason::Equivocation { .. }) {
+                released.push(*id);
+            }
+            !release
         });
+        for id in released {
+            let through = self.punished_through.entry(id).or_default();
+            *through = (*through).max(height);
+        }
         for j in self.jails.values_mut() {
             j.in_set = false;
         }
@@ -356,14 +367,17 @@ mod tests {
         assert_eq!(s.slashes_at(12).count(), 1);
         // More evidence while it is jailed, or of a height already covered, is spent.
         assert_eq!(s.admissible(&m(1, 11, 2), 13, 100), Err(Inadmissible::AlreadyJailed));
-        s.on_boundary(1, |_| false);
+        s.on_boundary(1, 20, |_| false);
         assert!(s.out_of_set(1));
-        s.on_boundary(3, |_| true);
+        s.on_boundary(3, 40, |_| true);
         assert!(s.jailed(1), "L1 still holds it jailed");
-        s.on_boundary(4, |_| false);
+        s.on_boundary(4, 50, |_| false);
         assert!(!s.jailed(1), "released once its time is over and L1 unjailed it");
-        assert_eq!(s.admissible(&m(1, 11, 2), 40, 100), Err(Inadmissible::AlreadyPunished));
-        assert_eq!(s.admissible(&m(1, 13, 3), 40, 100), Ok(()));
+        assert_eq!(s.admissible(&m(1, 11, 2), 55, 100), Err(Inadmissible::AlreadyPunished));
+        // Equivocation while jailed (evidence that came late) is the same incident; after the release it is new.
+        assert_eq!(s.admissible(&m(1, 13, 3), 55, 100), Err(Inadmissible::AlreadyPunished));
+        assert_eq!(s.admissible(&m(1, 50, 3), 55, 100), Err(Inadmissible::AlreadyPunished));
+        assert_eq!(s.admissible(&m(1, 51, 3), 55, 100), Ok(()));
         assert!(s.on_slashed(&B256::repeat_byte(1)));
         assert_eq!(s.slashes().count(), 0);
     }
@@ -392,10 +406,10 @@ mod tests {
         assert_eq!(jailed_at, Some(8), "the 7th miss of 8 crosses the limit of 6");
         assert!(s.jailed(4) && !s.out_of_set(4) && !s.jailed(3));
         assert_eq!(s.downtime().missed(3), 6);
-        s.on_boundary(1, |_| true);
+        s.on_boundary(1, 10, |_| true);
         assert!(s.out_of_set(4), "out of the set from the next epoch");
         // Downtime does not wait for L1.
-        s.on_boundary(2, |_| true);
+        s.on_boundary(2, 20, |_| true);
         assert!(!s.jailed(4));
     }
 
