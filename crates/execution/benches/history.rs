@@ -2,14 +2,14 @@
 //! accounts to 10,000 new ones), with `--state-history none` and `full`, on the same blocks.
 //! `cargo bench -p metis-execution --bench history` (prints its figures).
 
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_primitives::{Address, Bytes, TxKind, U256};
-use alloy_signer::SignerSync;
+mod common;
+
+use alloy_primitives::{Address, U256};
 use alloy_signer_local::PrivateKeySigner;
+use common::CHAIN;
 use metis_execution::{engine::Engine, ChainSpec, RecoveredTx, StateHistory};
 use std::time::{Duration, Instant};
 
-const CHAIN: u64 = 59902;
 const SENDERS: usize = 1_000;
 const TXS: usize = 10_000;
 const BLOCKS: usize = 6;
@@ -19,21 +19,9 @@ fn blocks(keys: &[PrivateKeySigner]) -> Vec<Vec<RecoveredTx>> {
         .map(|b| {
             (0..TXS)
                 .map(|i| {
-                    let k = &keys[i % SENDERS];
                     let to = Address::from_word(alloy_primitives::keccak256((b * TXS + i).to_be_bytes()));
-                    let tx = TxEip1559 {
-                        chain_id: CHAIN,
-                        nonce: (b * (TXS / SENDERS) + i / SENDERS) as u64,
-                        gas_limit: 21_000,
-                        max_fee_per_gas: 10_000_000_000,
-                        max_priority_fee_per_gas: 1_000_000,
-                        to: TxKind::Call(to),
-                        value: U256::from(1 + i),
-                        input: Bytes::new(),
-                        access_list: Default::default(),
-                    };
-                    let sig = k.sign_hash_sync(&tx.signature_hash()).expect("sign");
-                    RecoveredTx::from_envelope(TxEnvelope::from(tx.into_signed(sig))).expect("valid")
+                    let nonce = (b * (TXS / SENDERS) + i / SENDERS) as u64;
+                    common::transfer(&keys[i % SENDERS], nonce, to, 1 + i as u64)
                 })
                 .collect()
         })

@@ -32,18 +32,19 @@ pub struct BlockContext {
 }
 
 impl BlockContext {
-    /// The context a stored block ran in, from its header (calls and traces at that block).
-    pub fn of(h: &Header) -> Self {
-        Self {
+    /// The context a stored block ran in, from its header (calls and traces at that block); None for a header
+    /// without a base fee, which no block of this chain has (a damaged record).
+    pub fn of(h: &Header) -> Option<Self> {
+        Some(Self {
             parent_hash: h.parent_hash,
             number: h.number,
             timestamp: h.timestamp,
             beneficiary: h.beneficiary,
-            base_fee: h.base_fee_per_gas.unwrap_or_default(),
+            base_fee: h.base_fee_per_gas?,
             gas_limit: h.gas_limit,
             prevrandao: h.mix_hash,
             extra_data: h.extra_data.clone(),
-        }
+        })
     }
 
     /// The context of the block after `parent`.

@@ -67,7 +67,11 @@ pub fn trace_block<S: StateSource + ?Sized>(
 ) -> Result<Vec<(B256, GethTrace)>, TraceError> {
     let tracer = Tracer::of(opts)?;
     let config = tracer.inspector_config();
-    let ctx = BlockContext::of(header);
+    let ctx = BlockContext::of(header).ok_or(TraceError::Replay {
+        block: header.number,
+        index: 0,
+        reason: "its header has no base fee".into(),
+    })?;
     let mut evm = Context::mainnet()
         .with_db(BlockOverlay::over(parent))
         .with_cfg(evm_cfg(spec))

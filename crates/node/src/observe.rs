@@ -62,10 +62,13 @@ impl Probe for Readiness {
                 confirmed: v.synced_to,
             }
         });
+        let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
+            return (false, json!({ "clock": "the system clock is before 1970" }));
+        };
         assess(&Inputs {
             head: head.number,
             head_timestamp: head.timestamp,
-            now: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default(),
+            now,
             block_time: self.block_time,
             since_commit: self.chain.last_commit().map(|t| t.elapsed()),
             l1,

@@ -129,7 +129,8 @@ enum StateRead {
 
 /// Where `id` points: the head, or an older block whose state the history still holds (or a clear error).
 fn state_for(view: &HeadView, id: Option<BlockId>) -> RpcResult<StateRead> {
-    let n = resolve(view, id.unwrap_or_default())?.ok_or_else(|| not_found("block not found"))?;
+    // No block named: the latest, as geth.
+    let n = resolve(view, id.unwrap_or(BlockId::latest()))?.ok_or_else(|| not_found("block not found"))?;
     if n == view.head().number {
         return Ok(StateRead::Head);
     }
@@ -167,11 +168,11 @@ impl StateRead {
     /// base fee, on the state after it).
     fn context(&self, view: &HeadView) -> RpcResult<BlockContext> {
         match self {
-            Self::Head => Ok(BlockContext::of(view.head())),
+            Self::Head => BlockContext::of(view.head()).ok_or_else(|| internal("the head's header has no base fee")),
             Self::Past(s) => s
                 .header(s.block())
                 .map_err(store_err)?
-                .map(|h| BlockContext::of(&h))
+                .and_then(|h| BlockContext::of(&h))
                 .ok_or_else(|| internal(format!("block {} has no header in the store", s.block()))),
         }
     }
@@ -622,6 +623,19 @@ fn trace(
     })
 }
 
+/// The tracer to run. Without options geth runs its struct logger, which this node does not serve: asked for
+/// by name only.
+fn tracer_options(
+    opts: Option<alloy_rpc_types_trace::geth::GethDebugTracingOptions>,
+) -> RpcResult<alloy_rpc_types_trace::geth::GethDebugTracingOptions> {
+    opts.ok_or_else(|| {
+        invalid_params(
+            "tracer not supported: the default struct logger (this node serves callTracer and prestateTracer: \
+             pass {\"tracer\": \"callTracer\"})",
+        )
+    })
+}
+
 #[jsonrpsee::core::async_trait]
 impl DebugApiServer for EthRpc {
     async fn trace_transaction(
@@ -642,7 +656,7 @@ impl DebugApiServer for EthRpc {
                     .map_err(store_err)?
                     .ok_or_else(|| not_found("transaction not found"))?;
                 let index = usize::try_from(index).map_err(|_| internal("transaction index"))?;
-                trace(&ctx, number, Some(index), &opts.unwrap_or_default())?
+                trace(&ctx, number, Some(index), &tracer_options(opts)?)?
                     .pop()
                     .map(|(_, t)| t)
                     .ok_or_else(|| internal(format!("transaction {index} is not in block {number}")))
@@ -661,7 +675,7 @@ impl DebugApiServer for EthRpc {
             .heavy
             .run(remote_ip(ext), move |_deadline| {
                 let number = block_number(&ctx.backend.view(), block);
-                Ok(trace(&ctx, number, None, &opts.unwrap_or_default())?
+                Ok(trace(&ctx, number, None, &tracer_options(opts)?)?
                     .into_iter()
                     .map(|(hash, result)| alloy_rpc_types_trace::geth::TraceResult::Success {
                         result,
