@@ -11,7 +11,7 @@ use commonware_cryptography::Signer as _;
 use metis_keystore::{KdfParams, Passphrase};
 use metis_node::config::{
     rel, ConsensusSection, GossipSection, L1Section, MetricsSection, NodeConfigFile, NodeSecrets, P2pSection,
-    PosterSection, RpcSection, TxpoolSection,
+    PosterSection, Pubsub, RpcSection, TxpoolSection,
 };
 use metis_node::PosGenesis;
 use metis_pos::{Params, Sequencer, SequencerStatus};
@@ -197,6 +197,7 @@ pub fn run_init(args: InitArgs) -> Result<()> {
             listen: "/ip4/0.0.0.0/tcp/26656".into(),
             peers: vec![],
             open: false,
+            pubsub: Pubsub::default(),
         },
         gossip: GossipSection {
             listen: "0.0.0.0:26657".parse()?,
@@ -384,6 +385,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
                     .map(|j| Ok(format!("/ip4/127.0.0.1/tcp/{}", port(*j, 0)?)))
                     .collect::<Result<_>>()?,
                 open: false,
+                pubsub: Pubsub::default(),
             },
             gossip: GossipSection {
                 listen: SocketAddr::from(([127, 0, 0, 1], port(i, 1)?)),

@@ -241,6 +241,20 @@ pub struct P2pSection {
     /// Accept any libp2p peer, not only `peers` and the ledger's sequencers (for a node that serves followers).
     #[serde(default)]
     pub open: bool,
+    /// How consensus messages travel: `broadcast` (default) sends each one straight to every connected peer and
+    /// never relays; `gossipsub` relays through a mesh (less upload for a proposer in a large pool, but every
+    /// peer forwards what it gets, so a flooding validator costs all of them several times over).
+    #[serde(default)]
+    pub pubsub: Pubsub,
+}
+
+/// See [`P2pSection::pubsub`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pubsub {
+    #[default]
+    Broadcast,
+    Gossipsub,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -393,6 +407,7 @@ impl NodeConfigFile {
             p2p_listen: self.p2p.listen.clone(),
             p2p_peers: self.p2p.peers.clone(),
             p2p_open: self.p2p.open,
+            pubsub: self.p2p.pubsub,
             rpc: self.rpc.config()?,
             gossip_listen: self.gossip.listen,
             gossip_peers: self.gossip.peers.clone(),
@@ -457,5 +472,15 @@ mod tests {
         let s: RpcSection = toml::from_str("addr = \"127.0.0.1:8545\"\ngas_cap = 1000").unwrap();
         assert_eq!(s.gas_cap, 1000);
         assert!(toml::from_str::<RpcSection>("addr = \"127.0.0.1:8545\"\ngas_cap = -1").is_err());
+    }
+
+    #[test]
+    fn consensus_messages_go_by_broadcast_unless_gossipsub_is_asked_for() {
+        let base = "listen = \"/ip4/127.0.0.1/tcp/1\"\npeers = []\n";
+        let s: P2pSection = toml::from_str(base).unwrap();
+        assert_eq!(s.pubsub, Pubsub::Broadcast);
+        let s: P2pSection = toml::from_str(&format!("{base}pubsub = \"gossipsub\"")).unwrap();
+        assert_eq!(s.pubsub, Pubsub::Gossipsub);
+        assert!(toml::from_str::<P2pSection>(&format!("{base}pubsub = \"flood\"")).is_err());
     }
 }

@@ -11,7 +11,9 @@ pub mod supervise;
 pub use config::{NodeConfigFile, NodeSecrets};
 
 use alloy_primitives::B256;
-use malachitebft_app_channel::app::config::{ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, ValueSyncConfig};
+use malachitebft_app_channel::app::config::{
+    ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, PubSubProtocol, ValueSyncConfig,
+};
 use malachitebft_app_channel::app::types::codec::Codec;
 use malachitebft_app_channel::app::types::Keypair;
 use malachitebft_app_channel::{
@@ -136,6 +138,7 @@ pub struct NodeSettings {
     pub p2p_peers: Vec<String>,
     /// Any libp2p peer may connect, not only `p2p_peers` and the ledger's sequencers.
     pub p2p_open: bool,
+    pub pubsub: config::Pubsub,
     pub rpc: RpcConfig,
     pub gossip_listen: SocketAddr,
     pub gossip_peers: Vec<SocketAddr>,
@@ -522,6 +525,10 @@ fn malachite_config(s: &NodeSettings) -> Result<MalachiteConfig, NodeError> {
     };
     // A proposal part is at most 512 KiB; a sync response carries at most two blocks of at most 16 MiB each.
     p2p.persistent_peers_only = !s.p2p_open;
+    p2p.protocol = match s.pubsub {
+        config::Pubsub::Broadcast => PubSubProtocol::Broadcast,
+        config::Pubsub::Gossipsub => PubSubProtocol::default(),
+    };
     p2p.pubsub_max_size = bytesize::ByteSize::mib(1);
     p2p.rpc_max_size = bytesize::ByteSize::mib(32);
     let value_sync = ValueSyncConfig {
