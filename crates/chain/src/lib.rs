@@ -232,8 +232,6 @@ impl Chain {
         Ok(hash)
     }
 
-    /// Validates a transaction a peer relayed and admits it to the pool (not relayed further: peers form a
-    /// full mesh).
     /// Which of `hashes` this node already has, pending or in a block: a peer's copy need not have its sender
     /// recovered (the expensive part of taking a transaction in). A store error counts as not known.
     pub fn txs_known(&self, hashes: &[B256]) -> Vec<bool> {
@@ -250,6 +248,8 @@ impl Chain {
             .collect()
     }
 
+    /// Validates a transaction a sequencer relayed and admits it to the pool (not relayed further: the
+    /// sequencers form a full mesh).
     pub fn submit_from_peer(&self, tx: RecoveredTx) -> Result<B256, MempoolError> {
         if self.read_only.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(MempoolError::ReadOnly);

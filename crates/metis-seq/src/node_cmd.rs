@@ -10,8 +10,8 @@ use commonware_codec::Encode;
 use commonware_cryptography::Signer as _;
 use metis_keystore::{KdfParams, Passphrase};
 use metis_node::config::{
-    rel, ConsensusSection, GossipSection, L1Section, MetricsSection, NodeConfigFile, NodeSecrets, P2pSection,
-    PosterSection, Pubsub, RpcSection, TxpoolSection,
+    rel, ConsensusSection, FollowersSection, GossipSection, L1Section, MetricsSection, NodeConfigFile, NodeSecrets,
+    P2pSection, PosterSection, Pubsub, Role, RpcSection, TxpoolSection,
 };
 use metis_node::PosGenesis;
 use metis_pos::{Params, Sequencer, SequencerStatus};
@@ -35,6 +35,10 @@ pub struct InitArgs {
     home: PathBuf,
     #[arg(long, default_value = "sequencer")]
     moniker: String,
+    /// An RPC node: no stake, follows the decided chain, serves users and forwards their transactions to the
+    /// sequencers (list its printed identity key in their `[followers] keys`).
+    #[arg(long)]
+    rpc_node: bool,
     #[command(flatten)]
     pass: PassphraseArgs,
 }
@@ -100,6 +104,9 @@ pub struct TestnetArgs {
     /// Extra nodes with keys and configs but not in the genesis set (they join by locking on L1 later).
     #[arg(long, default_value_t = 0)]
     standby: usize,
+    /// RPC nodes after those (unstaked followers that forward transactions to the sequencers).
+    #[arg(long, default_value_t = 0)]
+    rpc_nodes: usize,
     #[command(flatten)]
     l1: crate::testnet_l1::L1TestnetArgs,
 }
@@ -185,8 +192,10 @@ pub fn run_init(args: InitArgs) -> Result<()> {
     std::fs::create_dir_all(&args.home).with_context(|| format!("creating {}", args.home.display()))?;
     let pass = args.pass.load()?;
     let keys = generate(&args.home.join("keys"), &pass, KdfParams::default())?;
+    let role = if args.rpc_node { Role::Rpc } else { Role::Sequencer };
     let cfg = NodeConfigFile {
         moniker: args.moniker,
+        role,
         data_dir: "data".into(),
         keys_dir: "keys".into(),
         signing_guard: None,
@@ -203,6 +212,7 @@ pub fn run_init(args: InitArgs) -> Result<()> {
             listen: "0.0.0.0:26657".parse()?,
             peers: vec![],
         },
+        followers: FollowersSection::default(),
         consensus: ConsensusSection::default(),
         txpool: TxpoolSection::default(),
         l1: None,
@@ -216,6 +226,12 @@ pub fn run_init(args: InitArgs) -> Result<()> {
         "wrote {}; put the chain's genesis.json and pos_genesis.json beside it and list the peers",
         config.display()
     );
+    if args.rpc_node {
+        eprintln!(
+            "an RPC node: list the sequencers in [p2p] peers and [gossip] peers, and have them add its \
+             consensus_key (printed above) to their [followers] keys; its dkg key and L1 signer are not used"
+        );
+    }
     Ok(())
 }
 
@@ -293,10 +309,15 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
     let mut seed_input = b"metis-seq testnet".to_vec();
     seed_input.extend_from_slice(&args.chain_id.to_be_bytes());
     let with_l1 = args.l1.l1_rpc.is_some();
-    for i in 0..args.nodes + args.standby {
+    let mut follower_keys = Vec::new();
+    for i in 0..args.nodes + args.standby + args.rpc_nodes {
         let dir = args.out.join(format!("node{i}"));
         let keys = generate(&dir.join("keys"), &pass, KdfParams::insecure_fast())?;
         let ck: [u8; 32] = keys.identity.public_key().encode().as_ref().try_into()?;
+        if i >= args.nodes + args.standby {
+            follower_keys.push(B256::from(ck).to_string());
+            continue;
+        }
         let owner = if with_l1 {
             Some(crate::testnet_l1::owner_key(&dir)?)
         } else {
@@ -366,12 +387,14 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
             .context("--base-port too high for this many nodes")
     };
     let total = args.nodes + args.standby;
-    for i in 0..total {
+    for i in 0..total + args.rpc_nodes {
         // Everyone lists everyone, standby nodes included: a link to a node that is not (yet) a sequencer is
-        // refused at the handshake and retried.
+        // refused at the handshake and retried. An RPC node lists the sequencers; nobody lists it.
+        let rpc_node = i >= total;
         let others: Vec<usize> = (0..total).filter(|j| *j != i).collect();
         let cfg = NodeConfigFile {
             moniker: format!("node{i}"),
+            role: if rpc_node { Role::Rpc } else { Role::Sequencer },
             data_dir: "data".into(),
             keys_dir: "keys".into(),
             signing_guard: None,
@@ -394,6 +417,10 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
                     .map(|j| Ok(SocketAddr::from(([127, 0, 0, 1], port(*j, 1)?))))
                     .collect::<Result<_>>()?,
             },
+            followers: FollowersSection {
+                keys: if rpc_node { Vec::new() } else { follower_keys.clone() },
+                ..Default::default()
+            },
             consensus: ConsensusSection {
                 block_time_ms: args.block_time_ms,
                 propose_timeout_ms: args.propose_timeout_ms,
@@ -408,7 +435,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
                 max_range: metis_node::config::default_max_range(),
                 explorer: args.l1.l1_explorer.clone(),
                 poster: PosterSection {
-                    enabled: !args.no_posting,
+                    enabled: !args.no_posting && !rpc_node,
                     turn_timeout_ms: args.post_turn_timeout_ms,
                     ..Default::default()
                 },

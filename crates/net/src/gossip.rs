@@ -11,12 +11,17 @@
 //! read. On (re)connecting, a node sends its whole mempool, so transactions admitted while a peer was down reach
 //! it too.
 //!
+//! Followers (RPC nodes, [`crate::followers`]) are a second class: the same handshake, but a sequencer only
+//! takes their transactions, within their own limits, and sends them nothing; a node that is a follower sends
+//! only its transactions.
+//!
 //! A frame starts with its type: transactions, threshold-signing messages ([`crate::sighub`]) or equivocation
 //! evidence ([`crate::evidence`]); the last two go out as soon as they are published, ahead of queued
 //! transactions. A peer whose evidence the consensus app refuses too often has its link cut and refused for a
 //! while.
 
 use crate::evidence::{decode_items, encode_items, EvidenceHub, MAX_EVIDENCE_PER_FRAME};
+use crate::followers::{Banned, Bucket, FollowerLimits, InvalidBudget, PeerClass};
 use crate::sighub::{decode_msgs, encode_msgs, SignHub, SignMsg, MAX_SIGN_MSGS};
 use crate::PeerKey;
 use alloy_eips::eip2718::Encodable2718;
@@ -68,6 +73,12 @@ pub enum GossipError {
     Banned,
     #[error("too many inbound links")]
     TooManyLinks,
+    #[error("a follower sent a frame other than transactions")]
+    FollowerFrame,
+    #[error(
+        "the follower sent more refused or malformed transactions than its budget; its link is refused for a while"
+    )]
+    FollowerDropped,
 }
 
 #[derive(Clone, Debug)]
@@ -75,6 +86,10 @@ pub struct GossipConfig {
     pub listen: SocketAddr,
     pub peers: Vec<SocketAddr>,
     pub chain_id: u64,
+    /// This node is a follower: it sends its transactions to the sequencers it dials and nothing else.
+    pub follower: bool,
+    /// What this node allows the followers that link to it.
+    pub follower_limits: FollowerLimits,
 }
 
 struct Session {
@@ -83,6 +98,7 @@ struct Session {
     send_ctr: u64,
     recv_ctr: u64,
     peer: VerifyingKey,
+    class: PeerClass,
 }
 
 fn nonce(ctr: u64) -> Nonce {
@@ -133,9 +149,14 @@ async fn handshake(
         return Err(GossipError::Handshake("another chain"));
     }
     let peer_bytes: [u8; 32] = theirs[9..41].try_into().map_err(|_| GossipError::Handshake("key"))?;
-    if !allowed(&peer_bytes) || peer_bytes == *me.as_bytes() {
-        return Err(GossipError::Handshake("peer is not a sequencer"));
-    }
+    let class = match allowed(&peer_bytes) {
+        Some(c) if peer_bytes != *me.as_bytes() => c,
+        _ => {
+            return Err(GossipError::Handshake(
+                "peer is neither a sequencer nor an allowed follower",
+            ))
+        }
+    };
     let peer = VerifyingKey::from_bytes(&peer_bytes).map_err(|_| GossipError::Handshake("peer key"))?;
     let peer_eph: [u8; 32] = theirs[41..73].try_into().map_err(|_| GossipError::Handshake("key"))?;
     let shared = eph.diffie_hellman(&XPublic::from(peer_eph));
@@ -168,6 +189,7 @@ async fn handshake(
         send_ctr: 0,
         recv_ctr: 0,
         peer,
+        class,
     })
 }
 
@@ -233,8 +255,8 @@ impl RecvHalf {
     }
 }
 
-/// Which consensus keys may connect: asked at every handshake, so the answer follows the sequencer set.
-pub type Allowed = Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
+/// Which keys may connect, and as what: asked at every handshake, so the answer follows the sequencer set.
+pub type Allowed = Arc<dyn Fn(&[u8; 32]) -> Option<PeerClass> + Send + Sync>;
 
 /// Peers this node has a dialled link to (by consensus key, with a count): a link a peer dialled carries this
 /// node's traffic to it only while there is none, so a peer that does not list this node (a newcomer) still
@@ -304,6 +326,16 @@ struct Ctx {
     dialled: Dialled,
     /// Every link up, by peer (inbound and dialled).
     linked: Dialled,
+    follower: bool,
+    followers: Arc<FollowerState>,
+}
+
+/// What the followers linked to this node share: their links, their common rate and the keys refused.
+struct FollowerState {
+    limits: FollowerLimits,
+    links: Arc<tokio::sync::Semaphore>,
+    total: parking_lot::Mutex<Bucket>,
+    banned: parking_lot::Mutex<Banned>,
 }
 
 /// Starts gossip: the listener, one dialled link per configured peer, and the feed from this node's RPC (and its
@@ -327,6 +359,16 @@ pub async fn start(
         evidence,
         dialled: Dialled::default(),
         linked: Dialled::default(),
+        follower: cfg.follower,
+        followers: Arc::new(FollowerState {
+            links: Arc::new(tokio::sync::Semaphore::new(cfg.follower_limits.max_links)),
+            total: parking_lot::Mutex::new(Bucket::new(
+                f64::from(cfg.follower_limits.total_txs_per_sec),
+                std::time::Instant::now(),
+            )),
+            banned: parking_lot::Mutex::new(Banned::default()),
+            limits: cfg.follower_limits,
+        }),
     };
     tokio::spawn(accept_loop(listener, ctx.clone()));
     for peer in cfg.peers {
@@ -402,9 +444,80 @@ async fn accept(
         .try_acquire_owned()
         .map_err(|_| GossipError::TooManyLinks)?;
     let peer = s.peer.to_bytes();
+    if s.class == PeerClass::Follower {
+        return follower_link(stream, s, ctx).await;
+    }
     debug!(peer = %PeerKey(peer), "gossip peer connected (inbound)");
     let dialled = ctx.dialled.clone();
     run_link(stream, s, ctx, move || !dialled.has(&peer)).await
+}
+
+/// A follower's link: its transactions are read within its limits and admitted like a sequencer's; nothing is
+/// sent back.
+async fn follower_link(stream: TcpStream, s: Session, ctx: &Ctx) -> Result<(), GossipError> {
+    let f = &ctx.followers;
+    let peer = s.peer.to_bytes();
+    if f.banned.lock().is_banned(&peer, std::time::Instant::now()) {
+        return Err(GossipError::Banned);
+    }
+    let _slot = f
+        .links
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| GossipError::TooManyLinks)?;
+    info!(peer = %PeerKey(peer), "follower linked");
+    let (mut r, _w) = stream.into_split();
+    let (_, mut rx, _) = s.split();
+    let now = std::time::Instant::now();
+    let mut txs_rate = Bucket::new(f64::from(f.limits.txs_per_sec), now);
+    let mut bytes_rate = Bucket::new(f.limits.bytes_per_sec as f64, now);
+    let mut invalid = InvalidBudget::new(f.limits.invalid_per_min, now);
+    let mut throttled = 0u64;
+    loop {
+        let frame = rx.read(&mut r).await?;
+        let (kind, body) = frame.split_first().ok_or(GossipError::BadFrame)?;
+        if *kind != FRAME_TXS {
+            warn!(peer = %PeerKey(peer), kind, "cutting a follower's link: it may send only transactions");
+            return Err(GossipError::FollowerFrame);
+        }
+        let txs = decode_txs(body)?;
+        // Over its rate, the follower is read more slowly: TCP pushes back on it.
+        let now = std::time::Instant::now();
+        let n = txs.len() as f64;
+        let wait = txs_rate
+            .take(n, now)
+            .max(bytes_rate.take(frame.len() as f64, now))
+            .max(f.total.lock().take(n, now));
+        if !wait.is_zero() {
+            throttled += 1;
+            if throttled.is_power_of_two() {
+                info!(peer = %PeerKey(peer), wait_ms = wait.as_millis() as u64, throttled, "throttling a follower");
+            }
+            tokio::time::sleep(wait).await;
+        }
+        let left = invalid.left(std::time::Instant::now());
+        let a = admit(&ctx.backend, &txs, Some(left));
+        let bad = u32::try_from(a.refused + a.malformed).unwrap_or(u32::MAX);
+        debug!(
+            added = a.added,
+            refused = a.refused,
+            malformed = a.malformed,
+            dup = a.dup,
+            "follower frame"
+        );
+        if invalid.spend(bad, std::time::Instant::now()) {
+            let now = std::time::Instant::now();
+            f.banned.lock().ban(peer, now + f.limits.ban, now);
+            warn!(
+                peer = %PeerKey(peer),
+                refused = a.refused,
+                malformed = a.malformed,
+                ban_secs = f.limits.ban.as_secs(),
+                "dropping a follower: more refused or malformed transactions than its budget"
+            );
+            return Err(GossipError::FollowerDropped);
+        }
+    }
 }
 
 async fn dial_loop(peer: SocketAddr, ctx: Ctx) {
@@ -473,50 +586,15 @@ async fn receive<R: AsyncRead + Unpin>(
         if *kind != FRAME_TXS {
             return Err(GossipError::BadFrame);
         }
-        let txs: Vec<Vec<u8>> = borsh::from_slice(body).map_err(|_| GossipError::BadFrame)?;
-        if txs.len() > MAX_TXS_PER_FRAME {
-            return Err(GossipError::BadFrame);
-        }
-        // Recovering thousands of senders is CPU work: off the async workers, so consensus and the RPC keep
-        // running while a big frame is checked.
-        let backend = &ctx.backend;
-        let (added, refused, malformed, dup, recover, admit) = tokio::task::block_in_place(|| {
-            let (mut added, mut refused, mut malformed, mut dup) = (0usize, 0usize, 0usize, 0usize);
-            let (mut recover, mut admit) = (Duration::ZERO, Duration::ZERO);
-            // Copies of what this node has (its RPC took it too, or a block carried it before gossip did) are
-            // dropped by hash before the sender recovery.
-            let mut fresh = Vec::with_capacity(txs.len());
-            for raw in &txs {
-                match RecoveredTx::decode_envelope(raw) {
-                    Ok(env) => fresh.push(env),
-                    Err(_) => malformed += 1,
-                }
-            }
-            let hashes: Vec<_> = fresh.iter().map(|e| *e.tx_hash()).collect();
-            let known = backend.txs_known(&hashes);
-            for (env, known) in fresh.into_iter().zip(known) {
-                if known {
-                    dup += 1;
-                    continue;
-                }
-                let t = std::time::Instant::now();
-                let decoded = RecoveredTx::from_envelope(env);
-                recover += t.elapsed();
-                match decoded {
-                    Ok(tx) => {
-                        let t = std::time::Instant::now();
-                        let r = backend.submit_from_peer(tx);
-                        admit += t.elapsed();
-                        match r {
-                            Ok(_) => added += 1,
-                            Err(_) => refused += 1,
-                        }
-                    }
-                    Err(_) => malformed += 1,
-                }
-            }
-            (added, refused, malformed, dup, recover, admit)
-        });
+        let txs = decode_txs(body)?;
+        let Admitted {
+            added,
+            refused,
+            malformed,
+            dup,
+            recover,
+            admit: admit_time,
+        } = admit(&ctx.backend, &txs, None);
         // A peer only relays what it admitted, and admission decodes and recovers: an undecodable transaction or
         // a bad signature is never an honest peer's (a refused one may be: stale by a block, underpriced since).
         if malformed > 0 {
@@ -529,10 +607,85 @@ async fn receive<R: AsyncRead + Unpin>(
             malformed,
             dup,
             recover_us = recover.as_micros() as u64,
-            admit_us = admit.as_micros() as u64,
+            admit_us = admit_time.as_micros() as u64,
             "gossip frame"
         );
     }
+}
+
+fn decode_txs(body: &[u8]) -> Result<Vec<Vec<u8>>, GossipError> {
+    let txs: Vec<Vec<u8>> = borsh::from_slice(body).map_err(|_| GossipError::BadFrame)?;
+    if txs.len() > MAX_TXS_PER_FRAME {
+        return Err(GossipError::BadFrame);
+    }
+    Ok(txs)
+}
+
+/// What became of one frame's transactions.
+#[derive(Default)]
+struct Admitted {
+    added: usize,
+    refused: usize,
+    malformed: usize,
+    dup: usize,
+    recover: Duration,
+    admit: Duration,
+}
+
+/// Admits a frame's transactions to the mempool. A sequencer's are not relayed further (the sequencers form a
+/// full mesh); a follower's (`max_invalid` set) are, like this node's own users', so they reach the sequencers
+/// the follower has no link to. With `max_invalid`, stops once more were refused or malformed (the rest of the
+/// frame is not looked at).
+fn admit(backend: &Chain, txs: &[Vec<u8>], max_invalid: Option<u32>) -> Admitted {
+    // Recovering thousands of senders is CPU work: off the async workers, so consensus and the RPC keep
+    // running while a big frame is checked.
+    tokio::task::block_in_place(|| {
+        let mut a = Admitted::default();
+        let over = |a: &Admitted| max_invalid.is_some_and(|m| a.refused + a.malformed > m as usize);
+        // Copies of what this node has (its RPC took it too, or a block carried it before gossip did) are
+        // dropped by hash before the sender recovery.
+        let mut fresh = Vec::with_capacity(txs.len());
+        for raw in txs {
+            match RecoveredTx::decode_envelope(raw) {
+                Ok(env) => fresh.push(env),
+                Err(_) => a.malformed += 1,
+            }
+            if over(&a) {
+                return a;
+            }
+        }
+        let hashes: Vec<_> = fresh.iter().map(|e| *e.tx_hash()).collect();
+        let known = backend.txs_known(&hashes);
+        for (env, known) in fresh.into_iter().zip(known) {
+            if over(&a) {
+                break;
+            }
+            if known {
+                a.dup += 1;
+                continue;
+            }
+            let t = std::time::Instant::now();
+            let decoded = RecoveredTx::from_envelope(env);
+            a.recover += t.elapsed();
+            match decoded {
+                Ok(tx) => {
+                    let t = std::time::Instant::now();
+                    let r = if max_invalid.is_some() {
+                        backend.submit(tx)
+                    } else {
+                        backend.submit_from_peer(tx)
+                    };
+                    a.admit += t.elapsed();
+                    match r {
+                        Ok(_) => a.added += 1,
+                        Err(_) => a.refused += 1,
+                    }
+                }
+                Err(_) => a.malformed += 1,
+            }
+        }
+        a
+    })
 }
 
 async fn send_pool<W: AsyncWrite + Unpin>(
@@ -559,6 +712,9 @@ async fn send_while<W: AsyncWrite + Unpin>(
     // Everything pending so far, so nothing admitted while the link was down is missed; then the local log
     // from here on (a transaction admitted in between may go twice; the peer refuses the copy).
     let mut cursor = backend.local_txs_head();
+    if ctx.follower {
+        return send_txs_only(s, stream, backend, cursor, sending).await;
+    }
     let mut signing = hub.subscribe();
     let mut evidence = ctx.evidence.subscribe();
     send_sign(s, stream, &hub.snapshot()).await?;
@@ -609,6 +765,36 @@ async fn send_while<W: AsyncWrite + Unpin>(
                     }
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            continue;
+        }
+        for batch in batches(&next.txs) {
+            s.write(stream, &batch).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A follower's side of a link: its whole mempool, then what its RPC admits from here on.
+async fn send_txs_only<W: AsyncWrite + Unpin>(
+    s: &mut SendHalf,
+    stream: &mut W,
+    backend: &Chain,
+    mut cursor: u64,
+    sending: &impl Fn() -> bool,
+) -> Result<(), GossipError> {
+    send_pool(s, stream, backend).await?;
+    while sending() {
+        let next = backend.local_txs_since(cursor, MAX_TXS_PER_FRAME);
+        cursor = next.cursor;
+        if next.gap {
+            send_pool(s, stream, backend).await?;
+            continue;
+        }
+        if next.txs.is_empty() {
+            tokio::select! {
+                _ = backend.local_tx_arrived() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
             continue;
@@ -692,7 +878,7 @@ mod tests {
     ) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        let allowed: Allowed = Arc::new(move |k| allowed.contains(k));
+        let allowed: Allowed = Arc::new(move |k| allowed.contains(k).then_some(PeerClass::Sequencer));
         let allowed2 = allowed.clone();
         let server = async move {
             let (mut s, _) = l.accept().await.unwrap();
@@ -736,7 +922,12 @@ mod tests {
         let (ka, kb) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
         let only_b: BTreeSet<_> = [kb.verifying_key().to_bytes()].into();
         let (_, rb, _, _) = pair(ka.clone(), kb.clone(), only_b, 7).await;
-        assert!(matches!(rb, Err(GossipError::Handshake("peer is not a sequencer"))));
+        assert!(matches!(
+            rb,
+            Err(GossipError::Handshake(
+                "peer is neither a sequencer nor an allowed follower"
+            ))
+        ));
         let both: BTreeSet<_> = [ka.verifying_key().to_bytes(), kb.verifying_key().to_bytes()].into();
         let (ra, _, _, _) = pair(ka, kb, both, 8).await;
         assert!(ra.is_err());

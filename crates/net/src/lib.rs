@@ -1,12 +1,15 @@
 //! The pool's own authenticated transport beside Malachite's libp2p: sealed links between sequencers that
 //! carry transactions into every mempool ([`gossip`]), threshold-signing messages ([`sighub`]) and equivocation
-//! evidence ([`evidence`]).
+//! evidence ([`evidence`]), and the links on which followers (RPC nodes) forward their users' transactions
+//! ([`followers`]).
 
 pub mod evidence;
+pub mod followers;
 pub mod gossip;
 pub mod sighub;
 
 pub use evidence::EvidenceHub;
+pub use followers::{FollowerLimits, FollowerPolicy, PeerClass};
 pub use gossip::{start, Allowed, GossipConfig, GossipError};
 pub use sighub::{Peer, SignHub, SignMsg};
 

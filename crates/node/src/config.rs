@@ -26,6 +26,10 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct NodeConfigFile {
     pub moniker: String,
+    /// "sequencer" (default) or "rpc": an unstaked node that follows the decided chain, serves the RPC and
+    /// forwards its users' transactions to the sequencers (it needs their `[followers]` to let its key in).
+    #[serde(default)]
+    pub role: Role,
     /// Paths are relative to the config file's directory.
     pub data_dir: PathBuf,
     pub keys_dir: PathBuf,
@@ -40,6 +44,9 @@ pub struct NodeConfigFile {
     pub rpc: RpcSection,
     pub p2p: P2pSection,
     pub gossip: GossipSection,
+    /// Which RPC nodes may follow this sequencer and forward transactions to it, and within what limits.
+    #[serde(default)]
+    pub followers: FollowersSection,
     #[serde(default)]
     pub consensus: ConsensusSection,
     #[serde(default)]
@@ -53,6 +60,82 @@ pub struct NodeConfigFile {
     /// State history kept for reads at older blocks: "full" (default), "none", or a number of recent blocks.
     #[serde(default = "default_state_history")]
     pub state_history: String,
+}
+
+/// See [`NodeConfigFile::role`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    Sequencer,
+    Rpc,
+}
+
+/// A sequencer's followers: RPC nodes, let in on the libp2p port (to follow the chain) and on the gossip port
+/// (to forward transactions), each within its own limits (`metis_net::followers`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FollowersSection {
+    /// The followers' identity keys (0x-prefixed ed25519 public keys, as `metis-seq init --rpc-node` prints).
+    pub keys: Vec<String>,
+    /// Any key may follow (a public sequencer; the limits still hold per follower).
+    pub open: bool,
+    pub txs_per_sec: u32,
+    pub bytes_per_sec: u64,
+    /// Transactions of all followers together per second.
+    pub total_txs_per_sec: u32,
+    /// Refused or malformed transactions per minute before a follower's link is cut.
+    pub invalid_per_min: u32,
+    pub max_links: usize,
+    /// How long a follower cut for invalid transactions is refused.
+    pub ban_secs: u64,
+}
+
+impl Default for FollowersSection {
+    fn default() -> Self {
+        let l = metis_net::FollowerLimits::default();
+        Self {
+            keys: Vec::new(),
+            open: false,
+            txs_per_sec: l.txs_per_sec,
+            bytes_per_sec: l.bytes_per_sec,
+            total_txs_per_sec: l.total_txs_per_sec,
+            invalid_per_min: l.invalid_per_min,
+            max_links: l.max_links,
+            ban_secs: l.ban.as_secs(),
+        }
+    }
+}
+
+impl FollowersSection {
+    pub fn policy(&self) -> Result<metis_net::FollowerPolicy, ConfigError> {
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| {
+                k.parse::<alloy_primitives::B256>()
+                    .map(|b| b.0)
+                    .map_err(|_| ConfigError::Invalid("[followers] keys must be 0x-prefixed 32-byte hex keys"))
+            })
+            .collect::<Result<_, _>>()?;
+        if self.txs_per_sec == 0 || self.bytes_per_sec == 0 || self.total_txs_per_sec == 0 || self.max_links == 0 {
+            return Err(ConfigError::Invalid(
+                "[followers] txs_per_sec, bytes_per_sec, total_txs_per_sec and max_links must be positive",
+            ));
+        }
+        Ok(metis_net::FollowerPolicy {
+            keys,
+            open: self.open,
+            limits: metis_net::FollowerLimits {
+                txs_per_sec: self.txs_per_sec,
+                bytes_per_sec: self.bytes_per_sec,
+                total_txs_per_sec: self.total_txs_per_sec,
+                invalid_per_min: self.invalid_per_min,
+                max_links: self.max_links,
+                ban: Duration::from_secs(self.ban_secs),
+            },
+        })
+    }
 }
 
 pub fn default_state_history() -> String {
@@ -394,8 +477,11 @@ impl NodeConfigFile {
             path: pos_path.clone(),
             reason: e.to_string(),
         })?;
+        let rpc_node = self.role == Role::Rpc;
         Ok(NodeSettings {
             moniker: self.moniker.clone(),
+            role: self.role,
+            followers: self.followers.policy()?,
             data_dir: rel(base, &self.data_dir),
             spec,
             pos,
@@ -417,13 +503,14 @@ impl NodeConfigFile {
                 max_bytes: self.txpool.max_mib.saturating_mul(1024 * 1024),
                 ..Default::default()
             },
-            dkg: Some(secrets.dkg),
+            // An RPC node takes no part in the pool's threshold key and posts nothing.
+            dkg: (!rpc_node).then_some(secrets.dkg),
             passphrase: Some(secrets.passphrase),
             l1: self.l1.as_ref().map(L1Section::settings),
             poster: self
                 .l1
                 .as_ref()
-                .filter(|l| l.poster.enabled)
+                .filter(|l| l.poster.enabled && !rpc_node)
                 .map(|l| l.poster.settings(secrets.l1_signer)),
             history_keep: self.consensus.ledger_history,
             metrics: self.metrics.as_ref().map(|m| m.addr),

@@ -139,6 +139,10 @@ pub struct NodeSettings {
     /// Any libp2p peer may connect, not only `p2p_peers` and the ledger's sequencers.
     pub p2p_open: bool,
     pub pubsub: config::Pubsub,
+    /// A sequencer, or an RPC node (follows the chain without signing, forwards its users' transactions).
+    pub role: config::Role,
+    /// The RPC nodes this sequencer lets follow it and forward transactions.
+    pub followers: metis_net::FollowerPolicy,
     pub rpc: RpcConfig,
     pub gossip_listen: SocketAddr,
     pub gossip_peers: Vec<SocketAddr>,
@@ -250,7 +254,12 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
         from_peers: evidence_from_peers,
     });
     let signer_status = metis_signer::SharedSignerStatus::default();
-    let pool_signer = start_signer(&s, &chain, &app, hub.clone(), from_peers, signer_status.clone());
+    let rpc_node = s.role == config::Role::Rpc;
+    let pool_signer = if rpc_node {
+        None
+    } else {
+        start_signer(&s, &chain, &app, hub.clone(), from_peers, signer_status.clone())
+    };
     let poster_status = metis_poster::SharedPosterStatus::default();
     let poster = start_poster(&s, &chain, poster_status.clone())?;
     let readiness: Arc<dyn metis_rpc::http::Probe> = Arc::new(observe::Readiness {
@@ -287,20 +296,14 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     .await
     .map_err(|source| NodeError::Rpc { addr: rpc_addr, source })?;
     let gossip_addr = start_gossip(&s, chain_id, &chain, hub, evidence_hub).await?;
-    let guard = metis_consensus::guard::SigningGuard::open(&s.signing_guard)
-        .map_err(|e| NodeError::Consensus(e.to_string()))?;
-    let behind = behind_guard(&guard, chain.engine().head().number);
-    let signer = match behind {
-        Some(g) => {
-            warn!(
-                signed_up_to = g,
-                head = chain.engine().head().number,
-                "this key signed beyond this data dir's head (restored from an older copy?): following the \
-                 chain without signing until it is past height {g}, then restarting to sign"
-            );
-            None
-        }
-        None => Some(guarded_signer(&s, guard)),
+    let (signer, behind) = if rpc_node {
+        info!("RPC node: following the chain without signing, forwarding transactions to the sequencers");
+        (None, None)
+    } else {
+        let guard = metis_consensus::guard::SigningGuard::open(&s.signing_guard)
+            .map_err(|e| NodeError::Consensus(e.to_string()))?;
+        let behind = behind_guard(&guard, chain.engine().head().number);
+        (signing(&s, &chain, guard, behind), behind)
     };
     let caught_up = behind.map(|g| watch_guard(&chain, g));
     #[cfg(feature = "test-faults")]
@@ -311,10 +314,19 @@ pub async fn start(mut s: NodeSettings) -> Result<RunningNode, NodeError> {
     #[cfg(not(feature = "test-faults"))]
     let (channels, engine) = start_consensus(&s, address, &consensus_signer, signer).await?;
     info!(address = ?address, rpc = %rpc.local_addr, gossip = %gossip_addr, "node started");
-    if !s.p2p_open {
+    if !libp2p_open(&s) {
         let me = peers::peer_id_of(&B256::from(s.key.verifying_key().to_bytes()))
             .ok_or_else(|| NodeError::Consensus("this node's consensus key is not an ed25519 point".into()))?;
-        peers::follow_ledger(chain.clone(), channels.net_requests.clone(), me);
+        let followers = if rpc_node {
+            Default::default()
+        } else {
+            s.followers
+                .keys
+                .iter()
+                .filter_map(|k| peers::peer_id_of(&B256::from(*k)))
+                .collect()
+        };
+        peers::follow_ledger(chain.clone(), channels.net_requests.clone(), me, followers);
     }
     if let Some(handle) = metrics {
         observe::sample(chain.clone(), channels.net_requests.clone(), handle);
@@ -501,18 +513,35 @@ async fn start_gossip(
     evidence: Arc<metis_net::EvidenceHub>,
 ) -> Result<SocketAddr, NodeError> {
     let c = chain.clone();
+    // An RPC node links only to sequencers; a sequencer also takes the followers its config lets in.
+    let followers = (s.role == config::Role::Sequencer).then(|| s.followers.clone());
     let allowed: gossip::Allowed = Arc::new(move |key: &[u8; 32]| {
-        c.ledger().is_some_and(|l| {
+        let sequencer = c.ledger().is_some_and(|l| {
             l.sequencers()
                 .any(|q| q.consensus_key.0 == *key && q.status != metis_pos::SequencerStatus::Inactive)
-        })
+        });
+        if sequencer {
+            Some(metis_net::PeerClass::Sequencer)
+        } else {
+            followers
+                .as_ref()
+                .filter(|f| f.admits(key))
+                .map(|_| metis_net::PeerClass::Follower)
+        }
     });
     let config = GossipConfig {
         listen: s.gossip_listen,
         peers: s.gossip_peers.clone(),
         chain_id,
+        follower: s.role == config::Role::Rpc,
+        follower_limits: s.followers.limits.clone(),
     };
     Ok(gossip::start(config, s.key.clone(), allowed, chain.clone(), hub, evidence).await?)
+}
+
+/// Any peer may connect on libp2p: `p2p.open`, or a sequencer open to any follower.
+fn libp2p_open(s: &NodeSettings) -> bool {
+    s.p2p_open || (s.role == config::Role::Sequencer && s.followers.open)
 }
 
 /// Malachite's settings: persistent peers, message size limits, value sync every 500 ms.
@@ -524,7 +553,7 @@ fn malachite_config(s: &NodeSettings) -> Result<MalachiteConfig, NodeError> {
         ..Default::default()
     };
     // A proposal part is at most 512 KiB; a sync response carries at most two blocks of at most 16 MiB each.
-    p2p.persistent_peers_only = !s.p2p_open;
+    p2p.persistent_peers_only = !libp2p_open(s);
     p2p.protocol = match s.pubsub {
         config::Pubsub::Broadcast => PubSubProtocol::Broadcast,
         config::Pubsub::Gossipsub => PubSubProtocol::default(),
@@ -559,6 +588,10 @@ async fn network_identity(
     let keypair =
         Keypair::ed25519_from_bytes(s.key.to_bytes()).map_err(|e| NodeError::Consensus(format!("network key: {e}")))?;
     let peer_id = keypair.public().to_peer_id();
+    if s.role == config::Role::Rpc {
+        info!(%peer_id, "starting consensus as a follower");
+        return Ok(NetworkIdentity::new(s.moniker.clone(), keypair, None));
+    }
     let proof = signer
         .sign_validator_proof(address.0.to_vec(), peer_id.to_bytes())
         .await
@@ -624,6 +657,27 @@ async fn start_consensus(
     )
     .await
     .map_err(|e| NodeError::Consensus(format!("{e:#}")))
+}
+
+/// The signer a sequencer votes with; none while its key signed beyond this data dir's head (`behind`).
+fn signing(
+    s: &NodeSettings,
+    chain: &Chain,
+    guard: metis_consensus::guard::SigningGuard,
+    behind: Option<u64>,
+) -> Option<Box<metis_consensus::guard::GuardedSigner>> {
+    match behind {
+        Some(g) => {
+            warn!(
+                signed_up_to = g,
+                head = chain.engine().head().number,
+                "this key signed beyond this data dir's head (restored from an older copy?): following the \
+                 chain without signing until it is past height {g}, then restarting to sign"
+            );
+            None
+        }
+        None => Some(guarded_signer(s, guard)),
+    }
 }
 
 /// The consensus key as Malachite's signing provider, every vote and proposal past the signing guard first.

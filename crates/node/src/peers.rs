@@ -37,14 +37,21 @@ fn addr(peer: &PeerId) -> Option<Multiaddr> {
     format!("/p2p/{peer}").parse().ok()
 }
 
-/// Keeps Malachite's persistent list equal to `allowed` of the newest ledger, from now until the chain stops.
-pub fn follow_ledger(chain: Arc<Chain>, requests: mpsc::Sender<NetworkRequest>, me: PeerId) {
+/// Keeps Malachite's persistent list equal to `allowed` of the newest ledger plus `followers` (the RPC nodes this
+/// sequencer lets follow it), from now until the chain stops.
+pub fn follow_ledger(
+    chain: Arc<Chain>,
+    requests: mpsc::Sender<NetworkRequest>,
+    me: PeerId,
+    followers: BTreeSet<PeerId>,
+) {
     let mut blocks = chain.subscribe_blocks();
     tokio::spawn(async move {
         let mut current = BTreeSet::new();
         loop {
             if let Some(ledger) = chain.ledger() {
-                let wanted = allowed(&ledger, &me);
+                let mut wanted = allowed(&ledger, &me);
+                wanted.extend(followers.iter().copied());
                 if wanted != current {
                     current = apply(&requests, &current, &wanted).await;
                 }

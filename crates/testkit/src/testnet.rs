@@ -25,6 +25,8 @@ pub struct NetOptions {
     pub block_time_ms: u64,
     /// Nodes with keys and configs but outside the genesis set (indices after the genesis nodes).
     pub standby: usize,
+    /// RPC nodes (indices after the standby nodes): unstaked followers every sequencer lets in.
+    pub rpc_nodes: usize,
     /// The genesis set locks on this L1 and the nodes follow it.
     pub l1: Option<L1Options>,
     /// Blocks per phase of a threshold-key round (0: no key rounds).
@@ -65,6 +67,7 @@ impl Default for NetOptions {
             missed_limit: 3,
             block_time_ms: 1000,
             standby: 0,
+            rpc_nodes: 0,
             l1: None,
             key_phase_blocks: 0,
             batch_blocks: 0,
@@ -141,7 +144,7 @@ impl Testnet {
     /// Generates a network (keys, genesis, configs) without starting it.
     pub fn generate(name: &str, opts: NetOptions) -> Self {
         let dir = crate::tempdir(name);
-        let total = opts.nodes + opts.standby;
+        let total = opts.nodes + opts.standby + opts.rpc_nodes;
         let base_port = free_base(total);
         let stakes: Vec<String> = opts.stakes.iter().map(|s| s.to_string()).collect();
         let mut cmd = Command::new(crate::metis_seq_bin());
@@ -164,6 +167,7 @@ impl Testnet {
             .args(["--post-turn-timeout-ms", &opts.post_turn_timeout_ms.to_string()])
             .args(["--nodes", &opts.nodes.to_string()])
             .args(["--standby", &opts.standby.to_string()])
+            .args(["--rpc-nodes", &opts.rpc_nodes.to_string()])
             .args(["--key-phase-blocks", &opts.key_phase_blocks.to_string()])
             .args(["--batch-blocks", &opts.batch_blocks.to_string()])
             .args(["--reward-epochs", &opts.reward_epochs.to_string()])
