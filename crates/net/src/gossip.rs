@@ -452,6 +452,44 @@ async fn accept(
     run_link(stream, s, ctx, move || !dialled.has(&peer)).await
 }
 
+/// A follower's link to one sequencer without a node behind it: for tools that forward transactions, and for
+/// tests that play a hostile follower. The sequencer sends a follower nothing, so a read ends only when it
+/// closes the link.
+pub struct FollowerLink {
+    read: tokio::net::tcp::OwnedReadHalf,
+    write: tokio::net::tcp::OwnedWriteHalf,
+    send: SendHalf,
+}
+
+impl FollowerLink {
+    pub async fn connect(addr: SocketAddr, key: &SigningKey, chain_id: u64) -> Result<Self, GossipError> {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        // The sequencer's own check decides; this end takes whoever answers for `addr`.
+        let anyone: Allowed = Arc::new(|_| Some(PeerClass::Sequencer));
+        let s = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, key, chain_id, &anyone))
+            .await
+            .map_err(|_| GossipError::Handshake("timed out"))??;
+        let (send, _, _) = s.split();
+        let (read, write) = stream.into_split();
+        Ok(Self { read, write, send })
+    }
+
+    /// Sends raw (EIP-2718) transactions, in as many frames as the limits need.
+    pub async fn send_txs<T: AsRef<[u8]>>(&mut self, txs: &[T]) -> Result<(), GossipError> {
+        for frame in batches(txs) {
+            self.send.write(&mut self.write, &frame).await?;
+        }
+        Ok(())
+    }
+
+    /// Resolves when the sequencer closes the link.
+    pub async fn closed(&mut self) {
+        let mut buf = [0u8; 64];
+        while matches!(self.read.read(&mut buf).await, Ok(n) if n > 0) {}
+    }
+}
+
 /// A follower's link: its transactions are read within its limits and admitted like a sequencer's; nothing is
 /// sent back.
 async fn follower_link(stream: TcpStream, s: Session, ctx: &Ctx) -> Result<(), GossipError> {

@@ -10,7 +10,7 @@ pub mod sighub;
 
 pub use evidence::EvidenceHub;
 pub use followers::{FollowerLimits, FollowerPolicy, PeerClass};
-pub use gossip::{start, Allowed, GossipConfig, GossipError};
+pub use gossip::{start, Allowed, FollowerLink, GossipConfig, GossipError};
 pub use sighub::{Peer, SignHub, SignMsg};
 
 /// A peer's ed25519 key as logs show it (the full key, as the consensus layer names validators).

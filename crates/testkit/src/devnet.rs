@@ -59,6 +59,10 @@ impl Devnet {
             "--anvil".into(),
             anvil().display().to_string(),
         ];
+        // Only the tests about RPC nodes run one: the others keep the machine for the sequencers.
+        if !extra.contains(&"--rpc-nodes") {
+            args.extend(["--rpc-nodes".to_string(), "0".to_string()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut d = Self {
             dir,
@@ -132,13 +136,7 @@ impl Devnet {
     }
 
     fn note_pids(&mut self, m: &Value) {
-        let mut pids: Vec<u32> = m["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n["pid"].as_u64())
-            .map(|p| p as u32)
-            .collect();
+        let mut pids = node_pids(m);
         pids.extend(m["l1"]["anvil_pid"].as_u64().map(|p| p as u32));
         for p in pids {
             if !self.seen_pids.contains(&p) {
@@ -150,13 +148,7 @@ impl Devnet {
     /// The pids of the nodes and anvil the manifest names now (re-read).
     pub fn pids(&mut self) -> Vec<u32> {
         let m = self.reload();
-        let mut p: Vec<u32> = m["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n["pid"].as_u64())
-            .map(|p| p as u32)
-            .collect();
+        let mut p = node_pids(m);
         p.extend(m["l1"]["anvil_pid"].as_u64().map(|p| p as u32));
         p
     }
@@ -203,6 +195,19 @@ impl Devnet {
 
     pub fn rpc(&self, i: usize) -> String {
         self.m["nodes"][i]["rpc"].as_str().expect("rpc").to_string()
+    }
+
+    /// RPC node `j`'s RPC URL.
+    pub fn rpc_node(&self, j: usize) -> String {
+        self.m["rpc_nodes"][j]["rpc"].as_str().expect("rpc node").to_string()
+    }
+
+    /// A provider on `url` signing with dev account `account`.
+    pub fn wallet_at(&self, url: &str, account: usize) -> DynProvider {
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::new(self.account(account)))
+            .connect_http(url.parse().expect("url"))
+            .erased()
     }
 
     pub fn l1_rpc(&self) -> String {
@@ -288,10 +293,7 @@ impl Devnet {
 
     /// A provider on node `i`'s RPC signing with dev account `account`.
     pub fn l2_wallet(&self, i: usize, account: usize) -> DynProvider {
-        ProviderBuilder::new()
-            .wallet(EthereumWallet::new(self.account(account)))
-            .connect_http(self.rpc(i).parse().expect("url"))
-            .erased()
+        self.wallet_at(&self.rpc(i), account)
     }
 
     /// A provider on L1 signing with `key`.
@@ -418,4 +420,14 @@ pub fn cli(args: &[&str], env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The pids of the sequencers and RPC nodes a manifest names.
+fn node_pids(m: &Value) -> Vec<u32> {
+    ["nodes", "rpc_nodes"]
+        .iter()
+        .flat_map(|k| m[*k].as_array().into_iter().flatten())
+        .filter_map(|n| n["pid"].as_u64())
+        .map(|p| p as u32)
+        .collect()
 }

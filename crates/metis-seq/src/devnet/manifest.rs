@@ -20,6 +20,9 @@ pub struct Manifest {
     pub contracts: Contracts,
     pub group_key: Option<GroupKey>,
     pub nodes: Vec<Node>,
+    /// Unstaked RPC nodes: what users and wallets should talk to (they forward transactions to the pool).
+    #[serde(default)]
+    pub rpc_nodes: Vec<RpcNode>,
     pub accounts: Vec<Account>,
     /// The pool dashboard (node0's; every node serves one at `/dashboard` on its RPC port).
     #[serde(default)]
@@ -30,6 +33,8 @@ pub struct Manifest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Options {
     pub nodes: usize,
+    #[serde(default)]
+    pub rpc_nodes: usize,
     pub block_time_ms: u64,
     pub epoch_length: u64,
     pub l1_port: u16,
@@ -109,6 +114,21 @@ pub struct Node {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RpcNode {
+    pub name: String,
+    pub rpc: String,
+    pub ws: String,
+    pub p2p: String,
+    pub metrics: String,
+    pub dashboard: String,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    /// None while the node is not running.
+    pub pid: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Account {
     pub address: String,
     pub private_key: String,
@@ -123,6 +143,23 @@ impl Manifest {
         let path = Self::path(dir);
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Every node process recorded as running (sequencers and RPC nodes), with its config path.
+    pub fn node_pids(&self) -> Vec<(u32, String)> {
+        let seqs = self.nodes.iter().map(|n| (n.pid, &n.config));
+        let rpcs = self.rpc_nodes.iter().map(|n| (n.pid, &n.config));
+        seqs.chain(rpcs)
+            .filter_map(|(pid, config)| pid.map(|p| (p, config.display().to_string())))
+            .collect()
+    }
+
+    /// Nothing recorded as running.
+    pub fn clear_pids(&mut self) {
+        self.supervisor_pid = None;
+        self.l1.anvil_pid = None;
+        self.nodes.iter_mut().for_each(|n| n.pid = None);
+        self.rpc_nodes.iter_mut().for_each(|n| n.pid = None);
     }
 
     /// Written whole and renamed into place, so a reader never sees half a file.

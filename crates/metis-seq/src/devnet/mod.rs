@@ -52,20 +52,14 @@ fn stop(dir: &std::path::Path) -> Result<()> {
     }
     // Whatever is left (a supervisor killed before it could stop them): the recorded pids.
     let m = Manifest::load(dir)?;
-    let mut pids: Vec<(u32, String)> = m
-        .nodes
-        .iter()
-        .filter_map(|n| n.pid.map(|p| (p, n.config.display().to_string())))
-        .collect();
+    let mut pids = m.node_pids();
     pids.extend(m.l1.anvil_pid.map(|p| (p, "anvil".to_string())));
     let refs: Vec<(u32, &str)> = pids.iter().map(|(p, n)| (*p, n.as_str())).collect();
     let left = procs::stop_pids(&refs, Duration::from_secs(15));
     if left > 0 || m.state != "stopped" {
         let mut m = m;
         m.state = "stopped".into();
-        m.supervisor_pid = None;
-        m.l1.anvil_pid = None;
-        m.nodes.iter_mut().for_each(|n| n.pid = None);
+        m.clear_pids();
         m.save(dir)?;
     }
     println!(

@@ -161,12 +161,14 @@ pub fn stop_pids(pids: &[(u32, &str)], grace: Duration) -> usize {
 pub struct Procs {
     pub anvil: Option<Proc>,
     pub nodes: Vec<Proc>,
+    pub rpc_nodes: Vec<Proc>,
 }
 
 impl Procs {
     /// Nodes first (they shut down cleanly while L1 is still there), then anvil (which dumps its state).
     pub fn stop(&mut self) -> Vec<String> {
-        let mut killed = stop_all(&mut self.nodes.iter_mut().collect::<Vec<_>>(), Duration::from_secs(15));
+        let mut all: Vec<&mut Proc> = self.rpc_nodes.iter_mut().chain(self.nodes.iter_mut()).collect();
+        let mut killed = stop_all(&mut all, Duration::from_secs(15));
         if let Some(a) = self.anvil.as_mut() {
             killed.extend(stop_all(&mut [a], Duration::from_secs(15)));
         }

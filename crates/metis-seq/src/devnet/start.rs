@@ -3,7 +3,7 @@
 //! processes until Ctrl-C, SIGTERM or `metis-seq devnet stop`, and stops them all. Started again on the same
 //! directory, it resumes: the L1 state (anvil's dump), the chain and the keys are kept.
 
-use super::manifest::{Account, Contracts, GroupKey, Manifest, Node, Options, L1, L2};
+use super::manifest::{Account, Contracts, GroupKey, Manifest, Node, Options, RpcNode, L1, L2};
 use super::procs::{stop_pids, Proc, Procs};
 use alloy::network::EthereumWallet;
 use alloy::primitives::{keccak256, Address, U256};
@@ -34,6 +34,9 @@ pub struct StartArgs {
     /// Sequencers (each a node process).
     #[arg(long, default_value_t = 4)]
     pub nodes: usize,
+    /// RPC nodes: unstaked followers that serve users and forward their transactions to the sequencers.
+    #[arg(long, default_value_t = 1)]
+    pub rpc_nodes: usize,
     /// Where everything goes: keys, configs, chain data, L1 state, logs/, devnet.json. Started again on the
     /// same directory, the devnet resumes where it stopped.
     #[arg(long, default_value = "devnet")]
@@ -162,9 +165,7 @@ impl Devnet {
     /// The manifest of a devnet with no process running.
     fn mark_stopped(&mut self) {
         self.manifest.state = "stopped".into();
-        self.manifest.supervisor_pid = None;
-        self.manifest.l1.anvil_pid = None;
-        self.manifest.nodes.iter_mut().for_each(|n| n.pid = None);
+        self.manifest.clear_pids();
     }
 
     /// Polls `f` until it yields, failing when a process of the devnet exits or the start takes too long.
@@ -210,6 +211,15 @@ impl Devnet {
                     "{} exited ({s}) during the start:\n{}",
                     p.name,
                     tail(&self.manifest.nodes[i].log, 20)
+                );
+            }
+        }
+        for (i, p) in self.procs.rpc_nodes.iter_mut().enumerate() {
+            if let Some(s) = p.newly_exited() {
+                bail!(
+                    "{} exited ({s}) during the start:\n{}",
+                    p.name,
+                    tail(&self.manifest.rpc_nodes[i].log, 20)
                 );
             }
         }
@@ -284,6 +294,7 @@ fn options(args: &StartArgs) -> Result<Options> {
     };
     Ok(Options {
         nodes: args.nodes,
+        rpc_nodes: args.rpc_nodes,
         block_time_ms: args.block_time,
         epoch_length: args.epoch_length,
         l1_port: args.l1_port,
@@ -301,11 +312,7 @@ fn options(args: &StartArgs) -> Result<Options> {
 
 /// Stops what an earlier run left behind (its supervisor was killed): recorded pids still running our programs.
 fn stop_leftovers(m: &Manifest) -> usize {
-    let mut pids: Vec<(u32, String)> = m
-        .nodes
-        .iter()
-        .filter_map(|n| n.pid.map(|p| (p, n.config.display().to_string())))
-        .collect();
+    let mut pids = m.node_pids();
     if let Some(p) = m.l1.anvil_pid {
         pids.push((p, "anvil".into()));
     }
@@ -448,6 +455,7 @@ fn fresh_manifest(args: &StartArgs) -> Result<Manifest> {
         },
         group_key: None,
         nodes: Vec::new(),
+        rpc_nodes: Vec::new(),
         dashboard: String::new(),
         accounts: crate::dev::dev_keys(DEV_ACCOUNTS)?
             .iter()
@@ -469,7 +477,10 @@ fn resume_manifest(dir: &Path) -> Result<Manifest> {
             dir.display()
         );
     }
-    if m.nodes.len() != m.options.nodes || m.contracts.locking_pool.is_empty() {
+    if m.nodes.len() != m.options.nodes
+        || m.rpc_nodes.len() != m.options.rpc_nodes
+        || m.contracts.locking_pool.is_empty()
+    {
         bail!(
             "the first start of the devnet in {} did not finish: start afresh with --fresh",
             dir.display()
@@ -526,7 +537,7 @@ fn check_ports(d: &mut Devnet, o: &Options) -> Result<()> {
     if o.own_l1 {
         port_free(o.l1_port, "L1 RPC")?;
     }
-    for i in 0..o.nodes {
+    for i in 0..o.nodes + o.rpc_nodes {
         for (k, what) in [(0, "p2p"), (1, "gossip"), (2, "RPC"), (3, "metrics")] {
             port_free(node_port(o.base_port, i, k)?, &format!("node{i} {what}"))?;
         }
@@ -641,8 +652,9 @@ async fn deploy(d: &mut Devnet, l1: &DynProvider, deployer: &PrivateKeySigner) -
 /// Every node started; waits for their RPCs and the first block the network decides.
 async fn start_nodes(d: &mut Devnet, o: &Options) -> Result<()> {
     d.progress.start(&format!(
-        "starting {} nodes (logs in {})",
+        "starting {} sequencers and {} RPC nodes (logs in {})",
         o.nodes,
+        o.rpc_nodes,
         d.dir.join("logs").display()
     ));
     let exe = std::env::current_exe().context("locating the metis-seq binary")?;
@@ -660,6 +672,19 @@ async fn start_nodes(d: &mut Devnet, o: &Options) -> Result<()> {
         let p = Proc::spawn(&n.name, cmd, &n.log)?;
         d.manifest.nodes[i].pid = Some(p.pid());
         d.procs.nodes.push(p);
+    }
+    for j in 0..o.rpc_nodes {
+        let n = &d.manifest.rpc_nodes[j];
+        let mut cmd = Command::new(&exe);
+        cmd.arg("node")
+            .arg("--config")
+            .arg(&n.config)
+            .arg("--passphrase-file")
+            .arg(&pass)
+            .env("RUST_LOG", &node_log);
+        let p = Proc::spawn(&n.name, cmd, &n.log)?;
+        d.manifest.rpc_nodes[j].pid = Some(p.pid());
+        d.procs.rpc_nodes.push(p);
     }
     d.save()?;
     let heads = |client: reqwest::Client, nodes: Vec<Node>| async move {
@@ -701,6 +726,32 @@ async fn start_nodes(d: &mut Devnet, o: &Options) -> Result<()> {
         .await?;
     d.progress.done(&format!("every node at height >= {first}"));
 
+    if o.rpc_nodes > 0 {
+        d.progress.start("waiting for the RPC nodes to follow");
+        let urls: Vec<String> = d.manifest.rpc_nodes.iter().map(|n| n.rpc.clone()).collect();
+        let followed = d
+            .wait("the RPC nodes", |c, _| {
+                let urls = urls.clone();
+                async move {
+                    let mut hs = Vec::new();
+                    for u in &urls {
+                        let h = crate::l1_cmd::rpc_call(&c, u, "eth_blockNumber", json!([]))
+                            .await
+                            .ok()
+                            .and_then(|v| {
+                                v.as_str()
+                                    .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+                            });
+                        hs.push(h);
+                    }
+                    let status = format!("heads {hs:?}");
+                    let min = hs.iter().map(|h| h.unwrap_or(0)).min().unwrap_or(0);
+                    ((min >= first).then_some(min), status)
+                }
+            })
+            .await?;
+        d.progress.done(&format!("every RPC node at height >= {followed}"));
+    }
     Ok(())
 }
 
@@ -790,6 +841,8 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
         out.display().to_string(),
         "--nodes".into(),
         o.nodes.to_string(),
+        "--rpc-nodes".into(),
+        o.rpc_nodes.to_string(),
         "--base-port".into(),
         o.base_port.to_string(),
         "--stakes".into(),
@@ -854,6 +907,25 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
             owner_key_file,
         });
     }
+    d.manifest.rpc_nodes.clear();
+    for j in 0..o.rpc_nodes {
+        // testnet puts the RPC nodes after the sequencers.
+        let i = o.nodes + j;
+        let home = out.join(format!("node{i}"));
+        let port = |k| node_port(o.base_port, i, k);
+        d.manifest.rpc_nodes.push(RpcNode {
+            name: format!("rpc{j}"),
+            rpc: format!("http://127.0.0.1:{}", port(2)?),
+            ws: format!("ws://127.0.0.1:{}", port(2)?),
+            p2p: format!("/ip4/127.0.0.1/tcp/{}", port(0)?),
+            metrics: format!("http://127.0.0.1:{}/metrics", port(3)?),
+            dashboard: format!("http://127.0.0.1:{}/dashboard", port(2)?),
+            data_dir: home.join("data"),
+            config: home.join("config.toml"),
+            log: d.dir.join(format!("logs/rpc{j}.log")),
+            pid: None,
+        });
+    }
     if let Some(n) = d.manifest.nodes.first() {
         d.manifest.dashboard = n.dashboard.clone();
     }
@@ -865,6 +937,13 @@ fn print_summary(d: &Devnet) {
     let p = &d.progress;
     p.line(&format!("ready in {:.1} s", p.t0.elapsed().as_secs_f64()));
     println!();
+    // What users and wallets should talk to comes first: an RPC node, not a sequencer.
+    for n in &m.rpc_nodes {
+        println!(
+            "  L2 RPC     {}  ws {}  ({}: an RPC node, it forwards transactions to the sequencers)",
+            n.rpc, n.ws, n.name
+        );
+    }
     println!("  manifest   {}", Manifest::path(&d.dir).display());
     let l1_kind = if m.options.own_l1 {
         format!("anvil, state kept in {}", d.dir.join("l1").display())
@@ -888,6 +967,16 @@ fn print_summary(d: &Devnet) {
         if m.options.batch_blobs { "blobs" } else { "calldata" }
     );
     println!("  dashboard  {}  (every node serves one at /dashboard)", m.dashboard);
+    for n in &m.rpc_nodes {
+        println!(
+            "    {:<6} rpc {}  ws {}  metrics {}  log {}",
+            n.name,
+            n.rpc,
+            n.ws,
+            n.metrics,
+            n.log.display()
+        );
+    }
     for n in &m.nodes {
         println!(
             "    {:<6} rpc {}  ws {}  api {}  metrics {}  stake {}  signer {}  log {}",
@@ -941,6 +1030,16 @@ async fn supervise(
                     p.name
                 ));
                 d.manifest.nodes[i].pid = None;
+                changed = true;
+            }
+        }
+        for (i, p) in d.procs.rpc_nodes.iter_mut().enumerate() {
+            if let Some(s) = p.newly_exited() {
+                d.progress.line(&format!(
+                    "{} exited ({s}); the sequencers go on (`metis-seq devnet stop` and a new start bring it back)",
+                    p.name
+                ));
+                d.manifest.rpc_nodes[i].pid = None;
                 changed = true;
             }
         }

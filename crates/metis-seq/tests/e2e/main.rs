@@ -7,3 +7,4 @@ mod faults;
 mod harness;
 mod membership;
 mod observe;
+mod rpc_nodes;

@@ -71,7 +71,7 @@ async fn a_thousand_silent_connections_to_the_gossip_port_change_nothing() {
 }
 
 /// The block interval (ms per height) at the 50th and 99th percentiles, from when each height appeared.
-fn interval_percentiles(seen: &[(u64, Instant)]) -> (f64, f64) {
+pub(crate) fn interval_percentiles(seen: &[(u64, Instant)]) -> (f64, f64) {
     let mut intervals: Vec<f64> = seen
         .windows(2)
         .map(|w| (w[1].1 - w[0].1).as_secs_f64() * 1000.0 / (w[1].0 - w[0].0) as f64)
