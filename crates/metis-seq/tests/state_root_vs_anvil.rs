@@ -258,7 +258,7 @@ async fn state_at_every_older_block_matches_anvil() {
     // geth's default struct logger is not served, and says what is.
     let hash = whole[0]["txHash"].clone();
     let refused = chains[1]
-        .raw_request::<_, serde_json::Value>("debug_traceTransaction".into(), (hash,))
+        .raw_request::<_, serde_json::Value>("debug_traceTransaction".into(), (hash.clone(),))
         .await
         .expect_err("the struct logger is not served");
     assert!(
@@ -269,6 +269,21 @@ async fn state_at_every_older_block_matches_anvil() {
         whole[0]["txHash"].is_string() && whole[0]["result"]["to"].is_string(),
         "{whole}"
     );
+    // geth's `timeout` option: a trace that may not take any time stops with a timeout, and a timeout that is
+    // not a Go duration is refused by name.
+    for (timeout, says) in [("0s", "execution timeout"), ("soon", "not a duration")] {
+        let e = chains[1]
+            .raw_request::<_, serde_json::Value>(
+                "debug_traceTransaction".into(),
+                (
+                    hash.clone(),
+                    serde_json::json!({"tracer": "callTracer", "timeout": timeout}),
+                ),
+            )
+            .await
+            .expect_err("no trace");
+        assert!(e.to_string().contains(says), "timeout {timeout}: {e}");
+    }
 
     // A block beyond the head is not found; the head itself reads as before.
     let far = chains[1].get_balance(r1).block_id(1_000_000u64.into()).await;

@@ -598,7 +598,9 @@ fn trace(
     number: u64,
     only: Option<usize>,
     opts: &alloy_rpc_types_trace::geth::GethDebugTracingOptions,
+    limit: Instant,
 ) -> RpcResult<Vec<(B256, alloy_rpc_types_trace::geth::GethTrace)>> {
+    let deadline = metis_execution::trace::trace_deadline(opts, limit).map_err(|e| invalid_params(e.to_string()))?;
     let view = ctx.backend.view();
     let store = view.store();
     let header = store
@@ -617,10 +619,13 @@ fn trace(
         Err(metis_storage::HistoryError::Store(e)) => return Err(store_err(e)),
         Err(e) => return Err(server_error(e.to_string())),
     };
-    metis_execution::trace::trace_block(&parent, view.spec(), &header, &txs, only, opts).map_err(|e| match e {
-        metis_execution::trace::TraceError::Replay { .. } => internal(e.to_string()),
-        _ => invalid_params(e.to_string()),
-    })
+    metis_execution::trace::trace_block(&parent, view.spec(), &header, &txs, only, opts, deadline).map_err(
+        |e| match e {
+            metis_execution::trace::TraceError::Replay { .. } => internal(e.to_string()),
+            metis_execution::trace::TraceError::Timeout { .. } => server_error(e.to_string()),
+            _ => invalid_params(e.to_string()),
+        },
+    )
 }
 
 /// The tracer to run. Without options geth runs its struct logger, which this node does not serve: asked for
@@ -647,7 +652,7 @@ impl DebugApiServer for EthRpc {
         let ctx = self.0.clone();
         self.0
             .heavy
-            .run(remote_ip(ext), move |_deadline| {
+            .run(remote_ip(ext), move |deadline| {
                 let (number, index) = ctx
                     .backend
                     .view()
@@ -656,7 +661,7 @@ impl DebugApiServer for EthRpc {
                     .map_err(store_err)?
                     .ok_or_else(|| not_found("transaction not found"))?;
                 let index = usize::try_from(index).map_err(|_| internal("transaction index"))?;
-                trace(&ctx, number, Some(index), &tracer_options(opts)?)?
+                trace(&ctx, number, Some(index), &tracer_options(opts)?, deadline)?
                     .pop()
                     .map(|(_, t)| t)
                     .ok_or_else(|| internal(format!("transaction {index} is not in block {number}")))
@@ -673,9 +678,9 @@ impl DebugApiServer for EthRpc {
         let ctx = self.0.clone();
         self.0
             .heavy
-            .run(remote_ip(ext), move |_deadline| {
+            .run(remote_ip(ext), move |deadline| {
                 let number = block_number(&ctx.backend.view(), block);
-                Ok(trace(&ctx, number, None, &tracer_options(opts)?)?
+                Ok(trace(&ctx, number, None, &tracer_options(opts)?, deadline)?
                     .into_iter()
                     .map(|(hash, result)| alloy_rpc_types_trace::geth::TraceResult::Success {
                         result,
