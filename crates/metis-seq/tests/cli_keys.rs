@@ -60,3 +60,37 @@ fn init_show_and_refusals() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `metis-seq init --rpc-node`: an RPC node's home, whose config says so and which a sequencer's `[followers]`
+/// can name by the printed key; a second init refuses to overwrite it.
+#[test]
+fn init_writes_an_rpc_nodes_config() {
+    let dir = std::env::temp_dir().join(format!("metis-init-rpc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let init = || {
+        Command::new(env!("CARGO_BIN_EXE_metis-seq"))
+            .args(["init", "--rpc-node", "--moniker", "rpc0", "--home"])
+            .arg(&dir)
+            .env("METIS_KEYSTORE_PASSPHRASE", "pw-rpc")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("running metis-seq")
+    };
+    let out = init();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let public: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = public["consensus_key"].as_str().unwrap().to_string();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[followers] keys"));
+    let cfg = metis_node::config::NodeConfigFile::load(&dir.join("config.toml")).unwrap();
+    assert_eq!(cfg.role, metis_node::config::Role::Rpc);
+    // The key it printed is one a sequencer's [followers] takes.
+    let followers = metis_node::config::FollowersSection {
+        keys: vec![key],
+        ..Default::default()
+    };
+    assert_eq!(followers.policy().unwrap().keys.len(), 1);
+    let again = init();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

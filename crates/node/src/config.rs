@@ -562,6 +562,36 @@ mod tests {
     }
 
     #[test]
+    fn follower_keys_and_limits_are_checked() {
+        let ok = FollowersSection {
+            keys: vec![format!("0x{}", "ab".repeat(32))],
+            ..Default::default()
+        };
+        let p = ok.policy().unwrap();
+        assert!(p.admits(&[0xab; 32]) && !p.admits(&[0xcd; 32]));
+        for bad in [
+            FollowersSection {
+                keys: vec!["0x1234".into()],
+                ..Default::default()
+            },
+            FollowersSection {
+                txs_per_sec: 0,
+                ..Default::default()
+            },
+        ] {
+            assert!(matches!(bad.policy(), Err(ConfigError::Invalid(_))));
+        }
+        let role: NodeConfigFileRole = toml::from_str("role = \"rpc\"").unwrap();
+        assert_eq!(role.role, Role::Rpc);
+        assert!(toml::from_str::<NodeConfigFileRole>("role = \"validator\"").is_err());
+    }
+
+    #[derive(Deserialize)]
+    struct NodeConfigFileRole {
+        role: Role,
+    }
+
+    #[test]
     fn consensus_messages_go_by_broadcast_unless_gossipsub_is_asked_for() {
         let base = "listen = \"/ip4/127.0.0.1/tcp/1\"\npeers = []\n";
         let s: P2pSection = toml::from_str(base).unwrap();
