@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the pinned tools the project needs into .tools/ (git-ignored), idempotently:
 # Foundry 1.7.1 (anvil, forge, cast) and solc-js from the npm registry, a `solc` wrapper forge
-# can use, and OpenZeppelin contracts. Versions are pinned in tools/package.json + package-lock.json.
+# can use, OpenZeppelin contracts, and ethers (the real client of the RPC compatibility test). Versions are
+# pinned in tools/package.json + package-lock.json.
 # From Debian (as root, when missing): nodejs/npm, a C compiler, faketime, chromium.
 set -euo pipefail
 
@@ -62,7 +63,7 @@ mkdir -p "$TOOLS/bin"
 stamp="$TOOLS/.stamp"
 want="$(cat "$ROOT/tools/package.json" "$ROOT/tools/package-lock.json" "$ROOT/scripts/solc-wrapper.js" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -d "$TOOLS/node_modules" ]; then
-  say "installing Foundry $FOUNDRY_VERSION, solc-js $SOLC_VERSION, OpenZeppelin from the npm registry"
+  say "installing Foundry $FOUNDRY_VERSION, solc-js $SOLC_VERSION, OpenZeppelin, ethers from the npm registry"
   cp "$ROOT/tools/package.json" "$ROOT/tools/package-lock.json" "$TOOLS/"
   (cd "$TOOLS" && npm ci --no-audit --no-fund --loglevel=error >"$TOOLS/npm.log" 2>&1) \
     || { tail -20 "$TOOLS/npm.log" >&2; die "npm could not install the pinned tools (see $TOOLS/npm.log); is the npm registry reachable?"; }

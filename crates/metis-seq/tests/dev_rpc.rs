@@ -792,3 +792,56 @@ async fn subscription_ids_are_hex_strings_and_access_lists_count_with_a_gas_pric
     // 2,400 per address and 1,900 per storage key (EIP-2930).
     assert_eq!(estimate(list).await, U256::from(21_000u64 + 2_400 + 1_900));
 }
+
+/// Runs `tests/clients/ethers_v6.js` (ethers 6.17.0 from `.tools`, as a wallet uses it) against `http`/`ws`.
+fn ethers_sees(http: &str, ws: &str) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("node")
+        .arg(root.join("tests/clients/ethers_v6.js"))
+        .args([http, ws, DEV_KEY])
+        .env("NODE_PATH", root.join("../../.tools/node_modules"))
+        .output()
+        .expect("running node (installed by scripts/bootstrap.sh)");
+    assert!(
+        out.status.success(),
+        "ethers against {http}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script's JSON")
+}
+
+/// ethers v6 against anvil and against this node, step by step: an EIP-2930 transaction with a gas price and an
+/// access list is estimated and costs the same (the access list counts), a subscription id is a hex string, a
+/// new block is announced over the WebSocket, and blocks parse (extraData within geth's 32 bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ethers_v6_sees_this_node_as_it_sees_anvil() {
+    let anvil = metis_testkit::spawn_anvil();
+    let theirs = tokio::task::spawn_blocking({
+        let (http, ws) = (anvil.endpoint(), anvil.ws_endpoint());
+        move || ethers_sees(&http, &ws)
+    })
+    .await
+    .expect("ethers on anvil");
+    let dir = tempdir("ethers");
+    let node = DevNode::start(&dir, 200);
+    let ours = tokio::task::spawn_blocking({
+        let (http, ws) = (node.url.clone(), node.ws.clone());
+        move || ethers_sees(&http, &ws)
+    })
+    .await
+    .expect("ethers on metis-seq");
+    eprintln!("ethers v6 on anvil: {theirs}\nethers v6 on metis-seq: {ours}");
+    for key in [
+        "estimate",
+        "gasUsed",
+        "txType",
+        "status",
+        "subscriptionIdType",
+        "subscriptionIdHex",
+        "blockAnnounced",
+    ] {
+        assert_eq!(ours[key], theirs[key], "{key}: ours {ours}, anvil's {theirs}");
+    }
+    assert_eq!(ours["subscriptionIdHex"], true);
+    assert!(ours["extraDataBytes"].as_u64().is_some_and(|n| n <= 32), "{ours}");
+}

@@ -131,6 +131,15 @@ async fn state_at_every_older_block_matches_anvil() {
     let word = |v: u64| Bytes::from(U256::from(v).to_be_bytes::<32>().to_vec());
     // Deployed by the second step, with the sender's nonce 1.
     let contract = me.create(1);
+    // A forwarder: CALLs `contract` with its own calldata and returns 32 bytes of the answer (a contract calling
+    // a contract, for the call tracer's nested frames). Deployed by the seventh step, with nonce 6.
+    let forward = format!(
+        "3660006000376020600036600060007 3{}5af15060206000f3",
+        alloy::hex::encode(contract.as_slice())
+    )
+    .replace(' ', "");
+    let forwarder_init = Bytes::from(alloy::hex::decode(format!("602c80600b6000396000f3{forward}")).unwrap());
+    let forwarder = me.create(6);
     let steps: Vec<TransactionRequest> = vec![
         TransactionRequest::default().with_to(r1).with_value(U256::from(1000)),
         TransactionRequest::default().with_deploy_code(init),
@@ -138,6 +147,13 @@ async fn state_at_every_older_block_matches_anvil() {
         TransactionRequest::default().with_to(r2).with_value(U256::from(2000)),
         TransactionRequest::default().with_to(r1).with_value(U256::from(5)),
         TransactionRequest::default().with_to(contract).with_input(word(9)),
+        TransactionRequest::default().with_deploy_code(forwarder_init),
+        // A fixed gas limit: the forwarder ignores its call's result, so an estimate would find the least gas at
+        // which the outer call succeeds, with the inner one out of gas.
+        TransactionRequest::default()
+            .with_to(forwarder)
+            .with_input(word(11))
+            .with_gas_limit(200_000),
     ];
     // blocks[c][k]: chain c's block after step k (k = 0: genesis).
     let mut blocks = [vec![0u64], vec![0u64]];
@@ -200,10 +216,11 @@ async fn state_at_every_older_block_matches_anvil() {
         chains[1].get_balance(r1).block_id(after[4].into()).await.unwrap(),
         U256::from(1000)
     );
-    // Traces of the same transactions (revm-inspectors' geth frames) equal anvil's: the deploy and both calls
-    // with callTracer, the last call with prestateTracer (the contract's entry: its slot before the write).
+    // Traces of the same transactions (revm-inspectors' geth frames) equal anvil's: the deploy, both calls and
+    // the forwarder's call into the contract (a nested frame) with callTracer, the contract's last direct call
+    // with prestateTracer (the contract's entry: its slot before the write).
     let receipts_of = |c: usize, k: usize| blocks[c][k];
-    for k in [2usize, 3, 6] {
+    for k in [2usize, 3, 6, 8] {
         let mut frames = Vec::new();
         for (c, p) in chains.iter().enumerate() {
             let block = p
@@ -236,6 +253,18 @@ async fn state_at_every_older_block_matches_anvil() {
             frames.push((call, pre[key.as_str()].clone()));
         }
         assert_eq!(frames[0].0, frames[1].0, "callTracer of step {k}");
+        if k == 8 {
+            // The forwarder's frame holds the nested call into the contract.
+            let inner = &frames[1].0["calls"][0];
+            assert_eq!(
+                inner["to"],
+                serde_json::json!(format!("{contract:#x}")),
+                "{}",
+                frames[1].0
+            );
+            assert_eq!(inner["type"], "CALL");
+            assert!(inner.get("error").is_none(), "the inner call failed: {inner}");
+        }
         if k == 6 {
             assert_eq!(frames[0].1, frames[1].1, "prestateTracer of step {k}");
             assert_eq!(

@@ -452,6 +452,9 @@ async fn accept(
     run_link(stream, s, ctx, move || !dialled.has(&peer)).await
 }
 
+/// The longest a follower is refused, whatever the config says (an `Instant` far ahead would overflow).
+const MAX_BAN: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// A follower's link to one sequencer without a node behind it: for tools that forward transactions, and for
 /// tests that play a hostile follower. The sequencer sends a follower nothing, so a read ends only when it
 /// closes the link.
@@ -535,7 +538,7 @@ async fn follower_link(stream: TcpStream, s: Session, ctx: &Ctx) -> Result<(), G
         }
         let left = invalid.left(std::time::Instant::now());
         let a = admit(&ctx.backend, &txs, Some(left));
-        let bad = u32::try_from(a.refused + a.malformed).unwrap_or(u32::MAX);
+        let bad = u32::try_from(a.refused.saturating_add(a.malformed)).unwrap_or(u32::MAX);
         debug!(
             added = a.added,
             refused = a.refused,
@@ -545,7 +548,7 @@ async fn follower_link(stream: TcpStream, s: Session, ctx: &Ctx) -> Result<(), G
         );
         if invalid.spend(bad, std::time::Instant::now()) {
             let now = std::time::Instant::now();
-            f.banned.lock().ban(peer, now + f.limits.ban, now);
+            f.banned.lock().ban(peer, now + f.limits.ban.min(MAX_BAN), now);
             warn!(
                 peer = %PeerKey(peer),
                 refused = a.refused,
@@ -679,7 +682,7 @@ fn admit(backend: &Chain, txs: &[Vec<u8>], max_invalid: Option<u32>) -> Admitted
     // running while a big frame is checked.
     tokio::task::block_in_place(|| {
         let mut a = Admitted::default();
-        let over = |a: &Admitted| max_invalid.is_some_and(|m| a.refused + a.malformed > m as usize);
+        let over = |a: &Admitted| max_invalid.is_some_and(|m| a.refused.saturating_add(a.malformed) > m as usize);
         // Copies of what this node has (its RPC took it too, or a block carried it before gossip did) are
         // dropped by hash before the sender recovery.
         let mut fresh = Vec::with_capacity(txs.len());

@@ -87,7 +87,7 @@ pub struct FollowersSection {
     /// Refused or malformed transactions per minute before a follower's link is cut.
     pub invalid_per_min: u32,
     pub max_links: usize,
-    /// How long a follower cut for invalid transactions is refused.
+    /// How long a follower cut for invalid transactions is refused (at most 30 days).
     pub ban_secs: u64,
 }
 
