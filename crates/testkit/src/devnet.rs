@@ -245,6 +245,18 @@ impl Devnet {
             .position(|n| n["signer"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(signer)))
     }
 
+    /// The current epoch's producer, as node 0's PoS API names it: (node index, its signer, its pid).
+    pub async fn producer(&self) -> (usize, String, u32) {
+        let epoch = self
+            .call(0, "metis_currentEpoch", json!([]))
+            .await
+            .expect("current epoch");
+        let signer = epoch["producer_signer"].as_str().expect("producer signer").to_string();
+        let node = self.node_of_signer(&signer).expect("the producer is a devnet node");
+        let pid = self.m["nodes"][node]["pid"].as_u64().expect("pid") as u32;
+        (node, signer, pid)
+    }
+
     pub async fn call_url(&self, url: &str, method: &str, params: Value) -> Result<Value, String> {
         crate::rpc::call(&self.client, url, Duration::from_secs(10), method, params).await
     }

@@ -205,22 +205,12 @@ impl Devnet {
                 );
             }
         }
-        for (i, p) in self.procs.nodes.iter_mut().enumerate() {
+        let logs = self.manifest.nodes.iter().map(|n| &n.log);
+        let logs = logs.chain(self.manifest.rpc_nodes.iter().map(|n| &n.log));
+        let procs = self.procs.nodes.iter_mut().chain(self.procs.rpc_nodes.iter_mut());
+        for (p, log) in procs.zip(logs) {
             if let Some(s) = p.newly_exited() {
-                bail!(
-                    "{} exited ({s}) during the start:\n{}",
-                    p.name,
-                    tail(&self.manifest.nodes[i].log, 20)
-                );
-            }
-        }
-        for (i, p) in self.procs.rpc_nodes.iter_mut().enumerate() {
-            if let Some(s) = p.newly_exited() {
-                bail!(
-                    "{} exited ({s}) during the start:\n{}",
-                    p.name,
-                    tail(&self.manifest.rpc_nodes[i].log, 20)
-                );
+                bail!("{} exited ({s}) during the start:\n{}", p.name, tail(log, 20));
             }
         }
         Ok(())
@@ -660,46 +650,31 @@ async fn start_nodes(d: &mut Devnet, o: &Options) -> Result<()> {
     let exe = std::env::current_exe().context("locating the metis-seq binary")?;
     let pass = d.dir.join("l2/passphrase");
     let node_log = std::env::var("METIS_DEVNET_NODE_LOG").unwrap_or_else(|_| "info".into());
-    for i in 0..o.nodes {
-        let n = &d.manifest.nodes[i];
+    let spawn = |name: &str, config: &Path, log: &Path| {
         let mut cmd = Command::new(&exe);
         cmd.arg("node")
             .arg("--config")
-            .arg(&n.config)
+            .arg(config)
             .arg("--passphrase-file")
             .arg(&pass)
             .env("RUST_LOG", &node_log);
-        let p = Proc::spawn(&n.name, cmd, &n.log)?;
+        Proc::spawn(name, cmd, log)
+    };
+    for i in 0..o.nodes {
+        let n = &d.manifest.nodes[i];
+        let p = spawn(&n.name, &n.config, &n.log)?;
         d.manifest.nodes[i].pid = Some(p.pid());
         d.procs.nodes.push(p);
     }
     for j in 0..o.rpc_nodes {
         let n = &d.manifest.rpc_nodes[j];
-        let mut cmd = Command::new(&exe);
-        cmd.arg("node")
-            .arg("--config")
-            .arg(&n.config)
-            .arg("--passphrase-file")
-            .arg(&pass)
-            .env("RUST_LOG", &node_log);
-        let p = Proc::spawn(&n.name, cmd, &n.log)?;
+        let p = spawn(&n.name, &n.config, &n.log)?;
         d.manifest.rpc_nodes[j].pid = Some(p.pid());
         d.procs.rpc_nodes.push(p);
     }
     d.save()?;
     let heads = |client: reqwest::Client, nodes: Vec<Node>| async move {
-        let mut hs = Vec::new();
-        for n in &nodes {
-            let h = crate::l1_cmd::rpc_call(&client, &n.rpc, "eth_blockNumber", json!([]))
-                .await
-                .ok()
-                .and_then(|v| {
-                    v.as_str()
-                        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
-                });
-            hs.push(h);
-        }
-        hs
+        heads_of(&client, nodes.iter().map(|n| n.rpc.as_str())).await
     };
     let up = d
         .wait("every node's RPC", |c, n| async move {
@@ -733,17 +708,7 @@ async fn start_nodes(d: &mut Devnet, o: &Options) -> Result<()> {
             .wait("the RPC nodes", |c, _| {
                 let urls = urls.clone();
                 async move {
-                    let mut hs = Vec::new();
-                    for u in &urls {
-                        let h = crate::l1_cmd::rpc_call(&c, u, "eth_blockNumber", json!([]))
-                            .await
-                            .ok()
-                            .and_then(|v| {
-                                v.as_str()
-                                    .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
-                            });
-                        hs.push(h);
-                    }
+                    let hs = heads_of(&c, urls.iter().map(String::as_str)).await;
                     let status = format!("heads {hs:?}");
                     let min = hs.iter().map(|h| h.unwrap_or(0)).min().unwrap_or(0);
                     ((min >= first).then_some(min), status)
@@ -753,6 +718,22 @@ async fn start_nodes(d: &mut Devnet, o: &Options) -> Result<()> {
         d.progress.done(&format!("every RPC node at height >= {followed}"));
     }
     Ok(())
+}
+
+/// Each node's head by its RPC URL (None: it did not answer).
+async fn heads_of(client: &reqwest::Client, urls: impl Iterator<Item = &str>) -> Vec<Option<u64>> {
+    let mut hs = Vec::new();
+    for url in urls {
+        let h = crate::l1_cmd::rpc_call(client, url, "eth_blockNumber", json!([]))
+            .await
+            .ok()
+            .and_then(|v| {
+                v.as_str()
+                    .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+            });
+        hs.push(h);
+    }
+    hs
 }
 
 /// The group key of the sequencers' first DKG.

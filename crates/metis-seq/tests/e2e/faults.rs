@@ -23,9 +23,7 @@ async fn kill_9_of_the_producer_fails_over_and_re_elects_without_losing_transact
         .call(0, "metis_currentEpoch", json!([]))
         .await
         .expect("current epoch");
-    let signer = epoch["producer_signer"].as_str().expect("producer signer").to_string();
-    let victim = net.node_of_signer(&signer).expect("the producer is a devnet node");
-    let pid = net.m["nodes"][victim]["pid"].as_u64().expect("pid") as u32;
+    let (victim, signer, pid) = net.producer().await;
     let others: Vec<usize> = (0..4).filter(|i| *i != victim).collect();
     let before = net.head(others[0]).await.expect("head");
     kill(pid, libc::SIGKILL);

@@ -123,13 +123,7 @@ async fn an_rpc_node_serves_users_loses_nothing_to_kills_and_catches_up_from_scr
     assert!(worst <= 1, "the RPC node fell {worst} blocks behind");
 
     // 3. kill -9 of the producer while the RPC node forwards: every transaction it accepted lands.
-    let epoch = net
-        .call(0, "metis_currentEpoch", json!([]))
-        .await
-        .expect("current epoch");
-    let signer = epoch["producer_signer"].as_str().expect("producer signer").to_string();
-    let victim = net.node_of_signer(&signer).expect("the producer is a devnet node");
-    let pid = net.m["nodes"][victim]["pid"].as_u64().expect("pid") as u32;
+    let (victim, _, pid) = net.producer().await;
     let key = net.account(2);
     let mut hashes = Vec::new();
     for nonce in 0..10u64 {
