@@ -36,6 +36,9 @@ pub struct Options {
     #[serde(default)]
     pub rpc_nodes: usize,
     pub block_time_ms: u64,
+    /// The L2 genesis gas limit (a devnet from before this option has the default).
+    #[serde(default = "default_gas_limit")]
+    pub gas_limit: u64,
     pub epoch_length: u64,
     pub l1_port: u16,
     pub l1_block_time_secs: u64,
@@ -50,6 +53,10 @@ pub struct Options {
     /// The anvil binary it was started with (a restart from another directory finds it again).
     #[serde(default)]
     pub anvil: Option<PathBuf>,
+}
+
+fn default_gas_limit() -> u64 {
+    metis_execution::genesis::DEFAULT_GAS_LIMIT
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

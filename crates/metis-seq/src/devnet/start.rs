@@ -47,6 +47,9 @@ pub struct StartArgs {
     /// L2 block time.
     #[arg(long, default_value_t = 1000)]
     pub block_time: u64,
+    /// The L2 genesis block gas limit (at 21,000 gas a transfer and 1 s blocks, 30M is 1,428 transfers a second).
+    #[arg(long, default_value_t = metis_execution::genesis::DEFAULT_GAS_LIMIT)]
+    pub gas_limit: u64,
     /// L2 blocks per epoch (the elected sequencer produces them).
     #[arg(long, default_value_t = 10)]
     pub epoch_length: u64,
@@ -286,6 +289,7 @@ fn options(args: &StartArgs) -> Result<Options> {
         nodes: args.nodes,
         rpc_nodes: args.rpc_nodes,
         block_time_ms: args.block_time,
+        gas_limit: args.gas_limit,
         epoch_length: args.epoch_length,
         l1_port: args.l1_port,
         l1_block_time_secs: args.l1_block_time.max(1),
@@ -832,6 +836,8 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
         o.epoch_length.to_string(),
         "--block-time-ms".into(),
         o.block_time_ms.to_string(),
+        "--gas-limit".into(),
+        o.gas_limit.to_string(),
         "--chain-id".into(),
         L2_CHAIN_ID.to_string(),
         "--accounts".into(),
@@ -940,9 +946,10 @@ fn print_summary(d: &Devnet) {
         println!("  group key  MPC address {}  (public key in the manifest)", g.address);
     }
     println!(
-        "  L2         chain id {}  {} ms blocks  epochs of {} blocks  a batch every {} blocks ({})",
+        "  L2         chain id {}  {} ms blocks  gas limit {}  epochs of {} blocks  a batch every {} blocks ({})",
         m.l2.chain_id,
         m.options.block_time_ms,
+        m.options.gas_limit,
         m.options.epoch_length,
         m.options.batch_blocks,
         if m.options.batch_blobs { "blobs" } else { "calldata" }

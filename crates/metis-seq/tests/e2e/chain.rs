@@ -16,8 +16,16 @@ async fn transfers_and_an_erc20_reach_every_node_and_the_producer_rotates_by_sta
     let net = Devnet::start(
         "chain",
         0,
-        // Stakes 5:1 apart, so the weighting shows in 40 elections (no node is stopped here).
-        &["--epoch-length", "2", "--stakes", "100000,70000,40000,20000"],
+        // Stakes 5:1 apart, so the weighting shows in 40 elections (no node is stopped here); twice the default
+        // gas limit.
+        &[
+            "--epoch-length",
+            "2",
+            "--stakes",
+            "100000,70000,40000,20000",
+            "--gas-limit",
+            "60000000",
+        ],
     )
     .await;
     let n = net.nodes().len();
@@ -27,6 +35,12 @@ async fn transfers_and_an_erc20_reach_every_node_and_the_producer_rotates_by_sta
         assert!(!m["l1"][key].is_null(), "manifest l1.{key}");
     }
     assert_eq!(m["l2"]["chain_id"], 59902);
+    assert_eq!(m["options"]["gas_limit"], 60_000_000);
+    let head = net
+        .block(0, net.head(0).await.expect("head"))
+        .await
+        .expect("head block");
+    assert_eq!(head["gasLimit"], "0x3938700", "the devnet's --gas-limit is the chain's");
     for key in ["token", "locking_pool", "locking_info", "batch_inbox"] {
         assert!(m["contracts"][key].as_str().is_some_and(|a| a.len() == 42), "{key}");
     }
