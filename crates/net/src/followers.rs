@@ -92,7 +92,8 @@ impl Bucket {
         if self.level >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-self.level / self.rate)
+            // The debt is at most one frame (4,096 transactions or 1 MiB) over a rate of at least 1: finite.
+            Duration::try_from_secs_f64(-self.level / self.rate).unwrap_or(Duration::from_secs(3600))
         }
     }
 }

@@ -530,7 +530,7 @@ async fn follower_link(stream: TcpStream, s: Session, ctx: &Ctx) -> Result<(), G
             .max(bytes_rate.take(frame.len() as f64, now))
             .max(f.total.lock().take(n, now));
         if !wait.is_zero() {
-            throttled += 1;
+            throttled = throttled.saturating_add(1);
             if throttled.is_power_of_two() {
                 info!(peer = %PeerKey(peer), wait_ms = wait.as_millis() as u64, throttled, "throttling a follower");
             }
