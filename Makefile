@@ -7,13 +7,13 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/metis-seq/target
 TOOLS := $(CURDIR)/.tools/bin
 FORGE := cd contracts && PATH="$(TOOLS):$$PATH" forge
 
-.PHONY: help tools build contracts artifacts check-artifacts fmt fmt-check clippy forge-test rust-test test devnet bench-rpc bench-net bench-exec
+.PHONY: help tools build contracts artifacts check-artifacts fmt fmt-check clippy forge-test rust-test test devnet bench-rpc bench-net bench-exec bench-scale
 
 help:
 	@echo "make devnet   start a local devnet: anvil + contracts + 4 sequencers locked on L1, DKG, batches (./devnet, devnet.json)"
 	@echo "make test     bootstrap tools, fmt, clippy, forge tests, artifact check, Rust tests"
 	@echo "make artifacts  rebuild contracts and refresh the ABIs/bytecode the Rust side embeds"
-	@echo "make bench-rpc | bench-net | bench-exec   benchmarks (TXS=, ACCOUNTS=, RATE=, NODES= for bench-net); figures in docs/benchmarks.md"
+	@echo "make bench-rpc | bench-net | bench-exec | bench-scale   benchmarks (TXS=, ACCOUNTS=, RATE=, NODES= for bench-net; NODES=\"4 10\" for bench-scale); figures in docs/benchmarks.md"
 
 tools:
 	@bash scripts/bootstrap.sh
@@ -67,3 +67,9 @@ bench-net: tools
 
 bench-exec:
 	cargo bench -p metis-execution --bench execute
+
+# NODES="4 10 16": one devnet per size, its figures as JSON lines in bench-scale.jsonl and a table.
+bench-scale: tools
+	cargo build --release --bin metis-seq
+	python3 scripts/bench_scale.py "$(CARGO_TARGET_DIR)/release/metis-seq" "$(TOOLS)/anvil" "$${NODES:-4 10}" "$${OUT:-bench-scale.jsonl}"
+

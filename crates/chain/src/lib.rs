@@ -4,6 +4,7 @@
 //! side never calls them. Readers that may take long (the RPC's calls and log scans) work on a [`HeadView`], a
 //! snapshot of the head taken at each commit in O(1), and never hold the lock the commit needs.
 
+pub mod admission;
 pub mod archive;
 
 use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
@@ -131,6 +132,9 @@ pub struct Chain {
     /// When the last block was committed here (the block interval metric).
     last_commit: Mutex<Option<Instant>>,
     pace: Mutex<VecDeque<Pace>>,
+    /// Started at first use (None: its threads could not be started; admission then runs on tokio's blocking
+    /// threads).
+    admission: std::sync::OnceLock<Option<admission::Admission>>,
 }
 
 impl Chain {
@@ -153,7 +157,29 @@ impl Chain {
             committed: Mutex::new(Vec::new()),
             last_commit: Mutex::new(None),
             pace: Mutex::new(VecDeque::new()),
+            admission: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Runs admission work (`f`: decoding, sender recovery, [`Chain::submit`]) on the low-priority admission
+    /// threads ([`admission`]), so that consensus keeps the CPU under a flood of transactions.
+    pub async fn in_admission<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Chain) -> T + Send + 'static,
+    ) -> Result<T, admission::AdmissionError> {
+        let pool = self.admission.get_or_init(|| {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            admission::Admission::start(threads)
+                .map_err(|e| tracing::warn!(error = %e, "no admission threads; admitting on tokio's blocking threads"))
+                .ok()
+        });
+        let chain = self.clone();
+        match pool {
+            Some(pool) => pool.run(move || f(&chain)).await,
+            None => tokio::task::spawn_blocking(move || f(&chain))
+                .await
+                .map_err(|_| admission::AdmissionError::Stopped),
+        }
     }
 
     /// The PoS ledger after the head block (replaced, not mutated, per block: readers keep the `Arc`).

@@ -79,6 +79,8 @@ pub enum GossipError {
         "the follower sent more refused or malformed transactions than its budget; its link is refused for a while"
     )]
     FollowerDropped,
+    #[error("admission: {0}")]
+    Admission(String),
 }
 
 #[derive(Clone, Debug)]
@@ -537,7 +539,7 @@ async fn follower_link(stream: TcpStream, s: Session, ctx: &Ctx) -> Result<(), G
             tokio::time::sleep(wait).await;
         }
         let left = invalid.left(std::time::Instant::now());
-        let a = admit(&ctx.backend, &txs, Some(left));
+        let a = admit(&ctx.backend, txs, Some(left)).await?;
         let bad = u32::try_from(a.refused.saturating_add(a.malformed)).unwrap_or(u32::MAX);
         debug!(
             added = a.added,
@@ -635,7 +637,7 @@ async fn receive<R: AsyncRead + Unpin>(
             dup,
             recover,
             admit: admit_time,
-        } = admit(&ctx.backend, &txs, None);
+        } = admit(&ctx.backend, txs, None).await?;
         // A peer only relays what it admitted, and admission decodes and recovers: an undecodable transaction or
         // a bad signature is never an honest peer's (a refused one may be: stale by a block, underpriced since).
         if malformed > 0 {
@@ -677,10 +679,17 @@ struct Admitted {
 /// full mesh); a follower's (`max_invalid` set) are, like this node's own users', so they reach the sequencers
 /// the follower has no link to. With `max_invalid`, stops once more were refused or malformed (the rest of the
 /// frame is not looked at).
-fn admit(backend: &Chain, txs: &[Vec<u8>], max_invalid: Option<u32>) -> Admitted {
-    // Recovering thousands of senders is CPU work: off the async workers, so consensus and the RPC keep
-    // running while a big frame is checked.
-    tokio::task::block_in_place(|| {
+async fn admit(backend: &Arc<Chain>, txs: Vec<Vec<u8>>, max_invalid: Option<u32>) -> Result<Admitted, GossipError> {
+    // Recovering thousands of senders is CPU work: on the low-priority admission threads, so consensus keeps
+    // the CPU while a big frame is checked.
+    backend
+        .in_admission(move |backend| admit_now(backend, &txs, max_invalid))
+        .await
+        .map_err(|e| GossipError::Admission(e.to_string()))
+}
+
+fn admit_now(backend: &Chain, txs: &[Vec<u8>], max_invalid: Option<u32>) -> Admitted {
+    {
         let mut a = Admitted::default();
         let over = |a: &Admitted| max_invalid.is_some_and(|m| a.refused.saturating_add(a.malformed) > m as usize);
         // Copies of what this node has (its RPC took it too, or a block carried it before gossip did) are
@@ -726,7 +735,7 @@ fn admit(backend: &Chain, txs: &[Vec<u8>], max_invalid: Option<u32>) -> Admitted
             }
         }
         a
-    })
+    }
 }
 
 async fn send_pool<W: AsyncWrite + Unpin>(
