@@ -207,6 +207,7 @@ pub fn run_init(args: InitArgs) -> Result<()> {
             peers: vec![],
             open: false,
             pubsub: Pubsub::default(),
+            connections_per_ip: None,
         },
         gossip: GossipSection {
             listen: "0.0.0.0:26657".parse()?,
@@ -409,6 +410,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
                     .collect::<Result<_>>()?,
                 open: false,
                 pubsub: Pubsub::default(),
+                connections_per_ip: None,
             },
             gossip: GossipSection {
                 listen: SocketAddr::from(([127, 0, 0, 1], port(i, 1)?)),

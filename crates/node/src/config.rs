@@ -329,6 +329,10 @@ pub struct P2pSection {
     /// peer forwards what it gets, so a flooding validator costs all of them several times over).
     #[serde(default)]
     pub pubsub: Pubsub,
+    /// Inbound libp2p connections from one IP address at most. Default: enough for every configured peer to
+    /// share one address (a pool on one machine, or behind one NAT), and never below Malachite's 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_per_ip: Option<usize>,
 }
 
 /// See [`P2pSection::pubsub`].
@@ -478,6 +482,9 @@ impl NodeConfigFile {
             reason: e.to_string(),
         })?;
         let rpc_node = self.role == Role::Rpc;
+        if self.p2p.connections_per_ip == Some(0) {
+            return Err(ConfigError::Invalid("[p2p] connections_per_ip must be positive"));
+        }
         Ok(NodeSettings {
             moniker: self.moniker.clone(),
             role: self.role,
@@ -494,6 +501,7 @@ impl NodeConfigFile {
             p2p_peers: self.p2p.peers.clone(),
             p2p_open: self.p2p.open,
             pubsub: self.p2p.pubsub,
+            p2p_connections_per_ip: self.p2p.connections_per_ip,
             rpc: self.rpc.config()?,
             gossip_listen: self.gossip.listen,
             gossip_peers: self.gossip.peers.clone(),
@@ -599,5 +607,12 @@ mod tests {
         let s: P2pSection = toml::from_str(&format!("{base}pubsub = \"gossipsub\"")).unwrap();
         assert_eq!(s.pubsub, Pubsub::Gossipsub);
         assert!(toml::from_str::<P2pSection>(&format!("{base}pubsub = \"flood\"")).is_err());
+        assert_eq!(s.connections_per_ip, None);
+        let s: P2pSection = toml::from_str(&format!("{base}connections_per_ip = 40")).unwrap();
+        assert_eq!(s.connections_per_ip, Some(40));
+        // The default lets every configured peer of a one-machine pool connect, never below Malachite's 5.
+        assert_eq!(crate::connections_per_ip(0), 5);
+        assert_eq!(crate::connections_per_ip(3), 10);
+        assert_eq!(crate::connections_per_ip(31), 66);
     }
 }

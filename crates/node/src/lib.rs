@@ -139,6 +139,8 @@ pub struct NodeSettings {
     /// Any libp2p peer may connect, not only `p2p_peers` and the ledger's sequencers.
     pub p2p_open: bool,
     pub pubsub: config::Pubsub,
+    /// `[p2p] connections_per_ip` (None: [`connections_per_ip`] of the peers).
+    pub p2p_connections_per_ip: Option<usize>,
     /// A sequencer, or an RPC node (follows the chain without signing, forwards its users' transactions).
     pub role: config::Role,
     /// The RPC nodes this sequencer lets follow it and forward transactions.
@@ -544,12 +546,25 @@ fn libp2p_open(s: &NodeSettings) -> bool {
     s.p2p_open || (s.role == config::Role::Sequencer && s.followers.open)
 }
 
+/// Malachite admits at most 5 inbound connections from one IP address. Sequencers that share an address (a
+/// pool on one machine, or behind one NAT) would then not all connect, and with Broadcast (no relay) a pair that
+/// is not connected never sees each other's votes: with 16 nodes on one machine no height was decided. The
+/// default admits two connections per configured peer (a redial may overlap the old link) and a few spare.
+pub fn connections_per_ip(peers: usize) -> usize {
+    peers.saturating_mul(2).saturating_add(4).max(5)
+}
+
 /// Malachite's settings: persistent peers, message size limits, value sync every 500 ms.
 fn malachite_config(s: &NodeSettings) -> Result<MalachiteConfig, NodeError> {
     let mut p2p = P2pConfig {
         listen_addr: multiaddr(&s.p2p_listen)?,
         persistent_peers: s.p2p_peers.iter().map(|p| multiaddr(p)).collect::<Result<_, _>>()?,
-        discovery: DiscoveryConfig::default(),
+        discovery: DiscoveryConfig {
+            max_connections_per_ip: s
+                .p2p_connections_per_ip
+                .unwrap_or_else(|| connections_per_ip(s.p2p_peers.len())),
+            ..DiscoveryConfig::default()
+        },
         ..Default::default()
     };
     // A proposal part is at most 512 KiB; a sync response carries at most two blocks of at most 16 MiB each.
