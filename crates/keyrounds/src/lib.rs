@@ -29,13 +29,6 @@ struct KeyExt {
     msgs: Vec<Vec<u8>>,
 }
 
-pub fn encode_ext(msgs: &[KeyMsg]) -> Result<Vec<u8>, borsh::io::Error> {
-    let ext = KeyExt {
-        msgs: msgs.iter().map(KeyMsg::to_bytes).collect(),
-    };
-    borsh::to_vec(&ext)
-}
-
 /// Decodes an extension, bounded; any malformed message refuses the whole extension.
 pub fn decode_ext(bytes: &[u8]) -> Result<Vec<KeyMsg>, String> {
     if bytes.len() > MAX_EXTENSION_BYTES {
@@ -49,6 +42,38 @@ pub fn decode_ext(bytes: &[u8]) -> Result<Vec<KeyMsg>, String> {
         .iter()
         .map(|m| KeyMsg::from_bytes(m).map_err(|e| e.to_string()))
         .collect()
+}
+
+/// Bytes a [`KeyExt`] spends besides its messages: the list's length, and each message's.
+const EXT_LIST_OVERHEAD: usize = 4;
+const EXT_MSG_OVERHEAD: usize = 4;
+
+/// The messages (encoded) one extension carries at `height`: at most [`MAX_MSGS`] and [`MAX_EXTENSION_BYTES`]
+/// in all. A round among more than 64 dealers has more acks than one extension holds (each node acks every
+/// dealer); a message leaves the outbox only once decided, a block after it was sent, so the window starts at a
+/// different place at each height and every message goes out within a few heights of its phase. A message that
+/// alone exceeds the byte cap is never sent (no message of a round of 100 comes near it: a deal is ~25 KiB).
+fn window(msgs: &[Vec<u8>], height: u64) -> Vec<Vec<u8>> {
+    if msgs.is_empty() {
+        return Vec::new();
+    }
+    let len = msgs.len();
+    let start = usize::try_from(height.wrapping_mul(MAX_MSGS as u64) % len as u64).unwrap_or(0);
+    let mut bytes = EXT_LIST_OVERHEAD;
+    let mut out = Vec::new();
+    for i in 0..len {
+        let m = &msgs[(start + i) % len];
+        let size = m.len().saturating_add(EXT_MSG_OVERHEAD);
+        if out.len() == MAX_MSGS {
+            break;
+        }
+        if bytes.saturating_add(size) > MAX_EXTENSION_BYTES {
+            continue;
+        }
+        bytes += size;
+        out.push(m.clone());
+    }
+    out
 }
 
 fn identity(bytes: &[u8; 32]) -> Option<IdentityKey> {
@@ -99,9 +124,20 @@ impl KeyEngine {
         self.output.as_ref()
     }
 
-    /// The vote extension for this node's next precommit.
-    pub fn extension(&self) -> Result<Vec<u8>, borsh::io::Error> {
-        encode_ext(&self.round.as_ref().map(|r| r.outbox()).unwrap_or_default())
+    /// The vote extension for this node's precommit at `height`: what of the outbox fits one extension.
+    pub fn extension(&self, height: u64) -> Result<Vec<u8>, borsh::io::Error> {
+        let outbox = self.round.as_ref().map(|r| r.outbox()).unwrap_or_default();
+        let encoded: Vec<Vec<u8>> = outbox.iter().map(KeyMsg::to_bytes).collect();
+        let chosen = window(&encoded, height);
+        if chosen.len() < encoded.len() {
+            info!(
+                height,
+                sent = chosen.len(),
+                waiting = encoded.len(),
+                "key messages over one extension: the rest go in the next precommits"
+            );
+        }
+        borsh::to_vec(&KeyExt { msgs: chosen })
     }
 
     fn members(ledger: &Ledger, ids: &[u64]) -> Vec<Member> {
@@ -234,6 +270,34 @@ impl KeyEngine {
 #[cfg(test)]
 mod decode_tests {
     use super::*;
+
+    /// More messages than one extension holds (acks of a round among 100): each extension stays within both caps
+    /// and decodes, and two consecutive heights together send every message.
+    #[test]
+    fn a_big_outbox_is_sent_over_consecutive_extensions_within_the_caps() {
+        let msgs: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 150]).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for height in 40..42u64 {
+            let chosen = window(&msgs, height);
+            assert!(chosen.len() <= MAX_MSGS);
+            let ext = borsh::to_vec(&KeyExt { msgs: chosen.clone() }).unwrap();
+            assert!(ext.len() <= MAX_EXTENSION_BYTES);
+            seen.extend(chosen.iter().map(|m| m[0]));
+        }
+        assert_eq!(seen.len(), 100, "two heights cover all 100");
+        // Big messages: the byte cap binds before the count; one too big for any extension is left out.
+        let mut big: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 30 * 1024]).collect();
+        big.push(vec![99; MAX_EXTENSION_BYTES]);
+        let chosen = window(&big, 0);
+        let ext = borsh::to_vec(&KeyExt { msgs: chosen.clone() }).unwrap();
+        assert!(
+            ext.len() <= MAX_EXTENSION_BYTES && chosen.len() == 8,
+            "{} messages",
+            chosen.len()
+        );
+        assert!(chosen.iter().all(|m| m[0] != 99));
+        assert!(window(&[], 7).is_empty());
+    }
 
     proptest::proptest! {
         /// A vote extension from a peer (arbitrary bytes) is refused or decodes; no panic, whatever it claims.

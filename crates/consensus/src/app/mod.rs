@@ -572,10 +572,11 @@ impl App {
                 let _ = reply_value.send(self.values_for_round(height, round));
             }
             AppMsg::ExtendVote {
+                height,
                 vote_extension_policy: p,
                 reply,
                 ..
-            } => drop(reply.send(p.is_required().then(|| self.extension()).flatten())),
+            } => drop(reply.send(p.is_required().then(|| self.extension(height)).flatten())),
             AppMsg::VerifyVoteExtensions { extensions, reply, .. } => drop(reply.send(verify_extensions(extensions))),
             AppMsg::GetHistoryMinHeight { reply } => drop(reply.send(Height(1))),
             AppMsg::ReceivedProposalPart {
@@ -621,8 +622,8 @@ impl App {
 impl App {
     /// This node's key messages for its next precommit; none if they cannot be encoded (the round then goes
     /// on without them, and the log says why).
-    fn extension(&self) -> Option<Vec<u8>> {
-        match self.keys.extension() {
+    fn extension(&self, height: Height) -> Option<Vec<u8>> {
+        match self.keys.extension(height.0) {
             Ok(e) => Some(e),
             Err(e) => {
                 warn!(error = %e, "cannot encode this node's key messages; this precommit carries none");
