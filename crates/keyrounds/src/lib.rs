@@ -52,7 +52,7 @@ const EXT_MSG_OVERHEAD: usize = 4;
 /// in all. A round among more than 64 dealers has more acks than one extension holds (each node acks every
 /// dealer); a message leaves the outbox only once decided, a block after it was sent, so the window starts at a
 /// different place at each height and every message goes out within a few heights of its phase. A message that
-/// alone exceeds the byte cap is never sent (no message of a round of 100 comes near it: a deal is ~25 KiB).
+/// alone exceeds the byte cap is never sent (a deal among 100 is estimated at ~22 KiB).
 fn window(msgs: &[Vec<u8>], height: u64) -> Vec<Vec<u8>> {
     if msgs.is_empty() {
         return Vec::new();
