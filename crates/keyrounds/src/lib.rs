@@ -126,7 +126,10 @@ impl KeyEngine {
 
     /// The vote extension for this node's precommit at `height`: what of the outbox fits one extension.
     pub fn extension(&self, height: u64) -> Result<Vec<u8>, borsh::io::Error> {
-        let outbox = self.round.as_ref().map(|r| r.outbox()).unwrap_or_default();
+        let outbox = match &self.round {
+            Some(r) => r.outbox(),
+            None => Vec::new(),
+        };
         let encoded: Vec<Vec<u8>> = outbox.iter().map(KeyMsg::to_bytes).collect();
         let chosen = window(&encoded, height);
         if chosen.len() < encoded.len() {

@@ -80,7 +80,7 @@ pub enum GossipError {
     )]
     FollowerDropped,
     #[error("admission: {0}")]
-    Admission(String),
+    Admission(#[from] metis_chain::admission::AdmissionError),
 }
 
 #[derive(Clone, Debug)]
@@ -685,57 +685,55 @@ async fn admit(backend: &Arc<Chain>, txs: Vec<Vec<u8>>, max_invalid: Option<u32>
     backend
         .in_admission(move |backend| admit_now(backend, &txs, max_invalid))
         .await
-        .map_err(|e| GossipError::Admission(e.to_string()))
+        .map_err(GossipError::from)
 }
 
 fn admit_now(backend: &Chain, txs: &[Vec<u8>], max_invalid: Option<u32>) -> Admitted {
-    {
-        let mut a = Admitted::default();
-        let over = |a: &Admitted| max_invalid.is_some_and(|m| a.refused.saturating_add(a.malformed) > m as usize);
-        // Copies of what this node has (its RPC took it too, or a block carried it before gossip did) are
-        // dropped by hash before the sender recovery.
-        let mut fresh = Vec::with_capacity(txs.len());
-        for raw in txs {
-            match RecoveredTx::decode_envelope(raw) {
-                Ok(env) => fresh.push(env),
-                Err(_) => a.malformed += 1,
-            }
-            if over(&a) {
-                return a;
-            }
+    let mut a = Admitted::default();
+    let over = |a: &Admitted| max_invalid.is_some_and(|m| a.refused.saturating_add(a.malformed) > m as usize);
+    // Copies of what this node has (its RPC took it too, or a block carried it before gossip did) are
+    // dropped by hash before the sender recovery.
+    let mut fresh = Vec::with_capacity(txs.len());
+    for raw in txs {
+        match RecoveredTx::decode_envelope(raw) {
+            Ok(env) => fresh.push(env),
+            Err(_) => a.malformed += 1,
         }
-        let hashes: Vec<_> = fresh.iter().map(|e| *e.tx_hash()).collect();
-        let known = backend.txs_known(&hashes);
-        for (env, known) in fresh.into_iter().zip(known) {
-            if over(&a) {
-                break;
-            }
-            if known {
-                a.dup += 1;
-                continue;
-            }
-            let t = std::time::Instant::now();
-            let decoded = RecoveredTx::from_envelope(env);
-            a.recover += t.elapsed();
-            match decoded {
-                Ok(tx) => {
-                    let t = std::time::Instant::now();
-                    let r = if max_invalid.is_some() {
-                        backend.submit(tx)
-                    } else {
-                        backend.submit_from_peer(tx)
-                    };
-                    a.admit += t.elapsed();
-                    match r {
-                        Ok(_) => a.added += 1,
-                        Err(_) => a.refused += 1,
-                    }
-                }
-                Err(_) => a.malformed += 1,
-            }
+        if over(&a) {
+            return a;
         }
-        a
     }
+    let hashes: Vec<_> = fresh.iter().map(|e| *e.tx_hash()).collect();
+    let known = backend.txs_known(&hashes);
+    for (env, known) in fresh.into_iter().zip(known) {
+        if over(&a) {
+            break;
+        }
+        if known {
+            a.dup += 1;
+            continue;
+        }
+        let t = std::time::Instant::now();
+        let decoded = RecoveredTx::from_envelope(env);
+        a.recover += t.elapsed();
+        match decoded {
+            Ok(tx) => {
+                let t = std::time::Instant::now();
+                let r = if max_invalid.is_some() {
+                    backend.submit(tx)
+                } else {
+                    backend.submit_from_peer(tx)
+                };
+                a.admit += t.elapsed();
+                match r {
+                    Ok(_) => a.added += 1,
+                    Err(_) => a.refused += 1,
+                }
+            }
+            Err(_) => a.malformed += 1,
+        }
+    }
+    a
 }
 
 async fn send_pool<W: AsyncWrite + Unpin>(
