@@ -7,13 +7,13 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/metis-seq/target
 TOOLS := $(CURDIR)/.tools/bin
 FORGE := cd contracts && PATH="$(TOOLS):$$PATH" forge
 
-.PHONY: help tools build contracts artifacts check-artifacts fmt fmt-check clippy forge-test rust-test test devnet bench-rpc bench-net bench-exec bench-scale
+.PHONY: help tools build contracts artifacts check-artifacts fmt fmt-check clippy forge-test rust-test test devnet bench-rpc bench-net bench-exec bench-scale bench-keyrounds plot-scale plot-tools
 
 help:
 	@echo "make devnet   start a local devnet: anvil + contracts + 4 sequencers locked on L1, DKG, batches (./devnet, devnet.json)"
 	@echo "make test     bootstrap tools, fmt, clippy, forge tests, artifact check, Rust tests"
 	@echo "make artifacts  rebuild contracts and refresh the ABIs/bytecode the Rust side embeds"
-	@echo "make bench-rpc | bench-net | bench-exec | bench-scale   benchmarks (TXS=, ACCOUNTS=, RATE=, NODES= for bench-net; NODES=\"4 10\" for bench-scale); figures in docs/benchmarks.md"
+	@echo "make bench-rpc | bench-net | bench-exec | bench-scale | bench-keyrounds   benchmarks (TXS=, ACCOUNTS=, RATE=, NODES= for bench-net; NODES=\"4 10\" for bench-scale); figures in docs/benchmarks.md"
 
 tools:
 	@bash scripts/bootstrap.sh
@@ -68,8 +68,25 @@ bench-net: tools
 bench-exec:
 	cargo bench -p metis-execution --bench execute
 
-# NODES="4 10 16": one devnet per size, its figures as JSON lines in bench-scale.jsonl and a table.
-bench-scale: tools
+# NODES="4 10 16": one devnet per size, its figures as JSON lines in bench-scale.jsonl, a table and a plot.
+bench-scale: tools plot-tools
 	cargo build --release --bin metis-seq
 	python3 scripts/bench_scale.py "$(CARGO_TARGET_DIR)/release/metis-seq" "$(TOOLS)/anvil" "$${NODES:-4 10}" "$${OUT:-bench-scale.jsonl}"
+	$(PLOT_PY) scripts/plot_scale.py "$${OUT:-bench-scale.jsonl}" "$${PNG:-bench-scale.png}"
+
+# The plot of saved figures: make plot-scale IN=docs/bench-scale.jsonl PNG=docs/bench-scale.png
+plot-scale: plot-tools
+	$(PLOT_PY) scripts/plot_scale.py "$${IN:-bench-scale.jsonl}" "$${PNG:-bench-scale.png}"
+
+# The key rounds among 4..100 sequencers in one process (sizes against the vote-extension caps, compute).
+bench-keyrounds:
+	cargo build --release --bin metis-seq
+	"$(CARGO_TARGET_DIR)/release/metis-seq" bench keyrounds --sizes "$${SIZES:-4,10,32,64,100}"
+
+# matplotlib for the plots, pinned, in a venv of its own (only the benchmarks need it).
+PLOT_VENV := $(CURDIR)/.tools/plot
+PLOT_PY := $(PLOT_VENV)/bin/python
+plot-tools:
+	@[ -x "$(PLOT_PY)" ] && "$(PLOT_PY)" -c "import matplotlib" 2>/dev/null || { \
+	  python3 -m venv "$(PLOT_VENV)" && "$(PLOT_VENV)/bin/pip" install -q "matplotlib==3.9.2"; }
 

@@ -5,10 +5,13 @@
 //! many funded accounts, sends them with eth_sendRawTransaction in JSON-RPC batches over concurrent
 //! connections, watches blocks for their inclusion, and prints throughput and send-to-inclusion latency.
 //!
+//! `metis-seq bench keyrounds`: the pool key's rounds among n sequencers in one process ([`keyrounds`]).
+//!
 //! `metis-seq bench signing`: watches running nodes sign batches with the pool's threshold key and prints the
 //! time from the decision of the block that cut each batch to the aggregated signature on each node, with the
 //! L2 block pace over the same time.
 
+pub mod keyrounds;
 pub mod posting;
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
@@ -31,6 +34,8 @@ pub enum BenchCommand {
     Signing(SigningArgs),
     /// Batches landing on L1: gas, compression, decision-to-L1 time.
     Posting(posting::PostingArgs),
+    /// The pool key's DKG and reshare among n sequencers, in one process: sizes against the caps, compute.
+    Keyrounds(keyrounds::KeyRoundArgs),
 }
 
 #[derive(Args, Debug)]
@@ -258,6 +263,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Transfers(a) => a,
         BenchCommand::Signing(a) => return signing(a).await,
         BenchCommand::Posting(a) => return posting::run(a).await,
+        BenchCommand::Keyrounds(a) => return tokio::task::spawn_blocking(move || keyrounds::run(a)).await?,
     };
     let rpc = Arc::new(Rpc {
         client: reqwest::Client::builder()

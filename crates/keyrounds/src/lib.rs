@@ -19,7 +19,9 @@ use metis_pos::{KeyOutcome, KeyRound, KeyRoundKind, Ledger};
 use metis_wire::WireCertificate;
 use tracing::{info, warn};
 
-pub use metis_wire::block::MAX_EXTENSION_BYTES;
+pub mod scale;
+
+pub use metis_wire::block::{extension_cap, MAX_EXTENSION_BYTES};
 /// Messages per extension at most.
 const MAX_MSGS: usize = 64;
 
@@ -29,10 +31,15 @@ struct KeyExt {
     msgs: Vec<Vec<u8>>,
 }
 
-/// Decodes an extension, bounded; any malformed message refuses the whole extension.
-pub fn decode_ext(bytes: &[u8]) -> Result<Vec<KeyMsg>, String> {
-    if bytes.len() > MAX_EXTENSION_BYTES {
-        return Err(format!("{} bytes", bytes.len()));
+/// Decodes an extension of one of `validators` precommits, bounded ([`extension_cap`]); any malformed message
+/// refuses the whole extension.
+pub fn decode_ext(bytes: &[u8], validators: usize) -> Result<Vec<KeyMsg>, String> {
+    let cap = extension_cap(validators);
+    if bytes.len() > cap {
+        return Err(format!(
+            "{} bytes, over the {cap} one of {validators} validators may send",
+            bytes.len()
+        ));
     }
     let ext: KeyExt = borsh::from_slice(bytes).map_err(|e| e.to_string())?;
     if ext.msgs.len() > MAX_MSGS {
@@ -48,12 +55,11 @@ pub fn decode_ext(bytes: &[u8]) -> Result<Vec<KeyMsg>, String> {
 const EXT_LIST_OVERHEAD: usize = 4;
 const EXT_MSG_OVERHEAD: usize = 4;
 
-/// The messages (encoded) one extension carries at `height`: at most [`MAX_MSGS`] and [`MAX_EXTENSION_BYTES`]
-/// in all. A round among more than 64 dealers has more acks than one extension holds (each node acks every
+/// The messages (encoded) one extension carries at `height`: at most [`MAX_MSGS`] and `cap` bytes in all. A round among more than 64 dealers has more acks than one extension holds (each node acks every
 /// dealer); a message leaves the outbox only once decided, a block after it was sent, so the window starts at a
 /// different place at each height and every message goes out within a few heights of its phase. A message that
-/// alone exceeds the byte cap is never sent (a deal among 100 is estimated at ~22 KiB).
-fn window(msgs: &[Vec<u8>], height: u64) -> Vec<Vec<u8>> {
+/// alone exceeds the byte cap is never sent ([`scale`] measures the sizes).
+fn window(msgs: &[Vec<u8>], height: u64, cap: usize) -> Vec<Vec<u8>> {
     if msgs.is_empty() {
         return Vec::new();
     }
@@ -67,7 +73,7 @@ fn window(msgs: &[Vec<u8>], height: u64) -> Vec<Vec<u8>> {
         if out.len() == MAX_MSGS {
             break;
         }
-        if bytes.saturating_add(size) > MAX_EXTENSION_BYTES {
+        if bytes.saturating_add(size) > cap {
             continue;
         }
         bytes += size;
@@ -124,14 +130,15 @@ impl KeyEngine {
         self.output.as_ref()
     }
 
-    /// The vote extension for this node's precommit at `height`: what of the outbox fits one extension.
-    pub fn extension(&self, height: u64) -> Result<Vec<u8>, borsh::io::Error> {
+    /// The vote extension for this node's precommit at `height`, among `validators`: what of the outbox fits one
+    /// extension.
+    pub fn extension(&self, height: u64, validators: usize) -> Result<Vec<u8>, borsh::io::Error> {
         let outbox = match &self.round {
             Some(r) => r.outbox(),
             None => Vec::new(),
         };
         let encoded: Vec<Vec<u8>> = outbox.iter().map(KeyMsg::to_bytes).collect();
-        let chosen = window(&encoded, height);
+        let chosen = window(&encoded, height, extension_cap(validators));
         if chosen.len() < encoded.len() {
             info!(
                 height,
@@ -225,7 +232,8 @@ impl KeyEngine {
                 };
                 // Checked when the block was validated (`verify_commit`); a malformed one is skipped the same
                 // way on every node.
-                let Ok(msgs) = decode_ext(&ext.message) else {
+                // Its size was checked against the set's cap then; here only the loosest bound applies.
+                let Ok(msgs) = decode_ext(&ext.message, 1) else {
                     continue;
                 };
                 for msg in msgs {
@@ -281,7 +289,7 @@ mod decode_tests {
         let msgs: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 150]).collect();
         let mut seen = std::collections::BTreeSet::new();
         for height in 40..42u64 {
-            let chosen = window(&msgs, height);
+            let chosen = window(&msgs, height, MAX_EXTENSION_BYTES);
             assert!(chosen.len() <= MAX_MSGS);
             let ext = borsh::to_vec(&KeyExt { msgs: chosen.clone() }).unwrap();
             assert!(ext.len() <= MAX_EXTENSION_BYTES);
@@ -291,7 +299,7 @@ mod decode_tests {
         // Big messages: the byte cap binds before the count; one too big for any extension is left out.
         let mut big: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 30 * 1024]).collect();
         big.push(vec![99; MAX_EXTENSION_BYTES]);
-        let chosen = window(&big, 0);
+        let chosen = window(&big, 0, MAX_EXTENSION_BYTES);
         let ext = borsh::to_vec(&KeyExt { msgs: chosen.clone() }).unwrap();
         assert!(
             ext.len() <= MAX_EXTENSION_BYTES && chosen.len() == 8,
@@ -299,14 +307,14 @@ mod decode_tests {
             chosen.len()
         );
         assert!(chosen.iter().all(|m| m[0] != 99));
-        assert!(window(&[], 7).is_empty());
+        assert!(window(&[], 7, MAX_EXTENSION_BYTES).is_empty());
     }
 
     proptest::proptest! {
         /// A vote extension from a peer (arbitrary bytes) is refused or decodes; no panic, whatever it claims.
         #[test]
         fn any_extension_is_refused_or_decodes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8192)) {
-            let _ = decode_ext(&bytes);
+            let _ = decode_ext(&bytes, 4);
         }
     }
 }

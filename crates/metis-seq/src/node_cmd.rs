@@ -64,8 +64,9 @@ pub struct TestnetArgs {
     chain_id: u64,
     #[arg(long, default_value_t = 1000)]
     block_time_ms: u64,
-    #[arg(long, default_value_t = 400)]
-    propose_timeout_ms: u64,
+    /// Default: derived from the block time (400 ms at 1 s and above, in proportion below, at least 100 ms).
+    #[arg(long)]
+    propose_timeout_ms: Option<u64>,
     /// Block gas limit of the genesis.
     #[arg(long, default_value_t = metis_execution::genesis::DEFAULT_GAS_LIMIT)]
     gas_limit: u64,
@@ -285,6 +286,9 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
     if args.nodes == 0 {
         bail!("--nodes must be positive");
     }
+    ConsensusSection::for_block_time(args.block_time_ms)
+        .timing()
+        .context("--block-time-ms")?;
     if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
         bail!("{} is not empty", args.out.display());
     }
@@ -423,10 +427,12 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
                 keys: if rpc_node { Vec::new() } else { follower_keys.clone() },
                 ..Default::default()
             },
-            consensus: ConsensusSection {
-                block_time_ms: args.block_time_ms,
-                propose_timeout_ms: args.propose_timeout_ms,
-                ..Default::default()
+            consensus: {
+                let mut c = ConsensusSection::for_block_time(args.block_time_ms);
+                if let Some(p) = args.propose_timeout_ms {
+                    c.propose_timeout_ms = p;
+                }
+                c
             },
             txpool: TxpoolSection::default(),
             l1: args.l1.l1_rpc.as_ref().map(|rpc| L1Section {

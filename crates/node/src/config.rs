@@ -385,8 +385,33 @@ impl Default for ConsensusSection {
     }
 }
 
+/// Block times the project tests (e2e at 250 ms and 1 s, benchmarks at 100 ms); outside this range a node
+/// refuses to start.
+pub const BLOCK_TIME_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=10_000;
+
 impl ConsensusSection {
+    /// The timeouts for `block_time_ms`: the defaults at 1 s and above (a dead producer costs about 0.6 s), in
+    /// proportion below, down to floors a vote round trip on a loaded machine stays under (tens of ms); the
+    /// propose timeout still stretches for big blocks (`pacing`).
+    pub fn for_block_time(block_time_ms: u64) -> Self {
+        let d = Self::default();
+        let scaled = |at_1s: u64, floor: u64| (at_1s.saturating_mul(block_time_ms) / 1000).clamp(floor, at_1s);
+        Self {
+            block_time_ms,
+            propose_timeout_ms: scaled(d.propose_timeout_ms, 100),
+            prevote_timeout_ms: scaled(d.prevote_timeout_ms, 75),
+            precommit_timeout_ms: scaled(d.precommit_timeout_ms, 50),
+            timeout_delta_ms: scaled(d.timeout_delta_ms, 50),
+            ledger_history: d.ledger_history,
+        }
+    }
+
     pub fn timing(&self) -> Result<Timing, ConfigError> {
+        if !BLOCK_TIME_RANGE_MS.contains(&self.block_time_ms) {
+            return Err(ConfigError::Invalid(
+                "consensus.block_time_ms must be within 100..=10000 (the range the project tests)",
+            ));
+        }
         if self.block_time_ms == 0 || self.propose_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
                 "consensus.block_time_ms and consensus.propose_timeout_ms must be positive",
@@ -592,6 +617,38 @@ mod tests {
         let role: NodeConfigFileRole = toml::from_str("role = \"rpc\"").unwrap();
         assert_eq!(role.role, Role::Rpc);
         assert!(toml::from_str::<NodeConfigFileRole>("role = \"validator\"").is_err());
+    }
+
+    #[test]
+    fn timeouts_follow_the_block_time_with_floors_and_the_range_is_enforced() {
+        let d = ConsensusSection::default();
+        let at_1s = ConsensusSection::for_block_time(1000);
+        assert_eq!(
+            (
+                at_1s.propose_timeout_ms,
+                at_1s.prevote_timeout_ms,
+                at_1s.precommit_timeout_ms
+            ),
+            (d.propose_timeout_ms, d.prevote_timeout_ms, d.precommit_timeout_ms)
+        );
+        let slow = ConsensusSection::for_block_time(5000);
+        assert_eq!(slow.propose_timeout_ms, d.propose_timeout_ms);
+        let fast = ConsensusSection::for_block_time(250);
+        assert_eq!(
+            (
+                fast.propose_timeout_ms,
+                fast.prevote_timeout_ms,
+                fast.precommit_timeout_ms,
+                fast.timeout_delta_ms
+            ),
+            (100, 75, 50, 50)
+        );
+        let fastest = ConsensusSection::for_block_time(100);
+        assert_eq!(fastest.propose_timeout_ms, 100);
+        assert!(fast.timing().is_ok() && fastest.timing().is_ok());
+        for bad in [0, 50, 99, 10_001] {
+            assert!(ConsensusSection::for_block_time(bad).timing().is_err(), "{bad}");
+        }
     }
 
     #[derive(Deserialize)]

@@ -25,8 +25,30 @@ use metis_pos::PosTx;
 
 /// Largest encoded block a node accepts (a 30M-gas block of zero-byte calldata is ~7.5 MB).
 pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
-/// Largest vote extension accepted (a threshold-key dealing for 256 members is well below).
+/// Largest vote extension accepted from a set of up to 32 validators.
 pub const MAX_EXTENSION_BYTES: usize = 256 * 1024;
+/// All the vote extensions of one certificate together at most: the next block carries them as its last commit,
+/// within [`MAX_BLOCK_BYTES`].
+pub const MAX_COMMIT_EXTENSION_BYTES: usize = 8 * 1024 * 1024;
+
+/// Largest vote extension one of `validators` may send: [`MAX_EXTENSION_BYTES`], less in a set of more than 32 so
+/// that a whole certificate's stay within [`MAX_COMMIT_EXTENSION_BYTES`].
+pub fn extension_cap(validators: usize) -> usize {
+    MAX_EXTENSION_BYTES.min(MAX_COMMIT_EXTENSION_BYTES / validators.max(1))
+}
+
+/// Bytes a block has for its L2 transactions: [`MAX_BLOCK_BYTES`] less 1 MiB for the header, PoS transactions and
+/// evidence (each bounded far below), less the last commit it carries (whose extensions can be megabytes while a
+/// key round runs among many).
+pub fn tx_room(last_commit: Option<&WireCertificate>) -> usize {
+    let commit = match last_commit.map(borsh::object_length) {
+        None => 0,
+        Some(Ok(n)) => n,
+        // Not reachable for an in-memory value; assume the largest a certificate can be.
+        Some(Err(_)) => MAX_COMMIT_EXTENSION_BYTES + 1024 * 1024,
+    };
+    (MAX_BLOCK_BYTES - 1024 * 1024).saturating_sub(commit)
+}
 
 /// PoS transactions per block at most (a burst of L1 events spreads over the next blocks).
 pub const MAX_POS_TXS: usize = 64;
@@ -327,7 +349,7 @@ pub fn verify_commit(
             if !verify(&v.public_key, &extension_bytes(&scope, &ext.message), &ext.signature) {
                 return bad(format!("bad vote extension signature by {addr}"));
             }
-            if ext.message.len() > MAX_EXTENSION_BYTES {
+            if ext.message.len() > extension_cap(set.validators().len()) {
                 return bad(format!("vote extension of {} bytes by {addr}", ext.message.len()));
             }
         }
@@ -458,5 +480,45 @@ mod tests {
         let mut a = c.clone();
         a.signatures.reverse();
         assert_eq!(commit_digest(10, parent, Some(&a)), commit_digest(10, parent, Some(&c)));
+    }
+
+    /// The extension cap shrinks above 32 validators so that a certificate's extensions stay within their budget,
+    /// and a block leaves its transactions the room its last commit does not take.
+    #[test]
+    fn extension_caps_and_the_room_a_last_commit_leaves() {
+        assert_eq!(extension_cap(4), MAX_EXTENSION_BYTES);
+        assert_eq!(extension_cap(32), MAX_EXTENSION_BYTES);
+        assert_eq!(extension_cap(0), MAX_EXTENSION_BYTES);
+        for n in [33, 64, 100, 256] {
+            assert!(extension_cap(n) < MAX_EXTENSION_BYTES && extension_cap(n) * n <= MAX_COMMIT_EXTENSION_BYTES);
+        }
+        assert_eq!(tx_room(None), MAX_BLOCK_BYTES - 1024 * 1024);
+        let ext = |i: u8| {
+            let sig = ConsensusSigner::new(ed25519_dalek::SigningKey::from_bytes(&[i; 32])).sign_bytes(b"x");
+            Some(malachitebft_core_types::SignedMessage::new(
+                vec![i; MAX_EXTENSION_BYTES],
+                sig.clone(),
+            ))
+        };
+        let c = WireCertificate {
+            height: Height(9),
+            round: Round::new(0),
+            value_id: BlockHash([1; 32]),
+            signatures: (1..=32u8)
+                .map(|i| {
+                    let sig = ConsensusSigner::new(ed25519_dalek::SigningKey::from_bytes(&[i; 32])).sign_bytes(b"v");
+                    (Address([i; 32]), sig, ext(i))
+                })
+                .collect(),
+        };
+        let room = tx_room(Some(&c));
+        assert!(
+            room < MAX_BLOCK_BYTES - 1024 * 1024 - MAX_COMMIT_EXTENSION_BYTES,
+            "{room}"
+        );
+        assert!(
+            room >= MAX_BLOCK_BYTES - 2 * 1024 * 1024 - MAX_COMMIT_EXTENSION_BYTES,
+            "{room}"
+        );
     }
 }

@@ -577,7 +577,9 @@ impl App {
                 reply,
                 ..
             } => drop(reply.send(p.is_required().then(|| self.extension(height)).flatten())),
-            AppMsg::VerifyVoteExtensions { extensions, reply, .. } => drop(reply.send(verify_extensions(extensions))),
+            AppMsg::VerifyVoteExtensions { extensions, reply, .. } => {
+                drop(reply.send(verify_extensions(extensions, self.ledger.validators().len())))
+            }
             AppMsg::GetHistoryMinHeight { reply } => drop(reply.send(Height(1))),
             AppMsg::ReceivedProposalPart {
                 from,
@@ -623,7 +625,7 @@ impl App {
     /// This node's key messages for its next precommit; none if they cannot be encoded (the round then goes
     /// on without them, and the log says why).
     fn extension(&self, height: Height) -> Option<Vec<u8>> {
-        match self.keys.extension(height.0) {
+        match self.keys.extension(height.0, self.ledger.validators().len()) {
             Ok(e) => Some(e),
             Err(e) => {
                 warn!(error = %e, "cannot encode this node's key messages; this precommit carries none");
@@ -699,11 +701,12 @@ type ExtensionVerdicts = Vec<(
     Result<(), malachitebft_app_channel::app::consensus::VoteExtensionError>,
 )>;
 
-/// Only well-formed, bounded key messages pass; whether each counts is the key round's business.
-fn verify_extensions(extensions: Vec<(Address, Vec<u8>)>) -> ExtensionVerdicts {
+/// Only well-formed key messages within the cap for a set of `validators` pass; whether each counts is the key
+/// round's business.
+fn verify_extensions(extensions: Vec<(Address, Vec<u8>)>, validators: usize) -> ExtensionVerdicts {
     extensions
         .into_iter()
-        .map(|(a, ext)| match metis_keyrounds::decode_ext(&ext) {
+        .map(|(a, ext)| match metis_keyrounds::decode_ext(&ext, validators) {
             Ok(_) => (a, Ok(())),
             Err(e) => {
                 warn!(validator = %a, error = %e, "malformed vote extension");

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
 use malachitebft_app_channel::app::types::core::{Round, Validity};
 use malachitebft_app_channel::app::types::ProposedValue;
-use metis_wire::block::{commit_digest, encode_block, extra_data, MAX_BLOCK_BYTES, MAX_POS_TXS};
+use metis_wire::block::{commit_digest, encode_block, extra_data, tx_room, MAX_POS_TXS};
 use metis_wire::signing::stream_digest;
 use metis_wire::types::{Address, BlockHash, Height, MetisContext, PartInit, ProposalPart};
 use std::time::Instant;
@@ -92,8 +92,8 @@ impl App {
         };
         // Building and re-executing blocks is CPU work: block_in_place lets the runtime move the network and
         // RPC tasks to other workers meanwhile.
-        // Room for the header and the last commit: validators refuse encoded blocks above MAX_BLOCK_BYTES.
-        let max_tx_bytes = MAX_BLOCK_BYTES - 1024 * 1024;
+        // Validators refuse encoded blocks above MAX_BLOCK_BYTES: the transactions get what the rest leaves.
+        let max_tx_bytes = tx_room(last_commit.as_ref());
         #[allow(unused_mut)]
         let mut executed = tokio::task::block_in_place(|| self.backend.build_block(ctx, max_tx_bytes));
         #[cfg(feature = "test-faults")]

@@ -149,7 +149,9 @@ pub fn check(r: &Rules<'_>, round: Round, proposer: Address, data: &BlockData) -
         });
     }
     let future = |now: u64| h.timestamp > now.saturating_add(MAX_FUTURE_DRIFT_SECS);
-    if h.timestamp > r.parent_timestamp.saturating_add(1) && r.now_secs.is_some_and(future) {
+    // The parent's own timestamp is always acceptable (sub-second blocks share one); a later one must not be
+    // ahead of this node's clock.
+    if h.timestamp > r.parent_timestamp && r.now_secs.is_some_and(future) {
         return Err(Invalid::Future(h.timestamp));
     }
     Ok(misbehaviour)
@@ -420,6 +422,8 @@ mod tests {
             spoil(&|d| d.header.timestamp = 1_001 + MAX_FUTURE_DRIFT_SECS + 1),
             Err(Invalid::Future(_))
         ));
+        // The parent's own timestamp (several sub-second blocks in one second) passes.
+        assert!(spoil(&|d| d.header.timestamp = 1_000).is_ok());
         // A decided block from sync is not held to this node's clock.
         let synced = Rules {
             now_secs: None,

@@ -44,7 +44,7 @@ pub struct StartArgs {
     /// Use this L1 instead of starting anvil (the contract owner's key in METIS_L1_PRIVATE_KEY).
     #[arg(long)]
     pub l1_rpc: Option<String>,
-    /// L2 block time.
+    /// L2 block time in milliseconds (100..=10000; the consensus timeouts follow it).
     #[arg(long, default_value_t = 1000)]
     pub block_time: u64,
     /// The L2 genesis block gas limit (at 21,000 gas a transfer and 1 s blocks, 30M is 1,428 transfers a second).
@@ -278,6 +278,9 @@ fn options(args: &StartArgs) -> Result<Options> {
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
     }
+    metis_node::config::ConsensusSection::for_block_time(args.block_time)
+        .timing()
+        .context("--block-time")?;
     let stakes = if args.stakes.is_empty() {
         (0..args.nodes).map(|i| STAKES[i % STAKES.len()]).collect()
     } else if args.stakes.len() == args.nodes {

@@ -1,11 +1,9 @@
 //! What lands on L1: the pool's batches (every user transaction in one), reward reports, and a replica that
 //! rebuilds the chain from L1 alone. And the whole devnet stopped and started again, its state kept.
 
-use crate::harness::{alive, port_free, serial, tempdir, wait_for, ChildGuard, Devnet, BIN};
+use crate::harness::{alive, appended, port_free, serial, tempdir, wait_for, ChildGuard, Devnet, BIN};
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::Filter;
-use alloy::sol_types::SolEvent;
 use metis_contracts::{BatchInbox, LockingPool};
 use serde_json::{json, Value};
 use std::process::Command;
@@ -35,24 +33,6 @@ fn header_from(v: &Value) -> BatchInbox::BatchHeader {
 async fn next_index(net: &Devnet) -> u64 {
     let inbox = BatchInbox::new(net.contract("batch_inbox"), net.l1());
     inbox.nextIndex().call().await.expect("nextIndex")
-}
-
-/// Every BatchAppended event so far: (index, first block, last block).
-async fn appended(net: &Devnet) -> Vec<(u64, u64, u64)> {
-    let filter = Filter::new()
-        .address(net.contract("batch_inbox"))
-        .event_signature(BatchInbox::BatchAppended::SIGNATURE_HASH)
-        .from_block(0);
-    net.l1()
-        .get_logs(&filter)
-        .await
-        .expect("logs")
-        .iter()
-        .map(|l| {
-            let e = BatchInbox::BatchAppended::decode_log(&l.inner).expect("decode").data;
-            (e.index.to::<u64>(), e.header.l2FirstBlock, e.header.l2LastBlock)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

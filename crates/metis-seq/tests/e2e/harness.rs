@@ -21,3 +21,24 @@ pub async fn key_members(net: &Devnet) -> Option<(Vec<u64>, String)> {
         .collect();
     Some((members, k["current"]["group_key"].as_str()?.to_string()))
 }
+
+/// Every BatchAppended event on L1 so far: (index, first L2 block, last L2 block).
+pub async fn appended(net: &Devnet) -> Vec<(u64, u64, u64)> {
+    use alloy::providers::Provider;
+    use alloy::sol_types::SolEvent;
+    use metis_contracts::BatchInbox;
+    let filter = alloy::rpc::types::Filter::new()
+        .address(net.contract("batch_inbox"))
+        .event_signature(BatchInbox::BatchAppended::SIGNATURE_HASH)
+        .from_block(0);
+    net.l1()
+        .get_logs(&filter)
+        .await
+        .expect("logs")
+        .iter()
+        .map(|l| {
+            let e = BatchInbox::BatchAppended::decode_log(&l.inner).expect("decode").data;
+            (e.index.to::<u64>(), e.header.l2FirstBlock, e.header.l2LastBlock)
+        })
+        .collect()
+}

@@ -3,6 +3,7 @@
 mod accountability;
 mod anchor;
 mod chain;
+mod fast_blocks;
 mod faults;
 mod harness;
 mod membership;
