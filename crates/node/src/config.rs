@@ -425,7 +425,10 @@ impl ConsensusSection {
         t.propose_delta = ms(self.timeout_delta_ms);
         t.prevote_delta = ms(self.timeout_delta_ms);
         t.precommit_delta = ms(self.timeout_delta_ms);
-        t.rebroadcast = t.propose + t.prevote + t.precommit;
+        // Votes go out again only when a round is stuck past a whole block time: a healthy height lasts one block
+        // time, and with the sum of the step timeouts (0.9 s at 1 s blocks) every node sent its prevote and
+        // precommit to every peer a second time at every height, from the commit step.
+        t.rebroadcast = ms(self.block_time_ms) + t.propose + t.prevote + t.precommit;
         Ok(Timing {
             timeouts: t,
             block_time: ms(self.block_time_ms),
@@ -646,6 +649,17 @@ mod tests {
         let fastest = ConsensusSection::for_block_time(100);
         assert_eq!(fastest.propose_timeout_ms, 100);
         assert!(fast.timing().is_ok() && fastest.timing().is_ok());
+        // A healthy height (one block time) never reaches the rebroadcast.
+        for c in [&at_1s, &slow, &fast, &fastest] {
+            let t = c.timing().unwrap();
+            assert!(t.timeouts.rebroadcast > t.block_time, "{:?}", t.timeouts);
+        }
+        assert_eq!(
+            crate::status_interval(Duration::from_millis(250)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(crate::status_interval(Duration::from_secs(1)), Duration::from_secs(2));
+        assert_eq!(crate::status_interval(Duration::from_secs(10)), Duration::from_secs(10));
         for bad in [0, 50, 99, 10_001] {
             assert!(ConsensusSection::for_block_time(bad).timing().is_err(), "{bad}");
         }
