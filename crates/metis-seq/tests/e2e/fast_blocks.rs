@@ -2,7 +2,7 @@
 //! node, the producer rotates, a kill -9 of the producer fails over to the next sequencer, and the batches reach
 //! L1 covering every transfer.
 
-use crate::harness::{alive, appended, kill, serial, wait_for, Devnet};
+use crate::harness::{appended, kill_producer, serial, wait_for, Devnet, Failover};
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use serde_json::json;
@@ -72,24 +72,12 @@ async fn a_250_ms_devnet_keeps_its_pace_rotates_fails_over_and_posts_its_batches
     assert!(producers.len() >= 2, "one producer over 15 epochs: {producers:?}");
 
     // kill -9 of the producer: the next block comes from another sequencer, and the chain goes on.
-    let (victim, signer, pid) = net.producer().await;
-    let others: Vec<usize> = all.into_iter().filter(|i| *i != victim).collect();
-    let before = net.head(others[0]).await.expect("head");
-    kill(pid, libc::SIGKILL);
-    let killed_at = Instant::now();
-    wait_for(10, "the producer to be gone", || async { (!alive(pid)).then_some(()) }).await;
-    let victim_signer = signer.to_lowercase();
-    let (fallback, gap) = wait_for(10, "a block by another sequencer after the kill", || async {
-        let head = net.head(others[0]).await?;
-        for h in before + 1..=head {
-            let b = net.block(others[0], h).await?;
-            if b["miner"].as_str()?.to_lowercase() != victim_signer {
-                return Some((h, killed_at.elapsed()));
-            }
-        }
-        None
-    })
-    .await;
+    let Failover {
+        victim,
+        others,
+        block: fallback,
+        gap,
+    } = kill_producer(&net).await;
     eprintln!("[e2e] kill -9 of node{victim} -> block {fallback} by another sequencer {gap:?} later");
     let (after, _) = net.transfer(others[0], 5, to, 7).await;
     net.wait_height(&others, after + 8, 30).await;

@@ -1,11 +1,10 @@
 //! kill -9 of the sequencer producing right now: the others decide the next block by a fallback proposer at
 //! once, re-elect after the missed-proposal limit, and lose no transaction that had a receipt.
 
-use crate::harness::{alive, kill, serial, wait_for, Devnet};
+use crate::harness::{alive, kill_producer, serial, wait_for, Devnet, Failover};
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use serde_json::json;
-use std::time::Instant;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_producer_fails_over_and_re_elects_without_losing_transactions() {
@@ -23,26 +22,12 @@ async fn kill_9_of_the_producer_fails_over_and_re_elects_without_losing_transact
         .call(0, "metis_currentEpoch", json!([]))
         .await
         .expect("current epoch");
-    let (victim, signer, pid) = net.producer().await;
-    let others: Vec<usize> = (0..4).filter(|i| *i != victim).collect();
-    let before = net.head(others[0]).await.expect("head");
-    kill(pid, libc::SIGKILL);
-    let killed_at = Instant::now();
-    wait_for(10, "the producer to be gone", || async { (!alive(pid)).then_some(()) }).await;
-
-    // The next block, decided without the producer (one or two in flight at the kill may still carry its name).
-    let victim_signer = signer.to_lowercase();
-    let (fallback_block, gap) = wait_for(10, "a block proposed by another sequencer after the kill", || async {
-        let head = net.head(others[0]).await?;
-        for h in before + 1..=head {
-            let b = net.block(others[0], h).await?;
-            if b["miner"].as_str()?.to_lowercase() != victim_signer {
-                return Some((h, killed_at.elapsed()));
-            }
-        }
-        None
-    })
-    .await;
+    let Failover {
+        victim,
+        others,
+        block: fallback_block,
+        gap,
+    } = kill_producer(&net).await;
     eprintln!("[e2e] kill -9 of node{victim} (the producer) -> block {fallback_block} by a fallback proposer, seen {gap:?} later");
 
     // The re-election: the epoch ends early, the failed producer named and not re-elected.

@@ -42,3 +42,41 @@ pub async fn appended(net: &Devnet) -> Vec<(u64, u64, u64)> {
         })
         .collect()
 }
+
+/// What [`kill_producer`] saw: the killed node, the others, and the first block after the kill by another
+/// sequencer with the time from the kill to seeing it.
+pub struct Failover {
+    pub victim: usize,
+    pub others: Vec<usize>,
+    pub block: u64,
+    pub gap: std::time::Duration,
+}
+
+/// kill -9 of the current producer (of a 4-node devnet), then waits for a block proposed by another sequencer
+/// (one or two in flight at the kill may still carry the producer's name).
+pub async fn kill_producer(net: &Devnet) -> Failover {
+    let (victim, signer, pid) = net.producer().await;
+    let others: Vec<usize> = (0..4).filter(|i| *i != victim).collect();
+    let before = net.head(others[0]).await.expect("head");
+    kill(pid, libc::SIGKILL);
+    let killed_at = std::time::Instant::now();
+    wait_for(10, "the producer to be gone", || async { (!alive(pid)).then_some(()) }).await;
+    let victim_signer = signer.to_lowercase();
+    let (block, gap) = wait_for(10, "a block proposed by another sequencer after the kill", || async {
+        let head = net.head(others[0]).await?;
+        for h in before + 1..=head {
+            let b = net.block(others[0], h).await?;
+            if b["miner"].as_str()?.to_lowercase() != victim_signer {
+                return Some((h, killed_at.elapsed()));
+            }
+        }
+        None
+    })
+    .await;
+    Failover {
+        victim,
+        others,
+        block,
+        gap,
+    }
+}
