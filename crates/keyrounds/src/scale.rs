@@ -133,12 +133,6 @@ fn run(ns: &[Node], cfg: RoundConfig, shares: &[Option<Share>], name: &'static s
         let took = t.elapsed();
         f.deal_compute = f.deal_compute.max(took);
         compute[i] += took;
-        for m in s.outbox() {
-            let len = m.to_bytes().len();
-            if let KeyMsg::Deal { .. } = m {
-                f.deal_bytes = f.deal_bytes.max(len);
-            }
-        }
         states.push(s);
     }
     // The extensions of the last height's precommits, carried by this height's block.
@@ -148,13 +142,14 @@ fn run(ns: &[Node], cfg: RoundConfig, shares: &[Option<Share>], name: &'static s
         let mut spilled = false;
         for (i, s) in states.iter().enumerate() {
             let t = Instant::now();
-            let encoded: Vec<Vec<u8>> = s.outbox().iter().map(KeyMsg::to_bytes).collect();
+            let outbox = s.outbox();
+            let encoded: Vec<Vec<u8>> = outbox.iter().map(KeyMsg::to_bytes).collect();
             let chosen = window(&encoded, h, cap);
             spilled |= chosen.len() < encoded.len();
             let ext = borsh::to_vec(&KeyExt { msgs: chosen })?;
             compute[i] += t.elapsed();
-            for m in s.outbox() {
-                let len = m.to_bytes().len();
+            for (m, bytes) in outbox.iter().zip(&encoded) {
+                let len = bytes.len();
                 match m {
                     KeyMsg::Deal { .. } => f.deal_bytes = f.deal_bytes.max(len),
                     KeyMsg::Ack { .. } => f.ack_bytes = f.ack_bytes.max(len),
@@ -203,8 +198,9 @@ fn run(ns: &[Node], cfg: RoundConfig, shares: &[Option<Share>], name: &'static s
     let output = output.ok_or(ScaleError::Failed(name, "no nodes".into()))?;
     f.quorum = output.public().required();
     compute.sort();
-    f.node_compute_max = compute.last().copied().unwrap_or_default();
-    f.node_compute_p50 = compute.get(n / 2).copied().unwrap_or_default();
+    if let (Some(max), Some(p50)) = (compute.last(), compute.get(n / 2)) {
+        (f.node_compute_max, f.node_compute_p50) = (*max, *p50);
+    }
     Ok((f, output, shares))
 }
 
