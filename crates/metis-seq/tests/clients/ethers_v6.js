@@ -43,6 +43,10 @@ async function main() {
   const block = await Promise.race([announced, late]);
   clearTimeout(timer);
   out.blockAnnounced = typeof block === "number";
+  // `once` unsubscribes after the event, asynchronously: stop listening and make one round trip, so no request is
+  // still pending when the provider is destroyed (destroy cancels it with an error).
+  await wsProvider.removeAllListeners();
+  await wsProvider.send("eth_chainId", []);
   await wsProvider.destroy();
   provider.destroy();
   console.log(JSON.stringify(out));
