@@ -124,7 +124,9 @@ async fn a_double_proposer_is_jailed_by_the_next_block() {
         offence["evidence"]["first"]["value"],
         offence["evidence"]["second"]["value"]
     );
-    // Every node holds the same offence, and the chain goes on without the offender producing.
+    // Every node holds the same offence once it has the block that carried it (the first node to answer may be
+    // a block ahead of the others), and the chain goes on without the offender producing.
+    net.wait_height(&honest, included, 60).await;
     for i in &honest {
         let o = net.call(*i, "metis_evidence", json!([])).await.unwrap();
         assert_eq!(o[0]["evidence_hash"], offence["evidence_hash"], "node {i}");
