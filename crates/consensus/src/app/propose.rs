@@ -1,6 +1,6 @@
 //! This node's proposals: building a block on the head, and the signed stream that carries it.
 
-use super::validate::Origin;
+use super::validate::{Builder, Origin};
 use super::{now_secs, App, AppError, Candidate, CHUNK};
 use alloy_primitives::Bytes as ABytes;
 use bytes::Bytes;
@@ -34,7 +34,7 @@ impl App {
         if let Some(f) = scheduled.and_then(|p| self.inbound.take_future(height, r, p)) {
             let (hash, validity) = self.validate(
                 height,
-                round,
+                (round, Builder::of_proposal(f.init.pol_round)),
                 f.init.proposer,
                 f.data,
                 f.encoded,

@@ -2,7 +2,7 @@
 //! publisher and in all, authenticated by the proposer's signature over the whole stream, then handed to
 //! validation (or kept for a height this node has not reached).
 
-use super::validate::Origin;
+use super::validate::{Builder, Origin};
 use super::{validator_set, App, CHUNK, MAX_STREAM_CLAIMS};
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
 use malachitebft_app_channel::app::types::{PeerId, ProposedValue};
@@ -324,7 +324,7 @@ impl App {
         }
         let (hash, validity) = self.validate(
             init.height,
-            init.round,
+            (init.round, Builder::of_proposal(init.pol_round)),
             init.proposer,
             data,
             bytes,

@@ -1,7 +1,7 @@
 //! Sync: decided blocks served exactly as they travelled (with their carried last commit, PoS transactions and
 //! evidence) and their stored certificates; synced blocks validated like proposals.
 
-use super::validate::Origin;
+use super::validate::{Builder, Origin};
 use super::{App, AppError, MAX_SYNC_BATCH, MAX_SYNC_BYTES};
 use bytes::Bytes;
 use malachitebft_app_channel::app::engine::host::SyncedValueOutcome;
@@ -92,7 +92,7 @@ impl App {
             Ok(data) => {
                 let (hash, validity) = self.validate(
                     height,
-                    round,
+                    (round, Builder::UpTo(round)),
                     proposer,
                     data,
                     bytes.to_vec(),

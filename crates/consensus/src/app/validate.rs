@@ -78,10 +78,10 @@ pub enum Invalid {
     LastCommit(String),
     #[error("mix hash {got} is not the last-commit digest {expected}")]
     MixHash { got: B256, expected: B256 },
-    #[error("beneficiary {got} is not the proposer's signer {expected}")]
+    #[error("beneficiary {got} is not the signer of a sequencer that may have built this block ({expected:?})")]
     Beneficiary {
         got: alloy_primitives::Address,
-        expected: alloy_primitives::Address,
+        expected: Vec<alloy_primitives::Address>,
     },
     #[error("the scheduled proposer {0} is not a sequencer of the ledger")]
     UnknownProposer(u64),
@@ -97,9 +97,62 @@ pub enum Invalid {
     Execution(String),
 }
 
+/// The rounds whose proposer may have built a block, and so be its beneficiary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Builder {
+    /// A fresh proposal (no POL round): built by the proposer of the round it is proposed in.
+    ThisRound,
+    /// A value proposed again in a later round (Tendermint's valid value, with its POL round) or decided (a
+    /// synced block, at its certificate's round): built by the proposer of the round it was first proposed in,
+    /// any round up to this one. Refusing it for its beneficiary would leave the validators locked on it
+    /// voting against everyone else's proposals, and the height would never be decided.
+    UpTo(Round),
+}
+
+impl Builder {
+    /// For a proposal with POL round `pol_round`.
+    pub fn of_proposal(pol_round: Round) -> Self {
+        match pol_round {
+            Round::Some(_) => Builder::UpTo(pol_round),
+            Round::Nil => Builder::ThisRound,
+        }
+    }
+}
+
+/// The signers of the sequencers that may have built a block proposed in `round`.
+fn builders(r: &Rules<'_>, round: u32, builder: Builder) -> Result<Vec<alloy_primitives::Address>, Invalid> {
+    let rounds = match builder {
+        Builder::ThisRound => round..=round,
+        // The schedule repeats after one round per validator: later rounds add nobody.
+        Builder::UpTo(up_to) => {
+            let n = u32::try_from(r.set.validators().len()).unwrap_or(u32::MAX);
+            0..=up_to.as_u32().unwrap_or(0).min(n)
+        }
+    };
+    let mut out = Vec::new();
+    for k in rounds {
+        let id = r.set.proposer(k).sequencer;
+        let signer = r
+            .ledger
+            .sequencer(id)
+            .map(|s| s.signer)
+            .ok_or(Invalid::UnknownProposer(id))?;
+        if !out.contains(&signer) {
+            out.push(signer);
+        }
+    }
+    Ok(out)
+}
+
 /// Everything about a proposal for `r.height` by `proposer` in `round` but its execution; the offences its
 /// evidence proves.
-pub fn check(r: &Rules<'_>, round: Round, proposer: Address, data: &BlockData) -> Result<Vec<Misbehaviour>, Invalid> {
+pub fn check(
+    r: &Rules<'_>,
+    round: Round,
+    builder: Builder,
+    proposer: Address,
+    data: &BlockData,
+) -> Result<Vec<Misbehaviour>, Invalid> {
     let scheduled = r.set.proposer(round.as_u32().unwrap_or(0));
     if scheduled.address != proposer {
         return Err(Invalid::NotScheduled {
@@ -137,15 +190,11 @@ pub fn check(r: &Rules<'_>, round: Round, proposer: Address, data: &BlockData) -
             expected: digest,
         });
     }
-    let expected_beneficiary = r
-        .ledger
-        .sequencer(scheduled.sequencer)
-        .map(|s| s.signer)
-        .ok_or(Invalid::UnknownProposer(scheduled.sequencer))?;
-    if h.beneficiary != expected_beneficiary {
+    let builders = builders(r, round.as_u32().unwrap_or(0), builder)?;
+    if !builders.contains(&h.beneficiary) {
         return Err(Invalid::Beneficiary {
             got: h.beneficiary,
-            expected: expected_beneficiary,
+            expected: builders,
         });
     }
     let future = |now: u64| h.timestamp > now.saturating_add(MAX_FUTURE_DRIFT_SECS);
@@ -186,7 +235,7 @@ impl App {
     pub(super) fn validate(
         &mut self,
         height: Height,
-        round: Round,
+        (round, builder): (Round, Builder),
         proposer: Address,
         data: BlockData,
         encoded: Vec<u8>,
@@ -202,12 +251,13 @@ impl App {
         let pos_txs = data.pos_txs.clone();
         let evidence = data.evidence.clone();
         // Withheld evidence is a vote rule too: a decided block is taken whatever this node holds.
-        let checked = tokio::task::block_in_place(|| self.check(height, round, proposer, data, origin)).and_then(
-            |(executed, misbehaviour)| match (origin, self.withheld_evidence(proposer, &misbehaviour)) {
-                (Origin::Proposal, Some(reason)) => Err(reason),
-                _ => Ok((executed, misbehaviour)),
-            },
-        );
+        let checked = tokio::task::block_in_place(|| self.check(height, (round, builder), proposer, data, origin))
+            .and_then(
+                |(executed, misbehaviour)| match (origin, self.withheld_evidence(proposer, &misbehaviour)) {
+                    (Origin::Proposal, Some(reason)) => Err(reason),
+                    _ => Ok((executed, misbehaviour)),
+                },
+            );
         match checked {
             Ok((executed, misbehaviour)) => {
                 debug!(
@@ -253,7 +303,7 @@ impl App {
     fn check(
         &self,
         height: Height,
-        round: Round,
+        (round, builder): (Round, Builder),
         proposer: Address,
         data: BlockData,
         origin: Origin,
@@ -285,7 +335,7 @@ impl App {
             offender: &offender,
             now_secs: (origin == Origin::Proposal).then(now_secs),
         };
-        let misbehaviour = check(&rules, round, proposer, &data)?;
+        let misbehaviour = check(&rules, round, builder, proposer, &data)?;
         let executed = engine
             .validate(&data.header, data.txs)
             .map_err(|e| Invalid::Execution(e.to_string()))?;
@@ -382,7 +432,75 @@ mod tests {
     fn the_scheduled_proposers_block_passes() {
         let f = fixture();
         let (proposer, data) = block(&f);
-        assert_eq!(check(&rules(&f, &NoL1), Round::new(0), proposer, &data), Ok(vec![]));
+        assert_eq!(
+            check(&rules(&f, &NoL1), Round::new(0), Builder::ThisRound, proposer, &data),
+            Ok(vec![])
+        );
+    }
+
+    /// Found by the chaos suite: the round-0 block got a polka while its proposer was being cut off, two
+    /// validators locked on it, and the round-2 proposer proposed it again (POL round 0). A validator that did
+    /// not see round 0 refused it for its beneficiary (the round-0 proposer), prevoted nil forever against the
+    /// locked two, and the height was never decided.
+    #[test]
+    fn a_value_proposed_again_keeps_the_beneficiary_of_the_round_that_built_it() {
+        let f = fixture();
+        let r = rules(&f, &NoL1);
+        let (_, built_in_round_0) = block(&f);
+        let again = f.set.proposer(2).address;
+        assert_eq!(
+            check(
+                &r,
+                Round::new(2),
+                Builder::of_proposal(Round::new(0)),
+                again,
+                &built_in_round_0
+            ),
+            Ok(vec![])
+        );
+        // As a fresh proposal of round 2 it is not that proposer's block.
+        assert!(matches!(
+            check(
+                &r,
+                Round::new(2),
+                Builder::of_proposal(Round::Nil),
+                again,
+                &built_in_round_0
+            ),
+            Err(Invalid::Beneficiary { .. })
+        ));
+        // A synced block decided in a later round, built in round 0.
+        let decided_in = f.set.proposer(1).address;
+        assert_eq!(
+            check(
+                &r,
+                Round::new(1),
+                Builder::UpTo(Round::new(1)),
+                decided_in,
+                &built_in_round_0
+            ),
+            Ok(vec![])
+        );
+        // A beneficiary no round up to the POL round scheduled is refused: here the round-2 proposer's signer on
+        // a value first proposed in round 1 at the latest.
+        let mut later = built_in_round_0.clone();
+        let round2 = f
+            .ledger
+            .sequencer(f.set.proposer(2).sequencer)
+            .expect("sequencer")
+            .signer;
+        assert!(f.set.proposer(0).sequencer != f.set.proposer(2).sequencer);
+        later.header.beneficiary = round2;
+        assert!(matches!(
+            check(
+                &r,
+                Round::new(3),
+                Builder::of_proposal(Round::new(1)),
+                f.set.proposer(3).address,
+                &later
+            ),
+            Err(Invalid::Beneficiary { .. })
+        ));
     }
 
     #[test]
@@ -392,18 +510,18 @@ mod tests {
         let (proposer, good) = block(&f);
         let other = f.set.proposer(1).address;
         assert!(matches!(
-            check(&r, Round::new(0), other, &good),
+            check(&r, Round::new(0), Builder::ThisRound, other, &good),
             Err(Invalid::NotScheduled { .. })
         ));
         // Round 1 belongs to the first fallback, not to the round-0 proposer.
         assert!(matches!(
-            check(&r, Round::new(1), proposer, &good),
+            check(&r, Round::new(1), Builder::ThisRound, proposer, &good),
             Err(Invalid::NotScheduled { .. })
         ));
         let spoil = |edit: &dyn Fn(&mut BlockData)| {
             let mut d = good.clone();
             edit(&mut d);
-            check(&r, Round::new(0), proposer, &d)
+            check(&r, Round::new(0), Builder::ThisRound, proposer, &d)
         };
         assert!(matches!(spoil(&|d| d.header.number = 2), Err(Invalid::Number { .. })));
         assert!(matches!(
@@ -432,7 +550,7 @@ mod tests {
         let mut ahead = good.clone();
         ahead.header.timestamp = 1_001 + MAX_FUTURE_DRIFT_SECS + 1;
         assert!(!matches!(
-            check(&synced, Round::new(0), proposer, &ahead),
+            check(&synced, Round::new(0), Builder::ThisRound, proposer, &ahead),
             Err(Invalid::Future(_))
         ));
         // A first block carrying a last commit, or a later block without one.
@@ -443,7 +561,7 @@ mod tests {
         let mut second = good.clone();
         second.header.number = 2;
         assert_eq!(
-            check(&later, Round::new(0), proposer, &second),
+            check(&later, Round::new(0), Builder::ThisRound, proposer, &second),
             Err(Invalid::LastCommitPresence)
         );
     }
@@ -469,7 +587,7 @@ mod tests {
             .expect("extra")
             .into();
         assert!(matches!(
-            check(&rules(&f, &NoL1), Round::new(0), proposer, &data),
+            check(&rules(&f, &NoL1), Round::new(0), Builder::ThisRound, proposer, &data),
             Err(Invalid::UnknownPosTx { index: 0, .. })
         ));
     }
