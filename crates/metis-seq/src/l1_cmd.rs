@@ -179,7 +179,7 @@ impl Connection {
             .with_context(|| format!("invalid L1 RPC URL {}", self.l1_rpc))?;
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::new(signer))
-            .connect_http(url)
+            .connect_client(l1_client(url, CLI_POLL))
             .erased();
         let chain_id = provider
             .get_chain_id()
@@ -427,4 +427,16 @@ pub async fn run(cmd: L1Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// How often the `l1` commands poll for their receipts (about 12 a block on Ethereum).
+const CLI_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// An HTTP client for L1 that polls for receipts every `poll`. alloy guesses 250 ms for localhost and 7 s for
+/// any other host, so on an L1 reached over a real address (a `--netns` devnet: 1 s blocks) every wait took 7 s.
+pub fn l1_client(
+    url: alloy::transports::http::reqwest::Url,
+    poll: std::time::Duration,
+) -> alloy::rpc::client::RpcClient {
+    alloy::rpc::client::RpcClient::new_http(url).with_poll_interval(poll)
 }

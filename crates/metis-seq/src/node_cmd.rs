@@ -108,6 +108,10 @@ pub struct TestnetArgs {
     /// RPC nodes after those (unstaked followers that forward transactions to the sequencers).
     #[arg(long, default_value_t = 0)]
     rpc_nodes: usize,
+    /// The IPv4 address of each node (sequencers, standby nodes, then RPC nodes), comma separated: it listens
+    /// there and the others reach it there (default: 127.0.0.1 for all).
+    #[arg(long, value_delimiter = ',')]
+    hosts: Vec<std::net::Ipv4Addr>,
     #[command(flatten)]
     l1: crate::testnet_l1::L1TestnetArgs,
 }
@@ -392,7 +396,15 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
             .context("--base-port too high for this many nodes")
     };
     let total = args.nodes + args.standby;
-    for i in 0..total + args.rpc_nodes {
+    let count = total + args.rpc_nodes;
+    if !args.hosts.is_empty() && args.hosts.len() != count {
+        bail!(
+            "--hosts names {} addresses for {count} nodes (sequencers, standby and RPC nodes)",
+            args.hosts.len()
+        );
+    }
+    let host = |i: usize| args.hosts.get(i).copied().unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+    for i in 0..count {
         // Everyone lists everyone, standby nodes included: a link to a node that is not (yet) a sequencer is
         // refused at the handshake and retried. An RPC node lists the sequencers; nobody lists it.
         let rpc_node = i >= total;
@@ -405,22 +417,22 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
             signing_guard: None,
             genesis: "../genesis.json".into(),
             pos_genesis: "../pos_genesis.json".into(),
-            rpc: RpcSection::at(SocketAddr::from(([127, 0, 0, 1], port(i, 2)?))),
+            rpc: RpcSection::at(SocketAddr::from((host(i), port(i, 2)?))),
             p2p: P2pSection {
-                listen: format!("/ip4/127.0.0.1/tcp/{}", port(i, 0)?),
+                listen: format!("/ip4/{}/tcp/{}", host(i), port(i, 0)?),
                 peers: others
                     .iter()
-                    .map(|j| Ok(format!("/ip4/127.0.0.1/tcp/{}", port(*j, 0)?)))
+                    .map(|j| Ok(format!("/ip4/{}/tcp/{}", host(*j), port(*j, 0)?)))
                     .collect::<Result<_>>()?,
                 open: false,
                 pubsub: Pubsub::default(),
                 connections_per_ip: None,
             },
             gossip: GossipSection {
-                listen: SocketAddr::from(([127, 0, 0, 1], port(i, 1)?)),
+                listen: SocketAddr::from((host(i), port(i, 1)?)),
                 peers: others
                     .iter()
-                    .map(|j| Ok(SocketAddr::from(([127, 0, 0, 1], port(*j, 1)?))))
+                    .map(|j| Ok(SocketAddr::from((host(*j), port(*j, 1)?))))
                     .collect::<Result<_>>()?,
             },
             followers: FollowersSection {
@@ -449,7 +461,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
                 },
             }),
             metrics: Some(MetricsSection {
-                addr: SocketAddr::from(([127, 0, 0, 1], port(i, 3)?)),
+                addr: SocketAddr::from((host(i), port(i, 3)?)),
             }),
             state_history: metis_node::config::default_state_history(),
         };

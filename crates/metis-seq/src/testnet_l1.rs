@@ -88,7 +88,11 @@ pub async fn lock_genesis(args: &L1TestnetArgs, members: &[Member], owners: &[Pr
         wallet.register_signer(o.clone());
     }
     let url = rpc.parse().with_context(|| format!("invalid L1 RPC URL {rpc}"))?;
-    let p: DynProvider = ProviderBuilder::new().wallet(wallet).connect_http(url).erased();
+    // The networks this builds are local: poll for receipts as alloy does for localhost.
+    let p: DynProvider = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_client(crate::l1_cmd::l1_client(url, std::time::Duration::from_millis(250)))
+        .erased();
     let chain_id = p
         .get_chain_id()
         .await

@@ -206,7 +206,7 @@ impl Devnet {
     pub fn wallet_at(&self, url: &str, account: usize) -> DynProvider {
         ProviderBuilder::new()
             .wallet(EthereumWallet::new(self.account(account)))
-            .connect_http(url.parse().expect("url"))
+            .connect_client(local_client(url))
             .erased()
     }
 
@@ -312,13 +312,13 @@ impl Devnet {
     pub fn l1_wallet(&self, key: &PrivateKeySigner) -> DynProvider {
         ProviderBuilder::new()
             .wallet(EthereumWallet::new(key.clone()))
-            .connect_http(self.l1_rpc().parse().expect("url"))
+            .connect_client(local_client(&self.l1_rpc()))
             .erased()
     }
 
     pub fn l1(&self) -> DynProvider {
         ProviderBuilder::new()
-            .connect_http(self.l1_rpc().parse().expect("url"))
+            .connect_client(local_client(&self.l1_rpc()))
             .erased()
     }
 
@@ -379,6 +379,12 @@ impl Drop for Devnet {
             );
         }
     }
+}
+
+/// A client for a devnet's endpoint that polls for receipts every 250 ms (alloy's guess for any host but
+/// localhost is 7 s, and a `--netns` devnet is reached at 10.77.x.y).
+fn local_client(url: &str) -> alloy::rpc::client::RpcClient {
+    alloy::rpc::client::RpcClient::new_http(url.parse().expect("url")).with_poll_interval(Duration::from_millis(250))
 }
 
 /// A process the test started itself (a joining node, a replica): killed when dropped.

@@ -53,6 +53,9 @@ pub struct Options {
     /// The anvil binary it was started with (a restart from another directory finds it again).
     #[serde(default)]
     pub anvil: Option<PathBuf>,
+    /// Each node in a network namespace of its own (`--netns`).
+    #[serde(default)]
+    pub netns: bool,
 }
 
 fn default_gas_limit() -> u64 {
@@ -118,6 +121,15 @@ pub struct Node {
     /// The sequencer's L1 owner and its key file (unlock, relock). DEVNET ONLY.
     pub owner: String,
     pub owner_key_file: PathBuf,
+    /// The network namespace it runs in (`--netns`) and its address there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Netns>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Netns {
+    pub name: String,
+    pub addr: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -133,6 +145,8 @@ pub struct RpcNode {
     pub log: PathBuf,
     /// None while the node is not running.
     pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Netns>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! `metis-seq devnet`: a local L1 and N sequencers in one command (see `start`), and `devnet stop`.
 
 mod manifest;
+mod netns;
 mod procs;
 mod start;
 
@@ -56,6 +57,11 @@ fn stop(dir: &std::path::Path) -> Result<()> {
     pids.extend(m.l1.anvil_pid.map(|p| (p, "anvil".to_string())));
     let refs: Vec<(u32, &str)> = pids.iter().map(|(p, n)| (*p, n.as_str())).collect();
     let left = procs::stop_pids(&refs, Duration::from_secs(15));
+    if m.options.netns {
+        netns::Netns::for_base_port(m.options.base_port)
+            .teardown()
+            .context("removing the devnet's network namespaces")?;
+    }
     if left > 0 || m.state != "stopped" {
         let mut m = m;
         m.state = "stopped".into();

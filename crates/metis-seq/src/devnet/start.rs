@@ -3,7 +3,8 @@
 //! processes until Ctrl-C, SIGTERM or `metis-seq devnet stop`, and stops them all. Started again on the same
 //! directory, it resumes: the L1 state (anvil's dump), the chain and the keys are kept.
 
-use super::manifest::{Account, Contracts, GroupKey, Manifest, Node, Options, RpcNode, L1, L2};
+use super::manifest::{self, Account, Contracts, GroupKey, Manifest, Node, Options, RpcNode, L1, L2};
+use super::netns::Netns;
 use super::procs::{stop_pids, Proc, Procs};
 use alloy::network::EthereumWallet;
 use alloy::primitives::{keccak256, Address, U256};
@@ -86,6 +87,11 @@ pub struct StartArgs {
     /// Seconds the start may take before it gives up.
     #[arg(long, default_value_t = 180)]
     pub ready_timeout: u64,
+    /// Each node in a Linux network namespace of its own, at its own address on a bridge (10.77.X.0/24, X from
+    /// the base port; anvil on the host side at .254): real addresses, and links a test can cut. Needs root and
+    /// iproute2.
+    #[arg(long)]
+    pub netns: bool,
 }
 
 /// Step lines with the time since start, so a slow step shows where the time goes.
@@ -239,7 +245,10 @@ fn deployer_key(own_l1: bool) -> Result<PrivateKeySigner> {
 fn provider(url: &str, key: &PrivateKeySigner) -> Result<DynProvider> {
     Ok(ProviderBuilder::new()
         .wallet(EthereumWallet::new(key.clone()))
-        .connect_http(url.parse().with_context(|| format!("invalid L1 RPC URL {url}"))?)
+        .connect_client(crate::l1_cmd::l1_client(
+            url.parse().with_context(|| format!("invalid L1 RPC URL {url}"))?,
+            Duration::from_millis(250),
+        ))
         .erased())
 }
 
@@ -281,6 +290,9 @@ fn options(args: &StartArgs) -> Result<Options> {
     metis_node::config::ConsensusSection::for_block_time(args.block_time)
         .timing()
         .context("--block-time")?;
+    if args.netns && args.l1_rpc.is_some() {
+        bail!("--netns runs its own anvil on the namespaces' bridge: it does not combine with --l1-rpc");
+    }
     let stakes = if args.stakes.is_empty() {
         (0..args.nodes).map(|i| STAKES[i % STAKES.len()]).collect()
     } else if args.stakes.len() == args.nodes {
@@ -304,6 +316,7 @@ fn options(args: &StartArgs) -> Result<Options> {
         key_phase_blocks: args.key_phase_blocks,
         own_l1: args.l1_rpc.is_none(),
         anvil: None,
+        netns: args.netns,
     })
 }
 
@@ -365,6 +378,7 @@ pub async fn run(args: StartArgs) -> Result<()> {
     if let Err(e) = started {
         d.progress.line("stopping what was started");
         d.procs.stop();
+        release_netns(&d.manifest.options, &d.progress);
         d.mark_stopped();
         // A manifest of a devnet that never got its contracts is no devnet: the next start is a fresh one.
         if d.manifest.contracts.locking_pool.is_empty() {
@@ -382,6 +396,7 @@ pub async fn run(args: StartArgs) -> Result<()> {
         d.progress
             .line(&format!("  killed after the grace period: {}", killed.join(", ")));
     }
+    release_netns(&d.manifest.options, &d.progress);
     d.mark_stopped();
     d.save()?;
     if dir.join("l1/state.json").exists() || !d.manifest.options.own_l1 {
@@ -396,6 +411,15 @@ pub async fn run(args: StartArgs) -> Result<()> {
     result
 }
 
+/// The namespaces and bridge of a `--netns` devnet removed (its processes are gone).
+fn release_netns(o: &Options, progress: &Progress) {
+    if o.netns {
+        if let Err(e) = Netns::for_base_port(o.base_port).teardown() {
+            progress.line(&format!("  could not remove the network namespaces: {e:#}"));
+        }
+    }
+}
+
 /// `--fresh`: deletes a devnet's directory (or an empty one), never anything else `--dir` names.
 fn remove_devnet(dir: &Path) -> Result<()> {
     match Manifest::load(dir) {
@@ -404,6 +428,9 @@ fn remove_devnet(dir: &Path) -> Result<()> {
                 bail!("the devnet in {} is running: stop it first", dir.display());
             }
             stop_leftovers(&m);
+            if m.options.netns {
+                Netns::for_base_port(m.options.base_port).teardown()?;
+            }
         }
         Err(_) if std::fs::read_dir(dir)?.next().is_some() => {
             bail!(
@@ -421,7 +448,7 @@ fn fresh_manifest(args: &StartArgs) -> Result<Manifest> {
     let deployer = deployer_key(options.own_l1)?;
     let rpc = match &args.l1_rpc {
         Some(u) => u.clone(),
-        None => format!("http://127.0.0.1:{}", options.l1_port),
+        None => format!("http://{}:{}", l1_host(&options), options.l1_port),
     };
     Ok(Manifest {
         state: "starting".into(),
@@ -506,6 +533,17 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
         ));
     }
     check_ports(d, &o)?;
+    if o.netns {
+        let n = Netns::for_base_port(o.base_port);
+        let count = o.nodes.saturating_add(o.rpc_nodes);
+        d.progress.start(&format!(
+            "creating {count} network namespaces on bridge {} ({}/24)",
+            n.bridge(),
+            n.gateway()
+        ));
+        n.setup(count)?;
+        d.progress.done("up");
+    }
     let deployer = deployer_key(o.own_l1)?;
     let l1 = start_l1(d, &o, &deployer, anvil).await?;
     if !earlier {
@@ -534,7 +572,8 @@ fn check_ports(d: &mut Devnet, o: &Options) -> Result<()> {
     if o.own_l1 {
         port_free(o.l1_port, "L1 RPC")?;
     }
-    for i in 0..o.nodes + o.rpc_nodes {
+    // With --netns the nodes' ports are in namespaces of their own, created afresh.
+    for i in (0..o.nodes + o.rpc_nodes).filter(|_| !o.netns) {
         for (k, what) in [(0, "p2p"), (1, "gossip"), (2, "RPC"), (3, "metrics")] {
             port_free(node_port(o.base_port, i, k)?, &format!("node{i} {what}"))?;
         }
@@ -542,6 +581,32 @@ fn check_ports(d: &mut Devnet, o: &Options) -> Result<()> {
     d.progress.done("free");
 
     Ok(())
+}
+
+/// Where the devnet's anvil listens: the namespaces' bridge with `--netns` (the nodes reach it there), else
+/// loopback.
+fn l1_host(o: &Options) -> std::net::Ipv4Addr {
+    if o.netns {
+        Netns::for_base_port(o.base_port).gateway()
+    } else {
+        std::net::Ipv4Addr::LOCALHOST
+    }
+}
+
+/// The host of node i (sequencers, then RPC nodes) and its namespace with `--netns`.
+fn node_host(o: &Options, i: usize) -> Result<(std::net::Ipv4Addr, Option<manifest::Netns>)> {
+    if !o.netns {
+        return Ok((std::net::Ipv4Addr::LOCALHOST, None));
+    }
+    let n = Netns::for_base_port(o.base_port);
+    let addr = n.addr(i)?;
+    Ok((
+        addr,
+        Some(manifest::Netns {
+            name: n.namespace(i),
+            addr: addr.to_string(),
+        }),
+    ))
 }
 
 /// anvil started (or the given L1 reached); returns a provider signing with the deployer key.
@@ -554,12 +619,13 @@ async fn start_l1(
     if o.own_l1 {
         let anvil = anvil?;
         d.progress.start(&format!(
-            "starting anvil on 127.0.0.1:{} ({})",
+            "starting anvil on {}:{} ({})",
+            l1_host(o),
             o.l1_port,
             anvil.display()
         ));
         let mut cmd = Command::new(&anvil);
-        cmd.args(["--host", "127.0.0.1", "--port", &o.l1_port.to_string()])
+        cmd.args(["--host", &l1_host(o).to_string(), "--port", &o.l1_port.to_string()])
             .args(["--block-time", &o.l1_block_time_secs.to_string()])
             .arg("--state")
             .arg(d.dir.join("l1/state.json"))
@@ -670,8 +736,16 @@ async fn start_nodes(d: &mut Devnet, o: &Options) -> Result<()> {
     let pass = d.dir.join("l2/passphrase");
     let node_log = std::env::var("METIS_DEVNET_NODE_LOG").unwrap_or_else(|_| "info".into());
     let workers = runtime_workers(o.nodes.saturating_add(o.rpc_nodes));
-    let spawn = |name: &str, config: &Path, log: &Path| {
-        let mut cmd = Command::new(&exe);
+    let spawn = |name: &str, config: &Path, log: &Path, netns: &Option<manifest::Netns>| {
+        // `ip netns exec` enters the namespace and execs the node: the pid is the node's.
+        let mut cmd = match netns {
+            Some(n) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &n.name]).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
         cmd.arg("node")
             .arg("--config")
             .arg(config)
@@ -685,13 +759,13 @@ async fn start_nodes(d: &mut Devnet, o: &Options) -> Result<()> {
     };
     for i in 0..o.nodes {
         let n = &d.manifest.nodes[i];
-        let p = spawn(&n.name, &n.config, &n.log)?;
+        let p = spawn(&n.name, &n.config, &n.log, &n.netns)?;
         d.manifest.nodes[i].pid = Some(p.pid());
         d.procs.nodes.push(p);
     }
     for j in 0..o.rpc_nodes {
         let n = &d.manifest.rpc_nodes[j];
-        let p = spawn(&n.name, &n.config, &n.log)?;
+        let p = spawn(&n.name, &n.config, &n.log, &n.netns)?;
         d.manifest.rpc_nodes[j].pid = Some(p.pid());
         d.procs.rpc_nodes.push(p);
     }
@@ -877,6 +951,12 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
     if o.batch_blobs {
         argv.push("--batch-blobs".into());
     }
+    if o.netns {
+        let hosts = (0..o.nodes + o.rpc_nodes)
+            .map(|i| Ok(node_host(o, i)?.0.to_string()))
+            .collect::<Result<Vec<_>>>()?;
+        argv.extend(["--hosts".into(), hosts.join(",")]);
+    }
     let mut cli = Cli::try_parse_from(&argv).context("building the network's options")?;
     cli.t.set_l1_admin(deployer.clone());
     let pass_file = crate::node_cmd::generate_testnet(&cli.t).await?;
@@ -894,15 +974,16 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
             .parse()
             .context("owner key")?;
         let port = |k| node_port(o.base_port, i, k);
+        let (h, netns) = node_host(o, i)?;
         d.manifest.nodes.push(Node {
             name: format!("node{i}"),
-            rpc: format!("http://127.0.0.1:{}", port(2)?),
-            ws: format!("ws://127.0.0.1:{}", port(2)?),
-            api: format!("http://127.0.0.1:{}", port(2)?),
-            p2p: format!("/ip4/127.0.0.1/tcp/{}", port(0)?),
-            gossip: format!("127.0.0.1:{}", port(1)?),
-            metrics: format!("http://127.0.0.1:{}/metrics", port(3)?),
-            dashboard: format!("http://127.0.0.1:{}/dashboard", port(2)?),
+            rpc: format!("http://{h}:{}", port(2)?),
+            ws: format!("ws://{h}:{}", port(2)?),
+            api: format!("http://{h}:{}", port(2)?),
+            p2p: format!("/ip4/{h}/tcp/{}", port(0)?),
+            gossip: format!("{h}:{}", port(1)?),
+            metrics: format!("http://{h}:{}/metrics", port(3)?),
+            dashboard: format!("http://{h}:{}/dashboard", port(2)?),
             data_dir: home.join("data"),
             config: home.join("config.toml"),
             log: d.dir.join(format!("logs/node{i}.log")),
@@ -911,6 +992,7 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
             stake: o.stakes[i],
             owner: format!("{}", owner.address()),
             owner_key_file,
+            netns,
         });
     }
     d.manifest.rpc_nodes.clear();
@@ -919,17 +1001,19 @@ async fn generate(d: &mut Devnet, o: &Options, deployer: &PrivateKeySigner) -> R
         let i = o.nodes + j;
         let home = out.join(format!("node{i}"));
         let port = |k| node_port(o.base_port, i, k);
+        let (h, netns) = node_host(o, i)?;
         d.manifest.rpc_nodes.push(RpcNode {
             name: format!("rpc{j}"),
-            rpc: format!("http://127.0.0.1:{}", port(2)?),
-            ws: format!("ws://127.0.0.1:{}", port(2)?),
-            p2p: format!("/ip4/127.0.0.1/tcp/{}", port(0)?),
-            metrics: format!("http://127.0.0.1:{}/metrics", port(3)?),
-            dashboard: format!("http://127.0.0.1:{}/dashboard", port(2)?),
+            rpc: format!("http://{h}:{}", port(2)?),
+            ws: format!("ws://{h}:{}", port(2)?),
+            p2p: format!("/ip4/{h}/tcp/{}", port(0)?),
+            metrics: format!("http://{h}:{}/metrics", port(3)?),
+            dashboard: format!("http://{h}:{}/dashboard", port(2)?),
             data_dir: home.join("data"),
             config: home.join("config.toml"),
             log: d.dir.join(format!("logs/rpc{j}.log")),
             pid: None,
+            netns,
         });
     }
     if let Some(n) = d.manifest.nodes.first() {

@@ -1,0 +1,160 @@
+//! The invariants after every round: no fork, no accepted transaction lost, the PoS ledger's state the same on
+//! every node, the batches on L1 equal to the nodes' headers, and no evidence against anyone (every node is
+//! honest here). Each is a result, so a round's table row names every failure, not only the first.
+
+use crate::load::Sent;
+use alloy::primitives::B256;
+use metis_contracts::BatchInbox;
+use metis_testkit::devnet::Devnet;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// What the checks have seen so far, so that each round reads only what is new.
+#[derive(Default)]
+pub struct Seen {
+    /// Heights 1..=checked have the same hash on every node; their transactions are in `included`.
+    pub checked: u64,
+    pub included: HashSet<B256>,
+    /// L1 batches 0..batches were compared with every node.
+    pub batches: u64,
+    /// Accepted transactions already reported lost (a later round does not count them again).
+    pub lost: HashSet<B256>,
+}
+
+/// Heights `seen.checked + 1 ..= to` compared across `nodes` (hash), their transactions collected.
+async fn scan(net: &Devnet, nodes: &[usize], to: u64, seen: &mut Seen) -> Result<(), String> {
+    for h in seen.checked + 1..=to {
+        let first = net
+            .block(nodes[0], h)
+            .await
+            .ok_or(format!("node {} has no block {h}", nodes[0]))?;
+        for i in &nodes[1..] {
+            let b = net.block(*i, h).await.ok_or(format!("node {i} has no block {h}"))?;
+            if b["hash"] != first["hash"] {
+                return Err(format!(
+                    "fork at height {h}: node {} has {}, node {i} has {}",
+                    nodes[0], first["hash"], b["hash"]
+                ));
+            }
+        }
+        for t in first["transactions"].as_array().into_iter().flatten() {
+            if let Some(hash) = t.as_str().and_then(|s| s.parse().ok()) {
+                seen.included.insert(hash);
+            }
+        }
+        seen.checked = h;
+    }
+    Ok(())
+}
+
+async fn min_head(net: &Devnet, nodes: &[usize]) -> Option<u64> {
+    let mut m = u64::MAX;
+    for i in nodes {
+        m = m.min(net.head(*i).await?);
+    }
+    Some(m)
+}
+
+/// No fork up to the lowest head, and every transaction in `sent` in a block within `within` (else lost).
+/// Returns the lost ones.
+pub async fn no_fork_and_nothing_lost(
+    net: &Devnet,
+    nodes: &[usize],
+    sent: &[Sent],
+    seen: &mut Seen,
+    within: Duration,
+) -> (Result<(), String>, Vec<Sent>) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(to) = min_head(net, nodes).await {
+            if let Err(e) = scan(net, nodes, to, seen).await {
+                return (Err(e), Vec::new());
+            }
+        }
+        let lost: Vec<Sent> = sent
+            .iter()
+            .filter(|s| !seen.included.contains(&s.hash))
+            .cloned()
+            .collect();
+        if lost.is_empty() || Instant::now() > deadline {
+            return (Ok(()), lost);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The PoS ledger's state hash, read on every node at the same height.
+pub async fn same_ledger(net: &Devnet, nodes: &[usize]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = Vec::new();
+    while Instant::now() < deadline {
+        let mut got: Vec<(u64, Value)> = Vec::new();
+        for i in nodes {
+            match net.call(*i, "metis_ledger", json!([])).await {
+                Ok(l) => got.push((l["height"].as_u64().unwrap_or(0), l["state_hash"].clone())),
+                Err(e) => return Err(format!("node {i}: metis_ledger: {e}")),
+            }
+        }
+        if got.iter().all(|g| g.0 == got[0].0) {
+            return match got.iter().position(|g| g.1 != got[0].1) {
+                None => Ok(()),
+                Some(k) => Err(format!(
+                    "ledger differs at height {}: node {} {} against node {} {}",
+                    got[0].0, nodes[0], got[0].1, nodes[k], got[k].1
+                )),
+            };
+        }
+        last = got;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!(
+        "the nodes were never at the same ledger height in 30 s: {last:?}"
+    ))
+}
+
+/// Every batch L1 holds (they are contiguous: the inbox takes only the next index and block) has the hash each
+/// node computed for it.
+pub async fn batches_match(net: &Devnet, nodes: &[usize], seen: &mut Seen) -> Result<(), String> {
+    let inbox = BatchInbox::new(net.contract("batch_inbox"), net.l1());
+    let next = inbox.nextIndex().call().await.map_err(|e| format!("nextIndex: {e}"))?;
+    for index in seen.batches..next {
+        let on_l1 = inbox
+            .batchHashes(alloy::primitives::U256::from(index))
+            .call()
+            .await
+            .map_err(|e| format!("batchHashes({index}): {e}"))?;
+        for i in nodes {
+            let b = net
+                .call(*i, "metis_getBatchByIndex", json!([index]))
+                .await
+                .map_err(|e| format!("node {i}: batch {index}: {e}"))?;
+            if b["hash"].as_str().and_then(|h| h.parse::<B256>().ok()) != Some(on_l1) {
+                return Err(format!("batch {index}: L1 has {on_l1}, node {i} has {}", b["hash"]));
+            }
+        }
+        seen.batches = index + 1;
+    }
+    Ok(())
+}
+
+/// No node holds an offence: every node here is honest.
+pub async fn no_evidence(net: &Devnet, nodes: &[usize]) -> Result<(), String> {
+    for i in nodes {
+        let o = net
+            .call(*i, "metis_evidence", json!([]))
+            .await
+            .map_err(|e| format!("node {i}: {e}"))?;
+        if o != json!([]) {
+            return Err(format!("node {i} holds an offence against an honest node: {o}"));
+        }
+        let v = net
+            .call(*i, "metis_validators", json!([]))
+            .await
+            .map_err(|e| format!("node {i}: {e}"))?;
+        if let Some(j) = v.as_array().into_iter().flatten().find(|s| !s["jail"].is_null()) {
+            return Err(format!("node {i}: a sequencer is jailed: {j}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! One round: a fault held for a while under the load, healed, the time until the chain is back at its pace,
+//! then every invariant. A round never panics: what failed goes into its row, so the table shows every round.
+
+use crate::checks::{self, Seen};
+use crate::load::Load;
+use crate::NODES;
+use metis_testkit::devnet::Devnet;
+use std::time::{Duration, Instant};
+
+/// After a heal, every node is past the highest head at the heal within this, or the round fails.
+const RECOVERY_BOUND: Duration = Duration::from_secs(30);
+/// A 2-2 split halts the chain; after the heal it decides again within this (the issue's bound).
+const SPLIT_RESUME_BOUND: Duration = Duration::from_secs(10);
+/// Every accepted transaction is in a block within this after the round's heal and recovery.
+const INCLUSION_BOUND: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The producer cut off from the other sequencers: they fail over; it catches up after the heal.
+    IsolateProducer,
+    /// A sequencer that is not producing cut off from the others.
+    IsolateFollower,
+    /// Two against two (the producer on one side): no side has more than 2/3, so no block is decided.
+    Split,
+}
+
+impl Fault {
+    pub fn all() -> &'static [Fault] {
+        &[Fault::IsolateProducer, Fault::IsolateFollower, Fault::Split]
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::IsolateProducer => "isolate the producer",
+            Fault::IsolateFollower => "isolate a follower",
+            Fault::Split => "2-2 split",
+        }
+    }
+}
+
+pub struct Row {
+    fault: Fault,
+    hold: Duration,
+    accepted: usize,
+    lost: usize,
+    from: u64,
+    to: u64,
+    /// From the heal until every node was past the highest head at the heal.
+    recovery: Option<Duration>,
+    /// What the fault did while it held (blocks decided on each side).
+    during: String,
+    failures: Vec<String>,
+}
+
+impl Row {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    fn recovery_text(&self) -> String {
+        self.recovery
+            .map_or("never".to_string(), |r| format!("{:.1} s", r.as_secs_f64()))
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{}: held {} s, {} accepted, {} lost, heights {}..{}, back in {}; {}; {}",
+            self.fault.name(),
+            self.hold.as_secs(),
+            self.accepted,
+            self.lost,
+            self.from,
+            self.to,
+            self.recovery_text(),
+            self.during,
+            if self.ok() {
+                "all invariants hold".to_string()
+            } else {
+                format!("FAILED: {}", self.failures.join("; "))
+            }
+        )
+    }
+}
+
+/// The rounds as a Markdown table.
+pub fn table(rows: &[Row]) -> String {
+    let mut t = String::from(
+        "| # | fault | held | txs accepted | lost | heights | back at pace after heal | while held | invariants |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (k, r) in rows.iter().enumerate() {
+        t.push_str(&format!(
+            "| {} | {} | {} s | {} | {} | {}..{} | {} | {} | {} |\n",
+            k + 1,
+            r.fault.name(),
+            r.hold.as_secs(),
+            r.accepted,
+            r.lost,
+            r.from,
+            r.to,
+            r.recovery_text(),
+            r.during,
+            if r.ok() {
+                "hold".to_string()
+            } else {
+                r.failures.join("; ")
+            }
+        ));
+    }
+    t
+}
+
+async fn heads(net: &Devnet) -> Vec<u64> {
+    let mut hs = Vec::new();
+    for i in 0..NODES {
+        hs.push(net.head(i).await.unwrap_or(0));
+    }
+    hs
+}
+
+fn span(hs: &[u64], side: &[usize]) -> (u64, u64) {
+    let v: Vec<u64> = side.iter().map(|i| hs[*i]).collect();
+    (
+        v.iter().copied().min().unwrap_or(0),
+        v.iter().copied().max().unwrap_or(0),
+    )
+}
+
+pub async fn run(net: &Devnet, load: &Load, seen: &mut Seen, fault: Fault, hold: Duration) -> Row {
+    let all: Vec<usize> = (0..NODES).collect();
+    let mut failures = Vec::new();
+    let accepted_before = load.accepted().len();
+    let from = heads(net).await.into_iter().max().unwrap_or(0);
+    let (producer, _, _) = net.producer().await;
+    // a: the side the fault is about (the isolated node, or the producer's half); b: the rest.
+    let a: Vec<usize> = match fault {
+        Fault::IsolateProducer => vec![producer],
+        Fault::IsolateFollower => vec![(producer + 1) % NODES],
+        Fault::Split => vec![producer, (producer + 1) % NODES],
+    };
+    let b: Vec<usize> = all.iter().copied().filter(|i| !a.contains(i)).collect();
+    net.cut(&a, &b);
+    let cut_at = Instant::now();
+    let at_cut = heads(net).await;
+    // Held for `hold`, the heads read as it goes (a halt must hold all along, not only at the end).
+    let mut highest = at_cut.clone();
+    while cut_at.elapsed() < hold {
+        tokio::time::sleep(Duration::from_millis(500).min(hold.saturating_sub(cut_at.elapsed()))).await;
+        for (h, now) in highest.iter_mut().zip(heads(net).await) {
+            *h = (*h).max(now);
+        }
+    }
+    let at_heal = heads(net).await;
+    net.heal();
+    let healed = Instant::now();
+    let (a_lo, a_hi) = (span(&at_cut, &a), span(&at_heal, &a));
+    let (b_lo, b_hi) = (span(&at_cut, &b), span(&at_heal, &b));
+    let during = format!("side {a:?} {}->{}, side {b:?} {}->{}", a_lo.1, a_hi.1, b_lo.1, b_hi.1);
+    match fault {
+        Fault::IsolateProducer | Fault::IsolateFollower => {
+            // Three of four hold more than 2/3 of the stake here: they go on deciding, one block a second.
+            let need = hold.as_secs() / 3;
+            if b_hi.0 < b_lo.1 + need {
+                failures.push(format!(
+                    "the connected three decided too little while it held ({} -> {}, at least {need} expected)",
+                    b_lo.1, b_hi.0
+                ));
+            }
+        }
+        Fault::Split => {
+            // One block may have been in flight at the cut; after it, nothing.
+            let top = highest.iter().copied().max().unwrap_or(0);
+            let before = at_cut.iter().copied().max().unwrap_or(0);
+            if top > before + 1 {
+                failures.push(format!("blocks were decided during the split: {before} -> {top}"));
+            }
+        }
+    }
+    // Back at its pace: every node past the highest head at the heal by two blocks.
+    let target = at_heal.iter().copied().max().unwrap_or(0) + 2;
+    let mut recovery = None;
+    while healed.elapsed() < RECOVERY_BOUND + Duration::from_secs(30) {
+        if heads(net).await.iter().all(|h| *h >= target) {
+            recovery = Some(healed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bound = if fault == Fault::Split {
+        SPLIT_RESUME_BOUND
+    } else {
+        RECOVERY_BOUND
+    };
+    match recovery {
+        None => failures.push(format!(
+            "not every node at height {target} {} s after the heal",
+            healed.elapsed().as_secs()
+        )),
+        Some(r) if r > bound => failures.push(format!(
+            "back after {:.1} s, above the {} s bound",
+            r.as_secs_f64(),
+            bound.as_secs()
+        )),
+        Some(_) => {}
+    }
+    let sent = load.accepted();
+    let (fork, lost) = checks::no_fork_and_nothing_lost(net, &all, &sent, seen, INCLUSION_BOUND).await;
+    if let Err(e) = fork {
+        failures.push(e);
+    }
+    let new_lost: Vec<_> = lost.iter().filter(|s| seen.lost.insert(s.hash)).collect();
+    if !new_lost.is_empty() {
+        let first = new_lost[0];
+        failures.push(format!(
+            "{} accepted transactions in no block {} s later (first {} through node {}, {:.0} s ago)",
+            new_lost.len(),
+            INCLUSION_BOUND.as_secs(),
+            first.hash,
+            first.node,
+            first.at.elapsed().as_secs_f64()
+        ));
+    }
+    for r in [
+        checks::same_ledger(net, &all).await,
+        checks::batches_match(net, &all, seen).await,
+        checks::no_evidence(net, &all).await,
+    ] {
+        if let Err(e) = r {
+            failures.push(e);
+        }
+    }
+    Row {
+        fault,
+        hold,
+        accepted: sent.len().saturating_sub(accepted_before),
+        lost: new_lost.len(),
+        from,
+        to: seen.checked,
+        recovery,
+        during,
+        failures,
+    }
+}
