@@ -7,11 +7,12 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/metis-seq/target
 TOOLS := $(CURDIR)/.tools/bin
 FORGE := cd contracts && PATH="$(TOOLS):$$PATH" forge
 
-.PHONY: help tools build contracts artifacts check-artifacts fmt fmt-check clippy forge-test rust-test test devnet bench-rpc bench-net bench-exec bench-scale bench-keyrounds plot-scale plot-tools
+.PHONY: help tools build contracts artifacts check-artifacts fmt fmt-check clippy forge-test rust-test test devnet bench-rpc bench-net bench-exec bench-scale bench-keyrounds plot-scale plot-tools chaos
 
 help:
 	@echo "make devnet   start a local devnet: anvil + contracts + 4 sequencers locked on L1, DKG, batches (./devnet, devnet.json)"
 	@echo "make test     bootstrap tools, fmt, clippy, forge tests, artifact check, Rust tests"
+	@echo "make chaos    the chaos suite: every fault on a --netns devnet under load, invariants, a table (ROUNDS=N SEED=S HOLD=secs)"
 	@echo "make artifacts  rebuild contracts and refresh the ABIs/bytecode the Rust side embeds"
 	@echo "make bench-rpc | bench-net | bench-exec | bench-scale | bench-keyrounds   benchmarks (TXS=, ACCOUNTS=, RATE=, NODES= for bench-net; NODES=\"4 10\" for bench-scale); figures in docs/benchmarks.md"
 
@@ -69,6 +70,12 @@ bench-exec:
 	cargo bench -p metis-execution --bench execute
 
 # NODES="4 10 16": one devnet per size, its figures as JSON lines in bench-scale.jsonl, a table and a plot.
+# Every chaos fault, ROUNDS rounds in a random order with random hold times around HOLD seconds (SEED repeats a
+# run); prints the table. `make test` runs a short fixed selection.
+chaos: tools
+	METIS_CHAOS_ROUNDS=$${ROUNDS:-all} METIS_CHAOS_SEED=$${SEED:-} METIS_CHAOS_HOLD_SECS=$${HOLD:-30} \
+	  cargo test --workspace --test chaos -- --nocapture
+
 bench-scale: tools plot-tools
 	cargo build --release --bin metis-seq
 	python3 scripts/bench_scale.py "$(CARGO_TARGET_DIR)/release/metis-seq" "$(TOOLS)/anvil" "$${NODES:-4 10}" "$${OUT:-bench-scale.jsonl}"

@@ -3,7 +3,7 @@
 # Foundry 1.7.1 (anvil, forge, cast) and solc-js from the npm registry, a `solc` wrapper forge
 # can use, OpenZeppelin contracts, and ethers (the real client of the RPC compatibility test). Versions are
 # pinned in tools/package.json + package-lock.json.
-# From Debian (as root, when missing): nodejs/npm, a C compiler, faketime, chromium.
+# From Debian (as root, when missing): nodejs/npm, a C compiler, faketime, iproute2, chromium.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,6 +46,16 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
     apt-get update -qq >/dev/null && apt-get install -y -qq faketime >/dev/null || die "could not install faketime"
   else
     die "libfaketime is required by the skewed-clock tests (Debian: apt-get install faketime)"
+  fi
+fi
+
+# The chaos suite runs each sequencer in a network namespace of its own (iproute2's `ip`).
+if ! have ip; then
+  if have apt-get && [ "$(id -u)" = 0 ]; then
+    say "installing iproute2 from Debian packages"
+    apt-get update -qq >/dev/null && apt-get install -y -qq iproute2 >/dev/null || die "could not install iproute2"
+  else
+    die "iproute2 (ip) is required by the chaos suite (Debian: apt-get install iproute2)"
   fi
 fi
 

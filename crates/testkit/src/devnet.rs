@@ -34,6 +34,8 @@ pub struct Devnet {
     client: reqwest::Client,
     /// Every pid the manifest ever named, for the cleanup.
     seen_pids: Vec<u32>,
+    /// Sequencers the test stopped and started again itself ([`Devnet::respawn`]): stopped when this drops.
+    respawned: Vec<(usize, ChildGuard)>,
 }
 
 impl Devnet {
@@ -74,6 +76,7 @@ impl Devnet {
             m: Value::Null,
             client: reqwest::Client::new(),
             seen_pids: Vec::new(),
+            respawned: Vec::new(),
         };
         d.launch().await;
         d
@@ -143,6 +146,46 @@ impl Devnet {
                 self.seen_pids.push(p);
             }
         }
+    }
+
+    /// Stops sequencer `i` (started by the devnet or by an earlier respawn) and starts it again from the test, with
+    /// `env` added (a skewed clock, say), in its network namespace on a `--netns` devnet; its output goes on in
+    /// its log. It is stopped when this handle drops.
+    pub fn respawn(&mut self, i: usize, env: &[(&'static str, String)]) {
+        if let Some(k) = self.respawned.iter().position(|(n, _)| *n == i) {
+            drop(self.respawned.remove(k));
+        } else if let Some(pid) = self.reload()["nodes"][i]["pid"].as_u64() {
+            let pid = pid as u32;
+            kill(pid, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while alive(pid) {
+                assert!(Instant::now() < deadline, "node {i} did not stop in 30 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let node = &self.m["nodes"][i];
+        let config = node["config"].as_str().expect("config").to_string();
+        let log = PathBuf::from(node["log"].as_str().expect("log"));
+        let mut cmd = match node["netns"]["name"].as_str() {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(metis_seq_bin());
+                c
+            }
+            None => Command::new(metis_seq_bin()),
+        };
+        cmd.args(["node", "--config", &config, "--passphrase-file"])
+            .arg(self.dir.join("l2/passphrase"))
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let out = std::fs::OpenOptions::new().append(true).open(&log).expect("node log");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawning the node");
+        self.respawned.push((i, ChildGuard(child, log)));
     }
 
     /// The pids of the nodes and anvil the manifest names now (re-read).
@@ -346,6 +389,8 @@ impl Devnet {
 
 impl Drop for Devnet {
     fn drop(&mut self) {
+        // The test's own node processes first: the supervisor then removes their network namespaces.
+        self.respawned.clear();
         if let Some(mut c) = self.child.take() {
             kill(c.id(), libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(40);

@@ -73,7 +73,30 @@ impl Devnet {
         self.cut(&[i], &others);
     }
 
-    /// Every cut between the sequencers healed.
+    /// The address anvil listens on (the host side of the bridge, not the one the test reaches nodes from).
+    pub fn l1_addr(&self) -> String {
+        let url = self.l1_rpc();
+        let rest = url.trim_start_matches("http://");
+        rest.split(':').next().expect("host").to_string()
+    }
+
+    /// Sequencers `nodes` cut off from L1 (they still reach each other and answer the test).
+    pub fn cut_l1(&self, nodes: &[usize]) {
+        let l1 = self.l1_addr();
+        for i in nodes {
+            ip(&[
+                "-n",
+                &self.netns(*i),
+                "route",
+                "replace",
+                "blackhole",
+                &format!("{l1}/32"),
+            ])
+            .expect("cut L1");
+        }
+    }
+
+    /// Every cut (between the sequencers, and to L1) healed.
     pub fn heal(&self) {
         for i in 0..self.nodes().len() {
             ip(&["-n", &self.netns(i), "route", "flush", "type", "blackhole"]).expect("heal the links");

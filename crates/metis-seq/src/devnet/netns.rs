@@ -5,13 +5,14 @@
 //!
 //! Layout for a devnet whose base port is B (X = B/100 mod 250, so devnets on other ports do not collide):
 //! the bridge `msqXbr` with 10.77.X.254/24, node i in namespace `msqXn<i>` at 10.77.X.(i+1) on its `eth0`,
-//! whose other end `msqXh<i>` is on the bridge.
+//! whose other end `msqXh<i>` is on the bridge. anvil listens on a second address of the bridge, 10.77.X.253,
+//! so a test can cut the nodes off from L1 alone (a route to .253) and still reach them from .254.
 
 use anyhow::{bail, Context, Result};
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-/// Nodes one subnet holds (.1 to .250; .254 is the host side).
+/// Nodes one subnet holds (.1 to .250; .253 and .254 are the host side).
 pub const MAX_NODES: usize = 250;
 
 #[derive(Clone, Copy, Debug)]
@@ -47,9 +48,14 @@ impl Netns {
         format!("{}p{i}", self.prefix())
     }
 
-    /// The host side: the bridge's address (anvil listens here).
+    /// The host side: the bridge's address (tools reach the nodes from here).
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::new(10, 77, self.octet, 254)
+    }
+
+    /// The bridge's second address, where anvil listens.
+    pub fn l1_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, self.octet, 253)
     }
 
     pub fn addr(&self, i: usize) -> Result<Ipv4Addr> {
@@ -71,6 +77,7 @@ impl Netns {
         ip(&["link", "add", &br, "type", "bridge"])
             .context("--netns needs root (CAP_NET_ADMIN) and iproute2's `ip` (Debian: apt-get install iproute2)")?;
         ip(&["addr", "add", &format!("{}/24", self.gateway()), "dev", &br])?;
+        ip(&["addr", "add", &format!("{}/24", self.l1_addr()), "dev", &br])?;
         ip(&["link", "set", &br, "up"])?;
         for i in 0..count {
             let (ns, host, node) = (self.namespace(i), self.host_veth(i), self.node_veth(i));

@@ -88,8 +88,8 @@ pub struct StartArgs {
     #[arg(long, default_value_t = 180)]
     pub ready_timeout: u64,
     /// Each node in a Linux network namespace of its own, at its own address on a bridge (10.77.X.0/24, X from
-    /// the base port; anvil on the host side at .254): real addresses, and links a test can cut. Needs root and
-    /// iproute2.
+    /// the base port; the host side at .254, anvil at .253): real addresses, and links a test can cut. Needs
+    /// root and iproute2.
     #[arg(long)]
     pub netns: bool,
 }
@@ -587,7 +587,7 @@ fn check_ports(d: &mut Devnet, o: &Options) -> Result<()> {
 /// loopback.
 fn l1_host(o: &Options) -> std::net::Ipv4Addr {
     if o.netns {
-        Netns::for_base_port(o.base_port).gateway()
+        Netns::for_base_port(o.base_port).l1_addr()
     } else {
         std::net::Ipv4Addr::LOCALHOST
     }

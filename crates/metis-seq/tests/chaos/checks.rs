@@ -158,3 +158,26 @@ pub async fn no_evidence(net: &Devnet, nodes: &[usize]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// L1's batches cover every L2 block up to `block` within `within` (the poster caught up after the fault).
+pub async fn batches_cover(net: &Devnet, block: u64, within: Duration) -> Result<(), String> {
+    let inbox = BatchInbox::new(net.contract("batch_inbox"), net.l1());
+    let deadline = Instant::now() + within;
+    loop {
+        let next = inbox
+            .nextL2Block()
+            .call()
+            .await
+            .map_err(|e| format!("nextL2Block: {e}"))?;
+        if next > block {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "L1's batches end before block {next}, {} s after the heal; block {block} was due",
+                within.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -22,11 +22,14 @@ struct Plan {
     rounds: Vec<(Fault, Duration)>,
 }
 
-/// From the environment: `METIS_CHAOS_ROUNDS` (0: the CI selection), `METIS_CHAOS_SEED`, `METIS_CHAOS_HOLD_SECS`
+/// From the environment: `METIS_CHAOS_ROUNDS` (0 or unset: the CI selection; "all": each fault once), `METIS_CHAOS_SEED`, `METIS_CHAOS_HOLD_SECS`
 /// (how long a fault lasts; random within ±1/3 of it in a random run).
 fn plan() -> Plan {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let rounds: usize = var("METIS_CHAOS_ROUNDS").map_or(0, |v| v.parse().expect("METIS_CHAOS_ROUNDS"));
+    let rounds: usize = var("METIS_CHAOS_ROUNDS").map_or(0, |v| match v.as_str() {
+        "all" => Fault::all().len(),
+        n => n.parse().expect("METIS_CHAOS_ROUNDS: a number or \"all\""),
+    });
     let seed = var("METIS_CHAOS_SEED").map_or_else(rand::random::<u64>, |v| v.parse().expect("METIS_CHAOS_SEED"));
     let hold = var("METIS_CHAOS_HOLD_SECS").map_or(if rounds == 0 { 15 } else { 30 }, |v| {
         v.parse().expect("METIS_CHAOS_HOLD_SECS")
@@ -75,13 +78,13 @@ async fn chaos_rounds_on_real_networks_lose_nothing_and_never_fork() {
         plan.seed,
         plan.rounds.len()
     );
-    let net = Devnet::start("chaos", 10, &["--netns", "--epoch-length", "10"]).await;
+    let mut net = Devnet::start("chaos", 10, &["--netns", "--epoch-length", "10"]).await;
     let load = load::Load::start(&net, NODES, Duration::from_millis(250)).await;
     let mut seen = checks::Seen::default();
     let mut rows = Vec::new();
     for (k, (fault, hold)) in plan.rounds.iter().enumerate() {
         println!("[chaos] round {}: {} for {} s", k + 1, fault.name(), hold.as_secs());
-        let row = rounds::run(&net, &load, &mut seen, *fault, *hold).await;
+        let row = rounds::run(&mut net, &load, &mut seen, *fault, *hold).await;
         println!("[chaos]   {}", row.line());
         rows.push(row);
     }

@@ -5,6 +5,7 @@ use crate::checks::{self, Seen};
 use crate::load::Load;
 use crate::NODES;
 use metis_testkit::devnet::Devnet;
+use metis_testkit::testnet::skewed_clock;
 use std::time::{Duration, Instant};
 
 /// After a heal, every node is past the highest head at the heal within this, or the round fails.
@@ -13,6 +14,12 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 const SPLIT_RESUME_BOUND: Duration = Duration::from_secs(10);
 /// Every accepted transaction is in a block within this after the round's heal and recovery.
 const INCLUSION_BOUND: Duration = Duration::from_secs(60);
+/// L1's batches cover the chain up to the heal (less two batches in the making) within this after the recovery.
+const BATCH_BOUND: Duration = Duration::from_secs(90);
+/// The devnet's batch length (its default `--batch-blocks`).
+const BATCH_BLOCKS: u64 = 10;
+/// How far the clock rounds move a node's wall clock.
+const SKEW: &str = "20s";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -22,11 +29,25 @@ pub enum Fault {
     IsolateFollower,
     /// Two against two (the producer on one side): no side has more than 2/3, so no block is decided.
     Split,
+    /// Every sequencer cut off from L1: the chain goes on; batches wait and are posted after the heal.
+    L1Down,
+    /// The producer restarted with its wall clock 20 s ahead (libfaketime): its blocks are from the future
+    /// for the others, who decide without it; restarted with the right clock at the heal.
+    ClockFast,
+    /// The producer restarted with its wall clock 20 s behind.
+    ClockSlow,
 }
 
 impl Fault {
     pub fn all() -> &'static [Fault] {
-        &[Fault::IsolateProducer, Fault::IsolateFollower, Fault::Split]
+        &[
+            Fault::IsolateProducer,
+            Fault::IsolateFollower,
+            Fault::Split,
+            Fault::L1Down,
+            Fault::ClockFast,
+            Fault::ClockSlow,
+        ]
     }
 
     pub fn name(&self) -> &'static str {
@@ -34,6 +55,9 @@ impl Fault {
             Fault::IsolateProducer => "isolate the producer",
             Fault::IsolateFollower => "isolate a follower",
             Fault::Split => "2-2 split",
+            Fault::L1Down => "L1 unreachable",
+            Fault::ClockFast => "producer's clock +20 s",
+            Fault::ClockSlow => "producer's clock -20 s",
         }
     }
 }
@@ -126,7 +150,7 @@ fn span(hs: &[u64], side: &[usize]) -> (u64, u64) {
     )
 }
 
-pub async fn run(net: &Devnet, load: &Load, seen: &mut Seen, fault: Fault, hold: Duration) -> Row {
+pub async fn run(net: &mut Devnet, load: &Load, seen: &mut Seen, fault: Fault, hold: Duration) -> Row {
     let all: Vec<usize> = (0..NODES).collect();
     let mut failures = Vec::new();
     let accepted_before = load.accepted().len();
@@ -134,12 +158,18 @@ pub async fn run(net: &Devnet, load: &Load, seen: &mut Seen, fault: Fault, hold:
     let (producer, _, _) = net.producer().await;
     // a: the side the fault is about (the isolated node, or the producer's half); b: the rest.
     let a: Vec<usize> = match fault {
-        Fault::IsolateProducer => vec![producer],
+        Fault::IsolateProducer | Fault::ClockFast | Fault::ClockSlow => vec![producer],
         Fault::IsolateFollower => vec![(producer + 1) % NODES],
         Fault::Split => vec![producer, (producer + 1) % NODES],
+        Fault::L1Down => all.clone(),
     };
     let b: Vec<usize> = all.iter().copied().filter(|i| !a.contains(i)).collect();
-    net.cut(&a, &b);
+    match fault {
+        Fault::IsolateProducer | Fault::IsolateFollower | Fault::Split => net.cut(&a, &b),
+        Fault::L1Down => net.cut_l1(&all),
+        Fault::ClockFast => net.respawn(producer, &skewed_clock(&format!("+{SKEW}"))),
+        Fault::ClockSlow => net.respawn(producer, &skewed_clock(&format!("-{SKEW}"))),
+    }
     let cut_at = Instant::now();
     let at_cut = heads(net).await;
     // Held for `hold`, the heads read as it goes (a halt must hold all along, not only at the end).
@@ -151,19 +181,31 @@ pub async fn run(net: &Devnet, load: &Load, seen: &mut Seen, fault: Fault, hold:
         }
     }
     let at_heal = heads(net).await;
-    net.heal();
+    match fault {
+        Fault::ClockFast | Fault::ClockSlow => net.respawn(producer, &[]),
+        _ => net.heal(),
+    }
     let healed = Instant::now();
     let (a_lo, a_hi) = (span(&at_cut, &a), span(&at_heal, &a));
     let (b_lo, b_hi) = (span(&at_cut, &b), span(&at_heal, &b));
     let during = format!("side {a:?} {}->{}, side {b:?} {}->{}", a_lo.1, a_hi.1, b_lo.1, b_hi.1);
     match fault {
-        Fault::IsolateProducer | Fault::IsolateFollower => {
+        Fault::IsolateProducer | Fault::IsolateFollower | Fault::ClockFast | Fault::ClockSlow => {
             // Three of four hold more than 2/3 of the stake here: they go on deciding, one block a second.
             let need = hold.as_secs() / 3;
             if b_hi.0 < b_lo.1 + need {
                 failures.push(format!(
-                    "the connected three decided too little while it held ({} -> {}, at least {need} expected)",
+                    "the other three decided too little while it held ({} -> {}, at least {need} expected)",
                     b_lo.1, b_hi.0
+                ));
+            }
+        }
+        Fault::L1Down => {
+            let need = hold.as_secs() / 3;
+            if a_hi.0 < a_lo.1 + need {
+                failures.push(format!(
+                    "the chain decided too little without L1 ({} -> {}, at least {need} expected)",
+                    a_lo.1, a_hi.0
                 ));
             }
         }
@@ -220,7 +262,9 @@ pub async fn run(net: &Devnet, load: &Load, seen: &mut Seen, fault: Fault, hold:
             first.at.elapsed().as_secs_f64()
         ));
     }
+    let due = target.saturating_sub(2 + 2 * BATCH_BLOCKS);
     for r in [
+        checks::batches_cover(net, due, BATCH_BOUND).await,
         checks::same_ledger(net, &all).await,
         checks::batches_match(net, &all, seen).await,
         checks::no_evidence(net, &all).await,
