@@ -36,6 +36,9 @@ pub struct Devnet {
     seen_pids: Vec<u32>,
     /// Sequencers the test stopped and started again itself ([`Devnet::respawn`]): stopped when this drops.
     respawned: Vec<(usize, ChildGuard)>,
+    /// The address the other sequencers reach each one at, when the links go through fault proxies
+    /// ([`Devnet::proxy_links`]); a cut blocks it too.
+    pub(crate) reached_at: Vec<String>,
 }
 
 impl Devnet {
@@ -77,6 +80,7 @@ impl Devnet {
             client: reqwest::Client::new(),
             seen_pids: Vec::new(),
             respawned: Vec::new(),
+            reached_at: Vec::new(),
         };
         d.launch().await;
         d
@@ -290,14 +294,20 @@ impl Devnet {
 
     /// The current epoch's producer, as node 0's PoS API names it: (node index, its signer, its pid).
     pub async fn producer(&self) -> (usize, String, u32) {
+        let (node, signer) = self.producer_node().await;
+        let pid = self.m["nodes"][node]["pid"].as_u64().expect("pid") as u32;
+        (node, signer, pid)
+    }
+
+    /// The current epoch's producer, as node 0's PoS API names it: (node index, its signer).
+    pub async fn producer_node(&self) -> (usize, String) {
         let epoch = self
             .call(0, "metis_currentEpoch", json!([]))
             .await
             .expect("current epoch");
         let signer = epoch["producer_signer"].as_str().expect("producer signer").to_string();
         let node = self.node_of_signer(&signer).expect("the producer is a devnet node");
-        let pid = self.m["nodes"][node]["pid"].as_u64().expect("pid") as u32;
-        (node, signer, pid)
+        (node, signer)
     }
 
     pub async fn call_url(&self, url: &str, method: &str, params: Value) -> Result<Value, String> {

@@ -5,6 +5,7 @@
 
 pub mod dev;
 pub mod devnet;
+pub mod faultproxy;
 pub mod links;
 pub mod rpc;
 pub mod scrape;

@@ -4,6 +4,8 @@
 //! reachable, so a cut-off node keeps running, reading L1 and answering the test.
 
 use crate::devnet::Devnet;
+use crate::faultproxy::{FaultProxy, LinkFault};
+use std::net::SocketAddr;
 use std::process::Command;
 
 /// Network namespaces can be made here (root, iproute2): probed by making and removing one.
@@ -55,14 +57,29 @@ impl Devnet {
             .to_string()
     }
 
+    /// The addresses sequencer `i` is reached at by the others: its own, and its proxies' when links are
+    /// proxied.
+    fn reached_at(&self, i: usize) -> Vec<String> {
+        let mut v = vec![self.node_addr(i)];
+        v.extend(self.reached_at.get(i).cloned());
+        v
+    }
+
     /// Cuts every link between a sequencer in `a` and one in `b`, both ways.
     pub fn cut(&self, a: &[usize], b: &[usize]) {
         for (from, to) in a.iter().flat_map(|x| b.iter().map(move |y| (*x, *y))) {
-            for (ns, addr) in [
-                (self.netns(from), self.node_addr(to)),
-                (self.netns(to), self.node_addr(from)),
-            ] {
-                ip(&["-n", &ns, "route", "replace", "blackhole", &format!("{addr}/32")]).expect("cut a link");
+            for (ns, peer) in [(from, to), (to, from)] {
+                for addr in self.reached_at(peer) {
+                    ip(&[
+                        "-n",
+                        &self.netns(ns),
+                        "route",
+                        "replace",
+                        "blackhole",
+                        &format!("{addr}/32"),
+                    ])
+                    .expect("cut a link");
+                }
             }
         }
     }
@@ -101,5 +118,111 @@ impl Devnet {
         for i in 0..self.nodes().len() {
             ip(&["-n", &self.netns(i), "route", "flush", "type", "blackhole"]).expect("heal the links");
         }
+    }
+}
+
+/// Every link between the sequencers through a [`FaultProxy`] of its own (one for the consensus connections,
+/// one for the transaction gossip, per direction), so delay and loss can be set per link.
+pub struct ProxiedLinks {
+    /// ((from, to), its proxies): node `from` reaches node `to` through them.
+    links: Vec<((usize, usize), [FaultProxy; 2])>,
+}
+
+impl ProxiedLinks {
+    /// The fault on the links between `a` and `b`, both ways.
+    pub fn set(&self, a: usize, b: usize, fault: LinkFault) {
+        for ((from, to), ps) in &self.links {
+            if (*from, *to) == (a, b) || (*from, *to) == (b, a) {
+                ps.iter().for_each(|p| p.set(fault));
+            }
+        }
+    }
+
+    /// The fault on every link of node `k`.
+    pub fn set_node(&self, k: usize, fault: LinkFault) {
+        for ((from, to), ps) in &self.links {
+            if *from == k || *to == k {
+                ps.iter().for_each(|p| p.set(fault));
+            }
+        }
+    }
+
+    /// The fault on every link.
+    pub fn set_all(&self, fault: LinkFault) {
+        self.links
+            .iter()
+            .flat_map(|(_, ps)| ps.iter())
+            .for_each(|p| p.set(fault));
+    }
+}
+
+fn socket(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|e| panic!("address {s}: {e}"))
+}
+
+impl Devnet {
+    /// Routes every link between the sequencers of a `--netns` devnet through fault proxies on the host side of
+    /// the bridge: node j is reached through proxies listening on an address of its own there (10.77.X.(100+j)),
+    /// so a route in a namespace still cuts a link. Each node's config names the proxies as its peers, and each
+    /// node is restarted by the test in turn (the others go on deciding), caught up before the next.
+    pub async fn proxy_links(&mut self) -> ProxiedLinks {
+        let n = self.nodes().len();
+        assert!(n < 100, "proxied links are for fewer than 100 sequencers");
+        let ns0 = self.netns(0);
+        let bridge = format!("{}br", ns0.rsplit_once('n').expect("namespace name").0);
+        let base = self.node_addr(0);
+        let via = |j: usize| -> std::net::IpAddr {
+            let mut octets: Vec<String> = base.split('.').map(str::to_string).collect();
+            octets[3] = (100 + j).to_string();
+            octets.join(".").parse().expect("proxy address")
+        };
+        for j in 0..n {
+            ip(&["addr", "replace", &format!("{}/32", via(j)), "dev", &bridge]).expect("a proxy address on the bridge");
+        }
+        self.reached_at = (0..n).map(|j| via(j).to_string()).collect();
+        let p2p = |i: usize| -> (String, SocketAddr) {
+            let m = self.nodes()[i]["p2p"].as_str().expect("p2p").to_string();
+            // "/ip4/A/tcp/P"
+            let parts: Vec<&str> = m.split('/').collect();
+            (m.clone(), socket(&format!("{}:{}", parts[2], parts[4])))
+        };
+        let mut links = Vec::new();
+        for i in 0..n {
+            let config = std::path::PathBuf::from(self.nodes()[i]["config"].as_str().expect("config"));
+            let mut text = std::fs::read_to_string(&config).expect("node config");
+            for j in (0..n).filter(|j| *j != i) {
+                let (p2p_addr, p2p_sock) = p2p(j);
+                let gossip = self.nodes()[j]["gossip"].as_str().expect("gossip").to_string();
+                // Node j sees node i at via(i), the address it lists node i at: a persistent peer's.
+                let a = FaultProxy::start(SocketAddr::new(via(j), 0), p2p_sock, Some(via(i)))
+                    .await
+                    .expect("p2p proxy");
+                let b = FaultProxy::start(SocketAddr::new(via(j), 0), socket(&gossip), Some(via(i)))
+                    .await
+                    .expect("gossip proxy");
+                let via_p2p = format!("/ip4/{}/tcp/{}", via(j), a.addr.port());
+                assert!(
+                    text.contains(&format!("\"{p2p_addr}\"")),
+                    "node {i} does not list {p2p_addr}"
+                );
+                text = text.replace(&format!("\"{p2p_addr}\""), &format!("\"{via_p2p}\""));
+                text = text.replace(&format!("\"{gossip}\""), &format!("\"{}\"", b.addr));
+                links.push(((i, j), [a, b]));
+            }
+            std::fs::write(&config, text).expect("writing the node config");
+        }
+        for i in 0..n {
+            self.respawn(i, &[]);
+            let others: Vec<usize> = (0..n).filter(|j| *j != i).collect();
+            let top = crate::wait_for(60, "a head", || async { self.head(others[0]).await }).await;
+            crate::wait_for(120, &format!("node {i} back through the proxies"), || async {
+                (self.head(i).await? >= top).then_some(())
+            })
+            .await;
+        }
+        // Settle: a block decided with every node through the proxies.
+        let top = crate::wait_for(60, "a head", || async { self.head(0).await }).await;
+        self.wait_height(&(0..n).collect::<Vec<_>>(), top + 2, 60).await;
+        ProxiedLinks { links }
     }
 }

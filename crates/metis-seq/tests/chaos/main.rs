@@ -79,12 +79,14 @@ async fn chaos_rounds_on_real_networks_lose_nothing_and_never_fork() {
         plan.rounds.len()
     );
     let mut net = Devnet::start("chaos", 10, &["--netns", "--epoch-length", "10"]).await;
+    // Every link through a fault proxy (delay and loss per link); partitions stay real (routes).
+    let links = net.proxy_links().await;
     let load = load::Load::start(&net, NODES, Duration::from_millis(250)).await;
     let mut seen = checks::Seen::default();
     let mut rows = Vec::new();
     for (k, (fault, hold)) in plan.rounds.iter().enumerate() {
         println!("[chaos] round {}: {} for {} s", k + 1, fault.name(), hold.as_secs());
-        let row = rounds::run(&mut net, &load, &mut seen, *fault, *hold).await;
+        let row = rounds::run(&mut net, &links, &load, &mut seen, *fault, *hold).await;
         println!("[chaos]   {}", row.line());
         rows.push(row);
     }

@@ -5,6 +5,8 @@ use crate::checks::{self, Seen};
 use crate::load::Load;
 use crate::NODES;
 use metis_testkit::devnet::Devnet;
+use metis_testkit::faultproxy::LinkFault;
+use metis_testkit::links::ProxiedLinks;
 use metis_testkit::testnet::skewed_clock;
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,10 @@ pub enum Fault {
     ClockFast,
     /// The producer restarted with its wall clock 20 s behind.
     ClockSlow,
+    /// The producer behind a slow, lossy link: 300 ms each way and 5% of its chunks lost on every link.
+    SlowProducer,
+    /// Every link 100 ms each way.
+    AllSlow,
 }
 
 impl Fault {
@@ -47,6 +53,8 @@ impl Fault {
             Fault::L1Down,
             Fault::ClockFast,
             Fault::ClockSlow,
+            Fault::SlowProducer,
+            Fault::AllSlow,
         ]
     }
 
@@ -58,6 +66,8 @@ impl Fault {
             Fault::L1Down => "L1 unreachable",
             Fault::ClockFast => "producer's clock +20 s",
             Fault::ClockSlow => "producer's clock -20 s",
+            Fault::SlowProducer => "producer 300 ms + 5% loss",
+            Fault::AllSlow => "all links 100 ms",
         }
     }
 }
@@ -150,18 +160,25 @@ fn span(hs: &[u64], side: &[usize]) -> (u64, u64) {
     )
 }
 
-pub async fn run(net: &mut Devnet, load: &Load, seen: &mut Seen, fault: Fault, hold: Duration) -> Row {
+pub async fn run(
+    net: &mut Devnet,
+    links: &ProxiedLinks,
+    load: &Load,
+    seen: &mut Seen,
+    fault: Fault,
+    hold: Duration,
+) -> Row {
     let all: Vec<usize> = (0..NODES).collect();
     let mut failures = Vec::new();
     let accepted_before = load.accepted().len();
     let from = heads(net).await.into_iter().max().unwrap_or(0);
-    let (producer, _, _) = net.producer().await;
+    let (producer, _) = net.producer_node().await;
     // a: the side the fault is about (the isolated node, or the producer's half); b: the rest.
     let a: Vec<usize> = match fault {
-        Fault::IsolateProducer | Fault::ClockFast | Fault::ClockSlow => vec![producer],
+        Fault::IsolateProducer | Fault::ClockFast | Fault::ClockSlow | Fault::SlowProducer => vec![producer],
         Fault::IsolateFollower => vec![(producer + 1) % NODES],
         Fault::Split => vec![producer, (producer + 1) % NODES],
-        Fault::L1Down => all.clone(),
+        Fault::L1Down | Fault::AllSlow => all.clone(),
     };
     let b: Vec<usize> = all.iter().copied().filter(|i| !a.contains(i)).collect();
     match fault {
@@ -169,6 +186,17 @@ pub async fn run(net: &mut Devnet, load: &Load, seen: &mut Seen, fault: Fault, h
         Fault::L1Down => net.cut_l1(&all),
         Fault::ClockFast => net.respawn(producer, &skewed_clock(&format!("+{SKEW}"))),
         Fault::ClockSlow => net.respawn(producer, &skewed_clock(&format!("-{SKEW}"))),
+        Fault::SlowProducer => links.set_node(
+            producer,
+            LinkFault {
+                delay: Duration::from_millis(300),
+                loss: 0.05,
+            },
+        ),
+        Fault::AllSlow => links.set_all(LinkFault {
+            delay: Duration::from_millis(100),
+            loss: 0.0,
+        }),
     }
     let cut_at = Instant::now();
     let at_cut = heads(net).await;
@@ -183,6 +211,7 @@ pub async fn run(net: &mut Devnet, load: &Load, seen: &mut Seen, fault: Fault, h
     let at_heal = heads(net).await;
     match fault {
         Fault::ClockFast | Fault::ClockSlow => net.respawn(producer, &[]),
+        Fault::SlowProducer | Fault::AllSlow => links.set_all(LinkFault::default()),
         _ => net.heal(),
     }
     let healed = Instant::now();
@@ -190,7 +219,7 @@ pub async fn run(net: &mut Devnet, load: &Load, seen: &mut Seen, fault: Fault, h
     let (b_lo, b_hi) = (span(&at_cut, &b), span(&at_heal, &b));
     let during = format!("side {a:?} {}->{}, side {b:?} {}->{}", a_lo.1, a_hi.1, b_lo.1, b_hi.1);
     match fault {
-        Fault::IsolateProducer | Fault::IsolateFollower | Fault::ClockFast | Fault::ClockSlow => {
+        Fault::IsolateProducer | Fault::IsolateFollower | Fault::ClockFast | Fault::ClockSlow | Fault::SlowProducer => {
             // Three of four hold more than 2/3 of the stake here: they go on deciding, one block a second.
             let need = hold.as_secs() / 3;
             if b_hi.0 < b_lo.1 + need {
@@ -200,11 +229,11 @@ pub async fn run(net: &mut Devnet, load: &Load, seen: &mut Seen, fault: Fault, h
                 ));
             }
         }
-        Fault::L1Down => {
+        Fault::L1Down | Fault::AllSlow => {
             let need = hold.as_secs() / 3;
             if a_hi.0 < a_lo.1 + need {
                 failures.push(format!(
-                    "the chain decided too little without L1 ({} -> {}, at least {need} expected)",
+                    "the chain decided too little under the fault ({} -> {}, at least {need} expected)",
                     a_lo.1, a_hi.0
                 ));
             }
