@@ -39,6 +39,8 @@ pub struct Devnet {
     /// The address the other sequencers reach each one at, when the links go through fault proxies
     /// ([`Devnet::proxy_links`]); a cut blocks it too.
     pub(crate) reached_at: Vec<String>,
+    /// tmpfs mounts made by [`Devnet::data_on_tmpfs`], unmounted when this drops.
+    mounts: Vec<PathBuf>,
 }
 
 impl Devnet {
@@ -81,6 +83,7 @@ impl Devnet {
             seen_pids: Vec::new(),
             respawned: Vec::new(),
             reached_at: Vec::new(),
+            mounts: Vec::new(),
         };
         d.launch().await;
         d
@@ -156,6 +159,12 @@ impl Devnet {
     /// `env` added (a skewed clock, say), in its network namespace on a `--netns` devnet; its output goes on in
     /// its log. It is stopped when this handle drops.
     pub fn respawn(&mut self, i: usize, env: &[(&'static str, String)]) {
+        self.stop_node(i);
+        self.start_node(i, env);
+    }
+
+    /// Sequencer `i` stopped (SIGTERM), whoever started it; the devnet does not start it again.
+    pub fn stop_node(&mut self, i: usize) {
         if let Some(k) = self.respawned.iter().position(|(n, _)| *n == i) {
             drop(self.respawned.remove(k));
         } else if let Some(pid) = self.reload()["nodes"][i]["pid"].as_u64() {
@@ -167,6 +176,62 @@ impl Devnet {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+
+    /// Sequencer `i`'s log.
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        PathBuf::from(self.m["nodes"][i]["log"].as_str().expect("log"))
+    }
+
+    /// The exit status of sequencer `i` when the test started it and it has exited.
+    pub fn node_exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let (_, g) = self.respawned.iter_mut().find(|(n, _)| *n == i)?;
+        g.0.try_wait().ok().flatten()
+    }
+
+    /// Moves sequencer `i`'s data directory onto a tmpfs with `headroom_mib` MiB free above what it holds (a small
+    /// disk a test can fill), and starts the node again from the test. Unmounted when this handle drops.
+    pub fn data_on_tmpfs(&mut self, i: usize, headroom_mib: u64) -> PathBuf {
+        self.stop_node(i);
+        let data = PathBuf::from(self.m["nodes"][i]["data_dir"].as_str().expect("data_dir"));
+        let aside = data.with_extension("disk");
+        std::fs::rename(&data, &aside).expect("moving the data aside");
+        std::fs::create_dir(&data).expect("a mount point");
+        let used = Command::new("du")
+            .args(["-sm"])
+            .arg(&aside)
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("du");
+        let size = format!("size={}m", used + headroom_mib);
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
+            .arg(&data)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mounting a tmpfs on {} (root is needed)", data.display());
+        self.mounts.push(data.clone());
+        let ok = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", aside.display()))
+            .arg(&data)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "copying the data onto the tmpfs");
+        std::fs::remove_dir_all(&aside).expect("removing the old data");
+        self.start_node(i, &[]);
+        data
+    }
+
+    /// Starts sequencer `i` from the test, with `env` added; see [`Devnet::respawn`].
+    pub fn start_node(&mut self, i: usize, env: &[(&'static str, String)]) {
         let node = &self.m["nodes"][i];
         let config = node["config"].as_str().expect("config").to_string();
         let log = PathBuf::from(node["log"].as_str().expect("log"));
@@ -422,6 +487,9 @@ impl Drop for Devnet {
             if alive(*p) {
                 kill(*p, libc::SIGKILL);
             }
+        }
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);

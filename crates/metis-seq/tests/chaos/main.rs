@@ -38,7 +38,12 @@ fn plan() -> Plan {
         let h = Duration::from_secs(hold);
         return Plan {
             seed,
-            rounds: vec![(Fault::IsolateProducer, h), (Fault::Split, h)],
+            rounds: vec![
+                (Fault::IsolateProducer, h),
+                (Fault::SplitWhileSigning, h),
+                (Fault::SlowProducer, h),
+                (Fault::DiskFull, h),
+            ],
         };
     }
     let mut rng = StdRng::seed_from_u64(seed);

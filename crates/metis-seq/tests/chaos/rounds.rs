@@ -42,6 +42,11 @@ pub enum Fault {
     SlowProducer,
     /// Every link 100 ms each way.
     AllSlow,
+    /// A 2-2 split the moment a batch's last block is decided, while the pool signs it.
+    SplitWhileSigning,
+    /// A follower's data disk (a small tmpfs) filled up: it must stop with a clear error; restarted once space
+    /// is freed, it catches up with nothing lost.
+    DiskFull,
 }
 
 impl Fault {
@@ -55,6 +60,8 @@ impl Fault {
             Fault::ClockSlow,
             Fault::SlowProducer,
             Fault::AllSlow,
+            Fault::SplitWhileSigning,
+            Fault::DiskFull,
         ]
     }
 
@@ -68,6 +75,8 @@ impl Fault {
             Fault::ClockSlow => "producer's clock -20 s",
             Fault::SlowProducer => "producer 300 ms + 5% loss",
             Fault::AllSlow => "all links 100 ms",
+            Fault::SplitWhileSigning => "2-2 split while a batch is signed",
+            Fault::DiskFull => "a follower's disk full",
         }
     }
 }
@@ -176,13 +185,43 @@ pub async fn run(
     // a: the side the fault is about (the isolated node, or the producer's half); b: the rest.
     let a: Vec<usize> = match fault {
         Fault::IsolateProducer | Fault::ClockFast | Fault::ClockSlow | Fault::SlowProducer => vec![producer],
-        Fault::IsolateFollower => vec![(producer + 1) % NODES],
-        Fault::Split => vec![producer, (producer + 1) % NODES],
+        Fault::IsolateFollower | Fault::DiskFull => vec![(producer + 1) % NODES],
+        Fault::Split | Fault::SplitWhileSigning => vec![producer, (producer + 1) % NODES],
         Fault::L1Down | Fault::AllSlow => all.clone(),
     };
     let b: Vec<usize> = all.iter().copied().filter(|i| !a.contains(i)).collect();
+    // The disk: a tmpfs with room for a minute of blocks, set up (the node restarted on it) before the fault.
+    let disk = if fault == Fault::DiskFull {
+        let data = net.data_on_tmpfs(a[0], 32);
+        let top = net.head(b[0]).await.unwrap_or(0);
+        let caught_up = async {
+            while net.head(a[0]).await.unwrap_or(0) < top {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(60), caught_up).await.is_err() {
+            failures.push(format!("node {} did not catch up on its tmpfs", a[0]));
+        }
+        Some(data)
+    } else {
+        None
+    };
+    let log_before = std::fs::metadata(net.log_path(a[0])).map(|m| m.len()).unwrap_or(0);
+    if fault == Fault::SplitWhileSigning {
+        // A batch is cut at its last block and signed over the next ones: split right after that block.
+        let mut last = net.head(producer).await.unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let h = net.head(producer).await.unwrap_or(0);
+            if h != last && h % BATCH_BLOCKS == 0 {
+                break;
+            }
+            last = h;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     match fault {
-        Fault::IsolateProducer | Fault::IsolateFollower | Fault::Split => net.cut(&a, &b),
+        Fault::IsolateProducer | Fault::IsolateFollower | Fault::Split | Fault::SplitWhileSigning => net.cut(&a, &b),
         Fault::L1Down => net.cut_l1(&all),
         Fault::ClockFast => net.respawn(producer, &skewed_clock(&format!("+{SKEW}"))),
         Fault::ClockSlow => net.respawn(producer, &skewed_clock(&format!("-{SKEW}"))),
@@ -197,6 +236,11 @@ pub async fn run(
             delay: Duration::from_millis(100),
             loss: 0.0,
         }),
+        Fault::DiskFull => {
+            if let Some(d) = &disk {
+                fill(&d.join("chaos-fill"));
+            }
+        }
     }
     let cut_at = Instant::now();
     let at_cut = heads(net).await;
@@ -209,7 +253,30 @@ pub async fn run(
         }
     }
     let at_heal = heads(net).await;
+    // What the node said when its disk was full.
+    let mut said: Option<String> = None;
     match fault {
+        Fault::DiskFull => {
+            match net.node_exited(a[0]) {
+                Some(status) => {
+                    let log = std::fs::read(net.log_path(a[0])).unwrap_or_default();
+                    let from = usize::try_from(log_before).unwrap_or(0).min(log.len());
+                    let text = String::from_utf8_lossy(&log[from..]).to_string();
+                    match text.lines().rev().find(|l| l.contains("No space left")) {
+                        Some(line) => said = Some(tail_chars(line, 160)),
+                        None => failures.push(format!(
+                            "node {} stopped ({status}) without saying the disk is full",
+                            a[0]
+                        )),
+                    }
+                }
+                None => failures.push(format!("node {} kept running on a full disk", a[0])),
+            }
+            if let Some(d) = &disk {
+                let _ = std::fs::remove_file(d.join("chaos-fill"));
+            }
+            net.respawn(a[0], &[]);
+        }
         Fault::ClockFast | Fault::ClockSlow => net.respawn(producer, &[]),
         Fault::SlowProducer | Fault::AllSlow => links.set_all(LinkFault::default()),
         _ => net.heal(),
@@ -217,9 +284,17 @@ pub async fn run(
     let healed = Instant::now();
     let (a_lo, a_hi) = (span(&at_cut, &a), span(&at_heal, &a));
     let (b_lo, b_hi) = (span(&at_cut, &b), span(&at_heal, &b));
-    let during = format!("side {a:?} {}->{}, side {b:?} {}->{}", a_lo.1, a_hi.1, b_lo.1, b_hi.1);
+    let mut during = format!("side {a:?} {}->{}, side {b:?} {}->{}", a_lo.1, a_hi.1, b_lo.1, b_hi.1);
+    if let Some(s) = said {
+        during.push_str(&format!("; node {} stopped: \"...{s}\"", a[0]));
+    }
     match fault {
-        Fault::IsolateProducer | Fault::IsolateFollower | Fault::ClockFast | Fault::ClockSlow | Fault::SlowProducer => {
+        Fault::IsolateProducer
+        | Fault::IsolateFollower
+        | Fault::DiskFull
+        | Fault::ClockFast
+        | Fault::ClockSlow
+        | Fault::SlowProducer => {
             // Three of four hold more than 2/3 of the stake here: they go on deciding, one block a second.
             let need = hold.as_secs() / 3;
             if b_hi.0 < b_lo.1 + need {
@@ -238,7 +313,7 @@ pub async fn run(
                 ));
             }
         }
-        Fault::Split => {
+        Fault::Split | Fault::SplitWhileSigning => {
             // One block may have been in flight at the cut; after it, nothing.
             let top = highest.iter().copied().max().unwrap_or(0);
             let before = at_cut.iter().copied().max().unwrap_or(0);
@@ -257,10 +332,9 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let bound = if fault == Fault::Split {
-        SPLIT_RESUME_BOUND
-    } else {
-        RECOVERY_BOUND
+    let bound = match fault {
+        Fault::Split | Fault::SplitWhileSigning => SPLIT_RESUME_BOUND,
+        _ => RECOVERY_BOUND,
     };
     match recovery {
         None => failures.push(format!(
@@ -313,4 +387,21 @@ pub async fn run(
         during,
         failures,
     }
+}
+
+/// Writes zeros to `path` until the disk is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let Ok(mut f) = std::fs::File::create(path) else {
+        return;
+    };
+    let chunk = vec![0u8; 1 << 20];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// The last `n` characters of `s`.
+fn tail_chars(s: &str, n: usize) -> String {
+    let skip = s.chars().count().saturating_sub(n);
+    s.chars().skip(skip).collect()
 }
