@@ -142,11 +142,11 @@ pub fn table(rows: &[Row]) -> String {
             r.from,
             r.to,
             r.recovery_text(),
-            r.during,
+            r.during.replace('|', "\\|"),
             if r.ok() {
                 "hold".to_string()
             } else {
-                r.failures.join("; ")
+                r.failures.join("; ").replace('|', "\\|")
             }
         ));
     }
