@@ -245,7 +245,11 @@ impl KeyEngine {
         if height != kr.last_height() {
             return None;
         }
-        let result = self.round.take().and_then(|r| r.result().cloned());
+        let round = self.round.take();
+        if let Some(e) = round.as_ref().and_then(|r| r.local_error()) {
+            warn!(round = kr.round, error = %e, "this node has no share of the key round: its own state was bad");
+        }
+        let result = round.and_then(|r| r.result().cloned());
         let outcome = match result {
             Some(RoundResult::Done { output, share }) => {
                 let group_key = metis_mpc::encoding::g2_to_eip2537(output.public().public());

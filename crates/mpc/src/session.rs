@@ -25,7 +25,7 @@ use crate::seal::{self, DkgSecret};
 use crate::{MinSig, Share};
 use commonware_codec::{Copying, DecodeExt, Encode, Read};
 use commonware_cryptography::bls12381::dkg::feldman_desmedt::{
-    observe, Dealer, DealerPrivMsg, DealerPubMsg, Info, Logs, Player, PlayerAck, Reveal, SignedDealerLog,
+    observe, Dealer, DealerPrivMsg, DealerPubMsg, FinalizeError, Info, Logs, Player, PlayerAck, Reveal, SignedDealerLog,
 };
 use commonware_cryptography::bls12381::primitives::sharing::Mode;
 use commonware_cryptography::{ed25519, Signer as _};
@@ -234,6 +234,8 @@ pub struct RoundState {
     /// Messages this node must publish, until each is seen decided.
     outbox: Vec<KeyMsg>,
     result: Option<RoundResult>,
+    /// Why this player got no share of a round that completed (its own state was bad), for its log.
+    local_error: Option<String>,
 }
 
 /// A dealer's randomness for `round`: a function of its DKG secret, so a replay deals the same polynomial.
@@ -280,6 +282,7 @@ impl RoundState {
             logged: BTreeSet::new(),
             outbox: Vec::new(),
             result: None,
+            local_error: None,
             cfg,
         };
         let Some(me) = me else {
@@ -323,6 +326,11 @@ impl RoundState {
 
     pub fn result(&self) -> Option<&RoundResult> {
         self.result.as_ref()
+    }
+
+    /// Why this player has no share of a completed round (its own dealing was lost or corrupt), if so.
+    pub fn local_error(&self) -> Option<&str> {
+        self.local_error.as_deref()
     }
 
     /// What this node should publish now (each kept until seen decided).
@@ -428,18 +436,27 @@ impl RoundState {
         // Batch verification inside uses randomness; the outcome does not depend on it.
         let mut rng = StdRng::from_seed([0u8; 32]);
         let logs = std::mem::replace(&mut self.logs, Logs::new(self.info.clone()));
+        // The outcome goes into every node's ledger, so it is what the decided logs give, the same for a player
+        // and an observer, with a reason in the library's own words (its Display, which names no node).
+        let observed = |rng: &mut StdRng, logs| match observe::<MinSig, IdentityKey, N3f1>(rng, logs, &Sequential) {
+            Ok(output) => RoundResult::Done { output, share: None },
+            Err(f) => RoundResult::Failed(f.to_string()),
+        };
         let result = match self.player.take() {
-            Some(p) => match p.finalize::<N3f1>(&mut rng, logs, &Sequential) {
+            Some(p) => match p.finalize::<N3f1>(&mut rng, logs.clone(), &Sequential) {
                 Ok((output, share)) => RoundResult::Done {
                     output,
                     share: Some(share),
                 },
-                Err(e) => RoundResult::Failed(format!("{e:?}")),
+                Err(FinalizeError::Failure(f)) => RoundResult::Failed(f.to_string()),
+                // This player's own state is bad (its dealing lost or corrupt): the round still has the outcome
+                // an observer computes, and this node has no share of it.
+                Err(FinalizeError::Error(e)) => {
+                    self.local_error = Some(e.to_string());
+                    observed(&mut rng, logs)
+                }
             },
-            None => match observe::<MinSig, IdentityKey, N3f1>(&mut rng, logs, &Sequential) {
-                Ok(output) => RoundResult::Done { output, share: None },
-                Err(e) => RoundResult::Failed(format!("{e:?}")),
-            },
+            None => observed(&mut rng, logs),
         };
         self.result = Some(result);
         self.result.as_ref()
@@ -486,14 +503,29 @@ mod tests {
     /// Runs a round over a simulated chain: every height, each node's outbox goes into the "block" (through the
     /// wire encoding) unless the node is `offline`; every node then takes the block's messages in order.
     fn run(ns: &[Node], cfg: RoundConfig, shares: &BTreeMap<usize, Share>, offline: &[usize]) -> Vec<RoundResult> {
+        run_observed(ns, cfg, shares, offline, false)
+    }
+
+    /// [`run`], with an observer (a node in neither set, as a jailed or departed sequencer is) whose result comes
+    /// last when `observer`.
+    fn run_observed(
+        ns: &[Node],
+        cfg: RoundConfig,
+        shares: &BTreeMap<usize, Share>,
+        offline: &[usize],
+        observer: bool,
+    ) -> Vec<RoundResult> {
         let mut states: Vec<RoundState> = ns
             .iter()
             .enumerate()
             .map(|(i, n)| RoundState::new(cfg.clone(), Some(me(n, shares.get(&i).cloned()))).unwrap())
             .collect();
+        if observer {
+            states.push(RoundState::new(cfg.clone(), None).unwrap());
+        }
         for h in cfg.start..cfg.end() {
             let mut block = Vec::new();
-            for (i, s) in states.iter().enumerate() {
+            for (i, s) in states.iter().enumerate().take(ns.len()) {
                 if offline.contains(&i) {
                     continue;
                 }
@@ -588,12 +620,18 @@ mod tests {
     fn too_few_dealers_fail_the_round_the_same_way_everywhere() {
         let ns = nodes(4, 2);
         let four: Vec<&Node> = ns.iter().collect();
-        let r = run(&ns, cfg(0, &four, &four, None, 1), &BTreeMap::new(), &[1, 2]);
+        // The last result is an observer's: the failure goes into every node's ledger, so a player and an
+        // observer must record the very same reason (the chaos suite saw a jailed sequencer's ledger diverge
+        // when the player's reason was worded by a different error type).
+        let r = run_observed(&ns, cfg(0, &four, &four, None, 1), &BTreeMap::new(), &[1, 2], true);
+        let Some(RoundResult::Failed(reason)) = r.last() else {
+            panic!("the observer: {:?}", r.last());
+        };
         for (i, res) in r.iter().enumerate() {
-            if [1, 2].contains(&i) {
-                continue;
+            match res {
+                RoundResult::Failed(other) => assert_eq!(other, reason, "node {i}"),
+                RoundResult::Done { .. } => panic!("node {i}: {res:?}"),
             }
-            assert!(matches!(res, RoundResult::Failed(_)), "node {i}: {res:?}");
         }
     }
 
