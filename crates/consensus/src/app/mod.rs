@@ -72,6 +72,9 @@ pub enum AppError {
     UnknownDecided(BlockHash),
     #[error("stored record {0} is corrupt")]
     Corrupt(String),
+    /// The disk refused a write or a read (full, read-only, gone): not corruption.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
     #[error("consensus channel closed")]
     Closed,
     #[error("asked to propose, but this node's consensus key is no sequencer's in the ledger")]
@@ -389,7 +392,10 @@ impl App {
     /// Keeps proposals on disk in `dir` until decided (see `proposals.rs`), and takes back the ones stored for
     /// the next height before a crash, re-executed on the head.
     pub fn with_proposal_store(mut self, dir: &std::path::Path) -> Result<Self, AppError> {
-        let store = ProposalStore::open(dir).map_err(|e| AppError::Corrupt(format!("{}: {e}", dir.display())))?;
+        let store = ProposalStore::open(dir).map_err(|source| AppError::Io {
+            what: format!("opening the proposal store {}", dir.display()),
+            source,
+        })?;
         let next = self.next_height();
         store.prune(Height(next.0 - 1));
         for p in store.at(next) {
@@ -452,9 +458,10 @@ impl App {
                 hash,
                 block: c.encoded.clone(),
             };
-            store
-                .put(&p)
-                .map_err(|e| AppError::Corrupt(format!("cannot store proposal {hash} of height {}: {e}", height.0)))?;
+            store.put(&p).map_err(|source| AppError::Io {
+                what: format!("storing proposal {hash} of height {}", height.0),
+                source,
+            })?;
         }
         self.candidates.insert(hash, c);
         Ok(())
