@@ -16,58 +16,31 @@ die() { printf '[bootstrap] error: %s\n' "$*" >&2; exit 1; }
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# Node.js and npm carry solc-js and fetch Foundry; install them from Debian when missing.
-if ! have node || ! have npm; then
+# Installs Debian packages (as root, with apt-get) for what is missing; else stops with what needs them.
+debian() {
+  local why="$1"; shift
   if have apt-get && [ "$(id -u)" = 0 ]; then
-    say "installing nodejs and npm from Debian packages"
-    apt-get update -qq >/dev/null && apt-get install -y -qq nodejs npm >/dev/null \
-      || die "could not install nodejs/npm with apt-get"
+    say "installing $* from Debian packages"
+    apt-get update -qq >/dev/null && apt-get install -y -qq "$@" >/dev/null || die "could not install $* with apt-get"
   else
-    die "node and npm are required (install Node.js >= 18) and apt-get is not usable here"
+    die "$why (Debian: apt-get install $*)"
   fi
-fi
+}
+
+# Node.js and npm carry solc-js and fetch Foundry.
+{ have node && have npm; } || debian "node and npm are required (Node.js >= 18)" nodejs npm
 have cargo || die "cargo is required: install Rust stable (https://rustup.rs)"
 cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing: rustup component add rustfmt"
 cargo clippy --version >/dev/null 2>&1 || die "clippy is missing: rustup component add clippy"
 # blst and c-kzg build C code.
-if ! have cc; then
-  if have apt-get && [ "$(id -u)" = 0 ]; then
-    say "installing a C compiler from Debian packages"
-    apt-get update -qq >/dev/null && apt-get install -y -qq gcc libc6-dev >/dev/null || die "could not install gcc"
-  else
-    die "a C compiler (cc) is required to build blst and c-kzg"
-  fi
-fi
-
-# The skewed-clock tests run nodes under libfaketime (Debian's faketime).
-if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
-  if have apt-get && [ "$(id -u)" = 0 ]; then
-    say "installing faketime from Debian packages"
-    apt-get update -qq >/dev/null && apt-get install -y -qq faketime >/dev/null || die "could not install faketime"
-  else
-    die "libfaketime is required by the skewed-clock tests (Debian: apt-get install faketime)"
-  fi
-fi
-
+have cc || debian "a C compiler (cc) is required to build blst and c-kzg" gcc libc6-dev
+# The skewed-clock tests run nodes under libfaketime.
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] \
+  || debian "libfaketime is required by the skewed-clock tests" faketime
 # The chaos suite runs each sequencer in a network namespace of its own (iproute2's `ip`).
-if ! have ip; then
-  if have apt-get && [ "$(id -u)" = 0 ]; then
-    say "installing iproute2 from Debian packages"
-    apt-get update -qq >/dev/null && apt-get install -y -qq iproute2 >/dev/null || die "could not install iproute2"
-  else
-    die "iproute2 (ip) is required by the chaos suite (Debian: apt-get install iproute2)"
-  fi
-fi
-
-# The dashboard's browser test drives headless Chromium (Debian's package).
-if ! have chromium; then
-  if have apt-get && [ "$(id -u)" = 0 ]; then
-    say "installing chromium from Debian packages"
-    apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null || die "could not install chromium"
-  else
-    die "chromium is required by the dashboard's browser test (Debian: apt-get install chromium)"
-  fi
-fi
+have ip || debian "iproute2 (ip) is required by the chaos suite" iproute2
+# The dashboard's browser test drives headless Chromium.
+have chromium || debian "chromium is required by the dashboard's browser test" chromium
 
 mkdir -p "$TOOLS/bin"
 stamp="$TOOLS/.stamp"

@@ -153,7 +153,10 @@ pub async fn no_evidence(net: &Devnet, nodes: &[usize]) -> Result<(), String> {
             .await
             .map_err(|e| format!("node {i}: {e}"))?;
         if let Some(j) = v.as_array().into_iter().flatten().find(|s| !s["jail"].is_null()) {
-            return Err(format!("node {i}: a sequencer is jailed: {j}"));
+            return Err(format!(
+                "node {i}: sequencer {} is jailed: {}",
+                j["id"], j["jail"]["reason"]
+            ));
         }
     }
     Ok(())
@@ -177,6 +180,35 @@ pub async fn batches_cover(net: &Devnet, block: u64, within: Duration) -> Result
                 "L1's batches end before block {next}, {} s after the heal; block {block} was due",
                 within.as_secs()
             ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits (up to `within`) until no sequencer has missed more than a quarter of what jails for downtime in the
+/// current window, as node 0 counts: each round starts from a pool that has forgotten the last one, so two
+/// faults on one node in a row are not taken for downtime. Returns the highest count left.
+pub async fn settled(net: &Devnet, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let worst = net
+            .call(0, "metis_validators", json!([]))
+            .await
+            .ok()
+            .and_then(|v| {
+                v.as_array()?
+                    .iter()
+                    .map(|s| {
+                        let missed = s["missed_in_window"].as_u64()?;
+                        let limit = s["downtime_limit"].as_u64()?;
+                        Some((missed, limit))
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+            .unwrap_or_default();
+        let high = worst.iter().map(|(m, _)| *m).max().unwrap_or(0);
+        if worst.iter().all(|(m, l)| m.saturating_mul(4) <= *l) || Instant::now() > deadline {
+            return high;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

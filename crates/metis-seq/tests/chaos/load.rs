@@ -3,10 +3,8 @@
 //! transaction a node did not answer for is sent again, the same signed bytes, until it answers: so an
 //! accepted transaction is never replaced by another with its nonce, and a lost one shows as lost.
 
-use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy::eips::eip2718::Encodable2718;
-use alloy::primitives::{Address, TxKind, B256, U256};
-use alloy::signers::{local::PrivateKeySigner, SignerSync};
+use alloy::primitives::B256;
+use alloy::signers::local::PrivateKeySigner;
 use metis_testkit::devnet::Devnet;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -32,27 +30,18 @@ pub struct Load {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn signed(chain_id: u64, key: &PrivateKeySigner, nonce: u64) -> (B256, String) {
-    let tx = TxEip1559 {
-        chain_id,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 20_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(Address::repeat_byte(0x77)),
-        value: U256::from(1_000 + nonce),
-        input: Default::default(),
-        access_list: Default::default(),
-    };
-    let sig = key.sign_hash_sync(&tx.signature_hash()).expect("sign");
-    let env = TxEnvelope::from(tx.into_signed(sig));
-    (*env.tx_hash(), format!("0x{}", alloy::hex::encode(env.encoded_2718())))
+/// Dev account `key`'s transfer with `nonce` (the harness's own), and its hash.
+fn signed(key: &PrivateKeySigner, nonce: u64) -> (B256, String) {
+    let raw = metis_testkit::dev::transfer(key, nonce);
+    let bytes = alloy::hex::decode(&raw).expect("hex");
+    (alloy::primitives::keccak256(bytes), raw)
 }
 
 impl Load {
     /// Starts sending through each of `nodes` (node i with dev account i) every `period`.
     pub async fn start(net: &Devnet, nodes: usize, period: Duration) -> Self {
-        let chain_id = net.m["l2"]["chain_id"].as_u64().expect("l2 chain id");
+        // The harness signs for the chain id every test network uses.
+        assert_eq!(net.m["l2"]["chain_id"].as_u64(), Some(metis_testkit::testnet::CHAIN_ID));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
@@ -74,7 +63,7 @@ impl Load {
             tasks.push(tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 let mut nonce = nonce;
-                let mut next = signed(chain_id, &key, nonce);
+                let mut next = signed(&key, nonce);
                 let mut tick = tokio::time::interval(period);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -109,7 +98,7 @@ impl Load {
                             at: Instant::now(),
                         });
                         nonce += 1;
-                        next = signed(chain_id, &key, nonce);
+                        next = signed(&key, nonce);
                     } else {
                         s.unanswered += 1;
                     }

@@ -64,7 +64,18 @@ fn plan() -> Plan {
         seed,
         rounds: order
             .into_iter()
-            .map(|f| (f, Duration::from_secs(rng.random_range(lo.max(1)..=hi.max(1)))))
+            .map(|f| {
+                let d = Duration::from_secs(rng.random_range(lo.max(1)..=hi.max(1)));
+                // L1 is down for a minute at least: longer than a batch's posting turn and several L1 blocks.
+                (
+                    f,
+                    if f == Fault::L1Down {
+                        d.max(Duration::from_secs(60))
+                    } else {
+                        d
+                    },
+                )
+            })
             .collect(),
     }
 }
