@@ -191,9 +191,13 @@ impl Devnet {
 
     /// Moves sequencer `i`'s data directory onto a tmpfs with `headroom_mib` MiB free above what it holds (a small
     /// disk a test can fill), and starts the node again from the test. Unmounted when this handle drops.
+    /// A node already moved keeps its tmpfs (and runs on).
     pub fn data_on_tmpfs(&mut self, i: usize, headroom_mib: u64) -> PathBuf {
-        self.stop_node(i);
         let data = PathBuf::from(self.m["nodes"][i]["data_dir"].as_str().expect("data_dir"));
+        if self.mounts.contains(&data) {
+            return data;
+        }
+        self.stop_node(i);
         let aside = data.with_extension("disk");
         std::fs::rename(&data, &aside).expect("moving the data aside");
         std::fs::create_dir(&data).expect("a mount point");
