@@ -12,7 +12,7 @@ FORGE := cd contracts && PATH="$(TOOLS):$$PATH" forge
 help:
 	@echo "make devnet   start a local devnet: anvil + contracts + 4 sequencers locked on L1, DKG, batches (./devnet, devnet.json)"
 	@echo "make test     bootstrap tools, fmt, clippy, forge tests, artifact check, Rust tests"
-	@echo "make chaos    the chaos suite: every fault on a --netns devnet under load, invariants, a table (ROUNDS=N SEED=S HOLD=secs)"
+	@echo "make chaos    the chaos suite: every fault on a --netns devnet under load, invariants, a table (ROUNDS=N SEED=S HOLD=secs FAULTS=a,b)"
 	@echo "make artifacts  rebuild contracts and refresh the ABIs/bytecode the Rust side embeds"
 	@echo "make bench-rpc | bench-net | bench-exec | bench-scale | bench-keyrounds   benchmarks (TXS=, ACCOUNTS=, RATE=, NODES= for bench-net; NODES=\"4 10\" for bench-scale); figures in docs/benchmarks.md"
 
@@ -73,7 +73,7 @@ bench-exec:
 # Every chaos fault, ROUNDS rounds in a random order with random hold times around HOLD seconds (SEED repeats a
 # run); prints the table. `make test` runs a short fixed selection.
 chaos: tools
-	METIS_CHAOS_ROUNDS=$${ROUNDS:-all} METIS_CHAOS_SEED=$${SEED:-} METIS_CHAOS_HOLD_SECS=$${HOLD:-30} \
+	METIS_CHAOS_ROUNDS=$${ROUNDS:-all} METIS_CHAOS_FAULTS=$${FAULTS:-} METIS_CHAOS_SEED=$${SEED:-} METIS_CHAOS_HOLD_SECS=$${HOLD:-30} \
 	  cargo test --workspace --test chaos -- --nocapture
 
 bench-scale: tools plot-tools

@@ -126,6 +126,8 @@ pub struct Chain {
     pending_log: Mutex<PendingLog>,
     tx_arrived: Notify,
     read_only: std::sync::atomic::AtomicBool,
+    /// Consensus peers connected to this node, as the network last reported (`net_peerCount`).
+    peers: std::sync::atomic::AtomicU64,
     /// The PoS ledger after the head block (None: a chain without one, the dev node and the replica).
     ledger: RwLock<Option<Arc<metis_pos::Ledger>>>,
     committed: Mutex<Vec<mpsc::UnboundedSender<Arc<Committed>>>>,
@@ -153,6 +155,7 @@ impl Chain {
             pending_log: Mutex::new(PendingLog::default()),
             tx_arrived: Notify::new(),
             read_only: std::sync::atomic::AtomicBool::new(false),
+            peers: std::sync::atomic::AtomicU64::new(0),
             ledger: RwLock::new(None),
             committed: Mutex::new(Vec::new()),
             last_commit: Mutex::new(None),
@@ -203,6 +206,17 @@ impl Chain {
     /// From now on every transaction is refused (a replica serves the chain it rebuilds, read-only).
     pub fn set_read_only(&self) {
         self.read_only.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records how many consensus peers this node is connected to (the network's sampler does, every few
+    /// seconds).
+    pub fn set_peers(&self, n: u64) {
+        self.peers.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Consensus peers connected, as last recorded (0 on a node without a network: the dev node, a replica).
+    pub fn peers(&self) -> u64 {
+        self.peers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn engine(&self) -> RwLockReadGuard<'_, Engine> {

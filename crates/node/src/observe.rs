@@ -232,6 +232,7 @@ pub fn sample(chain: Arc<Chain>, net: mpsc::Sender<NetworkRequest>, handle: Prom
                 Ok(Some(dump)) => {
                     let connected = dump.peers.values().filter(|p| p.connection_direction.is_some()).count();
                     metrics::gauge!("metis_peers", "transport" => "libp2p").set(connected as f64);
+                    chain.set_peers(connected as u64);
                 }
                 Ok(None) => {}
                 // The network actor is gone: the node is stopping.

@@ -720,7 +720,7 @@ impl NetApiServer for EthRpc {
     }
 
     fn peer_count(&self) -> RpcResult<U64> {
-        Ok(U64::ZERO)
+        Ok(U64::from(self.0.backend.peers()))
     }
 }
 

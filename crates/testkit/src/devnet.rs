@@ -165,11 +165,23 @@ impl Devnet {
 
     /// Sequencer `i` stopped (SIGTERM), whoever started it; the devnet does not start it again.
     pub fn stop_node(&mut self, i: usize) {
+        self.signal_node(i, libc::SIGTERM);
+    }
+
+    /// Sequencer `i` killed with SIGKILL (nothing of its shutdown runs), whoever started it; the devnet does not
+    /// start it again.
+    pub fn kill_node(&mut self, i: usize) {
+        self.signal_node(i, libc::SIGKILL);
+    }
+
+    fn signal_node(&mut self, i: usize, sig: libc::c_int) {
         if let Some(k) = self.respawned.iter().position(|(n, _)| *n == i) {
-            drop(self.respawned.remove(k));
+            let (_, mut g) = self.respawned.remove(k);
+            kill(g.0.id(), sig);
+            let _ = g.0.wait();
         } else if let Some(pid) = self.reload()["nodes"][i]["pid"].as_u64() {
             let pid = pid as u32;
-            kill(pid, libc::SIGTERM);
+            kill(pid, sig);
             let deadline = Instant::now() + Duration::from_secs(30);
             while alive(pid) {
                 assert!(Instant::now() < deadline, "node {i} did not stop in 30 s");
@@ -352,6 +364,24 @@ impl Devnet {
             .expect("key")
             .parse()
             .expect("key")
+    }
+
+    /// The L1 key of sequencer `i`'s owner (it locks, relocks and unlocks its stake).
+    pub fn owner_key(&self, i: usize) -> PrivateKeySigner {
+        let path = self.m["nodes"][i]["owner_key_file"].as_str().expect("owner_key_file");
+        std::fs::read_to_string(path)
+            .expect("the owner's key file")
+            .trim()
+            .parse()
+            .expect("the owner's key")
+    }
+
+    /// L1 through a wallet holding `key` (receipts polled every 250 ms).
+    pub fn l1_with(&self, key: PrivateKeySigner) -> DynProvider {
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::new(key))
+            .connect_client(local_client(&self.l1_rpc()))
+            .erased()
     }
 
     /// The node whose sequencer signs as `signer`.
@@ -538,6 +568,10 @@ impl ChildGuard {
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        // Already reaped: its pid may belong to another process by now.
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
         kill(self.0.id(), libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {

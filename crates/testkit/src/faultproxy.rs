@@ -2,6 +2,9 @@
 //! chunk for the link's delay before passing it on, and holds a lost chunk longer, as TCP's retransmission
 //! would (a TCP stream never loses bytes; a lost segment costs a retransmission timeout). Order is kept: a chunk
 //! never overtakes the one before it. The fault can change while connections are open.
+//!
+//! A proxy can also be cut, as a blackhole route cuts a link: while cut, nothing crosses it (open connections
+//! stall, new ones are accepted and wait) and nothing is lost; at the heal every connection goes on.
 
 use rand::RngExt;
 use std::net::{IpAddr, SocketAddr};
@@ -9,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// What a link does to the bytes that cross it (each direction).
@@ -33,6 +37,7 @@ const IN_FLIGHT: usize = 1024;
 pub struct FaultProxy {
     pub addr: SocketAddr,
     fault: Arc<Mutex<LinkFault>>,
+    cut: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
@@ -46,6 +51,7 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let fault = Arc::new(Mutex::new(LinkFault::default()));
         let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (cut, cut_rx) = watch::channel(false);
         let (f, c) = (fault.clone(), conns.clone());
         let task = tokio::spawn(async move {
             loop {
@@ -53,7 +59,11 @@ impl FaultProxy {
                     continue;
                 };
                 let f = f.clone();
+                let mut held = cut_rx.clone();
+                let (cut_a, cut_b) = (cut_rx.clone(), cut_rx.clone());
                 let h = tokio::spawn(async move {
+                    // Accepted while cut: it waits for the heal, as a SYN into a blackhole is retried.
+                    open(&mut held).await;
                     let Ok(outbound) = connect(upstream, source).await else {
                         return;
                     };
@@ -63,8 +73,8 @@ impl FaultProxy {
                     let (ro, wo) = outbound.into_split();
                     // Either direction ending ends the connection.
                     tokio::select! {
-                        _ = relay(ri, wo, f.clone()) => {}
-                        _ = relay(ro, wi, f) => {}
+                        _ = relay(ri, wo, f.clone(), cut_a) => {}
+                        _ = relay(ro, wi, f, cut_b) => {}
                     }
                 });
                 if let Ok(mut v) = c.lock() {
@@ -76,6 +86,7 @@ impl FaultProxy {
         Ok(Self {
             addr,
             fault,
+            cut,
             task,
             conns,
         })
@@ -85,6 +96,11 @@ impl FaultProxy {
         if let Ok(mut f) = self.fault.lock() {
             *f = fault;
         }
+    }
+
+    /// Cuts the link (true) or heals it (false).
+    pub fn cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
     }
 }
 
@@ -110,17 +126,28 @@ async fn connect(upstream: SocketAddr, source: Option<IpAddr>) -> std::io::Resul
     socket.connect(upstream).await
 }
 
-/// Reads `from`, holds each chunk as the fault says, writes it to `to` in order.
+/// Returns once the link is not cut.
+async fn open(cut: &mut watch::Receiver<bool>) {
+    // An error is the proxy dropped: the task is aborted anyway.
+    let _ = cut.wait_for(|c| !*c).await;
+}
+
+/// Reads `from`, holds each chunk as the fault says, writes it to `to` in order; nothing moves while the link
+/// is cut.
 async fn relay(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     fault: Arc<Mutex<LinkFault>>,
+    cut: watch::Receiver<bool>,
 ) {
+    let mut cut_w = cut.clone();
+    let mut cut_r = cut;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     let reader = async move {
         let mut buf = vec![0u8; 64 * 1024];
         let mut last = Instant::now();
         loop {
+            open(&mut cut_r).await;
             let n = match from.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
@@ -141,6 +168,7 @@ async fn relay(
     let writer = async move {
         while let Some((at, chunk)) = rx.recv().await {
             tokio::time::sleep_until(at).await;
+            open(&mut cut_w).await;
             if to.write_all(&chunk).await.is_err() {
                 return;
             }

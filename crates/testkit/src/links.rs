@@ -122,13 +122,62 @@ impl Devnet {
 }
 
 /// Every link between the sequencers through a [`FaultProxy`] of its own (one for the consensus connections,
-/// one for the transaction gossip, per direction), so delay and loss can be set per link.
+/// one for the transaction gossip, per direction), so delay and loss can be set per link. Partitions are
+/// blackhole routes on a `--netns` devnet; on loopback (no namespaces here) the proxies cut the links, and each
+/// node reaches L1 through a proxy of its own too.
 pub struct ProxiedLinks {
     /// ((from, to), its proxies): node `from` reaches node `to` through them.
     links: Vec<((usize, usize), [FaultProxy; 2])>,
+    /// Node i's way to L1 (loopback only).
+    l1: Vec<FaultProxy>,
+    /// Partitions are routes in the nodes' namespaces.
+    routes: bool,
 }
 
 impl ProxiedLinks {
+    /// Partitions cut real routes between network namespaces (false: the proxies on loopback cut them).
+    pub fn real_routes(&self) -> bool {
+        self.routes
+    }
+
+    /// Cuts every link between a sequencer in `a` and one in `b`, both ways.
+    pub fn cut(&self, net: &Devnet, a: &[usize], b: &[usize]) {
+        if self.routes {
+            return net.cut(a, b);
+        }
+        for ((from, to), ps) in &self.links {
+            if (a.contains(from) && b.contains(to)) || (b.contains(from) && a.contains(to)) {
+                ps.iter().for_each(|p| p.cut(true));
+            }
+        }
+    }
+
+    /// Sequencer `i` cut off from every other sequencer (not from L1 or the test).
+    pub fn isolate(&self, net: &Devnet, i: usize) {
+        let others: Vec<usize> = (0..net.nodes().len()).filter(|j| *j != i).collect();
+        self.cut(net, &[i], &others);
+    }
+
+    /// Sequencers `nodes` cut off from L1 (they still reach each other and answer the test).
+    pub fn cut_l1(&self, net: &Devnet, nodes: &[usize]) {
+        if self.routes {
+            return net.cut_l1(nodes);
+        }
+        nodes.iter().filter_map(|i| self.l1.get(*i)).for_each(|p| p.cut(true));
+    }
+
+    /// Every cut healed.
+    pub fn heal(&self, net: &Devnet) {
+        if self.routes {
+            net.heal();
+        }
+        self.links
+            .iter()
+            .flat_map(|(_, ps)| ps.iter())
+            .chain(&self.l1)
+            .for_each(|p| p.cut(false));
+    }
+
     /// The fault on the links between `a` and `b`, both ways.
     pub fn set(&self, a: usize, b: usize, fault: LinkFault) {
         for ((from, to), ps) in &self.links {
@@ -161,25 +210,42 @@ fn socket(s: &str) -> SocketAddr {
 }
 
 impl Devnet {
-    /// Routes every link between the sequencers of a `--netns` devnet through fault proxies on the host side of
-    /// the bridge: node j is reached through proxies listening on an address of its own there (10.77.X.(100+j)),
-    /// so a route in a namespace still cuts a link. Each node's config names the proxies as its peers, and each
+    /// Routes every link between the sequencers through fault proxies. On a `--netns` devnet they are on the host
+    /// side of the bridge: node j is reached through proxies listening on an address of its own there
+    /// (10.77.X.(100+j)), so a route in a namespace still cuts a link. On loopback they listen on 127.0.0.1, and
+    /// each node's L1 goes through a proxy as well. Each node's config names the proxies as its peers, and each
     /// node is restarted by the test in turn (the others go on deciding), caught up before the next.
     pub async fn proxy_links(&mut self) -> ProxiedLinks {
         let n = self.nodes().len();
         assert!(n < 100, "proxied links are for fewer than 100 sequencers");
-        let ns0 = self.netns(0);
-        let bridge = format!("{}br", ns0.rsplit_once('n').expect("namespace name").0);
-        let base = self.node_addr(0);
+        let routes = self.nodes()[0]["netns"].is_object();
+        let loopback: std::net::IpAddr = [127, 0, 0, 1].into();
+        let base = if routes {
+            self.node_addr(0)
+        } else {
+            loopback.to_string()
+        };
         let via = |j: usize| -> std::net::IpAddr {
+            if !routes {
+                return loopback;
+            }
             let mut octets: Vec<String> = base.split('.').map(str::to_string).collect();
             octets[3] = (100 + j).to_string();
             octets.join(".").parse().expect("proxy address")
         };
-        for j in 0..n {
-            ip(&["addr", "replace", &format!("{}/32", via(j)), "dev", &bridge]).expect("a proxy address on the bridge");
+        if routes {
+            let ns0 = self.netns(0);
+            let bridge = format!("{}br", ns0.rsplit_once('n').expect("namespace name").0);
+            for j in 0..n {
+                ip(&["addr", "replace", &format!("{}/32", via(j)), "dev", &bridge])
+                    .expect("a proxy address on the bridge");
+            }
+            self.reached_at = (0..n).map(|j| via(j).to_string()).collect();
         }
-        self.reached_at = (0..n).map(|j| via(j).to_string()).collect();
+        // On loopback every connection comes from 127.0.0.1, a persistent peer's address: no source needed.
+        let source = |i: usize| routes.then(|| via(i));
+        let l1_url = self.l1_rpc();
+        let mut l1 = Vec::new();
         let p2p = |i: usize| -> (String, SocketAddr) {
             let m = self.nodes()[i]["p2p"].as_str().expect("p2p").to_string();
             // "/ip4/A/tcp/P"
@@ -194,10 +260,10 @@ impl Devnet {
                 let (p2p_addr, p2p_sock) = p2p(j);
                 let gossip = self.nodes()[j]["gossip"].as_str().expect("gossip").to_string();
                 // Node j sees node i at via(i), the address it lists node i at: a persistent peer's.
-                let a = FaultProxy::start(SocketAddr::new(via(j), 0), p2p_sock, Some(via(i)))
+                let a = FaultProxy::start(SocketAddr::new(via(j), 0), p2p_sock, source(i))
                     .await
                     .expect("p2p proxy");
-                let b = FaultProxy::start(SocketAddr::new(via(j), 0), socket(&gossip), Some(via(i)))
+                let b = FaultProxy::start(SocketAddr::new(via(j), 0), socket(&gossip), source(i))
                     .await
                     .expect("gossip proxy");
                 let via_p2p = format!("/ip4/{}/tcp/{}", via(j), a.addr.port());
@@ -208,6 +274,16 @@ impl Devnet {
                 text = text.replace(&format!("\"{p2p_addr}\""), &format!("\"{via_p2p}\""));
                 text = text.replace(&format!("\"{gossip}\""), &format!("\"{}\"", b.addr));
                 links.push(((i, j), [a, b]));
+            }
+            if !routes {
+                let anvil = socket(l1_url.trim_start_matches("http://").trim_end_matches('/'));
+                let p = FaultProxy::start(SocketAddr::new(loopback, 0), anvil, None)
+                    .await
+                    .expect("L1 proxy");
+                let quoted = format!("\"{l1_url}\"");
+                assert!(text.contains(&quoted), "node {i} does not name L1 at {l1_url}");
+                text = text.replace(&quoted, &format!("\"http://{}\"", p.addr));
+                l1.push(p);
             }
             std::fs::write(&config, text).expect("writing the node config");
         }
@@ -223,6 +299,6 @@ impl Devnet {
         // Settle: a block decided with every node through the proxies.
         let top = crate::wait_for(60, "a head", || async { self.head(0).await }).await;
         self.wait_height(&(0..n).collect::<Vec<_>>(), top + 2, 60).await;
-        ProxiedLinks { links }
+        ProxiedLinks { links, l1, routes }
     }
 }

@@ -185,6 +185,55 @@ pub async fn batches_cover(net: &Devnet, block: u64, within: Duration) -> Result
     }
 }
 
+/// The libp2p peers sequencer `i` is connected to, from its metrics (None: it does not answer).
+async fn linked(net: &Devnet, i: usize) -> Option<u64> {
+    let url = net.nodes()[i]["metrics"].as_str()?.to_string();
+    let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+    let m = metis_testkit::scrape::parse(&text);
+    m.get("metis_peers{transport=\"libp2p\"}").map(|v| *v as u64)
+}
+
+/// Each sequencer's head and libp2p peers, as "node i: head h, p peers" (what a stalled round reports).
+pub async fn network_view(net: &Devnet, nodes: usize) -> String {
+    let mut parts = Vec::new();
+    for i in 0..nodes {
+        let head = net.head(i).await.map_or("-".to_string(), |h| h.to_string());
+        let peers = linked(net, i).await.map_or("-".to_string(), |p| p.to_string());
+        parts.push(format!("node {i}: head {head}, {peers} peers"));
+    }
+    parts.join("; ")
+}
+
+/// Waits (up to `within`) until every sequencer is connected to every other and within a block of the highest
+/// head: a round's fault must be the only one (with four sequencers of unequal stake, one node down and one link
+/// missing, or one node behind, already halt the chain). Err says what was not.
+pub async fn whole(net: &Devnet, nodes: usize, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut short = false;
+        let mut heads = Vec::new();
+        for i in 0..nodes {
+            let n = linked(net, i).await;
+            short |= n.is_none_or(|n| n + 1 < nodes as u64);
+            heads.push(net.head(i).await.unwrap_or(0));
+        }
+        let top = heads.iter().copied().max().unwrap_or(0);
+        let behind = heads.iter().any(|h| h + 1 < top);
+        if !short && !behind {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the network was not whole {} s before the round (every node linked to every other, within a \
+                 block of the head): {}",
+                within.as_secs(),
+                network_view(net, nodes).await
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Waits (up to `within`) until no sequencer has missed more than a quarter of what jails for downtime in the
 /// current window, as node 0 counts: each round starts from a pool that has forgotten the last one, so two
 /// faults on one node in a row are not taken for downtime. Returns the highest count left.

@@ -3,6 +3,7 @@
 
 use crate::checks::{self, Seen};
 use crate::load::Load;
+use crate::reorg;
 use crate::NODES;
 use metis_testkit::devnet::Devnet;
 use metis_testkit::faultproxy::LinkFault;
@@ -22,6 +23,9 @@ const BATCH_BOUND: Duration = Duration::from_secs(90);
 const BATCH_BLOCKS: u64 = 10;
 /// Before a round, the downtime window forgets the last one within this (100 commits at 1 s blocks).
 const SETTLE_BOUND: Duration = Duration::from_secs(150);
+/// Before a round, every sequencer is connected to every other and at the head within this (a persistent peer
+/// is redialled within about 20 s).
+const WHOLE_BOUND: Duration = Duration::from_secs(60);
 /// How far the clock rounds move a node's wall clock.
 const SKEW: &str = "20s";
 
@@ -49,6 +53,8 @@ pub enum Fault {
     /// A follower's data disk (a small tmpfs) filled up: it must stop with a clear error; restarted once space
     /// is freed, it catches up with nothing lost.
     DiskFull,
+    /// An L1 reorg below the confirmation depth that moves a relock to another block (`reorg`).
+    L1Reorg,
 }
 
 impl Fault {
@@ -64,7 +70,25 @@ impl Fault {
             Fault::AllSlow,
             Fault::SplitWhileSigning,
             Fault::DiskFull,
+            Fault::L1Reorg,
         ]
+    }
+
+    /// The short name `METIS_CHAOS_FAULTS` takes.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Fault::IsolateProducer => "isolate-producer",
+            Fault::IsolateFollower => "isolate-follower",
+            Fault::Split => "split",
+            Fault::L1Down => "l1-down",
+            Fault::ClockFast => "clock-fast",
+            Fault::ClockSlow => "clock-slow",
+            Fault::SlowProducer => "slow-producer",
+            Fault::AllSlow => "all-slow",
+            Fault::SplitWhileSigning => "split-while-signing",
+            Fault::DiskFull => "disk-full",
+            Fault::L1Reorg => "l1-reorg",
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -79,6 +103,7 @@ impl Fault {
             Fault::AllSlow => "all links 100 ms",
             Fault::SplitWhileSigning => "2-2 split while a batch is signed",
             Fault::DiskFull => "a follower's disk full",
+            Fault::L1Reorg => "L1 reorg below depth moves a relock",
         }
     }
 }
@@ -182,6 +207,9 @@ pub async fn run(
     let all: Vec<usize> = (0..NODES).collect();
     let mut failures = Vec::new();
     checks::settled(net, SETTLE_BOUND).await;
+    if let Err(e) = checks::whole(net, NODES, WHOLE_BOUND).await {
+        failures.push(e);
+    }
     let accepted_before = load.accepted().len();
     let from = heads(net).await.into_iter().max().unwrap_or(0);
     let (producer, _) = net.producer_node().await;
@@ -190,7 +218,7 @@ pub async fn run(
         Fault::IsolateProducer | Fault::ClockFast | Fault::ClockSlow | Fault::SlowProducer => vec![producer],
         Fault::IsolateFollower | Fault::DiskFull => vec![(producer + 1) % NODES],
         Fault::Split | Fault::SplitWhileSigning => vec![producer, (producer + 1) % NODES],
-        Fault::L1Down | Fault::AllSlow => all.clone(),
+        Fault::L1Down | Fault::AllSlow | Fault::L1Reorg => all.clone(),
     };
     let b: Vec<usize> = all.iter().copied().filter(|i| !a.contains(i)).collect();
     // The disk: a tmpfs with room for a minute of blocks, set up (the node restarted on it) before the fault.
@@ -223,9 +251,12 @@ pub async fn run(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+    let mut moved = None;
     match fault {
-        Fault::IsolateProducer | Fault::IsolateFollower | Fault::Split | Fault::SplitWhileSigning => net.cut(&a, &b),
-        Fault::L1Down => net.cut_l1(&all),
+        Fault::IsolateProducer | Fault::IsolateFollower | Fault::Split | Fault::SplitWhileSigning => {
+            links.cut(net, &a, &b)
+        }
+        Fault::L1Down => links.cut_l1(net, &all),
         Fault::ClockFast => net.respawn(producer, &skewed_clock(&format!("+{SKEW}"))),
         Fault::ClockSlow => net.respawn(producer, &skewed_clock(&format!("-{SKEW}"))),
         Fault::SlowProducer => links.set_node(
@@ -244,6 +275,10 @@ pub async fn run(
                 fill(&d.join("chaos-fill"));
             }
         }
+        Fault::L1Reorg => match reorg::relock_then_reorg(net, NODES - 1).await {
+            Ok(m) => moved = Some(m),
+            Err(e) => failures.push(format!("the reorg could not be staged: {e}")),
+        },
     }
     let cut_at = Instant::now();
     let at_cut = heads(net).await;
@@ -256,6 +291,8 @@ pub async fn run(
         }
     }
     let at_heal = heads(net).await;
+    // Heads and links as the fault ends: what a stalled round is explained by.
+    let view_at_heal = checks::network_view(net, NODES).await;
     // What the node said when its disk was full.
     let mut said: Option<String> = None;
     match fault {
@@ -282,7 +319,7 @@ pub async fn run(
         }
         Fault::ClockFast | Fault::ClockSlow => net.respawn(producer, &[]),
         Fault::SlowProducer | Fault::AllSlow => links.set_all(LinkFault::default()),
-        _ => net.heal(),
+        _ => links.heal(net),
     }
     let healed = Instant::now();
     let (a_lo, a_hi) = (span(&at_cut, &a), span(&at_heal, &a));
@@ -294,6 +331,7 @@ pub async fn run(
     match fault {
         Fault::IsolateProducer
         | Fault::IsolateFollower
+        | Fault::L1Reorg
         | Fault::DiskFull
         | Fault::ClockFast
         | Fault::ClockSlow
@@ -302,13 +340,14 @@ pub async fn run(
         | Fault::AllSlow => {
             // The side with more than 2/3 of the stake (three of four here, or all) goes on deciding, a block a second.
             let (lo, hi, who) = match fault {
-                Fault::L1Down | Fault::AllSlow => (a_lo.1, a_hi.0, "the chain"),
+                Fault::L1Down | Fault::AllSlow | Fault::L1Reorg => (a_lo.1, a_hi.0, "the chain"),
                 _ => (b_lo.1, b_hi.0, "the other three"),
             };
             let need = hold.as_secs() / 3;
             if hi < lo + need {
                 failures.push(format!(
-                    "{who} decided too little while it held ({lo} -> {hi}, at least {need} expected)"
+                    "{who} decided too little while it held ({lo} -> {hi}, at least {need} expected; at the heal: \
+                     {view_at_heal})"
                 ));
             }
         }
@@ -363,6 +402,12 @@ pub async fn run(
             first.node,
             first.at.elapsed().as_secs_f64()
         ));
+    }
+    if let Some(m) = &moved {
+        match reorg::applied_once(net, &all, m).await {
+            Ok(s) => during.push_str(&format!("; {s}")),
+            Err(e) => failures.push(e),
+        }
     }
     let due = target.saturating_sub(2 + 2 * BATCH_BLOCKS);
     for r in [

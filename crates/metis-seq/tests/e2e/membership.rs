@@ -1,6 +1,7 @@
 //! A new operator joins the running devnet through L1 (keys, whitelist, lock, a node of its own), and one of the
 //! devnet's sequencers leaves through L1 (unlock): both times the pool reshares its threshold key, keeping the
-//! group key L1 knows, and batches keep landing on L1 under it.
+//! group key L1 knows, and batches keep landing on L1 under it. A dealer killed (SIGKILL) in the middle of the
+//! first reshare and restarted gets its share of the new key all the same.
 
 use crate::harness::{cli, key_members, serial, tempdir, wait_for, ChildGuard, Devnet, BIN};
 use alloy::primitives::{utils::parse_ether, Address};
@@ -20,7 +21,7 @@ async fn next_index(net: &Devnet) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sequencer_joins_and_one_leaves_through_l1_and_the_key_is_reshared() {
     let _one = serial().await;
-    let net = Devnet::start("members", 3, &["--epoch-length", "5"]).await;
+    let mut net = Devnet::start("members", 3, &["--epoch-length", "5"]).await;
     let l1_rpc = net.l1_rpc();
     let pool_addr = net.contract("locking_pool").to_string();
     let (genesis_members, group_key) = wait_for(30, "the genesis key", || key_members(&net)).await;
@@ -167,13 +168,40 @@ async fn a_sequencer_joins_and_one_leaves_through_l1_and_the_key_is_reshared() {
     let mut five = genesis_members.clone();
     five.push(new_id);
     five.sort();
+    // kill -9 of a dealer in the middle of the reshare (its acks phase): the others go on; restarted in the
+    // last phase, it takes its part back from what was decided and ends with a share of the new key.
+    let (round, start, phase) = wait_for(90, "the reshare to the five running", || async {
+        let k = net.call(0, "metis_thresholdKey", json!([])).await.ok()?;
+        let r = &k["running"];
+        (r["kind"] == "Reshare" && r["players"].as_array()?.len() == 5).then_some((
+            r["round"].as_u64()?,
+            r["start"].as_u64()?,
+            r["phase_blocks"].as_u64()?,
+        ))
+    })
+    .await;
+    net.wait_height(&[0, 2, 3], start + phase, 60).await;
+    net.kill_node(1);
+    let k = net.call(0, "metis_thresholdKey", json!([])).await.expect("key");
+    assert_eq!(
+        k["running"]["round"], round,
+        "the reshare ended before node 1 was killed: the kill tests nothing"
+    );
+    net.wait_height(&[0, 2, 3], start + 2 * phase, 60).await;
+    net.start_node(1, &[]);
     let (members, key) = wait_for(150, "the key reshared to the five", || async {
         let (m, k) = key_members(&net).await?;
         (m == five).then_some((m, k))
     })
     .await;
     assert_eq!(key, group_key, "resharing keeps the group key");
-    eprintln!("[e2e] joined: sequencer {new_id}; key members {members:?}");
+    let share = std::path::Path::new(net.m["nodes"][1]["data_dir"].as_str().expect("data_dir"))
+        .join(format!("keys/share-{round}.key"));
+    wait_for(60, "node 1's share of the reshared key", || async {
+        share.exists().then_some(())
+    })
+    .await;
+    eprintln!("[e2e] joined: sequencer {new_id}; key members {members:?}; node 1, killed mid-reshare, has its share");
     // The newcomer follows the same chain.
     let h = net.head(0).await.expect("head");
     let theirs = wait_for(60, "the newcomer at the network's height", || async {

@@ -447,6 +447,12 @@ async fn every_node_exports_metrics_that_move_with_the_chain() {
         (peers("libp2p") == Some(3.0) && peers("gossip") == Some(3.0)).then_some(())
     })
     .await;
+    // What wallets and explorers ask: the consensus peers.
+    let count = net
+        .call(0, "net_peerCount", serde_json::json!([]))
+        .await
+        .expect("net_peerCount");
+    assert_eq!(count, serde_json::json!("0x3"), "net_peerCount");
 
     // Health and readiness, on the metrics port and on the RPC port (what a load balancer probes).
     let metrics_base = net.metrics_url(0).trim_end_matches("/metrics").to_string();
