@@ -9,7 +9,7 @@ const path = require('path');
 const root = path.resolve(__dirname, '..');
 const out = path.join(root, 'contracts', 'out');
 const dest = path.join(root, 'crates', 'contracts', 'artifacts');
-const contracts = ['MetisToken', 'LockingInfo', 'LockingPool', 'BatchInbox'];
+const contracts = ['MetisToken', 'LockingInfo', 'LockingPool', 'BatchInbox', 'StakeVotes', 'PosParams', 'MetisGovernor', 'TimelockController'];
 const check = process.argv.includes('--check');
 
 let stale = [];

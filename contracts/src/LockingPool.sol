@@ -7,11 +7,13 @@ import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {BLS} from "./BLS.sol";
 import {IGroupKeyRegistry} from "./IGroupKeyRegistry.sol";
 import {LockingInfo} from "./LockingInfo.sol";
+import {StakeVotes} from "./StakeVotes.sol";
 
 /// @title LockingPool
 /// @notice The staked sequencer set on L1: whitelisted owners lock METIS for one sequencer each, register the keys
 /// the PoS layer needs, and exit after a delay. It also holds the pool's threshold (MPC) group public key, and
-/// accepts reward reports and slashing only when signed by that key.
+/// accepts reward reports and slashing only when signed by that key. Its `votes` (StakeVotes, IERC5805) give each
+/// owner its sequencer's locked stake as governance votes while the sequencer is active and not jailed.
 /// @dev Every event that changes a sequencer carries its nonce so the L1 listener can order and dedupe them.
 contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
     enum Status {
@@ -46,6 +48,8 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
     address public constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
 
     LockingInfo public immutable escrow;
+    /// @notice The owners' governance votes, kept equal to their active, unjailed stake.
+    StakeVotes public immutable votes;
 
     uint256 public nextSequencerId = 1;
     mapping(uint256 => Sequencer) internal _sequencers;
@@ -60,6 +64,8 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
     uint256 public rewardPerBlock;
     uint256 public totalLocked;
     address public treasury;
+    /// @notice May pause, nothing else (see `guardianPause`).
+    address public guardian;
 
     uint256 public lastRewardBatchId;
     uint256 public nextRewardEpoch;
@@ -113,6 +119,7 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
     event ExitDelayChanged(uint256 oldDelay, uint256 newDelay);
     event SignerUpdateThrottleChanged(uint256 oldThrottle, uint256 newThrottle);
     event TreasuryChanged(address indexed oldTreasury, address indexed newTreasury);
+    event GuardianChanged(address indexed oldGuardian, address indexed newGuardian);
     event GroupKeyUpdated(uint256 indexed version, address indexed mpcAddress, bytes publicKey);
 
     error NotWhitelisted(address user);
@@ -136,10 +143,12 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
     error EvidenceAlreadyUsed(bytes32 evidenceHash);
     error NothingToClaim();
     error ZeroAddress();
+    error NotGuardian(address caller);
 
     constructor(address initialOwner, LockingInfo escrow_, uint256 rewardPerBlock_) Ownable(initialOwner) {
         if (address(escrow_) == address(0)) revert ZeroAddress();
         escrow = escrow_;
+        votes = new StakeVotes();
         rewardPerBlock = rewardPerBlock_;
         emit RewardPerBlockChanged(0, rewardPerBlock_);
     }
@@ -205,6 +214,19 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         else _unpause();
     }
 
+    /// @notice Names the guardian (zero: none): an account that may pause the pool in an emergency and do
+    /// nothing else; only the owner (governance, through its timelock) unpauses.
+    function setGuardian(address newGuardian) external onlyOwner {
+        emit GuardianChanged(guardian, newGuardian);
+        guardian = newGuardian;
+    }
+
+    /// @notice Pauses the pool (the guardian only).
+    function guardianPause() external {
+        if (msg.sender != guardian || msg.sender == address(0)) revert NotGuardian(msg.sender);
+        _pause();
+    }
+
     function updateBlockReward(uint256 newReward) external onlyOwner {
         emit RewardPerBlockChanged(rewardPerBlock, newReward);
         rewardPerBlock = newReward;
@@ -249,10 +271,15 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         _startUnlock(seqId);
     }
 
+    /// @notice Lets a jailed sequencer vote and be credited again. A slash may have left its stake under the
+    /// minimum lock: its owner relocks first, as an active sequencer never holds less than the minimum.
     function unjail(uint256 seqId) external onlyOwner {
         Sequencer storage s = _sequencers[seqId];
         if (s.status == Status.Inactive) revert InvalidSequencerStatus(seqId, s.status);
+        uint256 min = escrow.minLock();
+        if (s.status == Status.Active && s.amount < min) revert AmountOutOfBounds(s.amount, min, escrow.maxLock());
         s.jailed = false;
+        _syncVotes(s);
         emit Jailed(seqId, false);
     }
 
@@ -292,6 +319,7 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         s.consensusKey = ck;
         s.dkgKey = dk;
         totalLocked += amount;
+        _syncVotes(s);
 
         escrow.deposit(msg.sender, amount);
         emit Locked(signer, seqId, 1, msg.sender, amount, totalLocked, ck, dk);
@@ -308,6 +336,7 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         s.amount = newAmount;
         totalLocked += amount + fromReward;
         uint64 nonce = ++s.nonce;
+        _syncVotes(s);
         if (amount > 0) escrow.deposit(msg.sender, amount);
         emit Relocked(seqId, amount + fromReward, totalLocked);
         emit LockUpdate(seqId, nonce, newAmount);
@@ -329,6 +358,7 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         // forge-lint: disable-next-line(unsafe-typecast) timestamps fit in 64 bits for billions of years
         s.withdrawClaimTime = uint64(block.timestamp + exitDelay);
         uint64 nonce = ++s.nonce;
+        _syncVotes(s);
         emit Withdraw(seqId, amount);
         emit LockUpdate(seqId, nonce, newAmount);
     }
@@ -394,6 +424,9 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         delete seqOwners[msg.sender];
         seqOwners[newOwner] = seqId;
         _sequencers[seqId].owner = newOwner;
+        // The votes go with the sequencer.
+        votes.setUnits(msg.sender, 0);
+        _syncVotes(_sequencers[seqId]);
         emit SequencerOwnerChanged(seqId, msg.sender, newOwner);
     }
 
@@ -474,6 +507,7 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         s.jailed = true;
         totalLocked -= fromLocked;
         uint64 nonce = ++s.nonce;
+        _syncVotes(s);
         address to = treasury == address(0) ? BURN_ADDRESS : treasury;
         escrow.payOut(to, amount);
         emit Slashed(seqId, nonce, amount, evidenceHash, newAmount);
@@ -496,7 +530,14 @@ contract LockingPool is Ownable2Step, Pausable, IGroupKeyRegistry {
         // forge-lint: disable-next-line(unsafe-typecast) timestamps fit in 64 bits for billions of years
         s.unlockClaimTime = uint64(claimTime);
         uint64 nonce = ++s.nonce;
+        _syncVotes(s);
         emit UnlockInit(s.owner, seqId, nonce, block.timestamp, claimTime, s.amount);
+    }
+
+    /// @dev The owner's votes follow its sequencer: the locked stake while active and not jailed, else none. An
+    /// owner has one sequencer at a time (`seqOwners`), and one that ended (Inactive) is never touched again.
+    function _syncVotes(Sequencer storage s) internal {
+        votes.setUnits(s.owner, s.status == Status.Active && !s.jailed ? s.amount : 0);
     }
 
     function _payReward(uint256 seqId, Sequencer storage s, uint256 reward) internal {

@@ -7,10 +7,12 @@ import {Vm} from "./base/Vm.sol";
 import {MetisToken} from "../src/MetisToken.sol";
 import {LockingInfo} from "../src/LockingInfo.sol";
 import {LockingPool} from "../src/LockingPool.sol";
+import {StakeVotes} from "../src/StakeVotes.sol";
 
-/// @dev What forge's invariant runs call: five owners lock, relock, withdraw, claim, unlock and get slashed by the
-/// pool's group key, in any order, with time passing between. Inputs are bounded to what could succeed, so most
-/// calls do something; the ones that revert change nothing.
+/// @dev What forge's invariant runs call: five owners lock, relock, withdraw, claim, unlock, delegate their votes
+/// to each other, get slashed by the pool's group key and unjailed by the owner, in any order, with time and L1
+/// blocks passing between. Inputs are bounded to what could succeed, so most calls do something; the ones that
+/// revert change nothing.
 contract PoolHandler {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
     uint256 internal constant ACTORS = 5;
@@ -25,6 +27,9 @@ contract PoolHandler {
     uint256 public generation;
     uint256 public calls;
     uint256 public slashes;
+    /// Blocks `wait` left behind, and the active, unjailed stake each ended with (what votes at that block).
+    uint256[] public passed;
+    mapping(uint256 block => uint256) public activeAt;
 
     constructor(LockingPool pool_, LockingInfo info_, MetisToken token_, address admin_, uint256 groupSk_) {
         pool = pool_;
@@ -134,8 +139,40 @@ contract PoolHandler {
         slashes++;
     }
 
+    function unjail(uint256 seed) external {
+        calls++;
+        uint256 id = pool.seqOwners(owner(seed));
+        LockingPool.Sequencer memory s = pool.sequencers(id);
+        if (id == 0 || !s.jailed) return;
+        if (s.status == LockingPool.Status.Active && s.amount < info.minLock()) return;
+        vm.prank(admin);
+        pool.unjail(id);
+    }
+
+    function delegate(uint256 seed, uint256 to) external {
+        calls++;
+        StakeVotes votes = pool.votes();
+        vm.prank(owner(seed));
+        votes.delegate(owner(to));
+    }
+
+    /// The stake that votes now: active and not jailed.
+    function activeStake() public view returns (uint256 total) {
+        for (uint256 id = 1; id < pool.nextSequencerId(); id++) {
+            LockingPool.Sequencer memory s = pool.sequencers(id);
+            if (s.status == LockingPool.Status.Active && !s.jailed) total += s.amount;
+        }
+    }
+
+    function passedCount() external view returns (uint256) {
+        return passed.length;
+    }
+
     function wait(uint256 secs) external {
         calls++;
+        activeAt[block.number] = activeStake();
+        passed.push(block.number);
+        vm.roll(block.number + 1);
         vm.warp(block.timestamp + _clamp(secs, 1, 30 days));
     }
 }
@@ -168,6 +205,39 @@ contract LockingPoolInvariantTest is Fixture {
         }
         assertEq(token.balanceOf(address(info)), owed, "escrow balance");
         assertEq(pool.totalLocked(), locked, "totalLocked");
+    }
+
+    /// Every owner's voting units are its sequencer's stake while it is active and unjailed, none otherwise, and
+    /// the votes of all delegates add up to the stake that votes.
+    function invariant_votesFollowTheStake() public view {
+        StakeVotes votes = pool.votes();
+        for (uint256 id = 1; id < pool.nextSequencerId(); id++) {
+            LockingPool.Sequencer memory s = pool.sequencers(id);
+            if (pool.seqOwners(s.owner) != id) continue;
+            bool votesNow = s.status == LockingPool.Status.Active && !s.jailed;
+            assertEq(votes.unitsOf(s.owner), votesNow ? s.amount : 0, "units of an owner");
+        }
+        uint256 sum;
+        for (uint256 a; a < 5; a++) {
+            sum += votes.getVotes(handler.owner(a));
+        }
+        assertEq(sum, handler.activeStake(), "votes of all delegates");
+    }
+
+    /// At every block the runs left behind, the past votes of all delegates add up to the past total, and both are
+    /// the stake that was active and unjailed when the block ended.
+    function invariant_pastVotesAddUpAtEveryBlock() public view {
+        StakeVotes votes = pool.votes();
+        uint256 n = handler.passedCount();
+        for (uint256 k = n > 16 ? n - 16 : 0; k < n; k++) {
+            uint256 b = handler.passed(k);
+            uint256 sum;
+            for (uint256 a; a < 5; a++) {
+                sum += votes.getPastVotes(handler.owner(a), b);
+            }
+            assertEq(votes.getPastTotalSupply(b), handler.activeAt(b), "past total");
+            assertEq(sum, handler.activeAt(b), "past votes of all delegates");
+        }
     }
 
     /// Owners and signers map to their live sequencer and back; a finished exit leaves nothing behind; an active,

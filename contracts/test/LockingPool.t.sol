@@ -680,6 +680,22 @@ contract LockingPoolTest is Fixture {
         assertTrue(!pool.sequencers(id).jailed, "unjailed");
     }
 
+    function test_unjail_notBelowTheMinimumLock() public {
+        _registerGroupKey();
+        uint256 id = _lock(1, MIN);
+        _slash(id, 1_000 ether, keccak256("below the minimum"));
+        vm.prank(OWNER);
+        vm.expectRevert(abi.encodeWithSelector(LockingPool.AmountOutOfBounds.selector, MIN - 1_000 ether, MIN, MAX));
+        pool.unjail(id);
+        // Topped up to the minimum, it can be unjailed.
+        vm.prank(_user(1));
+        pool.relock(id, 1_000 ether, false);
+        vm.prank(OWNER);
+        pool.unjail(id);
+        assertTrue(!pool.sequencers(id).jailed, "unjailed after the relock");
+        assertEq(pool.votes().getVotes(_user(1)), MIN, "votes again");
+    }
+
     function test_slash_toTreasury() public {
         _registerGroupKey();
         vm.prank(OWNER);

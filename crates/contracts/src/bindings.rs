@@ -30,3 +30,31 @@ sol!(
     BatchInbox,
     "artifacts/BatchInbox.json"
 );
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    StakeVotes,
+    "artifacts/StakeVotes.json"
+);
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    PosParams,
+    "artifacts/PosParams.json"
+);
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    MetisGovernor,
+    "artifacts/MetisGovernor.json"
+);
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    TimelockController,
+    "artifacts/TimelockController.json"
+);

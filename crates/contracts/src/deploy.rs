@@ -1,6 +1,7 @@
 //! Deploys and wires the whole L1 contract set on any Ethereum RPC.
 
 use crate::bindings::{BatchInbox, LockingInfo, LockingPool, MetisToken};
+use crate::governance::{deploy_governance, GovConfig};
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,8 @@ pub struct DeployConfig {
     pub reward_per_block: U256,
     /// Use this token instead of deploying the devnet METIS.
     pub token: Option<Address>,
+    /// Deploy PosParams, the timelock and the governor too (`governance::hand_over` later gives them the pool).
+    pub governance: Option<GovConfig>,
 }
 
 /// Addresses of a deployed contract set.
@@ -28,6 +31,16 @@ pub struct Deployment {
     pub batch_inbox: Address,
     /// L1 block of the first deployment transaction's receipt, where listeners start reading events.
     pub deployed_at_block: u64,
+    /// Governance (absent: the owner key governs).
+    #[serde(default)]
+    pub pos_params: Option<Address>,
+    #[serde(default)]
+    pub timelock: Option<Address>,
+    #[serde(default)]
+    pub governor: Option<Address>,
+    /// StakeVotes, the owners' votes (LockingPool deploys it).
+    #[serde(default)]
+    pub votes: Option<Address>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +70,15 @@ pub enum DeployError {
     },
     #[error("reading the L1 block number: {0}")]
     Rpc(#[from] alloy::transports::TransportError),
+    #[error("this deployment has no governance contracts")]
+    NoGovernance,
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
 }
 
-/// Deploys the token (unless given), LockingInfo, LockingPool and BatchInbox, and wires the escrow to the
-/// pool. The provider's default sender must be `cfg.owner`'s wallet (it sends the wiring call).
+/// Deploys the token (unless given), LockingInfo, LockingPool and BatchInbox, wires the escrow to the pool, and
+/// deploys the governance contracts if asked. The provider's default sender must be `cfg.owner`'s wallet (it
+/// sends the wiring calls).
 pub async fn deploy_all<P: Provider + Clone>(provider: &P, cfg: &DeployConfig) -> Result<Deployment, DeployError> {
     let deployed_at_block = provider.get_block_number().await?;
     let token = match cfg.token {
@@ -118,11 +136,19 @@ pub async fn deploy_all<P: Provider + Clone>(provider: &P, cfg: &DeployConfig) -
             tx: receipt.transaction_hash,
         });
     }
+    let gov = match &cfg.governance {
+        Some(g) => Some(deploy_governance(provider, cfg.owner, locking_pool, g).await?),
+        None => None,
+    };
     Ok(Deployment {
         token,
         locking_info,
         locking_pool,
         batch_inbox,
         deployed_at_block: deployed_at_block + 1,
+        pos_params: gov.map(|g| g.pos_params),
+        timelock: gov.map(|g| g.timelock),
+        governor: gov.map(|g| g.governor),
+        votes: gov.map(|g| g.votes),
     })
 }

@@ -6,6 +6,10 @@ pub mod bindings;
 pub mod deploy;
 pub mod dev;
 pub mod digest;
+pub mod governance;
 
-pub use bindings::{BatchInbox, LockingInfo, LockingPool, MetisToken};
+pub use bindings::{
+    BatchInbox, LockingInfo, LockingPool, MetisGovernor, MetisToken, PosParams, StakeVotes, TimelockController,
+};
 pub use deploy::{deploy_all, DeployConfig, DeployError, Deployment};
+pub use governance::{deploy_governance, hand_over, handed_over, GovConfig, GovContracts};

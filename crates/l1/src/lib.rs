@@ -11,7 +11,7 @@ use alloy::primitives::{Address, B256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::SolEvent;
-use metis_contracts::{LockingInfo, LockingPool};
+use metis_contracts::{LockingInfo, LockingPool, PosParams};
 use metis_pos::{L1Event, L1Position, PosTx};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +23,8 @@ pub struct ListenerConfig {
     pub locking_pool: Address,
     /// The escrow, whose lock bounds the ledger follows (None: only LockingPool is read).
     pub locking_info: Option<Address>,
+    /// PosParams, whose changes (made by governance) the ledger applies (None: a chain without governance).
+    pub pos_params: Option<Address>,
     /// First L1 block to read (the contracts' deployment block).
     pub start_block: u64,
     /// Blocks on top of a block before its events count (12 on Ethereum; small on a devnet).
@@ -180,9 +182,10 @@ impl metis_pos::L1Source for SharedView {
     }
 }
 
-/// The PoS transaction a log stands for, if the ledger acts on it. LockingInfo events count only from the
-/// configured escrow; all others only from `pool` (the filter asks for both addresses).
-fn decode(log: &Log, pool: Address, info: Option<Address>) -> Result<Option<PosTx>, L1Error> {
+/// The PoS transaction a log stands for, if the ledger acts on it: LockingPool's staking events, the escrow's
+/// lock bounds and PosParams' parameter changes, each only from its configured address (the filter asks for
+/// all of them).
+fn decode(log: &Log, c: &ListenerConfig) -> Result<Option<PosTx>, L1Error> {
     let (Some(block), Some(index), Some(block_hash), Some(tx_index), Some(tx_hash)) = (
         log.block_number,
         log.log_index,
@@ -195,106 +198,18 @@ fn decode(log: &Log, pool: Address, info: Option<Address>) -> Result<Option<PosT
             index: log.log_index,
         });
     };
-    let bad = |reason: String| L1Error::BadLog { block, index, reason };
     let topic0 = log.topic0().copied().unwrap_or_default();
-    if Some(log.address()) != info && log.address() != pool {
-        return Ok(None);
-    }
-    let is_info = Some(log.address()) == info;
-    if is_info && topic0 != LockingInfo::SetMinLock::SIGNATURE_HASH && topic0 != LockingInfo::SetMaxLock::SIGNATURE_HASH
-    {
-        return Ok(None);
-    }
-    let id_of = |id: alloy::primitives::U256| u64::try_from(id).map_err(|_| bad("sequencer id over 64 bits".into()));
-    let event = if is_info && topic0 == LockingInfo::SetMinLock::SIGNATURE_HASH {
-        let e = LockingInfo::SetMinLock::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::SetMinLock { amount: e.newMinLock }
-    } else if is_info && topic0 == LockingInfo::SetMaxLock::SIGNATURE_HASH {
-        let e = LockingInfo::SetMaxLock::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::SetMaxLock { amount: e.newMaxLock }
-    } else if log.address() != pool {
-        return Ok(None);
-    } else if topic0 == LockingPool::Slashed::SIGNATURE_HASH {
-        let e = LockingPool::Slashed::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::Slashed {
-            id: id_of(e.sequencerId)?,
-            amount: e.amount,
-            evidence: e.evidenceHash,
-        }
-    } else if topic0 == LockingPool::Jailed::SIGNATURE_HASH {
-        let e = LockingPool::Jailed::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::Jailed {
-            id: id_of(e.sequencerId)?,
-            jailed: e.jailed,
-        }
-    } else if topic0 == LockingPool::Relocked::SIGNATURE_HASH {
-        let e = LockingPool::Relocked::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::Relocked {
-            id: id_of(e.sequencerId)?,
-            amount: e.amount,
-        }
-    } else if topic0 == LockingPool::Withdraw::SIGNATURE_HASH {
-        let e = LockingPool::Withdraw::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::Withdraw {
-            id: id_of(e.sequencerId)?,
-            amount: e.amount,
-        }
-    } else if topic0 == LockingPool::RewardPerBlockChanged::SIGNATURE_HASH {
-        let e = LockingPool::RewardPerBlockChanged::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::ParameterChanged {
-            name: "rewardPerBlock".into(),
-            value: e.newReward,
-        }
-    } else if topic0 == LockingPool::ExitDelayChanged::SIGNATURE_HASH {
-        let e = LockingPool::ExitDelayChanged::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::ParameterChanged {
-            name: "exitDelay".into(),
-            value: e.newDelay,
-        }
-    } else if topic0 == LockingPool::SignerUpdateThrottleChanged::SIGNATURE_HASH {
-        let e = LockingPool::SignerUpdateThrottleChanged::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::ParameterChanged {
-            name: "signerUpdateThrottle".into(),
-            value: e.newThrottle,
-        }
-    } else if topic0 == LockingPool::WhitelistChanged::SIGNATURE_HASH {
-        let e = LockingPool::WhitelistChanged::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::WhitelistChanged {
-            user: e.user,
-            allowed: e.allowed,
-        }
-    } else if topic0 == LockingPool::Locked::SIGNATURE_HASH {
-        let e = LockingPool::Locked::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::Locked {
-            id: id_of(e.sequencerId)?,
-            signer: e.signer,
-            consensus_key: e.consensusKey,
-            dkg_key: e.dkgKey,
-            amount: e.amount,
-        }
-    } else if topic0 == LockingPool::LockUpdate::SIGNATURE_HASH {
-        let e = LockingPool::LockUpdate::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::LockUpdate {
-            id: id_of(e.sequencerId)?,
-            new_amount: e.newAmount,
-        }
-    } else if topic0 == LockingPool::SignerChange::SIGNATURE_HASH {
-        let e = LockingPool::SignerChange::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::SignerChange {
-            id: id_of(e.sequencerId)?,
-            new_signer: e.newSigner,
-        }
-    } else if topic0 == LockingPool::UnlockInit::SIGNATURE_HASH {
-        let e = LockingPool::UnlockInit::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::UnlockInit {
-            id: id_of(e.sequencerId)?,
-        }
-    } else if topic0 == LockingPool::Unlocked::SIGNATURE_HASH {
-        let e = LockingPool::Unlocked::decode_log(&log.inner).map_err(|e| bad(e.to_string()))?;
-        L1Event::Unlocked {
-            id: id_of(e.sequencerId)?,
-        }
+    let address = log.address();
+    let event = if address == c.locking_pool {
+        pool_event(log, topic0)
+    } else if Some(address) == c.locking_info {
+        info_event(log, topic0)
+    } else if Some(address) == c.pos_params {
+        params_event(log, topic0)
     } else {
+        Ok(None)
+    };
+    let Some(event) = event.map_err(|reason| L1Error::BadLog { block, index, reason })? else {
         return Ok(None);
     };
     Ok(Some(PosTx {
@@ -306,6 +221,117 @@ fn decode(log: &Log, pool: Address, info: Option<Address>) -> Result<Option<PosT
             tx_hash,
         },
         event,
+    }))
+}
+
+fn info_event(log: &Log, topic0: B256) -> Result<Option<L1Event>, String> {
+    Ok(Some(if topic0 == LockingInfo::SetMinLock::SIGNATURE_HASH {
+        let e = LockingInfo::SetMinLock::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::SetMinLock { amount: e.newMinLock }
+    } else if topic0 == LockingInfo::SetMaxLock::SIGNATURE_HASH {
+        let e = LockingInfo::SetMaxLock::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::SetMaxLock { amount: e.newMaxLock }
+    } else {
+        return Ok(None);
+    }))
+}
+
+fn params_event(log: &Log, topic0: B256) -> Result<Option<L1Event>, String> {
+    if topic0 != PosParams::ParamChanged::SIGNATURE_HASH {
+        return Ok(None);
+    }
+    let e = PosParams::ParamChanged::decode_log(&log.inner).map_err(|e| e.to_string())?;
+    Ok(Some(L1Event::PosParamChanged {
+        param: e.param,
+        value: e.newValue,
+        nonce: u64::try_from(e.nonce).map_err(|_| "change number over 64 bits".to_string())?,
+    }))
+}
+
+fn pool_event(log: &Log, topic0: B256) -> Result<Option<L1Event>, String> {
+    let id_of = |id: alloy::primitives::U256| u64::try_from(id).map_err(|_| "sequencer id over 64 bits".to_string());
+    Ok(Some(if topic0 == LockingPool::Slashed::SIGNATURE_HASH {
+        let e = LockingPool::Slashed::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::Slashed {
+            id: id_of(e.sequencerId)?,
+            amount: e.amount,
+            evidence: e.evidenceHash,
+        }
+    } else if topic0 == LockingPool::Jailed::SIGNATURE_HASH {
+        let e = LockingPool::Jailed::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::Jailed {
+            id: id_of(e.sequencerId)?,
+            jailed: e.jailed,
+        }
+    } else if topic0 == LockingPool::Relocked::SIGNATURE_HASH {
+        let e = LockingPool::Relocked::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::Relocked {
+            id: id_of(e.sequencerId)?,
+            amount: e.amount,
+        }
+    } else if topic0 == LockingPool::Withdraw::SIGNATURE_HASH {
+        let e = LockingPool::Withdraw::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::Withdraw {
+            id: id_of(e.sequencerId)?,
+            amount: e.amount,
+        }
+    } else if topic0 == LockingPool::RewardPerBlockChanged::SIGNATURE_HASH {
+        let e = LockingPool::RewardPerBlockChanged::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::ParameterChanged {
+            name: "rewardPerBlock".into(),
+            value: e.newReward,
+        }
+    } else if topic0 == LockingPool::ExitDelayChanged::SIGNATURE_HASH {
+        let e = LockingPool::ExitDelayChanged::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::ParameterChanged {
+            name: "exitDelay".into(),
+            value: e.newDelay,
+        }
+    } else if topic0 == LockingPool::SignerUpdateThrottleChanged::SIGNATURE_HASH {
+        let e = LockingPool::SignerUpdateThrottleChanged::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::ParameterChanged {
+            name: "signerUpdateThrottle".into(),
+            value: e.newThrottle,
+        }
+    } else if topic0 == LockingPool::WhitelistChanged::SIGNATURE_HASH {
+        let e = LockingPool::WhitelistChanged::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::WhitelistChanged {
+            user: e.user,
+            allowed: e.allowed,
+        }
+    } else if topic0 == LockingPool::Locked::SIGNATURE_HASH {
+        let e = LockingPool::Locked::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::Locked {
+            id: id_of(e.sequencerId)?,
+            signer: e.signer,
+            consensus_key: e.consensusKey,
+            dkg_key: e.dkgKey,
+            amount: e.amount,
+        }
+    } else if topic0 == LockingPool::LockUpdate::SIGNATURE_HASH {
+        let e = LockingPool::LockUpdate::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::LockUpdate {
+            id: id_of(e.sequencerId)?,
+            new_amount: e.newAmount,
+        }
+    } else if topic0 == LockingPool::SignerChange::SIGNATURE_HASH {
+        let e = LockingPool::SignerChange::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::SignerChange {
+            id: id_of(e.sequencerId)?,
+            new_signer: e.newSigner,
+        }
+    } else if topic0 == LockingPool::UnlockInit::SIGNATURE_HASH {
+        let e = LockingPool::UnlockInit::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::UnlockInit {
+            id: id_of(e.sequencerId)?,
+        }
+    } else if topic0 == LockingPool::Unlocked::SIGNATURE_HASH {
+        let e = LockingPool::Unlocked::decode_log(&log.inner).map_err(|e| e.to_string())?;
+        L1Event::Unlocked {
+            id: id_of(e.sequencerId)?,
+        }
+    } else {
+        return Ok(None);
     }))
 }
 
@@ -402,13 +428,14 @@ impl<P: Provider> Listener<P> {
         for (from, to) in ranges(start, safe, self.config.max_range) {
             let mut addresses = vec![self.config.locking_pool];
             addresses.extend(self.config.locking_info);
+            addresses.extend(self.config.pos_params);
             let filter = Filter::new().address(addresses).from_block(from).to_block(to);
             let logs = self.provider.get_logs(&filter).await?;
             for log in &logs {
                 if log.removed {
                     continue;
                 }
-                match decode(log, self.config.locking_pool, self.config.locking_info) {
+                match decode(log, &self.config) {
                     Ok(Some(tx)) => {
                         hashes.insert(tx.position.block_number, tx.position.block_hash);
                         found.push(tx);

@@ -72,6 +72,7 @@ async fn events_at_depth_reorgs_and_checks() {
     let config = ListenerConfig {
         locking_pool: d.locking_pool,
         locking_info: Some(d.locking_info),
+        pos_params: d.pos_params,
         start_block: d.deployed_at_block,
         confirmations: 3,
         max_range: 2,
@@ -255,6 +256,7 @@ async fn a_dead_endpoint_is_an_error_and_changes_nothing() {
     let config = ListenerConfig {
         locking_pool: Address::ZERO,
         locking_info: None,
+        pos_params: None,
         start_block: 0,
         confirmations: 1,
         max_range: 100,
@@ -263,4 +265,167 @@ async fn a_dead_endpoint_is_an_error_and_changes_nothing() {
     let mut listener = Listener::new(p, config);
     assert!(matches!(listener.poll().await, Err(L1Error::Rpc(_))));
     assert!(listener.view().synced_to.is_none());
+}
+
+/// Governance end to end on L1, driven from Rust: the contracts handed to the timelock (the owner key can do
+/// nothing after), a PoS parameter changed by a vote of the owners' stake, and the change read by the listener as
+/// the PoS transaction every node applies at the next epoch boundary.
+#[tokio::test]
+async fn a_parameter_changed_by_vote_reaches_the_listener_and_the_owner_key_is_powerless() {
+    use alloy::primitives::keccak256;
+    use alloy::sol_types::SolCall;
+    use metis_contracts::{hand_over, GovConfig, MetisGovernor, PosParams};
+    use metis_pos::GovParam;
+    use std::time::{Duration, Instant};
+
+    let owners: Vec<PrivateKeySigner> = (0..3).map(|_| PrivateKeySigner::random()).collect();
+    let gov = GovConfig {
+        voting_delay_blocks: 1,
+        voting_period_blocks: 4,
+        proposal_threshold: parse_ether("20000").unwrap(),
+        quorum_percent: 50,
+        timelock_delay_secs: 2,
+        pos_params: GovParam::ALL
+            .iter()
+            .map(|g| U256::from(g.get(&Params::default())))
+            .collect(),
+    };
+    // Blocks every second: the timelock's delay is in L1 time.
+    let l1 = metis_testkit::deployed_l1_governed(&owners, &["--block-time", "1"], gov).await;
+    for o in &owners {
+        l1.fund(o.address()).await;
+    }
+    let (p, d) = (l1.provider.clone(), l1.deployment.clone());
+    let stake = parse_ether("30000").unwrap();
+    for (i, o) in owners.iter().enumerate() {
+        prepare(&p, &d, o.address(), stake).await;
+        lock(&p, &d, o.address(), stake, 0xc0 + i as u8).await;
+    }
+    hand_over(&p, &d, l1.owner.address(), None, Duration::from_secs(60))
+        .await
+        .expect("the hand-over");
+    let pool = LockingPool::new(d.locking_pool, p.clone());
+    assert_eq!(pool.owner().call().await.unwrap(), d.timelock.unwrap());
+    // Simulated, not sent: a refused send would still use up a nonce of the provider's cache.
+    assert!(
+        pool.setWhitelist(Address::repeat_byte(9), true)
+            .from(l1.owner.address())
+            .call()
+            .await
+            .is_err(),
+        "the old owner key still whitelists"
+    );
+
+    // epoch_length = 40, by the owners' vote.
+    let governor = MetisGovernor::new(d.governor.unwrap(), p.clone());
+    let params = d.pos_params.unwrap();
+    let call = Bytes::from(
+        PosParams::setCall {
+            param: 0,
+            value: U256::from(40),
+        }
+        .abi_encode(),
+    );
+    let description = "epoch_length = 40".to_string();
+    let (targets, values, calls) = (vec![params], vec![U256::ZERO], vec![call]);
+    let id = governor
+        .hashProposal(
+            targets.clone(),
+            values.clone(),
+            calls.clone(),
+            keccak256(description.as_bytes()),
+        )
+        .call()
+        .await
+        .unwrap();
+    let mined = |r: alloy::rpc::types::TransactionReceipt, what: &str| assert!(r.status(), "{what} reverted");
+    mined(
+        governor
+            .propose(targets.clone(), values.clone(), calls.clone(), description.clone())
+            .from(owners[0].address())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap(),
+        "propose",
+    );
+    let state = |want: u8| {
+        let g = governor.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let s = g.state(id).call().await.unwrap();
+                if s == want {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "proposal state {s}, waiting for {want}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    state(1).await; // Active
+    for o in &owners[..2] {
+        mined(
+            governor
+                .castVote(id, 1)
+                .from(o.address())
+                .send()
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+                .unwrap(),
+            "castVote",
+        );
+    }
+    state(4).await; // Succeeded
+    let dh = keccak256(description.as_bytes());
+    mined(
+        governor
+            .queue(targets.clone(), values.clone(), calls.clone(), dh)
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap(),
+        "queue",
+    );
+    // Executable once the timelock's delay passed: simulated until it would succeed (a refused send would still
+    // use up a nonce of the provider's cache).
+    let execute = governor.execute(targets.clone(), values.clone(), calls.clone(), dh);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = execute.call().await {
+        assert!(Instant::now() < deadline, "execute: {e}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    mined(execute.send().await.unwrap().get_receipt().await.unwrap(), "execute");
+    let pp = PosParams::new(params, p.clone());
+    assert_eq!(pp.get(0).call().await.unwrap(), U256::from(40));
+
+    // The listener reads the change as the PoS transaction the ledger takes.
+    let mut listener = Listener::new(
+        p.clone(),
+        ListenerConfig {
+            locking_pool: d.locking_pool,
+            locking_info: Some(d.locking_info),
+            pos_params: d.pos_params,
+            start_block: d.deployed_at_block,
+            confirmations: 0,
+            max_range: 1000,
+            chain_id: Some(l1.chain_id),
+        },
+    );
+    listener.poll().await.unwrap();
+    let changes: Vec<_> = listener
+        .view()
+        .events()
+        .filter_map(|t| match &t.event {
+            L1Event::PosParamChanged { param, value, nonce } => Some((*param, *value, *nonce)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, vec![(0, U256::from(40), 1)]);
 }

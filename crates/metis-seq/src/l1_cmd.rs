@@ -350,6 +350,7 @@ pub async fn run(cmd: L1Command) -> Result<()> {
                 reward_payer: reward_payer.unwrap_or(owner),
                 reward_per_block,
                 token,
+                governance: None,
             };
             let deployment = deploy_all(&provider, &cfg)
                 .await

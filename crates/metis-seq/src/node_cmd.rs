@@ -372,7 +372,7 @@ pub async fn generate_testnet(args: &TestnetArgs) -> Result<PathBuf> {
         .map_err(|e| anyhow::anyhow!("--downtime-window/--min-signed-bps: {e}"))?;
     let mut l1_genesis = None;
     if with_l1 {
-        let setup = crate::testnet_l1::lock_genesis(&args.l1, &members, &owners).await?;
+        let setup = crate::testnet_l1::lock_genesis(&args.l1, &members, &owners, &params).await?;
         sequencers = setup.sequencers;
         params.stake_cap = setup.stake_cap;
         seed_input.extend_from_slice(setup.entropy.as_slice());

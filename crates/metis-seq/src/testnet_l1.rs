@@ -67,7 +67,12 @@ async fn confirm(pending: Vec<alloy::providers::PendingTransactionBuilder<alloy:
 }
 
 /// Registers `members` on L1 (owner key `i` for member `i`) and reads the genesis set back from the events.
-pub async fn lock_genesis(args: &L1TestnetArgs, members: &[Member], owners: &[PrivateKeySigner]) -> Result<L1Setup> {
+pub async fn lock_genesis(
+    args: &L1TestnetArgs,
+    members: &[Member],
+    owners: &[PrivateKeySigner],
+    params: &metis_pos::Params,
+) -> Result<L1Setup> {
     let (Some(rpc), Some(contracts)) = (&args.l1_rpc, &args.l1_contracts) else {
         bail!("--l1-rpc and --l1-contracts go together");
     };
@@ -145,6 +150,7 @@ pub async fn lock_genesis(args: &L1TestnetArgs, members: &[Member], owners: &[Pr
     }
     confirm(pending).await?;
     let stake_cap = info.maxLock().call().await.context("reading LockingInfo.maxLock")?;
+    align_pos_params(&p, &d, params).await?;
 
     // Read the set back as every node's listener will: the same decoder, from the deployment block.
     let head = p.get_block_number().await?;
@@ -153,6 +159,7 @@ pub async fn lock_genesis(args: &L1TestnetArgs, members: &[Member], owners: &[Pr
         metis_l1::ListenerConfig {
             locking_pool: d.locking_pool,
             locking_info: Some(d.locking_info),
+            pos_params: d.pos_params,
             start_block: d.deployed_at_block,
             confirmations: 0,
             max_range: 1000,
@@ -214,11 +221,43 @@ pub async fn lock_genesis(args: &L1TestnetArgs, members: &[Member], owners: &[Pr
             locking_pool: d.locking_pool,
             locking_info: d.locking_info,
             batch_inbox: Some(d.batch_inbox),
+            pos_params: d.pos_params,
             start_block: synced + 1,
         },
         stake_cap,
         entropy,
     })
+}
+
+/// PosParams starts from the genesis values (the ledger records each change with the value it replaced, and
+/// `gov` shows PosParams' values as the ones in force): the owner sets those that differ, before the genesis set
+/// is read back, so their events come before the genesis's first L1 block.
+async fn align_pos_params(p: &DynProvider, d: &Deployment, params: &metis_pos::Params) -> Result<()> {
+    let Some(addr) = d.pos_params else {
+        return Ok(());
+    };
+    let c = metis_contracts::PosParams::new(addr, p.clone());
+    let mut pending = Vec::new();
+    for g in metis_pos::GovParam::ALL {
+        let now = c
+            .get(g.index())
+            .call()
+            .await
+            .with_context(|| format!("reading PosParams {}", g.name()))?;
+        let want = alloy::primitives::U256::from(g.get(params));
+        if now != want {
+            let (lo, hi) = g.bounds();
+            let sent = c.set(g.index(), want).send().await.with_context(|| {
+                format!(
+                    "setting PosParams {} to the genesis value {want} (bounds {lo}..={hi}; the contract owner key must \
+                     still own PosParams)",
+                    g.name()
+                )
+            })?;
+            pending.push(sent);
+        }
+    }
+    confirm(pending).await
 }
 
 /// A fresh L1 owner key for a node, written beside it (0600; development only).

@@ -57,6 +57,9 @@ pub struct L1Genesis {
     /// Where batches go (absent: this chain's batches are cut but not signed).
     #[serde(default)]
     pub batch_inbox: Option<alloy_primitives::Address>,
+    /// PosParams, whose changes (made by governance) the ledger applies (absent: the parameters never change).
+    #[serde(default)]
+    pub pos_params: Option<alloy_primitives::Address>,
     pub start_block: u64,
 }
 
@@ -817,6 +820,7 @@ fn start_listener(
     let config = metis_l1::ListenerConfig {
         locking_pool: g.locking_pool,
         locking_info: Some(g.locking_info),
+        pos_params: g.pos_params,
         start_block: resume.unwrap_or(g.start_block).max(g.start_block),
         confirmations: l.confirmations,
         max_range: l.max_range.max(1),

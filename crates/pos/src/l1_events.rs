@@ -92,6 +92,13 @@ pub enum L1Event {
     SetMaxLock {
         amount: U256,
     },
+    /// PosParams (owned by the governor's timelock) changed PoS parameter number `param` to `value`; the ledger
+    /// applies it at the next epoch boundary ([`crate::GovParam`]).
+    PosParamChanged {
+        param: u8,
+        value: U256,
+        nonce: u64,
+    },
 }
 
 impl L1Event {
@@ -110,6 +117,7 @@ impl L1Event {
             Self::WhitelistChanged { .. } => "WhitelistChanged",
             Self::SetMinLock { .. } => "SetMinLock",
             Self::SetMaxLock { .. } => "SetMaxLock",
+            Self::PosParamChanged { .. } => "PosParamChanged",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::batch_cuts::BatchState;
 use crate::election::{elect, fallback_order, weight_of};
+use crate::governance::GovState;
 use crate::history::{Archived, ArchivedEpoch, History};
 use crate::key_state::{KeyError, KeyOutcome, KeyState};
 use crate::l1_events::{AppliedL1, L1Event, PosTx};
@@ -94,6 +95,9 @@ pub struct Ledger {
     /// Jails, punished offences, slashes asked of L1, downtime windows.
     #[serde(default)]
     offences: OffenceState,
+    /// Governed parameter changes: waiting for the boundary, and applied.
+    #[serde(default)]
+    gov: GovState,
 }
 
 /// Whether 32 bytes fail to be an ed25519 public key. The contract checks shape only; a validator whose key
@@ -198,6 +202,7 @@ impl Ledger {
             rewards: RewardState::default(),
             archived: Archived::default(),
             offences: OffenceState::default(),
+            gov: GovState::default(),
         };
         if ledger.validators().is_empty() {
             return Err(LedgerError::Genesis("no active sequencer with voting power"));
@@ -480,7 +485,7 @@ impl Ledger {
                 s.jailed_until_epoch = e.id + 2 + self.params.jail_epochs;
             }
             self.end_current_epoch();
-            self.apply_pending_set_changes(e.id + 1);
+            self.apply_pending_set_changes(e.id + 1)?;
             self.start_epoch(
                 b.seed,
                 ElectionReason::ReElection {
@@ -491,7 +496,7 @@ impl Ledger {
             )?;
         } else if b.height >= e.last_block {
             self.end_current_epoch();
-            self.apply_pending_set_changes(e.id + 1);
+            self.apply_pending_set_changes(e.id + 1)?;
             self.start_epoch(b.seed, ElectionReason::Scheduled, None)?;
         }
         self.batches.on_block(
@@ -553,7 +558,7 @@ impl Ledger {
             return Ok(());
         }
         self.end_current_epoch();
-        self.apply_pending_set_changes(e.id + 1);
+        self.apply_pending_set_changes(e.id + 1)?;
         self.start_epoch(seed, reason, Some(e.producer))
     }
 
@@ -628,6 +633,11 @@ impl Ledger {
         self.last_l1
     }
 
+    /// Governed parameter changes: waiting for the next boundary, and applied (or refused) at one.
+    pub fn governance(&self) -> &GovState {
+        &self.gov
+    }
+
     /// The L1 events taken that the ledger still holds (the older ones are in the store), oldest first.
     pub fn applied_l1(&self) -> &[AppliedL1] {
         &self.applied_l1
@@ -649,7 +659,7 @@ impl Ledger {
                 });
             }
         }
-        let ignored = self.take_l1_event(&tx.event).err().map(str::to_string);
+        let ignored = self.take_l1_event(tx).err().map(str::to_string);
         let record = AppliedL1 {
             tx: tx.clone(),
             height: self.height + 1,
@@ -663,8 +673,8 @@ impl Ledger {
         Ok(())
     }
 
-    fn take_l1_event(&mut self, event: &L1Event) -> Result<(), &'static str> {
-        match event {
+    fn take_l1_event(&mut self, tx: &PosTx) -> Result<(), &'static str> {
+        match &tx.event {
             L1Event::Locked {
                 id,
                 signer,
@@ -725,6 +735,10 @@ impl Ledger {
                 self.offences.on_slashed(evidence);
             }
             L1Event::Relocked { id, .. } | L1Event::Withdraw { id, .. } => self.known(*id)?,
+            L1Event::PosParamChanged { param, value, .. } => {
+                let height = self.height + 1;
+                self.gov.take(&self.params, *param, *value, &tx.position, height)?
+            }
             L1Event::WhitelistChanged { .. } | L1Event::SetMinLock { .. } | L1Event::ParameterChanged { .. } => {}
         }
         Ok(())
@@ -738,9 +752,11 @@ impl Ledger {
         }
     }
 
-    /// At a boundary: pending sequencers join, exits leave, stake changes apply; records the change if the
+    /// At a boundary: governed parameter changes apply (before the next epoch is laid out, so a new epoch length
+    /// is its length), pending sequencers join, exits leave, stake changes apply; records the change if the
     /// validator set moved. An exit of the last validator is deferred (the chain must keep a validator).
-    fn apply_pending_set_changes(&mut self, new_epoch: u64) {
+    fn apply_pending_set_changes(&mut self, new_epoch: u64) -> Result<(), LedgerError> {
+        self.gov.on_boundary(&mut self.params, new_epoch, self.height + 1)?;
         let before: BTreeMap<SequencerId, u64> = self.validators().into_iter().collect();
         for (id, stake) in std::mem::take(&mut self.pending_stake) {
             if let Some(s) = self.sequencers.get_mut(&id) {
@@ -796,6 +812,7 @@ impl Ledger {
                     .collect(),
             });
         }
+        Ok(())
     }
 
     /// The ledger in its one canonical encoding (borsh), to persist beside the block that produced it.
@@ -873,6 +890,7 @@ impl Ledger {
         buf.extend_from_slice(&self.params.min_signed_bps.to_be_bytes());
         buf.push(self.params.batch_blobs as u8);
         self.offences.hash_input(&mut buf);
+        self.gov.hash_input(&mut buf);
         keccak256(buf)
     }
 }
@@ -1389,6 +1407,48 @@ mod tests {
             decide(&mut l, &[]);
         }
         assert_eq!(l.validators().len(), 4, "unjailed: back at the next boundary");
+    }
+
+    #[test]
+    fn a_governed_epoch_length_applies_at_the_next_boundary_on_the_epoch_after() {
+        let mut l = four();
+        let len = l.params().epoch_length;
+        let first = l.current_epoch().clone();
+        for (i, (param, value)) in [(0u8, 2 * len), (9, 20_000), (42, 1)].into_iter().enumerate() {
+            l.apply_l1_event(&PosTx {
+                position: pos(50, i as u64),
+                event: L1Event::PosParamChanged {
+                    param,
+                    value: U256::from(value),
+                    nonce: i as u64 + 1,
+                },
+            })
+            .unwrap();
+        }
+        let ignored: Vec<_> = l.applied_l1().iter().map(|a| a.ignored.clone()).collect();
+        assert_eq!(ignored[0], None);
+        assert!(ignored[1].is_some(), "min_signed_bps over 100% is refused when carried");
+        assert!(ignored[2].is_some(), "an unknown parameter is refused");
+        assert_eq!(l.governance().pending().len(), 1);
+        let before = l.state_hash();
+        while l.current_epoch().id == first.id {
+            decide(&mut l, &[]);
+        }
+        assert_ne!(l.state_hash(), before);
+        let e = l.current_epoch().clone();
+        assert_eq!(e.first_block, first.last_block + 1);
+        assert_eq!(
+            e.last_block - e.first_block + 1,
+            2 * len,
+            "the new epoch has the new length"
+        );
+        assert_eq!(l.params().epoch_length, 2 * len);
+        let c = &l.governance().history()[0];
+        assert_eq!(
+            (c.old, c.new, c.epoch, c.from_block),
+            (len, U256::from(2 * len), e.id, e.first_block)
+        );
+        assert_eq!(c.position.block_number, 50);
     }
 
     #[test]

@@ -19,12 +19,15 @@
 //!   taken with the round's last block; the old sharing signs until the new one is in.
 //! - Reward reports ([`RewardState`]): blocks produced per sequencer over a range of epochs, for L1.
 //! - Batch cuts ([`BatchState`]): which blocks form the next batch for L1, whose header the threshold key signs.
+//! - Governed parameters ([`GovState`]): changes PosParams on L1 made (by the governor's timelock) apply at the
+//!   next epoch boundary, each recorded with the value it replaced, or why it was refused.
 //! - Accountability ([`OffenceState`]): proven equivocation jails at once and asks L1 for a slash; downtime
 //!   (a signed-blocks window over the commits blocks carry) jails without a slash.
 
 mod batch_cuts;
 mod downtime;
 mod election;
+mod governance;
 mod history;
 mod key_state;
 mod l1_events;
@@ -36,6 +39,7 @@ mod types;
 pub use batch_cuts::{BatchCut, BatchState};
 pub use downtime::{per_proposer_cap, DowntimeWindow};
 pub use election::{elect, fallback_order, weight_of};
+pub use governance::{GovParam, GovState, ParamChange, PendingChange};
 pub use history::{Archived, ArchivedEpoch, History};
 pub use key_state::{
     KeyEpoch, KeyError, KeyOutcome, KeyRecord, KeyRound, KeyRoundKind, KeyState, DEFAULT_PHASE_BLOCKS,

@@ -209,4 +209,9 @@ pub trait PosApi {
     /// since the previous commit.
     #[method(name = "pace")]
     fn pace(&self) -> RpcResult<Value>;
+    /// Governed PoS parameters: the values in force with their bounds, the changes L1 made that wait for the
+    /// next epoch boundary, and every change applied or refused at one (old and new value, the epoch and block
+    /// it applies from, its L1 transaction).
+    #[method(name = "governance")]
+    fn governance(&self) -> RpcResult<Value>;
 }

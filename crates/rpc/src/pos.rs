@@ -7,7 +7,7 @@ use crate::error::{internal, invalid_params, RpcResult};
 use jsonrpsee::RpcModule;
 use metis_chain::archive;
 use metis_chain::Chain;
-use metis_pos::{Epoch, Ledger, Sequencer};
+use metis_pos::{Epoch, GovParam, Ledger, Sequencer};
 use metis_storage::{schema, StoreError};
 use metis_wire::evidence::Evidence;
 use serde_json::{json, Value};
@@ -302,6 +302,58 @@ impl PosApiServer for PosRpc {
         };
         let view = SetView::of(&l);
         Ok(found.map(|s| sequencer_json(&view, s)).unwrap_or(Value::Null))
+    }
+
+    fn governance(&self) -> RpcResult<Value> {
+        let l = current(&self.chain)?;
+        let g = l.governance();
+        let params: serde_json::Map<String, Value> = GovParam::ALL
+            .iter()
+            .map(|p| {
+                let (min, max) = p.bounds();
+                (
+                    p.name().to_string(),
+                    json!({"value": p.get(l.params()), "min": min, "max": max, "number": p.index()}),
+                )
+            })
+            .collect();
+        let epoch = l.current_epoch();
+        let pending: Vec<Value> = g
+            .pending()
+            .iter()
+            .map(|c| {
+                json!({
+                    "param": c.param.name(),
+                    "value": c.value,
+                    "now": c.param.get(l.params()),
+                    "applies_from_epoch": epoch.id.saturating_add(1),
+                    "epoch_ends_at": epoch.last_block,
+                    "l1_block": c.position.block_number,
+                    "l1_tx_hash": c.position.tx_hash,
+                    "l2_block": c.height,
+                })
+            })
+            .collect();
+        let history: Vec<Value> = g
+            .history()
+            .iter()
+            .zip(g.dropped()..)
+            .map(|(c, n)| {
+                json!({
+                    "number": n,
+                    "param": c.param.name(),
+                    "old": c.old,
+                    "new": c.new,
+                    "epoch": c.epoch,
+                    "from_block": c.from_block,
+                    "l1_block": c.position.block_number,
+                    "l1_tx_hash": c.position.tx_hash,
+                    "l2_block": c.carried_at,
+                    "ignored": c.ignored,
+                })
+            })
+            .collect();
+        Ok(json!({"params": params, "pending": pending, "history": history}))
     }
 
     fn l1_events(&self, from: Option<u64>, count: Option<u64>) -> RpcResult<Value> {

@@ -66,6 +66,7 @@ const METHODS: &[&str] = &[
     "metis_validators",
     "metis_evidence",
     "metis_ledger",
+    "metis_governance",
     "eth_noSuchMethod",
 ];
 

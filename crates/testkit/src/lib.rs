@@ -89,7 +89,24 @@ pub async fn deployed_l1(extra: &[PrivateKeySigner]) -> L1 {
 
 /// [`deployed_l1`] on an anvil started with extra arguments.
 pub async fn deployed_l1_with(extra: &[PrivateKeySigner], anvil_args: &[&str]) -> L1 {
-    let anvil = spawn_anvil_with(anvil_args);
+    deploy_on(spawn_anvil_with(anvil_args), extra, None).await
+}
+
+/// [`deployed_l1_with`] with the governance contracts too (still owned by the owner: `hand_over` gives them
+/// away).
+pub async fn deployed_l1_governed(
+    extra: &[PrivateKeySigner],
+    anvil_args: &[&str],
+    governance: metis_contracts::GovConfig,
+) -> L1 {
+    deploy_on(spawn_anvil_with(anvil_args), extra, Some(governance)).await
+}
+
+async fn deploy_on(
+    anvil: AnvilInstance,
+    extra: &[PrivateKeySigner],
+    governance: Option<metis_contracts::GovConfig>,
+) -> L1 {
     let owner: PrivateKeySigner = anvil.keys()[0].clone().into();
     let mut wallet = EthereumWallet::new(owner.clone());
     for s in extra {
@@ -104,6 +121,7 @@ pub async fn deployed_l1_with(extra: &[PrivateKeySigner], anvil_args: &[&str]) -
         reward_payer: owner.address(),
         reward_per_block: parse_ether("1").expect("constant"),
         token: None,
+        governance,
     };
     let deployment = deploy_all(&provider, &cfg).await.expect("deploying the contracts");
     let chain_id = provider.get_chain_id().await.expect("chain id");

@@ -674,6 +674,7 @@ async fn deploy(d: &mut Devnet, l1: &DynProvider, deployer: &PrivateKeySigner) -
         reward_payer: deployer.address(),
         reward_per_block: U256::from(10u64).pow(U256::from(18)),
         token: None,
+        governance: None,
     };
     let dep: Deployment = deploy_all(l1, &cfg).await.context("deploying the L1 contracts")?;
     // The deployer pays the sequencers' rewards: a stock of devnet METIS the escrow may pull from.
