@@ -72,8 +72,8 @@ pub enum DeployError {
     Rpc(#[from] alloy::transports::TransportError),
     #[error("this deployment has no governance contracts")]
     NoGovernance,
-    #[error("timed out waiting for {0}")]
-    Timeout(&'static str),
+    #[error("the timelock did not take the contracts over (operation not ready, or ownership not moved)")]
+    NotReady,
 }
 
 /// Deploys the token (unless given), LockingInfo, LockingPool and BatchInbox, wires the escrow to the pool, and

@@ -8,7 +8,6 @@ use alloy::network::Ethereum;
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::providers::{PendingTransactionBuilder, Provider};
 use alloy::sol_types::SolCall;
-use std::time::{Duration, Instant};
 use tracing::info;
 
 /// How the pool governs itself.
@@ -22,7 +21,8 @@ pub struct GovConfig {
     pub proposal_threshold: U256,
     /// Share of the stake that votes (at the snapshot) a proposal needs for and abstaining, in percent.
     pub quorum_percent: u64,
-    /// Seconds between a passed proposal's queueing and its execution.
+    /// Seconds between a passed proposal's queueing and its execution (set by the hand-over: until then the
+    /// timelock has no delay and only the deployer proposes).
     pub timelock_delay_secs: u64,
     /// Each governed PoS parameter's genesis value, in PosParams' order.
     pub pos_params: Vec<U256>,
@@ -80,16 +80,10 @@ pub async fn deploy_governance<P: Provider<Ethereum> + Clone>(
         .await
         .map_err(deploy("PosParams"))?
         .address();
-    let timelock = *TimelockController::deploy(
-        provider.clone(),
-        U256::from(cfg.timelock_delay_secs),
-        vec![owner],
-        vec![Address::ZERO],
-        owner,
-    )
-    .await
-    .map_err(deploy("TimelockController"))?
-    .address();
+    let timelock = *TimelockController::deploy(provider.clone(), U256::ZERO, vec![owner], vec![Address::ZERO], owner)
+        .await
+        .map_err(deploy("TimelockController"))?
+        .address();
     let governor = *MetisGovernor::deploy(
         provider.clone(),
         votes,
@@ -113,16 +107,19 @@ pub async fn deploy_governance<P: Provider<Ethereum> + Clone>(
         .call()
         .await
         .map_err(read("TimelockController.CANCELLER_ROLE"))?;
-    confirm(
-        t.grantRole(proposer, governor).send().await,
-        "TimelockController.grantRole(proposer)",
-    )
-    .await?;
-    confirm(
-        t.grantRole(canceller, governor).send().await,
-        "TimelockController.grantRole(canceller)",
-    )
-    .await?;
+    let sent = [
+        (
+            t.grantRole(proposer, governor).send().await,
+            "TimelockController.grantRole(proposer)",
+        ),
+        (
+            t.grantRole(canceller, governor).send().await,
+            "TimelockController.grantRole(canceller)",
+        ),
+    ];
+    for (tx, call) in sent {
+        confirm(tx, call).await?;
+    }
     info!(%pos_params, %timelock, %governor, %votes, "governance deployed");
     Ok(GovContracts {
         pos_params,
@@ -146,15 +143,15 @@ pub async fn handed_over<P: Provider<Ethereum> + Clone>(provider: &P, dep: &Depl
 }
 
 /// Hands LockingPool, LockingInfo and PosParams to the timelock: `owner` (the provider's sender, their owner
-/// now) offers them, the timelock accepts them in one operation after its delay, and `owner` gives up its
-/// timelock roles. `guardian`, if given, is named first (it may pause the pool, nothing else). Waits at most
-/// `timeout` for the delay to pass on L1.
+/// now) offers them, and the timelock, in one operation of its own, accepts them and takes `delay_secs` as its
+/// delay from then on (it had none, so the operation runs at once); then `owner` gives up its timelock roles.
+/// `guardian`, if given, is named first (it may pause the pool, nothing else).
 pub async fn hand_over<P: Provider<Ethereum> + Clone>(
     provider: &P,
     dep: &Deployment,
     owner: Address,
     guardian: Option<Address>,
-    timeout: Duration,
+    delay_secs: u64,
 ) -> Result<(), DeployError> {
     let (Some(timelock), Some(params)) = (dep.timelock, dep.pos_params) else {
         return Err(DeployError::NoGovernance);
@@ -165,34 +162,37 @@ pub async fn hand_over<P: Provider<Ethereum> + Clone>(
     let pool = LockingPool::new(dep.locking_pool, provider.clone());
     let escrow = LockingInfo::new(dep.locking_info, provider.clone());
     let pos = PosParams::new(params, provider.clone());
+    // Sent together and awaited after: one L1 block, not four.
+    let mut sent = Vec::new();
     if let Some(g) = guardian {
-        confirm(pool.setGuardian(g).send().await, "LockingPool.setGuardian").await?;
+        sent.push((pool.setGuardian(g).send().await, "LockingPool.setGuardian"));
     }
-    confirm(
+    sent.push((
         pool.transferOwnership(timelock).send().await,
         "LockingPool.transferOwnership",
-    )
-    .await?;
-    confirm(
+    ));
+    sent.push((
         escrow.transferOwnership(timelock).send().await,
         "LockingInfo.transferOwnership",
-    )
-    .await?;
-    confirm(
+    ));
+    sent.push((
         pos.transferOwnership(timelock).send().await,
         "PosParams.transferOwnership",
-    )
-    .await?;
+    ));
+    for (tx, call) in sent {
+        confirm(tx, call).await?;
+    }
     let t = TimelockController::new(timelock, provider.clone());
-    let targets = vec![dep.locking_pool, dep.locking_info, params];
+    let targets = vec![dep.locking_pool, dep.locking_info, params, timelock];
     let accept = Bytes::from(LockingPool::acceptOwnershipCall {}.abi_encode());
-    let calls = vec![accept.clone(), accept.clone(), accept];
-    let values = vec![U256::ZERO; 3];
-    let delay = t
-        .getMinDelay()
-        .call()
-        .await
-        .map_err(read("TimelockController.getMinDelay"))?;
+    let delay = Bytes::from(
+        TimelockController::updateDelayCall {
+            newDelay: U256::from(delay_secs),
+        }
+        .abi_encode(),
+    );
+    let calls = vec![accept.clone(), accept.clone(), accept, delay];
+    let values = vec![U256::ZERO; targets.len()];
     let id = t
         .hashOperationBatch(targets.clone(), values.clone(), calls.clone(), B256::ZERO, B256::ZERO)
         .call()
@@ -205,24 +205,21 @@ pub async fn hand_over<P: Provider<Ethereum> + Clone>(
             calls.clone(),
             B256::ZERO,
             B256::ZERO,
-            delay,
+            U256::ZERO,
         )
         .send()
         .await,
         "TimelockController.scheduleBatch",
     )
     .await?;
-    let deadline = Instant::now() + timeout;
-    while !t
+    // Ready at the timestamp it was scheduled at: the next block's.
+    if !t
         .isOperationReady(id)
         .call()
         .await
         .map_err(read("TimelockController.isOperationReady"))?
     {
-        if Instant::now() > deadline {
-            return Err(DeployError::Timeout("the timelock's delay to pass on L1"));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        return Err(DeployError::NotReady);
     }
     confirm(
         t.executeBatch(targets, values, calls, B256::ZERO, B256::ZERO)
@@ -246,23 +243,25 @@ pub async fn hand_over<P: Provider<Ethereum> + Clone>(
         .call()
         .await
         .map_err(read("TimelockController.DEFAULT_ADMIN_ROLE"))?;
-    confirm(
-        t.revokeRole(proposer, owner).send().await,
-        "TimelockController.revokeRole(proposer)",
-    )
-    .await?;
-    confirm(
-        t.revokeRole(canceller, owner).send().await,
-        "TimelockController.revokeRole(canceller)",
-    )
-    .await?;
-    confirm(
-        t.renounceRole(admin, owner).send().await,
-        "TimelockController.renounceRole(admin)",
-    )
-    .await?;
+    let sent = [
+        (
+            t.revokeRole(proposer, owner).send().await,
+            "TimelockController.revokeRole(proposer)",
+        ),
+        (
+            t.revokeRole(canceller, owner).send().await,
+            "TimelockController.revokeRole(canceller)",
+        ),
+        (
+            t.renounceRole(admin, owner).send().await,
+            "TimelockController.renounceRole(admin)",
+        ),
+    ];
+    for (tx, call) in sent {
+        confirm(tx, call).await?;
+    }
     if !handed_over(provider, dep).await? {
-        return Err(DeployError::Timeout("the timelock to own LockingPool"));
+        return Err(DeployError::NotReady);
     }
     info!(%timelock, "LockingPool, LockingInfo and PosParams handed over to the timelock");
     Ok(())

@@ -301,11 +301,15 @@ async fn a_parameter_changed_by_vote_reaches_the_listener_and_the_owner_key_is_p
         prepare(&p, &d, o.address(), stake).await;
         lock(&p, &d, o.address(), stake, 0xc0 + i as u8).await;
     }
-    hand_over(&p, &d, l1.owner.address(), None, Duration::from_secs(60))
+    hand_over(&p, &d, l1.owner.address(), None, 2)
         .await
         .expect("the hand-over");
     let pool = LockingPool::new(d.locking_pool, p.clone());
     assert_eq!(pool.owner().call().await.unwrap(), d.timelock.unwrap());
+    let timelock = metis_contracts::TimelockController::new(d.timelock.unwrap(), p.clone());
+    assert_eq!(timelock.getMinDelay().call().await.unwrap(), U256::from(2));
+    let admin = timelock.DEFAULT_ADMIN_ROLE().call().await.unwrap();
+    assert!(!timelock.hasRole(admin, l1.owner.address()).call().await.unwrap());
     // Simulated, not sent: a refused send would still use up a nonce of the provider's cache.
     assert!(
         pool.setWhitelist(Address::repeat_byte(9), true)

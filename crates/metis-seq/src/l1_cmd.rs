@@ -170,7 +170,21 @@ impl Connection {
             .context("the private key is not 32 bytes of hex")
     }
 
-    async fn provider(&self) -> Result<(DynProvider, Address)> {
+    /// A provider that reads only (no key needed).
+    pub(crate) async fn reader(&self) -> Result<DynProvider> {
+        let url = self
+            .l1_rpc
+            .parse()
+            .with_context(|| format!("invalid L1 RPC URL {}", self.l1_rpc))?;
+        let provider = ProviderBuilder::new().connect_client(l1_client(url, CLI_POLL)).erased();
+        provider
+            .get_chain_id()
+            .await
+            .with_context(|| format!("cannot reach the L1 RPC at {}", self.l1_rpc))?;
+        Ok(provider)
+    }
+
+    pub(crate) async fn provider(&self) -> Result<(DynProvider, Address)> {
         let signer = self.signer()?;
         let from = signer.address();
         let url = self

@@ -2,6 +2,7 @@
 
 mod dev;
 mod devnet;
+mod gov_cmd;
 mod keys_cmd;
 mod l1_cmd;
 mod node_cmd;
@@ -43,6 +44,9 @@ enum Command {
     /// Operator commands against the L1 contracts (deploy, register the group key).
     #[command(subcommand)]
     L1(l1_cmd::L1Command),
+    /// The pool's governance on L1: propose, vote, queue, execute, list, show, delegate.
+    #[command(subcommand)]
+    Gov(gov_cmd::GovCommand),
     /// A single-node dev chain (blocks on a timer or on demand, prefunded accounts), like anvil.
     Dev(dev::DevArgs),
     /// A sequencer's long-term keys (identity, DKG, L1 signer), encrypted at rest.
@@ -120,6 +124,7 @@ fn report(e: &anyhow::Error) -> String {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::L1(cmd) => l1_cmd::run(cmd).await,
+        Command::Gov(cmd) => gov_cmd::run(cmd).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Bench(cmd) => metis_bench::run(cmd).await,
         Command::Keys(cmd) => keys_cmd::run(cmd),

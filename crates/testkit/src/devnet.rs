@@ -585,6 +585,24 @@ impl Drop for ChildGuard {
     }
 }
 
+/// `metis-seq ARGS` to completion: its stdout, or (when it fails) its stdout and stderr.
+pub fn try_cli(args: &[&str], env: &[(&str, &str)]) -> Result<String, String> {
+    let out = Command::new(metis_seq_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run metis-seq");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
 /// `metis-seq ARGS` to completion; panics with its output when it fails. Returns stdout.
 pub fn cli(args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new(metis_seq_bin())

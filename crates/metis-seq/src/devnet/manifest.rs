@@ -56,6 +56,21 @@ pub struct Options {
     /// Each node in a network namespace of its own (`--netns`).
     #[serde(default)]
     pub netns: bool,
+    /// How the pool governs itself on L1; None: the deployer's owner key does (`--admin`, and every devnet
+    /// from before governance).
+    #[serde(default)]
+    pub governance: Option<GovOptions>,
+}
+
+/// The governor's settings (`--gov-*`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GovOptions {
+    pub voting_delay_blocks: u64,
+    pub voting_period_blocks: u32,
+    pub timelock_delay_secs: u64,
+    pub quorum_percent: u64,
+    /// Whole tokens of stake an owner needs to propose.
+    pub threshold_tokens: u64,
 }
 
 fn default_gas_limit() -> u64 {
@@ -85,6 +100,16 @@ pub struct Contracts {
     pub locking_info: String,
     pub batch_inbox: String,
     pub deployed_at_block: u64,
+    /// Governance (empty with `--admin`): the OZ Governor, its TimelockController (the contracts' owner after
+    /// the hand-over), PosParams and StakeVotes.
+    #[serde(default)]
+    pub governor: String,
+    #[serde(default)]
+    pub timelock: String,
+    #[serde(default)]
+    pub params: String,
+    #[serde(default)]
+    pub votes: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

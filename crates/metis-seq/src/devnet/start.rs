@@ -92,6 +92,24 @@ pub struct StartArgs {
     /// root and iproute2.
     #[arg(long)]
     pub netns: bool,
+    /// Keep the deployer's owner key in charge of the contracts: no governor, no hand-over.
+    #[arg(long)]
+    pub admin: bool,
+    /// Governance: L1 blocks between a proposal and the start of its vote.
+    #[arg(long, default_value_t = 1)]
+    pub gov_voting_delay: u64,
+    /// Governance: L1 blocks a vote lasts.
+    #[arg(long, default_value_t = 20)]
+    pub gov_voting_period: u32,
+    /// Governance: seconds between queueing a passed proposal and executing it (the timelock's delay).
+    #[arg(long, default_value_t = 5)]
+    pub gov_timelock_delay: u64,
+    /// Governance: percent of the stake (at the proposal's snapshot) that must vote for or abstain.
+    #[arg(long, default_value_t = 50)]
+    pub gov_quorum: u64,
+    /// Governance: whole tokens of stake an owner needs to propose.
+    #[arg(long, default_value_t = 10_000)]
+    pub gov_threshold: u64,
 }
 
 /// Step lines with the time since start, so a slow step shows where the time goes.
@@ -317,7 +335,27 @@ fn options(args: &StartArgs) -> Result<Options> {
         own_l1: args.l1_rpc.is_none(),
         anvil: None,
         netns: args.netns,
+        governance: governance_options(args)?,
     })
+}
+
+fn governance_options(args: &StartArgs) -> Result<Option<manifest::GovOptions>> {
+    if args.admin {
+        return Ok(None);
+    }
+    if args.gov_voting_period == 0 {
+        bail!("--gov-voting-period must be at least 1 L1 block");
+    }
+    if !(1..=100).contains(&args.gov_quorum) {
+        bail!("--gov-quorum is a percent of the stake: 1..=100");
+    }
+    Ok(Some(manifest::GovOptions {
+        voting_delay_blocks: args.gov_voting_delay,
+        voting_period_blocks: args.gov_voting_period,
+        timelock_delay_secs: args.gov_timelock_delay,
+        quorum_percent: args.gov_quorum,
+        threshold_tokens: args.gov_threshold,
+    }))
 }
 
 /// Stops what an earlier run left behind (its supervisor was killed): recorded pids still running our programs.
@@ -476,6 +514,10 @@ fn fresh_manifest(args: &StartArgs) -> Result<Manifest> {
             locking_info: String::new(),
             batch_inbox: String::new(),
             deployed_at_block: 0,
+            governor: String::new(),
+            timelock: String::new(),
+            params: String::new(),
+            votes: String::new(),
         },
         group_key: None,
         nodes: Vec::new(),
@@ -562,6 +604,9 @@ async fn start(d: &mut Devnet, earlier: bool, anvil: Result<PathBuf>) -> Result<
     start_nodes(d, &o).await?;
     let group_key = wait_for_key(d).await?;
     register_group_key(d, &deployer, &group_key).await?;
+    if let Some(g) = &o.governance {
+        hand_over(d, &deployer, g).await?;
+    }
     d.manifest.state = "ready".into();
     d.save()?;
     Ok(())
@@ -667,14 +712,29 @@ async fn start_l1(
 
 /// The contracts deployed, and the deployer's stock of METIS for rewards approved to the escrow.
 async fn deploy(d: &mut Devnet, l1: &DynProvider, deployer: &PrivateKeySigner) -> Result<()> {
-    d.progress
-        .start("deploying METIS, LockingInfo, LockingPool and BatchInbox");
+    let o = d.manifest.options.clone();
+    d.progress.start(if o.governance.is_some() {
+        "deploying METIS, LockingInfo, LockingPool, BatchInbox, PosParams, the timelock and the governor"
+    } else {
+        "deploying METIS, LockingInfo, LockingPool and BatchInbox"
+    });
     let cfg = DeployConfig {
         owner: deployer.address(),
         reward_payer: deployer.address(),
         reward_per_block: U256::from(10u64).pow(U256::from(18)),
         token: None,
-        governance: None,
+        governance: o.governance.as_ref().map(|g| metis_contracts::GovConfig {
+            voting_delay_blocks: g.voting_delay_blocks,
+            voting_period_blocks: g.voting_period_blocks,
+            proposal_threshold: U256::from(g.threshold_tokens) * U256::from(10u64).pow(U256::from(18)),
+            quorum_percent: g.quorum_percent,
+            timelock_delay_secs: g.timelock_delay_secs,
+            // The network's own values replace these before genesis (the testnet step aligns PosParams).
+            pos_params: metis_pos::GovParam::ALL
+                .iter()
+                .map(|p| U256::from(p.get(&metis_pos::Params::default())))
+                .collect(),
+        }),
     };
     let dep: Deployment = deploy_all(l1, &cfg).await.context("deploying the L1 contracts")?;
     // The deployer pays the sequencers' rewards: a stock of devnet METIS the escrow may pull from.
@@ -706,6 +766,10 @@ async fn deploy(d: &mut Devnet, l1: &DynProvider, deployer: &PrivateKeySigner) -
         locking_info: format!("{}", dep.locking_info),
         batch_inbox: format!("{}", dep.batch_inbox),
         deployed_at_block: dep.deployed_at_block,
+        governor: dep.governor.map(|a| a.to_string()).unwrap_or_default(),
+        timelock: dep.timelock.map(|a| a.to_string()).unwrap_or_default(),
+        params: dep.pos_params.map(|a| a.to_string()).unwrap_or_default(),
+        votes: dep.votes.map(|a| a.to_string()).unwrap_or_default(),
     };
     d.save()?;
     d.progress.done(&format!("LockingPool {}", dep.locking_pool));
@@ -862,6 +926,31 @@ async fn wait_for_key(d: &mut Devnet) -> Result<String> {
     d.progress.done("group key agreed");
 
     Ok(group_key)
+}
+
+/// The contracts handed to the timelock: from here on only a vote of the stake changes them.
+async fn hand_over(d: &mut Devnet, deployer: &PrivateKeySigner, g: &manifest::GovOptions) -> Result<()> {
+    d.progress
+        .start("handing LockingPool, LockingInfo and PosParams to the governance timelock");
+    let raw = std::fs::read_to_string(d.dir.join("contracts.json")).context("reading contracts.json")?;
+    let dep: Deployment = serde_json::from_str(&raw).context("contracts.json")?;
+    // A fresh provider: the deployer key sent the group key just before, so a cached nonce would be stale.
+    let l1 = provider(&d.manifest.l1.rpc, deployer)?;
+    if metis_contracts::handed_over(&l1, &dep)
+        .await
+        .context("reading LockingPool's owner")?
+    {
+        d.progress.done("done already");
+        return Ok(());
+    }
+    metis_contracts::hand_over(&l1, &dep, deployer.address(), None, g.timelock_delay_secs)
+        .await
+        .context("the hand-over to the timelock")?;
+    d.progress.done(&format!(
+        "owner: timelock {} (delay {} s); proposals to governor {}",
+        d.manifest.contracts.timelock, g.timelock_delay_secs, d.manifest.contracts.governor
+    ));
+    Ok(())
 }
 
 /// The group key registered in LockingPool (its MPC address follows from it), and in the manifest.
@@ -1046,6 +1135,19 @@ fn print_summary(d: &Devnet) {
         "  contracts  token {}  locking_pool {}  locking_info {}  batch_inbox {}",
         m.contracts.token, m.contracts.locking_pool, m.contracts.locking_info, m.contracts.batch_inbox
     );
+    match &m.options.governance {
+        Some(g) => println!(
+            "  governance governor {}  timelock {} (owns the contracts, delay {} s)  params {}  votes {}  \
+             (`metis-seq gov --contracts {}`)",
+            m.contracts.governor,
+            m.contracts.timelock,
+            g.timelock_delay_secs,
+            m.contracts.params,
+            m.contracts.votes,
+            d.dir.join("contracts.json").display()
+        ),
+        None => println!("  governance none: the deployer's key owns the contracts (--admin)"),
+    }
     if let Some(g) = &m.group_key {
         println!("  group key  MPC address {}  (public key in the manifest)", g.address);
     }

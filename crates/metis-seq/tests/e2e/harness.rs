@@ -80,3 +80,39 @@ pub async fn kill_producer(net: &Devnet) -> Failover {
         gap,
     }
 }
+
+/// `metis-seq gov CMD ARGS` on the devnet as sequencer owner `i` (any owner for the reads).
+pub fn gov(net: &Devnet, i: usize, args: &[&str]) -> Result<String, String> {
+    let key = format!("0x{}", alloy::hex::encode(net.owner_key(i).to_bytes()));
+    let rpc = net.l1_rpc();
+    let contracts = net.dir.join("contracts.json").display().to_string();
+    let (cmd, rest) = args.split_first().expect("a gov command");
+    let mut argv = vec!["gov", cmd, "--l1-rpc", &rpc, "--contracts", &contracts];
+    argv.extend_from_slice(rest);
+    metis_testkit::devnet::try_cli(&argv, &[("METIS_L1_PRIVATE_KEY", &key), ("RUST_LOG", "warn")])
+}
+
+/// A proposal's state as `metis-seq gov show` says it.
+pub fn gov_state(net: &Devnet, id: &str) -> String {
+    let out = gov(net, 0, &["show", id]).expect("gov show");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("gov show json");
+    v["state"].as_str().expect("state").to_string()
+}
+
+/// Waits (at most `secs`) for a proposal to reach `state`.
+pub async fn wait_gov_state(net: &Devnet, id: &str, state: &str, secs: u64) {
+    wait_for(secs, &format!("proposal {id} to be {state}"), || {
+        let now = gov_state(net, id);
+        async move { (now == state).then_some(()) }
+    })
+    .await;
+}
+
+/// `gov propose` as owner `i`; the proposal's id.
+pub fn gov_propose(net: &Devnet, i: usize, args: &[&str]) -> String {
+    let mut argv = vec!["propose"];
+    argv.extend_from_slice(args);
+    let out = gov(net, i, &argv).expect("gov propose");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("gov propose json");
+    v["proposal_id"].as_str().expect("proposal id").to_string()
+}

@@ -5,6 +5,7 @@ mod anchor;
 mod chain;
 mod fast_blocks;
 mod faults;
+mod governance;
 mod harness;
 mod membership;
 mod observe;

@@ -1,17 +1,39 @@
-//! A new operator joins the running devnet through L1 (keys, whitelist, lock, a node of its own), and one of the
-//! devnet's sequencers leaves through L1 (unlock): both times the pool reshares its threshold key, keeping the
-//! group key L1 knows, and batches keep landing on L1 under it. A dealer killed (SIGKILL) in the middle of the
+//! A new operator joins the running devnet through L1 (keys, whitelisted by a vote of the stake through `metis-seq
+//! gov`, lock, a node of its own), and one of the devnet's sequencers leaves through L1 (unlock): both times the
+//! pool reshares its threshold key, keeping the group key L1 knows, and batches keep landing on L1 under it. A dealer killed (SIGKILL) in the middle of the
 //! first reshare and restarted gets its share of the new key all the same.
 
-use crate::harness::{cli, key_members, serial, tempdir, wait_for, ChildGuard, Devnet, BIN};
+use crate::harness::{
+    cli, gov, gov_propose, gov_state, key_members, serial, tempdir, wait_for, wait_gov_state, ChildGuard, Devnet, BIN,
+};
 use alloy::primitives::{utils::parse_ether, Address};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
-use metis_contracts::{BatchInbox, MetisToken};
+use metis_contracts::{BatchInbox, LockingPool, MetisToken};
 use serde_json::{json, Value};
 use std::process::Command;
 
 const PASS: &str = "joiner passphrase, devnet only";
+
+/// A proposal to whitelist `who`, through the CLI only: three of the four owners vote for it, it is queued and,
+/// after the timelock's delay, executed.
+async fn whitelist_by_vote(net: &Devnet, who: Address) {
+    let title = format!("Whitelist {who}\n\nA new operator for the pool.");
+    let id = gov_propose(net, 0, &["--whitelist", &who.to_string(), "--description", &title]);
+    wait_gov_state(net, &id, "Active", 60).await;
+    for i in 0..3 {
+        gov(net, i, &["vote", &id, "for", "--reason", "more operators"]).expect("vote");
+    }
+    wait_gov_state(net, &id, "Succeeded", 90).await;
+    gov(net, 3, &["queue", &id]).expect("queue");
+    // Anyone executes once the timelock's delay (5 s on the devnet) has passed; the CLI refuses before.
+    wait_for(60, "the timelock's delay", || {
+        let done = gov(net, 3, &["execute", &id]).is_ok();
+        async move { done.then_some(()) }
+    })
+    .await;
+    assert_eq!(gov_state(net, &id), "Executed");
+}
 
 async fn next_index(net: &Devnet) -> u64 {
     let inbox = BatchInbox::new(net.contract("batch_inbox"), net.l1());
@@ -82,26 +104,16 @@ async fn a_sequencer_joins_and_one_leaves_through_l1_and_the_key_is_reshared() {
     let config = home.join("config.toml");
     std::fs::write(&config, toml::to_string(&cfg).expect("toml")).expect("write config");
 
-    // 2. On L1: the contracts' owner whitelists the new owner and the devnet token is minted to it; the owner
-    //    locks 60,000 METIS for the new sequencer's keys with `metis-seq l1 lock`.
+    // 2. On L1: the stake whitelists the new owner by a vote (the timelock owns the contracts; the deployer key
+    //    cannot), the devnet token is minted to it, and it locks 60,000 METIS for the new sequencer's keys with
+    //    `metis-seq l1 lock`.
     let owner = PrivateKeySigner::random();
     let owner_file = work.join("owner.key");
     std::fs::write(&owner_file, format!("0x{}", alloy::hex::encode(owner.to_bytes()))).expect("owner key");
     let deployer = net.deployer();
-    let deployer_hex = format!("0x{}", alloy::hex::encode(deployer.to_bytes()));
-    cli(
-        &[
-            "l1",
-            "whitelist",
-            "--l1-rpc",
-            &l1_rpc,
-            "--locking-pool",
-            &pool_addr,
-            "--user",
-            &owner.address().to_string(),
-        ],
-        &[("METIS_L1_PRIVATE_KEY", &deployer_hex), ("RUST_LOG", "warn")],
-    );
+    let pool = LockingPool::new(net.contract("locking_pool"), net.l1());
+    whitelist_by_vote(&net, owner.address()).await;
+    assert!(pool.whitelist(owner.address()).call().await.expect("whitelist"));
     let l1 = net.l1_wallet(&deployer);
     for to in [owner.address(), signer] {
         let tx = alloy::rpc::types::TransactionRequest::default()
