@@ -61,6 +61,35 @@ fn read(call: &'static str) -> impl FnOnce(alloy::contract::Error) -> DeployErro
     move |source| DeployError::Call { call, source }
 }
 
+/// The timelock's role ids.
+struct Roles {
+    proposer: B256,
+    canceller: B256,
+    admin: B256,
+}
+
+async fn roles<P: Provider<Ethereum> + Clone>(
+    t: &TimelockController::TimelockControllerInstance<P>,
+) -> Result<Roles, DeployError> {
+    Ok(Roles {
+        proposer: t
+            .PROPOSER_ROLE()
+            .call()
+            .await
+            .map_err(read("TimelockController.PROPOSER_ROLE"))?,
+        canceller: t
+            .CANCELLER_ROLE()
+            .call()
+            .await
+            .map_err(read("TimelockController.CANCELLER_ROLE"))?,
+        admin: t
+            .DEFAULT_ADMIN_ROLE()
+            .call()
+            .await
+            .map_err(read("TimelockController.DEFAULT_ADMIN_ROLE"))?,
+    })
+}
+
 /// Deploys PosParams (owned by `owner` until the hand-over), the timelock (with `owner` as its temporary
 /// proposer and admin) and the governor over `pool`'s votes; the governor proposes and cancels on the timelock,
 /// and anyone executes what passed.
@@ -97,23 +126,14 @@ pub async fn deploy_governance<P: Provider<Ethereum> + Clone>(
     .map_err(deploy("MetisGovernor"))?
     .address();
     let t = TimelockController::new(timelock, provider.clone());
-    let proposer = t
-        .PROPOSER_ROLE()
-        .call()
-        .await
-        .map_err(read("TimelockController.PROPOSER_ROLE"))?;
-    let canceller = t
-        .CANCELLER_ROLE()
-        .call()
-        .await
-        .map_err(read("TimelockController.CANCELLER_ROLE"))?;
+    let r = roles(&t).await?;
     let sent = [
         (
-            t.grantRole(proposer, governor).send().await,
+            t.grantRole(r.proposer, governor).send().await,
             "TimelockController.grantRole(proposer)",
         ),
         (
-            t.grantRole(canceller, governor).send().await,
+            t.grantRole(r.canceller, governor).send().await,
             "TimelockController.grantRole(canceller)",
         ),
     ];
@@ -143,8 +163,8 @@ pub async fn handed_over<P: Provider<Ethereum> + Clone>(provider: &P, dep: &Depl
 }
 
 /// Hands LockingPool, LockingInfo and PosParams to the timelock: `owner` (the provider's sender, their owner
-/// now) offers them, and the timelock, in one operation of its own, accepts them and takes `delay_secs` as its
-/// delay from then on (it had none, so the operation runs at once); then `owner` gives up its timelock roles.
+/// now) offers them, and the timelock, in one operation of its own, accepts them, takes `delay_secs` as its
+/// delay from then on (it had none, so the operation runs at once) and revokes every role `owner` held.
 /// `guardian`, if given, is named first (it may pause the pool, nothing else).
 pub async fn hand_over<P: Provider<Ethereum> + Clone>(
     provider: &P,
@@ -183,7 +203,9 @@ pub async fn hand_over<P: Provider<Ethereum> + Clone>(
         confirm(tx, call).await?;
     }
     let t = TimelockController::new(timelock, provider.clone());
-    let targets = vec![dep.locking_pool, dep.locking_info, params, timelock];
+    let r = roles(&t).await?;
+    // One operation of the timelock's own: it accepts the three, takes its delay, and (as its own admin) strips
+    // the deployer of every role, all at once or not at all.
     let accept = Bytes::from(LockingPool::acceptOwnershipCall {}.abi_encode());
     let delay = Bytes::from(
         TimelockController::updateDelayCall {
@@ -191,7 +213,25 @@ pub async fn hand_over<P: Provider<Ethereum> + Clone>(
         }
         .abi_encode(),
     );
-    let calls = vec![accept.clone(), accept.clone(), accept, delay];
+    let revoke = |role: B256| Bytes::from(TimelockController::revokeRoleCall { role, account: owner }.abi_encode());
+    let targets = vec![
+        dep.locking_pool,
+        dep.locking_info,
+        params,
+        timelock,
+        timelock,
+        timelock,
+        timelock,
+    ];
+    let calls = vec![
+        accept.clone(),
+        accept.clone(),
+        accept,
+        delay,
+        revoke(r.proposer),
+        revoke(r.canceller),
+        revoke(r.admin),
+    ];
     let values = vec![U256::ZERO; targets.len()];
     let id = t
         .hashOperationBatch(targets.clone(), values.clone(), calls.clone(), B256::ZERO, B256::ZERO)
@@ -228,38 +268,6 @@ pub async fn hand_over<P: Provider<Ethereum> + Clone>(
         "TimelockController.executeBatch",
     )
     .await?;
-    let proposer = t
-        .PROPOSER_ROLE()
-        .call()
-        .await
-        .map_err(read("TimelockController.PROPOSER_ROLE"))?;
-    let canceller = t
-        .CANCELLER_ROLE()
-        .call()
-        .await
-        .map_err(read("TimelockController.CANCELLER_ROLE"))?;
-    let admin = t
-        .DEFAULT_ADMIN_ROLE()
-        .call()
-        .await
-        .map_err(read("TimelockController.DEFAULT_ADMIN_ROLE"))?;
-    let sent = [
-        (
-            t.revokeRole(proposer, owner).send().await,
-            "TimelockController.revokeRole(proposer)",
-        ),
-        (
-            t.revokeRole(canceller, owner).send().await,
-            "TimelockController.revokeRole(canceller)",
-        ),
-        (
-            t.renounceRole(admin, owner).send().await,
-            "TimelockController.renounceRole(admin)",
-        ),
-    ];
-    for (tx, call) in sent {
-        confirm(tx, call).await?;
-    }
     if !handed_over(provider, dep).await? {
         return Err(DeployError::NotReady);
     }

@@ -3,6 +3,7 @@
 //! actions, checks what it can before anything is sent, and reads proposals back from their events.
 
 use crate::l1_cmd::Connection;
+use crate::l1_tx::{confirm, revert_reason};
 use alloy::{
     dyn_abi::{DynSolType, DynSolValue, JsonAbiExt},
     json_abi::Function,
@@ -156,15 +157,18 @@ pub struct Actions {
     /// A PoS parameter (applied by every node at the next epoch boundary), e.g. epoch_length=20 (repeatable).
     #[arg(long, value_name = "NAME=VALUE")]
     param: Vec<String>,
+    /// Release a sequencer LockingPool holds jailed after a slash, by its id (repeatable).
+    #[arg(long, value_name = "SEQUENCER_ID")]
+    unjail: Vec<u64>,
     /// Pause staking on L1.
     #[arg(long, conflicts_with = "unpause")]
     pause: bool,
     #[arg(long)]
     unpause: bool,
     /// A raw call, after the typed actions: TARGET SIGNATURE ARGS..., e.g. --call 0xPOOL "setTreasury(address)"
-    /// 0xabc.. (one per proposal).
+    /// 0xabc.. (repeat it for more calls; they run in the order given).
     #[arg(long, num_args = 2.., value_names = ["TARGET", "SIGNATURE"])]
-    call: Option<Vec<String>>,
+    call: Vec<String>,
 }
 
 /// One call the timelock makes.
@@ -244,6 +248,13 @@ impl Actions {
                 format!("exit_delay = {s} s"),
             );
         }
+        for id in &self.unjail {
+            push(
+                g.pool,
+                LockingPool::unjailCall { seqId: U256::from(*id) }.abi_encode(),
+                format!("unjail sequencer {id}"),
+            );
+        }
         for p in &self.param {
             let (param, value) = parse_param(p)?;
             push(
@@ -263,7 +274,7 @@ impl Actions {
                 if self.pause { "pause" } else { "unpause" }.to_string(),
             );
         }
-        if let Some(c) = &self.call {
+        for c in call_groups(&self.call)? {
             let (target, calldata, what) = raw_call(c)?;
             push(target, calldata, what);
         }
@@ -295,6 +306,24 @@ fn parse_param(s: &str) -> Result<(GovParam, u64)> {
         bail!("--param {s}: {} must be within {lo}..={hi}", param.name());
     }
     Ok((param, value))
+}
+
+/// The repeated `--call` values split into calls. clap hands them over as one list; each call is TARGET SIGNATURE
+/// and as many arguments as the signature takes, so the signatures mark where the next call starts.
+fn call_groups(values: &[String]) -> Result<Vec<&[String]>> {
+    let mut out = Vec::new();
+    let mut rest = values;
+    while !rest.is_empty() {
+        let [_, sig, ..] = rest else {
+            bail!("--call takes TARGET SIGNATURE ARGS...");
+        };
+        let f = Function::parse(sig).with_context(|| format!("--call: {sig:?} is not a function signature"))?;
+        let len = f.inputs.len().saturating_add(2).min(rest.len());
+        let (call, next) = rest.split_at(len);
+        out.push(call);
+        rest = next;
+    }
+    Ok(out)
 }
 
 /// `[TARGET, SIGNATURE, ARGS...]` encoded; the arguments are parsed as the signature's types.
@@ -372,6 +401,16 @@ impl Proposal {
     fn description_hash(&self) -> B256 {
         keccak256(self.description.as_bytes())
     }
+
+    /// What `queue` and `execute` take: the proposal as created.
+    fn call_args(&self) -> (Vec<Address>, Vec<U256>, Vec<Bytes>, B256) {
+        (
+            self.targets.clone(),
+            self.values.clone(),
+            self.calldatas.clone(),
+            self.description_hash(),
+        )
+    }
 }
 
 /// Blocks per `get_logs` request (public endpoints refuse wide ranges).
@@ -422,33 +461,6 @@ async fn find(p: &DynProvider, g: &Governed, id: U256) -> Result<Proposal> {
         .with_context(|| format!("no proposal {id} on governor {}", g.governor))
 }
 
-/// A call's revert named by the governor's errors where it is one of them.
-fn revert_reason(e: &alloy::contract::Error) -> String {
-    match e.as_decoded_interface_error::<MetisGovernor::MetisGovernorErrors>() {
-        Some(err) => format!("{err:?}"),
-        None => e.to_string(),
-    }
-}
-
-/// Waits for a sent transaction; fails on a revert, naming what was sent.
-async fn confirm(
-    what: &str,
-    sent: Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>, alloy::contract::Error>,
-) -> Result<B256> {
-    let sent = match sent {
-        Ok(s) => s,
-        Err(e) => bail!("{what} refused: {}", revert_reason(&e)),
-    };
-    let r = sent
-        .get_receipt()
-        .await
-        .with_context(|| format!("waiting for {what}"))?;
-    if !r.status() {
-        bail!("{what} reverted (tx {})", r.transaction_hash);
-    }
-    Ok(r.transaction_hash)
-}
-
 /// Seconds per L1 block, from the last 64 blocks (at least 1).
 async fn block_secs(p: &DynProvider) -> Result<f64> {
     let head = p.get_block_number().await.context("reading the L1 head")?;
@@ -465,6 +477,29 @@ async fn block_secs(p: &DynProvider) -> Result<f64> {
         return Ok(1.0);
     }
     Ok((b - a) as f64 / (head - back) as f64)
+}
+
+/// The proposal `id` (as given), which must be in state `want` before anything is sent for it.
+async fn proposal_in(
+    at: &GovConnection,
+    id: &str,
+    want: u8,
+    done: &str,
+) -> Result<(DynProvider, MetisGovernor::MetisGovernorInstance<DynProvider>, Proposal)> {
+    let id = parse_id(id)?;
+    let g = at.deployment()?;
+    let (p, _) = at.conn.provider().await?;
+    let gov = MetisGovernor::new(g.governor, p.clone());
+    let s = state(&gov, id).await?;
+    if s != want {
+        bail!(
+            "proposal {id} is {}: only a {} proposal is {done}",
+            state_name(s),
+            state_name(want)
+        );
+    }
+    let x = find(&p, &g, id).await?;
+    Ok((p, gov, x))
 }
 
 async fn state(gov: &MetisGovernor::MetisGovernorInstance<DynProvider>, id: U256) -> Result<u8> {
@@ -485,8 +520,20 @@ pub async fn run(cmd: GovCommand) -> Result<()> {
             if description.trim().is_empty() {
                 bail!("--description is empty: say what the proposal does and why");
             }
-            let actions = actions.build(&g)?;
+            let built = actions.build(&g)?;
             let (p, sender) = at.conn.provider().await?;
+            let pool = LockingPool::new(g.pool, p.clone());
+            for id in &actions.unjail {
+                let s = pool
+                    .sequencers(U256::from(*id))
+                    .call()
+                    .await
+                    .with_context(|| format!("reading sequencer {id}"))?;
+                if !s.jailed {
+                    bail!("--unjail {id}: sequencer {id} is not jailed on L1");
+                }
+            }
+            let actions = built;
             let gov = MetisGovernor::new(g.governor, p.clone());
             let targets: Vec<Address> = actions.iter().map(|a| a.target).collect();
             let values = vec![U256::ZERO; actions.len()];
@@ -583,47 +630,19 @@ pub async fn run(cmd: GovCommand) -> Result<()> {
             Ok(())
         }
         GovCommand::Queue { at, id } => {
-            let id = parse_id(&id)?;
-            let g = at.deployment()?;
-            let (p, _) = at.conn.provider().await?;
-            let gov = MetisGovernor::new(g.governor, p.clone());
-            let s = state(&gov, id).await?;
-            if s != 4 {
-                bail!(
-                    "proposal {id} is {}: only a Succeeded proposal is queued",
-                    state_name(s)
-                );
-            }
-            let x = find(&p, &g, id).await?;
-            let tx = confirm(
-                "queue",
-                gov.queue(
-                    x.targets.clone(),
-                    x.values.clone(),
-                    x.calldatas.clone(),
-                    x.description_hash(),
-                )
-                .send()
-                .await,
-            )
-            .await?;
-            let eta = gov.proposalEta(id).call().await.context("reading proposalEta")?;
+            let (_, gov, x) = proposal_in(&at, &id, 4, "queued").await?;
+            let (targets, values, calldatas, description) = x.call_args();
+            let tx = confirm("queue", gov.queue(targets, values, calldatas, description).send().await).await?;
+            let eta = gov.proposalEta(x.id).call().await.context("reading proposalEta")?;
             println!(
                 "{}",
-                serde_json::json!({ "proposal_id": id.to_string(), "tx": tx, "executable_at": eta.to_string() })
+                serde_json::json!({ "proposal_id": x.id.to_string(), "tx": tx, "executable_at": eta.to_string() })
             );
             Ok(())
         }
         GovCommand::Execute { at, id } => {
-            let id = parse_id(&id)?;
-            let g = at.deployment()?;
-            let (p, _) = at.conn.provider().await?;
-            let gov = MetisGovernor::new(g.governor, p.clone());
-            let s = state(&gov, id).await?;
-            if s != 5 {
-                bail!("proposal {id} is {}: only a Queued proposal is executed", state_name(s));
-            }
-            let eta = gov.proposalEta(id).call().await.context("reading proposalEta")?;
+            let (p, gov, x) = proposal_in(&at, &id, 5, "executed").await?;
+            let eta = gov.proposalEta(x.id).call().await.context("reading proposalEta")?;
             let now = p
                 .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
                 .await
@@ -633,24 +652,18 @@ pub async fn run(cmd: GovCommand) -> Result<()> {
                 .timestamp;
             if U256::from(now) < eta {
                 bail!(
-                    "proposal {id} is executable at L1 time {eta}, {} s from the head's time",
+                    "proposal {} is executable at L1 time {eta}, {} s from the head's time",
+                    x.id,
                     eta.saturating_sub(U256::from(now))
                 );
             }
-            let x = find(&p, &g, id).await?;
+            let (targets, values, calldatas, description) = x.call_args();
             let tx = confirm(
                 "execute",
-                gov.execute(
-                    x.targets.clone(),
-                    x.values.clone(),
-                    x.calldatas.clone(),
-                    x.description_hash(),
-                )
-                .send()
-                .await,
+                gov.execute(targets, values, calldatas, description).send().await,
             )
             .await?;
-            println!("{}", serde_json::json!({ "proposal_id": id.to_string(), "tx": tx }));
+            println!("{}", serde_json::json!({ "proposal_id": x.id.to_string(), "tx": tx }));
             Ok(())
         }
         GovCommand::List { at } => {
@@ -788,11 +801,12 @@ mod tests {
             whitelist: vec![Address::repeat_byte(9)],
             max_lock: Some(3),
             param: vec!["epoch_length=20".into()],
+            unjail: vec![7],
             pause: true,
             ..Default::default()
         };
         let out = a.build(&governed()).unwrap();
-        assert_eq!(out.len(), 4);
+        assert_eq!(out.len(), 5);
         assert_eq!(out[0].target, Address::repeat_byte(4));
         assert_eq!(
             out[0].calldata,
@@ -809,9 +823,13 @@ mod tests {
             out[1].calldata,
             Bytes::from(LockingInfo::setMaxLockCall { newMaxLock: tokens(3) }.abi_encode())
         );
-        assert_eq!(out[2].target, Address::repeat_byte(2));
         assert_eq!(
             out[2].calldata,
+            Bytes::from(LockingPool::unjailCall { seqId: U256::from(7) }.abi_encode())
+        );
+        assert_eq!(out[3].target, Address::repeat_byte(2));
+        assert_eq!(
+            out[3].calldata,
             Bytes::from(
                 PosParams::setCall {
                     param: 0,
@@ -821,22 +839,38 @@ mod tests {
             )
         );
         assert_eq!(
-            out[3].calldata,
+            out[4].calldata,
             Bytes::from(LockingPool::setPauseCall { paused_: true }.abi_encode())
         );
     }
 
     #[test]
-    fn a_raw_call_is_encoded_by_its_signature() {
-        let a = Actions {
-            call: Some(vec![
-                format!("{}", Address::repeat_byte(4)),
-                "setTreasury(address)".into(),
-                format!("{}", Address::repeat_byte(7)),
-            ]),
-            ..Default::default()
-        };
-        let out = a.build(&governed()).unwrap();
+    fn repeated_raw_calls_are_each_encoded_by_their_signature_in_order() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            actions: Actions,
+        }
+        let (pool, to) = (Address::repeat_byte(4), Address::repeat_byte(7));
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "gov".to_string(),
+            "--call".into(),
+            pool.to_string(),
+            "setTreasury(address)".into(),
+            to.to_string(),
+            "--call".into(),
+            pool.to_string(),
+            "setPause(bool)".into(),
+            "true".into(),
+        ])
+        .unwrap();
+        let out = cli.actions.build(&governed()).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].target, pool);
+        assert_eq!(
+            out[1].calldata,
+            Bytes::from(LockingPool::setPauseCall { paused_: true }.abi_encode())
+        );
         assert_eq!(
             out[0].calldata,
             Bytes::from(
@@ -869,24 +903,36 @@ mod tests {
         });
         assert!(e.contains("NAME=VALUE"), "{e}");
         let e = bad(Actions {
-            call: Some(vec!["0x12".into(), "f()".into()]),
+            call: vec!["0x12".into(), "f()".into()],
             ..Default::default()
         });
         assert!(e.contains("not an address"), "{e}");
         let e = bad(Actions {
-            call: Some(vec![
+            call: vec![
                 format!("{}", Address::ZERO),
                 "setTreasury(address)".into(),
                 "nope".into(),
-            ]),
+            ],
             ..Default::default()
         });
         assert!(e.contains("is not a address"), "{e}");
         let e = bad(Actions {
-            call: Some(vec![format!("{}", Address::ZERO), "setTreasury(address)".into()]),
+            call: vec![format!("{}", Address::ZERO), "setTreasury(address)".into()],
             ..Default::default()
         });
         assert!(e.contains("1 argument(s) expected, 0 given"), "{e}");
+        // One argument too many for the first call: it is read as the next call's target, and refused.
+        let e = bad(Actions {
+            call: vec![
+                format!("{}", Address::ZERO),
+                "setPause(bool)".into(),
+                "true".into(),
+                "false".into(),
+                "unpause()".into(),
+            ],
+            ..Default::default()
+        });
+        assert!(e.contains("\"false\" is not an address"), "{e}");
         assert!(parse_id("12").is_ok() && parse_id("0x0c").is_ok_and(|v| v == U256::from(12)));
         assert!(parse_id("twelve").is_err());
     }

@@ -1,5 +1,6 @@
 //! `metis-seq l1 ...`: deploy the contract set and register the group key on any Ethereum RPC.
 
+use crate::l1_tx::confirm;
 use alloy::{
     network::EthereumWallet,
     primitives::{Address, Bytes, U256},
@@ -8,7 +9,7 @@ use alloy::{
 };
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use metis_contracts::{deploy_all, DeployConfig, LockingPool};
+use metis_contracts::{deploy_all, DeployConfig, Deployment, GovConfig, LockingPool};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -30,6 +31,24 @@ pub enum L1Command {
         /// Also write the addresses to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        gov: GovDeployArgs,
+    },
+    /// As the deployer, once the genesis set has locked and the group key is registered: hand LockingPool,
+    /// LockingInfo and PosParams to the governance timelock (deployed by `deploy --governance`). From then on only
+    /// a vote of the stake changes them, and the deployer key can do nothing.
+    HandOver {
+        #[command(flatten)]
+        conn: Connection,
+        /// The deployment (JSON written by `deploy --governance --out`).
+        #[arg(long)]
+        contracts: PathBuf,
+        /// Seconds between queueing a passed proposal and executing it, from the hand-over on.
+        #[arg(long, default_value_t = 2 * 24 * 3600)]
+        timelock_delay: u64,
+        /// An address that may pause LockingPool (and nothing else); none by default.
+        #[arg(long)]
+        guardian: Option<Address>,
     },
     /// Lock stake for a new sequencer whose keys are in --keys (made by `metis-seq keys init`); the sender is
     /// the whitelisted owner. Approves the escrow for the amount first.
@@ -111,6 +130,50 @@ pub enum L1Command {
         #[arg(long)]
         public_key: String,
     },
+}
+
+/// Governance deployed with the contracts: a governor over the locked stake, a timelock, PosParams.
+#[derive(Args)]
+pub struct GovDeployArgs {
+    /// Deploy PosParams, a TimelockController and the governor too; `hand-over` then gives them the contracts.
+    #[arg(long)]
+    governance: bool,
+    /// L1 blocks between a proposal and the start of its vote (7,200: a day at 12 s).
+    #[arg(long, default_value_t = 7_200, requires = "governance")]
+    gov_voting_delay: u64,
+    /// L1 blocks a vote lasts (50,400: a week at 12 s).
+    #[arg(long, default_value_t = 50_400, requires = "governance")]
+    gov_voting_period: u32,
+    /// Percent of the stake (at the proposal's snapshot) that must vote for or abstain.
+    #[arg(long, default_value_t = 50, requires = "governance", value_parser = clap::value_parser!(u64).range(1..=100))]
+    gov_quorum: u64,
+    /// Whole tokens of stake an owner needs to propose.
+    #[arg(long, default_value_t = 10_000, requires = "governance")]
+    gov_threshold: u64,
+}
+
+impl GovDeployArgs {
+    fn config(&self) -> Result<Option<GovConfig>> {
+        if !self.governance {
+            return Ok(None);
+        }
+        if self.gov_voting_period == 0 {
+            bail!("--gov-voting-period must be at least 1 L1 block");
+        }
+        Ok(Some(GovConfig {
+            voting_delay_blocks: self.gov_voting_delay,
+            voting_period_blocks: self.gov_voting_period,
+            proposal_threshold: tokens(self.gov_threshold),
+            quorum_percent: self.gov_quorum,
+            // Set by the hand-over; until then the timelock has no delay and only the deployer proposes.
+            timelock_delay_secs: 0,
+            // The PoS ledger's defaults; `metis-seq testnet --l1-rpc` sets those its genesis changes.
+            pos_params: metis_pos::GovParam::ALL
+                .iter()
+                .map(|p| U256::from(p.get(&metis_pos::Params::default())))
+                .collect(),
+        }))
+    }
 }
 
 /// An L1 connection and the LockingPool it acts on.
@@ -206,22 +269,6 @@ impl Connection {
 
 fn tokens(n: u64) -> U256 {
     U256::from(n) * U256::from(10u64).pow(U256::from(18))
-}
-
-/// Waits for a sent transaction and fails on a revert, naming what was sent.
-async fn confirm(
-    what: &str,
-    pending: Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>, alloy::contract::Error>,
-) -> Result<alloy::primitives::B256> {
-    let r = pending
-        .with_context(|| format!("sending {what}"))?
-        .get_receipt()
-        .await
-        .with_context(|| format!("waiting for {what}"))?;
-    if !r.status() {
-        bail!("{what} reverted (tx {})", r.transaction_hash);
-    }
-    Ok(r.transaction_hash)
 }
 
 /// A group public key given as hex (256-byte EIP-2537 or 96-byte compressed G2), checked on the curve and
@@ -357,14 +404,16 @@ pub async fn run(cmd: L1Command) -> Result<()> {
             reward_payer,
             token,
             out,
+            gov,
         } => {
+            let governance = gov.config()?;
             let (provider, owner) = conn.provider().await?;
             let cfg = DeployConfig {
                 owner,
                 reward_payer: reward_payer.unwrap_or(owner),
                 reward_per_block,
                 token,
-                governance: None,
+                governance,
             };
             let deployment = deploy_all(&provider, &cfg)
                 .await
@@ -374,6 +423,63 @@ pub async fn run(cmd: L1Command) -> Result<()> {
                 std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
             }
             println!("{json}");
+            Ok(())
+        }
+        L1Command::HandOver {
+            conn,
+            contracts,
+            timelock_delay,
+            guardian,
+        } => {
+            let raw =
+                std::fs::read_to_string(&contracts).with_context(|| format!("reading {}", contracts.display()))?;
+            let dep: Deployment =
+                serde_json::from_str(&raw).with_context(|| format!("{} is not a deployment", contracts.display()))?;
+            let (Some(timelock), Some(governor)) = (dep.timelock, dep.governor) else {
+                bail!(
+                    "{} has no governance contracts: deploy with `metis-seq l1 deploy --governance`",
+                    contracts.display()
+                );
+            };
+            let (provider, sender) = conn.provider().await?;
+            if metis_contracts::handed_over(&provider, &dep)
+                .await
+                .context("reading LockingPool's owner")?
+            {
+                bail!("the timelock {timelock} owns LockingPool already: the hand-over is done");
+            }
+            let owner = LockingPool::new(dep.locking_pool, provider.clone())
+                .owner()
+                .call()
+                .await
+                .context("reading LockingPool.owner")?;
+            if owner != sender {
+                bail!("LockingPool's owner is {owner}, not the sender {sender}");
+            }
+            let pool = LockingPool::new(dep.locking_pool, provider.clone());
+            let version = pool
+                .groupKeyVersion()
+                .call()
+                .await
+                .context("reading LockingPool.groupKeyVersion")?;
+            if version.is_zero() {
+                bail!(
+                    "LockingPool has no group key yet: register it (`metis-seq l1 set-group-key`) before the \
+                     hand-over, or only a vote could"
+                );
+            }
+            metis_contracts::hand_over(&provider, &dep, sender, guardian, timelock_delay)
+                .await
+                .context("the hand-over to the timelock")?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "owner": timelock,
+                    "governor": governor,
+                    "timelock_delay_secs": timelock_delay,
+                    "guardian": guardian,
+                })
+            );
             Ok(())
         }
         L1Command::Lock {
@@ -392,16 +498,7 @@ pub async fn run(cmd: L1Command) -> Result<()> {
             let token = info.token().call().await.context("reading LockingInfo.token")?;
             let amount = U256::from(amount) * U256::from(10u64).pow(U256::from(18));
             let token = metis_contracts::MetisToken::new(token, provider.clone());
-            let r = token
-                .approve(escrow, amount)
-                .send()
-                .await
-                .context("sending approve")?
-                .get_receipt()
-                .await?;
-            if !r.status() {
-                bail!("approve reverted (tx {})", r.transaction_hash);
-            }
+            confirm("approve", token.approve(escrow, amount).send().await).await?;
             let hex32 = |k: &str| -> Result<Bytes> {
                 let s = public[k].as_str().context("key missing")?;
                 Ok(Bytes::from(hex::decode(s.trim_start_matches("0x"))?))
@@ -412,17 +509,13 @@ pub async fn run(cmd: L1Command) -> Result<()> {
                 hex32("consensus_key")?,
                 hex32("dkg_key")?,
             );
-            let receipt = call.send().await.context("sending lockFor")?.get_receipt().await?;
-            if !receipt.status() {
-                bail!(
-                    "lockFor reverted (tx {}): is {owner} whitelisted, funded, and without a sequencer?",
-                    receipt.transaction_hash
-                );
-            }
+            let tx = confirm("lockFor", call.send().await)
+                .await
+                .with_context(|| format!("is {owner} whitelisted, funded, and without a sequencer?"))?;
             let id = pool.seqOwners(owner).call().await?;
             println!(
                 "{}",
-                serde_json::json!({ "sequencer_id": id, "tx": receipt.transaction_hash, "keys": public })
+                serde_json::json!({ "sequencer_id": id, "tx": tx, "keys": public })
             );
             Ok(())
         }

@@ -5,6 +5,7 @@ mod devnet;
 mod gov_cmd;
 mod keys_cmd;
 mod l1_cmd;
+mod l1_tx;
 mod node_cmd;
 mod replica;
 mod status;

@@ -266,3 +266,145 @@ async fn a_sequencer_locks_with_its_own_keys() {
     assert!(!pool.whitelist(owner).call().await.unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn deploy_with_governance_then_hand_over_leaves_the_deployer_powerless() {
+    let anvil = metis_testkit::spawn_anvil();
+    let rpc = anvil.endpoint();
+    let deployer_key = format!("0x{}", alloy::hex::encode(anvil.keys()[0].to_bytes()));
+    let other_key = format!("0x{}", alloy::hex::encode(anvil.keys()[1].to_bytes()));
+    let (deployer, guardian) = (anvil.addresses()[0], anvil.addresses()[2]);
+    let dir = std::env::temp_dir().join(format!("metis-hand-over-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("contracts.json");
+    let file_s = file.to_str().unwrap();
+
+    // Settings out of range are refused before anything is deployed.
+    let out = metis_seq(
+        &rpc,
+        &deployer_key,
+        &["l1", "deploy", "--governance", "--gov-quorum", "0"],
+    );
+    assert!(!out.status.success());
+    let out = metis_seq(&rpc, &deployer_key, &["l1", "deploy", "--gov-quorum", "40"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--governance"),
+        "a governance setting without --governance: {out:?}"
+    );
+
+    let out = metis_seq(
+        &rpc,
+        &deployer_key,
+        &[
+            "l1",
+            "deploy",
+            "--governance",
+            "--gov-voting-period",
+            "100",
+            "--out",
+            file_s,
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let addr = |k: &str| -> Address { d[k].as_str().unwrap_or_else(|| panic!("{k} in {d}")).parse().unwrap() };
+    let (pool_addr, info_addr, params, timelock, governor) = (
+        addr("locking_pool"),
+        addr("locking_info"),
+        addr("pos_params"),
+        addr("timelock"),
+        addr("governor"),
+    );
+    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let gov = metis_contracts::MetisGovernor::new(governor, provider.clone());
+    assert_eq!(
+        gov.votingPeriod().call().await.unwrap(),
+        alloy::primitives::U256::from(100)
+    );
+    assert_eq!(
+        gov.votingDelay().call().await.unwrap(),
+        alloy::primitives::U256::from(7_200)
+    );
+
+    let hand_over = |key: &str, extra: &[&str]| {
+        let mut args = vec!["l1", "hand-over", "--contracts", file_s];
+        args.extend_from_slice(extra);
+        metis_seq(&rpc, key, &args)
+    };
+    // Before the group key: refused (after the hand-over only a vote could register it).
+    let out = hand_over(&deployer_key, &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no group key"), "{out:?}");
+    let (_, pk) = ops::keypair::<_, MinSig>(&mut StdRng::seed_from_u64(5));
+    let out = set_group_key(&rpc, &deployer_key, pool_addr, &alloy::hex::encode(pk.encode()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // By a key that does not own the contracts: refused, naming the owner.
+    let out = hand_over(&other_key, &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not the sender"),
+        "{out:?}"
+    );
+
+    let out = hand_over(
+        &deployer_key,
+        &["--timelock-delay", "3600", "--guardian", &guardian.to_string()],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["owner"].as_str().unwrap().parse::<Address>().unwrap(), timelock);
+    let pool = LockingPool::new(pool_addr, provider.clone());
+    assert_eq!(pool.owner().call().await.unwrap(), timelock);
+    assert_eq!(pool.guardian().call().await.unwrap(), guardian);
+    let info = metis_contracts::LockingInfo::new(info_addr, provider.clone());
+    assert_eq!(info.owner().call().await.unwrap(), timelock);
+    let pos = metis_contracts::PosParams::new(params, provider.clone());
+    assert_eq!(pos.owner().call().await.unwrap(), timelock);
+    let t = metis_contracts::TimelockController::new(timelock, provider.clone());
+    assert_eq!(
+        t.getMinDelay().call().await.unwrap(),
+        alloy::primitives::U256::from(3600)
+    );
+    for role in [
+        t.PROPOSER_ROLE().call().await.unwrap(),
+        t.CANCELLER_ROLE().call().await.unwrap(),
+        t.DEFAULT_ADMIN_ROLE().call().await.unwrap(),
+    ] {
+        assert!(
+            !t.hasRole(role, deployer).call().await.unwrap(),
+            "the deployer keeps a timelock role"
+        );
+    }
+    assert!(t
+        .hasRole(t.PROPOSER_ROLE().call().await.unwrap(), governor)
+        .call()
+        .await
+        .unwrap());
+
+    // The deployer's key is powerless now: its owner call is refused with the contract's error; a second
+    // hand-over is refused as done.
+    let out = metis_seq(
+        &rpc,
+        &deployer_key,
+        &[
+            "l1",
+            "whitelist",
+            "--locking-pool",
+            &pool_addr.to_string(),
+            "--user",
+            &guardian.to_string(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("OwnableUnauthorizedAccount"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!pool.whitelist(guardian).call().await.unwrap());
+    let out = hand_over(&deployer_key, &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hand-over is done"),
+        "{out:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

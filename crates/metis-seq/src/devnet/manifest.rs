@@ -100,16 +100,16 @@ pub struct Contracts {
     pub locking_info: String,
     pub batch_inbox: String,
     pub deployed_at_block: u64,
-    /// Governance (empty with `--admin`): the OZ Governor, its TimelockController (the contracts' owner after
+    /// Governance (absent with `--admin`): the OZ Governor, its TimelockController (the contracts' owner after
     /// the hand-over), PosParams and StakeVotes.
-    #[serde(default)]
-    pub governor: String,
-    #[serde(default)]
-    pub timelock: String,
-    #[serde(default)]
-    pub params: String,
-    #[serde(default)]
-    pub votes: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timelock: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub votes: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -514,10 +514,10 @@ fn fresh_manifest(args: &StartArgs) -> Result<Manifest> {
             locking_info: String::new(),
             batch_inbox: String::new(),
             deployed_at_block: 0,
-            governor: String::new(),
-            timelock: String::new(),
-            params: String::new(),
-            votes: String::new(),
+            governor: None,
+            timelock: None,
+            params: None,
+            votes: None,
         },
         group_key: None,
         nodes: Vec::new(),
@@ -766,10 +766,10 @@ async fn deploy(d: &mut Devnet, l1: &DynProvider, deployer: &PrivateKeySigner) -
         locking_info: format!("{}", dep.locking_info),
         batch_inbox: format!("{}", dep.batch_inbox),
         deployed_at_block: dep.deployed_at_block,
-        governor: dep.governor.map(|a| a.to_string()).unwrap_or_default(),
-        timelock: dep.timelock.map(|a| a.to_string()).unwrap_or_default(),
-        params: dep.pos_params.map(|a| a.to_string()).unwrap_or_default(),
-        votes: dep.votes.map(|a| a.to_string()).unwrap_or_default(),
+        governor: dep.governor.map(|a| a.to_string()),
+        timelock: dep.timelock.map(|a| a.to_string()),
+        params: dep.pos_params.map(|a| a.to_string()),
+        votes: dep.votes.map(|a| a.to_string()),
     };
     d.save()?;
     d.progress.done(&format!("LockingPool {}", dep.locking_pool));
@@ -948,7 +948,9 @@ async fn hand_over(d: &mut Devnet, deployer: &PrivateKeySigner, g: &manifest::Go
         .context("the hand-over to the timelock")?;
     d.progress.done(&format!(
         "owner: timelock {} (delay {} s); proposals to governor {}",
-        d.manifest.contracts.timelock, g.timelock_delay_secs, d.manifest.contracts.governor
+        dep.timelock.map_or_else(String::new, |a| a.to_string()),
+        g.timelock_delay_secs,
+        dep.governor.map_or_else(String::new, |a| a.to_string())
     ));
     Ok(())
 }
@@ -1135,18 +1137,16 @@ fn print_summary(d: &Devnet) {
         "  contracts  token {}  locking_pool {}  locking_info {}  batch_inbox {}",
         m.contracts.token, m.contracts.locking_pool, m.contracts.locking_info, m.contracts.batch_inbox
     );
-    match &m.options.governance {
-        Some(g) => println!(
-            "  governance governor {}  timelock {} (owns the contracts, delay {} s)  params {}  votes {}  \
-             (`metis-seq gov --contracts {}`)",
-            m.contracts.governor,
-            m.contracts.timelock,
+    let c = &m.contracts;
+    match (&m.options.governance, &c.governor, &c.timelock, &c.params, &c.votes) {
+        (Some(g), Some(governor), Some(timelock), Some(params), Some(votes)) => println!(
+            "  governance governor {governor}  timelock {timelock} (owns the contracts, delay {} s)  params {params}  \
+             votes {votes}  (`metis-seq gov --contracts {}`)",
             g.timelock_delay_secs,
-            m.contracts.params,
-            m.contracts.votes,
             d.dir.join("contracts.json").display()
         ),
-        None => println!("  governance none: the deployer's key owns the contracts (--admin)"),
+        (Some(_), ..) => println!("  governance not deployed yet"),
+        (None, ..) => println!("  governance none: the deployer's key owns the contracts (--admin)"),
     }
     if let Some(g) = &m.group_key {
         println!("  group key  MPC address {}  (public key in the manifest)", g.address);

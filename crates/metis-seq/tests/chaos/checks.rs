@@ -204,11 +204,78 @@ pub async fn network_view(net: &Devnet, nodes: usize) -> String {
     parts.join("; ")
 }
 
-/// Waits (up to `within`) until every sequencer is connected to every other and within a block of the highest
-/// head: a round's fault must be the only one (with four sequencers of unequal stake, one node down and one link
-/// missing, or one node behind, already halt the chain). Err says what was not.
+/// How long a window of node logs the hearing check reads: a few heights, each with a prevote and a precommit
+/// from every validator.
+const HEAR_WINDOW: Duration = Duration::from_secs(4);
+
+/// The validators whose votes a node's log shows from byte `from` on (Malachite logs each vote it takes:
+/// "Received vote ... from: 0x..."), and where the log ends now.
+fn voters_since(log: &str, from: u64) -> (HashSet<String>, u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut voters = HashSet::new();
+    let Ok(mut f) = std::fs::File::open(log) else {
+        return (voters, from);
+    };
+    let end = f.metadata().map_or(from, |m| m.len());
+    // A restarted node appends to its log; a shorter log is a new one.
+    let start = if end < from { 0 } else { from };
+    let mut text = String::new();
+    if f.seek(SeekFrom::Start(start)).is_err() || f.read_to_string(&mut text).is_err() {
+        return (voters, end);
+    }
+    for line in text.lines().filter(|l| l.contains("Received vote")) {
+        if let Some(at) = line.find("from: 0x") {
+            let id: String = line[at + 6..].chars().take_while(char::is_ascii_hexdigit).collect();
+            voters.insert(id);
+        }
+    }
+    (voters, end)
+}
+
+fn log_ends(net: &Devnet, nodes: usize) -> Vec<u64> {
+    (0..nodes)
+        .map(|i| {
+            net.nodes()[i]["log"]
+                .as_str()
+                .and_then(|l| std::fs::metadata(l).ok())
+                .map_or(0, |m| m.len())
+        })
+        .collect()
+}
+
+/// Who does not hear whom in the logs since `from`: "node i hears no vote from 0x..". A pair linked in one
+/// direction only (a peer that forgot our subscription after a partition) shows here and nowhere else.
+fn deafness(net: &Devnet, nodes: usize, from: &[u64]) -> Vec<String> {
+    let heard: Vec<HashSet<String>> = (0..nodes)
+        .map(|i| {
+            let log = net.nodes()[i]["log"].as_str().unwrap_or_default().to_string();
+            voters_since(&log, from.get(i).copied().unwrap_or(0)).0
+        })
+        .collect();
+    let everyone: HashSet<&String> = heard.iter().flatten().collect();
+    let mut out = Vec::new();
+    for (i, h) in heard.iter().enumerate() {
+        let mut missing: Vec<String> = everyone
+            .iter()
+            .filter(|v| !h.contains(**v))
+            .map(|v| v.chars().take(10).collect())
+            .collect();
+        missing.sort();
+        if !missing.is_empty() {
+            out.push(format!("node {i} hears no vote from {}", missing.join(", ")));
+        }
+    }
+    out
+}
+
+/// Waits (up to `within`) until every sequencer is connected to every other, hears every other's votes, and is
+/// within a block of the highest head: a round's fault must be the only one (with four sequencers of unequal
+/// stake, one node down and one link missing, or one node behind, already halt the chain). Err says what was
+/// not.
 pub async fn whole(net: &Devnet, nodes: usize, within: Duration) -> Result<(), String> {
     let deadline = Instant::now() + within;
+    let mut window = (Instant::now(), log_ends(net, nodes));
+    let mut deaf = vec!["not read yet".to_string()];
     loop {
         let mut short = false;
         let mut heads = Vec::new();
@@ -219,15 +286,22 @@ pub async fn whole(net: &Devnet, nodes: usize, within: Duration) -> Result<(), S
         }
         let top = heads.iter().copied().max().unwrap_or(0);
         let behind = heads.iter().any(|h| h + 1 < top);
-        if !short && !behind {
+        if window.0.elapsed() >= HEAR_WINDOW {
+            deaf = deafness(net, nodes, &window.1);
+            window = (Instant::now(), log_ends(net, nodes));
+        }
+        if !short && !behind && deaf.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
+            let mut view = network_view(net, nodes).await;
+            if !deaf.is_empty() {
+                view = format!("{view}; {}", deaf.join("; "));
+            }
             return Err(format!(
-                "the network was not whole {} s before the round (every node linked to every other, within a \
-                 block of the head): {}",
+                "the network was not whole {} s before the round (every node linked to every other and hearing \
+                 its votes, within a block of the head): {view}",
                 within.as_secs(),
-                network_view(net, nodes).await
             ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

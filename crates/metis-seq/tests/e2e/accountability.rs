@@ -2,9 +2,9 @@
 //! `double-vote` for heights 25-27: Malachite's Byzantine proxy signs a second, conflicting vote next to each of
 //! its votes) is caught by the others, jailed on the PoS layer, slashed and jailed on L1 by the pool's key, and
 //! leaves the validator set and the threshold key; the chain never stops and nobody else is touched. Unjailed
-//! on L1 later, it comes back into the set and the key.
+//! on L1 later by a vote of the stake, it comes back into the set and the key.
 
-use crate::harness::{cli, key_members, serial, wait_for, Devnet};
+use crate::harness::{gov, key_members, pass_by_vote, serial, wait_for, Devnet};
 use alloy::primitives::{utils::parse_ether, B256, U256};
 use alloy::providers::Provider;
 use metis_contracts::LockingPool;
@@ -29,8 +29,8 @@ async fn a_double_voter_is_jailed_slashed_on_l1_and_leaves_the_set_and_the_key()
     let net = Devnet::start_with_env(
         "slash",
         6,
-        // The deployer's key keeps owning the contracts: it unjails in step 6 (a vote could, more slowly).
-        &["--epoch-length", &EPOCH.to_string(), "--admin"],
+        // Governed by the stake (the default): the unjail in step 6 is a vote.
+        &["--epoch-length", &EPOCH.to_string()],
         &[("METIS_SEQ_TEST_FAULT", &fault)],
     )
     .await;
@@ -182,24 +182,46 @@ async fn a_double_voter_is_jailed_slashed_on_l1_and_leaves_the_set_and_the_key()
     let expected = parse_ether("2500").expect("amount");
     assert_eq!(slash, expected, "the devnet's node3 locks 50,000 METIS");
 
-    // 6. The contracts' owner unjails it on L1 (`metis-seq l1 unjail`): once its PoS jail has run out, it is back
-    //    in the set at an epoch boundary and the key is reshared to the four again, same group key.
-    let deployer = format!("0x{}", alloy::hex::encode(net.deployer().to_bytes()));
-    let out: Value = serde_json::from_str(&cli(
+    // 6. The stake unjails it on L1 by a vote (`metis-seq gov propose --unjail`, three owners for, queued,
+    //    executed): once its PoS jail has run out, it is back in the set at an epoch boundary and the key is
+    //    reshared to the four again, same group key. Proposing to unjail a sequencer that is not jailed is refused
+    //    before anything is sent.
+    let honest = validators
+        .as_array()
+        .expect("validators")
+        .iter()
+        .map(id_of)
+        .find(|id| *id != offender)
+        .expect("an honest sequencer");
+    let e = gov(
+        &net,
+        0,
         &[
-            "l1",
-            "unjail",
-            "--l1-rpc",
-            &net.l1_rpc(),
-            "--locking-pool",
-            &net.contract("locking_pool").to_string(),
-            "--sequencer-id",
-            &offender.to_string(),
+            "propose",
+            "--unjail",
+            &honest.to_string(),
+            "--description",
+            "not jailed",
         ],
-        &[("METIS_L1_PRIVATE_KEY", &deployer), ("RUST_LOG", "warn")],
-    ))
-    .expect("unjail json");
-    assert_eq!(out["jailed"], json!(false));
+    )
+    .expect_err("unjailing a free sequencer");
+    assert!(e.contains("is not jailed"), "{e}");
+    pass_by_vote(
+        &net,
+        &["--unjail", &offender.to_string()],
+        &format!("Unjail sequencer {offender}\n\nSlashed for a double vote; let it back."),
+    )
+    .await;
+    let pool = LockingPool::new(net.contract("locking_pool"), net.l1());
+    assert!(
+        !pool
+            .sequencers(U256::from(offender))
+            .call()
+            .await
+            .expect("sequencer")
+            .jailed,
+        "unjailed on L1"
+    );
     wait_for(90, "the offender back in the set", || async {
         let s = net.call(0, "metis_sequencer", json!([offender])).await.ok()?;
         (s["l1_jailed"] == json!(false) && s["voting_power"].as_u64()? > 0 && s["jail"].is_null()).then_some(())

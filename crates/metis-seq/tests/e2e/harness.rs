@@ -108,6 +108,28 @@ pub async fn wait_gov_state(net: &Devnet, id: &str, state: &str, secs: u64) {
     .await;
 }
 
+/// A proposal of `actions` passed through the CLI only: owners 0, 1 and 2 vote for it (well over half the stake),
+/// it is queued and, after the timelock's delay, executed. Its id.
+pub async fn pass_by_vote(net: &Devnet, actions: &[&str], title: &str) -> String {
+    let mut args = actions.to_vec();
+    args.extend_from_slice(&["--description", title]);
+    let id = gov_propose(net, 0, &args);
+    wait_gov_state(net, &id, "Active", 60).await;
+    for i in 0..3 {
+        gov(net, i, &["vote", &id, "for", "--reason", "agreed"]).expect("vote");
+    }
+    wait_gov_state(net, &id, "Succeeded", 90).await;
+    gov(net, 3, &["queue", &id]).expect("queue");
+    // Anyone executes once the timelock's delay (5 s on the devnet) has passed; the CLI refuses before.
+    wait_for(60, "the timelock's delay", || {
+        let done = gov(net, 3, &["execute", &id]).is_ok();
+        async move { done.then_some(()) }
+    })
+    .await;
+    assert_eq!(gov_state(net, &id), "Executed");
+    id
+}
+
 /// `gov propose` as owner `i`; the proposal's id.
 pub fn gov_propose(net: &Devnet, i: usize, args: &[&str]) -> String {
     let mut argv = vec!["propose"];

@@ -3,9 +3,7 @@
 //! pool reshares its threshold key, keeping the group key L1 knows, and batches keep landing on L1 under it. A dealer killed (SIGKILL) in the middle of the
 //! first reshare and restarted gets its share of the new key all the same.
 
-use crate::harness::{
-    cli, gov, gov_propose, gov_state, key_members, serial, tempdir, wait_for, wait_gov_state, ChildGuard, Devnet, BIN,
-};
+use crate::harness::{cli, key_members, pass_by_vote, serial, tempdir, wait_for, ChildGuard, Devnet, BIN};
 use alloy::primitives::{utils::parse_ether, Address};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
@@ -15,24 +13,10 @@ use std::process::Command;
 
 const PASS: &str = "joiner passphrase, devnet only";
 
-/// A proposal to whitelist `who`, through the CLI only: three of the four owners vote for it, it is queued and,
-/// after the timelock's delay, executed.
+/// A proposal to whitelist `who`, passed by the owners' votes through the CLI.
 async fn whitelist_by_vote(net: &Devnet, who: Address) {
     let title = format!("Whitelist {who}\n\nA new operator for the pool.");
-    let id = gov_propose(net, 0, &["--whitelist", &who.to_string(), "--description", &title]);
-    wait_gov_state(net, &id, "Active", 60).await;
-    for i in 0..3 {
-        gov(net, i, &["vote", &id, "for", "--reason", "more operators"]).expect("vote");
-    }
-    wait_gov_state(net, &id, "Succeeded", 90).await;
-    gov(net, 3, &["queue", &id]).expect("queue");
-    // Anyone executes once the timelock's delay (5 s on the devnet) has passed; the CLI refuses before.
-    wait_for(60, "the timelock's delay", || {
-        let done = gov(net, 3, &["execute", &id]).is_ok();
-        async move { done.then_some(()) }
-    })
-    .await;
-    assert_eq!(gov_state(net, &id), "Executed");
+    pass_by_vote(net, &["--whitelist", &who.to_string()], &title).await;
 }
 
 async fn next_index(net: &Devnet) -> u64 {
