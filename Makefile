@@ -69,13 +69,14 @@ bench-net: tools
 bench-exec:
 	cargo bench -p metis-execution --bench execute
 
-# NODES="4 10 16": one devnet per size, its figures as JSON lines in bench-scale.jsonl, a table and a plot.
 # Every chaos fault, ROUNDS rounds in a random order with random hold times around HOLD seconds (SEED repeats a
 # run); prints the table. `make test` runs a short fixed selection.
 chaos: tools
 	METIS_CHAOS_ROUNDS=$${ROUNDS:-all} METIS_CHAOS_FAULTS=$${FAULTS:-} METIS_CHAOS_SEED=$${SEED:-} METIS_CHAOS_HOLD_SECS=$${HOLD:-30} \
 	  cargo test --workspace --test chaos -- --nocapture
 
+# NODES="4 10 16": one devnet per size, its figures as JSON lines in bench-scale.jsonl, a table and a plot
+# (FAILOVERS=3 kills of the producer per size).
 bench-scale: tools plot-tools
 	cargo build --release --bin metis-seq
 	python3 scripts/bench_scale.py "$(CARGO_TARGET_DIR)/release/metis-seq" "$(TOOLS)/anvil" "$${NODES:-4 10}" "$${OUT:-bench-scale.jsonl}"

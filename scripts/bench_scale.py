@@ -21,6 +21,7 @@ import urllib.request
 BIN, ANVIL, SIZES = sys.argv[1], sys.argv[2], [int(n) for n in sys.argv[3].split()]
 OUT = sys.argv[4] if len(sys.argv) > 4 else "bench-scale.jsonl"
 HZ = os.sysconf("SC_CLK_TCK")
+FAILOVERS = int(os.environ.get("FAILOVERS", "3"))
 TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z")
 
 
@@ -113,6 +114,49 @@ class Figures(dict):
         super().__setitem__(k, v)
 
 
+def decided_at(log, height):
+    """(round, proposer) of `height` as this node decided it, or None."""
+    for line in open(log, errors="replace"):
+        m = re.search(rf"height={height} .*decided 0x\w+ round=(\d+) proposer=(\d+)", line)
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    return None
+
+
+def failover(nodes, logs, d, extra):
+    """Kills the producer right after a block, times the next block on another node and restarts the dead node:
+    (its index, ms, the round the next block was decided in)."""
+    n = len(nodes)
+    url = nodes[0]["rpc"]
+    while True:
+        e = rpc(url, "metis_currentEpoch")
+        signer = next(v["signer"] for v in rpc(url, "metis_validators") if v["id"] == e["producer"]).lower()
+        p = next(i for i, x in enumerate(nodes) if x["signer"].lower() == signer)
+        other = nodes[(p + 1) % n]["rpc"]
+        h = int(rpc(other, "eth_blockNumber"), 16)
+        wait("a block", 30, lambda: int(rpc(other, "eth_blockNumber"), 16) > h, every=0.005)
+        h = int(rpc(other, "eth_blockNumber"), 16)
+        now = rpc(other, "metis_currentEpoch")
+        # The next height is this producer's round 0 only inside its epoch (the last block may elect another).
+        if now["id"] == e["id"] and h + 1 < now["last_block"]:
+            break
+    t = time.monotonic()
+    os.kill(nodes[p]["pid"], signal.SIGKILL)
+    wait("the block after the failover", 60, lambda: int(rpc(other, "eth_blockNumber"), 16) > h, every=0.005)
+    ms = round((time.monotonic() - t) * 1000)
+    got = wait("the decision in the log", 10, lambda: decided_at(logs[(p + 1) % n], h + 1))
+    # Back as the devnet started it (the supervisor reports an exit, it does not restart), caught up.
+    restarted = subprocess.Popen([BIN, "node", "--config", nodes[p]["config"], "--passphrase-file",
+                                  os.path.join(d, "l2", "passphrase")], stdout=subprocess.DEVNULL,
+                                 stderr=open(logs[p], "a"), env={**os.environ, "RUST_LOG": "info"})
+    extra.append(restarted)
+    nodes[p] = {**nodes[p], "pid": restarted.pid}
+    head = int(rpc(other, "eth_blockNumber"), 16)
+    wait("the restarted node to catch up", 120,
+         lambda: int(rpc(nodes[p]["rpc"], "eth_blockNumber"), 16) >= head + 2, every=0.5)
+    return p, ms, got[0]
+
+
 def one_size(n, work, base_port, l1_port):
     d = os.path.join(work, f"n{n}")
     t0 = time.monotonic()
@@ -164,31 +208,29 @@ def one_size(n, work, base_port, l1_port):
         r["kblock_heights"] = len(full) // n
         r["kblock_decision_ms_p50"], r["kblock_decision_ms_p99"] = q(full, .5), q(full, .99)
 
+        # Heights that carry one transaction: one transfer a second (a block time), one per request.
+        t_one = utc_now()
+        bench(url, 20, 20, 1, 1)
+        one = [e for log in logs for (t, e) in decided(log, t_one) if t == 1]
+        r["one_tx_heights"] = len(one) // n
+        r["one_tx_decision_ms_p50"], r["one_tx_decision_ms_p99"] = q(one, .5), q(one, .99)
+
         # Batch signing, over everything so far (node 0's view).
         sig = [int(x) for x in re.findall(r"what=\"?batch\"? .*?latency_ms=(\d+)", open(logs[0], errors="replace").read())]
         r["batches_signed"] = len(sig)
         r["batch_sign_ms_p50"], r["batch_sign_ms_p99"] = q(sig, .5), q(sig, .99)
 
-        # Failover: kill -9 of the producer right after a block; the next block on another node.
-        producer = rpc(url, "metis_currentEpoch")["producer"]
-        signer = next(v["signer"] for v in rpc(url, "metis_validators") if v["id"] == producer).lower()
-        p = next(i for i, x in enumerate(nodes) if x["signer"].lower() == signer)
-        other = nodes[(p + 1) % n]["rpc"]
-        h = int(rpc(other, "eth_blockNumber"), 16)
-        wait("a block", 30, lambda: int(rpc(other, "eth_blockNumber"), 16) > h, every=0.005)
-        h = int(rpc(other, "eth_blockNumber"), 16)
-        t = time.monotonic()
-        os.kill(pids[p], signal.SIGKILL)
-        wait("the block after the failover", 60, lambda: int(rpc(other, "eth_blockNumber"), 16) > h, every=0.005)
-        r["failover_ms"] = round((time.monotonic() - t) * 1000)
-        # Back as the devnet started it (the supervisor reports an exit, it does not restart), caught up.
-        restarted = subprocess.Popen([BIN, "node", "--config", nodes[p]["config"], "--passphrase-file",
-                                      os.path.join(d, "l2", "passphrase")], stdout=subprocess.DEVNULL,
-                                     stderr=open(logs[p], "a"), env={**os.environ, "RUST_LOG": "info"})
-        extra.append(restarted)
-        head = int(rpc(other, "eth_blockNumber"), 16)
-        wait("the restarted node to catch up", 120,
-             lambda: int(rpc(nodes[p]["rpc"], "eth_blockNumber"), 16) >= head, every=0.5)
+        # Failover, FAILOVERS times: kill -9 of the producer right after a block whose successor is still in
+        # its epoch (so the dead node is the next height's round-0 proposer for sure); the next block on another
+        # node, and the round it was decided in there. The node is then restarted and caught up.
+        times, rounds = [], []
+        p = 0
+        for _ in range(FAILOVERS):
+            p, ms, rnd = failover(nodes, logs, d, extra)
+            times.append(ms)
+            rounds.append(rnd)
+        r["failover_ms"] = times
+        r["failover_round"] = rounds
 
         # One sequencer leaves through L1 (not the one just killed): the reshare among the rest.
         leaver = nodes[(p + 2) % n]

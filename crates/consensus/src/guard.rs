@@ -95,10 +95,78 @@ pub fn admit(last: Option<&Slot>, next: &Slot, what: &'static str) -> Result<boo
     }
 }
 
-/// The guard file: one [`Slot`], replaced atomically (temp file, fsync, rename, fsync of the directory).
+/// Bytes of one record: magic, the borsh [`Slot`] (49 bytes), a checksum, padding.
+const RECORD: usize = 64;
+const MAGIC: &[u8; 4] = b"MSG2";
+/// The file: two records, written in turn.
+const FILE_LEN: u64 = 2 * RECORD as u64;
+/// A slot's borsh encoding (8 + 8 + 1 + 32 bytes); an older guard file is exactly one.
+const SLOT_LEN: usize = 49;
+
+fn encode_record(slot: &Slot) -> [u8; RECORD] {
+    let mut r = [0u8; RECORD];
+    r[..4].copy_from_slice(MAGIC);
+    r[4..4 + SLOT_LEN].copy_from_slice(&slot_bytes(slot));
+    let sum = digest(b"guard-record", &r[..4 + SLOT_LEN]);
+    r[4 + SLOT_LEN..4 + SLOT_LEN + 8].copy_from_slice(&sum[..8]);
+    r
+}
+
+fn slot_bytes(slot: &Slot) -> [u8; SLOT_LEN] {
+    let mut b = [0u8; SLOT_LEN];
+    b[..8].copy_from_slice(&slot.height.to_le_bytes());
+    b[8..16].copy_from_slice(&slot.round.to_le_bytes());
+    b[16] = slot.step;
+    b[17..].copy_from_slice(&slot.digest);
+    b
+}
+
+/// The slot in a record, or `None` if the record is not whole (never written, or torn by a crash mid-write).
+fn decode_record(r: &[u8]) -> Option<Slot> {
+    if r.len() != RECORD || &r[..4] != MAGIC {
+        return None;
+    }
+    let sum = digest(b"guard-record", &r[..4 + SLOT_LEN]);
+    if r[4 + SLOT_LEN..4 + SLOT_LEN + 8] != sum[..8] {
+        return None;
+    }
+    Slot::try_from_slice(&r[4..4 + SLOT_LEN]).ok()
+}
+
+/// The last slot of a guard file's bytes: the newer of the two whole records; an older version's file (one bare
+/// slot) is read too. `Err` if nothing in it is a whole record.
+fn decode_file(bytes: &[u8]) -> Result<(Slot, usize), ()> {
+    if bytes.len() == SLOT_LEN {
+        return Slot::try_from_slice(bytes).map(|s| (s, 0)).map_err(|_| ());
+    }
+    if bytes.len() as u64 != FILE_LEN {
+        return Err(());
+    }
+    let a = decode_record(&bytes[..RECORD]);
+    let b = decode_record(&bytes[RECORD..]);
+    match (a, b) {
+        (Some(a), Some(b)) if b.key() > a.key() => Ok((b, 1)),
+        (Some(a), _) => Ok((a, 0)),
+        (None, Some(b)) => Ok((b, 1)),
+        (None, None) => Err(()),
+    }
+}
+
+/// The guard file: two fixed-size records, each new slot written over the older one in place and synced (one
+/// `fdatasync`, no new file, rename or directory sync on the path to every vote). A crash mid-write tears at most
+/// the record being written; the other still holds the slot before it, and the torn one's signature was never
+/// returned.
 pub struct SigningGuard {
     path: PathBuf,
-    last: Mutex<Option<Slot>>,
+    state: Mutex<GuardState>,
+}
+
+struct GuardState {
+    /// Open for writing in place once the file has its two records (after the first slot of a new guard).
+    file: Option<std::fs::File>,
+    last: Option<Slot>,
+    /// The record holding `last`; the next write goes to the other.
+    at: usize,
 }
 
 impl SigningGuard {
@@ -107,52 +175,99 @@ impl SigningGuard {
             path: path.to_path_buf(),
             source,
         };
-        let last = match std::fs::read(path) {
-            Ok(bytes) => Some(Slot::try_from_slice(&bytes).map_err(|_| GuardError::Corrupt(path.to_path_buf()))?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(e)),
-        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self {
+                    path: path.to_path_buf(),
+                    state: Mutex::new(GuardState {
+                        file: None,
+                        last: None,
+                        at: 0,
+                    }),
+                })
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let (last, mut at) = decode_file(&bytes).map_err(|()| GuardError::Corrupt(path.to_path_buf()))?;
+        if bytes.len() as u64 != FILE_LEN {
+            // An older version's file (one bare slot): laid out as two records once, replaced atomically.
+            replace(path, &layout(&last)).map_err(io)?;
+            at = 0;
+        }
+        let file = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
         Ok(Self {
             path: path.to_path_buf(),
-            last: Mutex::new(last),
+            state: Mutex::new(GuardState {
+                file: Some(file),
+                last: Some(last),
+                at,
+            }),
         })
     }
 
     /// The last slot signed, if any.
     pub fn last(&self) -> Option<Slot> {
-        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .last
     }
 
     /// Records `slot` durably if it may be signed; errors if it may not.
     pub fn check_and_record(&self, slot: Slot, what: &'static str) -> Result<(), GuardError> {
-        // A panic while holding the lock cannot leave a half-written record: the file is replaced atomically.
-        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if admit(last.as_ref(), &slot, what)? {
-            self.write(&slot)?;
-            *last = Some(slot);
+        // A panic while holding the lock leaves at most a torn record, which reads as the slot before it.
+        let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !admit(st.last.as_ref(), &slot, what)? {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    fn write(&self, slot: &Slot) -> Result<(), GuardError> {
-        use std::io::Write;
         let io = |source| GuardError::Io {
             path: self.path.clone(),
             source,
         };
-        let tmp = self.path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&borsh::to_vec(slot).map_err(io)?).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        match &st.file {
+            Some(file) => {
+                use std::os::unix::fs::FileExt;
+                let next = 1 - st.at;
+                file.write_all_at(&encode_record(&slot), (next * RECORD) as u64)
+                    .map_err(io)?;
+                file.sync_data().map_err(io)?;
+                st.at = next;
+            }
+            None => {
+                replace(&self.path, &layout(&slot)).map_err(io)?;
+                let file = std::fs::OpenOptions::new().write(true).open(&self.path).map_err(io)?;
+                st.file = Some(file);
+                st.at = 0;
+            }
         }
+        st.last = Some(slot);
         Ok(())
     }
+}
+
+/// A whole guard file holding `slot` in its first record (the second is not a record yet).
+fn layout(slot: &Slot) -> Vec<u8> {
+    let mut bytes = vec![0u8; FILE_LEN as usize];
+    bytes[..RECORD].copy_from_slice(&encode_record(slot));
+    bytes
+}
+
+/// Writes `path` whole and durably: temp file, fsync, rename, fsync of the directory.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+    }
+    Ok(())
 }
 
 fn digest(domain: &[u8], bytes: &[u8]) -> [u8; 32] {
@@ -261,6 +376,64 @@ mod tests {
             admit(Some(&last), &slot(4, 7, 3, 1), "precommit"),
             Err(GuardError::Behind { .. })
         ));
+    }
+
+    #[test]
+    fn records_are_written_in_turn_and_a_torn_one_reads_as_the_slot_before() {
+        let dir = std::env::temp_dir().join(format!("metis-guard-turn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("signing-guard");
+        let g = SigningGuard::open(&path).unwrap();
+        g.check_and_record(slot(3, 0, 1, 1), "proposal").unwrap();
+        g.check_and_record(slot(3, 0, 2, 1), "prevote").unwrap();
+        g.check_and_record(slot(3, 0, 3, 1), "precommit").unwrap();
+        drop(g);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, FILE_LEN);
+        assert_eq!(decode_record(&bytes[..RECORD]), Some(slot(3, 0, 3, 1)));
+        assert_eq!(decode_record(&bytes[RECORD..]), Some(slot(3, 0, 2, 1)));
+        // A crash while the newest record was written: the one before it holds.
+        let mut torn = bytes.clone();
+        torn[10] ^= 0xff;
+        std::fs::write(&path, &torn).unwrap();
+        let g = SigningGuard::open(&path).unwrap();
+        assert_eq!(g.last(), Some(slot(3, 0, 2, 1)));
+        // The next write goes over the torn record, never over the whole one.
+        g.check_and_record(slot(3, 1, 2, 4), "prevote").unwrap();
+        drop(g);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(decode_record(&bytes[..RECORD]), Some(slot(3, 1, 2, 4)));
+        assert_eq!(decode_record(&bytes[RECORD..]), Some(slot(3, 0, 2, 1)));
+        // Both records torn: refused, not read as "never signed".
+        let mut both = bytes.clone();
+        both[10] ^= 0xff;
+        both[RECORD + 10] ^= 0xff;
+        std::fs::write(&path, &both).unwrap();
+        assert!(matches!(SigningGuard::open(&path), Err(GuardError::Corrupt(_))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_older_versions_file_is_read_and_laid_out_again() {
+        let dir = std::env::temp_dir().join(format!("metis-guard-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("signing-guard");
+        let old = slot(7, 2, 3, 5);
+        assert_eq!(
+            borsh::to_vec(&old).unwrap(),
+            slot_bytes(&old).to_vec(),
+            "one encoding of a slot"
+        );
+        std::fs::write(&path, borsh::to_vec(&old).unwrap()).unwrap();
+        let g = SigningGuard::open(&path).unwrap();
+        assert_eq!(g.last(), Some(old));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), FILE_LEN);
+        assert!(g.check_and_record(slot(7, 2, 2, 5), "prevote").is_err());
+        g.check_and_record(slot(8, 0, 2, 5), "prevote").unwrap();
+        drop(g);
+        assert_eq!(SigningGuard::open(&path).unwrap().last(), Some(slot(8, 0, 2, 5)));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

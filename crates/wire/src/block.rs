@@ -246,11 +246,16 @@ fn recover_all(envelopes: Vec<TxEnvelope>, held: Vec<Option<RecoveredTx>>) -> Re
     let mut held = held;
     held.resize(envelopes.len(), None);
     let missing = held.iter().filter(|h| h.is_none()).count();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let recover = |index: usize, env: TxEnvelope| {
         RecoveredTx::from_envelope(env).map_err(|error| BlockDataError::Tx { index, error })
     };
-    if missing < PARALLEL_RECOVERY_MIN || threads < 2 {
+    // Asked only for a big remainder: the answer reads cgroup files, at every height otherwise.
+    let threads = if missing < PARALLEL_RECOVERY_MIN {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    if threads < 2 {
         return envelopes
             .into_iter()
             .zip(held)

@@ -40,11 +40,13 @@ async fn kills_and_an_older_data_dir_never_make_an_honest_node_equivocate() {
     let h = net.head(0).await.unwrap();
     net.wait_height(&all, h + 8, 60).await;
     net.kill(r);
-    // The guard file starts with the last signed height, little-endian.
     let guard = net.net_dir().join(format!("node{r}/keys/signing-guard"));
     let signed_height = || {
-        let b = std::fs::read(&guard).unwrap();
-        u64::from_le_bytes(b[..8].try_into().unwrap())
+        metis_consensus::guard::SigningGuard::open(&guard)
+            .expect("the guard reads")
+            .last()
+            .expect("a slot signed")
+            .height
     };
     let signed_before = signed_height();
     std::fs::remove_dir_all(&data).unwrap();
