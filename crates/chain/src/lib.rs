@@ -137,6 +137,20 @@ pub struct Chain {
     /// Started at first use (None: its threads could not be started; admission then runs on tokio's blocking
     /// threads).
     admission: std::sync::OnceLock<Option<admission::Admission>>,
+    /// Transactions from peers handed to admission and not yet through it (see [`Chain::admission_backlog`]).
+    backlog: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Counts a batch of transactions as waiting for admission until dropped.
+pub struct BacklogGuard {
+    count: Arc<std::sync::atomic::AtomicU64>,
+    n: u64,
+}
+
+impl Drop for BacklogGuard {
+    fn drop(&mut self) {
+        self.count.fetch_sub(self.n, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Chain {
@@ -161,6 +175,7 @@ impl Chain {
             last_commit: Mutex::new(None),
             pace: Mutex::new(VecDeque::new()),
             admission: std::sync::OnceLock::new(),
+            backlog: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
     }
 
@@ -183,6 +198,23 @@ impl Chain {
                 .await
                 .map_err(|_| admission::AdmissionError::Stopped),
         }
+    }
+
+    /// Counts `n` transactions from peers as received but not yet admitted, until the guard is dropped.
+    pub fn enter_admission(&self, n: usize) -> BacklogGuard {
+        let n = n as u64;
+        self.backlog.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        BacklogGuard {
+            count: self.backlog.clone(),
+            n,
+        }
+    }
+
+    /// Transactions this node has received from peers that admission has not got through yet. Under a burst,
+    /// gossip delivers faster than the low-priority admission threads admit, so the mempool alone understates
+    /// what the next block will carry; consensus adds these when it predicts how long a proposal takes to check.
+    pub fn admission_backlog(&self) -> u64 {
+        self.backlog.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The PoS ledger after the head block (replaced, not mutated, per block: readers keep the `Arc`).
@@ -501,6 +533,42 @@ mod tests {
         let block = backend.build_block(ctx, size * 4 + size / 2);
         assert_eq!(block.transactions.len(), 4);
         assert_eq!(backend.mempool().len(), 10, "cut transactions stay in the mempool");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Transactions handed to admission count as waiting until their job is done, also when it fails.
+    #[tokio::test]
+    async fn the_admission_backlog_counts_what_is_in_admission() {
+        let dir = std::env::temp_dir().join(format!("metis-chain-backlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spec = metis_execution::ChainSpec::dev(59902, &[], alloy_primitives::U256::ZERO);
+        let backend = Arc::new(Chain::new(Engine::open(&dir, spec).unwrap(), MempoolConfig::default()));
+        assert_eq!(backend.admission_backlog(), 0);
+        let a = backend.enter_admission(300);
+        let b = backend.enter_admission(20);
+        assert_eq!(backend.admission_backlog(), 320);
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let job = {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let _in = backend.enter_admission(5);
+                backend.in_admission(move |_| wait.recv().is_ok()).await
+            })
+        };
+        let counted = async {
+            while backend.admission_backlog() != 325 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), counted)
+            .await
+            .expect("the job's transactions counted");
+        drop(a);
+        assert_eq!(backend.admission_backlog(), 25);
+        go.send(()).unwrap();
+        assert!(job.await.unwrap().unwrap());
+        drop(b);
+        assert_eq!(backend.admission_backlog(), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,5 +1,6 @@
-//! Block execution with the state root: 10,000 signed transfers from 1,000 accounts in one block.
-//! `cargo bench -p metis-execution --bench execute`
+//! Block execution with the state root: 10,000 signed transfers from 1,000 accounts in one block; and one
+//! sender recovery (the floor of what every node spends per transaction). `cargo bench -p metis-execution --bench
+//! execute`
 
 mod common;
 
@@ -47,6 +48,17 @@ fn bench(c: &mut Criterion) {
         )
     });
     g.finish();
+    let envelope = txs[0].envelope.clone();
+    let mut r = c.benchmark_group("transaction");
+    r.throughput(Throughput::Elements(1));
+    r.bench_function("recover_sender", |b| {
+        b.iter_batched(
+            || envelope.clone(),
+            |e| RecoveredTx::from_envelope(e).map(|t| t.sender),
+            BatchSize::SmallInput,
+        )
+    });
+    r.finish();
 }
 
 criterion_group!(benches, bench);

@@ -682,6 +682,7 @@ struct Admitted {
 async fn admit(backend: &Arc<Chain>, txs: Vec<Vec<u8>>, max_invalid: Option<u32>) -> Result<Admitted, GossipError> {
     // Recovering thousands of senders is CPU work: on the low-priority admission threads, so consensus keeps
     // the CPU while a big frame is checked.
+    let _waiting = backend.enter_admission(txs.len());
     backend
         .in_admission(move |backend| admit_now(backend, &txs, max_invalid))
         .await

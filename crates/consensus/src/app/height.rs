@@ -10,6 +10,9 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+/// The least gas a transaction uses (a plain transfer).
+const MIN_TX_GAS: u64 = 21_000;
+
 impl App {
     /// Parameters of `height`, which starts at `start`. Pacing is done here, not by Malachite's target time:
     /// that counts from each node's own height start, so a node that once started late (or early) stays out
@@ -35,9 +38,11 @@ impl App {
     }
 
     /// The configured timeouts, with the propose timeout stretched for the block this height will likely carry
-    /// (see `pacing`): what the mempool holds plus as much again as arrived during the last height (the
-    /// proposer builds a little later and gossip reaches it first, so at the start of a burst this node's mempool
-    /// trails the block it will be asked to check), at least the last block's gas, at most the limit.
+    /// (see `pacing`): what the mempool holds, plus 21,000 gas (the least a transaction uses) for each
+    /// transaction gossip brought that admission has not got through yet, plus as much again as arrived during
+    /// the last height (the proposer builds a little later and gossip reaches it first, so at the start of a
+    /// burst this node's mempool trails the block it will be asked to check), at least the last block's gas, at
+    /// most the limit.
     fn propose_timeouts(&mut self) -> LinearTimeouts {
         let mut t = self.timing.timeouts;
         let (limit, last) = {
@@ -45,7 +50,8 @@ impl App {
             let head = engine.head();
             (head.gas_limit, head.gas_used)
         };
-        let pending = self.backend.mempool().gas_up_to(limit);
+        let waiting = self.backend.admission_backlog().saturating_mul(MIN_TX_GAS);
+        let pending = self.backend.mempool().gas_up_to(limit).saturating_add(waiting);
         let arrived = (pending + last).saturating_sub(self.pool_gas_at_start);
         self.pool_gas_at_start = pending;
         let gas = pending.saturating_add(arrived).max(last).min(limit);
