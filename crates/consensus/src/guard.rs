@@ -231,7 +231,7 @@ impl SigningGuard {
         match &st.file {
             Some(file) => {
                 use std::os::unix::fs::FileExt;
-                let next = 1 - st.at;
+                let next = if st.at == 0 { 1 } else { 0 };
                 file.write_all_at(&encode_record(&slot), (next * RECORD) as u64)
                     .map_err(io)?;
                 file.sync_data().map_err(io)?;

@@ -1,8 +1,11 @@
 //! Proposals this node built or found valid, kept on disk until their height is decided.
 //!
 //! Malachite's WAL records the proposed values (by hash) a node voted on; after a crash it replays them and may
-//! decide one of them without streaming it again. The block behind the hash must then still be here, so every
-//! proposal is written (and synced) before this node votes for it, and removed once its height is decided.
+//! decide one of them without streaming it again. The block behind the hash should then still be here, so every
+//! proposal's bytes are written and synced before this node votes for it, and removed once its height is
+//! decided. The rename that publishes the file is not followed by a directory sync (it would be one more sync
+//! on the path to every vote): a crash can lose it, and a decided block not held here is then fetched from
+//! peers by sync (`decide`: "not held here; restarting the height").
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use malachitebft_core_types::Round;
@@ -53,7 +56,7 @@ impl ProposalStore {
             .join(format!("{:020}-{}.bin", height.0, metis_wire::types::hex_str(&hash.0)))
     }
 
-    /// Writes one proposal durably (temp file, fsync, rename).
+    /// Writes one proposal (temp file, data synced, rename; see the module doc on the rename).
     pub fn put(&self, p: &StoredProposal) -> std::io::Result<()> {
         use std::io::Write;
         let path = self.path(p.height, &p.hash);
