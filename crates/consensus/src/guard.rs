@@ -103,22 +103,14 @@ const FILE_LEN: u64 = 2 * RECORD as u64;
 /// A slot's borsh encoding (8 + 8 + 1 + 32 bytes); an older guard file is exactly one.
 const SLOT_LEN: usize = 49;
 
-fn encode_record(slot: &Slot) -> [u8; RECORD] {
+fn encode_record(slot: &Slot) -> std::io::Result<[u8; RECORD]> {
     let mut r = [0u8; RECORD];
     r[..4].copy_from_slice(MAGIC);
-    r[4..4 + SLOT_LEN].copy_from_slice(&slot_bytes(slot));
+    // The slot's one encoding (borsh, as the older file held it), written into its fixed place.
+    slot.serialize(&mut &mut r[4..4 + SLOT_LEN])?;
     let sum = digest(b"guard-record", &r[..4 + SLOT_LEN]);
     r[4 + SLOT_LEN..4 + SLOT_LEN + 8].copy_from_slice(&sum[..8]);
-    r
-}
-
-fn slot_bytes(slot: &Slot) -> [u8; SLOT_LEN] {
-    let mut b = [0u8; SLOT_LEN];
-    b[..8].copy_from_slice(&slot.height.to_le_bytes());
-    b[8..16].copy_from_slice(&slot.round.to_le_bytes());
-    b[16] = slot.step;
-    b[17..].copy_from_slice(&slot.digest);
-    b
+    Ok(r)
 }
 
 /// The slot in a record, or `None` if the record is not whole (never written, or torn by a crash mid-write).
@@ -195,7 +187,7 @@ impl SigningGuard {
         let (last, mut at) = decode_file(&bytes).map_err(|()| GuardError::Corrupt(path.to_path_buf()))?;
         if bytes.len() as u64 != FILE_LEN {
             // An older version's file (one bare slot): laid out as two records once, replaced atomically.
-            replace(path, &layout(&last)).map_err(io)?;
+            replace(path, &layout(&last).map_err(io)?).map_err(io)?;
             at = 0;
         }
         let file = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
@@ -232,13 +224,13 @@ impl SigningGuard {
             Some(file) => {
                 use std::os::unix::fs::FileExt;
                 let next = if st.at == 0 { 1 } else { 0 };
-                file.write_all_at(&encode_record(&slot), (next * RECORD) as u64)
+                file.write_all_at(&encode_record(&slot).map_err(io)?, (next * RECORD) as u64)
                     .map_err(io)?;
                 file.sync_data().map_err(io)?;
                 st.at = next;
             }
             None => {
-                replace(&self.path, &layout(&slot)).map_err(io)?;
+                replace(&self.path, &layout(&slot).map_err(io)?).map_err(io)?;
                 let file = std::fs::OpenOptions::new().write(true).open(&self.path).map_err(io)?;
                 st.file = Some(file);
                 st.at = 0;
@@ -250,10 +242,10 @@ impl SigningGuard {
 }
 
 /// A whole guard file holding `slot` in its first record (the second is not a record yet).
-fn layout(slot: &Slot) -> Vec<u8> {
+fn layout(slot: &Slot) -> std::io::Result<Vec<u8>> {
     let mut bytes = vec![0u8; FILE_LEN as usize];
-    bytes[..RECORD].copy_from_slice(&encode_record(slot));
-    bytes
+    bytes[..RECORD].copy_from_slice(&encode_record(slot)?);
+    Ok(bytes)
 }
 
 /// Writes `path` whole and durably: temp file, fsync, rename, fsync of the directory.
@@ -422,7 +414,7 @@ mod tests {
         let old = slot(7, 2, 3, 5);
         assert_eq!(
             borsh::to_vec(&old).unwrap(),
-            slot_bytes(&old).to_vec(),
+            encode_record(&old).unwrap()[4..4 + SLOT_LEN].to_vec(),
             "one encoding of a slot"
         );
         std::fs::write(&path, borsh::to_vec(&old).unwrap()).unwrap();

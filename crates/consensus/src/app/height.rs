@@ -52,7 +52,7 @@ impl App {
         };
         let waiting = self.backend.admission_backlog().saturating_mul(MIN_TX_GAS);
         let pending = self.backend.mempool().gas_up_to(limit).saturating_add(waiting);
-        let arrived = (pending + last).saturating_sub(self.pool_gas_at_start);
+        let arrived = pending.saturating_add(last).saturating_sub(self.pool_gas_at_start);
         self.pool_gas_at_start = pending;
         let gas = pending.saturating_add(arrived).max(last).min(limit);
         t.propose = self.proposal_delay.propose_timeout(t.propose, gas);
