@@ -25,6 +25,9 @@ pub enum Fault {
     /// Publish 100 signed proposal streams a second for the next height, at rounds 0, 1, 2, ... 9,999 and again,
     /// each with a 64 KiB junk block.
     StreamFlood,
+    /// Drop every proposal stream received for the fault's heights, as if the links had lost them: the node
+    /// learns those blocks by sync, after the others have moved on.
+    MissProposals,
 }
 
 impl Fault {
@@ -44,9 +47,10 @@ impl std::str::FromStr for Fault {
             "double-propose" => Ok(Self::DoublePropose),
             "censor-commit" => Ok(Self::CensorCommit),
             "stream-flood" => Ok(Self::StreamFlood),
+            "miss-proposals" => Ok(Self::MissProposals),
             _ => Err(format!(
                 "unknown fault {s:?} (bad-state-root, foreign-tx, double-vote, double-propose, censor-commit, \
-                 stream-flood)"
+                 stream-flood, miss-proposals)"
             )),
         }
     }
@@ -112,7 +116,9 @@ pub fn apply(fault: Option<FaultSpec>, block: &mut ExecutedBlock, chain_id: u64)
             None
         }
         Fault::ForeignTx => foreign_tx(chain_id),
-        Fault::DoubleVote | Fault::DoublePropose | Fault::CensorCommit | Fault::StreamFlood => None,
+        Fault::DoubleVote | Fault::DoublePropose | Fault::CensorCommit | Fault::StreamFlood | Fault::MissProposals => {
+            None
+        }
     }
 }
 

@@ -6,12 +6,27 @@ use malachitebft_app_channel::app::types::core::{CommitCertificate, LinearTimeou
 use malachitebft_core_types::{VoteExtensionPolicy, VoteExtensions};
 use metis_wire::codec::WireCertificate;
 use metis_wire::types::{Height, MetisContext};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::debug;
 
 /// The least gas a transaction uses (a plain transfer).
 const MIN_TX_GAS: u64 = 21_000;
+
+/// How long Malachite collects precommits after deciding a height this node starts at `start`, given when the
+/// height's block is due (`due`: first broadcast by its proposer, as far as this node can tell): until three
+/// quarters of a block time after that, and never longer than three quarters of a block time. Malachite counts
+/// the window from each node's own height start, so a fixed window kept a node that started a height late (it
+/// had caught up a moment before) just as late at every height, and when its turn to propose came the others had
+/// timed it out (CI, 2026-12-07: a node 0.5 s behind for four heights cost its producer a round). Counted from
+/// the shared moment, a late node finalizes at once and starts the next height in step.
+fn collect_window(block_time: Duration, due: Option<Instant>, start: Instant) -> Duration {
+    let window = block_time.saturating_mul(3) / 4;
+    match due.and_then(|d| d.checked_add(window)) {
+        Some(end) => end.saturating_duration_since(start).min(window),
+        None => window,
+    }
+}
 
 impl App {
     /// Parameters of `height`, which starts at `start`. Pacing is done here, not by Malachite's target time:
@@ -21,14 +36,18 @@ impl App {
         let set = validator_set(&self.ledger)?;
         self.set = Some((height, set.clone()));
         self.height_started = Some(start);
-        // Malachite goes on collecting precommits after the decision until three quarters of a block time from
-        // the height's start, so the commit the next block carries holds the late ones too, not just the fastest
-        // quorum: downtime counts who is missing from it, and while a key round runs every precommit carries
-        // this node's key messages (possibly none). The pacing (`next_start`) still decides when the next height starts;
-        // a node catching up does not wait.
+        // Malachite goes on collecting precommits after the decision, so the commit the next block carries holds
+        // the late ones too, not just the fastest quorum: downtime counts who is missing from it, and while a key
+        // round runs every precommit carries this node's key messages (possibly none). The pacing (`next_start`)
+        // still decides when the next height starts; a node catching up does not wait.
         let keys = self.ledger.keys().running.is_some();
-        let collect = ((keys || self.ledger.params().downtime_window > 0) && !self.behind())
-            .then(|| self.timing.block_time.saturating_mul(3) / 4);
+        let collect = ((keys || self.ledger.params().downtime_window > 0) && !self.behind()).then(|| {
+            collect_window(
+                self.timing.block_time,
+                self.block_due(height),
+                start.max(Instant::now()),
+            )
+        });
         let policy = if keys {
             VoteExtensionPolicy::Required
         } else {
@@ -82,6 +101,34 @@ impl App {
         }
     }
 
+    /// When the pending start of `height`, scheduled for `at`, comes: at once if the height's first proposal
+    /// (round 0, from its scheduled proposer) is already here. The others are then under way with that height
+    /// while this node still waits on its own anchor (it had the last block late, from sync or after a late
+    /// start), and waiting would only make it later.
+    pub(super) fn start_time(&self, height: Height, at: Instant) -> Instant {
+        if self.first_proposal_received(height).is_some() {
+            at.min(Instant::now())
+        } else {
+            at
+        }
+    }
+
+    /// When the round-0 proposal of `height` (the height about to start) came, if it is already here.
+    fn first_proposal_received(&self, height: Height) -> Option<Instant> {
+        let (h, set) = self.set.as_ref()?;
+        (*h == height)
+            .then(|| self.inbound.future_received(height, 0, set.proposer(0).address))
+            .flatten()
+    }
+
+    /// When the block of `height` (about to start) is first broadcast, as far as this node can tell: when its
+    /// proposal came, if it is already here (this node is late); else one block time after this node first had
+    /// the block before it, when every node in step starts the height.
+    fn block_due(&self, height: Height) -> Option<Instant> {
+        self.first_proposal_received(height)
+            .or_else(|| self.last_decision?.checked_add(self.timing.block_time))
+    }
+
     /// The head is more than two block times (at least two seconds) old: this node is catching up.
     fn behind(&self) -> bool {
         let head_ts = self.backend.engine().head().timestamp;
@@ -91,7 +138,8 @@ impl App {
     /// Starts the height consensus is waiting for, now that its time has come.
     pub(super) fn start_pending(&mut self) -> Result<(), AppError> {
         if let Some((next, at, reply)) = self.pending_start.take() {
-            let params = self.params(next, at)?;
+            // Before `at` if the height's proposal came early (`start_time`).
+            let params = self.params(next, at.min(Instant::now()))?;
             let _ = reply.send(Next::Start(next, params));
         }
         Ok(())
@@ -126,5 +174,49 @@ impl App {
         self.set = Some((next, validator_set(&self.ledger)?));
         self.pending_start = Some((next, self.next_start(), reply));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::collect_window;
+    use std::time::{Duration, Instant};
+
+    const BLOCK: Duration = Duration::from_millis(1000);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A node in step (its height starts when the height's block is due) collects for three quarters of a
+    /// block time, as before; so does one that does not know when the block is due (it just started).
+    #[test]
+    fn a_node_in_step_collects_three_quarters_of_a_block_time() {
+        let due = Instant::now();
+        assert_eq!(collect_window(BLOCK, Some(due), due), ms(750));
+        assert_eq!(collect_window(BLOCK, Some(due), due + ms(10)), ms(740));
+        assert_eq!(collect_window(BLOCK, None, due), ms(750));
+    }
+
+    /// A node that starts a height late collects only until the window of the nodes in step ends, and not at
+    /// all once it has passed: its next height then starts with theirs.
+    #[test]
+    fn a_late_node_collects_only_until_the_shared_window_ends() {
+        let due = Instant::now();
+        assert_eq!(collect_window(BLOCK, Some(due), due + ms(500)), ms(250));
+        assert_eq!(collect_window(BLOCK, Some(due), due + ms(750)), Duration::ZERO);
+        assert_eq!(collect_window(BLOCK, Some(due), due + ms(1730)), Duration::ZERO);
+    }
+
+    /// Never longer than three quarters of a block time, whatever the due time says (a height started before
+    /// its block was due: a restart, a height started at once while catching up).
+    #[test]
+    fn the_window_is_never_longer_than_three_quarters_of_a_block_time() {
+        let start = Instant::now();
+        assert_eq!(collect_window(BLOCK, Some(start + ms(900)), start), ms(750));
+        assert_eq!(
+            collect_window(ms(250), Some(start + ms(100)), start),
+            Duration::from_micros(187_500)
+        );
     }
 }

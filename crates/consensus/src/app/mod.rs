@@ -498,7 +498,7 @@ impl App {
         let mut from_peers = self.evidence_from_peers.take();
         let mut flood = self.flood_interval();
         loop {
-            let start_at = self.pending_start.as_ref().map(|(_, at, _)| *at);
+            let start_at = self.pending_start.as_ref().map(|(h, at, _)| self.start_time(*h, *at));
             let msg = tokio::select! {
                 m = consensus.recv() => m,
                 _ = tokio::time::sleep_until(start_at.unwrap_or_else(Instant::now).into()), if start_at.is_some() => {

@@ -120,6 +120,11 @@ impl Inbound {
         self.future.remove(&(height, round, proposer))
     }
 
+    /// When the kept proposal of `proposer` for (height, round) came, if one is kept.
+    pub(super) fn future_received(&self, height: Height, round: u32, proposer: Address) -> Option<Instant> {
+        self.future.get(&(height, round, proposer)).map(|f| f.received)
+    }
+
     fn keep_future(&mut self, f: Future) {
         let key = (f.init.height, f.init.round.as_u32().unwrap_or(0), f.init.proposer);
         if self.future.len() < MAX_FUTURE || self.future.contains_key(&key) {
@@ -254,6 +259,14 @@ impl App {
 
     fn complete_stream(&mut self, s: PartialStream) -> Option<ProposedValue<MetisContext>> {
         let init = s.init?;
+        #[cfg(feature = "test-faults")]
+        if self
+            .fault
+            .is_some_and(|f| f.fault == crate::faults::Fault::MissProposals && f.at(init.height.0))
+        {
+            debug!(height = init.height.0, "FAULT: proposal stream dropped as if lost");
+            return None;
+        }
         let mut chunks = Vec::new();
         let mut sig = None;
         for (i, (_, p)) in s.parts.into_iter().enumerate() {

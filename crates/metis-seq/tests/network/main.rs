@@ -7,6 +7,7 @@ mod accountability;
 mod common;
 mod corrupt;
 mod hostile;
+mod pace;
 mod rpc_node;
 
 use alloy::primitives::{B256, U256};
