@@ -21,5 +21,7 @@ pub use engine::{Engine, EngineError};
 pub use executor::{build_block, execute_block, BlockContext, BlockError, BlockExecutor, ExecutedBlock};
 pub use genesis::{ChainSpec, GenesisError};
 pub use metis_storage::StateHistory;
-pub use state::{Account, AccountChange, BlockOverlay, Changeset, RootUpdate, StateSource, WorldState};
+pub use state::{
+    Account, AccountChange, BlockOverlay, Changeset, RootUpdate, SlotProof, StateProof, StateSource, WorldState,
+};
 pub use tx::{RecoveredTx, TxError};

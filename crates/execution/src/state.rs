@@ -6,6 +6,7 @@ use crate::genesis::{ChainSpec, KECCAK_EMPTY};
 use crate::trie::Trie;
 use alloy_primitives::{keccak256, Address, B256, U256};
 use alloy_rlp::{Encodable, RlpEncodable};
+use alloy_trie::EMPTY_ROOT_HASH;
 use imbl::HashMap;
 use revm::database_interface::{DBErrorMarker, Database, DatabaseCommit, DatabaseRef};
 use revm::primitives::AddressMap;
@@ -43,6 +44,23 @@ struct TrieAccountRlp {
     balance: U256,
     storage_root: B256,
     code_hash: B256,
+}
+
+/// Merkle proofs of one account and some of its storage slots ([`WorldState::proof`]): the encodings of the
+/// trie nodes on each key's path, root first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateProof {
+    pub account: Vec<Vec<u8>>,
+    /// The account's storage root (the empty root for an account without storage, or none).
+    pub storage_root: B256,
+    pub slots: Vec<SlotProof>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotProof {
+    pub slot: U256,
+    pub value: U256,
+    pub proof: Vec<Vec<u8>>,
 }
 
 /// The tries after a changeset, ready to be installed by [`WorldState::commit`].
@@ -116,6 +134,24 @@ impl WorldState {
             .and_then(|s| s.get(slot))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// The Merkle proofs of `address`'s account and of its storage `slots` (present or not), against this
+    /// state's root, as `eth_getProof` gives them.
+    pub fn proof(&self, address: &Address, slots: &[U256]) -> StateProof {
+        let storage = self.storage_tries.get(address);
+        StateProof {
+            account: self.account_trie.proof(&keccak256(address)),
+            storage_root: storage.map_or(EMPTY_ROOT_HASH, |t| t.clone().root()),
+            slots: slots
+                .iter()
+                .map(|slot| SlotProof {
+                    slot: *slot,
+                    value: self.storage_at(address, slot),
+                    proof: storage.map_or_else(|| Trie::new().proof(&slot_key(slot)), |t| t.proof(&slot_key(slot))),
+                })
+                .collect(),
+        }
     }
 
     pub fn code(&self, code_hash: &B256) -> Option<&Bytecode> {

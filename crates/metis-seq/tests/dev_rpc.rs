@@ -134,6 +134,74 @@ async fn transfers_erc20_logs_calls_and_reverts() {
     assert!(r.status());
     assert_eq!(token.balanceOf(to).call().await.unwrap(), U256::from(400));
 
+    // eth_getProof at the head: the token's account and `to`'s balance slot (OpenZeppelin's `_balances` is slot 0)
+    // verify against the block's state root, as a light client checks them.
+    let mut word = [0u8; 64];
+    word[12..32].copy_from_slice(to.as_slice());
+    let slot = alloy::primitives::keccak256(word);
+    let (n, proof) = wait_for(10, "a proof at the head", || async {
+        let n = provider.get_block_number().await.ok()?;
+        let p = provider
+            .get_proof(*token.address(), vec![slot])
+            .block_id(n.into())
+            .await
+            .ok()?;
+        Some((n, p))
+    })
+    .await;
+    let root = provider
+        .get_block_by_number(n.into())
+        .await
+        .unwrap()
+        .expect("the proof's block")
+        .header
+        .state_root;
+    let held = &proof.storage_proof[0];
+    assert_eq!(held.value, U256::from(400));
+    alloy_trie::proof::verify_proof(
+        proof.storage_hash,
+        alloy_trie::Nibbles::unpack(alloy::primitives::keccak256(slot)),
+        Some(alloy_rlp::encode(held.value)),
+        &held.proof,
+    )
+    .expect("the slot's proof verifies against the storage root");
+    #[derive(alloy_rlp::RlpEncodable)]
+    struct Leaf {
+        nonce: u64,
+        balance: U256,
+        storage_root: B256,
+        code_hash: B256,
+    }
+    let leaf = Leaf {
+        nonce: proof.nonce,
+        balance: proof.balance,
+        storage_root: proof.storage_hash,
+        code_hash: proof.code_hash,
+    };
+    alloy_trie::proof::verify_proof(
+        root,
+        alloy_trie::Nibbles::unpack(alloy::primitives::keccak256(token.address())),
+        Some(alloy_rlp::encode(leaf)),
+        &proof.account_proof,
+    )
+    .expect("the account's proof verifies against the block's state root");
+    // Older blocks and too many keys: clear errors.
+    let (_, msg) = rpc_error(
+        &provider,
+        "eth_getProof",
+        serde_json::json!([token.address(), [], "0x1"]),
+    )
+    .await;
+    assert!(msg.contains("latest block only"), "{msg}");
+    let keys: Vec<B256> = (0..1025u64).map(|k| B256::from(U256::from(k))).collect();
+    let (_, msg) = rpc_error(
+        &provider,
+        "eth_getProof",
+        serde_json::json!([token.address(), keys, "latest"]),
+    )
+    .await;
+    assert!(msg.contains("at most 1024"), "{msg}");
+
     // Transfer logs, by filter...
     let filter = Filter::new()
         .address(*token.address())

@@ -85,12 +85,79 @@ async fn genesis_state_root_matches_anvil() {
             "anvil kept genesis account {addr} as given"
         );
     }
-    let (_, over_anvil_state) = WorldState::genesis(&spec2);
+    let (state2, over_anvil_state) = WorldState::genesis(&spec2);
     assert_eq!(
         over_anvil_state, block1.header.state_root,
         "state root differs from anvil's over the same state"
     );
     let _ = ours;
+
+    // eth_getProof: our proofs over the same state are anvil's, node for node, for accounts with and without
+    // storage and code, an account that does not exist, and slots set and unset; and they verify.
+    use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
+    use alloy_trie::{proof::verify_proof, Nibbles};
+    /// An account as the state trie holds it.
+    #[derive(alloy_rlp::RlpEncodable)]
+    struct Leaf {
+        nonce: u64,
+        balance: U256,
+        storage_root: B256,
+        code_hash: B256,
+    }
+    let mut asked = 0;
+    for i in [1u64, 3, 4, 8, 12, 40, 77] {
+        let address = Address::from_word(B256::from(U256::from(i * 0x1111_1111)));
+        let slots: Vec<U256> = (0..4u64)
+            .map(|s| U256::from(s * 31 + 1))
+            .chain([U256::from(999)])
+            .collect();
+        let theirs = provider
+            .get_proof(address, slots.iter().map(|s| B256::from(*s)).collect())
+            .await
+            .unwrap();
+        let p = state2.proof(&address, &slots);
+        let nodes = |v: &[Vec<u8>]| -> Vec<Bytes> { v.iter().cloned().map(Bytes::from).collect() };
+        assert_eq!(nodes(&p.account), theirs.account_proof, "account proof of {address}");
+        assert_eq!(p.storage_root, theirs.storage_hash, "storage root of {address}");
+        for (mine, their) in p.slots.iter().zip(&theirs.storage_proof) {
+            assert_eq!(mine.value, their.value, "slot {} of {address}", mine.slot);
+            assert_eq!(
+                nodes(&mine.proof),
+                their.proof,
+                "proof of slot {} of {address}",
+                mine.slot
+            );
+            let expected = (!mine.value.is_zero()).then(|| alloy_rlp::encode(mine.value));
+            let key = Nibbles::unpack(keccak256(B256::from(mine.slot)));
+            verify_proof(p.storage_root, key, expected, &nodes(&mine.proof)).unwrap();
+            asked += 1;
+        }
+        let account = state2.account(&address);
+        // What the RPC answers for an account that does not exist (its code hash: empty code's), as anvil does.
+        let code_hash = account.map_or(alloy::primitives::KECCAK256_EMPTY, |a| a.code_hash);
+        assert_eq!(code_hash, theirs.code_hash, "code hash of {address}");
+        assert_eq!(
+            account.map_or(U256::ZERO, |a| a.balance),
+            theirs.balance,
+            "balance of {address}"
+        );
+        let leaf = account.map(|a| {
+            alloy_rlp::encode(Leaf {
+                nonce: a.nonce,
+                balance: a.balance,
+                storage_root: p.storage_root,
+                code_hash: a.code_hash,
+            })
+        });
+        verify_proof(
+            over_anvil_state,
+            Nibbles::unpack(keccak256(address)),
+            leaf,
+            &nodes(&p.account),
+        )
+        .unwrap();
+    }
+    assert_eq!(asked, 35);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

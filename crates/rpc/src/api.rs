@@ -5,7 +5,8 @@
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, Bytes, B256, U256, U64};
 use alloy_rpc_types_eth::{
-    state::StateOverride, Block, FeeHistory, Filter, Log, Transaction, TransactionReceipt, TransactionRequest,
+    state::StateOverride, Block, EIP1186AccountProofResponse, FeeHistory, Filter, Log, Transaction, TransactionReceipt,
+    TransactionRequest,
 };
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
@@ -53,6 +54,13 @@ pub trait EthApi {
     fn code(&self, address: Address, block: Option<BlockId>) -> RpcResult<Bytes>;
     #[method(name = "getStorageAt")]
     fn storage_at(&self, address: Address, slot: U256, block: Option<BlockId>) -> RpcResult<B256>;
+    #[method(name = "getProof")]
+    fn proof(
+        &self,
+        address: Address,
+        keys: Vec<U256>,
+        block: Option<BlockId>,
+    ) -> RpcResult<EIP1186AccountProofResponse>;
     #[method(name = "call", with_extensions)]
     async fn call(
         &self,

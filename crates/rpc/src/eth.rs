@@ -10,8 +10,8 @@ use alloy_consensus::{Header, Transaction as _, TxEnvelope};
 use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256, U64};
 use alloy_rpc_types_eth::{
-    state::StateOverride, Block, FeeHistory, Filter, FilterBlockOption, Log as RpcLog, Transaction as RpcTransaction,
-    TransactionReceipt, TransactionRequest,
+    state::StateOverride, Block, EIP1186AccountProofResponse, EIP1186StorageProof, FeeHistory, Filter,
+    FilterBlockOption, Log as RpcLog, Transaction as RpcTransaction, TransactionReceipt, TransactionRequest,
 };
 use jsonrpsee::core::SubscriptionResult;
 use jsonrpsee::types::ErrorObjectOwned;
@@ -19,6 +19,7 @@ use jsonrpsee::{Extensions, PendingSubscriptionSink, RpcModule};
 use metis_chain::{Chain, HeadView};
 use metis_execution::call::{self, AccountOverride, CallOutcome};
 use metis_execution::executor::{next_base_fee, BlockContext};
+use metis_execution::genesis::KECCAK_EMPTY;
 use metis_execution::RecoveredTx;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,6 +57,9 @@ impl Default for RpcLimits {
 
 /// Default tip suggestion when recent blocks say nothing (as geth and anvil: 1 gwei).
 pub const DEFAULT_TIP: u128 = 1_000_000_000;
+
+/// Most storage keys one eth_getProof proves (each is a walk of the account's storage trie).
+pub const MAX_PROOF_KEYS: usize = 1024;
 
 pub struct Ctx {
     pub backend: Arc<Chain>,
@@ -778,6 +782,50 @@ impl EthApiServer for EthRpc {
         let view = self.0.backend.view();
         let at = state_for(&view, block)?;
         Ok(B256::from(at.storage(&view, &address, &slot)?))
+    }
+
+    fn proof(
+        &self,
+        address: Address,
+        keys: Vec<U256>,
+        block: Option<BlockId>,
+    ) -> RpcResult<EIP1186AccountProofResponse> {
+        if keys.len() > MAX_PROOF_KEYS {
+            return Err(limit_exceeded(format!(
+                "{} storage keys asked for; at most {MAX_PROOF_KEYS} per call",
+                keys.len()
+            )));
+        }
+        let view = self.0.backend.view();
+        let n = resolve(&view, block.unwrap_or(BlockId::latest()))?.ok_or_else(|| not_found("block not found"))?;
+        let head = view.head().number;
+        // The tries are kept for the head only; older state is kept as values (enough for calls, not proofs).
+        if n != head {
+            return Err(server_error(format!(
+                "proofs are served for the latest block only (block {head}); block {n} is older"
+            )));
+        }
+        let state = view.state();
+        let p = state.proof(&address, &keys);
+        let account = state.account(&address);
+        let bytes = |nodes: Vec<Vec<u8>>| nodes.into_iter().map(Bytes::from).collect();
+        Ok(EIP1186AccountProofResponse {
+            address,
+            balance: account.map_or(U256::ZERO, |a| a.balance),
+            code_hash: account.map_or(KECCAK_EMPTY, |a| a.code_hash),
+            nonce: account.map_or(0, |a| a.nonce),
+            storage_hash: p.storage_root,
+            account_proof: bytes(p.account),
+            storage_proof: p
+                .slots
+                .into_iter()
+                .map(|s| EIP1186StorageProof {
+                    key: B256::from(s.slot).into(),
+                    value: s.value,
+                    proof: bytes(s.proof),
+                })
+                .collect(),
+        })
     }
 
     async fn call(
