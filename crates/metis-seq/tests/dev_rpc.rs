@@ -165,23 +165,11 @@ async fn transfers_erc20_logs_calls_and_reverts() {
         &held.proof,
     )
     .expect("the slot's proof verifies against the storage root");
-    #[derive(alloy_rlp::RlpEncodable)]
-    struct Leaf {
-        nonce: u64,
-        balance: U256,
-        storage_root: B256,
-        code_hash: B256,
-    }
-    let leaf = Leaf {
-        nonce: proof.nonce,
-        balance: proof.balance,
-        storage_root: proof.storage_hash,
-        code_hash: proof.code_hash,
-    };
+    let leaf = metis_testkit::trie_account(proof.nonce, proof.balance, proof.storage_hash, proof.code_hash);
     alloy_trie::proof::verify_proof(
         root,
         alloy_trie::Nibbles::unpack(alloy::primitives::keccak256(token.address())),
-        Some(alloy_rlp::encode(leaf)),
+        Some(leaf),
         &proof.account_proof,
     )
     .expect("the account's proof verifies against the block's state root");

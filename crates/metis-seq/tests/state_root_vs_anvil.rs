@@ -96,14 +96,6 @@ async fn genesis_state_root_matches_anvil() {
     // storage and code, an account that does not exist, and slots set and unset; and they verify.
     use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
     use alloy_trie::{proof::verify_proof, Nibbles};
-    /// An account as the state trie holds it.
-    #[derive(alloy_rlp::RlpEncodable)]
-    struct Leaf {
-        nonce: u64,
-        balance: U256,
-        storage_root: B256,
-        code_hash: B256,
-    }
     let mut asked = 0;
     for i in [1u64, 3, 4, 8, 12, 40, 77] {
         let address = Address::from_word(B256::from(U256::from(i * 0x1111_1111)));
@@ -141,14 +133,7 @@ async fn genesis_state_root_matches_anvil() {
             theirs.balance,
             "balance of {address}"
         );
-        let leaf = account.map(|a| {
-            alloy_rlp::encode(Leaf {
-                nonce: a.nonce,
-                balance: a.balance,
-                storage_root: p.storage_root,
-                code_hash: a.code_hash,
-            })
-        });
+        let leaf = account.map(|a| metis_testkit::trie_account(a.nonce, a.balance, p.storage_root, a.code_hash));
         verify_proof(
             over_anvil_state,
             Nibbles::unpack(keccak256(address)),

@@ -30,6 +30,29 @@ use rand::{rngs::StdRng, SeedableRng};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 
+/// An account as Ethereum's state trie holds it (the RLP list of nonce, balance, storage root, code hash), encoded
+/// here independently of the node's own code: what a light client checks an `eth_getProof` account proof against.
+pub fn trie_account(
+    nonce: u64,
+    balance: alloy::primitives::U256,
+    storage_root: alloy::primitives::B256,
+    code_hash: alloy::primitives::B256,
+) -> Vec<u8> {
+    #[derive(alloy_rlp::RlpEncodable)]
+    struct Leaf {
+        nonce: u64,
+        balance: alloy::primitives::U256,
+        storage_root: alloy::primitives::B256,
+        code_hash: alloy::primitives::B256,
+    }
+    alloy_rlp::encode(Leaf {
+        nonce,
+        balance,
+        storage_root,
+        code_hash,
+    })
+}
+
 /// The `metis-seq` binary the tests run: `METIS_SEQ_BIN`, or the one cargo built beside the running test
 /// (`target/<profile>/metis-seq`, where `CARGO_BIN_EXE_metis-seq` points).
 pub fn metis_seq_bin() -> PathBuf {
